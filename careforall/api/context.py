@@ -1,0 +1,80 @@
+"""The per-request GraphQL context and the Starlette view that builds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from careforall.api.loaders import Loaders
+from careforall.domain.errors import Unauthenticated
+from careforall.domain.rules import Principal
+from careforall.outbox.broadcaster import Broadcaster
+from careforall.services.auth import principal_from_token
+from careforall.services.runtime import Runtime
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Response | None
+    runtime: Runtime
+    broadcaster: Broadcaster[Any]
+    token: str | None = None
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.runtime.db)
+
+    @cached_property
+    def _principal(self) -> Principal | Unauthenticated | None:
+        if self.token is None:
+            return None
+        try:
+            return principal_from_token(self.runtime.keys, self.token)
+        except Unauthenticated as exc:
+            return exc
+
+    @property
+    def principal(self) -> Principal | None:
+        """The caller; a token that was sent but is not valid is refused."""
+        value = self._principal
+        if isinstance(value, Unauthenticated):
+            raise value
+        return value
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Reads the app's runtime (made in the lifespan) for each request."""
+
+    def __init__(self, broadcaster: Broadcaster[Any], **kwargs: Any) -> None:
+        from careforall.api.schema import schema
+
+        super().__init__(schema, **kwargs)
+        self.broadcaster = broadcaster
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket | None = None
+    ) -> Context:
+        token = bearer_token(request.headers.get("authorization"))
+        return Context(
+            request=request,
+            response=response if isinstance(response, Response) else None,
+            runtime=request.app.state.runtime,
+            broadcaster=self.broadcaster,
+            token=token,
+        )

@@ -1,0 +1,79 @@
+"""Error codes for clients: DomainError -> `extensions.code`; everything else masked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from careforall import metrics
+from careforall.domain.errors import DomainError, RateLimited
+
+log = logging.getLogger("careforall.api")
+
+INTERNAL_MESSAGE = "Something went wrong on our side; nothing was changed. Try again."
+
+
+def _with_code(error: GraphQLError, code: str, message: str | None = None, **extra: object) -> GraphQLError:
+    return GraphQLError(
+        message=message if message is not None else error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={"code": code, **extra},
+    )
+
+
+def classify(error: GraphQLError, phase: str) -> GraphQLError:
+    """The client's view of one error, given the phase it came from."""
+    original = error.original_error
+    if isinstance(original, RateLimited):
+        return _with_code(
+            error, original.code, original.message, retryAfterSeconds=original.retry_after_seconds
+        )
+    if isinstance(original, DomainError):
+        return _with_code(error, original.code, original.message)
+    if original is not None:
+        log.error("unexpected error in resolver", exc_info=original)
+        return _with_code(error, "INTERNAL_SERVER_ERROR", INTERNAL_MESSAGE)
+    if error.extensions and "code" in error.extensions:
+        return error
+    if phase == "parse":
+        return _with_code(error, "GRAPHQL_PARSE_FAILED")
+    if phase == "validate":
+        return _with_code(error, "GRAPHQL_VALIDATION_FAILED")
+    # Raised by graphql-core itself while executing: bad variable values.
+    return _with_code(error, "BAD_USER_INPUT")
+
+
+class ErrorCodes(SchemaExtension):
+    """Gives every error a contract code and masks anything unexpected."""
+
+    phase = "parse"
+
+    def on_parse(self) -> Iterator[None]:
+        self.phase = "parse"
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.phase = "validate"
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        self.phase = "execute"
+        yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is None or not errors:
+            return
+        classified = [classify(error, self.phase) for error in errors]
+        for error in classified:
+            metrics.GRAPHQL_ERRORS.labels(str((error.extensions or {}).get("code"))).inc()
+        result.errors = classified

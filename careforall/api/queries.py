@@ -1,0 +1,72 @@
+"""Query resolvers: parse, call one service, map."""
+
+from __future__ import annotations
+
+import strawberry
+
+from careforall.api.pagination import CampaignConnection, PledgeConnection
+from careforall.api.types import Campaign, CampaignStatus, CampaignTotals, Info, Pledge, User
+from careforall.domain import states
+from careforall.domain.errors import Unauthenticated
+from careforall.services import auth, campaigns, pledges
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Null when anonymous or not signed in.")
+    def me(self, info: Info) -> User | None:
+        principal = info.context.principal
+        if principal is None or not principal.is_user:
+            return None
+        with info.context.runtime.db.read() as session:
+            user = auth.get_user(session, principal.id)
+        if user is None:
+            raise Unauthenticated("This account no longer exists; sign in again.")
+        return User.from_model(user)
+
+    @strawberry.field
+    def campaigns(
+        self,
+        info: Info,
+        first: int | None = 20,
+        after: str | None = None,
+        status: CampaignStatus | None = None,
+    ) -> CampaignConnection:
+        with info.context.runtime.db.read() as session:
+            page = campaigns.list_campaigns(
+                session,
+                first=20 if first is None else first,
+                after=after,
+                status=states.CampaignStatus(status) if status is not None else None,
+            )
+        return CampaignConnection.from_page(page)
+
+    @strawberry.field
+    def campaign(self, info: Info, id: strawberry.ID) -> Campaign | None:
+        with info.context.runtime.db.read() as session:
+            row = campaigns.get_campaign(session, str(id))
+        return Campaign.from_model(row) if row is not None else None
+
+    @strawberry.field
+    def campaign_totals(self, info: Info, campaign_id: strawberry.ID) -> CampaignTotals | None:
+        with info.context.runtime.db.read() as session:
+            row = campaigns.get_totals(session, str(campaign_id))
+        return CampaignTotals.from_model(row) if row is not None else None
+
+    @strawberry.field(description="For its donor (user or anonymous session) or an admin.")
+    def pledge(self, info: Info, id: strawberry.ID) -> Pledge | None:
+        principal = info.context.principal
+        with info.context.runtime.db.read() as session:
+            row = pledges.get_pledge(session, principal=principal, pledge_id=str(id))
+        return Pledge.from_model(row) if row is not None else None
+
+    @strawberry.field(description="The caller's pledges, newest first; users and anonymous sessions.")
+    def my_donations(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> PledgeConnection:
+        principal = info.context.principal
+        with info.context.runtime.db.read() as session:
+            page = pledges.my_donations(
+                session, principal=principal, first=20 if first is None else first, after=after
+            )
+        return PledgeConnection.from_page(page)

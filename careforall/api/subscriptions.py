@@ -1,0 +1,41 @@
+"""Subscriptions: live campaign totals from the in-process broadcaster."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from careforall import metrics
+from careforall.api.types import CampaignTotals, Info
+from careforall.domain.errors import NotFound
+from careforall.services import campaigns
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The current totals at once, then each change of them."
+    )
+    async def campaign_totals(
+        self, info: Info, campaign_id: strawberry.ID
+    ) -> AsyncGenerator[CampaignTotals, None]:
+        ctx = info.context
+        # Subscribe before reading, so no change falls between the two.
+        async with ctx.broadcaster.subscribe(str(campaign_id)) as subscriber:
+            with ctx.runtime.db.read() as session:
+                row = campaigns.get_totals(session, str(campaign_id))
+            if row is None:
+                raise NotFound("There is no campaign with that id.")
+            metrics.SUBSCRIPTIONS_OPEN.inc()
+            try:
+                last = row.updated_at, row.raised_cents, row.pledge_count
+                yield CampaignTotals.from_model(row)
+                while True:
+                    row = await subscriber.next()
+                    current = row.updated_at, row.raised_cents, row.pledge_count
+                    if current != last:
+                        last = current
+                        yield CampaignTotals.from_model(row)
+            finally:
+                metrics.SUBSCRIPTIONS_OPEN.dec()

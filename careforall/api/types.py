@@ -1,0 +1,173 @@
+"""GraphQL output types, each built from its row with `from_model`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+import strawberry
+
+from careforall import models
+from careforall.api.context import Context
+from careforall.domain import states
+from careforall.services.campaigns import accepting_pledges
+
+Role = strawberry.enum(states.Role, name="Role")
+CampaignStatus = strawberry.enum(states.CampaignStatus, name="CampaignStatus")
+PledgeStatus = strawberry.enum(states.PledgeStatus, name="PledgeStatus")
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    email: str
+    name: str
+    role: Role
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.User) -> User:
+        return cls(
+            id=strawberry.ID(row.id),
+            email=row.email,
+            name=row.name,
+            role=states.Role(row.role),
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type(description="What anyone may see of a person.")
+class PublicProfile:
+    id: strawberry.ID
+    name: str
+
+
+@strawberry.type
+class AuthPayload:
+    token: str
+    user: User | None
+    anonymous: bool
+
+
+@strawberry.type
+class CampaignTotals:
+    campaign_id: strawberry.ID
+    raised_cents: int
+    pledge_count: int
+    updated_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.CampaignTotals) -> CampaignTotals:
+        return cls(
+            campaign_id=strawberry.ID(row.campaign_id),
+            raised_cents=row.raised_cents,
+            pledge_count=row.pledge_count,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type
+class Campaign:
+    id: strawberry.ID
+    title: str
+    description: str
+    category: str
+    goal_cents: int
+    currency: str
+    status: CampaignStatus
+    ends_at: datetime | None
+    created_at: datetime
+    accepting_pledges: bool = strawberry.field(
+        description="True while the campaign takes donations (ACTIVE and not ended)."
+    )
+    row: strawberry.Private[models.Campaign]
+
+    @classmethod
+    def from_model(cls, row: models.Campaign) -> Campaign:
+        return cls(
+            id=strawberry.ID(row.id),
+            title=row.title,
+            description=row.description,
+            category=row.category,
+            goal_cents=row.goal_cents,
+            currency=row.currency,
+            status=states.CampaignStatus(row.status),
+            ends_at=row.ends_at,
+            created_at=row.created_at,
+            accepting_pledges=accepting_pledges(row),
+            row=row,
+        )
+
+    @strawberry.field(description="The organiser: never a User, an email is not public.")
+    async def owner(self, info: Info) -> PublicProfile:
+        user = await info.context.loaders.users.load(self.row.owner_id)
+        name = user.name if user is not None else "Former user"
+        return PublicProfile(id=strawberry.ID(self.row.owner_id), name=name)
+
+    @strawberry.field
+    async def totals(self, info: Info) -> CampaignTotals:
+        row = await info.context.loaders.totals.load(self.row.id)
+        if row is None:  # created before its totals row: count as empty
+            row = models.CampaignTotals(campaign_id=self.row.id, updated_at=self.row.created_at)
+        return CampaignTotals.from_model(row)
+
+
+@strawberry.type
+class PledgeTransition:
+    from_status: PledgeStatus | None
+    to_status: PledgeStatus
+    at: datetime
+    source: str
+
+    @classmethod
+    def from_model(cls, row: models.PledgeTransition) -> PledgeTransition:
+        return cls(
+            from_status=states.PledgeStatus(row.from_status) if row.from_status else None,
+            to_status=states.PledgeStatus(row.to_status),
+            at=row.at,
+            source=row.source,
+        )
+
+
+@strawberry.type
+class Pledge:
+    id: strawberry.ID
+    amount_cents: int
+    currency: str
+    status: PledgeStatus
+    idempotency_key: str
+    donor_name: str | None
+    message: str | None
+    failure_reason: str | None = strawberry.field(
+        description="Why the payment failed, in words a donor understands."
+    )
+    created_at: datetime
+    updated_at: datetime
+    row: strawberry.Private[models.Pledge]
+
+    @classmethod
+    def from_model(cls, row: models.Pledge) -> Pledge:
+        return cls(
+            id=strawberry.ID(row.id),
+            amount_cents=row.amount_cents,
+            currency=row.currency,
+            status=states.PledgeStatus(row.status),
+            idempotency_key=row.idempotency_key,
+            donor_name=row.donor_name,
+            message=row.message,
+            failure_reason=row.failure_reason,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            row=row,
+        )
+
+    @strawberry.field
+    async def campaign(self, info: Info) -> Campaign:
+        row = await info.context.loaders.campaigns.load(self.row.campaign_id)
+        assert row is not None  # a foreign key guarantees it
+        return Campaign.from_model(row)
+
+    @strawberry.field
+    async def history(self, info: Info) -> list[PledgeTransition]:
+        rows = await info.context.loaders.history.load(self.row.id)
+        return [PledgeTransition.from_model(r) for r in rows]

@@ -1,0 +1,119 @@
+"""create_app(settings) -> Starlette: routes, middleware and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from careforall.api.context import GraphQLView
+from careforall.db import Database, make_engine, web_dir
+from careforall.endpoints.health import healthz, readyz
+from careforall.endpoints.webhooks import payments_webhook
+from careforall.metrics import metrics_endpoint
+from careforall.middleware import RequestMetrics
+from careforall.models import CampaignTotals
+from careforall.outbox.broadcaster import Broadcaster
+from careforall.outbox.dispatcher import Dispatcher
+from careforall.outbox.handlers import HandlerContext
+from careforall.payments.sender import WebhookSender
+from careforall.payments.simulated import SimulatedProvider
+from careforall.services import auth, totals
+from careforall.services.auth import TokenKeys
+from careforall.services.runtime import Runtime
+from careforall.services.secrets import kept_secret
+from careforall.services.unit_of_work import UnitOfWork
+from careforall.settings import Settings
+
+log = logging.getLogger("careforall")
+
+
+def _start_runtime(settings: Settings, db: Database, provider: SimulatedProvider) -> Runtime:
+    """Blocking start-up work: secrets, the admin, and totals repaired."""
+    jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
+    webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
+    if settings.admin_email and settings.admin_password:
+        auth.ensure_admin(
+            UnitOfWork(db), email=settings.admin_email, password=settings.admin_password
+        )
+    drifts = totals.reconcile(UnitOfWork(db))
+    if drifts:
+        log.warning("totals repaired at start", extra={"campaigns": len(drifts)})
+    keys = TokenKeys(
+        secret=jwt_secret,
+        user_ttl=timedelta(hours=settings.user_token_hours),
+        anonymous_ttl=timedelta(days=settings.anonymous_token_days),
+    )
+    return Runtime(
+        settings=settings, db=db, keys=keys, provider=provider, webhook_secret=webhook_secret
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    broadcaster: Broadcaster[CampaignTotals] = Broadcaster()
+    graphql = GraphQLView(broadcaster=broadcaster)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(make_engine(settings))
+        sender_ref: list[WebhookSender] = []
+        provider = SimulatedProvider(db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None)
+        runtime = await asyncio.to_thread(_start_runtime, settings, db, provider)
+        dispatcher = Dispatcher(
+            HandlerContext(db=db, settings=settings, provider=provider), broadcaster
+        )
+        db.on_commit(dispatcher.wake)
+
+        def client() -> httpx.AsyncClient:
+            if settings.provider_webhook_url:
+                return httpx.AsyncClient(timeout=10.0)
+            # No socket (tests with an in-process client): post into the app itself.
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://careforall.local"
+            )
+
+        sender = WebhookSender(
+            db,
+            secret=runtime.webhook_secret,
+            url=settings.provider_webhook_url or "http://careforall.local/webhooks/payments",
+            client_factory=client,
+            base_delay=settings.webhook_retry_base_delay,
+        )
+        sender_ref.append(sender)
+        app.state.runtime = runtime
+        app.state.dispatcher = dispatcher
+        app.state.sender = sender
+        app.state.broadcaster = broadcaster
+        tasks = [
+            asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
+            asyncio.create_task(sender.run(), name="webhook-sender"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            db.dispose()
+
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/webhooks/payments", payments_webhook, methods=["POST"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(RequestMetrics)], lifespan=lifespan)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,1 @@
+"""The domain: states, money, events and errors, free of I/O."""

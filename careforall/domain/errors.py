@@ -1,0 +1,61 @@
+"""Domain errors, one class per error code of the public contract."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A refusal a client should see: `code` is the contract's error code."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+
+
+class NotFound(DomainError):
+    code = "NOT_FOUND"
+
+
+class BadUserInput(DomainError):
+    code = "BAD_USER_INPUT"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class InvalidTransition(DomainError):
+    code = "INVALID_TRANSITION"
+
+
+class CampaignNotActive(DomainError):
+    code = "CAMPAIGN_NOT_ACTIVE"
+
+
+class RateLimited(DomainError):
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+ERROR_CODES = (
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "BAD_USER_INPUT",
+    "IDEMPOTENCY_KEY_REUSED",
+    "INVALID_TRANSITION",
+    "CAMPAIGN_NOT_ACTIVE",
+    "RATE_LIMITED",
+)

@@ -1,0 +1,87 @@
+"""Domain events: what happened, written to the outbox in the same commit.
+
+Each event is a frozen dataclass; `EVENT_TYPES` maps the name stored in the
+outbox row back to its class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, ClassVar
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    name: ClassVar[str] = "Event"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignCreated(Event):
+    name: ClassVar[str] = "CampaignCreated"
+    campaign_id: str
+    owner_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignStatusChanged(Event):
+    name: ClassVar[str] = "CampaignStatusChanged"
+    campaign_id: str
+    from_status: str
+    to_status: str
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PledgeCreated(Event):
+    name: ClassVar[str] = "PledgeCreated"
+    pledge_id: str
+    campaign_id: str
+    amount_cents: int
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PledgeStatusChanged(Event):
+    name: ClassVar[str] = "PledgeStatusChanged"
+    pledge_id: str
+    campaign_id: str
+    amount_cents: int
+    currency: str
+    from_status: str
+    to_status: str
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PledgesClaimed(Event):
+    """An anonymous session's pledges moved to an account."""
+
+    name: ClassVar[str] = "PledgesClaimed"
+    user_id: str
+    session_id: str
+    pledge_ids: tuple[str, ...]
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.name: cls
+    for cls in (
+        CampaignCreated,
+        CampaignStatusChanged,
+        PledgeCreated,
+        PledgeStatusChanged,
+        PledgesClaimed,
+    )
+}
+
+
+def load_event(name: str, payload: str) -> Event:
+    """Rebuild an event from its outbox row."""
+    data: dict[str, Any] = json.loads(payload)
+    cls = EVENT_TYPES[name]
+    if cls is PledgesClaimed:
+        data["pledge_ids"] = tuple(data["pledge_ids"])
+    return cls(**data)

@@ -1,0 +1,61 @@
+"""Money rules: integer minor units and ISO-4217 currency codes."""
+
+from __future__ import annotations
+
+from careforall.domain.errors import BadUserInput
+
+MIN_PLEDGE_CENTS = 1
+MAX_PLEDGE_CENTS = 100_000_000
+MAX_GOAL_CENTS = 2_000_000_000  # fits GraphQL's 32-bit Int
+
+# Active ISO-4217 codes. Kept inline so validation needs no locale data.
+ISO_4217 = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL
+    BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP
+    ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR
+    IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL
+    LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR
+    NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD
+    SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX
+    USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+    """.split()
+)
+
+
+def check_currency(code: str) -> str:
+    """Return the code if it is an ISO-4217 currency; refuse anything else."""
+    if code not in ISO_4217:
+        raise BadUserInput(
+            f"'{code[:10]}' is not a currency code; use a three-letter ISO-4217 "
+            "code such as USD or EUR."
+        )
+    return code
+
+
+def check_pledge_amount(amount_cents: int) -> int:
+    """A pledge is 1 to 100,000,000 minor units."""
+    if not MIN_PLEDGE_CENTS <= amount_cents <= MAX_PLEDGE_CENTS:
+        raise BadUserInput(
+            "amountCents must be a whole number of minor units from "
+            f"{MIN_PLEDGE_CENTS} to {MAX_PLEDGE_CENTS:,} (1,000,000.00)."
+        )
+    return amount_cents
+
+
+def check_goal(goal_cents: int) -> int:
+    """A campaign's goal is positive and fits a 32-bit integer."""
+    if not 1 <= goal_cents <= MAX_GOAL_CENTS:
+        raise BadUserInput(
+            f"goalCents must be a whole number from 1 to {MAX_GOAL_CENTS:,}."
+        )
+    return goal_cents
+
+
+def check_same_currency(pledge_currency: str, campaign_currency: str) -> None:
+    """A pledge is made in its campaign's currency."""
+    if pledge_currency != campaign_currency:
+        raise BadUserInput(
+            f"This campaign takes donations in {campaign_currency}, "
+            f"not {pledge_currency}."
+        )

@@ -1,0 +1,157 @@
+"""Pledge and campaign states, and the one shared machine that guards pledges.
+
+The machine is built once at import with `model=None` and fired against any
+object that has a `status` attribute, so ORM rows are never registered with it.
+Clients move pledges one step at a time (`fire`); the payment provider's events
+name a target state and imply the steps before it (`advance`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from transitions import EventData, Machine, MachineError
+
+from careforall.domain.errors import InvalidTransition
+
+
+class PledgeStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    AUTHORIZED = "AUTHORIZED"
+    CAPTURED = "CAPTURED"
+    REFUNDED = "REFUNDED"
+    FAILED = "FAILED"
+
+
+class CampaignStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    CLOSED = "CLOSED"
+
+
+class Role(enum.StrEnum):
+    DONOR = "DONOR"
+    ADMIN = "ADMIN"
+
+
+TERMINAL = frozenset({PledgeStatus.FAILED, PledgeStatus.REFUNDED})
+
+# The main path of a successful payment; FAILED branches off its first two steps.
+PATH = (
+    PledgeStatus.PENDING,
+    PledgeStatus.AUTHORIZED,
+    PledgeStatus.CAPTURED,
+    PledgeStatus.REFUNDED,
+)
+
+# trigger name -> the state it leads to
+TRIGGER_FOR = {
+    PledgeStatus.AUTHORIZED: "authorize",
+    PledgeStatus.CAPTURED: "capture",
+    PledgeStatus.REFUNDED: "refund",
+    PledgeStatus.FAILED: "fail",
+}
+
+
+class HasStatus(Protocol):
+    status: Any
+
+
+@dataclass(frozen=True)
+class Step:
+    """One state change as it goes into a pledge's history."""
+
+    from_status: PledgeStatus
+    to_status: PledgeStatus
+    source: str
+    at: datetime
+
+
+def _record_step(event: EventData) -> None:
+    steps: list[Step] = event.kwargs["steps"]
+    steps.append(
+        Step(
+            from_status=PledgeStatus(event.transition.source),
+            to_status=PledgeStatus(event.transition.dest),
+            source=event.kwargs["source"],
+            at=event.kwargs["at"],
+        )
+    )
+
+
+PLEDGE_MACHINE = Machine(
+    model=None,
+    states=PledgeStatus,
+    initial=None,
+    auto_transitions=False,
+    send_event=True,
+    model_attribute="status",
+    after_state_change=_record_step,
+    transitions=[
+        {"trigger": "authorize", "source": PledgeStatus.PENDING, "dest": PledgeStatus.AUTHORIZED},
+        {"trigger": "capture", "source": PledgeStatus.AUTHORIZED, "dest": PledgeStatus.CAPTURED},
+        {"trigger": "refund", "source": PledgeStatus.CAPTURED, "dest": PledgeStatus.REFUNDED},
+        {
+            "trigger": "fail",
+            "source": [PledgeStatus.PENDING, PledgeStatus.AUTHORIZED],
+            "dest": PledgeStatus.FAILED,
+        },
+    ],
+)  # fmt: skip
+
+
+def _trigger(row: HasStatus, trigger: str, source: str, at: datetime) -> list[Step]:
+    steps: list[Step] = []
+    PLEDGE_MACHINE.events[trigger].trigger(row, source=source, at=at, steps=steps)
+    # The machine stores the enum member; keep the row's column a plain string.
+    row.status = PledgeStatus(row.status).value
+    return steps
+
+
+def fire(row: HasStatus, target: PledgeStatus, *, source: str, at: datetime) -> Step:
+    """A client's request for one move; a move the machine forbids is refused."""
+    current = PledgeStatus(row.status)
+    try:
+        (step,) = _trigger(row, TRIGGER_FOR[target], source, at)
+    except (MachineError, KeyError):
+        raise InvalidTransition(
+            f"A {current.value} pledge cannot become {target.value}."
+        ) from None
+    return step
+
+
+def path_to(current: PledgeStatus, target: PledgeStatus) -> list[PledgeStatus]:
+    """The states a provider event for `target` implies from `current`.
+
+    Empty when the pledge has already passed `target` or its terminal state
+    excludes it: such an event is late or repeated and changes nothing.
+    """
+    if current in TERMINAL or current == target:
+        return []
+    if target == PledgeStatus.FAILED:
+        return [target] if current in (PledgeStatus.PENDING, PledgeStatus.AUTHORIZED) else []
+    here, there = PATH.index(current), PATH.index(target)
+    return list(PATH[here + 1 : there + 1]) if there > here else []
+
+
+def advance(
+    row: HasStatus, target: PledgeStatus, *, source: str, at: datetime
+) -> list[Step]:
+    """Apply a provider event: every missing step up to `target`, or nothing."""
+    steps: list[Step] = []
+    for state in path_to(PledgeStatus(row.status), target):
+        steps.extend(_trigger(row, TRIGGER_FOR[state], source, at))
+    return steps
+
+
+def counts_in_totals(status: str) -> bool:
+    """Totals count CAPTURED pledges only (a refund uncounts them)."""
+    return status == PledgeStatus.CAPTURED
+
+
+def campaign_status_allowed(current: CampaignStatus, target: CampaignStatus) -> bool:
+    """ACTIVE and PAUSED switch freely; CLOSED is final."""
+    return current != CampaignStatus.CLOSED or target == CampaignStatus.CLOSED

@@ -1,0 +1,169 @@
+"""Database tables (SQLModel). Migrations in `migrations/versions` mirror them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from careforall.domain.clock import utcnow
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: str = Field(primary_key=True, max_length=40)
+    email: str = Field(unique=True, max_length=254)
+    name: str = Field(max_length=100)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(default="DONOR", max_length=10)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AnonymousSession(SQLModel, table=True):
+    __tablename__ = "anonymous_sessions"
+    id: str = Field(primary_key=True, max_length=40)
+    created_at: datetime = Field(default_factory=utcnow)
+    claimed_by_user_id: str | None = Field(default=None, foreign_key="users.id")
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_status_id", "status", "id"),)
+    id: str = Field(primary_key=True, max_length=40)
+    title: str = Field(max_length=200)
+    description: str
+    category: str = Field(max_length=50)
+    goal_cents: int
+    currency: str = Field(max_length=3)
+    status: str = Field(default="ACTIVE", max_length=10)
+    ends_at: datetime | None = None
+    owner_id: str = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignTotals(SQLModel, table=True):
+    """The read model: kept by the outbox handler, never summed per request."""
+
+    __tablename__ = "campaign_totals"
+    campaign_id: str = Field(primary_key=True, foreign_key="campaigns.id")
+    raised_cents: int = 0
+    pledge_count: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Pledge(SQLModel, table=True):
+    __tablename__ = "pledges"
+    __table_args__ = (
+        UniqueConstraint(
+            "idempotency_scope", "idempotency_key", name="uq_pledges_idempotency"
+        ),
+        Index("ix_pledges_campaign_status", "campaign_id", "status"),
+        Index("ix_pledges_donor_user", "donor_user_id", "id"),
+        Index("ix_pledges_donor_session", "donor_session_id", "id"),
+    )
+    id: str = Field(primary_key=True, max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id")
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    status: str = Field(default="PENDING", max_length=10)
+    # The principal that created the pledge ("user:<id>" or "anon:<id>"); the
+    # key's scope never changes, even when the pledge moves to an account.
+    idempotency_scope: str = Field(max_length=50)
+    idempotency_key: str = Field(max_length=255)
+    donor_user_id: str | None = Field(default=None, foreign_key="users.id")
+    donor_session_id: str | None = Field(
+        default=None, foreign_key="anonymous_sessions.id"
+    )
+    donor_name: str | None = Field(default=None, max_length=100)
+    message: str | None = Field(default=None, max_length=1000)
+    payment_method: str | None = Field(default=None, max_length=100)
+    failure_reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PledgeTransition(SQLModel, table=True):
+    __tablename__ = "pledge_transitions"
+    id: int | None = Field(default=None, primary_key=True)
+    pledge_id: str = Field(foreign_key="pledges.id", index=True)
+    from_status: str | None = Field(default=None, max_length=10)
+    to_status: str = Field(max_length=10)
+    at: datetime = Field(default_factory=utcnow)
+    source: str = Field(max_length=120)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written in the commit of its state change; delivered later."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_pending", "status", "available_at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=60)
+    payload: str
+    status: str = Field(default="pending", max_length=10)  # pending, done, dead
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    available_at: datetime = Field(default_factory=utcnow)
+    processed_at: datetime | None = None
+
+
+class TotalsLedger(SQLModel, table=True):
+    """What each pledge currently contributes to its campaign's totals.
+
+    The totals handler moves a pledge's contribution to what its status says
+    and updates the totals in the same transaction, so applying an event twice
+    or out of order changes nothing the second time.
+    """
+
+    __tablename__ = "totals_ledger"
+    pledge_id: str = Field(primary_key=True, foreign_key="pledges.id")
+    campaign_id: str = Field(foreign_key="campaigns.id", index=True)
+    counted_cents: int = 0
+
+
+class WebhookEvent(SQLModel, table=True):
+    """A provider event applied once; its id is the dedupe key."""
+
+    __tablename__ = "webhook_events"
+    event_id: str = Field(primary_key=True, max_length=120)
+    type: str = Field(max_length=40)
+    pledge_id: str = Field(max_length=40, index=True)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class SimPayment(SQLModel, table=True):
+    """The simulated provider's record of a payment."""
+
+    __tablename__ = "sim_payments"
+    id: str = Field(primary_key=True, max_length=40)
+    pledge_id: str = Field(unique=True, max_length=40)
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    method: str = Field(max_length=100)
+    status: str = Field(max_length=12)  # authorized, declined, captured, refunded
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SimWebhook(SQLModel, table=True):
+    """A webhook the simulated provider still owes (kept across restarts)."""
+
+    __tablename__ = "sim_webhooks"
+    __table_args__ = (Index("ix_sim_webhooks_due", "delivered_at", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True, max_length=120)
+    body: str
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
+    last_error: str | None = None
+
+
+class AppSecret(SQLModel, table=True):
+    """Secrets generated on first start and kept with the data."""
+
+    __tablename__ = "app_secrets"
+    name: str = Field(primary_key=True, max_length=40)
+    value: str

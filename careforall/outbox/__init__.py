@@ -1,0 +1,1 @@
+"""The outbox: events committed with their state change, delivered at least once."""

@@ -1,0 +1,135 @@
+"""Delivers the simulated provider's webhooks: signed POSTs, retried with backoff.
+
+Like a real provider it keeps trying until it gets a 2xx; what it still owes
+lives in `sim_webhooks`, so it carries on after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from careforall.db import Database
+from careforall.domain.clock import utcnow
+from careforall.models import SimWebhook
+from careforall.payments.signature import sign
+
+log = logging.getLogger("careforall.provider")
+
+MAX_DELAY_SECONDS = 60.0
+BATCH = 64
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        secret: str,
+        url: str,
+        client_factory: Callable[[], httpx.AsyncClient],
+        base_delay: float = 0.5,
+    ) -> None:
+        self._db = db
+        self._secret = secret
+        self._url = url
+        self._client_factory = client_factory
+        self._base_delay = base_delay
+        self._wake = asyncio.Event()
+        self.alive = False
+
+    def wake(self) -> None:
+        """Thread-safe: called after the provider commits a webhook."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.alive = True
+        try:
+            async with self._client_factory() as client:
+                while True:
+                    self._wake.clear()
+                    delay = await self._deliver_due(client)
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    except TimeoutError:
+                        pass
+        finally:
+            self.alive = False
+
+    def _due(self) -> tuple[list[SimWebhook], float]:
+        now = utcnow()
+        with self._db.read() as session:
+            rows = list(
+                session.exec(
+                    select(SimWebhook)
+                    .where(SimWebhook.delivered_at == None)  # noqa: E711
+                    .where(col(SimWebhook.next_attempt_at) <= now)
+                    .order_by(col(SimWebhook.id))
+                    .limit(BATCH)
+                ).all()
+            )
+            upcoming = session.exec(
+                select(SimWebhook.next_attempt_at)
+                .where(SimWebhook.delivered_at == None)  # noqa: E711
+                .where(col(SimWebhook.next_attempt_at) > now)
+                .order_by(col(SimWebhook.next_attempt_at))
+                .limit(1)
+            ).first()
+        wait = (upcoming - now).total_seconds() if upcoming is not None else 5.0
+        return rows, max(0.01, min(wait, 5.0))
+
+    async def _deliver_due(self, client: httpx.AsyncClient) -> float:
+        rows, wait = self._due()
+        if not rows:
+            return wait
+        results = await asyncio.gather(*(self._post(client, row) for row in rows))
+        now = utcnow()
+        with self._db.write_session() as session:
+            for row, error in zip(rows, results, strict=True):
+                if error is None:
+                    values: dict[str, object] = {"delivered_at": now, "last_error": None}
+                else:
+                    attempts = row.attempts + 1
+                    delay = min(self._base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
+                    delay *= random.uniform(0.5, 1.0)
+                    values = {
+                        "attempts": attempts,
+                        "last_error": error[:500],
+                        "next_attempt_at": now + timedelta(seconds=delay),
+                    }
+                    log.warning(
+                        "webhook delivery failed",
+                        extra={"event_id": row.event_id, "attempts": attempts, "error": error},
+                    )
+                session.execute(
+                    update(SimWebhook).where(col(SimWebhook.id) == row.id).values(**values)
+                )
+            session.commit()
+        # More may be due right away (a full batch); otherwise wait for the next.
+        return 0.0 if len(rows) == BATCH else wait
+
+    async def _post(self, client: httpx.AsyncClient, row: SimWebhook) -> str | None:
+        body = row.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            "CareForAll-Signature": sign(self._secret, body),
+        }
+        try:
+            response = await client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}: {response.text[:200]}"

@@ -1,0 +1,53 @@
+"""Stripe-style webhook signatures: `t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+TOLERANCE_SECONDS = 300
+
+
+class SignatureError(ValueError):
+    """Why a signature was refused; the message is safe to return."""
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256)
+    return f"t={t},v1={digest.hexdigest()}"
+
+
+def verify(
+    secret: str,
+    body: bytes,
+    header: str | None,
+    *,
+    now: float | None = None,
+    tolerance: int = TOLERANCE_SECONDS,
+) -> None:
+    """Raise SignatureError unless `header` signs `body` within the tolerance."""
+    if not header:
+        raise SignatureError("missing CareForAll-Signature header")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise SignatureError("malformed timestamp in signature") from None
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        raise SignatureError("signature header needs t= and v1=")
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise SignatureError("signature timestamp is outside the tolerance")
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    if not any(hmac.compare_digest(expected, c) for c in candidates):
+        raise SignatureError("signature does not match")

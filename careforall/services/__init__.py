@@ -1,0 +1,1 @@
+"""Services: one transaction each, writing their events to the outbox."""

@@ -1,0 +1,262 @@
+"""Accounts, anonymous sessions, passwords and tokens."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from careforall.domain.clock import new_id, utcnow
+from careforall.domain.errors import BadUserInput, Unauthenticated
+from careforall.domain.events import PledgesClaimed
+from careforall.domain.rules import Principal
+from careforall.domain.states import Role
+from careforall.models import AnonymousSession, Pledge, User
+from careforall.services.unit_of_work import UnitOfWork
+
+ALGORITHM = "HS256"
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_HASHER = PasswordHasher()
+# Verified against when an email is unknown, so both failures take as long.
+_DUMMY_HASH = _HASHER.hash("not a real password")
+
+
+@dataclass(frozen=True)
+class TokenKeys:
+    secret: str
+    user_ttl: timedelta
+    anonymous_ttl: timedelta
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    token: str
+    user: User | None
+    anonymous: bool
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def issue_token(keys: TokenKeys, principal: Principal) -> str:
+    now = utcnow()
+    ttl = keys.user_ttl if principal.is_user else keys.anonymous_ttl
+    claims = {
+        "sub": principal.id,
+        "kind": principal.kind,
+        "role": principal.role.value,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+    return jwt.encode(claims, keys.secret, algorithm=ALGORITHM)
+
+
+def principal_from_token(keys: TokenKeys, token: str) -> Principal:
+    """The principal a token names; any doubt about it is UNAUTHENTICATED."""
+    try:
+        claims = jwt.decode(
+            token,
+            keys.secret,
+            algorithms=[ALGORITHM],  # pinned: "none" and other algorithms fail
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("Your session has expired; sign in again.") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("The access token is not valid; sign in again.") from None
+    kind, sub, role = claims.get("kind"), claims.get("sub"), claims.get("role")
+    if kind not in ("user", "anon") or not isinstance(sub, str):
+        raise Unauthenticated("The access token is not valid; sign in again.")
+    try:
+        parsed_role = Role(role) if kind == "user" else Role.DONOR
+    except ValueError:
+        raise Unauthenticated("The access token is not valid; sign in again.") from None
+    return Principal(kind=kind, id=sub, role=parsed_role)
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise BadUserInput("Enter a valid email address, like name@example.org.")
+    return email
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadUserInput(
+            f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise BadUserInput("That password is too long.")
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise BadUserInput("Enter a name of 1 to 100 characters.")
+    return name
+
+
+def _anonymous_session_id(keys: TokenKeys, anonymous_token: str | None) -> str | None:
+    if anonymous_token is None:
+        return None
+    try:
+        principal = principal_from_token(keys, anonymous_token)
+    except Unauthenticated:
+        principal = None
+    if principal is None or principal.kind != "anon":
+        raise BadUserInput(
+            "anonymousToken is not a valid anonymous session token; nothing was "
+            "changed."
+        )
+    return principal.id
+
+
+def _claim_session(uow: UnitOfWork, *, user_id: str, session_id: str) -> None:
+    """Move an anonymous session's unclaimed pledges to the account."""
+    session = uow.session
+    anon = session.get(AnonymousSession, session_id)
+    if anon is None:
+        return
+    if anon.claimed_by_user_id not in (None, user_id):
+        return  # already someone's: their pledges stay theirs
+    pledge_ids = tuple(
+        session.exec(
+            select(Pledge.id).where(
+                Pledge.donor_session_id == session_id,
+                Pledge.donor_user_id == None,  # noqa: E711
+            )
+        ).all()
+    )
+    if pledge_ids:
+        session.execute(
+            update(Pledge)
+            .where(Pledge.id.in_(pledge_ids))  # type: ignore[attr-defined]
+            .values(donor_user_id=user_id)
+        )
+    anon.claimed_by_user_id = user_id
+    session.add(anon)
+    uow.emit(PledgesClaimed(user_id=user_id, session_id=session_id, pledge_ids=pledge_ids))
+
+
+def register(
+    uow: UnitOfWork,
+    *,
+    keys: TokenKeys,
+    email: str,
+    password: str,
+    name: str,
+    anonymous_token: str | None = None,
+) -> AuthResult:
+    """Create a donor account; an anonymous session's pledges come along."""
+    email = normalize_email(email)
+    _check_password(password)
+    name = _check_name(name)
+    session_id = _anonymous_session_id(keys, anonymous_token)
+    password_hash = hash_password(password)
+    with uow:
+        if uow.session.exec(select(User.id).where(User.email == email)).first():
+            raise BadUserInput("An account with this email already exists; sign in.")
+        user = User(
+            id=new_id("usr"), email=email, name=name, password_hash=password_hash
+        )
+        uow.session.add(user)
+        uow.session.flush()
+        if session_id is not None:
+            _claim_session(uow, user_id=user.id, session_id=session_id)
+        try:
+            uow.commit()
+        except IntegrityError:
+            raise BadUserInput(
+                "An account with this email already exists; sign in."
+            ) from None
+    principal = Principal(kind="user", id=user.id, role=Role(user.role))
+    return AuthResult(token=issue_token(keys, principal), user=user, anonymous=False)
+
+
+def login(
+    uow: UnitOfWork,
+    *,
+    keys: TokenKeys,
+    email: str,
+    password: str,
+    anonymous_token: str | None = None,
+) -> AuthResult:
+    """Check the password; an anonymous session's pledges move to the account."""
+    refused = Unauthenticated("The email or password is not right.")
+    try:
+        email = normalize_email(email)
+    except BadUserInput:
+        raise refused from None
+    session_id = _anonymous_session_id(keys, anonymous_token)
+    with uow.db.read() as session:
+        user = session.exec(select(User).where(User.email == email)).first()
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        raise refused
+    if not verify_password(user.password_hash, password):
+        raise refused
+    if session_id is not None:
+        with uow:
+            _claim_session(uow, user_id=user.id, session_id=session_id)
+            uow.commit()
+    principal = Principal(kind="user", id=user.id, role=Role(user.role))
+    return AuthResult(token=issue_token(keys, principal), user=user, anonymous=False)
+
+
+def start_anonymous_session(uow: UnitOfWork, *, keys: TokenKeys) -> AuthResult:
+    with uow:
+        anon = AnonymousSession(id=new_id("anon"))
+        uow.session.add(anon)
+        uow.commit()
+    principal = Principal(kind="anon", id=anon.id)
+    return AuthResult(token=issue_token(keys, principal), user=None, anonymous=True)
+
+
+def get_user(session: Session, user_id: str) -> User | None:
+    return session.get(User, user_id)
+
+
+def principal_exists(session: Session, principal: Principal) -> bool:
+    model = User if principal.is_user else AnonymousSession
+    return session.get(model, principal.id) is not None
+
+
+def ensure_admin(uow: UnitOfWork, *, email: str, password: str, name: str = "Admin") -> User:
+    """Make sure an admin with this email and password exists (idempotent)."""
+    email = normalize_email(email)
+    _check_password(password)
+    with uow:
+        user = uow.session.exec(select(User).where(User.email == email)).first()
+        if user is None:
+            user = User(
+                id=new_id("usr"),
+                email=email,
+                name=_check_name(name),
+                password_hash=hash_password(password),
+                role=Role.ADMIN.value,
+            )
+        else:
+            user.role = Role.ADMIN.value
+            if not verify_password(user.password_hash, password):
+                user.password_hash = hash_password(password)
+        uow.session.add(user)
+        uow.commit()
+    return user

@@ -1,0 +1,57 @@
+"""Keyset pages over id-ordered rows, newest first, with opaque cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from careforall.domain.errors import BadUserInput
+
+T = TypeVar("T")
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    cursors: Sequence[str]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def encode_cursor(row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"v1:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not raw.startswith("v1:") or len(raw) > 100:
+        raise BadUserInput("'after' is not a cursor from this list; start again.")
+    return raw[3:]
+
+
+def check_first(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise BadUserInput(f"'first' must be from 1 to {MAX_PAGE}.")
+    return first
+
+
+def make_page(rows: Sequence[T], first: int, ids: Sequence[str]) -> Page[T]:
+    """`rows` was fetched with limit first + 1: the extra row means more follow."""
+    has_next = len(rows) > first
+    return Page(
+        items=rows[:first],
+        cursors=[encode_cursor(i) for i in ids[:first]],
+        has_next_page=has_next,
+    )

@@ -1,0 +1,182 @@
+"""Payments: authorize, capture and refund through the provider, and apply its events.
+
+The provider's answer and its webhook both go through the pledge machine
+with `advance`, so whichever arrives second changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from careforall.domain.clock import utcnow
+from careforall.domain.errors import BadUserInput, Forbidden, InvalidTransition
+from careforall.domain.rules import Principal, is_donor_of, require_admin, require_principal
+from careforall.domain.states import PledgeStatus, advance, fire
+from careforall.models import Pledge, WebhookEvent
+from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
+from careforall.services.pledges import record_steps, require_pledge
+from careforall.services.unit_of_work import UnitOfWork
+
+EVENT_TARGETS = {
+    "payment.authorized": PledgeStatus.AUTHORIZED,
+    "payment.captured": PledgeStatus.CAPTURED,
+    "payment.failed": PledgeStatus.FAILED,
+    "payment.refunded": PledgeStatus.REFUNDED,
+}
+
+
+def _apply(
+    uow: UnitOfWork,
+    pledge_id: str,
+    target: PledgeStatus,
+    *,
+    source: str,
+    failure_reason: str | None = None,
+) -> Pledge:
+    """Move the pledge towards `target` as far as the machine allows, in one commit."""
+    with uow:
+        pledge = require_pledge(uow.session, pledge_id)
+        steps = advance(pledge, target, source=source, at=utcnow())
+        if steps:
+            if target == PledgeStatus.FAILED and failure_reason:
+                pledge.failure_reason = failure_reason
+            record_steps(uow, pledge, steps)
+            uow.commit()
+        return pledge
+
+
+def _check_move(pledge: Pledge, target: PledgeStatus) -> None:
+    """Refuse a client's move the machine forbids, before calling the provider."""
+    probe = _Probe(pledge.status)
+    fire(probe, target, source="check", at=utcnow())
+
+
+@dataclass
+class _Probe:
+    status: str
+
+
+def authorize_payment(
+    uow: UnitOfWork,
+    *,
+    provider: PaymentProvider,
+    principal: Principal | None,
+    pledge_id: str,
+    payment_method: str,
+) -> Pledge:
+    """The donor pays a PENDING pledge; a declined card leaves it FAILED."""
+    donor = require_principal(principal)
+    if not 1 <= len(payment_method) <= 100:
+        raise BadUserInput("paymentMethod must be 1 to 100 characters.")
+    with uow.db.read() as session:
+        pledge = require_pledge(session, pledge_id)
+    if not is_donor_of(donor, pledge):
+        raise Forbidden("Only the pledge's donor may pay it.")
+    _check_move(pledge, PledgeStatus.AUTHORIZED)
+    try:
+        result = provider.authorize(
+            pledge_id=pledge.id,
+            amount_cents=pledge.amount_cents,
+            currency=pledge.currency,
+            payment_method=payment_method,
+        )
+    except UnknownPaymentMethod:
+        raise BadUserInput(
+            "That payment method is not known; nothing was charged."
+        ) from None
+    if result.approved:
+        return _apply(uow, pledge.id, PledgeStatus.AUTHORIZED, source="api")
+    return _apply(
+        uow, pledge.id, PledgeStatus.FAILED, source="api", failure_reason=result.reason
+    )
+
+
+def capture_payment(
+    uow: UnitOfWork,
+    *,
+    provider: PaymentProvider,
+    principal: Principal | None,
+    pledge_id: str,
+) -> Pledge:
+    """An admin captures an AUTHORIZED pledge."""
+    require_admin(principal)
+    return _capture(uow, provider=provider, pledge_id=pledge_id, source="admin")
+
+
+def auto_capture(uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str) -> None:
+    """Capture right after authorization; a no-op once the pledge has moved on."""
+    with uow.db.read() as session:
+        pledge = require_pledge(session, pledge_id)
+    if pledge.status == PledgeStatus.AUTHORIZED:
+        _capture(uow, provider=provider, pledge_id=pledge_id, source="auto-capture")
+
+
+def _capture(
+    uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str, source: str
+) -> Pledge:
+    with uow.db.read() as session:
+        pledge = require_pledge(session, pledge_id)
+    _check_move(pledge, PledgeStatus.CAPTURED)
+    result = provider.capture(pledge_id=pledge.id)
+    if not result.approved:
+        raise InvalidTransition(f"The provider refused the capture: {result.reason}")
+    return _apply(uow, pledge.id, PledgeStatus.CAPTURED, source=source)
+
+
+def refund_payment(
+    uow: UnitOfWork,
+    *,
+    provider: PaymentProvider,
+    principal: Principal | None,
+    pledge_id: str,
+) -> Pledge:
+    """An admin refunds a CAPTURED pledge; totals drop by its amount."""
+    require_admin(principal)
+    with uow.db.read() as session:
+        pledge = require_pledge(session, pledge_id)
+    _check_move(pledge, PledgeStatus.REFUNDED)
+    result = provider.refund(pledge_id=pledge.id)
+    if not result.approved:
+        raise InvalidTransition(f"The provider refused the refund: {result.reason}")
+    return _apply(uow, pledge.id, PledgeStatus.REFUNDED, source="admin")
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    id: str
+    type: str
+    pledge_id: str
+    amount_cents: int
+    currency: str
+
+
+class WebhookRejected(Exception):
+    """The event cannot apply (unknown pledge, other amount); nothing changed."""
+
+
+def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
+    """Apply a provider event once per event id. Returns True for a duplicate."""
+    target = EVENT_TARGETS[event.type]
+    with uow:
+        session = uow.session
+        if session.get(WebhookEvent, event.id) is not None:
+            return True
+        pledge = session.get(Pledge, event.pledge_id)
+        if pledge is None:
+            raise WebhookRejected("unknown pledge")
+        if pledge.amount_cents != event.amount_cents or pledge.currency != event.currency:
+            raise WebhookRejected("amount or currency differs from the pledge")
+        session.add(
+            WebhookEvent(event_id=event.id, type=event.type, pledge_id=pledge.id)
+        )
+        steps = advance(pledge, target, source=f"webhook:{event.id}", at=utcnow())
+        if steps and target == PledgeStatus.FAILED:
+            pledge.failure_reason = "The payment provider declined the payment."
+        record_steps(uow, pledge, steps)
+        try:
+            uow.commit()
+        except IntegrityError:
+            return True  # the same event id committed concurrently elsewhere
+    return False

@@ -1,0 +1,237 @@
+"""Pledges: creation with idempotency keys, state changes, history, listings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from careforall.domain.clock import new_id, utcnow
+from careforall.domain.errors import (
+    BadUserInput,
+    CampaignNotActive,
+    Forbidden,
+    IdempotencyKeyReused,
+    NotFound,
+    Unauthenticated,
+)
+from careforall.domain.events import PledgeCreated, PledgeStatusChanged
+from careforall.domain.money import check_currency, check_pledge_amount, check_same_currency
+from careforall.domain.rules import Principal, may_see_pledge, require_principal
+from careforall.domain.states import PledgeStatus, Step
+from careforall.models import Campaign, Pledge, PledgeTransition
+from careforall.services.auth import principal_exists
+from careforall.services.campaigns import accepting_pledges
+from careforall.services.pagination import Page, check_first, decode_cursor, make_page
+from careforall.services.unit_of_work import UnitOfWork
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class PledgeData:
+    campaign_id: str
+    amount_cents: int
+    idempotency_key: str
+    currency: str = "USD"
+    donor_name: str | None = None
+    message: str | None = None
+
+
+def _optional_text(value: str | None, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        raise BadUserInput(f"{field} must be at most {limit:,} characters.")
+    return value or None
+
+
+def _validated(data: PledgeData) -> PledgeData:
+    key = data.idempotency_key
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or key.strip() != key:
+        raise BadUserInput(
+            f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} characters without "
+            "leading or trailing spaces; send a new random key for each donation."
+        )
+    return PledgeData(
+        campaign_id=data.campaign_id,
+        amount_cents=check_pledge_amount(data.amount_cents),
+        idempotency_key=key,
+        currency=check_currency(data.currency),
+        donor_name=_optional_text(data.donor_name, "donorName", 100),
+        message=_optional_text(data.message, "message", 1000),
+    )
+
+
+def _same_request(pledge: Pledge, data: PledgeData) -> bool:
+    return (
+        pledge.campaign_id == data.campaign_id
+        and pledge.amount_cents == data.amount_cents
+        and pledge.currency == data.currency
+        and pledge.donor_name == data.donor_name
+        and pledge.message == data.message
+    )
+
+
+def _replay(session: Session, scope: str, data: PledgeData) -> Pledge | None:
+    """The pledge an earlier request with this key made, if it matches."""
+    pledge = session.exec(
+        select(Pledge).where(
+            Pledge.idempotency_scope == scope,
+            Pledge.idempotency_key == data.idempotency_key,
+        )
+    ).first()
+    if pledge is not None and not _same_request(pledge, data):
+        raise IdempotencyKeyReused(
+            "This idempotencyKey was already used for a different donation; "
+            "use a new key for a new donation."
+        )
+    return pledge
+
+
+def create_pledge(
+    uow: UnitOfWork, *, principal: Principal | None, data: PledgeData
+) -> Pledge:
+    """Make a PENDING pledge, or return the one this key already made."""
+    donor = require_principal(principal)
+    data = _validated(data)
+    with uow:
+        session = uow.session
+        existing = _replay(session, donor.scope, data)
+        if existing is not None:
+            return existing
+        if not principal_exists(session, donor):
+            raise Unauthenticated("This session no longer exists; start a new one.")
+        campaign = session.get(Campaign, data.campaign_id)
+        if campaign is None:
+            raise NotFound("There is no campaign with that id.")
+        check_same_currency(data.currency, campaign.currency)
+        if not accepting_pledges(campaign):
+            raise CampaignNotActive("This campaign is not taking donations now.")
+        now = utcnow()
+        pledge = Pledge(
+            id=new_id("plg"),
+            campaign_id=campaign.id,
+            amount_cents=data.amount_cents,
+            currency=data.currency,
+            status=PledgeStatus.PENDING.value,
+            idempotency_scope=donor.scope,
+            idempotency_key=data.idempotency_key,
+            donor_user_id=donor.id if donor.is_user else None,
+            donor_session_id=None if donor.is_user else donor.id,
+            donor_name=data.donor_name,
+            message=data.message,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(pledge)
+        session.flush()
+        session.add(
+            PledgeTransition(
+                pledge_id=pledge.id, from_status=None, to_status="PENDING", at=now, source="api"
+            )
+        )
+        uow.emit(
+            PledgeCreated(
+                pledge_id=pledge.id,
+                campaign_id=pledge.campaign_id,
+                amount_cents=pledge.amount_cents,
+                currency=pledge.currency,
+            )
+        )
+        try:
+            uow.commit()
+        except IntegrityError:
+            # Another process won the race for this key: answer with its pledge.
+            uow.rollback()
+            winner = _replay(session, donor.scope, data)
+            if winner is None:
+                raise
+            return winner
+    return pledge
+
+
+def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None:
+    """History rows and one outbox event per step, in the caller's transaction."""
+    if not steps:
+        return
+    for step in steps:
+        uow.session.add(
+            PledgeTransition(
+                pledge_id=pledge.id,
+                from_status=step.from_status.value,
+                to_status=step.to_status.value,
+                at=step.at,
+                source=step.source,
+            )
+        )
+        uow.emit(
+            PledgeStatusChanged(
+                pledge_id=pledge.id,
+                campaign_id=pledge.campaign_id,
+                amount_cents=pledge.amount_cents,
+                currency=pledge.currency,
+                from_status=step.from_status.value,
+                to_status=step.to_status.value,
+                source=step.source,
+            )
+        )
+    pledge.updated_at = steps[-1].at
+    uow.session.add(pledge)
+
+
+def get_pledge(session: Session, *, principal: Principal | None, pledge_id: str) -> Pledge | None:
+    """A pledge for its donor or an admin; None when there is no such pledge."""
+    viewer = require_principal(principal)
+    pledge = session.get(Pledge, pledge_id)
+    if pledge is None:
+        return None
+    if not may_see_pledge(viewer, pledge):
+        raise Forbidden("Only the donor or an admin may see this pledge.")
+    return pledge
+
+
+def require_pledge(session: Session, pledge_id: str) -> Pledge:
+    pledge = session.get(Pledge, pledge_id)
+    if pledge is None:
+        raise NotFound("There is no pledge with that id.")
+    return pledge
+
+
+def history(session: Session, pledge_ids: Sequence[str]) -> dict[str, list[PledgeTransition]]:
+    """Each pledge's transitions, oldest first."""
+    result: dict[str, list[PledgeTransition]] = {pid: [] for pid in pledge_ids}
+    if not pledge_ids:
+        return result
+    rows = session.exec(
+        select(PledgeTransition)
+        .where(col(PledgeTransition.pledge_id).in_(pledge_ids))
+        .order_by(col(PledgeTransition.id))
+    ).all()
+    for row in rows:
+        result[row.pledge_id].append(row)
+    return result
+
+
+def my_donations(
+    session: Session, *, principal: Principal | None, first: int, after: str | None
+) -> Page[Pledge]:
+    """The caller's pledges, newest first."""
+    donor = require_principal(principal)
+    first = check_first(first)
+    after_id = decode_cursor(after)
+    query = select(Pledge)
+    if donor.is_user:
+        query = query.where(Pledge.donor_user_id == donor.id)
+    else:
+        query = query.where(
+            Pledge.donor_session_id == donor.id,
+            Pledge.donor_user_id == None,  # noqa: E711
+        )
+    if after_id is not None:
+        query = query.where(col(Pledge.id) < after_id)
+    rows = session.exec(query.order_by(col(Pledge.id).desc()).limit(first + 1)).all()
+    return make_page(rows, first, [r.id for r in rows])

@@ -1,0 +1,62 @@
+"""The unit of work: one write transaction plus the events it emits.
+
+Events go into `outbox_events` in the same commit as the state change that
+caused them, so a crash can lose neither half.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlmodel import Session
+
+from careforall import metrics
+from careforall.db import Database
+from careforall.domain.events import Event
+from careforall.models import OutboxEvent
+
+
+class UnitOfWork:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._session: Session | None = None
+        self._emitted: list[Event] = []
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("use the unit of work inside 'with'")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        self._session = self.db.write_session()
+        self._emitted = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            session.rollback()  # a no-op after commit()
+        finally:
+            session.close()
+            self._session = None
+
+    def emit(self, event: Event) -> None:
+        self.session.add(OutboxEvent(name=event.name, payload=event.to_json()))
+        self._emitted.append(event)
+
+    def commit(self) -> None:
+        self.session.commit()
+        if self._emitted:
+            emitted, self._emitted = self._emitted, []
+            metrics.count_events(emitted)
+            self.db.notify_commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        self._emitted = []

@@ -1,0 +1,128 @@
+"""Shared fixtures: a migrated SQLite file per test, the app with its lifespan,
+and a `gql` helper that speaks GraphQL over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from careforall.app import create_app
+from careforall.db import Database, make_engine, run_migrations
+from careforall.services.unit_of_work import UnitOfWork
+from careforall.settings import Settings
+
+ADMIN_EMAIL = "admin@example.org"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrations run once; each test copies the result."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    run_migrations(Settings(database_url=f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def db_url(tmp_path: Path, template_db: Path) -> str:
+    path = tmp_path / "careforall.db"
+    shutil.copy(template_db, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(
+        database_url=db_url,
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        rate_limits=False,
+        outbox_base_delay=0.05,
+        webhook_retry_base_delay=0.05,
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(make_engine(settings))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def uow(db: Database) -> UnitOfWork:
+    return UnitOfWork(db)
+
+
+@pytest.fixture
+def app_factory(settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    """Start the app (lifespan included) with settings changes, e.g. auto_capture=False."""
+    clients: list[TestClient] = []
+
+    def start(**changes: Any) -> TestClient:
+        client = TestClient(create_app(settings.with_(**changes)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(app_factory: Callable[..., TestClient]) -> TestClient:
+    return app_factory()
+
+
+class GQL:
+    """POST a GraphQL document; returns the JSON body."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code < 500, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def ok(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
+        body = self(query, variables, token)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def code(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> str:
+        """The first error's contract code (the call must have failed)."""
+        body = self(query, variables, token)
+        assert body.get("errors"), f"expected an error, got {body}"
+        return str(body["errors"][0]["extensions"]["code"])
+
+
+@pytest.fixture
+def gql(client: TestClient) -> GQL:
+    return GQL(client)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll until `predicate()` is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        time.sleep(interval)
