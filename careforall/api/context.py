@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.types.unset import UNSET
 
 from careforall.api.loaders import Loaders
 from careforall.domain.errors import Unauthenticated
@@ -78,3 +81,36 @@ class GraphQLView(GraphQL[Context, None]):
             broadcaster=self.broadcaster,
             token=token,
         )
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry lets bad UTF-8 and a bare number or string through as a 500.
+        try:
+            value = json.loads(data)
+            # A lone surrogate escape ("\ud800") decodes, but no database can store it.
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise HTTPException(
+                400, "The request body has a \\u escape that is no Unicode character."
+            ) from None
+        except ValueError:
+            raise HTTPException(400, "The request body is not valid JSON.") from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(
+                400, 'The request body must be a JSON object like {"query": "..."}.'
+            )
+        return value
+
+    async def run(
+        self,
+        request: Request | WebSocket,
+        context: Any = UNSET,
+        root_value: Any = UNSET,
+    ) -> Any:
+        """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            if isinstance(request, WebSocket):
+                raise
+            error = {"message": exc.reason, "extensions": {"code": "BAD_REQUEST"}}
+            return JSONResponse({"errors": [error]}, status_code=exc.status_code)

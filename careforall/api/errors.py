@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
@@ -37,6 +38,9 @@ def classify(error: GraphQLError, phase: str) -> GraphQLError:
         )
     if isinstance(original, DomainError):
         return _with_code(error, original.code, original.message)
+    if isinstance(original, GraphQLError):
+        # graphql-core refusing a variable's value (1.5 for an Int): bad input.
+        return _with_code(error, "BAD_USER_INPUT")
     if original is not None:
         log.error("unexpected error in resolver", exc_info=original)
         return _with_code(error, "INTERNAL_SERVER_ERROR", INTERNAL_MESSAGE)
@@ -54,6 +58,7 @@ class ErrorCodes(SchemaExtension):
     """Gives every error a contract code and masks anything unexpected."""
 
     phase = "parse"
+    _streamed = False  # set once a result went out through on_stream_result
 
     def on_parse(self) -> Iterator[None]:
         self.phase = "parse"
@@ -68,8 +73,18 @@ class ErrorCodes(SchemaExtension):
         yield
 
     def on_operation(self) -> Iterator[None]:
+        self._streamed = False
         yield
-        result = self.execution_context.result
+        if not self._streamed:
+            self._classify(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # Subscriptions send each result before on_operation resumes; code them here.
+        self._streamed = True
+        self._classify(result)
+        yield
+
+    def _classify(self, result: Any) -> None:
         errors = getattr(result, "errors", None)
         if result is None or not errors:
             return

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from careforall.api.errors import ErrorCodes
 from careforall.api.mutations import Mutation
@@ -20,6 +22,32 @@ class Schema(strawberry.Schema):
     ) -> None:
         # ErrorCodes logs unexpected errors once; refusals are not worth a traceback.
         return None
+
+    async def execute(  # noqa: PLR0917
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # One-shot execution (a plain POST) cannot stream: a subscription sent that way
+        # is refused as a bad request, not failed inside its resolver. WebSockets use
+        # `subscribe`, which this does not touch.
+        given = allowed_operation_types
+        allowed = set(OperationType if given is None else given)
+        allowed.discard(OperationType.SUBSCRIPTION)
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed,
+            operation_extensions,
+        )
 
 
 def build_schema(**kwargs: Any) -> Schema:

@@ -41,9 +41,11 @@ class UnitOfWork:
     ) -> None:
         session = self.session
         try:
-            session.rollback()  # a no-op after commit()
-        finally:
+            # close() rolls back whatever was not committed. rollback() would
+            # also expire loaded rows, so a row returned without a commit (an
+            # idempotent replay, a no-op move) could no longer be read.
             session.close()
+        finally:
             self._session = None
 
     def emit(self, event: Event) -> None:

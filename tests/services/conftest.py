@@ -1,0 +1,134 @@
+"""Service-layer fixtures: token keys with a fixed secret, and makers for users,
+anonymous sessions and campaigns that go through the services themselves."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Protocol
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import text
+
+from careforall.db import Database
+from careforall.domain.rules import Principal
+from careforall.domain.states import Role
+from careforall.models import Campaign
+from careforall.services import auth
+from careforall.services.auth import TokenKeys
+from careforall.services.campaigns import CampaignData, create_campaign
+from careforall.services.unit_of_work import UnitOfWork
+
+# 64 bytes: long enough that PyJWT does not warn, even for HS512.
+SECRET = "test-secret-" + "k" * 52
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still argon2id, with cheap parameters: these tests are not about its cost."""
+    monkeypatch.setattr(
+        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+
+
+@pytest.fixture
+def keys() -> TokenKeys:
+    return TokenKeys(
+        secret=SECRET, user_ttl=timedelta(hours=1), anonymous_ttl=timedelta(days=1)
+    )
+
+
+def unique_email() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@example.org"
+
+
+def count_rows(db: Database, table: str) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def user_principal(result: auth.AuthResult) -> Principal:
+    assert result.user is not None
+    return Principal(kind="user", id=result.user.id, role=Role(result.user.role))
+
+
+MakeUser = Callable[..., Principal]
+MakeAnon = Callable[[], tuple[Principal, str]]
+
+
+class MakeCampaign(Protocol):
+    def __call__(self, owner: Principal, **changes: Any) -> Campaign: ...
+
+
+@pytest.fixture
+def make_user(db: Database, keys: TokenKeys) -> MakeUser:
+    """Register a donor through auth.register; returns its principal."""
+
+    def make(email: str | None = None, name: str = "Dana Donor") -> Principal:
+        result = auth.register(
+            UnitOfWork(db),
+            keys=keys,
+            email=email or unique_email(),
+            password=PASSWORD,
+            name=name,
+        )
+        return user_principal(result)
+
+    return make
+
+
+@pytest.fixture
+def make_anon(db: Database, keys: TokenKeys) -> MakeAnon:
+    """Start an anonymous session; returns its principal and token."""
+
+    def make() -> tuple[Principal, str]:
+        result = auth.start_anonymous_session(UnitOfWork(db), keys=keys)
+        principal = auth.principal_from_token(keys, result.token)
+        assert principal.kind == "anon"
+        return principal, result.token
+
+    return make
+
+
+@pytest.fixture
+def admin(db: Database) -> Principal:
+    user = auth.ensure_admin(
+        UnitOfWork(db), email="root@example.org", password=PASSWORD
+    )
+    return Principal(kind="user", id=user.id, role=Role.ADMIN)
+
+
+def campaign_data(**changes: Any) -> CampaignData:
+    values: dict[str, Any] = {
+        "title": f"Surgery for {uuid.uuid4().hex[:6]}",
+        "description": "Help pay for an operation.",
+        "category": "surgery",
+        "goal_cents": 500_000,
+        "currency": "USD",
+    } | changes
+    return CampaignData(**values)
+
+
+@pytest.fixture
+def make_campaign(db: Database) -> MakeCampaign:
+    """Create an ACTIVE campaign through campaigns.create_campaign."""
+
+    def make(owner: Principal, **changes: Any) -> Campaign:
+        return create_campaign(
+            UnitOfWork(db), principal=owner, data=campaign_data(**changes)
+        )
+
+    return make
+
+
+@pytest.fixture
+def organiser(make_user: MakeUser) -> Principal:
+    return make_user(name="Olga Organiser")
+
+
+@pytest.fixture
+def campaign(make_campaign: MakeCampaign, organiser: Principal) -> Campaign:
+    return make_campaign(organiser)

@@ -1,0 +1,543 @@
+"""Accounts, passwords, tokens, and anonymous pledges moving to an account."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import jwt
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from careforall.db import Database
+from careforall.domain.errors import BadUserInput, Unauthenticated
+from careforall.domain.rules import Principal
+from careforall.domain.states import Role
+from careforall.models import AnonymousSession, Campaign, Pledge, User
+from careforall.services import auth
+from careforall.services.auth import TokenKeys
+from careforall.services.pledges import PledgeData, create_pledge, my_donations
+from careforall.services.unit_of_work import UnitOfWork
+from tests.services.conftest import (
+    PASSWORD,
+    SECRET,
+    MakeAnon,
+    MakeUser,
+    count_rows,
+    unique_email,
+    user_principal,
+)
+
+
+def _register(
+    uow: UnitOfWork, keys: TokenKeys, email: str, anonymous_token: str | None = None
+) -> auth.AuthResult:
+    return auth.register(
+        uow,
+        keys=keys,
+        email=email,
+        password=PASSWORD,
+        name="Dana",
+        anonymous_token=anonymous_token,
+    )
+
+
+def _user_row(db: Database, user_id: str) -> User:
+    with db.read() as session:
+        user = session.get(User, user_id)
+    assert user is not None
+    return user
+
+
+# --- register ------------------------------------------------------------------
+
+
+def test_register_normalises_the_email_and_returns_a_user_token(
+    db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    result = _register(uow, keys, "  Dana.Donor@Example.ORG ")
+    assert result.user is not None
+    assert result.anonymous is False
+    assert result.user.email == "dana.donor@example.org"
+    assert result.user.role == "DONOR"
+    assert _user_row(db, result.user.id).email == "dana.donor@example.org"
+    principal = auth.principal_from_token(keys, result.token)
+    assert principal == Principal(kind="user", id=result.user.id, role=Role.DONOR)
+
+
+def test_register_stores_an_argon2_hash_not_the_password(
+    db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    result = _register(uow, keys, unique_email())
+    assert result.user is not None
+    with db.engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT password_hash FROM users WHERE id = :i"), {"i": result.user.id}
+        ).scalar_one()
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+    assert auth.verify_password(stored, PASSWORD)
+    assert not auth.verify_password(stored, PASSWORD + "x")
+
+
+def test_production_hasher_is_argon2id() -> None:
+    """The fixture makes hashing cheap for speed; the real hasher is still argon2id."""
+    assert auth._DUMMY_HASH.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    "variant", ["dana@example.org", "DANA@EXAMPLE.ORG", " Dana@example.org "]
+)
+def test_a_duplicate_email_is_refused(
+    variant: str, db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    _register(uow, keys, "dana@example.org")
+    with pytest.raises(BadUserInput):
+        _register(uow, keys, variant)
+    assert count_rows(db, "users") == 1
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "name"),
+    [
+        ("dana@example.org", "short12", "Dana"),  # 7 characters
+        ("dana@example.org", "", "Dana"),
+        ("dana@example.org", "p" * 1025, "Dana"),
+        ("not-an-email", PASSWORD, "Dana"),
+        ("dana@localhost", PASSWORD, "Dana"),
+        ("@example.org", PASSWORD, "Dana"),
+        ("dana@@example.org", PASSWORD, "Dana"),
+        ("da na@example.org", PASSWORD, "Dana"),
+        ("", PASSWORD, "Dana"),
+        ("a" * 65 + "@example.org", PASSWORD, "Dana"),
+        ("dana@example.org", PASSWORD, ""),
+        ("dana@example.org", PASSWORD, "   "),
+        ("dana@example.org", PASSWORD, "n" * 101),
+    ],
+)
+def test_invalid_registrations_are_refused(
+    email: str, password: str, name: str, db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    with pytest.raises(BadUserInput):
+        auth.register(uow, keys=keys, email=email, password=password, name=name)
+    assert count_rows(db, "users") == 0
+
+
+def test_a_password_of_eight_characters_is_enough(
+    uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    result = auth.register(
+        uow, keys=keys, email=unique_email(), password="12345678", name="D"
+    )
+    assert result.user is not None
+
+
+# --- login ---------------------------------------------------------------------
+
+
+def test_login_with_the_right_password(
+    uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    donor = make_user(email="dana@example.org")
+    result = auth.login(uow, keys=keys, email=" DANA@example.org", password=PASSWORD)
+    assert result.user is not None and result.user.id == donor.id
+    assert auth.principal_from_token(keys, result.token) == donor
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("dana@example.org", "wrong password"),
+        ("dana@example.org", ""),
+        ("nobody@example.org", PASSWORD),
+        ("not an email", PASSWORD),
+    ],
+)
+def test_login_failures_look_the_same(
+    email: str, password: str, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    make_user(email="dana@example.org")
+    with pytest.raises(Unauthenticated) as refused:
+        auth.login(uow, keys=keys, email=email, password=password)
+    assert refused.value.code == "UNAUTHENTICATED"
+    assert refused.value.message == "The email or password is not right."
+
+
+# --- tokens --------------------------------------------------------------------
+
+
+def test_anonymous_token_round_trip(
+    keys: TokenKeys, make_anon: MakeAnon, db: Database
+) -> None:
+    principal, token = make_anon()
+    assert principal.kind == "anon"
+    assert principal.role == Role.DONOR
+    with db.read() as session:
+        assert session.get(AnonymousSession, principal.id) is not None
+    assert auth.principal_from_token(keys, token) == principal
+
+
+def test_admin_token_carries_the_role(keys: TokenKeys, admin: Principal) -> None:
+    token = auth.issue_token(keys, admin)
+    assert auth.principal_from_token(keys, token).is_admin
+
+
+def test_tokens_expire(keys: TokenKeys) -> None:
+    short = TokenKeys(
+        secret=SECRET,
+        user_ttl=timedelta(seconds=-1),
+        anonymous_ttl=timedelta(seconds=-1),
+    )
+    for principal in (
+        Principal(kind="user", id="usr_x"),
+        Principal(kind="anon", id="anon_x"),
+    ):
+        token = auth.issue_token(short, principal)
+        with pytest.raises(Unauthenticated) as refused:
+            auth.principal_from_token(keys, token)
+        assert "expired" in refused.value.message
+
+
+def test_token_lifetimes_depend_on_the_kind(keys: TokenKeys) -> None:
+    def lifetime(principal: Principal) -> int:
+        claims = jwt.decode(
+            auth.issue_token(keys, principal), SECRET, algorithms=["HS256"]
+        )
+        return int(claims["exp"]) - int(claims["iat"])
+
+    assert lifetime(Principal(kind="user", id="u")) == 3600
+    assert lifetime(Principal(kind="anon", id="a")) == 86_400
+
+
+def test_a_token_signed_with_another_secret_is_refused(keys: TokenKeys) -> None:
+    other = TokenKeys(
+        secret="another-" + "s" * 60,
+        user_ttl=timedelta(hours=1),
+        anonymous_ttl=timedelta(hours=1),
+    )
+    token = auth.issue_token(other, Principal(kind="user", id="usr_x"))
+    with pytest.raises(Unauthenticated):
+        auth.principal_from_token(keys, token)
+
+
+def _claims(**changes: object) -> dict[str, object]:
+    now = int(time.time())
+    return {
+        "sub": "usr_x",
+        "kind": "user",
+        "role": "ADMIN",
+        "iat": now,
+        "exp": now + 600,
+    } | changes
+
+
+def test_alg_none_is_refused(keys: TokenKeys) -> None:
+    token = jwt.encode(_claims(), key=None, algorithm="none")  # type: ignore[arg-type]
+    with pytest.raises(Unauthenticated):
+        auth.principal_from_token(keys, token)
+
+
+def test_hs512_with_the_right_secret_is_refused(keys: TokenKeys) -> None:
+    token = jwt.encode(_claims(), SECRET, algorithm="HS512")
+    with pytest.raises(Unauthenticated):
+        auth.principal_from_token(keys, token)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        _claims(exp=None),
+        _claims(sub=None),
+        _claims(sub=42),
+        _claims(kind="robot"),
+        _claims(kind=None),
+        _claims(role="GOD"),
+        _claims(role=None),
+    ],
+    ids=["no exp", "no sub", "int sub", "bad kind", "no kind", "bad role", "no role"],
+)
+def test_tokens_with_bad_claims_are_refused(
+    claims: dict[str, object], keys: TokenKeys
+) -> None:
+    claims = {k: v for k, v in claims.items() if v is not None}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        auth.principal_from_token(keys, token)
+
+
+def test_an_anonymous_token_cannot_claim_admin(keys: TokenKeys) -> None:
+    token = jwt.encode(
+        _claims(kind="anon", sub="anon_x", role="ADMIN"), SECRET, algorithm="HS256"
+    )
+    principal = auth.principal_from_token(keys, token)
+    assert principal.kind == "anon"
+    assert not principal.is_admin
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "Bearer x"])
+def test_garbage_tokens_are_refused(token: str, keys: TokenKeys) -> None:
+    with pytest.raises(Unauthenticated):
+        auth.principal_from_token(keys, token)
+
+
+# --- anonymous pledges move to the account ------------------------------------
+
+
+def _guest_with_pledges(
+    uow: UnitOfWork, make_anon: MakeAnon, campaign: Campaign, n: int
+) -> tuple[Principal, str, list[str]]:
+    guest, token = make_anon()
+    ids = [
+        create_pledge(
+            uow,
+            principal=guest,
+            data=PledgeData(
+                campaign_id=campaign.id, amount_cents=100 + i, idempotency_key=f"g-{i}"
+            ),
+        ).id
+        for i in range(n)
+    ]
+    return guest, token, ids
+
+
+def _donations(db: Database, principal: Principal) -> list[str]:
+    with db.read() as session:
+        return [
+            p.id
+            for p in my_donations(
+                session, principal=principal, first=100, after=None
+            ).items
+        ]
+
+
+def _donor_users(db: Database, pledge_ids: list[str]) -> set[str | None]:
+    with db.read() as session:
+        return {
+            p.donor_user_id
+            for p in (session.get(Pledge, i) for i in pledge_ids)
+            if p is not None
+        }
+
+
+def _claimed_events(db: Database) -> int:
+    return count_rows(db, "outbox_events WHERE name = 'PledgesClaimed'")
+
+
+def test_register_with_an_anonymous_token_moves_its_pledges(
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    campaign: Campaign,
+    make_anon: MakeAnon,
+) -> None:
+    guest, token, ids = _guest_with_pledges(uow, make_anon, campaign, 3)
+    assert _donations(db, guest) == list(reversed(ids))
+
+    result = _register(uow, keys, unique_email(), anonymous_token=token)
+    user = user_principal(result)
+
+    assert _donor_users(db, ids) == {user.id}
+    assert _donations(db, user) == list(reversed(ids))
+    assert _donations(db, guest) == []
+    assert _claimed_events(db) == 1
+    with db.read() as session:
+        anon = session.get(AnonymousSession, guest.id)
+    assert anon is not None and anon.claimed_by_user_id == user.id
+
+
+def test_login_with_an_anonymous_token_moves_its_pledges(
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    campaign: Campaign,
+    make_user: MakeUser,
+    make_anon: MakeAnon,
+) -> None:
+    donor = make_user(email="dana@example.org")
+    own = create_pledge(
+        uow,
+        principal=donor,
+        data=PledgeData(
+            campaign_id=campaign.id, amount_cents=5000, idempotency_key="own"
+        ),
+    )
+    guest, token, ids = _guest_with_pledges(uow, make_anon, campaign, 2)
+
+    result = auth.login(
+        uow,
+        keys=keys,
+        email="dana@example.org",
+        password=PASSWORD,
+        anonymous_token=token,
+    )
+
+    assert user_principal(result) == donor
+    assert _donor_users(db, ids) == {donor.id}
+    assert _donations(db, donor) == [*reversed(ids), own.id]
+    assert _donations(db, guest) == []
+
+
+def test_pledges_made_after_the_claim_stay_with_the_session(
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    campaign: Campaign,
+    make_anon: MakeAnon,
+) -> None:
+    guest, token, ids = _guest_with_pledges(uow, make_anon, campaign, 1)
+    user = user_principal(_register(uow, keys, unique_email(), anonymous_token=token))
+    later = create_pledge(
+        uow,
+        principal=guest,
+        data=PledgeData(
+            campaign_id=campaign.id, amount_cents=77, idempotency_key="later"
+        ),
+    )
+    assert _donations(db, user) == ids
+    assert _donations(db, guest) == [later.id]
+
+
+def test_a_session_claimed_by_one_account_is_not_moved_to_another(
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    campaign: Campaign,
+    make_anon: MakeAnon,
+) -> None:
+    guest, token, ids = _guest_with_pledges(uow, make_anon, campaign, 2)
+    first = user_principal(_register(uow, keys, unique_email(), anonymous_token=token))
+    second = user_principal(_register(uow, keys, unique_email(), anonymous_token=token))
+    assert _donor_users(db, ids) == {first.id}
+    assert _donations(db, second) == []
+
+
+def test_login_twice_with_the_same_token_changes_nothing_more(
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    campaign: Campaign,
+    make_user: MakeUser,
+    make_anon: MakeAnon,
+) -> None:
+    donor = make_user(email="dana@example.org")
+    _, token, ids = _guest_with_pledges(uow, make_anon, campaign, 2)
+    for _ in range(2):
+        auth.login(
+            uow,
+            keys=keys,
+            email="dana@example.org",
+            password=PASSWORD,
+            anonymous_token=token,
+        )
+    assert _donor_users(db, ids) == {donor.id}
+    assert _donations(db, donor) == list(reversed(ids))
+
+
+def test_a_wrong_password_with_an_anonymous_token_moves_nothing(
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    campaign: Campaign,
+    make_user: MakeUser,
+    make_anon: MakeAnon,
+) -> None:
+    make_user(email="dana@example.org")
+    guest, token, ids = _guest_with_pledges(uow, make_anon, campaign, 1)
+    with pytest.raises(Unauthenticated):
+        auth.login(
+            uow,
+            keys=keys,
+            email="dana@example.org",
+            password="wrong password",
+            anonymous_token=token,
+        )
+    assert _donor_users(db, ids) == {None}
+    assert _donations(db, guest) == ids
+
+
+@pytest.mark.parametrize("bad", ["garbage", "user", "other-secret", "expired"])
+def test_an_invalid_anonymous_token_is_refused_and_no_user_is_made(
+    bad: str, db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    if bad == "garbage":
+        token = "not.a.token"
+    elif bad == "user":  # a valid token, but of an account, not an anonymous session
+        token = auth.issue_token(keys, make_user())
+    elif bad == "other-secret":
+        other = TokenKeys(
+            secret="other-" + "s" * 60,
+            user_ttl=keys.user_ttl,
+            anonymous_ttl=keys.anonymous_ttl,
+        )
+        token = auth.issue_token(other, Principal(kind="anon", id="anon_x"))
+    else:
+        expired = TokenKeys(
+            secret=SECRET, user_ttl=keys.user_ttl, anonymous_ttl=timedelta(seconds=-5)
+        )
+        token = auth.issue_token(expired, Principal(kind="anon", id="anon_x"))
+    users_before = count_rows(db, "users")
+
+    with pytest.raises(BadUserInput) as refused:
+        _register(uow, keys, "new@example.org", anonymous_token=token)
+
+    assert "anonymousToken" in refused.value.message
+    assert count_rows(db, "users") == users_before
+    with db.read() as session:
+        assert (
+            session.exec(select(User).where(User.email == "new@example.org")).first()
+            is None
+        )
+
+
+def test_login_with_an_invalid_anonymous_token_is_refused(
+    uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    make_user(email="dana@example.org")
+    with pytest.raises(BadUserInput):
+        auth.login(
+            uow,
+            keys=keys,
+            email="dana@example.org",
+            password=PASSWORD,
+            anonymous_token="garbage",
+        )
+
+
+# --- ensure_admin --------------------------------------------------------------
+
+
+def test_ensure_admin_is_idempotent(
+    db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    first = auth.ensure_admin(uow, email="Root@Example.org", password=PASSWORD)
+    second = auth.ensure_admin(uow, email="root@example.org", password=PASSWORD)
+    assert first.id == second.id
+    assert count_rows(db, "users") == 1
+    assert _user_row(db, first.id).role == "ADMIN"
+    result = auth.login(uow, keys=keys, email="root@example.org", password=PASSWORD)
+    assert auth.principal_from_token(keys, result.token).is_admin
+
+
+def test_ensure_admin_promotes_an_existing_user(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    donor = make_user(email="dana@example.org")
+    assert donor.role == Role.DONOR
+    promoted = auth.ensure_admin(uow, email="dana@example.org", password=PASSWORD)
+    assert promoted.id == donor.id
+    assert _user_row(db, donor.id).role == "ADMIN"
+    assert count_rows(db, "users") == 1
+
+
+def test_ensure_admin_resets_a_changed_password(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    make_user(email="dana@example.org")
+    auth.ensure_admin(uow, email="dana@example.org", password="a brand new password")
+    with pytest.raises(Unauthenticated):
+        auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    result = auth.login(
+        uow, keys=keys, email="dana@example.org", password="a brand new password"
+    )
+    assert auth.principal_from_token(keys, result.token).is_admin

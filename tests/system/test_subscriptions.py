@@ -1,0 +1,306 @@
+"""The campaignTotals subscription over a real WebSocket (`graphql-transport-ws`)
+against uvicorn: current totals first, then each change, within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from tests import factories as f
+from tests.conftest import wait_for
+from tests.system.conftest import Server, ServerGQL
+
+pytestmark = pytest.mark.server
+
+TOTALS_SUBSCRIPTION = """
+subscription($id: ID!) {
+  campaignTotals(campaignId: $id) { campaignId raisedCents pledgeCount updatedAt }
+}"""
+PUSH_DEADLINE = (
+    1.0  # contract.md, Totals: "in the campaignTotals subscription, within a second"
+)
+
+
+class TotalsFeed:
+    """One graphql-transport-ws connection carrying one campaignTotals subscription."""
+
+    def __init__(self, ws: ClientConnection, operation_id: str) -> None:
+        self.ws = ws
+        self.operation_id = operation_id
+
+    async def message(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next message for our operation (protocol pings are answered)."""
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+            message: dict[str, Any] = json.loads(raw)
+            if message["type"] == "ping":
+                await self.ws.send(json.dumps({"type": "pong"}))
+                continue
+            assert message.get("id") == self.operation_id, message
+            return message
+
+    async def totals(self, timeout: float = 5.0) -> dict[str, Any]:
+        message = await self.message(timeout)
+        assert message["type"] == "next", message
+        assert "errors" not in message["payload"], message
+        totals: dict[str, Any] = message["payload"]["data"]["campaignTotals"]
+        return totals
+
+
+@asynccontextmanager
+async def subscribe(
+    server: Server, query: str, variables: dict[str, Any], operation_id: str = "1"
+) -> AsyncIterator[TotalsFeed]:
+    async with connect(
+        server.ws_url,
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        open_timeout=5,
+    ) as ws:
+        assert ws.subprotocol == "graphql-transport-ws"
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert ack["type"] == "connection_ack", ack
+        await ws.send(
+            json.dumps(
+                {
+                    "id": operation_id,
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": variables},
+                }
+            )
+        )
+        yield TotalsFeed(ws, operation_id)
+
+
+def totals_feed(server: Server, campaign_id: str) -> Any:
+    return subscribe(server, TOTALS_SUBSCRIPTION, {"id": campaign_id})
+
+
+async def gql_async(
+    http: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str
+) -> dict[str, Any]:
+    response = await http.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def pair(totals: dict[str, Any]) -> tuple[int, int]:
+    return totals["raisedCents"], totals["pledgeCount"]
+
+
+def captured_donation(api: ServerGQL, campaign_id: str, amount: int) -> str:
+    """A guest's pledge paid with pm_card_ok; returns its id once it is CAPTURED."""
+    guest = f.anonymous(api)
+    pledge_id: str = f.pledge(api, guest, campaign_id, amount=amount)["id"]
+    api.ok(f.AUTHORIZE, {"id": pledge_id, "pm": "pm_card_ok"}, guest)
+    wait_for(
+        lambda: (
+            api.ok(f.PLEDGE, {"id": pledge_id}, guest)["pledge"]["status"] == "CAPTURED"
+        )
+    )
+    return pledge_id
+
+
+def test_subscriber_gets_current_totals_then_a_guest_donation_within_a_second(
+    server: Server, api: ServerGQL
+) -> None:
+    organiser = f.register(api)
+    campaign_id = f.campaign(api, organiser.token)["id"]
+    captured_donation(api, campaign_id, 1000)
+    wait_for(lambda: f.totals(api, campaign_id) == (1000, 1))
+    guest = f.anonymous(api)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], str, float]:
+        async with totals_feed(server, campaign_id) as feed:
+            current = await feed.totals()
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+                pledge = (
+                    await gql_async(
+                        http,
+                        f.CREATE_PLEDGE,
+                        {
+                            "input": {
+                                "campaignId": campaign_id,
+                                "amountCents": 2500,
+                                "currency": "USD",
+                                "idempotencyKey": f.unique("key"),
+                            }
+                        },
+                        guest,
+                    )
+                )["createPledge"]
+                paid = await gql_async(
+                    http, f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, guest
+                )
+                answered = time.monotonic()
+            pushed = await feed.totals(timeout=5)
+            return (
+                current,
+                pushed,
+                paid["authorizePayment"]["status"],
+                time.monotonic() - answered,
+            )
+
+    current, pushed, status, latency = asyncio.run(scenario())
+    print(f"push arrived {latency * 1000:.0f} ms after the authorizePayment answer")
+
+    assert current["campaignId"] == campaign_id
+    assert pair(current) == (1000, 1), "the current totals come first"
+    assert status in ("AUTHORIZED", "CAPTURED")
+    assert pushed["campaignId"] == campaign_id
+    assert pair(pushed) == (1000 + 2500, 2)
+    assert latency < PUSH_DEADLINE
+    assert f.totals(api, campaign_id) == (3500, 2)
+
+
+def test_refund_pushes_the_lowered_total_to_every_subscriber(
+    server: Server, api: ServerGQL
+) -> None:
+    organiser = f.register(api)
+    admin = f.admin(api)
+    campaign_id = f.campaign(api, organiser.token)["id"]
+    captured_donation(api, campaign_id, 2500)
+    refunded_id = captured_donation(api, campaign_id, 1000)
+    wait_for(lambda: f.totals(api, campaign_id) == (3500, 2))
+
+    async def scenario() -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]], str, float
+    ]:
+        async with (
+            totals_feed(server, campaign_id) as one,
+            totals_feed(server, campaign_id) as two,
+        ):
+            first = [await one.totals(), await two.totals()]
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+                refund = await gql_async(
+                    http, f.REFUND, {"id": refunded_id}, admin.token
+                )
+                answered = time.monotonic()
+            pushed = [await one.totals(timeout=5), await two.totals(timeout=5)]
+            latency = time.monotonic() - answered
+            return first, pushed, refund["refundPayment"]["status"], latency
+
+    first, pushed, status, latency = asyncio.run(scenario())
+
+    assert [pair(t) for t in first] == [(3500, 2), (3500, 2)]
+    assert status == "REFUNDED"
+    assert [pair(t) for t in pushed] == [(2500, 1), (2500, 1)], (
+        "both subscribers see the refund"
+    )
+    assert latency < PUSH_DEADLINE
+    assert f.totals(api, campaign_id) == (2500, 1)
+
+
+def test_declined_card_pushes_nothing_and_leaves_totals_alone(
+    server: Server, api: ServerGQL
+) -> None:
+    organiser = f.register(api)
+    campaign_id = f.campaign(api, organiser.token)["id"]
+    captured_donation(api, campaign_id, 1000)
+    wait_for(lambda: f.totals(api, campaign_id) == (1000, 1))
+    declined_guest, paying_guest = f.anonymous(api), f.anonymous(api)
+
+    async def scenario() -> tuple[dict[str, Any], str, dict[str, Any]]:
+        async with totals_feed(server, campaign_id) as feed:
+            current = await feed.totals()
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+                declined = (
+                    await gql_async(
+                        http,
+                        f.CREATE_PLEDGE,
+                        {
+                            "input": {
+                                "campaignId": campaign_id,
+                                "amountCents": 700,
+                                "idempotencyKey": f.unique("key"),
+                            }
+                        },
+                        declined_guest,
+                    )
+                )["createPledge"]
+                answer = await gql_async(
+                    http,
+                    f.AUTHORIZE,
+                    {"id": declined["id"], "pm": "pm_card_declined"},
+                    declined_guest,
+                )
+                # Let the provider's payment.failed webhook and every event run
+                # through before the next donation.
+                await asyncio.to_thread(wait_for, server.settled)
+                # Any push caused by the declined card would arrive before this one.
+                paying = (
+                    await gql_async(
+                        http,
+                        f.CREATE_PLEDGE,
+                        {
+                            "input": {
+                                "campaignId": campaign_id,
+                                "amountCents": 2500,
+                                "idempotencyKey": f.unique("key"),
+                            }
+                        },
+                        paying_guest,
+                    )
+                )["createPledge"]
+                await gql_async(
+                    http,
+                    f.AUTHORIZE,
+                    {"id": paying["id"], "pm": "pm_card_ok"},
+                    paying_guest,
+                )
+            next_push = await feed.totals(timeout=5)
+            return current, answer["authorizePayment"]["status"], next_push
+
+    current, declined_status, next_push = asyncio.run(scenario())
+
+    assert pair(current) == (1000, 1)
+    assert declined_status == "FAILED"
+    assert pair(next_push) == (1000 + 2500, 2), (
+        "the next push is the paid donation alone"
+    )
+    assert f.totals(api, campaign_id) == (3500, 2)
+
+
+def test_subscribing_to_an_unknown_campaign_gets_not_found(server: Server) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with totals_feed(server, "cmp_no_such_campaign") as feed:
+            unknown = [await feed.message()]
+            if unknown[0]["type"] == "next":
+                unknown.append(await feed.message())  # then the operation completes
+        async with subscribe(
+            server, "subscription { campaignTotals(campaignId: 1) { noSuchField } }", {}
+        ) as feed:
+            invalid = [await feed.message()]
+        return unknown, invalid
+
+    unknown, invalid = asyncio.run(scenario())
+
+    first = unknown[0]
+    # An execution error comes as `next` with errors; a refused document as `error`.
+    errors = first["payload"]["errors"] if first["type"] == "next" else first["payload"]
+    assert [e["extensions"]["code"] for e in errors] == ["NOT_FOUND"], first
+    assert "campaign" in errors[0]["message"]
+    if first["type"] == "next":
+        assert first["payload"]["data"] is None
+        assert unknown[1]["type"] == "complete"
+
+    assert invalid[0]["type"] == "error", invalid
+    assert [e["extensions"]["code"] for e in invalid[0]["payload"]] == [
+        "GRAPHQL_VALIDATION_FAILED"
+    ]

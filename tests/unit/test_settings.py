@@ -1,0 +1,51 @@
+"""Settings come from the contract's environment variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from careforall.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///./careforall.db"
+    assert settings.auto_capture is True
+    assert settings.rate_limits is True
+    assert settings.jwt_secret is None and settings.webhook_secret is None
+    assert settings.admin_email is None and settings.admin_password is None
+
+
+def test_variables_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "CAREFORALL_DATABASE_URL": "sqlite:////tmp/x.db",
+            "CAREFORALL_JWT_SECRET": "j",
+            "CAREFORALL_WEBHOOK_SECRET": "w",
+            "CAREFORALL_ADMIN_EMAIL": "a@example.org",
+            "CAREFORALL_ADMIN_PASSWORD": "password1",
+            "CAREFORALL_AUTO_CAPTURE": "false",
+            "CAREFORALL_RATE_LIMITS": "off",
+        }
+    )
+    assert settings.database_url == "sqlite:////tmp/x.db"
+    assert (settings.jwt_secret, settings.webhook_secret) == ("j", "w")
+    assert settings.admin_email == "a@example.org"
+    assert settings.auto_capture is False
+    assert settings.rate_limits is False
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
+def test_unclear_flags_are_refused_with_the_variable_named(value: str) -> None:
+    with pytest.raises(SettingsError, match="CAREFORALL_AUTO_CAPTURE"):
+        Settings.from_env({"CAREFORALL_AUTO_CAPTURE": value})
+
+
+def test_cli_refuses_bad_settings_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from careforall.cli import main
+
+    monkeypatch.setenv("CAREFORALL_RATE_LIMITS", "sometimes")
+    assert main(["migrate"]) == 2
+    assert "CAREFORALL_RATE_LIMITS" in capsys.readouterr().err
