@@ -36,7 +36,9 @@ from careforall.settings import Settings
 log = logging.getLogger("careforall")
 
 
-def _start_runtime(settings: Settings, db: Database, provider: SimulatedProvider) -> Runtime:
+def _start_runtime(
+    settings: Settings, db: Database, provider: SimulatedProvider
+) -> Runtime:
     """Blocking start-up work: secrets, the admin, and totals repaired."""
     jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
     webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
@@ -53,7 +55,11 @@ def _start_runtime(settings: Settings, db: Database, provider: SimulatedProvider
         anonymous_ttl=timedelta(days=settings.anonymous_token_days),
     )
     return Runtime(
-        settings=settings, db=db, keys=keys, provider=provider, webhook_secret=webhook_secret
+        settings=settings,
+        db=db,
+        keys=keys,
+        provider=provider,
+        webhook_secret=webhook_secret,
     )
 
 
@@ -66,7 +72,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(make_engine(settings))
         sender_ref: list[WebhookSender] = []
-        provider = SimulatedProvider(db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None)
+        provider = SimulatedProvider(
+            db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None
+        )
         runtime = await asyncio.to_thread(_start_runtime, settings, db, provider)
         dispatcher = Dispatcher(
             HandlerContext(db=db, settings=settings, provider=provider), broadcaster
@@ -78,13 +86,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 return httpx.AsyncClient(timeout=10.0)
             # No socket (tests with an in-process client): post into the app itself.
             return httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://careforall.local"
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://careforall.local",
             )
 
         sender = WebhookSender(
             db,
             secret=runtime.webhook_secret,
-            url=settings.provider_webhook_url or "http://careforall.local/webhooks/payments",
+            url=settings.provider_webhook_url
+            or "http://careforall.local/webhooks/payments",
             client_factory=client,
             base_delay=settings.webhook_retry_base_delay,
         )
@@ -114,6 +124,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(RequestMetrics)], lifespan=lifespan)
+    app = Starlette(
+        routes=routes, middleware=[Middleware(RequestMetrics)], lifespan=lifespan
+    )
     app.state.settings = settings
     return app

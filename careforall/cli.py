@@ -46,7 +46,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
     return 0
 
 
-def create_admin(settings: Settings, email: str, name: str, password_stdin: bool) -> int:
+def create_admin(
+    settings: Settings, email: str, name: str, password_stdin: bool
+) -> int:
     from careforall.db import Database, make_engine, run_migrations
     from careforall.domain.errors import DomainError
     from careforall.services.auth import ensure_admin
@@ -71,7 +73,9 @@ def create_admin(settings: Settings, email: str, name: str, password_stdin: bool
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="careforall", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"careforall {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"careforall {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="apply migrations and serve HTTP")
     serve_cmd.add_argument("--host", default="127.0.0.1")

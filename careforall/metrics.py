@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -40,10 +46,12 @@ WEBHOOKS = Counter(
     ["outcome"],
 )
 OUTBOX_DELIVERED = Counter(
-    "careforall_outbox_events_delivered_total", "Outbox events whose handlers all succeeded."
+    "careforall_outbox_events_delivered_total",
+    "Outbox events whose handlers all succeeded.",
 )
 OUTBOX_RETRIES = Counter(
-    "careforall_outbox_retries_total", "Outbox event deliveries that failed and will be retried."
+    "careforall_outbox_retries_total",
+    "Outbox event deliveries that failed and will be retried.",
 )
 OUTBOX_DEAD_LETTERS = Counter(
     "careforall_outbox_dead_letters_total", "Outbox events parked as dead letters."

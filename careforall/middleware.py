@@ -12,7 +12,14 @@ from careforall import metrics
 log = logging.getLogger("careforall.http")
 
 # Bounded label values: any other path counts as "other".
-KNOWN_ROUTES = ("/graphql", "/webhooks/payments", "/metrics", "/healthz", "/readyz", "/")
+KNOWN_ROUTES = (
+    "/graphql",
+    "/webhooks/payments",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/",
+)
 
 
 def route_label(path: str) -> str:
@@ -45,7 +52,11 @@ class RequestMetrics:
             route, method = route_label(scope["path"]), scope["method"]
             metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
             metrics.HTTP_LATENCY.labels(route, method).observe(elapsed)
-            if log.isEnabledFor(logging.INFO) and route not in ("/metrics", "/healthz", "/readyz"):
+            if log.isEnabledFor(logging.INFO) and route not in (
+                "/metrics",
+                "/healthz",
+                "/readyz",
+            ):
                 log.info(
                     "request",
                     extra={

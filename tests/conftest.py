@@ -10,15 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from careforall.app import create_app
 from careforall.db import Database, make_engine, run_migrations
+from careforall.services import auth
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 
 ADMIN_EMAIL = "admin@example.org"
 ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still argon2id, with cheap parameters: most tests are not about its cost
+    (the defaults take ~0.1 s a hash). Servers in their own process keep them."""
+    monkeypatch.setattr(
+        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +73,10 @@ def uow(db: Database) -> UnitOfWork:
 
 @pytest.fixture
 def app_factory(settings: Settings) -> Iterator[Callable[..., TestClient]]:
-    """Start the app (lifespan included) with settings changes, e.g. auto_capture=False."""
+    """Start the app (lifespan included) with changed settings.
+
+    For example `app_factory(auto_capture=False)`.
+    """
     clients: list[TestClient] = []
 
     def start(**changes: Any) -> TestClient:
@@ -88,23 +102,38 @@ class GQL:
         self.client = client
 
     def __call__(
-        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
     ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = self.client.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+            "/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=headers,
         )
         assert response.status_code < 500, response.text
         body: dict[str, Any] = response.json()
         return body
 
-    def ok(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
+    def ok(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
         body = self(query, variables, token)
         assert "errors" not in body, body["errors"]
         data: dict[str, Any] = body["data"]
         return data
 
-    def code(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> str:
+    def code(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> str:
         """The first error's contract code (the call must have failed)."""
         body = self(query, variables, token)
         assert body.get("errors"), f"expected an error, got {body}"
@@ -116,7 +145,9 @@ def gql(client: TestClient) -> GQL:
     return GQL(client)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
+) -> Any:
     """Poll until `predicate()` is truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -124,5 +155,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+            raise AssertionError(
+                f"condition not met within {timeout}s (last: {value!r})"
+            )
         time.sleep(interval)

@@ -17,7 +17,9 @@ log = logging.getLogger("careforall.api")
 INTERNAL_MESSAGE = "Something went wrong on our side; nothing was changed. Try again."
 
 
-def _with_code(error: GraphQLError, code: str, message: str | None = None, **extra: object) -> GraphQLError:
+def _with_code(
+    error: GraphQLError, code: str, message: str | None = None, **extra: object
+) -> GraphQLError:
     return GraphQLError(
         message=message if message is not None else error.message,
         nodes=error.nodes,
@@ -34,7 +36,10 @@ def classify(error: GraphQLError, phase: str) -> GraphQLError:
     original = error.original_error
     if isinstance(original, RateLimited):
         return _with_code(
-            error, original.code, original.message, retryAfterSeconds=original.retry_after_seconds
+            error,
+            original.code,
+            original.message,
+            retryAfterSeconds=original.retry_after_seconds,
         )
     if isinstance(original, DomainError):
         return _with_code(error, original.code, original.message)
@@ -90,5 +95,7 @@ class ErrorCodes(SchemaExtension):
             return
         classified = [classify(error, self.phase) for error in errors]
         for error in classified:
-            metrics.GRAPHQL_ERRORS.labels(str((error.extensions or {}).get("code"))).inc()
+            metrics.GRAPHQL_ERRORS.labels(
+                str((error.extensions or {}).get("code"))
+            ).inc()
         result.errors = classified

@@ -21,7 +21,9 @@ class Loaders:
         self.users: DataLoader[str, User | None] = DataLoader(self._users)
         self.campaigns: DataLoader[str, Campaign | None] = DataLoader(self._campaigns)
         self.totals: DataLoader[str, CampaignTotals | None] = DataLoader(self._totals)
-        self.history: DataLoader[str, list[PledgeTransition]] = DataLoader(self._history)
+        self.history: DataLoader[str, list[PledgeTransition]] = DataLoader(
+            self._history
+        )
 
     def _by_key(self, model: type[M], key: str, ids: Sequence[str]) -> list[M | None]:
         with self._db.read() as session:

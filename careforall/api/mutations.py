@@ -5,8 +5,14 @@ from __future__ import annotations
 import strawberry
 
 from careforall.api.inputs import CampaignInput, PledgeInput
-from careforall.api.types import AuthPayload, Campaign, CampaignStatus, Info, Pledge, User
-from careforall.domain import states
+from careforall.api.types import (
+    AuthPayload,
+    Campaign,
+    Info,
+    Pledge,
+    User,
+)
+from careforall.domain.states import CampaignStatus
 from careforall.services import auth, campaigns, payments, pledges
 from careforall.services.auth import AuthResult
 
@@ -60,7 +66,9 @@ class Mutation:
     @strawberry.mutation
     async def start_anonymous_session(self, info: Info) -> AuthPayload:
         rt = info.context.runtime
-        return _payload(await rt.write(auth.start_anonymous_session, rt.uow(), keys=rt.keys))
+        return _payload(
+            await rt.write(auth.start_anonymous_session, rt.uow(), keys=rt.keys)
+        )
 
     @strawberry.mutation(description="Signed-in users.")
     async def create_campaign(self, info: Info, input: CampaignInput) -> Campaign:
@@ -83,7 +91,7 @@ class Mutation:
             rt.uow(),
             principal=info.context.principal,
             campaign_id=str(id),
-            status=states.CampaignStatus(status),
+            status=status,
         )
         return Campaign.from_model(row)
 
@@ -136,4 +144,3 @@ class Mutation:
             pledge_id=str(pledge_id),
         )
         return Pledge.from_model(row)
-

@@ -33,7 +33,9 @@ class CampaignConnection:
                 CampaignEdge(cursor=c, node=Campaign.from_model(row))
                 for row, c in zip(page.items, page.cursors, strict=True)
             ],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=page.end_cursor
+            ),
         )
 
 
@@ -55,5 +57,7 @@ class PledgeConnection:
                 PledgeEdge(cursor=c, node=Pledge.from_model(row))
                 for row, c in zip(page.items, page.cursors, strict=True)
             ],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            page_info=PageInfo(
+                has_next_page=page.has_next_page, end_cursor=page.end_cursor
+            ),
         )

@@ -5,9 +5,15 @@ from __future__ import annotations
 import strawberry
 
 from careforall.api.pagination import CampaignConnection, PledgeConnection
-from careforall.api.types import Campaign, CampaignStatus, CampaignTotals, Info, Pledge, User
-from careforall.domain import states
+from careforall.api.types import (
+    Campaign,
+    CampaignTotals,
+    Info,
+    Pledge,
+    User,
+)
 from careforall.domain.errors import Unauthenticated
+from careforall.domain.states import CampaignStatus
 from careforall.services import auth, campaigns, pledges
 
 
@@ -37,7 +43,7 @@ class Query:
                 session,
                 first=20 if first is None else first,
                 after=after,
-                status=states.CampaignStatus(status) if status is not None else None,
+                status=status,
             )
         return CampaignConnection.from_page(page)
 
@@ -48,25 +54,34 @@ class Query:
         return Campaign.from_model(row) if row is not None else None
 
     @strawberry.field
-    def campaign_totals(self, info: Info, campaign_id: strawberry.ID) -> CampaignTotals | None:
+    def campaign_totals(
+        self, info: Info, campaign_id: strawberry.ID
+    ) -> CampaignTotals | None:
         with info.context.runtime.db.read() as session:
             row = campaigns.get_totals(session, str(campaign_id))
         return CampaignTotals.from_model(row) if row is not None else None
 
-    @strawberry.field(description="For its donor (user or anonymous session) or an admin.")
+    @strawberry.field(
+        description="For its donor (user or anonymous session) or an admin."
+    )
     def pledge(self, info: Info, id: strawberry.ID) -> Pledge | None:
         principal = info.context.principal
         with info.context.runtime.db.read() as session:
             row = pledges.get_pledge(session, principal=principal, pledge_id=str(id))
         return Pledge.from_model(row) if row is not None else None
 
-    @strawberry.field(description="The caller's pledges, newest first; users and anonymous sessions.")
+    @strawberry.field(
+        description="The caller's pledges, newest first; users and anonymous sessions."
+    )
     def my_donations(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> PledgeConnection:
         principal = info.context.principal
         with info.context.runtime.db.read() as session:
             page = pledges.my_donations(
-                session, principal=principal, first=20 if first is None else first, after=after
+                session,
+                principal=principal,
+                first=20 if first is None else first,
+                after=after,
             )
         return PledgeConnection.from_page(page)

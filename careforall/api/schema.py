@@ -18,7 +18,9 @@ from careforall.api.subscriptions import Subscription
 
 class Schema(strawberry.Schema):
     def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+        self,
+        errors: list[GraphQLError],
+        execution_context: ExecutionContext | None = None,
     ) -> None:
         # ErrorCodes logs unexpected errors once; refusals are not worth a traceback.
         return None
@@ -52,7 +54,11 @@ class Schema(strawberry.Schema):
 
 def build_schema(**kwargs: Any) -> Schema:
     return Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=[ErrorCodes], **kwargs
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[ErrorCodes],
+        **kwargs,
     )
 
 

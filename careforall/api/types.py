@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+
 import strawberry
 
 from careforall import models
 from careforall.api.context import Context
 from careforall.domain import states
+from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services.campaigns import accepting_pledges
 
-Role = strawberry.enum(states.Role, name="Role")
-CampaignStatus = strawberry.enum(states.CampaignStatus, name="CampaignStatus")
-PledgeStatus = strawberry.enum(states.PledgeStatus, name="PledgeStatus")
+# The domain's enums are the GraphQL enums (registered in place).
+for _enum in (Role, CampaignStatus, PledgeStatus):
+    strawberry.enum(_enum)
 
 Info = strawberry.Info[Context, None]
 
@@ -98,7 +100,9 @@ class Campaign:
             row=row,
         )
 
-    @strawberry.field(description="The organiser: never a User, an email is not public.")
+    @strawberry.field(
+        description="The organiser: never a User, an email is not public."
+    )
     async def owner(self, info: Info) -> PublicProfile:
         user = await info.context.loaders.users.load(self.row.owner_id)
         name = user.name if user is not None else "Former user"
@@ -108,7 +112,9 @@ class Campaign:
     async def totals(self, info: Info) -> CampaignTotals:
         row = await info.context.loaders.totals.load(self.row.id)
         if row is None:  # created before its totals row: count as empty
-            row = models.CampaignTotals(campaign_id=self.row.id, updated_at=self.row.created_at)
+            row = models.CampaignTotals(
+                campaign_id=self.row.id, updated_at=self.row.created_at
+            )
         return CampaignTotals.from_model(row)
 
 
@@ -122,7 +128,9 @@ class PledgeTransition:
     @classmethod
     def from_model(cls, row: models.PledgeTransition) -> PledgeTransition:
         return cls(
-            from_status=states.PledgeStatus(row.from_status) if row.from_status else None,
+            from_status=states.PledgeStatus(row.from_status)
+            if row.from_status
+            else None,
             to_status=states.PledgeStatus(row.to_status),
             at=row.at,
             source=row.source,

@@ -75,4 +75,6 @@ def may_see_pledge(principal: Principal, pledge: PledgeOwnership) -> bool:
 
 
 def may_manage_campaign(principal: Principal, campaign: CampaignOwnership) -> bool:
-    return principal.is_admin or (principal.is_user and principal.id == campaign.owner_id)
+    return principal.is_admin or (
+        principal.is_user and principal.id == campaign.owner_id
+    )

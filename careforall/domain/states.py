@@ -72,6 +72,7 @@ class Step:
 
 def _record_step(event: EventData) -> None:
     steps: list[Step] = event.kwargs["steps"]
+    assert event.transition is not None and event.transition.dest is not None
     steps.append(
         Step(
             from_status=PledgeStatus(event.transition.source),
@@ -91,16 +92,28 @@ PLEDGE_MACHINE = Machine(
     model_attribute="status",
     after_state_change=_record_step,
     transitions=[
-        {"trigger": "authorize", "source": PledgeStatus.PENDING, "dest": PledgeStatus.AUTHORIZED},
-        {"trigger": "capture", "source": PledgeStatus.AUTHORIZED, "dest": PledgeStatus.CAPTURED},
-        {"trigger": "refund", "source": PledgeStatus.CAPTURED, "dest": PledgeStatus.REFUNDED},
+        {
+            "trigger": "authorize",
+            "source": PledgeStatus.PENDING,
+            "dest": PledgeStatus.AUTHORIZED,
+        },
+        {
+            "trigger": "capture",
+            "source": PledgeStatus.AUTHORIZED,
+            "dest": PledgeStatus.CAPTURED,
+        },
+        {
+            "trigger": "refund",
+            "source": PledgeStatus.CAPTURED,
+            "dest": PledgeStatus.REFUNDED,
+        },
         {
             "trigger": "fail",
             "source": [PledgeStatus.PENDING, PledgeStatus.AUTHORIZED],
             "dest": PledgeStatus.FAILED,
         },
     ],
-)  # fmt: skip
+)
 
 
 def _trigger(row: HasStatus, trigger: str, source: str, at: datetime) -> list[Step]:
@@ -132,7 +145,11 @@ def path_to(current: PledgeStatus, target: PledgeStatus) -> list[PledgeStatus]:
     if current in TERMINAL or current == target:
         return []
     if target == PledgeStatus.FAILED:
-        return [target] if current in (PledgeStatus.PENDING, PledgeStatus.AUTHORIZED) else []
+        return (
+            [target]
+            if current in (PledgeStatus.PENDING, PledgeStatus.AUTHORIZED)
+            else []
+        )
     here, there = PATH.index(current), PATH.index(target)
     return list(PATH[here + 1 : there + 1]) if there > here else []
 

@@ -26,7 +26,10 @@ MAX_BODY_BYTES = 64 * 1024
 
 def _refuse(status: int, outcome: str, reason: str) -> JSONResponse:
     metrics.WEBHOOKS.labels(outcome).inc()
-    log.warning("webhook refused", extra={"outcome": outcome, "reason": reason, "status": status})
+    log.warning(
+        "webhook refused",
+        extra={"outcome": outcome, "reason": reason, "status": status},
+    )
     return JSONResponse({"received": False, "error": reason}, status_code=status)
 
 
@@ -56,8 +59,16 @@ def _parse(body: bytes) -> ProviderEvent | str:
         return "data.amountCents must be an integer"
     if not isinstance(currency, str) or len(currency) > 10:
         return "data.currency must be a string"
+    reason = payload.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+        return "data.reason must be a string of at most 200 characters"
     return ProviderEvent(
-        id=event_id, type=kind, pledge_id=pledge_id, amount_cents=amount, currency=currency
+        id=event_id,
+        type=kind,
+        pledge_id=pledge_id,
+        amount_cents=amount,
+        currency=currency,
+        reason=reason,
     )
 
 
@@ -67,7 +78,9 @@ async def payments_webhook(request: Request) -> JSONResponse:
     if len(body) > MAX_BODY_BYTES:
         return _refuse(413, "rejected_too_large", "body is too large")
     try:
-        verify(runtime.webhook_secret, body, request.headers.get("careforall-signature"))
+        verify(
+            runtime.webhook_secret, body, request.headers.get("careforall-signature")
+        )
     except SignatureError as exc:
         return _refuse(400, "rejected_signature", str(exc))
     event = _parse(body)
@@ -78,7 +91,9 @@ async def payments_webhook(request: Request) -> JSONResponse:
         metrics.WEBHOOKS.labels("ignored").inc()
         return JSONResponse({"received": True, "duplicate": False, "ignored": True})
     try:
-        duplicate = await runtime.write(apply_provider_event, runtime.uow(), event=event)
+        duplicate = await runtime.write(
+            apply_provider_event, runtime.uow(), event=event
+        )
     except WebhookRejected as exc:
         return _refuse(422, "rejected_unprocessable", str(exc))
     metrics.WEBHOOKS.labels("duplicate" if duplicate else "processed").inc()

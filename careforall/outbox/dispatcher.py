@@ -94,7 +94,7 @@ class Dispatcher:
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self._base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
-        return delay * random.uniform(0.5, 1.5)
+        return float(delay * random.uniform(0.5, 1.5))
 
     def process_due(self) -> BatchResult:
         """Deliver one batch of due events (blocking; runs in a worker thread)."""
@@ -124,7 +124,9 @@ class Dispatcher:
                 try:
                     side_effect(self._ctx, event)
                 except Exception as exc:
-                    errors[row.id] = f"{side_effect.__name__}: {type(exc).__name__}: {exc}"
+                    errors[row.id] = (
+                        f"{side_effect.__name__}: {type(exc).__name__}: {exc}"
+                    )
                     break
 
         changed: set[str] = set()
@@ -154,24 +156,41 @@ class Dispatcher:
         else:
             attempts = row.attempts + 1
             if attempts >= self._max_attempts:
-                values = {"status": "dead", "attempts": attempts, "last_error": error[:2000]}
+                values = {
+                    "status": "dead",
+                    "attempts": attempts,
+                    "last_error": error[:2000],
+                }
                 metrics.OUTBOX_DEAD_LETTERS.inc()
                 log.error(
                     "outbox event parked as a dead letter",
-                    extra={"event_id": row.id, "event": row.name, "attempts": attempts, "error": error},
+                    extra={
+                        "event_id": row.id,
+                        "event": row.name,
+                        "attempts": attempts,
+                        "error": error,
+                    },
                 )
             else:
                 values = {
                     "attempts": attempts,
                     "last_error": error[:2000],
-                    "available_at": utcnow() + timedelta(seconds=self._backoff(attempts)),
+                    "available_at": utcnow()
+                    + timedelta(seconds=self._backoff(attempts)),
                 }
                 metrics.OUTBOX_RETRIES.inc()
                 log.warning(
                     "outbox event failed; will retry",
-                    extra={"event_id": row.id, "event": row.name, "attempts": attempts, "error": error},
+                    extra={
+                        "event_id": row.id,
+                        "event": row.name,
+                        "attempts": attempts,
+                        "error": error,
+                    },
                 )
-        session.execute(update(OutboxEvent).where(col(OutboxEvent.id) == row.id).values(**values))
+        session.execute(
+            update(OutboxEvent).where(col(OutboxEvent.id) == row.id).values(**values)
+        )
 
     def _next_wait(self) -> float:
         with self._db.read() as session:
@@ -185,4 +204,3 @@ class Dispatcher:
             return IDLE_WAIT_SECONDS
         wait = (upcoming - utcnow()).total_seconds()
         return max(0.01, min(wait, IDLE_WAIT_SECONDS))
-

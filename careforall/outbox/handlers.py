@@ -45,7 +45,9 @@ def update_totals(session: Session, event: Event) -> str | None:
 def capture_after_authorization(ctx: HandlerContext, event: Event) -> None:
     assert isinstance(event, PledgeStatusChanged)
     if ctx.settings.auto_capture and event.to_status == PledgeStatus.AUTHORIZED:
-        auto_capture(UnitOfWork(ctx.db), provider=ctx.provider, pledge_id=event.pledge_id)
+        auto_capture(
+            UnitOfWork(ctx.db), provider=ctx.provider, pledge_id=event.pledge_id
+        )
 
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {

@@ -99,10 +99,15 @@ class WebhookSender:
         with self._db.write_session() as session:
             for row, error in zip(rows, results, strict=True):
                 if error is None:
-                    values: dict[str, object] = {"delivered_at": now, "last_error": None}
+                    values: dict[str, object] = {
+                        "delivered_at": now,
+                        "last_error": None,
+                    }
                 else:
                     attempts = row.attempts + 1
-                    delay = min(self._base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
+                    delay = min(
+                        self._base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS
+                    )
                     delay *= random.uniform(0.5, 1.0)
                     values = {
                         "attempts": attempts,
@@ -111,10 +116,16 @@ class WebhookSender:
                     }
                     log.warning(
                         "webhook delivery failed",
-                        extra={"event_id": row.event_id, "attempts": attempts, "error": error},
+                        extra={
+                            "event_id": row.event_id,
+                            "attempts": attempts,
+                            "error": error,
+                        },
                     )
                 session.execute(
-                    update(SimWebhook).where(col(SimWebhook.id) == row.id).values(**values)
+                    update(SimWebhook)
+                    .where(col(SimWebhook.id) == row.id)
+                    .values(**values)
                 )
             session.commit()
         # More may be due right away (a full batch); otherwise wait for the next.

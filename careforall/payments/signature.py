@@ -1,4 +1,7 @@
-"""Stripe-style webhook signatures: `t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>`."""
+"""Stripe-style webhook signatures.
+
+Header: `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
+"""
 
 from __future__ import annotations
 

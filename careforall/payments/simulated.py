@@ -26,7 +26,9 @@ DECLINE_REASON = "Your card was declined."
 
 
 class SimulatedProvider:
-    def __init__(self, db: Database, on_webhook: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, db: Database, on_webhook: Callable[[], None] = lambda: None
+    ) -> None:
         self._db = db
         self._on_webhook = on_webhook
 
@@ -40,12 +42,15 @@ class SimulatedProvider:
                 "pledgeId": payment.pledge_id,
                 "amountCents": payment.amount_cents,
                 "currency": payment.currency,
+                **({"reason": DECLINE_REASON} if kind == "failed" else {}),
             },
         }
         session.add(SimWebhook(event_id=event_id, body=json.dumps(body)))
 
     def _payment(self, session: Session, pledge_id: str) -> SimPayment | None:
-        return session.exec(select(SimPayment).where(SimPayment.pledge_id == pledge_id)).first()
+        return session.exec(
+            select(SimPayment).where(SimPayment.pledge_id == pledge_id)
+        ).first()
 
     def authorize(
         self, *, pledge_id: str, amount_cents: int, currency: str, payment_method: str
@@ -65,7 +70,9 @@ class SimulatedProvider:
                     status="authorized" if approved else "declined",
                 )
                 session.add(payment)
-                self._owe_webhook(session, payment, "authorized" if approved else "failed")
+                self._owe_webhook(
+                    session, payment, "authorized" if approved else "failed"
+                )
                 try:
                     session.commit()
                 except IntegrityError:  # a concurrent call authorized it first
@@ -82,7 +89,9 @@ class SimulatedProvider:
         with self._db.write_session() as session:
             payment = self._payment(session, pledge_id)
             if payment is None:
-                return ProviderResult(approved=False, reason="No payment was authorized.")
+                return ProviderResult(
+                    approved=False, reason="No payment was authorized."
+                )
             if payment.status == to:
                 return ProviderResult(approved=True)
             if payment.status != allowed_from:

@@ -85,7 +85,7 @@ def principal_from_token(keys: TokenKeys, token: str) -> Principal:
     if kind not in ("user", "anon") or not isinstance(sub, str):
         raise Unauthenticated("The access token is not valid; sign in again.")
     try:
-        parsed_role = Role(role) if kind == "user" else Role.DONOR
+        parsed_role = Role(str(role)) if kind == "user" else Role.DONOR
     except ValueError:
         raise Unauthenticated("The access token is not valid; sign in again.") from None
     return Principal(kind=kind, id=sub, role=parsed_role)
@@ -153,7 +153,9 @@ def _claim_session(uow: UnitOfWork, *, user_id: str, session_id: str) -> None:
         )
     anon.claimed_by_user_id = user_id
     session.add(anon)
-    uow.emit(PledgesClaimed(user_id=user_id, session_id=session_id, pledge_ids=pledge_ids))
+    uow.emit(
+        PledgesClaimed(user_id=user_id, session_id=session_id, pledge_ids=pledge_ids)
+    )
 
 
 def register(
@@ -239,7 +241,9 @@ def principal_exists(session: Session, principal: Principal) -> bool:
     return session.get(model, principal.id) is not None
 
 
-def ensure_admin(uow: UnitOfWork, *, email: str, password: str, name: str = "Admin") -> User:
+def ensure_admin(
+    uow: UnitOfWork, *, email: str, password: str, name: str = "Admin"
+) -> User:
     """Make sure an admin with this email and password exists (idempotent)."""
     email = normalize_email(email)
     _check_password(password)

@@ -8,7 +8,12 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from careforall.domain.clock import new_id, to_utc, utcnow
-from careforall.domain.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
+from careforall.domain.errors import (
+    BadUserInput,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+)
 from careforall.domain.events import CampaignCreated, CampaignStatusChanged
 from careforall.domain.money import check_currency, check_goal
 from careforall.domain.rules import Principal, may_manage_campaign, require_user
@@ -90,7 +95,9 @@ def set_campaign_status(
                 campaign_id=campaign.id,
                 from_status=current.value,
                 to_status=status.value,
-                source="admin" if actor.is_admin and actor.id != campaign.owner_id else "owner",
+                source="admin"
+                if actor.is_admin and actor.id != campaign.owner_id
+                else "owner",
             )
         )
         uow.commit()

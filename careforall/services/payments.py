@@ -12,13 +12,19 @@ from sqlalchemy.exc import IntegrityError
 
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, InvalidTransition
-from careforall.domain.rules import Principal, is_donor_of, require_admin, require_principal
+from careforall.domain.rules import (
+    Principal,
+    is_donor_of,
+    require_admin,
+    require_principal,
+)
 from careforall.domain.states import PledgeStatus, advance, fire
 from careforall.models import Pledge, WebhookEvent
 from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
 from careforall.services.pledges import record_steps, require_pledge
 from careforall.services.unit_of_work import UnitOfWork
 
+GENERIC_DECLINE = "The payment provider declined the payment."
 EVENT_TARGETS = {
     "payment.authorized": PledgeStatus.AUTHORIZED,
     "payment.captured": PledgeStatus.CAPTURED,
@@ -150,6 +156,7 @@ class ProviderEvent:
     pledge_id: str
     amount_cents: int
     currency: str
+    reason: str | None = None  # why a payment failed, when the provider says
 
 
 class WebhookRejected(Exception):
@@ -166,14 +173,17 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
         pledge = session.get(Pledge, event.pledge_id)
         if pledge is None:
             raise WebhookRejected("unknown pledge")
-        if pledge.amount_cents != event.amount_cents or pledge.currency != event.currency:
+        if (
+            pledge.amount_cents != event.amount_cents
+            or pledge.currency != event.currency
+        ):
             raise WebhookRejected("amount or currency differs from the pledge")
         session.add(
             WebhookEvent(event_id=event.id, type=event.type, pledge_id=pledge.id)
         )
         steps = advance(pledge, target, source=f"webhook:{event.id}", at=utcnow())
         if steps and target == PledgeStatus.FAILED:
-            pledge.failure_reason = "The payment provider declined the payment."
+            pledge.failure_reason = event.reason or GENERIC_DECLINE
         record_steps(uow, pledge, steps)
         try:
             uow.commit()

@@ -18,7 +18,11 @@ from careforall.domain.errors import (
     Unauthenticated,
 )
 from careforall.domain.events import PledgeCreated, PledgeStatusChanged
-from careforall.domain.money import check_currency, check_pledge_amount, check_same_currency
+from careforall.domain.money import (
+    check_currency,
+    check_pledge_amount,
+    check_same_currency,
+)
 from careforall.domain.rules import Principal, may_see_pledge, require_principal
 from careforall.domain.states import PledgeStatus, Step
 from careforall.models import Campaign, Pledge, PledgeTransition
@@ -131,7 +135,11 @@ def create_pledge(
         session.flush()
         session.add(
             PledgeTransition(
-                pledge_id=pledge.id, from_status=None, to_status="PENDING", at=now, source="api"
+                pledge_id=pledge.id,
+                from_status=None,
+                to_status="PENDING",
+                at=now,
+                source="api",
             )
         )
         uow.emit(
@@ -183,7 +191,9 @@ def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None
     uow.session.add(pledge)
 
 
-def get_pledge(session: Session, *, principal: Principal | None, pledge_id: str) -> Pledge | None:
+def get_pledge(
+    session: Session, *, principal: Principal | None, pledge_id: str
+) -> Pledge | None:
     """A pledge for its donor or an admin; None when there is no such pledge."""
     viewer = require_principal(principal)
     pledge = session.get(Pledge, pledge_id)
@@ -201,7 +211,9 @@ def require_pledge(session: Session, pledge_id: str) -> Pledge:
     return pledge
 
 
-def history(session: Session, pledge_ids: Sequence[str]) -> dict[str, list[PledgeTransition]]:
+def history(
+    session: Session, pledge_ids: Sequence[str]
+) -> dict[str, list[PledgeTransition]]:
     """Each pledge's transitions, oldest first."""
     result: dict[str, list[PledgeTransition]] = {pid: [] for pid in pledge_ids}
     if not pledge_ids:

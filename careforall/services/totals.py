@@ -113,6 +113,8 @@ def totals_for(session: Session, campaign_ids: Sequence[str]) -> list[CampaignTo
         return []
     return list(
         session.exec(
-            select(CampaignTotals).where(col(CampaignTotals.campaign_id).in_(campaign_ids))
+            select(CampaignTotals).where(
+                col(CampaignTotals.campaign_id).in_(campaign_ids)
+            )
         ).all()
     )

@@ -7,13 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import update
 from sqlmodel import col
 from starlette.testclient import TestClient
 
 from careforall.models import Campaign
-from careforall.services import auth
 from tests import factories as f
 from tests.conftest import GQL
 
@@ -37,14 +35,6 @@ SET_STATUS = """
 mutation($id: ID!, $status: CampaignStatus!) {
   setCampaignStatus(id: $id, status: $status) { id status acceptingPledges }
 }"""
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 costs ~0.15 s a hash at its defaults; these tests are not about it."""
-    monkeypatch.setattr(
-        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 def campaign_input(**overrides: Any) -> dict[str, Any]:

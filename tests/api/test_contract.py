@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from graphql import (
     GraphQLArgument,
-    GraphQLInputField,
-    print_ast,
     GraphQLEnumType,
+    GraphQLInputField,
     GraphQLInputObjectType,
     GraphQLNamedType,
     GraphQLNonNull,
@@ -22,11 +21,14 @@ from graphql import (
     GraphQLSchema,
     Undefined,
     build_schema,
+    print_ast,
 )
 
 from careforall.api.schema import schema as served_schema
 
-CONTRACT = Path(__file__).resolve().parents[2] / "careforall" / "api" / "contract.graphql"
+CONTRACT = (
+    Path(__file__).resolve().parents[2] / "careforall" / "api" / "contract.graphql"
+)
 
 
 def _default(arg: GraphQLArgument | GraphQLInputField) -> str | None:
@@ -51,7 +53,9 @@ def drift(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
             problems.append(f"type {name} is missing")
             continue
         if type(have) is not type(wanted):
-            problems.append(f"{name} is a {type(have).__name__}, not {type(wanted).__name__}")
+            problems.append(
+                f"{name} is a {type(have).__name__}, not {type(wanted).__name__}"
+            )
             continue
         if isinstance(wanted, GraphQLEnumType):
             assert isinstance(have, GraphQLEnumType)
@@ -72,12 +76,20 @@ def drift(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
                         problems.append(f"{name}.{fname}({aname}) is missing")
                         continue
                     if str(got_arg.type) != str(arg.type):
-                        problems.append(f"{name}.{fname}({aname}) is {got_arg.type}, not {arg.type}")
+                        problems.append(
+                            f"{name}.{fname}({aname}) is {got_arg.type}, not {arg.type}"
+                        )
                     if _default(got_arg) != _default(arg):
                         problems.append(f"{name}.{fname}({aname}) default changed")
                 for aname, arg in got.args.items():
-                    if aname not in field.args and isinstance(arg.type, GraphQLNonNull) and _default(arg) is None:
-                        problems.append(f"{name}.{fname}({aname}) is a new required argument")
+                    if (
+                        aname not in field.args
+                        and isinstance(arg.type, GraphQLNonNull)
+                        and _default(arg) is None
+                    ):
+                        problems.append(
+                            f"{name}.{fname}({aname}) is a new required argument"
+                        )
         elif isinstance(wanted, GraphQLInputObjectType):
             assert isinstance(have, GraphQLInputObjectType)
             for fname, field in wanted.fields.items():
@@ -86,15 +98,23 @@ def drift(contract: GraphQLSchema, served: GraphQLSchema) -> list[str]:
                     problems.append(f"input {name}.{fname} is missing")
                     continue
                 if str(got_field.type) != str(field.type):
-                    problems.append(f"input {name}.{fname} is {got_field.type}, not {field.type}")
+                    problems.append(
+                        f"input {name}.{fname} is {got_field.type}, not {field.type}"
+                    )
                 if _default(got_field) != _default(field):
                     problems.append(f"input {name}.{fname} default changed")
             for fname, got_field in have.fields.items():
-                if fname not in wanted.fields and isinstance(got_field.type, GraphQLNonNull) and _default(got_field) is None:
+                if (
+                    fname not in wanted.fields
+                    and isinstance(got_field.type, GraphQLNonNull)
+                    and _default(got_field) is None
+                ):
                     problems.append(f"input {name}.{fname} is a new required field")
     for root in ("query_type", "mutation_type", "subscription_type"):
         wanted_root, have_root = getattr(contract, root), getattr(served, root)
-        if wanted_root is not None and (have_root is None or have_root.name != wanted_root.name):
+        if wanted_root is not None and (
+            have_root is None or have_root.name != wanted_root.name
+        ):
             problems.append(f"{root} differs")
     return problems
 
@@ -108,15 +128,27 @@ def test_served_schema_keeps_the_contract() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("pledgeCount: Int!", "pledgeCount: Int"), "CampaignTotals.pledgeCount is Int, not Int!"),
-        (("  refundPayment(pledgeId: ID!): Pledge!", ""), "Mutation.refundPayment is missing"),
-        (("first: Int = 20, after", "first: Int = 10, after"), "Query.campaigns(first) default changed"),
+        (
+            ("pledgeCount: Int!", "pledgeCount: Int"),
+            "CampaignTotals.pledgeCount is Int, not Int!",
+        ),
+        (
+            ("  refundPayment(pledgeId: ID!): Pledge!", ""),
+            "Mutation.refundPayment is missing",
+        ),
+        (
+            ("first: Int = 20, after", "first: Int = 10, after"),
+            "Query.campaigns(first) default changed",
+        ),
         (("enum Role { DONOR ADMIN }", "enum Role { DONOR }"), "enum Role lost ADMIN"),
-        (("  message: String\n}", "  message: String\n  tip: Int!\n}"), "input PledgeInput.tip is a new required field"),
+        (
+            ("  message: String\n}", "  message: String\n  tip: Int!\n}"),
+            "input PledgeInput.tip is a new required field",
+        ),
     ],
 )
 def test_drift_is_detected(change: tuple[str, str], expected: str) -> None:
-    """The check itself fails on each kind of break (here simulated on the served side)."""
+    """The check fails on each kind of break (simulated on the served side)."""
     text = CONTRACT.read_text()
     old, new = change
     assert old in text

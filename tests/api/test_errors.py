@@ -8,12 +8,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from careforall.api.errors import INTERNAL_MESSAGE
 from careforall.domain.errors import ERROR_CODES
-from careforall.services import auth, campaigns
+from careforall.services import campaigns
 from tests import factories as f
 from tests.conftest import GQL
 
@@ -44,14 +43,6 @@ LEAKS = (
 )
 CAMPAIGNS = "{ campaigns { edges { node { id title description } } } }"
 MB = 1_000_000
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 costs ~0.15 s a hash at its defaults; these tests are not about it."""
-    monkeypatch.setattr(
-        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 def refusal(response: httpx2.Response) -> dict[str, Any]:

@@ -9,10 +9,8 @@ from typing import Any
 
 import jwt
 import pytest
-from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
-from careforall.services import auth
 from tests import factories as f
 from tests.conftest import ADMIN_EMAIL, GQL
 
@@ -33,14 +31,6 @@ USER_RETURNING_FIELDS = """
 { __schema { types { name kind fields {
   name type { name kind ofType { name kind ofType { name } } }
 } } } }"""
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 costs ~0.15 s a hash at its defaults; these tests are not about it."""
-    monkeypatch.setattr(
-        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 def donation_ids(gql: GQL, token: str) -> list[str]:

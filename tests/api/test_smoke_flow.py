@@ -13,7 +13,9 @@ def test_guest_donation_is_captured_and_counted(gql: GQL) -> None:
     pledge = f.pledge(gql, guest, campaign["id"], amount=2500)
     assert pledge["status"] == "PENDING"
 
-    paid = gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, guest)["authorizePayment"]
+    paid = gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, guest)[
+        "authorizePayment"
+    ]
     assert paid["status"] in ("AUTHORIZED", "CAPTURED")
 
     wait_for(lambda: f.totals(gql, campaign["id"]) == (2500, 1))

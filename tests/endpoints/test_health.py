@@ -5,22 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from argon2 import PasswordHasher
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from careforall import __version__
-from careforall.services import auth
 from tests import factories as f
 from tests.conftest import GQL, wait_for
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 costs ~0.15 s a hash at its defaults; these tests are not about it."""
-    monkeypatch.setattr(
-        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

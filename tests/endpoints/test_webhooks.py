@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
 import pytest
 from sqlmodel import col, func, select
 from starlette.testclient import TestClient
@@ -36,50 +34,9 @@ WEBHOOK = "webhook:{}"  # the history source of a provider event
 # --- helpers ---------------------------------------------------------------
 
 
-def event(
-    pledge: dict[str, Any],
-    kind: str,
-    *,
-    event_id: str | None = None,
-    amount: int | None = None,
-    currency: str | None = None,
-) -> dict[str, Any]:
-    """A provider event for `pledge` (kind: authorized, captured, failed, refunded)."""
-    return {
-        "id": event_id or f"evt_{uuid.uuid4().hex}",
-        "type": f"payment.{kind}",
-        "created": int(time.time()),
-        "data": {
-            "pledgeId": pledge["id"],
-            "amountCents": pledge["amountCents"] if amount is None else amount,
-            "currency": pledge["currency"] if currency is None else currency,
-        },
-    }
-
-
-def secret_of(client: TestClient) -> str:
-    secret: str = client.app.state.runtime.webhook_secret  # type: ignore[attr-defined]
-    return secret
-
-
-def post(
-    client: TestClient,
-    body: dict[str, Any] | bytes,
-    *,
-    secret: str | None = None,
-    timestamp: int | None = None,
-    header: str | None = None,
-    signed: bool = True,
-) -> httpx2.Response:
-    """POST a body signed like the provider does (or with the given header)."""
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if header is not None:
-        headers["CareForAll-Signature"] = header
-    elif signed:
-        key = secret_of(client) if secret is None else secret
-        headers["CareForAll-Signature"] = sign(key, raw, timestamp=timestamp)
-    return client.post(URL, content=raw, headers=headers)
+event = f.provider_event
+secret_of = f.webhook_secret
+post = f.post_webhook
 
 
 @dataclass(frozen=True)
@@ -478,6 +435,24 @@ def test_failed_event_records_a_reason_and_is_terminal(
     assert after.status == "FAILED"
     assert after.failure_reason
     assert after.history[1:] == [("PENDING", "FAILED", after.history[1][2])]
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        ("Your card was declined.", "Your card was declined."),
+        (None, "The payment provider declined the payment."),
+    ],
+)
+def test_failed_event_keeps_the_providers_reason(
+    manual: Setup, db: Database, reason: str | None, shown: str
+) -> None:
+    pledge = manual.new_pledge()
+    body = event(pledge, "failed")
+    if reason is not None:
+        body["data"]["reason"] = reason
+    assert post(manual.client, body).status_code == 200
+    assert snapshot(db, pledge["id"]).failure_reason == shown
 
 
 @pytest.mark.parametrize("start", ["PENDING", "AUTHORIZED"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,7 +22,6 @@ from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.models import OutboxEvent, Pledge, PledgeTransition, WebhookEvent
 from careforall.outbox import dispatcher as dispatcher_module
 from careforall.outbox import handlers
-from careforall.payments.signature import sign
 from careforall.services.payments import ProviderEvent, apply_provider_event
 from careforall.services.pledges import record_steps
 from careforall.services.unit_of_work import UnitOfWork
@@ -35,29 +33,10 @@ from tests.conftest import GQL, wait_for
 
 def webhook(client: TestClient, pledge: dict[str, Any], kind: str) -> str:
     """Deliver a signed provider event for `pledge`; returns its id."""
-    event_id = f"evt_{uuid.uuid4().hex}"
-    body = json.dumps(
-        {
-            "id": event_id,
-            "type": f"payment.{kind}",
-            "created": int(time.time()),
-            "data": {
-                "pledgeId": pledge["id"],
-                "amountCents": pledge["amountCents"],
-                "currency": pledge["currency"],
-            },
-        }
-    ).encode()
-    secret: str = client.app.state.runtime.webhook_secret  # type: ignore[attr-defined]
-    response = client.post(
-        "/webhooks/payments",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "CareForAll-Signature": sign(secret, body),
-        },
-    )
+    body = f.provider_event(pledge, kind)
+    response = f.post_webhook(client, body)
     assert response.json() == {"received": True, "duplicate": False}, response.text
+    event_id: str = body["id"]
     return event_id
 
 

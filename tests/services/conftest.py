@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from careforall.db import Database
@@ -24,14 +23,6 @@ from careforall.services.unit_of_work import UnitOfWork
 # 64 bytes: long enough that PyJWT does not warn, even for HS512.
 SECRET = "test-secret-" + "k" * 52
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Still argon2id, with cheap parameters: these tests are not about its cost."""
-    monkeypatch.setattr(
-        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
 
 
 @pytest.fixture

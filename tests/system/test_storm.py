@@ -26,7 +26,6 @@ from starlette.testclient import TestClient
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.states import PledgeStatus, advance
-from careforall.payments.signature import sign
 from tests import factories as f
 from tests.conftest import GQL, wait_for
 
@@ -82,18 +81,8 @@ def outcomes(events: list[tuple[str, str]]) -> set[str]:
 
 def make_delivery(pledge: dict[str, Any], kind: str) -> Delivery:
     """A provider event for `pledge` with a fresh id."""
-    event_id = f"evt_storm_{uuid.uuid4().hex}"
-    body = {
-        "id": event_id,
-        "type": f"payment.{kind}",
-        "created": int(time.time()),
-        "data": {
-            "pledgeId": pledge["id"],
-            "amountCents": pledge["amountCents"],
-            "currency": pledge["currency"],
-        },
-    }
-    return Delivery(event_id, kind, pledge["id"], json.dumps(body).encode())
+    body = f.provider_event(pledge, kind, event_id=f"evt_storm_{uuid.uuid4().hex}")
+    return Delivery(body["id"], kind, pledge["id"], json.dumps(body).encode())
 
 
 def build_storm(
@@ -112,14 +101,8 @@ def build_storm(
 
 
 def poster(client: TestClient) -> Callable[[Delivery], tuple[str, int, dict[str, Any]]]:
-    secret: str = client.app.state.runtime.webhook_secret  # type: ignore[attr-defined]
-
     def deliver(d: Delivery) -> tuple[str, int, dict[str, Any]]:
-        headers = {
-            "Content-Type": "application/json",
-            "CareForAll-Signature": sign(secret, d.body),
-        }
-        response = client.post("/webhooks/payments", content=d.body, headers=headers)
+        response = f.post_webhook(client, d.body)
         return d.event_id, response.status_code, response.json()
 
     return deliver

@@ -27,7 +27,9 @@ def test_create_admin_makes_an_admin_with_an_argon2_hash(
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("CAREFORALL_DATABASE_URL", url)
     monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password\n"))
-    assert main(["create-admin", "--email", "Root@Example.org", "--password-stdin"]) == 0
+    assert (
+        main(["create-admin", "--email", "Root@Example.org", "--password-stdin"]) == 0
+    )
     db = Database(make_engine(Settings(database_url=url)))
     try:
         with db.read() as session:
