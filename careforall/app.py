@@ -14,9 +14,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from careforall import logs, tracing
 from careforall.api.context import GraphQLView
+from careforall.backup import hold_server_lock
 from careforall.db import Database, make_engine, web_dir
+from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, readyz
+from careforall.endpoints.security import security_middleware
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.metrics import metrics_endpoint
 from careforall.middleware import RequestMetrics
@@ -28,6 +32,7 @@ from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
 from careforall.services import auth, totals
 from careforall.services.auth import TokenKeys
+from careforall.services.ratelimit import RateLimiter
 from careforall.services.runtime import Runtime
 from careforall.services.secrets import kept_secret
 from careforall.services.unit_of_work import UnitOfWork
@@ -42,6 +47,7 @@ def _start_runtime(
     """Blocking start-up work: secrets, the admin, and totals repaired."""
     jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
     webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
+    logs.keep_out(jwt_secret, webhook_secret, settings.admin_password)
     if settings.admin_email and settings.admin_password:
         auth.ensure_admin(
             UnitOfWork(db), email=settings.admin_email, password=settings.admin_password
@@ -70,6 +76,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tracer_provider = tracing.install(settings.traces_exporter)
+        # Held for the server's life: `careforall restore` refuses meanwhile.
+        server_lock = await asyncio.to_thread(hold_server_lock, settings)
         db = Database(make_engine(settings))
         sender_ref: list[WebhookSender] = []
         provider = SimulatedProvider(
@@ -114,6 +123,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             db.dispose()
+            tracing.uninstall(tracer_provider)
+            if server_lock is not None:
+                server_lock.release()
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -122,10 +134,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
         Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
     ]
     app = Starlette(
-        routes=routes, middleware=[Middleware(RequestMetrics)], lifespan=lifespan
+        routes=routes,
+        middleware=[Middleware(RequestMetrics), *security_middleware(settings)],
+        lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter()
     return app

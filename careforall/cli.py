@@ -1,4 +1,4 @@
-"""The `careforall` command: serve, migrate, create-admin."""
+"""The `careforall` command: serve and the operator's day-two commands."""
 
 from __future__ import annotations
 
@@ -18,12 +18,34 @@ def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def _check_admin_bootstrap(settings: Settings) -> str | None:
+    """Why the admin variables cannot be used, or None."""
+    from careforall.domain.errors import DomainError
+    from careforall.services.auth import check_credentials
+
+    email, password = settings.admin_email, settings.admin_password
+    if bool(email) != bool(password):
+        return (
+            "set both CAREFORALL_ADMIN_EMAIL and CAREFORALL_ADMIN_PASSWORD, or neither"
+        )
+    if email and password:
+        try:
+            check_credentials(email, password)
+        except DomainError as exc:
+            return f"CAREFORALL_ADMIN_EMAIL/PASSWORD: {exc.message}"
+    return None
+
+
 def serve(settings: Settings, host: str, port: int) -> int:
     import uvicorn
 
     from careforall.app import create_app
     from careforall.db import run_migrations
 
+    problem = _check_admin_bootstrap(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     run_migrations(settings)
     if settings.provider_webhook_url is None:
         # The simulated provider posts to this process, like a real provider would.
@@ -71,6 +93,60 @@ def create_admin(
     return 0
 
 
+def backup_or_restore(settings: Settings, command: str, file: str, force: bool) -> int:
+    from pathlib import Path
+
+    from careforall.backup import BackupError, backup, restore
+
+    try:
+        if command == "backup":
+            result = backup(settings, Path(file), force=force)
+        else:
+            result = restore(settings, Path(file))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = result.info
+    print(
+        f"{command}: {result.source} -> {result.target} ({info.pledges} pledges, "
+        f"schema {info.revision}, {info.size:,} bytes, {result.seconds:.2f} s)"
+    )
+    return 0
+
+
+def reconcile(settings: Settings) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from careforall.backup import BackupError, require_database
+    from careforall.db import Database, make_engine
+    from careforall.services.admin import reconcile as run_reconcile
+    from careforall.services.unit_of_work import UnitOfWork
+
+    try:
+        require_database(settings)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    db = Database(make_engine(settings))
+    try:
+        result = run_reconcile(UnitOfWork(db), actor=None, via="cli")
+    except OperationalError:
+        print(
+            "error: the database schema is not current; run `careforall migrate`",
+            file=sys.stderr,
+        )
+        return 2
+    finally:
+        db.dispose()
+    for d in result.drifts:
+        print(
+            f"repaired {d.campaign_id}: raised {d.raised_cents_was} -> "
+            f"{d.raised_cents} cents, pledges {d.pledge_count_was} -> {d.pledge_count}"
+        )
+    print(f"reconcile: {len(result.drifts)} campaign(s) repaired")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="careforall", description=__doc__)
     parser.add_argument(
@@ -86,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--name", default="Admin")
     admin.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    backup_cmd = commands.add_parser(
+        "backup", help="copy the SQLite database consistently, even while serving"
+    )
+    backup_cmd.add_argument("file")
+    backup_cmd.add_argument(
+        "--force", action="store_true", help="replace FILE if it exists"
+    )
+    restore_cmd = commands.add_parser(
+        "restore", help="replace the database with a backup (server stopped)"
+    )
+    restore_cmd.add_argument("file")
+    commands.add_parser(
+        "reconcile", help="recompute campaign totals from pledges; print repairs"
     )
     return parser
 
@@ -109,4 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "create-admin":
         return create_admin(settings, args.email, args.name, args.password_stdin)
+    if args.command in ("backup", "restore"):
+        force = getattr(args, "force", False)
+        return backup_or_restore(settings, args.command, args.file, force)
+    if args.command == "reconcile":
+        return reconcile(settings)
     return 2

@@ -9,12 +9,24 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from starlette.requests import Request
 from starlette.responses import Response
 
 from careforall.domain.events import Event, PledgeCreated, PledgeStatusChanged
+from careforall.domain.states import PledgeStatus
+from careforall.endpoints.health import readiness
+
+# No `*_created` series beside each counter and histogram: the text format
+# makes them separate gauges that only double what a scrape has to read.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# The first names seen become label values; any later one counts as "other".
+OPERATION_NAME_LIMIT = 50
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 HTTP_REQUESTS = Counter(
     "careforall_http_requests_total",
@@ -25,7 +37,7 @@ HTTP_LATENCY = Histogram(
     "careforall_http_request_duration_seconds",
     "Time to answer an HTTP request, by route.",
     ["route", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=LATENCY_BUCKETS,
 )
 GRAPHQL_ERRORS = Counter(
     "careforall_graphql_errors_total",
@@ -62,6 +74,69 @@ OUTBOX_PENDING = Gauge(
 SUBSCRIPTIONS_OPEN = Gauge(
     "careforall_subscriptions_open", "Open GraphQL subscriptions on this process."
 )
+GRAPHQL_OPERATIONS = Counter(
+    "careforall_graphql_operations_total",
+    "GraphQL operations executed, by operation name (the first "
+    f"{OPERATION_NAME_LIMIT} names seen; later ones count as other), type and "
+    "outcome (ok or error).",
+    ["operation", "operation_type", "outcome"],
+)
+GRAPHQL_LATENCY = Histogram(
+    "careforall_graphql_operation_duration_seconds",
+    "Time to execute a GraphQL query or mutation, by operation name and type.",
+    ["operation", "operation_type"],
+    buckets=LATENCY_BUCKETS,
+)
+CAPTURED_CENTS = Counter(
+    "careforall_payments_captured_cents_total",
+    "Money captured, in minor units (cents) of its currency.",
+    ["currency"],
+)
+REFUNDED_CENTS = Counter(
+    "careforall_payments_refunded_cents_total",
+    "Money refunded, in minor units (cents) of its currency.",
+    ["currency"],
+)
+PAYMENTS_DECLINED = Counter(
+    "careforall_payments_declined_total",
+    "Payments the provider declined or failed (pledges that became FAILED).",
+)
+OUTBOX_DEAD = Gauge(
+    "careforall_outbox_dead_events",
+    "Outbox events parked as dead letters now (until replayed).",
+)
+OUTBOX_LAG = Gauge(
+    "careforall_outbox_oldest_pending_age_seconds",
+    "Age of the oldest outbox event still waiting to be delivered (0 when none).",
+)
+OUTBOX_DISPATCH_LATENCY = Histogram(
+    "careforall_outbox_dispatch_latency_seconds",
+    "Time from an outbox event's commit to its successful delivery.",
+    buckets=LAG_BUCKETS,
+)
+TOTALS_LAG = Histogram(
+    "careforall_totals_update_lag_seconds",
+    "Time from a pledge state change's commit to the totals that reflect it.",
+    buckets=LAG_BUCKETS,
+)
+READY = Gauge(
+    "careforall_ready",
+    "1 when this process is ready to serve (database reachable, background tasks "
+    "running), else 0.",
+)
+
+# Known label values start at zero, so rate() and increase() see the first event.
+WEBHOOK_OUTCOMES = (
+    "processed",
+    "duplicate",
+    "ignored",
+    "rejected_signature",
+    "rejected_malformed",
+    "rejected_unprocessable",
+    "rejected_too_large",
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOKS.labels(_outcome)
 
 
 def count_events(events: Sequence[Event]) -> None:
@@ -71,7 +146,15 @@ def count_events(events: Sequence[Event]) -> None:
             PLEDGES_CREATED.inc()
         elif isinstance(event, PledgeStatusChanged):
             PLEDGE_TRANSITIONS.labels(event.from_status, event.to_status).inc()
+            if event.to_status == PledgeStatus.CAPTURED:
+                CAPTURED_CENTS.labels(event.currency).inc(event.amount_cents)
+            elif event.to_status == PledgeStatus.REFUNDED:
+                REFUNDED_CENTS.labels(event.currency).inc(event.amount_cents)
+            elif event.to_status == PledgeStatus.FAILED:
+                PAYMENTS_DECLINED.inc()
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    # Readiness is checked at scrape time, so the gauge is never stale.
+    READY.set(1 if all(readiness(request.app.state).values()) else 0)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,15 +1,33 @@
-"""ASGI middleware: per-request metrics and one log line per request."""
+"""ASGI middleware: per-request metrics, a span and one log line per request.
+
+Each request gets an id (a sane incoming `X-Request-ID`, else a new one) that
+is echoed in the response and written on every log line made for it; a
+`traceparent` header makes the request's span a child of the caller's.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
+import uuid
 
+from opentelemetry.trace import INVALID_SPAN, SpanKind
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from careforall import metrics
+from careforall import metrics, tracing
+from careforall.logs import CURRENT_REQUEST, RequestLog
 
 log = logging.getLogger("careforall.http")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Probed often and uneventful: their log line only at DEBUG.
+QUIET_ROUTES = ("/metrics", "/healthz", "/readyz")
+# No span for these (nor for the web app's files).
+UNTRACED_ROUTES = (*QUIET_ROUTES, "/", "static")
 
 # Bounded label values: any other path counts as "other".
 KNOWN_ROUTES = (
@@ -28,6 +46,13 @@ def route_label(path: str) -> str:
     return "static" if "." in path.rsplit("/", 1)[-1] else "other"
 
 
+def request_id(given: str | None) -> str:
+    """The caller's request id when it is short and plain, else a new one."""
+    if given is not None and _SANE_REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
 class RequestMetrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,32 +62,71 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        headers = Headers(scope=scope)
+        entry = RequestLog(request_id=request_id(headers.get(REQUEST_ID_HEADER)))
+        route, method = route_label(scope["path"]), scope["method"]
         status = 500
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = entry.request_id
             await send(message)
 
+        token = CURRENT_REQUEST.set(entry)
+        quiet = route in QUIET_ROUTES
         try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - start
-            route, method = route_label(scope["path"]), scope["method"]
-            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(route, method).observe(elapsed)
-            if log.isEnabledFor(logging.INFO) and route not in (
-                "/metrics",
-                "/healthz",
-                "/readyz",
-            ):
-                log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "path": scope["path"][:200],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
+            with (
+                tracing.span(
+                    f"{method} {route}",
+                    parent=tracing.context_from_headers(headers),
+                    kind=SpanKind.SERVER,
+                    attributes={"http.request.method": method, "http.route": route},
                 )
+                if route not in UNTRACED_ROUTES
+                else contextlib.nullcontext(INVALID_SPAN)
+            ) as span:
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                finally:
+                    elapsed = time.perf_counter() - start
+                    metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+                    metrics.HTTP_LATENCY.labels(route, method).observe(elapsed)
+                    if span.is_recording():
+                        span.set_attribute("http.response.status_code", status)
+                        if status >= 500:
+                            tracing.fail(span, f"HTTP {status}")
+                    self._log(entry, method, scope["path"], status, elapsed, quiet)
+        finally:
+            CURRENT_REQUEST.reset(token)
+
+    @staticmethod
+    def _log(
+        entry: RequestLog,
+        method: str,
+        path: str,
+        status: int,
+        elapsed: float,
+        quiet: bool,
+    ) -> None:
+        level = logging.DEBUG if quiet else logging.INFO
+        if status >= 500:
+            level = logging.ERROR
+        if not log.isEnabledFor(level):
+            return
+        fields: dict[str, object] = {
+            "method": method,
+            "path": path[:200],
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        if entry.operation is not None:
+            fields["operation"] = entry.operation
+            fields["operation_type"] = entry.operation_type
+            fields["principal"] = entry.principal
+            if entry.user_id is not None:
+                fields["user_id"] = entry.user_id
+            if entry.errors:
+                fields["errors"] = entry.errors
+        log.log(level, "request", extra=fields)

@@ -108,6 +108,8 @@ class OutboxEvent(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     available_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None
+    # W3C traceparent of the span that wrote it (None when tracing is off).
+    trace_context: str | None = Field(default=None, max_length=100)
 
 
 class TotalsLedger(SQLModel, table=True):
@@ -159,6 +161,8 @@ class SimWebhook(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
     last_error: str | None = None
+    # W3C traceparent of the payment call that owes it; sent as `traceparent`.
+    trace_context: str | None = Field(default=None, max_length=100)
 
 
 class AppSecret(SQLModel, table=True):
@@ -167,3 +171,39 @@ class AppSecret(SQLModel, table=True):
     __tablename__ = "app_secrets"
     name: str = Field(primary_key=True, max_length=40)
     value: str
+
+
+class AuditLog(SQLModel, table=True):
+    """An admin action, written in the same commit as its effect."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    # No foreign key: the record of who did what outlives any account change.
+    # None when the action came from the command line.
+    actor_user_id: str | None = Field(default=None, max_length=40)
+    action: str = Field(max_length=40)
+    target_type: str = Field(max_length=40)
+    target_id: str = Field(max_length=120)
+    detail: str = "{}"  # JSON object
+
+
+class WebhookLog(SQLModel, table=True):
+    """One row per request to the payment webhook: what came in and what it got.
+
+    Never the raw body or the signature; only fields read from a verified body.
+    """
+
+    __tablename__ = "webhook_log"
+    __table_args__ = (
+        Index("ix_webhook_log_received", "received_at"),
+        Index("ix_webhook_log_outcome", "outcome", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow)
+    event_id: str | None = Field(default=None, max_length=120)
+    type: str | None = Field(default=None, max_length=60)
+    pledge_id: str | None = Field(default=None, max_length=100)
+    outcome: str = Field(max_length=30)
+    reason: str | None = Field(default=None, max_length=200)
+    status_code: int

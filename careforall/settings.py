@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from ipaddress import ip_network
 
 DEFAULT_DATABASE_URL = "sqlite:///./careforall.db"
 
@@ -38,6 +39,81 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Addresses or CIDR blocks, e.g. `127.0.0.1,10.0.0.0/8`."""
+    items = _list(env, name)
+    for item in items:
+        try:
+            ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must list IP addresses or networks, not {item!r}"
+            ) from None
+    return items
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("CAREFORALL_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"CAREFORALL_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+            f"not {env.get('CAREFORALL_LOG_LEVEL')!r}"
+        )
+    return level
+
+
+TRACES_EXPORTERS = ("otlp", "console", "none")
+
+
+def _traces_exporter(env: Mapping[str, str]) -> str:
+    """OTEL_TRACES_EXPORTER, normalised: "none", or exporters joined by commas."""
+    if (env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true":
+        return "none"
+    raw = env.get("OTEL_TRACES_EXPORTER") or "none"
+    names = [item.strip().lower() for item in raw.split(",") if item.strip()]
+    if any(name not in TRACES_EXPORTERS for name in names):
+        raise SettingsError(
+            f"OTEL_TRACES_EXPORTER must list otlp, console or none, not {raw!r}"
+        )
+    return ",".join(dict.fromkeys(n for n in names if n != "none")) or "none"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` requests per `seconds`; written `count/seconds`, e.g. `10/60`."""
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, name: str, raw: str) -> Rate:
+        count, _, seconds = raw.partition("/")
+        try:
+            rate = cls(int(count), float(seconds))
+        except ValueError:
+            rate = cls(0, 0)
+        if rate.count < 1 or not rate.seconds > 0:
+            raise SettingsError(
+                f"{name} must be requests/seconds like 10/60, not {raw!r}"
+            )
+        return rate
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return Rate.parse(name, raw.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -58,6 +134,23 @@ class Settings:
     webhook_retry_base_delay: float = 0.5
     busy_timeout_ms: int = 5000
     log_level: str = "INFO"
+    # Standard OpenTelemetry variable (README, "Observability"); "none" is off.
+    traces_exporter: str = "none"
+    # Limits and security (README, "Limits and security").
+    introspection: bool = True
+    graphql_max_depth: int = 10
+    graphql_max_aliases: int = 30
+    graphql_max_tokens: int = 2000
+    max_body_bytes: int = 1024 * 1024
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    rate_limit_auth_per_address: Rate = Rate(30, 60)
+    rate_limit_auth_per_email: Rate = Rate(10, 600)
+    rate_limit_anonymous_per_address: Rate = Rate(30, 60)
+    rate_limit_pledge_per_principal: Rate = Rate(20, 60)
+    rate_limit_pledge_per_address: Rate = Rate(60, 60)
+    rate_limit_payment_per_principal: Rate = Rate(10, 60)
+    rate_limit_payment_per_address: Rate = Rate(30, 60)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,7 +167,36 @@ class Settings:
             user_token_hours=_number(env, "CAREFORALL_TOKEN_HOURS", 24 * 7),
             outbox_max_attempts=int(_number(env, "CAREFORALL_OUTBOX_MAX_ATTEMPTS", 8)),
             outbox_base_delay=_number(env, "CAREFORALL_OUTBOX_BASE_DELAY", 0.5),
-            log_level=(env.get("CAREFORALL_LOG_LEVEL") or "INFO").upper(),
+            log_level=_log_level(env),
+            traces_exporter=_traces_exporter(env),
+            introspection=_flag(env, "CAREFORALL_INTROSPECTION", True),
+            graphql_max_depth=int(_number(env, "CAREFORALL_GRAPHQL_MAX_DEPTH", 10)),
+            graphql_max_aliases=int(_number(env, "CAREFORALL_GRAPHQL_MAX_ALIASES", 30)),
+            graphql_max_tokens=int(_number(env, "CAREFORALL_GRAPHQL_MAX_TOKENS", 2000)),
+            max_body_bytes=int(_number(env, "CAREFORALL_MAX_BODY_BYTES", 1024 * 1024)),
+            cors_origins=_list(env, "CAREFORALL_CORS_ORIGINS"),
+            trusted_proxies=_networks(env, "CAREFORALL_TRUSTED_PROXIES"),
+            rate_limit_auth_per_address=_rate(
+                env, "CAREFORALL_RATE_LIMIT_AUTH_PER_ADDRESS", Rate(30, 60)
+            ),
+            rate_limit_auth_per_email=_rate(
+                env, "CAREFORALL_RATE_LIMIT_AUTH_PER_EMAIL", Rate(10, 600)
+            ),
+            rate_limit_anonymous_per_address=_rate(
+                env, "CAREFORALL_RATE_LIMIT_ANONYMOUS_PER_ADDRESS", Rate(30, 60)
+            ),
+            rate_limit_pledge_per_principal=_rate(
+                env, "CAREFORALL_RATE_LIMIT_PLEDGE_PER_PRINCIPAL", Rate(20, 60)
+            ),
+            rate_limit_pledge_per_address=_rate(
+                env, "CAREFORALL_RATE_LIMIT_PLEDGE_PER_ADDRESS", Rate(60, 60)
+            ),
+            rate_limit_payment_per_principal=_rate(
+                env, "CAREFORALL_RATE_LIMIT_PAYMENT_PER_PRINCIPAL", Rate(10, 60)
+            ),
+            rate_limit_payment_per_address=_rate(
+                env, "CAREFORALL_RATE_LIMIT_PAYMENT_PER_ADDRESS", Rate(30, 60)
+            ),
         )
 
     def with_(self, **changes: object) -> Settings:

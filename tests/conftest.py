@@ -3,6 +3,7 @@ and a `gql` helper that speaks GraphQL over HTTP."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -159,3 +160,18 @@ def wait_for(
                 f"condition not met within {timeout}s (last: {value!r})"
             )
         time.sleep(interval)
+
+
+@pytest.fixture
+def promtool() -> str:
+    """Path of Prometheus's `promtool` (Debian package `prometheus`).
+
+    Skipped where it is not installed, except in CI (CI is set), where its
+    absence fails the test: CI must install it.
+    """
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: CI must install the package prometheus")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return path

@@ -1,58 +1,149 @@
-// The campaign list, read from the same GraphQL API that every client uses.
-"use strict";
+// The CareForAll web app: a hash router, the page frame, and the navigation.
+// Each view lives in views/ and talks only to /graphql, like any other client.
+import { h } from "./dom.js";
+import { currentSession, currentUser, onSessionChange, signOut } from "./session.js";
+import { campaignsView } from "./views/campaigns.js";
+import { campaignView } from "./views/campaign.js";
+import { donationsView, receiptView } from "./views/donations.js";
+import { registerView, signInView } from "./views/auth.js";
+import { mineView, startView } from "./views/organiser.js";
 
-const QUERY = `query Campaigns($first: Int) {
-  campaigns(first: $first) {
-    edges { node { id title category status goalCents currency
-      totals { raisedCents pledgeCount } } }
-  }
-}`;
+const ROUTES = [
+  [/^\/$/, campaignsView],
+  [/^\/campaigns\/([^/]+)$/, campaignView],
+  [/^\/donations$/, donationsView],
+  [/^\/donations\/([^/]+)$/, receiptView],
+  [/^\/signin$/, signInView],
+  [/^\/register$/, registerView],
+  [/^\/start$/, startView],
+  [/^\/mine$/, mineView],
+];
 
-function money(cents, currency) {
-  return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(cents / 100);
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+let current = null; // { controller, cleanups }
+let flash = null;
+let firstRender = true;
+
+/** Go to a route ("/donations"); an optional message shows on the next page. */
+export function navigate(path, message = null) {
+  flash = message;
+  if (location.hash === `#${path}`) render();
+  else location.hash = `#${path}`;
 }
 
-function render(campaigns) {
-  const list = document.getElementById("campaigns");
-  list.replaceChildren();
-  for (const { node } of campaigns) {
-    const share = Math.min(100, (100 * node.totals.raisedCents) / node.goalCents);
-    const item = document.createElement("li");
-    const title = document.createElement("h3");
-    title.textContent = node.title;
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    bar.setAttribute("role", "progressbar");
-    bar.setAttribute("aria-valuenow", String(Math.round(share)));
-    const fill = document.createElement("span");
-    fill.style.width = `${share}%`;
-    bar.append(fill);
-    const meta = document.createElement("p");
-    meta.className = "meta";
-    meta.textContent = `${money(node.totals.raisedCents, node.currency)} raised of ` +
-      `${money(node.goalCents, node.currency)} · ${node.totals.pledgeCount} donations · ` +
-      `${node.category} · ${node.status.toLowerCase()}`;
-    item.append(title, bar, meta);
-    list.append(item);
-  }
+function parseHash() {
+  const raw = location.hash.startsWith("#/") ? location.hash.slice(1) : "/";
+  const [path, search = ""] = raw.split("?");
+  return { path: path || "/", query: new URLSearchParams(search) };
 }
 
-async function load() {
-  const status = document.getElementById("status");
+function notFound(ctx) {
+  ctx.setTitle("Page not found");
+  return h(
+    "section",
+    {},
+    h("h1", { tabindex: "-1" }, "Page not found"),
+    h("p", {}, "There is nothing at this address. ", h("a", { href: "#/" }, "See all campaigns"), "."),
+  );
+}
+
+async function render() {
+  if (current) {
+    current.controller.abort();
+    for (const cleanup of current.cleanups) cleanup();
+  }
+  const controller = new AbortController();
+  const cleanups = [];
+  current = { controller, cleanups };
+  const { path, query } = parseHash();
+  let view = notFound;
+  let params = [];
+  for (const [pattern, candidate] of ROUTES) {
+    const match = pattern.exec(path);
+    if (match) {
+      view = candidate;
+      params = match.slice(1).map(decodeURIComponent);
+      break;
+    }
+  }
+  renderNav(path);
+  const message = flash;
+  flash = null;
+  const ctx = {
+    params,
+    query,
+    path,
+    signal: controller.signal,
+    onCleanup: (fn) => cleanups.push(fn),
+    setTitle: (title) => {
+      document.title = title ? `${title} · CareForAll` : "CareForAll";
+    },
+    navigate,
+    flash: message,
+  };
+  main.replaceChildren(h("p", { class: "loading", role: "status" }, "Loading…"));
+  main.setAttribute("aria-busy", "true");
+  let node;
   try {
-    const response = await fetch("/graphql", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ query: QUERY, variables: { first: 20 } }),
-    });
-    const body = await response.json();
-    if (body.errors) throw new Error(body.errors[0].message);
-    const edges = body.data.campaigns.edges;
-    render(edges);
-    status.textContent = edges.length ? "" : "No campaigns yet.";
+    node = await view(ctx);
   } catch (error) {
-    status.textContent = `Could not load campaigns: ${error.message}`;
+    if (error.name === "AbortError" || controller.signal.aborted) return;
+    ctx.setTitle("Something went wrong");
+    node = h(
+      "section",
+      {},
+      h("h1", { tabindex: "-1" }, "Something went wrong"),
+      h("p", { class: "notice notice-error", role: "alert" }, error.message || String(error)),
+      h("p", {}, h("a", { href: "#/" }, "Back to the campaigns")),
+    );
   }
+  if (controller.signal.aborted) return;
+  main.replaceChildren(node);
+  main.removeAttribute("aria-busy");
+  if (!firstRender) {
+    // Move focus to the new page's heading so screen readers announce it.
+    const heading = main.querySelector("h1");
+    (heading || main).focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+  }
+  firstRender = false;
 }
 
-load();
+function renderNav(path) {
+  const user = currentUser();
+  const link = (href, text) =>
+    h("a", { href: `#${href}`, "aria-current": path === href ? "page" : null }, text);
+  const items = [link("/", "Campaigns"), link("/start", "Start a campaign")];
+  if (user) items.push(link("/mine", "My campaigns"));
+  items.push(link("/donations", "My donations"));
+  const account = user
+    ? h(
+        "span",
+        { class: "account" },
+        h("span", { class: "who" }, `Signed in as ${user.name}`),
+        h("button", { type: "button", class: "link-button", onclick: onSignOut }, "Sign out"),
+      )
+    : h(
+        "span",
+        { class: "account" },
+        currentSession() ? h("span", { class: "who" }, "Guest") : null,
+        link("/signin", "Sign in"),
+        link("/register", "Register"),
+      );
+  nav.replaceChildren(h("ul", {}, items.map((item) => h("li", {}, item))), account);
+}
+
+function onSignOut() {
+  signOut();
+  navigate("/", "You are signed out.");
+}
+
+document.getElementById("skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+
+onSessionChange(() => renderNav(parseHash().path));
+window.addEventListener("hashchange", render);
+render();

@@ -18,7 +18,7 @@ from careforall.api.loaders import Loaders
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.outbox.broadcaster import Broadcaster
-from careforall.services.auth import principal_from_token
+from careforall.services.auth import authenticate
 from careforall.services.runtime import Runtime
 
 
@@ -48,7 +48,7 @@ class Context:
         if self.token is None:
             return None
         try:
-            return principal_from_token(self.runtime.keys, self.token)
+            return authenticate(self.runtime.db, self.runtime.keys, self.token)
         except Unauthenticated as exc:
             return exc
 

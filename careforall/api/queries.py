@@ -47,6 +47,22 @@ class Query:
             )
         return CampaignConnection.from_page(page)
 
+    @strawberry.field(
+        description="The signed-in caller's own campaigns, every status, newest first."
+    )
+    def my_campaigns(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> CampaignConnection:
+        principal = info.context.principal
+        with info.context.runtime.db.read() as session:
+            page = campaigns.my_campaigns(
+                session,
+                principal=principal,
+                first=20 if first is None else first,
+                after=after,
+            )
+        return CampaignConnection.from_page(page)
+
     @strawberry.field
     def campaign(self, info: Info, id: strawberry.ID) -> Campaign | None:
         with info.context.runtime.db.read() as session:

@@ -7,12 +7,19 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ValidationCache
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from careforall.api.admin import AdminMutation, AdminQuery
+from careforall.api.caching import CachedParser
 from careforall.api.errors import ErrorCodes
+from careforall.api.limits import DocumentLimits
 from careforall.api.mutations import Mutation
+from careforall.api.observability import Observability
 from careforall.api.queries import Query
+from careforall.api.ratelimit import RateLimits
 from careforall.api.subscriptions import Subscription
 
 
@@ -54,10 +61,20 @@ class Schema(strawberry.Schema):
 
 def build_schema(**kwargs: Any) -> Schema:
     return Schema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, AdminQuery)),
+        mutation=merge_types("Mutation", (Mutation, AdminMutation)),
         subscription=Subscription,
-        extensions=[ErrorCodes],
+        # Observability first: it finishes last and sees the final error codes.
+        extensions=[
+            Observability,
+            ErrorCodes,
+            DocumentLimits,
+            RateLimits,
+            # Parsing and validating the same document again is most of the
+            # cost of a small query; both caches are bounded LRUs keyed by text.
+            CachedParser,
+            lambda: ValidationCache(maxsize=512),
+        ],
         **kwargs,
     )
 

@@ -10,6 +10,7 @@ from careforall import models
 from careforall.api.context import Context
 from careforall.domain import states
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
+from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
 
 # The domain's enums are the GraphQL enums (registered in place).
@@ -68,6 +69,29 @@ class CampaignTotals:
         )
 
 
+@strawberry.type(
+    description="A captured donation as anyone may see it: no donor identity."
+)
+class PublicDonation:
+    donor_name: str | None = strawberry.field(
+        description="Only when the donor gave one; show null as anonymous."
+    )
+    amount_cents: int
+    currency: str
+    message: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.Pledge) -> PublicDonation:
+        return cls(
+            donor_name=row.donor_name,
+            amount_cents=row.amount_cents,
+            currency=row.currency,
+            message=row.message,
+            created_at=row.created_at,
+        )
+
+
 @strawberry.type
 class Campaign:
     id: strawberry.ID
@@ -116,6 +140,16 @@ class Campaign:
                 campaign_id=self.row.id, updated_at=self.row.created_at
             )
         return CampaignTotals.from_model(row)
+
+    @strawberry.field(
+        description="Its latest CAPTURED donations, newest first (first: 1 to 50)."
+    )
+    def recent_donations(self, info: Info, first: int = 10) -> list[PublicDonation]:
+        with info.context.runtime.db.read() as session:
+            rows = pledge_service.recent_donations(
+                session, campaign_id=self.row.id, first=first
+            )
+        return [PublicDonation.from_model(r) for r in rows]
 
 
 @strawberry.type

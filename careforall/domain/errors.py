@@ -49,6 +49,17 @@ class RateLimited(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class ServiceBusy(RateLimited):
+    """The database stayed locked past its timeout: nothing changed; retry soon."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The service is busy right now and nothing was changed; "
+            "try again in a moment.",
+            retry_after_seconds=1,
+        )
+
+
 ERROR_CODES = (
     "UNAUTHENTICATED",
     "FORBIDDEN",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -12,14 +13,18 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
+def readiness(state: State) -> dict[str, bool]:
+    """Each readiness check of the app whose state this is (also for /metrics)."""
     runtime = getattr(state, "runtime", None)
-    checks = {
+    return {
         "database": bool(runtime is not None and runtime.db.ping()),
         "outbox": bool(getattr(state, "dispatcher", None) and state.dispatcher.alive),
         "webhook_sender": bool(getattr(state, "sender", None) and state.sender.alive),
     }
+
+
+async def readyz(request: Request) -> JSONResponse:
+    checks = readiness(request.app.state)
     ready = all(checks.values())
     return JSONResponse(
         {"ready": ready, "checks": checks}, status_code=200 if ready else 503

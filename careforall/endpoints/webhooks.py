@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from careforall import metrics
+from careforall.domain.errors import ServiceBusy
 from careforall.payments.signature import SignatureError, verify
+from careforall.services import webhook_log
 from careforall.services.payments import (
     EVENT_TARGETS,
     ProviderEvent,
@@ -18,6 +20,7 @@ from careforall.services.payments import (
     apply_provider_event,
 )
 from careforall.services.runtime import Runtime
+from careforall.services.webhook_log import WebhookEntry, WebhookOutcome
 
 log = logging.getLogger("careforall.webhooks")
 
@@ -33,10 +36,47 @@ def _refuse(status: int, outcome: str, reason: str) -> JSONResponse:
     return JSONResponse({"received": False, "error": reason}, status_code=status)
 
 
+async def _log_request(runtime: Runtime, entry: WebhookEntry) -> None:
+    """Keep a webhook log row for a request that changed nothing.
+
+    Processed events are logged in the commit that applies them. The answer to
+    the provider never depends on this write succeeding.
+    """
+    try:
+        await runtime.write(webhook_log.record, runtime.uow(), entry=entry)
+    except Exception:
+        log.exception("webhook log not written", extra={"outcome": entry.outcome})
+
+
+async def _refused(
+    runtime: Runtime,
+    status: int,
+    outcome: WebhookOutcome,
+    reason: str,
+    event: ProviderEvent | None = None,
+) -> JSONResponse:
+    await _log_request(
+        runtime,
+        WebhookEntry(
+            outcome=outcome,
+            status_code=status,
+            reason=reason,
+            event_id=event.id if event else None,
+            type=event.type if event else None,
+            pledge_id=event.pledge_id if event else None,
+        ),
+    )
+    return _refuse(status, outcome.value, reason)
+
+
 def _parse(body: bytes) -> ProviderEvent | str:
     """The event, or why the body is not one."""
     try:
         data: Any = json.loads(body)
+        # A lone surrogate escape ("\ud800") decodes, but no database stores it.
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return "body has a \\u escape that is no Unicode character"
     except (ValueError, UnicodeDecodeError):
         return "body is not JSON"
     if not isinstance(data, dict):
@@ -76,25 +116,59 @@ async def payments_webhook(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        return _refuse(413, "rejected_too_large", "body is too large")
+        return await _refused(
+            runtime, 413, WebhookOutcome.REJECTED_TOO_LARGE, "body is too large"
+        )
     try:
         verify(
             runtime.webhook_secret, body, request.headers.get("careforall-signature")
         )
     except SignatureError as exc:
-        return _refuse(400, "rejected_signature", str(exc))
+        return await _refused(runtime, 400, WebhookOutcome.REJECTED_SIGNATURE, str(exc))
     event = _parse(body)
     if isinstance(event, str):
-        return _refuse(400, "rejected_malformed", event)
+        return await _refused(runtime, 400, WebhookOutcome.REJECTED_MALFORMED, event)
     if event.type not in EVENT_TARGETS:
         # Acknowledged so the provider stops sending it; it changes nothing.
         metrics.WEBHOOKS.labels("ignored").inc()
+        await _log_request(
+            runtime,
+            WebhookEntry(
+                outcome=WebhookOutcome.IGNORED,
+                status_code=200,
+                event_id=event.id,
+                type=event.type,
+                pledge_id=event.pledge_id,
+                reason="event type not handled",
+            ),
+        )
         return JSONResponse({"received": True, "duplicate": False, "ignored": True})
     try:
         duplicate = await runtime.write(
             apply_provider_event, runtime.uow(), event=event
         )
     except WebhookRejected as exc:
-        return _refuse(422, "rejected_unprocessable", str(exc))
+        return await _refused(
+            runtime, 422, WebhookOutcome.REJECTED_UNPROCESSABLE, str(exc), event
+        )
+    except ServiceBusy as busy:
+        # Nothing was applied; the provider retries a non-2xx answer later.
+        metrics.WEBHOOKS.labels("busy").inc()
+        return JSONResponse(
+            {"received": False, "error": busy.message},
+            status_code=429,
+            headers={"Retry-After": str(busy.retry_after_seconds)},
+        )
     metrics.WEBHOOKS.labels("duplicate" if duplicate else "processed").inc()
+    if duplicate:
+        await _log_request(
+            runtime,
+            WebhookEntry(
+                outcome=WebhookOutcome.DUPLICATE,
+                status_code=200,
+                event_id=event.id,
+                type=event.type,
+                pledge_id=event.pledge_id,
+            ),
+        )
     return JSONResponse({"received": True, "duplicate": duplicate})

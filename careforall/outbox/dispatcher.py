@@ -13,12 +13,14 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from careforall import metrics
+from careforall import metrics, tracing
 from careforall.domain.clock import utcnow
 from careforall.domain.events import EVENT_TYPES, Event, load_event
 from careforall.models import CampaignTotals, OutboxEvent
@@ -27,6 +29,7 @@ from careforall.outbox.handlers import (
     SIDE_EFFECT_HANDLERS,
     TRANSACTIONAL_HANDLERS,
     HandlerContext,
+    TransactionalHandler,
 )
 from careforall.services.totals import totals_for
 
@@ -41,6 +44,8 @@ class BatchResult:
     changed_totals: list[CampaignTotals] = field(default_factory=list)
     processed: int = 0
     next_wait: float = IDLE_WAIT_SECONDS
+    # campaign id -> the trace that changed its totals (continued by the push)
+    traces: dict[str, Context | None] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -82,7 +87,7 @@ class Dispatcher:
                     log.exception("outbox batch failed; retrying")
                     result = BatchResult(next_wait=1.0)
                 for totals in result.changed_totals:
-                    self._broadcaster.publish(totals.campaign_id, totals)
+                    self._push(totals, result.traces.get(totals.campaign_id))
                 if result.processed >= self._batch_size:
                     continue
                 try:
@@ -92,6 +97,19 @@ class Dispatcher:
         finally:
             self.alive = False
 
+    def _push(self, totals: CampaignTotals, parent: Context | None) -> None:
+        if not tracing.enabled():
+            self._broadcaster.publish(totals.campaign_id, totals)
+            return
+        with tracing.span(
+            "subscription push",
+            parent=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={"careforall.campaign_id": totals.campaign_id},
+        ) as span:
+            subscribers = self._broadcaster.publish(totals.campaign_id, totals)
+            span.set_attribute("careforall.subscribers", subscribers)
+
     def _backoff(self, attempts: int) -> float:
         delay = min(self._base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
         return float(delay * random.uniform(0.5, 1.5))
@@ -100,6 +118,7 @@ class Dispatcher:
         """Deliver one batch of due events (blocking; runs in a worker thread)."""
         now = utcnow()
         with self._db.read() as session:
+            self._refresh_gauges(session, now)
             rows = list(
                 session.exec(
                     select(OutboxEvent)
@@ -114,22 +133,29 @@ class Dispatcher:
 
         errors: dict[int, str] = {}
         events: dict[int, Event] = {}
+        # One span per event, continuing the trace of the commit that wrote it.
+        spans = {row.id: self._start_span(row) for row in rows}
         for row in rows:
             assert row.id is not None
             if row.name not in EVENT_TYPES:
                 errors[row.id] = f"unknown event type {row.name!r}"
                 continue
             event = events[row.id] = load_event(row.name, row.payload)
-            for side_effect in SIDE_EFFECT_HANDLERS.get(type(event), []):
-                try:
-                    side_effect(self._ctx, event)
-                except Exception as exc:
-                    errors[row.id] = (
-                        f"{side_effect.__name__}: {type(exc).__name__}: {exc}"
-                    )
-                    break
+            pledge_id = getattr(event, "pledge_id", None)
+            if pledge_id is not None and spans[row.id].is_recording():
+                spans[row.id].set_attribute("careforall.pledge_id", pledge_id)
+            with tracing.using(spans[row.id]):
+                for side_effect in SIDE_EFFECT_HANDLERS.get(type(event), []):
+                    try:
+                        with tracing.span(f"handler {side_effect.__name__}"):
+                            side_effect(self._ctx, event)
+                    except Exception as exc:
+                        errors[row.id] = (
+                            f"{side_effect.__name__}: {type(exc).__name__}: {exc}"
+                        )
+                        break
 
-        changed: set[str] = set()
+        changed: dict[str, Context | None] = {}
         with self._db.write_session() as session:
             for row in rows:
                 assert row.id is not None
@@ -138,17 +164,96 @@ class Dispatcher:
                     handlers = TRANSACTIONAL_HANDLERS.get(type(event_or_none), [])
                     savepoint = session.begin_nested()
                     try:
-                        touched = [h(session, event_or_none) for h in handlers]
+                        with tracing.using(spans[row.id]):
+                            touched = [
+                                self._run(h, session, event_or_none) for h in handlers
+                            ]
                         savepoint.commit()
-                        changed.update(t for t in touched if t is not None)
+                        trace_context = tracing.context_of(spans[row.id])
+                        for campaign_id in touched:
+                            if campaign_id is not None:
+                                changed[campaign_id] = trace_context
                     except Exception as exc:
                         savepoint.rollback()
                         errors[row.id] = f"{type(exc).__name__}: {exc}"
-                self._mark(session, row, errors.get(row.id))
+                with tracing.using(spans[row.id]):
+                    self._mark(session, row, errors.get(row.id))
             session.commit()
             fresh = totals_for(session, sorted(changed))
-        metrics.OUTBOX_DELIVERED.inc(len(rows) - len(errors))
-        return BatchResult(changed_totals=fresh, processed=len(rows), next_wait=0.0)
+        self._observe(rows, events, errors, spans)
+        return BatchResult(
+            changed_totals=fresh,
+            processed=len(rows),
+            next_wait=0.0,
+            traces=changed,
+        )
+
+    @staticmethod
+    def _run(
+        handler: TransactionalHandler, session: Session, event: Event
+    ) -> str | None:
+        if not tracing.enabled():
+            return handler(session, event)
+        with tracing.span(f"handler {handler.__name__}"):
+            return handler(session, event)
+
+    @staticmethod
+    def _start_span(row: OutboxEvent) -> Span:
+        if not tracing.enabled():
+            return INVALID_SPAN
+        return tracing.start_span(
+            f"outbox {row.name}",
+            parent=tracing.context_from(row.trace_context),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "careforall.outbox.event_id": row.id or 0,
+                "careforall.outbox.attempt": row.attempts + 1,
+            },
+        )
+
+    def _observe(
+        self,
+        rows: list[OutboxEvent],
+        events: dict[int, Event],
+        errors: dict[int, str],
+        spans: dict[int | None, Span],
+    ) -> None:
+        """Metrics and span ends for a committed batch."""
+        done = utcnow()
+        delivered = 0
+        for row in rows:
+            assert row.id is not None
+            span = spans[row.id]
+            error = errors.get(row.id)
+            if error is None:
+                delivered += 1
+                lag = max(0.0, (done - row.created_at).total_seconds())
+                metrics.OUTBOX_DISPATCH_LATENCY.observe(lag)
+                event = events.get(row.id)
+                if event is not None and TRANSACTIONAL_HANDLERS.get(type(event)):
+                    metrics.TOTALS_LAG.observe(lag)
+            else:
+                tracing.fail(span, error)
+            span.end()
+        metrics.OUTBOX_DELIVERED.inc(delivered)
+
+    def _refresh_gauges(self, session: Session, now: datetime) -> None:
+        """Pending events, the oldest one's age, and dead letters (one query)."""
+        counts = {
+            status: (count, oldest)
+            for status, count, oldest in session.exec(
+                select(
+                    OutboxEvent.status, func.count(), func.min(OutboxEvent.created_at)
+                )
+                .where(col(OutboxEvent.status).in_(("pending", "dead")))
+                .group_by(OutboxEvent.status)
+            ).all()
+        }
+        pending, oldest = counts.get("pending", (0, None))
+        metrics.OUTBOX_PENDING.set(pending)
+        metrics.OUTBOX_DEAD.set(counts.get("dead", (0, None))[0])
+        lag = (now - oldest).total_seconds() if oldest is not None else 0.0
+        metrics.OUTBOX_LAG.set(max(0.0, lag))
 
     def _mark(self, session: Session, row: OutboxEvent, error: str | None) -> None:
         if error is None:
@@ -194,12 +299,11 @@ class Dispatcher:
 
     def _next_wait(self) -> float:
         with self._db.read() as session:
-            pending, upcoming = session.exec(
-                select(func.count(), func.min(OutboxEvent.available_at)).where(
+            upcoming = session.exec(
+                select(func.min(OutboxEvent.available_at)).where(
                     OutboxEvent.status == "pending"
                 )
             ).one()
-        metrics.OUTBOX_PENDING.set(pending)
         if upcoming is None:
             return IDLE_WAIT_SECONDS
         wait = (upcoming - utcnow()).total_seconds()

@@ -7,15 +7,18 @@ lives in `sim_webhooks`, so it carries on after a restart.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
+from opentelemetry.trace import SpanKind
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from careforall import tracing
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.models import SimWebhook
@@ -60,7 +63,12 @@ class WebhookSender:
             async with self._client_factory() as client:
                 while True:
                     self._wake.clear()
-                    delay = await self._deliver_due(client)
+                    try:
+                        delay = await self._deliver_due(client)
+                    except Exception:
+                        # The database may be away for a moment: keep delivering.
+                        log.exception("webhook delivery round failed; retrying")
+                        delay = 1.0
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=delay)
                     except TimeoutError:
@@ -91,10 +99,16 @@ class WebhookSender:
         return rows, max(0.01, min(wait, 5.0))
 
     async def _deliver_due(self, client: httpx.AsyncClient) -> float:
-        rows, wait = self._due()
+        # Database work runs in a worker thread: a lock wait must not stall the loop.
+        rows, wait = await asyncio.to_thread(self._due)
         if not rows:
             return wait
         results = await asyncio.gather(*(self._post(client, row) for row in rows))
+        await asyncio.to_thread(self._record, rows, results)
+        # More may be due right away (a full batch); otherwise wait for the next.
+        return 0.0 if len(rows) == BATCH else wait
+
+    def _record(self, rows: list[SimWebhook], results: list[str | None]) -> None:
         now = utcnow()
         with self._db.write_session() as session:
             for row, error in zip(rows, results, strict=True):
@@ -128,8 +142,6 @@ class WebhookSender:
                     .values(**values)
                 )
             session.commit()
-        # More may be due right away (a full batch); otherwise wait for the next.
-        return 0.0 if len(rows) == BATCH else wait
 
     async def _post(self, client: httpx.AsyncClient, row: SimWebhook) -> str | None:
         body = row.body.encode()
@@ -137,6 +149,29 @@ class WebhookSender:
             "Content-Type": "application/json",
             "CareForAll-Signature": sign(self._secret, body),
         }
+        if not tracing.enabled():
+            return await self._send(client, body, headers)
+        # Continue the trace of the payment call that owes this webhook.
+        with tracing.span(
+            f"provider webhook {_event_type(row.body)}",
+            parent=tracing.context_from(row.trace_context),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "careforall.webhook.event_id": row.event_id,
+                "careforall.webhook.attempt": row.attempts + 1,
+            },
+        ) as span:
+            traceparent = tracing.traceparent()
+            if traceparent is not None:
+                headers["traceparent"] = traceparent
+            error = await self._send(client, body, headers)
+            if error is not None:
+                tracing.fail(span, error)
+            return error
+
+    async def _send(
+        self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str]
+    ) -> str | None:
         try:
             response = await client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -144,3 +179,11 @@ class WebhookSender:
         if 200 <= response.status_code < 300:
             return None
         return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def _event_type(body: str) -> str:
+    try:
+        kind = json.loads(body).get("type")
+    except (ValueError, AttributeError):
+        return "unknown"
+    return kind if isinstance(kind, str) else "unknown"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from careforall import tracing
 from careforall.db import Database
 from careforall.domain.clock import new_id, utcnow
 from careforall.models import SimPayment, SimWebhook
@@ -45,7 +46,13 @@ class SimulatedProvider:
                 **({"reason": DECLINE_REASON} if kind == "failed" else {}),
             },
         }
-        session.add(SimWebhook(event_id=event_id, body=json.dumps(body)))
+        session.add(
+            SimWebhook(
+                event_id=event_id,
+                body=json.dumps(body),
+                trace_context=tracing.traceparent(),
+            )
+        )
 
     def _payment(self, session: Session, pledge_id: str) -> SimPayment | None:
         return session.exec(

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from careforall.db import Database
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import BadUserInput, Unauthenticated
 from careforall.domain.events import PledgesClaimed
@@ -91,6 +92,22 @@ def principal_from_token(keys: TokenKeys, token: str) -> Principal:
     return Principal(kind=kind, id=sub, role=parsed_role)
 
 
+def authenticate(db: Database, keys: TokenKeys, token: str) -> Principal:
+    """The principal behind a token, with a user's role as it is now.
+
+    The role is read from the database rather than trusted from the token, so
+    demoting an admin takes effect at once, not when the token expires.
+    """
+    principal = principal_from_token(keys, token)
+    if not principal.is_user:
+        return principal
+    with db.read() as session:
+        user = session.get(User, principal.id)
+    if user is None:
+        raise Unauthenticated("This account no longer exists; sign in again.")
+    return Principal(kind="user", id=user.id, role=Role(user.role))
+
+
 def normalize_email(email: str) -> str:
     email = email.strip().lower()
     if len(email) > 254 or not _EMAIL.match(email):
@@ -105,6 +122,12 @@ def _check_password(password: str) -> None:
         )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise BadUserInput("That password is too long.")
+
+
+def check_credentials(email: str, password: str) -> None:
+    """Refuse an email or password that an account could not have."""
+    normalize_email(email)
+    _check_password(password)
 
 
 def _check_name(name: str) -> str:

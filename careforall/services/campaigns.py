@@ -19,6 +19,7 @@ from careforall.domain.money import check_currency, check_goal
 from careforall.domain.rules import Principal, may_manage_campaign, require_user
 from careforall.domain.states import CampaignStatus, campaign_status_allowed
 from careforall.models import Campaign, CampaignTotals
+from careforall.services import audit
 from careforall.services.pagination import Page, check_first, decode_cursor, make_page
 from careforall.services.unit_of_work import UnitOfWork
 
@@ -74,7 +75,7 @@ def set_campaign_status(
     campaign_id: str,
     status: CampaignStatus,
 ) -> Campaign:
-    """Pause, resume or close: by the campaign's owner or an admin."""
+    """Pause, resume or close: by the campaign's owner or an admin (audited)."""
     actor = require_user(principal)
     with uow:
         campaign = uow.session.get(Campaign, campaign_id)
@@ -100,6 +101,15 @@ def set_campaign_status(
                 else "owner",
             )
         )
+        if actor.is_admin:
+            audit.record(
+                uow,
+                actor=actor,
+                action="set_campaign_status",
+                target_type="campaign",
+                target_id=campaign.id,
+                detail={"from": current.value, "to": status.value},
+            )
         uow.commit()
     return campaign
 
@@ -125,6 +135,20 @@ def list_campaigns(
     query = select(Campaign)
     if status is not None:
         query = query.where(Campaign.status == status.value)
+    if after_id is not None:
+        query = query.where(col(Campaign.id) < after_id)
+    rows = session.exec(query.order_by(col(Campaign.id).desc()).limit(first + 1)).all()
+    return make_page(rows, first, [r.id for r in rows])
+
+
+def my_campaigns(
+    session: Session, *, principal: Principal | None, first: int, after: str | None
+) -> Page[Campaign]:
+    """The signed-in caller's own campaigns, every status, newest first."""
+    owner = require_user(principal)
+    first = check_first(first)
+    after_id = decode_cursor(after)
+    query = select(Campaign).where(Campaign.owner_id == owner.id)
     if after_id is not None:
         query = query.where(col(Campaign.id) < after_id)
     rows = session.exec(query.order_by(col(Campaign.id).desc()).limit(first + 1)).all()

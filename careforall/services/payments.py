@@ -6,6 +6,7 @@ with `advance`, so whichever arrives second changes nothing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -18,12 +19,14 @@ from careforall.domain.rules import (
     require_admin,
     require_principal,
 )
-from careforall.domain.states import PledgeStatus, advance, fire
+from careforall.domain.states import TRIGGER_FOR, PledgeStatus, advance, fire
 from careforall.models import Pledge, WebhookEvent
 from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
+from careforall.services import audit, webhook_log
 from careforall.services.pledges import record_steps, require_pledge
 from careforall.services.unit_of_work import UnitOfWork
 
+log = logging.getLogger("careforall.payments")
 GENERIC_DECLINE = "The payment provider declined the payment."
 EVENT_TARGETS = {
     "payment.authorized": PledgeStatus.AUTHORIZED,
@@ -40,8 +43,13 @@ def _apply(
     *,
     source: str,
     failure_reason: str | None = None,
+    by_admin: AdminMove | None = None,
 ) -> Pledge:
-    """Move the pledge towards `target` as far as the machine allows, in one commit."""
+    """Move the pledge towards `target` as far as the machine allows, in one commit.
+
+    An admin's move is audited in that commit, even when the provider's webhook
+    got there first and left nothing to move: the admin still asked for it.
+    """
     with uow:
         pledge = require_pledge(uow.session, pledge_id)
         steps = advance(pledge, target, source=source, at=utcnow())
@@ -49,8 +57,31 @@ def _apply(
             if target == PledgeStatus.FAILED and failure_reason:
                 pledge.failure_reason = failure_reason
             record_steps(uow, pledge, steps)
+        if by_admin is not None:
+            audit.record(
+                uow,
+                actor=by_admin.admin,
+                action=TRIGGER_FOR[target],
+                target_type="pledge",
+                target_id=pledge.id,
+                detail={
+                    "from": by_admin.from_status,
+                    "to": target.value,
+                    "amount_cents": pledge.amount_cents,
+                    "currency": pledge.currency,
+                },
+            )
+        if steps or by_admin is not None:
             uow.commit()
         return pledge
+
+
+@dataclass(frozen=True)
+class AdminMove:
+    """Who asked for a move, and the status it was checked against."""
+
+    admin: Principal
+    from_status: str
 
 
 def _check_move(pledge: Pledge, target: PledgeStatus) -> None:
@@ -106,21 +137,38 @@ def capture_payment(
     principal: Principal | None,
     pledge_id: str,
 ) -> Pledge:
-    """An admin captures an AUTHORIZED pledge."""
-    require_admin(principal)
-    return _capture(uow, provider=provider, pledge_id=pledge_id, source="admin")
+    """An admin captures an AUTHORIZED pledge (audited)."""
+    admin = require_admin(principal)
+    return _capture(
+        uow, provider=provider, pledge_id=pledge_id, source="admin", admin=admin
+    )
 
 
 def auto_capture(uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str) -> None:
     """Capture right after authorization; a no-op once the pledge has moved on."""
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
-    if pledge.status == PledgeStatus.AUTHORIZED:
+    if pledge.status != PledgeStatus.AUTHORIZED:
+        return
+    try:
         _capture(uow, provider=provider, pledge_id=pledge_id, source="auto-capture")
+    except InvalidTransition as refusal:
+        # A definite "no" from the provider (or a move that became impossible):
+        # retrying cannot change it, so it is logged and left for an admin.
+        # Exceptions from an unreachable provider still propagate and are retried.
+        log.warning(
+            "automatic capture refused",
+            extra={"pledge_id": pledge_id, "reason": refusal.message},
+        )
 
 
 def _capture(
-    uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str, source: str
+    uow: UnitOfWork,
+    *,
+    provider: PaymentProvider,
+    pledge_id: str,
+    source: str,
+    admin: Principal | None = None,
 ) -> Pledge:
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
@@ -128,7 +176,8 @@ def _capture(
     result = provider.capture(pledge_id=pledge.id)
     if not result.approved:
         raise InvalidTransition(f"The provider refused the capture: {result.reason}")
-    return _apply(uow, pledge.id, PledgeStatus.CAPTURED, source=source)
+    move = AdminMove(admin, pledge.status) if admin is not None else None
+    return _apply(uow, pledge.id, PledgeStatus.CAPTURED, source=source, by_admin=move)
 
 
 def refund_payment(
@@ -138,15 +187,16 @@ def refund_payment(
     principal: Principal | None,
     pledge_id: str,
 ) -> Pledge:
-    """An admin refunds a CAPTURED pledge; totals drop by its amount."""
-    require_admin(principal)
+    """An admin refunds a CAPTURED pledge; totals drop by its amount (audited)."""
+    admin = require_admin(principal)
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
     _check_move(pledge, PledgeStatus.REFUNDED)
     result = provider.refund(pledge_id=pledge.id)
     if not result.approved:
         raise InvalidTransition(f"The provider refused the refund: {result.reason}")
-    return _apply(uow, pledge.id, PledgeStatus.REFUNDED, source="admin")
+    move = AdminMove(admin, pledge.status)
+    return _apply(uow, pledge.id, PledgeStatus.REFUNDED, source="admin", by_admin=move)
 
 
 @dataclass(frozen=True)
@@ -180,6 +230,17 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
             raise WebhookRejected("amount or currency differs from the pledge")
         session.add(
             WebhookEvent(event_id=event.id, type=event.type, pledge_id=pledge.id)
+        )
+        # Logged in this commit: "processed" in the log means the effect happened.
+        webhook_log.add(
+            session,
+            webhook_log.WebhookEntry(
+                outcome=webhook_log.WebhookOutcome.PROCESSED,
+                status_code=200,
+                event_id=event.id,
+                type=event.type,
+                pledge_id=pledge.id,
+            ),
         )
         steps = advance(pledge, target, source=f"webhook:{event.id}", at=utcnow())
         if steps and target == PledgeStatus.FAILED:

@@ -32,6 +32,7 @@ from careforall.services.pagination import Page, check_first, decode_cursor, mak
 from careforall.services.unit_of_work import UnitOfWork
 
 MAX_KEY_LENGTH = 255
+MAX_RECENT_DONATIONS = 50
 
 
 @dataclass(frozen=True)
@@ -247,3 +248,21 @@ def my_donations(
         query = query.where(col(Pledge.id) < after_id)
     rows = session.exec(query.order_by(col(Pledge.id).desc()).limit(first + 1)).all()
     return make_page(rows, first, [r.id for r in rows])
+
+
+def recent_donations(
+    session: Session, *, campaign_id: str, first: int
+) -> Sequence[Pledge]:
+    """A campaign's CAPTURED pledges, newest first, for its public page."""
+    if not 1 <= first <= MAX_RECENT_DONATIONS:
+        raise BadUserInput(f"'first' must be from 1 to {MAX_RECENT_DONATIONS}.")
+    query = (
+        select(Pledge)
+        .where(
+            Pledge.campaign_id == campaign_id,
+            Pledge.status == PledgeStatus.CAPTURED.value,
+        )
+        .order_by(col(Pledge.id).desc())
+        .limit(first)
+    )
+    return session.exec(query).all()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text, update
@@ -55,8 +55,14 @@ class Drift:
     pledge_count: int
 
 
-def reconcile(uow: UnitOfWork) -> list[Drift]:
-    """Recompute every campaign's totals from its CAPTURED pledges; repair drift."""
+def reconcile(
+    uow: UnitOfWork, *, before_commit: Callable[[list[Drift]], None] | None = None
+) -> list[Drift]:
+    """Recompute every campaign's totals from its CAPTURED pledges; repair drift.
+
+    `before_commit` runs inside the transaction with the drifts found (the
+    admin API and the command line write their audit row there).
+    """
     captured = PledgeStatus.CAPTURED.value
     with uow:
         session = uow.session
@@ -104,6 +110,8 @@ def reconcile(uow: UnitOfWork) -> list[Drift]:
                 totals.raised_cents, totals.pledge_count = raised, count
                 totals.updated_at = utcnow()
                 session.add(totals)
+        if before_commit is not None:
+            before_commit(drifts)
         uow.commit()
     return drifts
 

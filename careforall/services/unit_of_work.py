@@ -6,14 +6,63 @@ caused them, so a crash can lose neither half.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from types import TracebackType
 
 from sqlmodel import Session
 
-from careforall import metrics
+from careforall import metrics, tracing
 from careforall.db import Database
-from careforall.domain.events import Event
+from careforall.domain.events import (
+    CampaignStatusChanged,
+    Event,
+    PledgeCreated,
+    PledgeStatusChanged,
+)
 from careforall.models import OutboxEvent
+
+log = logging.getLogger("careforall.events")
+
+
+def log_events(events: Sequence[Event]) -> None:
+    """One log line per notable committed event."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for event in events:
+        if isinstance(event, PledgeStatusChanged):
+            log.info(
+                "pledge status changed",
+                extra={
+                    "pledge_id": event.pledge_id,
+                    "campaign_id": event.campaign_id,
+                    "from_status": event.from_status,
+                    "to_status": event.to_status,
+                    "source": event.source,
+                    "amount_cents": event.amount_cents,
+                    "currency": event.currency,
+                },
+            )
+        elif isinstance(event, PledgeCreated):
+            log.info(
+                "pledge created",
+                extra={
+                    "pledge_id": event.pledge_id,
+                    "campaign_id": event.campaign_id,
+                    "amount_cents": event.amount_cents,
+                    "currency": event.currency,
+                },
+            )
+        elif isinstance(event, CampaignStatusChanged):
+            log.info(
+                "campaign status changed",
+                extra={
+                    "campaign_id": event.campaign_id,
+                    "from_status": event.from_status,
+                    "to_status": event.to_status,
+                    "source": event.source,
+                },
+            )
 
 
 class UnitOfWork:
@@ -49,7 +98,14 @@ class UnitOfWork:
             self._session = None
 
     def emit(self, event: Event) -> None:
-        self.session.add(OutboxEvent(name=event.name, payload=event.to_json()))
+        self.session.add(
+            OutboxEvent(
+                name=event.name,
+                payload=event.to_json(),
+                # The dispatcher continues this trace when it delivers the event.
+                trace_context=tracing.traceparent(),
+            )
+        )
         self._emitted.append(event)
 
     def commit(self) -> None:
@@ -57,6 +113,7 @@ class UnitOfWork:
         if self._emitted:
             emitted, self._emitted = self._emitted, []
             metrics.count_events(emitted)
+            log_events(emitted)
             self.db.notify_commit()
 
     def rollback(self) -> None:

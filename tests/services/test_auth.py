@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import argon2
 import jwt
 import pytest
 from sqlalchemy import text
@@ -84,6 +85,18 @@ def test_register_stores_an_argon2_hash_not_the_password(
 def test_production_hasher_is_argon2id() -> None:
     """The fixture makes hashing cheap for speed; the real hasher is still argon2id."""
     assert auth._DUMMY_HASH.startswith("$argon2id$")
+
+
+def test_production_hasher_keeps_the_librarys_default_cost() -> None:
+    """Made by the real hasher at import, before the cheap fixture replaces it."""
+    used = argon2.extract_parameters(auth._DUMMY_HASH)
+    default = argon2.PasswordHasher()
+    assert (used.time_cost, used.memory_cost, used.parallelism) == (
+        default.time_cost,
+        default.memory_cost,
+        default.parallelism,
+    )
+    assert (used.hash_len, used.salt_len) == (default.hash_len, default.salt_len)
 
 
 @pytest.mark.parametrize(

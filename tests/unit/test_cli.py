@@ -49,3 +49,47 @@ def test_create_admin_refuses_a_short_password(
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["create-admin", "--email", "a@example.org", "--password-stdin"]) == 2
     assert "at least 8 characters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CAREFORALL_ADMIN_EMAIL": "a@example.org"}, "set both"),
+        ({"CAREFORALL_ADMIN_PASSWORD": "long-enough-1"}, "set both"),
+        (
+            {
+                "CAREFORALL_ADMIN_EMAIL": "a@example.org",
+                "CAREFORALL_ADMIN_PASSWORD": "x",
+            },
+            "at least 8 characters",
+        ),
+        (
+            {
+                "CAREFORALL_ADMIN_EMAIL": "nope",
+                "CAREFORALL_ADMIN_PASSWORD": "long-enough",
+            },
+            "valid email",
+        ),
+    ],
+)
+def test_serve_refuses_unusable_admin_variables_before_starting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    db_file = tmp_path / "never.db"
+    monkeypatch.setenv("CAREFORALL_DATABASE_URL", f"sqlite:///{db_file}")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve", "--port", "1"]) == 2
+    assert message in capsys.readouterr().err
+    assert not db_file.exists()  # refused before touching anything
+
+
+def test_serve_defaults_to_loopback_port_8000() -> None:
+    from careforall.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)

@@ -1,0 +1,342 @@
+"""The admin API: stats, pledge search, dead letters, webhook and audit logs,
+replays and reconcile. Admins only: the services refuse everyone else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import strawberry
+from strawberry.scalars import JSON
+
+from careforall import models
+from careforall.api.pagination import PageInfo, PledgeConnection
+from careforall.api.types import Info
+from careforall.domain.states import PledgeStatus
+from careforall.services import admin
+from careforall.services.pagination import Page
+from careforall.services.totals import Drift
+from careforall.services.webhook_log import WebhookOutcome
+
+strawberry.enum(WebhookOutcome)
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+
+
+def _connection(page: Page[M], node: Callable[[M], T]) -> Connection[T]:
+    return Connection(
+        edges=[
+            Edge(cursor=c, node=node(row))
+            for row, c in zip(page.items, page.cursors, strict=True)
+        ],
+        page_info=PageInfo(
+            has_next_page=page.has_next_page, end_cursor=page.end_cursor
+        ),
+    )
+
+
+def _json(text: str) -> JSON:
+    try:
+        value: JSON = json.loads(text)
+    except ValueError:
+        return JSON(text)
+    return value
+
+
+# --- types ---------------------------------------------------------------------
+
+
+@strawberry.type(description="Money in one currency (never summed across them).")
+class CurrencyAmount:
+    currency: str
+    amount_cents: int
+
+    @classmethod
+    def many(cls, rows: Sequence[admin.CurrencyAmount]) -> list[CurrencyAmount]:
+        return [cls(currency=r.currency, amount_cents=r.amount_cents) for r in rows]
+
+
+@strawberry.type
+class PledgeStatusStats:
+    status: PledgeStatus
+    count: int
+    amounts: list[CurrencyAmount]
+
+
+@strawberry.type
+class AdminStats:
+    at: datetime
+    pledges_by_status: list[PledgeStatusStats]
+    raised_today: list[CurrencyAmount] = strawberry.field(
+        description="What pledges captured since midnight UTC still contribute."
+    )
+    raised_total: list[CurrencyAmount] = strawberry.field(
+        description="The sum of all CAPTURED pledges."
+    )
+    outbox_pending: int
+    outbox_lag_seconds: float = strawberry.field(
+        description="Age of the oldest pending outbox event; 0 when none waits."
+    )
+    dead_letters: int
+    webhook_rejects_last_hour: int
+
+    @classmethod
+    def from_stats(cls, s: admin.Stats) -> AdminStats:
+        return cls(
+            at=s.at,
+            pledges_by_status=[
+                PledgeStatusStats(
+                    status=x.status,
+                    count=x.count,
+                    amounts=CurrencyAmount.many(x.amounts),
+                )
+                for x in s.pledges_by_status
+            ],
+            raised_today=CurrencyAmount.many(s.raised_today),
+            raised_total=CurrencyAmount.many(s.raised_total),
+            outbox_pending=s.outbox_pending,
+            outbox_lag_seconds=s.outbox_lag_seconds,
+            dead_letters=s.dead_letters,
+            webhook_rejects_last_hour=s.webhook_rejects_last_hour,
+        )
+
+
+@strawberry.type(description="An outbox event parked after its last delivery try.")
+class DeadLetter:
+    id: strawberry.ID
+    name: str
+    payload: JSON
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.OutboxEvent) -> DeadLetter:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            payload=_json(row.payload),
+            attempts=row.attempts,
+            last_error=row.last_error,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type(description="One request to /webhooks/payments and its answer.")
+class WebhookLogEntry:
+    id: strawberry.ID
+    received_at: datetime
+    outcome: WebhookOutcome
+    reason: str | None
+    status_code: int
+    event_id: str | None
+    type: str | None
+    pledge_id: strawberry.ID | None
+
+    @classmethod
+    def from_model(cls, row: models.WebhookLog) -> WebhookLogEntry:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            received_at=row.received_at,
+            outcome=WebhookOutcome(row.outcome),
+            reason=row.reason,
+            status_code=row.status_code,
+            event_id=row.event_id,
+            type=row.type,
+            pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
+        )
+
+
+@strawberry.type(description="The admin who did something.")
+class AuditActor:
+    id: strawberry.ID
+    name: str
+    email: str
+
+
+@strawberry.type(description="An admin action: who did what to which record, when.")
+class AuditEntry:
+    id: strawberry.ID
+    at: datetime
+    actor_id: strawberry.ID | None = strawberry.field(
+        description="The admin; null for the command line."
+    )
+    action: str
+    target_type: str
+    target_id: str
+    detail: JSON
+
+    @classmethod
+    def from_model(cls, row: models.AuditLog) -> AuditEntry:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            at=row.at,
+            actor_id=strawberry.ID(row.actor_user_id) if row.actor_user_id else None,
+            action=row.action,
+            target_type=row.target_type,
+            target_id=row.target_id,
+            detail=_json(row.detail),
+        )
+
+    @strawberry.field
+    async def actor(self, info: Info) -> AuditActor | None:
+        if self.actor_id is None:
+            return None
+        user = await info.context.loaders.users.load(str(self.actor_id))
+        if user is None:
+            return None
+        return AuditActor(id=strawberry.ID(user.id), name=user.name, email=user.email)
+
+
+@strawberry.type(description="A campaign whose kept totals differed from its pledges.")
+class TotalsDrift:
+    campaign_id: strawberry.ID
+    raised_cents_was: int
+    pledge_count_was: int
+    raised_cents: int
+    pledge_count: int
+
+    @classmethod
+    def from_drift(cls, d: Drift) -> TotalsDrift:
+        return cls(
+            campaign_id=strawberry.ID(d.campaign_id),
+            raised_cents_was=d.raised_cents_was,
+            pledge_count_was=d.pledge_count_was,
+            raised_cents=d.raised_cents,
+            pledge_count=d.pledge_count,
+        )
+
+
+# --- resolvers -----------------------------------------------------------------
+
+
+@strawberry.type
+class AdminQuery:
+    @strawberry.field(description="Admin.")
+    def admin_stats(self, info: Info) -> AdminStats:
+        with info.context.runtime.db.read() as session:
+            stats = admin.stats(session, principal=info.context.principal)
+        return AdminStats.from_stats(stats)
+
+    @strawberry.field(
+        description="Admin. Any donor's pledges, newest first; "
+        "createdFrom <= createdAt < createdTo."
+    )
+    def admin_pledges(
+        self,
+        info: Info,
+        campaign_id: strawberry.ID | None = None,
+        status: PledgeStatus | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> PledgeConnection:
+        flt = admin.PledgeFilter(
+            campaign_id=str(campaign_id) if campaign_id is not None else None,
+            status=status,
+            created_from=created_from,
+            created_to=created_to,
+        )
+        with info.context.runtime.db.read() as session:
+            page = admin.search_pledges(
+                session,
+                principal=info.context.principal,
+                filter=flt,
+                first=20 if first is None else first,
+                after=after,
+            )
+        return PledgeConnection.from_page(page)
+
+    @strawberry.field(description="Admin. Newest first.")
+    def dead_letters(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[DeadLetter]:
+        with info.context.runtime.db.read() as session:
+            page = admin.dead_letters(
+                session,
+                principal=info.context.principal,
+                first=20 if first is None else first,
+                after=after,
+            )
+        return _connection(page, DeadLetter.from_model)
+
+    @strawberry.field(description="Admin. Newest first.")
+    def webhook_log(
+        self,
+        info: Info,
+        first: int | None = 20,
+        after: str | None = None,
+        outcome: WebhookOutcome | None = None,
+    ) -> Connection[WebhookLogEntry]:
+        with info.context.runtime.db.read() as session:
+            page = admin.webhook_log(
+                session,
+                principal=info.context.principal,
+                first=20 if first is None else first,
+                after=after,
+                outcome=outcome,
+            )
+        return _connection(page, WebhookLogEntry.from_model)
+
+    @strawberry.field(description="Admin. Newest first.")
+    def audit_log(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[AuditEntry]:
+        with info.context.runtime.db.read() as session:
+            page = admin.audit_log(
+                session,
+                principal=info.context.principal,
+                first=20 if first is None else first,
+                after=after,
+            )
+        return _connection(page, AuditEntry.from_model)
+
+
+@strawberry.type
+class AdminMutation:
+    @strawberry.mutation(
+        description="Admin. Deliver a dead letter again; 0 if it is no longer dead."
+    )
+    async def replay_dead_letter(self, info: Info, id: strawberry.ID) -> int:
+        rt = info.context.runtime
+        return await rt.write(
+            admin.replay_dead_letter,
+            rt.uow(),
+            principal=info.context.principal,
+            event_id=str(id),
+        )
+
+    @strawberry.mutation(description="Admin. Deliver every dead letter again.")
+    async def replay_all_dead_letters(self, info: Info) -> int:
+        rt = info.context.runtime
+        return await rt.write(
+            admin.replay_all_dead_letters, rt.uow(), principal=info.context.principal
+        )
+
+    @strawberry.mutation(
+        description="Admin. Recompute totals from pledges; returns what was repaired."
+    )
+    async def reconcile_totals(self, info: Info) -> list[TotalsDrift]:
+        rt = info.context.runtime
+        result = await rt.write(
+            admin.reconcile_totals, rt.uow(), principal=info.context.principal
+        )
+        for totals in result.repaired:
+            info.context.broadcaster.publish(totals.campaign_id, totals)
+        return [TotalsDrift.from_drift(d) for d in result.drifts]

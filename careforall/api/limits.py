@@ -1,0 +1,148 @@
+"""Limits on a GraphQL document: tokens, depth and aliases; introspection on or off.
+
+Each request reads the app's settings, so one schema serves apps with different
+limits. Strawberry ships QueryDepthLimiter and MaxAliasesLimiter, but they walk a
+fragment again at every spread (a 100-token document of nested fragments takes
+seconds) and fail on an unknown fragment name; the rule here measures each
+fragment once. The token limit is graphql-core's own (`parse(max_tokens=...)`),
+refused as GRAPHQL_PARSE_FAILED like any document the parser gives up on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+
+from careforall.api.context import Context
+from careforall.settings import Settings
+
+DEFAULTS = Settings()
+
+
+def settings_of(context: Any) -> Settings:
+    """The app's settings; the defaults when the schema runs without an app."""
+    if isinstance(context, Context):
+        return context.runtime.settings
+    return DEFAULTS
+
+
+class _Shape:
+    """Depth and alias count of selection sets, each fragment measured once.
+
+    Depth follows graphql-depth-limit: root fields are at depth 0 and every
+    nested selection adds one, so `{ me { id } }` has depth 1. Introspection
+    fields (`__schema`, `__type`) do not count; graphql-core's
+    MaxIntrospectionDepthRule bounds those.
+    """
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.measured: dict[str, tuple[int, int]] = {}
+        self.measuring: set[str] = set()
+
+    def of(self, selection_set: SelectionSetNode) -> tuple[int, int]:
+        depth = aliases = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                aliases += selection.alias is not None
+                if selection.selection_set is not None:
+                    inner, more = self.of(selection.selection_set)
+                    aliases += more
+                    if not selection.name.value.startswith("__"):
+                        depth = max(depth, inner + 1)
+            elif isinstance(selection, InlineFragmentNode):
+                inner, more = self.of(selection.selection_set)
+                depth, aliases = max(depth, inner), aliases + more
+            elif isinstance(selection, FragmentSpreadNode):
+                inner, more = self.fragment(selection.name.value)
+                depth, aliases = max(depth, inner), aliases + more
+        return depth, aliases
+
+    def fragment(self, name: str) -> tuple[int, int]:
+        if name in self.measured:
+            return self.measured[name]
+        definition = self.fragments.get(name)
+        if definition is None or name in self.measuring:
+            # Unknown fragments and cycles are reported by graphql-core's rules.
+            return 0, 0
+        self.measuring.add(name)
+        self.measured[name] = self.of(definition.selection_set)
+        self.measuring.discard(name)
+        return self.measured[name]
+
+
+@lru_cache(maxsize=16)
+def shape_rule(max_depth: int, max_aliases: int) -> type[ValidationRule]:
+    """A validation rule refusing documents deeper or with more aliases than this."""
+
+    class DocumentShapeRule(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            definitions = context.document.definitions
+            shape = _Shape(
+                {
+                    d.name.value: d
+                    for d in definitions
+                    if isinstance(d, FragmentDefinitionNode)
+                }
+            )
+            try:
+                measured = [
+                    shape.of(d.selection_set)
+                    for d in definitions
+                    if isinstance(d, OperationDefinitionNode)
+                ]
+            except RecursionError:
+                context.report_error(
+                    GraphQLError("The document nests its fragments too deeply.")
+                )
+                return
+            depth = max((d for d, _ in measured), default=0)
+            aliases = sum(a for _, a in measured)
+            if depth > max_depth:
+                context.report_error(
+                    GraphQLError(
+                        f"The query is nested {depth} levels deep; at most "
+                        f"{max_depth} are allowed."
+                    )
+                )
+            if aliases > max_aliases:
+                context.report_error(
+                    GraphQLError(
+                        f"The document uses {aliases} aliases; at most "
+                        f"{max_aliases} are allowed."
+                    )
+                )
+
+    return DocumentShapeRule
+
+
+class DocumentLimits(SchemaExtension):
+    """Token, depth and alias limits, and introspection when turned off."""
+
+    def on_operation(self) -> Iterator[None]:
+        settings = settings_of(self.execution_context.context)
+        self.execution_context.parse_options["max_tokens"] = settings.graphql_max_tokens
+        rules = [shape_rule(settings.graphql_max_depth, settings.graphql_max_aliases)]
+        if not settings.introspection:
+            rules.append(NoSchemaIntrospectionCustomRule)
+        self.execution_context.validation_rules = (
+            *self.execution_context.validation_rules,
+            *rules,
+        )
+        yield

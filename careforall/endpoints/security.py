@@ -1,0 +1,165 @@
+"""HTTP protections for every response and request: security headers, CORS and a
+request body size limit (pure ASGI middleware)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.http.ides import get_graphql_ide_html
+
+from careforall.settings import Settings
+
+_CDN = "https://unpkg.com"
+_HOST = re.compile(
+    r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def _inline_script_hashes(html: str) -> str:
+    """CSP sources for the inline scripts of a page we serve but do not write."""
+    bodies = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", html, re.S)
+    return " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
+        for b in bodies
+    )
+
+
+# GraphiQL (GET /graphql in a browser) is Strawberry's page: React and GraphiQL from
+# unpkg, pinned with Subresource Integrity, plus one inline script allowed by its
+# hash. Its styles and fonts come from the same CDN; its editor sets inline styles.
+_GRAPHIQL_SCRIPTS = _inline_script_hashes(get_graphql_ide_html("graphiql"))
+
+
+def content_security_policy(host: str | None, *, graphiql: bool = False) -> str:
+    """The app's pages load only from this origin; GraphiQL also from its CDN."""
+    sockets = ""
+    if host is not None and _HOST.fullmatch(host):
+        # Older browsers do not count ws(s) to the same host as 'self'.
+        sockets = f" ws://{host} wss://{host}"
+    if graphiql:
+        scripts = f"'self' {_CDN} {_GRAPHIQL_SCRIPTS}"
+        styles = f"'self' {_CDN} 'unsafe-inline'"
+        fonts = f"'self' {_CDN} data:"
+        images = f"'self' {_CDN} data:"
+    else:
+        scripts = styles = fonts = "'self'"
+        images = "'self' data:"
+    return (
+        f"default-src 'self'; script-src {scripts}; style-src {styles}; "
+        f"font-src {fonts}; img-src {images}; connect-src 'self'{sockets}; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+
+
+class SecurityHeaders:
+    """Adds CSP, nosniff, framing and referrer headers to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                graphiql = scope["path"] == "/graphql" and headers.get(
+                    "content-type", ""
+                ).startswith("text/html")
+                headers["Content-Security-Policy"] = content_security_policy(
+                    host, graphiql=graphiql
+                )
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over `max_bytes` with 413, before any endpoint reads them.
+
+    A declared Content-Length over the limit is refused unread; otherwise the body
+    is read here (at most `max_bytes` of it) and handed on, so a chunked body is
+    counted as it streams in.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        error = {
+            "message": (
+                f"The request body is larger than the limit of {self.max_bytes} bytes."
+            ),
+            "extensions": {"code": "BAD_REQUEST"},
+        }
+        body = json.dumps({"errors": [error]}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def security_middleware(settings: Settings) -> list[Middleware]:
+    """Outermost first: headers on every answer, then CORS, then the body limit."""
+    return [
+        Middleware(SecurityHeaders),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        ),
+        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+    ]

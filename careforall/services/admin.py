@@ -1,0 +1,370 @@
+"""Admin reads and repairs: stats, pledge search, dead letters, logs, reconcile.
+
+Every function given a `principal` refuses anyone but an admin
+(`UNAUTHENTICATED` without an account, `FORBIDDEN` for other accounts); only
+`reconcile`, for the command line, takes none. The repairs write their audit
+row in the commit of their effect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, exists, update
+from sqlmodel import Session, col, func, select
+
+from careforall.domain.clock import to_utc, utcnow
+from careforall.domain.errors import BadUserInput, NotFound
+from careforall.domain.rules import Principal, require_admin
+from careforall.domain.states import PledgeStatus
+from careforall.models import (
+    AuditLog,
+    CampaignTotals,
+    OutboxEvent,
+    Pledge,
+    PledgeTransition,
+    WebhookLog,
+)
+from careforall.services import audit, totals
+from careforall.services.pagination import Page, check_first, decode_cursor, make_page
+from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.webhook_log import REJECTED, WebhookOutcome
+
+# An audit row names at most this many ids; `count` always says how many.
+AUDIT_ID_LIMIT = 100
+
+
+def _int_cursor(after: str | None) -> int | None:
+    raw = decode_cursor(after)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadUserInput(
+            "'after' is not a cursor from this list; start again."
+        ) from None
+
+
+# --- stats -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurrencyAmount:
+    currency: str
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class StatusStats:
+    status: PledgeStatus
+    count: int
+    amounts: list[CurrencyAmount]  # the pledges' amounts summed per currency
+
+
+@dataclass(frozen=True)
+class Stats:
+    at: datetime
+    pledges_by_status: list[StatusStats]
+    raised_today: list[CurrencyAmount]
+    raised_total: list[CurrencyAmount]
+    outbox_pending: int
+    outbox_lag_seconds: float
+    dead_letters: int
+    webhook_rejects_last_hour: int
+
+
+def _amounts(rows: Sequence[tuple[str, int]]) -> list[CurrencyAmount]:
+    return [CurrencyAmount(currency=c, amount_cents=int(a)) for c, a in sorted(rows)]
+
+
+def stats(
+    session: Session, *, principal: Principal | None, now: datetime | None = None
+) -> Stats:
+    """The numbers an operator looks at first, read in one snapshot.
+
+    Money is summed per currency (never across them). "Raised today" is what
+    pledges captured since midnight UTC still contribute (a refund removes it).
+    """
+    require_admin(principal)
+    now = now or utcnow()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    counts: dict[str, int] = defaultdict(int)
+    sums: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for status, currency, count, amount in session.exec(
+        select(
+            Pledge.status, Pledge.currency, func.count(), func.sum(Pledge.amount_cents)
+        ).group_by(Pledge.status, Pledge.currency)
+    ).all():
+        counts[status] += int(count)
+        sums[status].append((currency, int(amount)))
+    by_status = [
+        StatusStats(status=s, count=counts[s.value], amounts=_amounts(sums[s.value]))
+        for s in PledgeStatus
+    ]
+
+    captured_today = exists().where(
+        col(PledgeTransition.pledge_id) == col(Pledge.id),
+        col(PledgeTransition.to_status) == PledgeStatus.CAPTURED.value,
+        col(PledgeTransition.at) >= midnight,
+    )
+    today = session.exec(
+        select(Pledge.currency, func.sum(Pledge.amount_cents))
+        .where(Pledge.status == PledgeStatus.CAPTURED.value)
+        .where(captured_today)
+        .group_by(Pledge.currency)
+    ).all()
+
+    pending, oldest = session.exec(
+        select(func.count(), func.min(OutboxEvent.created_at)).where(
+            OutboxEvent.status == "pending"
+        )
+    ).one()
+    dead = session.exec(select(func.count()).where(OutboxEvent.status == "dead")).one()
+    rejects = session.exec(
+        select(func.count())
+        .select_from(WebhookLog)
+        .where(col(WebhookLog.received_at) >= now - timedelta(hours=1))
+        .where(col(WebhookLog.outcome).in_(REJECTED))
+    ).one()
+    return Stats(
+        at=now,
+        pledges_by_status=by_status,
+        raised_today=_amounts([(c, int(a)) for c, a in today]),
+        raised_total=_amounts(sums[PledgeStatus.CAPTURED.value]),
+        outbox_pending=int(pending),
+        outbox_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        dead_letters=int(dead),
+        webhook_rejects_last_hour=int(rejects),
+    )
+
+
+# --- pledges -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PledgeFilter:
+    """Which pledges: `created_from` <= createdAt < `created_to`, all optional."""
+
+    campaign_id: str | None = None
+    status: PledgeStatus | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+    def checked(self) -> PledgeFilter:
+        start = to_utc(self.created_from) if self.created_from else None
+        end = to_utc(self.created_to) if self.created_to else None
+        if start is not None and end is not None and start > end:
+            raise BadUserInput("createdFrom must not be after createdTo.")
+        return dataclasses.replace(self, created_from=start, created_to=end)
+
+
+def pledge_conditions(flt: PledgeFilter) -> list[ColumnElement[bool]]:
+    """WHERE conditions for pledges matching a (checked) filter."""
+    conditions: list[ColumnElement[bool]] = []
+    if flt.campaign_id is not None:
+        conditions.append(col(Pledge.campaign_id) == flt.campaign_id)
+    if flt.status is not None:
+        conditions.append(col(Pledge.status) == flt.status.value)
+    if flt.created_from is not None:
+        conditions.append(col(Pledge.created_at) >= flt.created_from)
+    if flt.created_to is not None:
+        conditions.append(col(Pledge.created_at) < flt.created_to)
+    return conditions
+
+
+def search_pledges(
+    session: Session,
+    *,
+    principal: Principal | None,
+    filter: PledgeFilter,
+    first: int,
+    after: str | None,
+) -> Page[Pledge]:
+    """Pledges of any donor by campaign, status and creation time, newest first."""
+    require_admin(principal)
+    first = check_first(first)
+    after_id = decode_cursor(after)
+    query = select(Pledge).where(*pledge_conditions(filter.checked()))
+    if after_id is not None:
+        query = query.where(col(Pledge.id) < after_id)
+    rows = session.exec(query.order_by(col(Pledge.id).desc()).limit(first + 1)).all()
+    return make_page(rows, first, [r.id for r in rows])
+
+
+# --- dead letters ------------------------------------------------------------
+
+
+def dead_letters(
+    session: Session, *, principal: Principal | None, first: int, after: str | None
+) -> Page[OutboxEvent]:
+    """Outbox events parked after their last try, newest first."""
+    require_admin(principal)
+    first = check_first(first)
+    after_id = _int_cursor(after)
+    query = select(OutboxEvent).where(OutboxEvent.status == "dead")
+    if after_id is not None:
+        query = query.where(col(OutboxEvent.id) < after_id)
+    rows = session.exec(
+        query.order_by(col(OutboxEvent.id).desc()).limit(first + 1)
+    ).all()
+    return make_page(rows, first, [str(r.id) for r in rows])
+
+
+def _requeue(session: Session, *conditions: ColumnElement[bool]) -> int:
+    """Dead letters matching `conditions` go back to pending with fresh attempts."""
+    result = session.execute(
+        update(OutboxEvent)
+        .where(col(OutboxEvent.status) == "dead", *conditions)
+        .values(status="pending", attempts=0, available_at=utcnow())
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def replay_dead_letter(
+    uow: UnitOfWork, *, principal: Principal | None, event_id: str
+) -> int:
+    """Deliver one dead letter again; 0 when it is no longer dead (already replayed).
+
+    Handlers are idempotent, so a replayed event has its effect once.
+    """
+    admin = require_admin(principal)
+    try:
+        row_id = int(event_id)
+    except ValueError:
+        raise NotFound("There is no outbox event with that id.") from None
+    with uow:
+        row = uow.session.get(OutboxEvent, row_id)
+        if row is None:
+            raise NotFound("There is no outbox event with that id.")
+        replayed = _requeue(uow.session, col(OutboxEvent.id) == row_id)
+        if not replayed:
+            return 0
+        audit.record(
+            uow,
+            actor=admin,
+            action="replay_dead_letter",
+            target_type="outbox_event",
+            target_id=str(row_id),
+            detail={
+                "name": row.name,
+                "attempts": row.attempts,
+                "last_error": (row.last_error or "")[:500],
+            },
+        )
+        uow.commit()
+    uow.db.notify_commit()  # wake the dispatcher now, not at its next timer
+    return replayed
+
+
+def replay_all_dead_letters(uow: UnitOfWork, *, principal: Principal | None) -> int:
+    """Deliver every dead letter again; returns how many."""
+    admin = require_admin(principal)
+    with uow:
+        ids = [
+            int(i)
+            for i in uow.session.exec(
+                select(OutboxEvent.id)
+                .where(OutboxEvent.status == "dead")
+                .order_by(col(OutboxEvent.id))
+            ).all()
+            if i is not None
+        ]
+        if not ids:
+            return 0
+        replayed = _requeue(uow.session)
+        audit.record(
+            uow,
+            actor=admin,
+            action="replay_dead_letter",
+            target_type="outbox_event",
+            target_id="*",
+            detail={"count": replayed, "ids": ids[:AUDIT_ID_LIMIT]},
+        )
+        uow.commit()
+    uow.db.notify_commit()
+    return replayed
+
+
+# --- logs --------------------------------------------------------------------
+
+
+def webhook_log(
+    session: Session,
+    *,
+    principal: Principal | None,
+    first: int,
+    after: str | None,
+    outcome: WebhookOutcome | None,
+) -> Page[WebhookLog]:
+    """Requests to the payment webhook, newest first; optionally one outcome."""
+    require_admin(principal)
+    first = check_first(first)
+    after_id = _int_cursor(after)
+    query = select(WebhookLog)
+    if outcome is not None:
+        query = query.where(WebhookLog.outcome == outcome.value)
+    if after_id is not None:
+        query = query.where(col(WebhookLog.id) < after_id)
+    rows = session.exec(
+        query.order_by(col(WebhookLog.id).desc()).limit(first + 1)
+    ).all()
+    return make_page(rows, first, [str(r.id) for r in rows])
+
+
+def audit_log(
+    session: Session, *, principal: Principal | None, first: int, after: str | None
+) -> Page[AuditLog]:
+    """Admin actions, newest first."""
+    require_admin(principal)
+    first = check_first(first)
+    after_id = _int_cursor(after)
+    query = select(AuditLog)
+    if after_id is not None:
+        query = query.where(col(AuditLog.id) < after_id)
+    rows = session.exec(query.order_by(col(AuditLog.id).desc()).limit(first + 1)).all()
+    return make_page(rows, first, [str(r.id) for r in rows])
+
+
+# --- reconcile -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    drifts: list[totals.Drift]
+    repaired: list[CampaignTotals]  # the totals as they are now, to push to subscribers
+
+
+def reconcile(uow: UnitOfWork, *, actor: Principal | None, via: str) -> Reconciled:
+    """Recompute totals from pledges and audit it. For trusted callers (the
+    command line); the API goes through `reconcile_totals`."""
+
+    def write_audit(drifts: list[totals.Drift]) -> None:
+        audit.record(
+            uow,
+            actor=actor,
+            action="reconcile",
+            target_type="campaign_totals",
+            target_id="*",
+            detail={
+                "via": via,
+                "repaired": len(drifts),
+                "drifts": [dataclasses.asdict(d) for d in drifts[:AUDIT_ID_LIMIT]],
+            },
+        )
+
+    drifts = totals.reconcile(uow, before_commit=write_audit)
+    with uow.db.read() as session:
+        repaired = totals.totals_for(session, [d.campaign_id for d in drifts])
+    return Reconciled(drifts=drifts, repaired=repaired)
+
+
+def reconcile_totals(uow: UnitOfWork, *, principal: Principal | None) -> Reconciled:
+    """An admin recomputes every campaign's totals; returns what drifted."""
+    admin = require_admin(principal)
+    return reconcile(uow, actor=admin, via="api")

@@ -1,0 +1,86 @@
+"""An in-process rate limiter: one token bucket per key, thread-safe, bounded."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from careforall.settings import Rate
+
+DEFAULT_MAX_KEYS = 100_000
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """Token buckets keyed by strings such as `login:address:203.0.113.9`.
+
+    A bucket holds up to `rate.count` tokens and refills evenly over
+    `rate.seconds`, so a burst of `count` requests passes and then one more
+    every `seconds / count`. Only the `max_keys` most recently used keys are
+    kept; an evicted key starts again with a full bucket. One process only:
+    several processes would each keep their own counts.
+    """
+
+    def __init__(
+        self,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def hit(self, checks: Sequence[tuple[str, Rate]]) -> int | None:
+        """Take one token from each key's bucket, or none at all.
+
+        Returns None when every bucket had a token; otherwise the whole seconds
+        until all of them will have one again (at least 1), and takes nothing.
+        """
+        with self._lock:
+            now = self.clock()
+            buckets = [(self._refilled(key, rate, now), rate) for key, rate in checks]
+            wait = max(
+                (
+                    (1 - bucket.tokens) * rate.seconds / rate.count
+                    for bucket, rate in buckets
+                    if bucket.tokens < 1
+                ),
+                default=None,
+            )
+            if wait is not None:
+                return max(1, math.ceil(wait))
+            for bucket, _ in buckets:
+                bucket.tokens -= 1
+            return None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def _refilled(self, key: str, rate: Rate, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=float(rate.count), at=now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            elapsed = max(0.0, now - bucket.at)
+            bucket.tokens = min(
+                float(rate.count), bucket.tokens + elapsed * rate.count / rate.seconds
+            )
+            bucket.at = now
+        return bucket

@@ -1,0 +1,549 @@
+"""Who may call what: every root field of the served schema, for each kind of caller.
+
+Each field has an entry in MATRIX with what each caller gets: data, null, or the
+exact error code. A field added to the schema without an entry fails
+`test_every_root_field_has_an_entry`. Targets are made fresh for each call, and a
+refused mutation is checked to have changed nothing. Nobody but its donor (and an
+admin, for reading) gets at a donor's pledge.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from sqlmodel import col, func, select
+from starlette.testclient import TestClient
+
+from careforall.api.schema import schema
+from careforall.app import create_app
+from careforall.models import OutboxEvent
+from careforall.services import auth
+from careforall.settings import Settings
+from tests import factories as f
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
+
+CALLERS = ("nobody", "anon_a", "anon_b", "donor", "organiser", "admin")
+ANONYMOUS = ("anon_a", "anon_b")
+USERS = ("donor", "organiser", "admin")
+
+OK, NULL = "data", "null"
+UNAUTHENTICATED, FORBIDDEN = "UNAUTHENTICATED", "FORBIDDEN"
+
+
+@dataclass
+class World:
+    """Six callers, an organiser's campaign, and one pledge each for the donor
+    and anonymous session A. `owner` records who made every pledge seen here."""
+
+    client: TestClient
+    gql: GQL
+    tokens: dict[str, str | None]
+    user_ids: dict[str, str]
+    campaign_id: str
+    pledges: dict[str, str]
+    owner: dict[str, str] = field(default_factory=dict)
+
+    def token(self, caller: str) -> str | None:
+        return self.tokens[caller]
+
+    def new_pledge(self, caller: str) -> dict[str, Any]:
+        token = self.token(caller)
+        assert token is not None
+        pledge = f.pledge(self.gql, token, self.campaign_id)
+        self.owner[pledge["id"]] = caller
+        return pledge
+
+    def status(self, pledge_id: str) -> str:
+        data = self.gql.ok(f.PLEDGE, {"id": pledge_id}, self.token("admin"))
+        status: str = data["pledge"]["status"]
+        return status
+
+    def authorized(self, caller: str) -> dict[str, Any]:
+        pledge = self.new_pledge(caller)
+        self.gql.ok(
+            f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, self.token(caller)
+        )
+        return pledge
+
+    def captured(self, caller: str) -> dict[str, Any]:
+        pledge = self.authorized(caller)
+        self.gql.ok(f.CAPTURE, {"id": pledge["id"]}, self.token("admin"))
+        return pledge
+
+
+@pytest.fixture(scope="module")
+def world(
+    template_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One app for the module (auto_capture off: AUTHORIZED stays AUTHORIZED)."""
+    path = tmp_path_factory.mktemp("matrix") / "careforall.db"
+    shutil.copy(template_db, path)
+    settings = Settings(
+        database_url=f"sqlite:///{path}",
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        auto_capture=False,
+        rate_limits=False,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            auth,
+            "_HASHER",
+            PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+        )
+        with TestClient(create_app(settings)) as client:
+            gql = GQL(client)
+            donor, organiser, admin = f.register(gql), f.register(gql), f.admin(gql)
+            tokens: dict[str, str | None] = {
+                "nobody": None,
+                "anon_a": f.anonymous(gql),
+                "anon_b": f.anonymous(gql),
+                "donor": donor.token,
+                "organiser": organiser.token,
+                "admin": admin.token,
+            }
+            campaign = f.campaign(gql, organiser.token)
+            w = World(
+                client=client,
+                gql=gql,
+                tokens=tokens,
+                user_ids={
+                    "donor": donor.id,
+                    "organiser": organiser.id,
+                    "admin": admin.id,
+                },
+                campaign_id=campaign["id"],
+                pledges={},
+            )
+            w.pledges = {c: w.new_pledge(c)["id"] for c in ("donor", "anon_a")}
+            yield w
+
+
+# --- what each caller gets ---------------------------------------------------------
+
+
+def everyone(outcome: str = OK) -> dict[str, str]:
+    return dict.fromkeys(CALLERS, outcome)
+
+
+def with_a_token() -> dict[str, str]:
+    return everyone() | {"nobody": UNAUTHENTICATED}
+
+
+def signed_in() -> dict[str, str]:
+    return with_a_token() | dict.fromkeys(ANONYMOUS, UNAUTHENTICATED)
+
+
+def admin_only() -> dict[str, str]:
+    return signed_in() | {"donor": FORBIDDEN, "organiser": FORBIDDEN}
+
+
+def only(caller: str, *, and_admin: bool) -> dict[str, str]:
+    """Its donor (and an admin when `and_admin`); FORBIDDEN for other tokens."""
+    outcome = with_a_token() | dict.fromkeys(CALLERS[1:], FORBIDDEN) | {caller: OK}
+    return outcome | ({"admin": OK} if and_admin else {})
+
+
+Vars = dict[str, Any]
+Check = Callable[[World, Any, Vars, str], None]
+After = Callable[[World, Vars, bool], None]
+
+
+def _nothing(world: World, value: Any, variables: Vars, caller: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Case:
+    document: str
+    expect: dict[str, str]
+    prepare: Callable[[World], Vars] = lambda world: {}
+    check: Check = _nothing  # the data, when the call succeeds
+    after: After | None = None  # the state after the call, allowed or refused
+    name: str = ""
+
+
+# --- checks ----------------------------------------------------------------------
+
+
+def _own_user(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value["id"] == world.user_ids[caller]
+
+
+def _same_id(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value["id"] == variables["id"]
+
+
+def _only_own_donations(world: World, value: Any, variables: Vars, caller: str) -> None:
+    ids = [edge["node"]["id"] for edge in value["edges"]]
+    assert {world.owner.get(i) for i in ids} <= {caller}, (caller, ids)
+    if caller in world.pledges:
+        assert world.pledges[caller] in ids
+
+
+def _only_own_campaigns(world: World, value: Any, variables: Vars, caller: str) -> None:
+    owners = {edge["node"]["owner"]["id"] for edge in value["edges"]}
+    assert owners <= {world.user_ids[caller]}, (caller, owners)
+    if caller == "organiser":
+        assert world.campaign_id in {edge["node"]["id"] for edge in value["edges"]}
+
+
+def _every_pledge(world: World, value: Any, variables: Vars, caller: str) -> None:
+    ids = {edge["node"]["id"] for edge in value["edges"]}
+    assert set(world.pledges.values()) <= ids
+
+
+def _status_is(status: str) -> Check:
+    def check(world: World, value: Any, variables: Vars, caller: str) -> None:
+        assert value["status"] == status
+
+    return check
+
+
+def _pledge_moved(allowed_to: str, otherwise: str) -> After:
+    def after(world: World, variables: Vars, allowed: bool) -> None:
+        pledge_id = variables.get("id") or variables["pledgeId"]
+        assert world.status(pledge_id) == (allowed_to if allowed else otherwise)
+
+    return after
+
+
+def _new_pledge_recorded(
+    world: World, value: Any, variables: Vars, caller: str
+) -> None:
+    assert value["status"] == "PENDING"
+    world.owner[value["id"]] = caller
+
+
+def _campaign_owned(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value["owner"]["id"] == world.user_ids[caller]
+
+
+def _campaign_status(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { status } }", {"id": variables["id"]}
+    )
+    assert data["campaign"]["status"] == ("PAUSED" if allowed else "ACTIVE")
+
+
+def _same_email(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value["token"] and value["user"]["email"] == variables["email"]
+
+
+def _anonymous(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value["token"] and value["anonymous"] is True and value["user"] is None
+
+
+def _is_zero(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value == 0
+
+
+def _nothing_repaired(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value == []
+
+
+# --- targets made fresh for each call ----------------------------------------------
+
+
+def _fresh_account(world: World) -> Vars:
+    account = f.register(world.gql)
+    return {"email": account.email, "password": "correct horse"}
+
+
+def _new_email(world: World) -> Vars:
+    return {"email": f"{f.unique('new')}@example.org", "password": "correct horse"}
+
+
+def _campaign_input(world: World) -> Vars:
+    return {
+        "input": {
+            "title": f.unique("Care for"),
+            "description": "d",
+            "category": "surgery",
+            "goalCents": 10_000,
+        }
+    }
+
+
+def _pledge_input(world: World) -> Vars:
+    return {
+        "input": {
+            "campaignId": world.campaign_id,
+            "amountCents": 1000,
+            "idempotencyKey": f.unique("key"),
+        }
+    }
+
+
+def _fresh_campaign(world: World) -> Vars:
+    token = world.token("organiser")
+    assert token is not None
+    return {"id": f.campaign(world.gql, token)["id"], "status": "PAUSED"}
+
+
+def _pending_of(caller: str) -> Callable[[World], Vars]:
+    return lambda world: {
+        "pledgeId": world.new_pledge(caller)["id"],
+        "pm": "pm_card_ok",
+    }
+
+
+def _first_outbox_event(world: World) -> Vars:
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.read() as session:
+        first = session.exec(select(func.min(col(OutboxEvent.id)))).one()
+    return {"id": str(first)}
+
+
+# --- the matrix ----------------------------------------------------------------------
+
+PLEDGE_QUERY = "query($id: ID!) { pledge(id: $id) { id status } }"
+CONNECTION_IDS = "edges { node { id } } pageInfo { hasNextPage }"
+
+MATRIX: dict[str, list[Case]] = {
+    "Query.me": [
+        Case(
+            "{ me { id } }",
+            everyone(OK) | {"nobody": NULL, "anon_a": NULL, "anon_b": NULL},
+            check=_own_user,
+        )
+    ],
+    "Query.campaigns": [Case(f"{{ campaigns {{ {CONNECTION_IDS} }} }}", everyone())],
+    "Query.myCampaigns": [
+        Case(
+            "{ myCampaigns(first: 100) { edges { node { id owner { id } } } } }",
+            signed_in(),
+            check=_only_own_campaigns,
+        )
+    ],
+    "Query.campaign": [
+        Case(
+            "query($id: ID!) { campaign(id: $id) { id } }",
+            everyone(),
+            prepare=lambda w: {"id": w.campaign_id},
+            check=_same_id,
+        )
+    ],
+    "Query.campaignTotals": [
+        Case(
+            "query($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }",
+            everyone(),
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
+    "Query.pledge": [
+        Case(
+            PLEDGE_QUERY,
+            only("donor", and_admin=True),
+            prepare=lambda w: {"id": w.pledges["donor"]},
+            check=_same_id,
+            name="donor's",
+        ),
+        Case(
+            PLEDGE_QUERY,
+            only("anon_a", and_admin=True),
+            prepare=lambda w: {"id": w.pledges["anon_a"]},
+            check=_same_id,
+            name="anonymous A's",
+        ),
+    ],
+    "Query.myDonations": [
+        Case(
+            f"{{ myDonations(first: 100) {{ {CONNECTION_IDS} }} }}",
+            with_a_token(),
+            check=_only_own_donations,
+        )
+    ],
+    "Query.adminStats": [Case("{ adminStats { deadLetters } }", admin_only())],
+    "Query.adminPledges": [
+        Case(
+            f"{{ adminPledges(first: 100) {{ {CONNECTION_IDS} }} }}",
+            admin_only(),
+            check=_every_pledge,
+        )
+    ],
+    "Query.deadLetters": [
+        Case(f"{{ deadLetters {{ {CONNECTION_IDS} }} }}", admin_only())
+    ],
+    "Query.webhookLog": [
+        Case(f"{{ webhookLog {{ {CONNECTION_IDS} }} }}", admin_only())
+    ],
+    "Query.auditLog": [Case(f"{{ auditLog {{ {CONNECTION_IDS} }} }}", admin_only())],
+    "Mutation.register": [
+        Case(
+            f.REGISTER,
+            everyone(),
+            prepare=lambda w: _new_email(w) | {"name": "New Person"},
+            check=_same_email,
+        )
+    ],
+    "Mutation.login": [
+        Case(f.LOGIN, everyone(), prepare=_fresh_account, check=_same_email)
+    ],
+    "Mutation.startAnonymousSession": [Case(f.ANON, everyone(), check=_anonymous)],
+    "Mutation.createCampaign": [
+        Case(
+            f.CREATE_CAMPAIGN,
+            signed_in(),
+            prepare=_campaign_input,
+            check=_campaign_owned,
+        )
+    ],
+    "Mutation.setCampaignStatus": [
+        Case(
+            "mutation($id: ID!, $status: CampaignStatus!) {"
+            " setCampaignStatus(id: $id, status: $status) { id status } }",
+            signed_in() | {"donor": FORBIDDEN, "organiser": OK, "admin": OK},
+            prepare=_fresh_campaign,
+            after=_campaign_status,
+        )
+    ],
+    "Mutation.createPledge": [
+        Case(
+            f.CREATE_PLEDGE,
+            with_a_token(),
+            prepare=_pledge_input,
+            check=_new_pledge_recorded,
+        )
+    ],
+    "Mutation.authorizePayment": [
+        Case(
+            "mutation($pledgeId: ID!, $pm: String!) { authorizePayment("
+            "pledgeId: $pledgeId, paymentMethod: $pm) { id status } }",
+            only(donor, and_admin=False),
+            prepare=_pending_of(donor),
+            check=_status_is("AUTHORIZED"),
+            after=_pledge_moved("AUTHORIZED", otherwise="PENDING"),
+            name=f"{donor}'s",
+        )
+        for donor in ("donor", "anon_a")
+    ],
+    "Mutation.capturePayment": [
+        Case(
+            "mutation($id: ID!) { capturePayment(pledgeId: $id) { id status } }",
+            admin_only(),
+            prepare=lambda w: {"id": w.authorized("donor")["id"]},
+            check=_status_is("CAPTURED"),
+            after=_pledge_moved("CAPTURED", otherwise="AUTHORIZED"),
+        )
+    ],
+    "Mutation.refundPayment": [
+        Case(
+            "mutation($id: ID!) { refundPayment(pledgeId: $id) { id status } }",
+            admin_only(),
+            prepare=lambda w: {"id": w.captured("donor")["id"]},
+            check=_status_is("REFUNDED"),
+            after=_pledge_moved("REFUNDED", otherwise="CAPTURED"),
+        )
+    ],
+    "Mutation.replayDeadLetter": [
+        Case(
+            "mutation($id: ID!) { replayDeadLetter(id: $id) }",
+            admin_only(),
+            prepare=_first_outbox_event,
+            check=_is_zero,  # delivered, not dead: nothing to replay
+        )
+    ],
+    "Mutation.replayAllDeadLetters": [
+        Case("mutation { replayAllDeadLetters }", admin_only(), check=_is_zero)
+    ],
+    "Mutation.reconcileTotals": [
+        Case(
+            "mutation { reconcileTotals { campaignId } }",
+            admin_only(),
+            check=_nothing_repaired,
+        )
+    ],
+    "Subscription.campaignTotals": [
+        Case(
+            "subscription($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }",
+            everyone(),
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
+}
+
+
+def root_fields() -> set[str]:
+    roots = (
+        schema._schema.query_type,
+        schema._schema.mutation_type,
+        schema._schema.subscription_type,
+    )
+    return {f"{root.name}.{name}" for root in roots if root for name in root.fields}
+
+
+def test_every_root_field_has_an_entry() -> None:
+    assert root_fields() - MATRIX.keys() == set(), "add these fields to MATRIX"
+    assert MATRIX.keys() - root_fields() == set(), "these fields are gone"
+
+
+def test_every_entry_names_every_caller() -> None:
+    for name, cases in MATRIX.items():
+        for case in cases:
+            assert set(case.expect) == set(CALLERS), name
+
+
+# --- running a cell ------------------------------------------------------------------
+
+
+def _subscribe(world: World, case: Case, variables: Vars, token: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with world.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"], headers=headers
+    ) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        payload = {"query": case.document, "variables": variables}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+        message = ws.receive_json()
+        ws.send_json({"id": "1", "type": "complete"})
+    if message["type"] == "error":
+        return {"errors": message["payload"]}
+    return message["payload"]
+
+
+CELLS = [
+    pytest.param(
+        name, case, caller, id=f"{name}{f'[{case.name}]' if case.name else ''}-{caller}"
+    )
+    for name, cases in MATRIX.items()
+    for case in cases
+    for caller in CALLERS
+]
+
+
+@pytest.mark.parametrize(("name", "case", "caller"), CELLS)
+def test_each_caller_gets_what_the_contract_allows(
+    world: World, name: str, case: Case, caller: str
+) -> None:
+    variables = case.prepare(world)
+    token = world.token(caller)
+    if name.startswith("Subscription."):
+        body = _subscribe(world, case, variables, token)
+    else:
+        body = world.gql(case.document, variables, token)
+    field_name = name.split(".", 1)[1]
+    expected = case.expect[caller]
+
+    if expected in (OK, NULL):
+        assert not body.get("errors"), body
+        value = body["data"][field_name]
+        if expected == NULL:
+            assert value is None
+        else:
+            assert value is not None
+            case.check(world, value, variables, caller)
+    else:
+        assert body.get("errors"), body
+        codes = [error["extensions"]["code"] for error in body["errors"]]
+        assert codes == [expected], body
+        assert not (body.get("data") or {}).get(field_name)
+    if case.after is not None:
+        case.after(world, variables, expected == OK)

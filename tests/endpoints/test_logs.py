@@ -1,0 +1,166 @@
+"""Logs: one JSON line per request and per notable event, at a chosen level."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from careforall.logs import configure_logging, json_handler
+from careforall.settings import Settings, SettingsError
+from tests import factories as f
+from tests.conftest import GQL, wait_for
+from tests.endpoints.conftest import JsonLogs
+
+ME = "query Me { me { id } }"
+
+
+def request_line(logs: JsonLogs, request_id: str) -> dict[str, object]:
+    (line,) = logs.where(message="request", request_id=request_id)
+    return line
+
+
+def test_each_graphql_request_has_one_line_with_what_an_operator_needs(
+    json_logs: JsonLogs, client: TestClient, gql: GQL
+) -> None:
+    user = f.register(gql)
+    admin = f.admin(gql)
+    anon = f.anonymous(gql)
+    cases = {
+        None: ("none", None),
+        anon: ("anon", None),
+        user.token: ("user", user.id),
+        admin.token: ("admin", admin.id),
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.forged": ("invalid", None),
+    }
+    for token, (kind, user_id) in cases.items():
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = client.post("/graphql", json={"query": ME}, headers=headers)
+        line = request_line(json_logs, response.headers["x-request-id"])
+        assert line["principal"] == kind
+        assert line.get("user_id") == user_id
+        assert line["operation"] == "Me"
+        assert line["operation_type"] == "query"
+        assert line["status"] == 200
+        assert line["method"] == "POST" and line["path"] == "/graphql"
+        assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+        assert line["level"] == "info" and line["logger"] == "careforall.http"
+        # Never the token itself, nor an anonymous session's id.
+        assert token is None or token not in json.dumps(line)
+    refused = request_line(
+        json_logs,
+        client.post(
+            "/graphql", json={"query": 'query { pledge(id: "plg_x") { id } }'}
+        ).headers["x-request-id"],
+    )
+    assert refused["operation"] == "anonymous"
+    assert refused["errors"] == ["UNAUTHENTICATED"]
+
+
+def test_a_sane_request_id_is_kept_and_echoed_and_others_are_replaced(
+    json_logs: JsonLogs, client: TestClient
+) -> None:
+    kept = client.get("/healthz", headers={"X-Request-ID": "edge-42.abc:7"})
+    assert kept.headers["x-request-id"] == "edge-42.abc:7"
+    for bad in ("has spaces", "x" * 129, 'quote"d', "semi;colon"):
+        response = client.post(
+            "/graphql", json={"query": "{ __typename }"}, headers={"X-Request-ID": bad}
+        )
+        generated = response.headers["x-request-id"]
+        assert generated != bad and len(generated) == 32
+        assert request_line(json_logs, generated)["status"] == 200
+    fresh = client.get("/healthz").headers["x-request-id"]
+    other = client.get("/healthz").headers["x-request-id"]
+    assert fresh != other
+
+
+def test_state_changes_are_logged_with_pledge_states_and_source(
+    json_logs: JsonLogs, client: TestClient, gql: GQL
+) -> None:
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    donor = f.anonymous(gql)
+    pledge = f.pledge(gql, donor, campaign["id"], amount=3100)
+    response = client.post(
+        "/graphql",
+        json={
+            "query": f.AUTHORIZE,
+            "variables": {"id": pledge["id"], "pm": "pm_card_ok"},
+        },
+        headers={"Authorization": f"Bearer {donor}"},
+    )
+
+    def changes() -> list[dict[str, object]]:
+        return json_logs.where(message="pledge status changed", pledge_id=pledge["id"])
+
+    wait_for(lambda: len(changes()) == 2)
+    (created,) = json_logs.where(message="pledge created", pledge_id=pledge["id"])
+    assert created["amount_cents"] == 3100
+    authorized, captured = changes()
+    steps = [(c["from_status"], c["to_status"]) for c in (authorized, captured)]
+    assert steps == [("PENDING", "AUTHORIZED"), ("AUTHORIZED", "CAPTURED")]
+    assert {authorized["campaign_id"], captured["campaign_id"]} == {campaign["id"]}
+    # Each step is applied once, by the API's call or by the provider's webhook,
+    # whichever commits first; its line carries that request's id.
+    webhook_requests = {
+        line["request_id"]
+        for line in json_logs.where(message="request", path="/webhooks/payments")
+    }
+    if authorized["source"] == "api":
+        assert authorized["request_id"] == response.headers["x-request-id"]
+    else:
+        assert str(authorized["source"]).startswith("webhook:evt_")
+        assert authorized["request_id"] in webhook_requests
+    if captured["source"] == "auto-capture":
+        assert "request_id" not in captured  # the dispatcher, not a request
+    else:
+        assert str(captured["source"]).startswith("webhook:evt_")
+        assert captured["request_id"] in webhook_requests
+
+
+def test_rejected_webhooks_are_logged_with_their_reason(
+    json_logs: JsonLogs, client: TestClient, gql: GQL
+) -> None:
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    pledge = f.pledge(gql, f.anonymous(gql), campaign["id"])
+    f.post_webhook(client, f.provider_event(pledge, "authorized"), signed=False)
+    f.post_webhook(client, f.provider_event(pledge, "captured", amount=1))
+    unsigned, unprocessable = json_logs.where(message="webhook refused")
+    assert unsigned["level"] == "warning"
+    assert unsigned["outcome"] == "rejected_signature"
+    assert unsigned["reason"] == "missing CareForAll-Signature header"
+    assert unsigned["status"] == 400
+    assert unprocessable["outcome"] == "rejected_unprocessable"
+    assert "amount" in str(unprocessable["reason"])
+
+
+@pytest.fixture
+def restored_root_logger() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield root
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_the_level_is_configurable(restored_root_logger: logging.Logger) -> None:
+    assert Settings.from_env({"CAREFORALL_LOG_LEVEL": "warning"}).log_level == "WARNING"
+    assert Settings.from_env({}).log_level == "INFO"
+    with pytest.raises(SettingsError, match="CAREFORALL_LOG_LEVEL"):
+        Settings.from_env({"CAREFORALL_LOG_LEVEL": "loud"})
+    configure_logging("WARNING")
+    stream = io.StringIO()
+    restored_root_logger.handlers[:] = [json_handler(stream)]
+    logger = logging.getLogger("careforall.test")
+    logger.info("not written")
+    logger.warning("written", extra={"detail": 1})
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["message"] == "written" and line["level"] == "warning"
+    assert line["detail"] == 1

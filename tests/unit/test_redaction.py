@@ -1,0 +1,136 @@
+"""The log formatter never writes a password, token, secret, signature or card
+number, whether it comes as a field, in a message or in a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import pytest
+
+from careforall import logs
+from careforall.logs import JsonFormatter, keep_out, redact_text
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJ1c3JfMDE5YWM0YjJjM2Q0Iiwia2luZCI6InVzZXIifQ."
+    "c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
+)
+CARDS = (
+    "4242424242424242",
+    "4242 4242 4242 4242",
+    "4242-4242-4242-4242",
+    "378282246310005",  # 15 digits
+    "6011000990139424",
+    "4000056655665556123",  # 19 digits
+)
+SIGNATURE = "t=1764230400,v1=" + "ab12" * 16
+ARGON2 = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+
+
+def formatted(message: str, *args: Any, **extra: Any) -> str:
+    record = logging.LogRecord(
+        "careforall.test", logging.INFO, __file__, 1, message, args, None
+    )
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return JsonFormatter().format(record)
+
+
+def test_sensitive_fields_are_redacted_whatever_they_hold() -> None:
+    line = formatted(
+        "login",
+        password="hunter2-correct-horse",
+        new_password="p",
+        token="opaque-session-token",
+        anonymous_token="x",
+        authorization="Bearer abc",
+        headers={"Authorization": "Basic dXNlcjpwYXNz", "CareForAll-Signature": "x"},
+        webhook_secret="whsec_1234",
+        api_key="k",
+        email="dana@example.org",
+    )
+    entry = json.loads(line)
+    for key in (
+        "password",
+        "new_password",
+        "token",
+        "anonymous_token",
+        "authorization",
+        "webhook_secret",
+        "api_key",
+    ):
+        assert entry[key] == "[REDACTED]", key
+    assert entry["headers"] == {
+        "Authorization": "[REDACTED]",
+        "CareForAll-Signature": "[REDACTED]",
+    }
+    assert entry["email"] == "dana@example.org"  # not a secret
+    for leaked in ("hunter2", "opaque-session", "dXNlcjpwYXNz", "whsec_"):
+        assert leaked not in line
+
+
+@pytest.mark.parametrize("card", CARDS)
+def test_card_like_numbers_are_redacted_in_messages_and_values(card: str) -> None:
+    line = formatted(
+        "donor wrote %s in a note", f"my card is {card}!", note=f"card:{card}"
+    )
+    assert card not in line
+    assert card.replace(" ", "").replace("-", "") not in line
+    assert line.count("[REDACTED_CARD]") == 2
+
+
+def test_tokens_signatures_and_hashes_are_redacted_anywhere() -> None:
+    line = formatted(
+        f"header was Bearer {JWT} and {SIGNATURE}",
+        raw=f"Authorization: bearer {JWT}",
+        nested={"list": [JWT, ARGON2]},
+        big_number=4242424242424242,
+    )
+    for leaked in (JWT, JWT.split(".")[1], "ab12ab12ab12", ARGON2, "4242424242424242"):
+        assert leaked not in line
+    entry = json.loads(line)
+    assert entry["nested"]["list"] == ["[REDACTED_JWT]", "[REDACTED_HASH]"]
+    assert entry["big_number"] == "[REDACTED_CARD]"
+
+
+def test_a_traceback_is_redacted_too() -> None:
+    try:
+        raise ValueError(f"could not parse {JWT} for card 4111111111111111")
+    except ValueError:
+        record = logging.LogRecord(
+            "careforall.test", logging.ERROR, __file__, 1, "boom", (), sys.exc_info()
+        )
+    line = JsonFormatter().format(record)
+    assert "ValueError" in line
+    assert JWT not in line and "4111111111111111" not in line
+
+
+def test_this_processs_secrets_are_never_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "_SECRETS", type(logs._SECRETS)(maxlen=32))
+    keep_out("Kq9-random-webhook-secret-value", None, "")
+    line = formatted("secret is Kq9-random-webhook-secret-value, see?")
+    assert "Kq9-random" not in line and "[REDACTED]" in line
+
+
+def test_ids_times_and_amounts_are_left_alone() -> None:
+    # Our ids are hex after a prefix: digits may run long, but they are no card.
+    pledge_id = "plg_0193456789012345678901"
+    line = formatted(
+        "pledge %s moved",
+        pledge_id,
+        pledge_id=pledge_id,
+        amount_cents=100_000_000,
+        request_id="0123456789abcdef0123456789abcdef",
+        at="2026-11-27T08:05:27.001+00:00",
+    )
+    entry = json.loads(line)
+    assert entry["pledge_id"] == pledge_id
+    assert entry["message"] == f"pledge {pledge_id} moved"
+    assert entry["amount_cents"] == 100_000_000
+    assert entry["request_id"] == "0123456789abcdef0123456789abcdef"
+    assert redact_text("12 donors gave 4200 cents") == "12 donors gave 4200 cents"

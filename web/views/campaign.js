@@ -1,0 +1,176 @@
+// One campaign: its story, live totals (campaignTotals subscription), recent
+// donations, the donate form, and the organiser's controls.
+import { subscribe } from "../graphql.js";
+import { api, currentUser } from "../session.js";
+import {
+  CAMPAIGN_STATUS, ago, campaignBadge, date, h, money, notice, percent, progress,
+} from "../dom.js";
+import { donateForm } from "./donate.js";
+import { statusControls } from "./organiser.js";
+
+const RECENT_FIELDS = `recentDonations(first: 10) { donorName amountCents currency message createdAt }`;
+const CAMPAIGN = `query Campaign($id: ID!) {
+  campaign(id: $id) {
+    id title description category goalCents currency status endsAt createdAt
+    acceptingPledges owner { id name }
+    totals { raisedCents pledgeCount updatedAt }
+    ${RECENT_FIELDS}
+  }
+}`;
+const RECENT = `query Recent($id: ID!) { campaign(id: $id) { ${RECENT_FIELDS} } }`;
+const TOTALS = `subscription Totals($id: ID!) {
+  campaignTotals(campaignId: $id) { raisedCents pledgeCount updatedAt }
+}`;
+
+function story(text) {
+  const paragraphs = text.split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
+  return paragraphs.map((p) => h("p", {}, p));
+}
+
+function recentItem(d) {
+  return h(
+    "li",
+    {},
+    h("p", {},
+      h("strong", {}, d.donorName || "Anonymous"),
+      ` gave ${money(d.amountCents, d.currency)} `,
+      h("time", { datetime: d.createdAt, class: "muted" }, ago(d.createdAt))),
+    d.message ? h("blockquote", {}, d.message) : null,
+  );
+}
+
+export async function campaignView(ctx) {
+  const [id] = ctx.params;
+  const data = await api(CAMPAIGN, { id }, { signal: ctx.signal });
+  const campaign = data.campaign;
+  if (!campaign) {
+    ctx.setTitle("Campaign not found");
+    return h("section", {},
+      h("h1", { tabindex: "-1" }, "Campaign not found"),
+      h("p", {}, "There is no campaign at this address. ", h("a", { href: "#/" }, "See all campaigns"), "."));
+  }
+  ctx.setTitle(campaign.title);
+  const { currency, goalCents } = campaign;
+
+  // --- totals, kept live ---------------------------------------------------
+  const raised = h("strong", { class: "raised", "data-testid": "raised" });
+  const goalText = h("span", {});
+  const count = h("span", { "data-testid": "pledge-count" });
+  const barSlot = h("div", { class: "bar-slot" });
+  const live = h("span", { class: "live", "data-testid": "live-status" }, "Connecting…");
+  let shown = null;
+
+  function showTotals(totals) {
+    shown = totals;
+    raised.textContent = money(totals.raisedCents, currency);
+    goalText.textContent = ` raised of ${money(goalCents, currency)} goal (${percent(totals.raisedCents, goalCents)}%)`;
+    count.textContent = `${totals.pledgeCount} ${totals.pledgeCount === 1 ? "donation" : "donations"}`;
+    barSlot.replaceChildren(progress(totals.raisedCents, goalCents, currency));
+  }
+  showTotals(campaign.totals);
+
+  // --- recent donations ----------------------------------------------------
+  const recentList = h("ul", { class: "recent", "aria-live": "polite" });
+  function showRecent(items) {
+    recentList.replaceChildren(
+      ...(items.length
+        ? items.map(recentItem)
+        : [h("li", { class: "muted" }, campaign.acceptingPledges ? "No donations yet. Be the first!" : "No donations yet.")]),
+    );
+  }
+  showRecent(campaign.recentDonations);
+  let refreshing = null;
+  function refreshRecent() {
+    refreshing ??= api(RECENT, { id }, { signal: ctx.signal })
+      .then((d) => d.campaign && showRecent(d.campaign.recentDonations))
+      .catch(() => {}) // the list is a nicety; the totals above are the truth
+      .finally(() => { refreshing = null; });
+  }
+
+  const unsubscribe = subscribe(TOTALS, { id }, {
+    onData: ({ campaignTotals }) => {
+      const changed = !shown
+        || shown.raisedCents !== campaignTotals.raisedCents
+        || shown.pledgeCount !== campaignTotals.pledgeCount;
+      showTotals(campaignTotals);
+      if (changed) refreshRecent();
+    },
+    onStatus: (state) => {
+      live.textContent = state === "live" ? "Live: updates as donations arrive" : "Reconnecting…";
+    },
+    onError: (error) => {
+      live.textContent = `Live updates unavailable: ${error.message}`;
+    },
+  });
+  ctx.onCleanup(unsubscribe);
+
+  // --- organiser -----------------------------------------------------------
+  const user = currentUser();
+  const manages = user && (user.id === campaign.owner.id || user.role === "ADMIN");
+  const statusBadge = h("span", {}, campaignBadge(campaign));
+  const donateSlot = h("div", {});
+  const jump = h("a", { href: "#donate", class: "jump", onclick: jumpToDonate }, "Donate now");
+
+  function showDonate(current) {
+    jump.hidden = !current.acceptingPledges;
+    if (current.acceptingPledges) {
+      donateSlot.replaceChildren(donateForm(campaign));
+    } else {
+      const why = current.status === "ACTIVE" ? "it has ended" : `it is ${CAMPAIGN_STATUS[current.status].toLowerCase()}`;
+      donateSlot.replaceChildren(
+        h("h2", {}, "Donate"),
+        notice("info", `This campaign is not taking donations now: ${why}.`),
+      );
+    }
+  }
+  showDonate(campaign);
+
+  const flash = ctx.flash ? notice("info", ctx.flash) : null;
+  const manage = manages
+    ? h("section", { class: "panel manage", "aria-labelledby": "manage-heading" },
+        h("h2", { id: "manage-heading" }, "Manage your campaign"),
+        statusControls(campaign, (updated) => {
+          Object.assign(campaign, updated);
+          flash?.remove(); // "your campaign is live" may no longer be true
+          statusBadge.replaceChildren(campaignBadge(updated));
+          showDonate(updated);
+        }))
+    : null;
+
+  return h(
+    "article",
+    { class: "campaign" },
+    flash,
+    h("header", { class: "campaign-head" },
+      h("h1", { tabindex: "-1" }, campaign.title),
+      h("p", { class: "badges" },
+        h("span", { class: "badge badge-category" }, campaign.category),
+        statusBadge),
+      h("p", { class: "muted" },
+        `Organised by ${campaign.owner.name} · started ${date(campaign.createdAt)}`,
+        campaign.endsAt ? ` · ends ${date(campaign.endsAt)}` : "")),
+    h("div", { class: "campaign-side" },
+      h("section", { class: "panel totals", "aria-labelledby": "totals-heading" },
+        h("h2", { id: "totals-heading", class: "visually-hidden" }, "Money raised"),
+        h("p", { class: "big", "aria-live": "polite", "aria-atomic": "true" }, raised, goalText),
+        barSlot,
+        h("p", { class: "meta" }, count, " · ", live),
+        jump),
+      manage,
+      h("section", { class: "panel donate", id: "donate", "aria-label": "Donate" }, donateSlot)),
+    h("div", { class: "campaign-main" },
+      h("section", { class: "story", "aria-labelledby": "story-heading" },
+        h("h2", { id: "story-heading" }, "The story"),
+        story(campaign.description)),
+      h("section", { class: "recent-donations", "aria-labelledby": "recent-heading" },
+        h("h2", { id: "recent-heading" }, "Recent donations"),
+        recentList)),
+  );
+}
+
+function jumpToDonate(event) {
+  event.preventDefault(); // "#donate" is not a route
+  const target = document.querySelector("#donate input, #donate");
+  document.getElementById("donate").scrollIntoView({ behavior: "smooth", block: "start" });
+  target?.focus({ preventScroll: true });
+}

@@ -1,0 +1,163 @@
+// My donations (a guest's, kept in this browser, or an account's) and a
+// printable receipt for each.
+import { api, currentSession, currentUser } from "../session.js";
+import { PLEDGE_STATUS, badge, dateTime, h, money, notice } from "../dom.js";
+
+const MY_DONATIONS = `query MyDonations($first: Int, $after: String) {
+  myDonations(first: $first, after: $after) {
+    edges { node { id amountCents currency status createdAt campaign { id title } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+const RECEIPT = `query Receipt($id: ID!) {
+  pledge(id: $id) {
+    id amountCents currency status donorName message failureReason createdAt
+    campaign { id title owner { name } }
+    history { fromStatus toStatus at source }
+  }
+}`;
+
+const SOURCES = {
+  api: "you, on this site",
+  "auto-capture": "automatic capture",
+  admin: "CareForAll staff",
+};
+
+function sourceText(source) {
+  if (SOURCES[source]) return SOURCES[source];
+  if (source.startsWith("webhook")) return "the payment provider";
+  return source;
+}
+
+function signInHint() {
+  return currentUser()
+    ? null
+    : h("p", { class: "muted" },
+        "Donations made as a guest are kept in this browser. ",
+        h("a", { href: "#/register?next=/donations" }, "Register"), " or ",
+        h("a", { href: "#/signin?next=/donations" }, "sign in"),
+        " to keep them in an account and see them anywhere.");
+}
+
+export async function donationsView(ctx) {
+  ctx.setTitle("My donations");
+  const head = [
+    ctx.flash ? notice("info", ctx.flash) : null,
+    h("h1", { tabindex: "-1" }, "My donations"),
+    signInHint(),
+  ];
+  if (!currentSession()) {
+    return h("section", {}, head,
+      h("p", {}, "You have not donated from this browser yet. ", h("a", { href: "#/" }, "Find a campaign"), "."));
+  }
+  const table = h("tbody", {});
+  const status = h("div", { role: "status" });
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more donations");
+  let after = null;
+
+  async function load() {
+    more.disabled = true;
+    try {
+      const data = await api(MY_DONATIONS, { first: 20, after }, { signal: ctx.signal });
+      const { edges, pageInfo } = data.myDonations;
+      for (const { node } of edges) {
+        table.append(h("tr", {},
+          h("td", { "data-label": "Date" }, dateTime(node.createdAt)),
+          h("td", { "data-label": "Campaign" },
+            h("a", { href: `#/campaigns/${encodeURIComponent(node.campaign.id)}` }, node.campaign.title)),
+          h("td", { "data-label": "Amount", class: "num" }, money(node.amountCents, node.currency)),
+          h("td", { "data-label": "State" }, badge("pledge", node.status, PLEDGE_STATUS)),
+          h("td", {}, h("a", {
+            href: `#/donations/${encodeURIComponent(node.id)}`,
+            "aria-label": `Receipt for ${money(node.amountCents, node.currency)} to ${node.campaign.title}`,
+          }, "Receipt"))));
+      }
+      after = pageInfo.endCursor;
+      more.hidden = !pageInfo.hasNextPage;
+      if (!table.children.length) {
+        status.replaceChildren(h("p", {}, "No donations yet. ", h("a", { href: "#/" }, "Find a campaign"), "."));
+      }
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      status.replaceChildren(notice("error", `Could not load your donations: ${error.message}`));
+    } finally {
+      more.disabled = false;
+    }
+  }
+  more.addEventListener("click", load);
+  await load();
+  return h("section", {}, head, status,
+    h("table", { class: "donations" },
+      h("caption", { class: "visually-hidden" }, "Your donations, newest first"),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "Date"),
+        h("th", { scope: "col" }, "Campaign"),
+        h("th", { scope: "col", class: "num" }, "Amount"),
+        h("th", { scope: "col" }, "State"),
+        h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Receipt")))),
+      table),
+    more);
+}
+
+export async function receiptView(ctx) {
+  const [id] = ctx.params;
+  ctx.setTitle("Receipt");
+  if (!currentSession()) {
+    return h("section", {}, h("h1", { tabindex: "-1" }, "Receipt"),
+      notice("error", "This browser has no donations. Sign in to see receipts of your account."),
+      h("p", {}, h("a", { href: `#/signin?next=${encodeURIComponent(ctx.path)}` }, "Sign in")));
+  }
+  let pledge;
+  try {
+    pledge = (await api(RECEIPT, { id }, { signal: ctx.signal })).pledge;
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return h("section", {}, h("h1", { tabindex: "-1" }, "Receipt"), notice("error", error.message),
+      h("p", {}, h("a", { href: "#/donations" }, "Back to my donations")));
+  }
+  if (!pledge) {
+    return h("section", {}, h("h1", { tabindex: "-1" }, "Receipt"),
+      notice("error", "There is no donation with this number."),
+      h("p", {}, h("a", { href: "#/donations" }, "Back to my donations")));
+  }
+  ctx.setTitle(`Receipt ${pledge.id}`);
+  const amount = money(pledge.amountCents, pledge.currency);
+  const paid = ["CAPTURED", "REFUNDED"].includes(pledge.status);
+  const row = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
+  const printButton = h("button", { type: "button", class: "secondary no-print" }, "Print this receipt");
+  printButton.addEventListener("click", () => window.print());
+
+  return h("article", { class: "receipt" },
+    h("p", { class: "no-print" }, h("a", { href: "#/donations" }, "← My donations")),
+    h("header", {},
+      h("p", { class: "receipt-brand" }, "CareForAll"),
+      h("h1", { tabindex: "-1" }, "Donation receipt"),
+      h("p", { class: "muted" }, `Receipt number ${pledge.id}`)),
+    h("dl", { class: "receipt-facts" },
+      row("Amount", h("strong", { "data-testid": "receipt-amount" }, amount)),
+      row("Campaign", h("a", { href: `#/campaigns/${encodeURIComponent(pledge.campaign.id)}` }, pledge.campaign.title)),
+      row("Organiser", pledge.campaign.owner.name),
+      row("Date", dateTime(pledge.createdAt, true)),
+      row("State", badge("pledge", pledge.status, PLEDGE_STATUS)),
+      row("Name shown", pledge.donorName || "Anonymous"),
+      pledge.message ? row("Message", pledge.message) : null,
+      pledge.failureReason ? row("Why it failed", pledge.failureReason) : null),
+    h("p", { class: "receipt-note" },
+      pledge.status === "REFUNDED" ? `This donation of ${amount} was refunded.`
+        : paid ? `Thank you: ${amount} was paid to this campaign.`
+        : pledge.status === "FAILED" ? "This donation was not paid: nothing was charged."
+        : "This donation is not paid yet."),
+    h("h2", {}, "State history"),
+    h("table", { class: "history" },
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "When"),
+        h("th", { scope: "col" }, "Change"),
+        h("th", { scope: "col" }, "By"))),
+      h("tbody", {}, pledge.history.map((t) => h("tr", {},
+        h("td", {}, dateTime(t.at, true)),
+        h("td", {}, t.fromStatus
+          ? `${PLEDGE_STATUS[t.fromStatus]} → ${PLEDGE_STATUS[t.toStatus]}`
+          : `Created as ${PLEDGE_STATUS[t.toStatus]}`),
+        h("td", {}, sourceText(t.source)))))),
+    h("div", { class: "button-row no-print" }, printButton));
+}
