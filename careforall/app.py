@@ -36,6 +36,7 @@ from careforall.services.ratelimit import RateLimiter
 from careforall.services.runtime import Runtime
 from careforall.services.secrets import kept_secret
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.writer import Writer
 from careforall.settings import Settings
 
 log = logging.getLogger("careforall")
@@ -66,6 +67,7 @@ def _start_runtime(
         keys=keys,
         provider=provider,
         webhook_secret=webhook_secret,
+        writer=Writer(db),
     )
 
 
@@ -108,6 +110,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             base_delay=settings.webhook_retry_base_delay,
         )
         sender_ref.append(sender)
+        writer = runtime.writer
+        assert writer is not None
+        writer.start()
         app.state.runtime = runtime
         app.state.dispatcher = dispatcher
         app.state.sender = sender
@@ -119,6 +124,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            # Queued writes finish (and are published) before anything stops.
+            await asyncio.to_thread(writer.stop)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

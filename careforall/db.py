@@ -17,12 +17,41 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlmodel import Session
 
 from careforall.settings import Settings
 
 _IMMEDIATE = "careforall_immediate"
+_WAITERS = "careforall_write_waiters"
+
+
+class WriteWaiters:
+    """How many of this process's connections wait for SQLite's write lock.
+
+    SQLite's busy handler polls with growing sleeps, so a writer that commits
+    and begins again at once (the group-commit writer under load) could starve
+    the others; it lets them in first (`wait_until_none`).
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def wait_until_none(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
@@ -40,8 +69,16 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    if not options.get(_IMMEDIATE, False):
+        conn.exec_driver_sql("BEGIN")
+        return
+    waiters: WriteWaiters | None = options.get(_WAITERS)
+    if waiters is None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    with waiters.waiting():
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -64,7 +101,10 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
+        self.write_waiters = WriteWaiters()
+        self._write_engine = engine.execution_options(
+            **{_IMMEDIATE: True, _WAITERS: self.write_waiters}
+        )
         self._commit_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -84,6 +124,10 @@ class Database:
 
     def write_session(self) -> Session:
         return Session(self._write_engine, expire_on_commit=False)
+
+    def write_connection(self) -> Connection:
+        """A connection whose transactions are write transactions (group commit)."""
+        return self._write_engine.connect()
 
     def ping(self) -> bool:
         try:

@@ -36,6 +36,7 @@ KNOWN_ROUTES = (
     "/metrics",
     "/healthz",
     "/readyz",
+    "/admin/export/donations.csv",
     "/",
 )
 

@@ -98,9 +98,8 @@ class Mutation:
     @strawberry.mutation(description="Signed-in or anonymous session.")
     async def create_pledge(self, info: Info, input: PledgeInput) -> Pledge:
         rt = info.context.runtime
-        row = await rt.write(
+        row = await rt.write_grouped(
             pledges.create_pledge,
-            rt.uow(),
             principal=info.context.principal,
             data=input.to_data(),
         )

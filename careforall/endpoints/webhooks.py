@@ -43,7 +43,7 @@ async def _log_request(runtime: Runtime, entry: WebhookEntry) -> None:
     the provider never depends on this write succeeding.
     """
     try:
-        await runtime.write(webhook_log.record, runtime.uow(), entry=entry)
+        await runtime.write_grouped(webhook_log.record, entry=entry)
     except Exception:
         log.exception("webhook log not written", extra={"outcome": entry.outcome})
 
@@ -144,9 +144,7 @@ async def payments_webhook(request: Request) -> JSONResponse:
         )
         return JSONResponse({"received": True, "duplicate": False, "ignored": True})
     try:
-        duplicate = await runtime.write(
-            apply_provider_event, runtime.uow(), event=event
-        )
+        duplicate = await runtime.write_grouped(apply_provider_event, event=event)
     except WebhookRejected as exc:
         return await _refused(
             runtime, 422, WebhookOutcome.REJECTED_UNPROCESSABLE, str(exc), event

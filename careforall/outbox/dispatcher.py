@@ -91,7 +91,10 @@ class Dispatcher:
                 if result.processed >= self._batch_size:
                     continue
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=result.next_wait)
+                    # Not asyncio.wait_for: on 3.11 it swallows a cancel that
+                    # coincides with a wake-up, and shutdown would wait forever.
+                    async with asyncio.timeout(result.next_wait):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

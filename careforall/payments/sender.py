@@ -70,7 +70,9 @@ class WebhookSender:
                         log.exception("webhook delivery round failed; retrying")
                         delay = 1.0
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                        # Not asyncio.wait_for (see Dispatcher.run).
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
                     except TimeoutError:
                         pass
         finally:

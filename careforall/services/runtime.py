@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +15,7 @@ from careforall.domain.errors import ServiceBusy
 from careforall.payments.provider import PaymentProvider
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.writer import Writer, is_busy
 from careforall.settings import Settings
 
 P = ParamSpec("P")
@@ -28,6 +29,7 @@ class Runtime:
     keys: TokenKeys
     provider: PaymentProvider
     webhook_secret: str
+    writer: Writer | None = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db)
@@ -48,6 +50,28 @@ class Runtime:
         except OperationalError as exc:
             # The write lock stayed taken past the busy timeout (an overload):
             # the transaction rolled back, so the caller may simply retry.
-            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            if is_busy(exc):
                 raise ServiceBusy() from None
             raise
+
+    async def write_grouped(
+        self,
+        fn: Callable[Concatenate[UnitOfWork, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Run a short write service in the writer's next batch (group commit).
+
+        Only for services that write nothing but the database: one that calls
+        the payment provider would wait for the batch it is part of.
+        """
+        if self.writer is None:
+            return await self.write(fn, self.uow(), *args, **kwargs)
+
+        def call(uow: UnitOfWork) -> R:
+            if not tracing.enabled():
+                return fn(uow, *args, **kwargs)
+            with tracing.span(f"service {getattr(fn, '__name__', 'call')}"):
+                return fn(uow, *args, **kwargs)
+
+        return await self.writer.run(call)

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall import metrics, tracing
@@ -65,9 +66,39 @@ def log_events(events: Sequence[Event]) -> None:
             )
 
 
+def publish(db: Database, events: Sequence[Event]) -> None:
+    """What follows a commit that wrote events: metrics, logs, the dispatcher."""
+    metrics.count_events(events)
+    log_events(events)
+    db.notify_commit()
+
+
+class SharedTransaction:
+    """One write transaction that several units of work join (group commit).
+
+    Each unit of work gets a session of its own in a SAVEPOINT on `connection`:
+    its commit() releases the savepoint and its rollback() undoes only its own
+    writes. Their events wait in `events` until the owner really commits.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.events: list[Event] = []
+
+    def session(self) -> Session:
+        return Session(
+            bind=self.connection,
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+        )
+
+
 class UnitOfWork:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, shared: SharedTransaction | None = None
+    ) -> None:
         self.db = db
+        self.shared = shared
         self._session: Session | None = None
         self._emitted: list[Event] = []
 
@@ -78,7 +109,10 @@ class UnitOfWork:
         return self._session
 
     def __enter__(self) -> UnitOfWork:
-        self._session = self.db.write_session()
+        if self.shared is not None:
+            self._session = self.shared.session()
+        else:
+            self._session = self.db.write_session()
         self._emitted = []
         return self
 
@@ -112,9 +146,11 @@ class UnitOfWork:
         self.session.commit()
         if self._emitted:
             emitted, self._emitted = self._emitted, []
-            metrics.count_events(emitted)
-            log_events(emitted)
-            self.db.notify_commit()
+            if self.shared is not None:
+                # Only a savepoint was released: published after the real commit.
+                self.shared.events.extend(emitted)
+            else:
+                publish(self.db, emitted)
 
     def rollback(self) -> None:
         self.session.rollback()

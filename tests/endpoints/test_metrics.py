@@ -16,6 +16,7 @@ from careforall.api import observability
 from careforall.api.observability import OperationNames
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.metrics import WEBHOOK_OUTCOMES
+from careforall.middleware import route_label
 from careforall.models import SimWebhook
 from careforall.outbox import handlers
 from careforall.outbox.handlers import HandlerContext
@@ -128,6 +129,13 @@ def test_every_metric_has_help_and_a_conventional_name(
 
 
 # --- HTTP and GraphQL --------------------------------------------------------
+
+
+def test_route_labels_are_bounded() -> None:
+    assert route_label("/admin/export/donations.csv") == "/admin/export/donations.csv"
+    assert route_label("/graphql") == "/graphql"
+    assert route_label("/app.js") == "static"
+    assert route_label("/campaigns/cmp_123") == "other"
 
 
 def test_http_latency_is_observed_by_route(client: TestClient) -> None:

@@ -162,7 +162,7 @@ def test_one_donation_is_one_trace_from_create_pledge_to_the_totals_update(
         assert line["trace_id"] == trace_id
     changes = json_logs.where(message="pledge status changed", pledge_id=pledge_id)
     assert {c["to_status"] for c in changes} == {"AUTHORIZED", "CAPTURED"}
-    assert {c["trace_id"] for c in changes} == {trace_id}
+    assert {c.get("trace_id") for c in changes} == {trace_id}, changes
 
 
 def test_a_request_without_traceparent_starts_the_trace_its_effects_continue(

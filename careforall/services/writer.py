@@ -1,0 +1,202 @@
+"""Group commit: one thread writes for many requests, one fsync per batch.
+
+A durable commit costs an fsync, and on SQLite only one writer holds the lock
+at a time, so a commit per request both caps throughput and piles threads up
+on the lock. The writer owns the hot write paths instead: requests queue their
+service call, and its thread takes every waiting job (up to `max_batch`),
+opens ONE write transaction, runs each job in a SAVEPOINT of its own (a failing
+job undoes only its own writes), commits once, and only then answers each job
+and publishes the batch's events. No answer leaves before its commit is
+durable, and jobs in one batch see each other's writes, so idempotency keys and
+webhook event ids hold within a batch as across batches.
+
+Services that call the payment provider must not run here: the provider writes
+in a transaction of its own and would wait for this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import OperationalError
+
+from careforall import metrics
+from careforall.db import Database
+from careforall.domain.errors import ServiceBusy
+from careforall.domain.events import Event
+from careforall.services.unit_of_work import (
+    SharedTransaction,
+    UnitOfWork,
+    log_events,
+)
+
+log = logging.getLogger("careforall.writer")
+
+R = TypeVar("R")
+
+DEFAULT_MAX_BATCH = 64
+# How long the writer lets this process's other writers (the outbox
+# dispatcher, the provider) take the write lock before its next batch.
+YIELD_TIMEOUT_S = 0.25
+
+
+def is_busy(exc: OperationalError) -> bool:
+    """The write lock stayed taken past the busy timeout (an overload)."""
+    message = str(exc.orig)
+    return "locked" in message or "busy" in message
+
+
+def _failure(exc: BaseException) -> BaseException:
+    if isinstance(exc, OperationalError) and is_busy(exc):
+        # The transaction rolled back, so the caller may simply retry.
+        return ServiceBusy()
+    return exc
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[UnitOfWork], Any]
+    context: contextvars.Context
+    future: Future[Any]
+
+
+_STOP = object()
+
+
+class Writer:
+    """The single writer thread. Thread-safe: submit() from anywhere."""
+
+    def __init__(self, db: Database, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stopped:
+                raise RuntimeError("the writer was already started")
+            self._thread = threading.Thread(
+                target=self._loop, name="careforall-writer", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish every job already queued, then end the thread.
+
+        Jobs submitted afterwards fail with ServiceBusy.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._queue.put(_STOP)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        else:
+            # Never started: nothing will run what was queued.
+            self._drain_unstarted()
+
+    def submit(self, fn: Callable[[UnitOfWork], R]) -> Future[R]:
+        """Queue `fn(uow)`; the future resolves after the batch's commit."""
+        future: Future[R] = Future()
+        job = _Job(fn=fn, context=contextvars.copy_context(), future=future)
+        with self._lock:
+            if self._stopped:
+                future.set_exception(ServiceBusy())
+                return future
+            self._queue.put(job)
+        return future
+
+    async def run(self, fn: Callable[[UnitOfWork], R]) -> R:
+        """submit() for the event loop: wait for the answer without a thread."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Job] = [first]  # type: ignore[list-item]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            try:
+                self._run_batch(batch)
+            except BaseException as exc:  # pragma: no cover - a bug; keep serving
+                log.exception("write batch failed")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            # Under load the next batch would begin at once, and SQLite's busy
+            # handler (polling) would rarely let another writer in.
+            self.db.write_waiters.wait_until_none(YIELD_TIMEOUT_S)
+
+    def _drain_unstarted(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Job) and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(ServiceBusy())
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        outcomes: list[tuple[_Job, Any, BaseException | None, list[Event]]] = []
+        try:
+            with self.db.write_connection() as connection:
+                with connection.begin():  # BEGIN IMMEDIATE ... one COMMIT
+                    shared = SharedTransaction(connection)
+                    for job in jobs:
+                        uow = UnitOfWork(self.db, shared=shared)
+                        start = len(shared.events)
+                        result: Any = None
+                        error: BaseException | None = None
+                        try:
+                            result = job.context.run(job.fn, uow)
+                        except BaseException as exc:
+                            error = exc
+                        events = shared.events[start:]
+                        outcomes.append((job, result, error, events))
+        except Exception as exc:
+            # BEGIN or COMMIT failed: nothing in this batch was written.
+            for job in jobs:
+                job.future.set_exception(_failure(exc))
+            return
+        if shared.events:
+            try:
+                metrics.count_events(shared.events)
+                for job, _result, _error, events in outcomes:
+                    # Logged in the job's context: its trace, its request id.
+                    job.context.run(log_events, events)
+                self.db.notify_commit()
+            except Exception:
+                log.exception("committed events not published")
+        for job, result, error, _events in outcomes:
+            if error is not None:
+                job.future.set_exception(_failure(error))
+            else:
+                job.future.set_result(result)

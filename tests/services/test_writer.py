@@ -1,0 +1,334 @@
+"""Group commit: jobs waiting for the writer share one transaction and one
+commit; each runs in a savepoint of its own, and nobody hears back before the
+commit is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
+
+from careforall.db import Database, make_engine
+from careforall.domain.errors import IdempotencyKeyReused, NotFound, ServiceBusy
+from careforall.domain.rules import Principal
+from careforall.models import Campaign, Pledge, WebhookEvent
+from careforall.services.payments import ProviderEvent, apply_provider_event
+from careforall.services.pledges import PledgeData, create_pledge
+from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.writer import Writer
+from careforall.settings import Settings
+from tests.services.conftest import MakeAnon, count_rows
+
+WAIT = 10.0
+
+
+@pytest.fixture
+def writer(db: Database) -> Iterator[Writer]:
+    """A writer not started yet: jobs submitted first all wait for one batch."""
+    w = Writer(db)
+    yield w
+    w.stop(timeout=WAIT)
+
+
+@pytest.fixture
+def guest(make_anon: MakeAnon) -> Principal:
+    return make_anon()[0]
+
+
+@pytest.fixture
+def commits(db: Database, guest: Principal, campaign: Campaign) -> list[int]:
+    """One entry per COMMIT any connection of the engine sends, from now on
+    (after the guest and the campaign were made)."""
+    seen: list[int] = []
+    event.listen(db.engine, "commit", lambda _conn: seen.append(1))
+    return seen
+
+
+def _pledge(
+    guest: Principal, campaign: Campaign | str, key: str, amount: int = 2500
+) -> Callable[[UnitOfWork], Pledge]:
+    campaign_id = campaign if isinstance(campaign, str) else campaign.id
+    data = PledgeData(campaign_id=campaign_id, amount_cents=amount, idempotency_key=key)
+    return lambda uow: create_pledge(uow, principal=guest, data=data)
+
+
+def _results(futures: list[Future[Any]]) -> list[Any]:
+    return [f.result(timeout=WAIT) for f in futures]
+
+
+def _pledges_created(db: Database) -> int:
+    with db.engine.connect() as conn:
+        sql = "SELECT count(*) FROM outbox_events WHERE name = 'PledgeCreated'"
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def _sqlite_count(db_url: str, sql: str, *params: object) -> int:
+    """Counted over a connection of its own: sees only committed rows."""
+    conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    try:
+        return int(conn.execute(sql, params).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_waiting_jobs_share_one_transaction_and_one_commit(
+    db: Database,
+    writer: Writer,
+    commits: list[int],
+    guest: Principal,
+    campaign: Campaign,
+) -> None:
+    futures = [writer.submit(_pledge(guest, campaign, f"k-{i}")) for i in range(20)]
+    writer.start()
+    pledges = _results(futures)
+    assert len({p.id for p in pledges}) == 20
+    assert [p.idempotency_key for p in pledges] == [f"k-{i}" for i in range(20)]
+    assert len(commits) == 1
+    assert count_rows(db, "pledges") == 20
+    assert _pledges_created(db) == 20
+
+
+def test_concurrent_requests_commit_fewer_times_than_there_are_requests(
+    db: Database, commits: list[int], guest: Principal, campaign: Campaign
+) -> None:
+    w = Writer(db)
+    w.start()
+    try:
+
+        async def burst() -> list[Pledge]:
+            return await asyncio.gather(
+                *(w.run(_pledge(guest, campaign, f"c-{i}")) for i in range(50))
+            )
+
+        pledges = asyncio.run(burst())
+    finally:
+        w.stop(timeout=WAIT)
+    assert len({p.id for p in pledges}) == 50
+    assert count_rows(db, "pledges") == 50
+    assert 1 <= len(commits) < 50
+
+
+def test_a_failing_job_is_undone_alone(
+    db: Database,
+    writer: Writer,
+    commits: list[int],
+    guest: Principal,
+    campaign: Campaign,
+) -> None:
+    def writes_then_fails(uow: UnitOfWork) -> None:
+        with uow:
+            uow.session.add(WebhookEvent(event_id="half", type="x", pledge_id="p"))
+            uow.session.flush()
+            raise RuntimeError("boom")
+
+    def duplicate_insert(uow: UnitOfWork) -> str:
+        # The IntegrityError path of the services: caught, rolled back, answered.
+        with uow:
+            uow.session.add(WebhookEvent(event_id="first", type="x", pledge_id="p"))
+            try:
+                uow.commit()
+            except IntegrityError:
+                uow.rollback()
+                return "duplicate"
+        return "stored"
+
+    def store_first(uow: UnitOfWork) -> str:
+        with uow:
+            uow.session.add(WebhookEvent(event_id="first", type="x", pledge_id="p"))
+            uow.commit()
+        return "stored"
+
+    futures: list[Future[Any]] = [
+        writer.submit(_pledge(guest, campaign, "ok-1")),
+        writer.submit(writes_then_fails),
+        writer.submit(_pledge(guest, "cmp_missing", "no-campaign")),
+        writer.submit(store_first),
+        writer.submit(duplicate_insert),
+        writer.submit(_pledge(guest, campaign, "ok-2")),
+    ]
+    writer.start()
+    assert futures[0].result(WAIT).idempotency_key == "ok-1"
+    with pytest.raises(RuntimeError, match="boom"):
+        futures[1].result(WAIT)
+    with pytest.raises(NotFound):
+        futures[2].result(WAIT)
+    assert [f.result(WAIT) for f in futures[3:5]] == ["stored", "duplicate"]
+    assert futures[5].result(WAIT).idempotency_key == "ok-2"
+    assert len(commits) == 1
+    with db.engine.connect() as conn:
+        keys = conn.execute(
+            text("SELECT idempotency_key FROM pledges ORDER BY idempotency_key")
+        ).all()
+        events = conn.execute(text("SELECT event_id FROM webhook_events")).all()
+    assert [k for (k,) in keys] == ["ok-1", "ok-2"]
+    assert [e for (e,) in events] == ["first"]
+    assert _pledges_created(db) == 2
+
+
+def test_answers_and_events_come_only_after_the_commit(
+    db: Database, db_url: str, writer: Writer, guest: Principal, campaign: Campaign
+) -> None:
+    seen_at_answer: list[int] = []
+    seen_at_publish: list[int] = []
+    count = "SELECT count(*) FROM pledges"
+    db.on_commit(lambda: seen_at_publish.append(_sqlite_count(db_url, count)))
+    futures = [writer.submit(_pledge(guest, campaign, f"d-{i}")) for i in range(5)]
+    for future in futures:
+        future.add_done_callback(
+            lambda _f: seen_at_answer.append(_sqlite_count(db_url, count))
+        )
+    writer.start()
+    _results(futures)
+    writer.stop(timeout=WAIT)  # the callbacks ran in the writer's thread
+    # Another connection already saw all five rows when the first answer left.
+    assert seen_at_answer == [5] * 5
+    assert seen_at_publish == [5]
+
+
+def test_the_same_idempotency_key_twice_in_one_batch_makes_one_pledge(
+    db: Database,
+    writer: Writer,
+    commits: list[int],
+    guest: Principal,
+    campaign: Campaign,
+) -> None:
+    futures = [
+        writer.submit(_pledge(guest, campaign, "same")),
+        writer.submit(_pledge(guest, campaign, "same")),
+        writer.submit(_pledge(guest, campaign, "same", amount=9999)),
+    ]
+    writer.start()
+    first, second = futures[0].result(WAIT), futures[1].result(WAIT)
+    with pytest.raises(IdempotencyKeyReused):
+        futures[2].result(WAIT)
+    assert first.id == second.id
+    assert len(commits) == 1
+    assert count_rows(db, "pledges") == 1
+    assert _pledges_created(db) == 1
+
+
+def test_the_same_webhook_event_twice_in_one_batch_applies_once(
+    db: Database, writer: Writer, guest: Principal, campaign: Campaign
+) -> None:
+    pledge = _pledge(guest, campaign, "hooked")(UnitOfWork(db))
+    before = count_rows(db, "outbox_events")
+    evt = ProviderEvent(
+        id="evt-1",
+        type="payment.authorized",
+        pledge_id=pledge.id,
+        amount_cents=pledge.amount_cents,
+        currency=pledge.currency,
+    )
+
+    def apply(uow: UnitOfWork) -> bool:
+        return apply_provider_event(uow, event=evt)
+
+    futures = [writer.submit(apply), writer.submit(apply)]
+    writer.start()
+    assert _results(futures) == [False, True]
+    # And across batches too.
+    assert writer.submit(apply).result(WAIT) is True
+    with db.read() as session:
+        stored = session.get(Pledge, pledge.id)
+        assert stored is not None
+        assert stored.status == "AUTHORIZED"
+    assert count_rows(db, "webhook_events") == 1
+    assert count_rows(db, "outbox_events") == before + 1
+
+
+def test_a_write_lock_held_past_the_busy_timeout_fails_the_batch_as_busy(
+    settings: Settings, db_url: str, guest: Principal, campaign: Campaign
+) -> None:
+    db = Database(make_engine(replace(settings, busy_timeout_ms=100)))
+    w = Writer(db)
+    w.start()
+    holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        futures = [w.submit(_pledge(guest, campaign, f"b-{i}")) for i in range(3)]
+        for future in futures:
+            with pytest.raises(ServiceBusy):
+                future.result(WAIT)
+        holder.execute("ROLLBACK")
+        assert count_rows(db, "pledges") == 0
+        # The lock gone, the same request succeeds.
+        assert w.submit(_pledge(guest, campaign, "b-0")).result(WAIT).amount_cents
+        assert count_rows(db, "pledges") == 1
+    finally:
+        holder.close()
+        w.stop(timeout=WAIT)
+        db.dispose()
+
+
+def test_stop_finishes_the_queued_jobs_then_refuses_new_ones(
+    db: Database, guest: Principal, campaign: Campaign
+) -> None:
+    w = Writer(db, max_batch=4)
+    futures = [w.submit(_pledge(guest, campaign, f"s-{i}")) for i in range(10)]
+    w.start()
+    w.stop(timeout=WAIT)
+    assert len({p.id for p in _results(futures)}) == 10
+    late = w.submit(_pledge(guest, campaign, "late"))
+    with pytest.raises(ServiceBusy):
+        late.result(WAIT)
+    assert count_rows(db, "pledges") == 10
+
+
+def test_a_writer_stopped_before_it_started_fails_what_was_queued(
+    db: Database, guest: Principal, campaign: Campaign
+) -> None:
+    w = Writer(db)
+    queued = w.submit(_pledge(guest, campaign, "never"))
+    w.stop()
+    with pytest.raises(ServiceBusy):
+        queued.result(WAIT)
+    assert count_rows(db, "pledges") == 0
+
+
+def test_a_busy_writer_lets_the_other_writers_of_the_process_in(
+    settings: Settings, guest: Principal, campaign: Campaign
+) -> None:
+    """The outbox dispatcher must not starve while requests keep coming."""
+    db = Database(make_engine(replace(settings, busy_timeout_ms=500)))
+    w = Writer(db)
+    done = threading.Event()
+
+    def slow_job(uow: UnitOfWork) -> None:
+        with uow:
+            uow.session.execute(text("SELECT 1"))
+            time.sleep(0.002)  # holds the write lock, as real work does
+
+    def feed() -> None:
+        while not done.is_set():
+            futures = [w.submit(slow_job) for _ in range(20)]
+            for future in futures:
+                future.result(WAIT)
+
+    w.start()
+    feeders = [threading.Thread(target=feed) for _ in range(3)]
+    for feeder in feeders:
+        feeder.start()
+    try:
+        for i in range(5):
+            with db.write_session() as session:
+                session.execute(
+                    text("INSERT INTO app_secrets (name, value) VALUES (:n, 'v')"),
+                    {"n": f"other-writer-{i}"},
+                )
+                session.commit()
+    finally:
+        done.set()
+        for feeder in feeders:
+            feeder.join(WAIT)
+        w.stop(timeout=WAIT)
+        db.dispose()
+    assert count_rows(db, "app_secrets") >= 5
