@@ -38,10 +38,10 @@ def verify(
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise SignatureError("malformed timestamp in signature") from None
+            # Unix seconds: more than 12 digits is no timestamp of this era.
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
+                raise SignatureError("malformed timestamp in signature")
+            timestamp = int(value)
         elif key == "v1":
             candidates.append(value)
     if timestamp is None or not candidates:
@@ -52,5 +52,6 @@ def verify(
     expected = hmac.new(
         secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
     ).hexdigest()
-    if not any(hmac.compare_digest(expected, c) for c in candidates):
+    given = [c.encode() for c in candidates if c.isascii()]
+    if not any(hmac.compare_digest(expected.encode(), c) for c in given):
         raise SignatureError("signature does not match")

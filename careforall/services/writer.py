@@ -55,7 +55,9 @@ def is_busy(exc: OperationalError) -> bool:
 
 
 def _failure(exc: BaseException) -> BaseException:
-    if isinstance(exc, OperationalError) and is_busy(exc):
+    if isinstance(exc, TransactionLost) or (
+        isinstance(exc, OperationalError) and is_busy(exc)
+    ):
         # The transaction rolled back, so the caller may simply retry.
         return ServiceBusy()
     return exc
@@ -162,6 +164,7 @@ class Writer:
                 item.future.set_exception(ServiceBusy())
 
     def _run_batch(self, batch: list[_Job]) -> None:
+        """Run the jobs in one transaction; answer them only after COMMIT."""
         jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not jobs:
             return
@@ -181,6 +184,7 @@ class Writer:
                             error = exc
                         events = shared.events[start:]
                         outcomes.append((job, result, error, events))
+                        _check_still_open(connection)
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing in this batch was written.
             for job in jobs:
@@ -200,3 +204,21 @@ class Writer:
                 job.future.set_exception(_failure(error))
             else:
                 job.future.set_result(result)
+
+
+class TransactionLost(OperationalError):
+    """The database ended the batch's transaction by itself (disk full, I/O)."""
+
+
+def _check_still_open(connection: Any) -> None:
+    """Fail the whole batch if SQLite rolled its transaction back on its own.
+
+    After a disk-full or I/O error SQLite may roll back the entire transaction;
+    the jobs before it would then be lost while the final COMMIT succeeds
+    trivially, so every job of the batch must be answered with an error.
+    """
+    raw = connection.connection.dbapi_connection
+    if getattr(raw, "in_transaction", True) is False:
+        raise TransactionLost(
+            "the write transaction was rolled back by the database", None, Exception()
+        )

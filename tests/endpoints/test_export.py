@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from careforall.db import Database
 from careforall.endpoints.export import major_units, safe_cell
 from careforall.services import export
 from tests import factories as f
@@ -85,6 +87,13 @@ def test_only_an_admin_token_may_export(scene: Scene) -> None:
     # A donor learns nothing about parameters either.
     assert scene.get(donor, **{"from": "yesterday"}).status_code == 403
     assert scene.get(scene.admin).status_code == 200
+
+
+def test_a_demoted_admin_can_no_longer_export(scene: Scene, db: Database) -> None:
+    assert scene.get(scene.admin).status_code == 200
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE users SET role = 'DONOR' WHERE role = 'ADMIN'"))
+    assert scene.get(scene.admin).status_code == 403  # same token, role as it is now
 
 
 @pytest.mark.parametrize(

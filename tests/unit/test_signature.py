@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 import pytest
 
@@ -103,3 +104,18 @@ def test_several_wrong_v1_values_are_refused() -> None:
     wrong = [_v1("old-secret", T, BODY), _v1("older-secret", T, BODY)]
     with pytest.raises(SignatureError):
         verify(SECRET, BODY, f"t={T},v1={wrong[0]},v1={wrong[1]}", now=T)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t={now},v1=\xe9\xe9",  # latin-1 text where hex is expected
+        "t=" + "9" * 400 + ",v1=00",  # a number too large for a float
+        "t=-{now},v1=00",
+        "t=1e9,v1=00",
+    ],
+)
+def test_hostile_headers_are_refused_not_crashed_on(header: str) -> None:
+    now = int(time.time())
+    with pytest.raises(SignatureError):
+        verify("secret", b"{}", header.format(now=now), now=now)
