@@ -7,6 +7,7 @@ import { campaignView } from "./views/campaign.js";
 import { donationsView, receiptView } from "./views/donations.js";
 import { registerView, signInView } from "./views/auth.js";
 import { mineView, startView } from "./views/organiser.js";
+import { adminView } from "./views/admin.js";
 
 const ROUTES = [
   [/^\/$/, campaignsView],
@@ -17,6 +18,7 @@ const ROUTES = [
   [/^\/register$/, registerView],
   [/^\/start$/, startView],
   [/^\/mine$/, mineView],
+  [/^\/admin$/, adminView],
 ];
 
 const main = document.getElementById("main");
@@ -117,6 +119,7 @@ function renderNav(path) {
   const items = [link("/", "Campaigns"), link("/start", "Start a campaign")];
   if (user) items.push(link("/mine", "My campaigns"));
   items.push(link("/donations", "My donations"));
+  if (user?.role === "ADMIN") items.push(link("/admin", "Admin"));
   const account = user
     ? h(
         "span",

@@ -1,0 +1,166 @@
+"""Admins in a real browser: the admin page, a refund that lowers a campaign's
+total (live, on another open page), reconcile and the CSV export; donors and
+guests who open the admin page see a message, and nothing admin is requested."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests import factories as f
+from tests.browser.conftest import Pages, shot
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, wait_for
+from tests.system.conftest import Server, ServerGQL
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Request
+
+pytestmark = [pytest.mark.server, pytest.mark.browser]
+
+ADMIN_OPERATIONS = re.compile(
+    r"adminStats|adminPledges|deadLetters|webhookLog|auditLog|reconcileTotals"
+    r"|replayDeadLetter|replayAllDeadLetters|refundPayment|capturePayment"
+)
+ONLY_ADMINS = "Only admins can see this page"
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+def captured_pledge(api: ServerGQL, campaign_id: str, amount: int) -> str:
+    donor = f.register(api, name="Dora Donor")
+    pledge = f.pledge(api, donor.token, campaign_id, amount)
+    api.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
+    pledge_id: str = pledge["id"]
+    return pledge_id
+
+
+def sign_in(page: Page, email: str, password: str) -> None:
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def record_requests(page: Page) -> list[str]:
+    """What the page asks the server: GraphQL bodies and export URLs."""
+    sent: list[str] = []
+
+    def on_request(request: Request) -> None:
+        if "/graphql" in request.url or "/admin/" in request.url:
+            sent.append(f"{request.url} {request.post_data or ''}")
+
+    page.on("request", on_request)
+    return sent
+
+
+def test_an_admin_refunds_a_donation_and_the_campaign_total_falls(
+    pages: Pages, api: ServerGQL, web_server: Server
+) -> None:
+    organiser = f.register(api, name="Olive Organiser")
+    campaign = f.campaign(api, organiser.token, title=f.unique("A kidney for"))
+    refunded = captured_pledge(api, campaign["id"], 3000)
+    kept = captured_pledge(api, campaign["id"], 2000)
+    wait_for(lambda: f.totals(api, campaign["id"]) == (5000, 2))
+
+    watcher = pages.open(f"#/campaigns/{campaign['id']}")
+    expect(watcher.get_by_test_id("live-status")).to_have_text(re.compile("^Live"))
+    expect(watcher.get_by_test_id("raised")).to_have_text("$50.00")
+
+    page = pages.open("#/signin?next=/admin")
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    expect(page.get_by_role("heading", name="Admin", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Admin", exact=True)).to_be_visible()
+    expect(page.get_by_test_id("raised-total")).to_be_visible()
+    expect(page.get_by_test_id("admin-dead-letters")).to_be_visible()
+    expect(page.get_by_test_id("admin-webhooks")).to_be_visible()
+    expect(page.get_by_test_id("admin-stuck")).to_be_visible()
+    shot(page, "admin")
+
+    row = page.locator(f"tr[data-pledge-id='{refunded}']")
+    expect(row).to_contain_text("$30.00")
+    expect(row).to_contain_text(campaign["title"])
+    row.get_by_role("button", name=re.compile(r"^Refund \$30\.00")).click()
+    expect(row.get_by_role("alert")).to_contain_text("Refund $30.00")
+    shot(page, "admin-refund-confirm")
+    # Asking is not refunding.
+    assert f.totals(api, campaign["id"]) == (5000, 2)
+    row.get_by_role("button", name="Refund now").click()
+    expect(row.get_by_role("status")).to_contain_text("Refunded $30.00")
+    shot(page, "admin-refunded")
+
+    # The campaign page that was open all along shows the lower total by itself.
+    expect(watcher.get_by_test_id("raised")).to_have_text("$20.00")
+    wait_for(lambda: f.totals(api, campaign["id"]) == (2000, 1))
+    states = dict(
+        web_server.query(
+            "SELECT id, status FROM pledges WHERE campaign_id = ?", (campaign["id"],)
+        )
+    )
+    assert states == {refunded: "REFUNDED", kept: "CAPTURED"}
+
+    # Totals agree with the pledges, so reconcile finds nothing to repair.
+    wait_for(web_server.settled)
+    page.get_by_role("button", name="Reconcile totals").click()
+    expect(page.get_by_test_id("admin-reconcile")).to_contain_text("Nothing drifted")
+
+    # The export sends the admin's token and hands the file over as a download.
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download donations (CSV)").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".csv")
+    csv_text = download.path().read_text(encoding="utf-8-sig")
+    refunded_line = next(line for line in csv_text.splitlines() if refunded in line)
+    assert "REFUNDED" in refunded_line
+    shot(page, "admin-after-reconcile-and-export")
+
+
+def test_a_donor_and_a_guest_cannot_reach_the_admin_page(
+    pages: Pages, api: ServerGQL
+) -> None:
+    # A guest: the message, no admin link, no admin request.
+    guest = pages.open("#/")
+    guest_sent = record_requests(guest)
+    guest.goto("/#/admin")
+    guest.wait_for_selector("main:not([aria-busy])")
+    expect(guest.get_by_role("main")).to_contain_text(ONLY_ADMINS)
+    expect(guest.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
+    shot(guest, "admin-as-guest")
+
+    # A signed-in donor: the same.
+    donor = f.register(api, name="Nora Nonadmin")
+    page = pages.open("#/signin?next=/admin")
+    sent = record_requests(page)
+    sign_in(page, donor.email, "correct horse")
+    expect(page.get_by_role("main")).to_contain_text(ONLY_ADMINS)
+    expect(page.get_by_role("main")).to_contain_text("not an admin account")
+    expect(page.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
+    shot(page, "admin-as-donor")
+
+    # A browser that claims the donor is an admin is not believed: the server
+    # is asked who this is, and still nothing admin is requested.
+    page.evaluate(
+        """() => {
+          const s = JSON.parse(localStorage.getItem('careforall.session'));
+          s.user.role = 'ADMIN';
+          localStorage.setItem('careforall.session', JSON.stringify(s));
+        }"""
+    )
+    page.reload()
+    page.wait_for_selector("main:not([aria-busy])")
+    expect(page.get_by_role("main")).to_contain_text(ONLY_ADMINS)
+    assert any("query Me" in body for body in sent)
+
+    for body in guest_sent + sent:
+        assert not ADMIN_OPERATIONS.search(body), body
+        assert "/admin/export" not in body, body
+    # The API agrees: this donor is no admin.
+    assert (
+        api.code("query { adminStats { outboxPending } }", token=donor.token)
+        == "FORBIDDEN"
+    )

@@ -1,0 +1,303 @@
+// Admins: the service's numbers, stuck pledges, dead letters, the webhook log,
+// refunds, reconcile and the donations export. Everyone else gets a message and
+// no admin data is ever requested for them.
+import { api, currentSession, currentUser } from "../session.js";
+import { ApiError } from "../graphql.js";
+import { PLEDGE_STATUS, ago, badge, dateTime, h, money, notice } from "../dom.js";
+
+const STUCK_AFTER_MINUTES = 5;
+
+const ME = `query Me { me { id role } }`;
+const STATS = `query AdminStats {
+  adminStats {
+    at outboxPending outboxLagSeconds deadLetters webhookRejectsLastHour
+    pledgesByStatus { status count amounts { currency amountCents } }
+    raisedToday { currency amountCents }
+    raisedTotal { currency amountCents }
+  }
+}`;
+const PLEDGE_FIELDS = `id amountCents currency status donorName createdAt campaign { id title }`;
+const PLEDGES = `query AdminPledges($status: PledgeStatus, $createdTo: DateTime, $first: Int) {
+  adminPledges(status: $status, createdTo: $createdTo, first: $first) {
+    edges { node { ${PLEDGE_FIELDS} } }
+  }
+}`;
+const DEAD_LETTERS = `query DeadLetters { deadLetters(first: 50) {
+  edges { node { id name attempts lastError createdAt } }
+} }`;
+const WEBHOOKS = `query WebhookLog { webhookLog(first: 20) {
+  edges { node { id receivedAt outcome reason statusCode eventId type pledgeId } }
+} }`;
+const REFUND = `mutation RefundPayment($pledgeId: ID!) { refundPayment(pledgeId: $pledgeId) { id status } }`;
+const REPLAY = `mutation ReplayDeadLetter($id: ID!) { replayDeadLetter(id: $id) }`;
+const REPLAY_ALL = `mutation ReplayAllDeadLetters { replayAllDeadLetters }`;
+const RECONCILE = `mutation ReconcileTotals { reconcileTotals {
+  campaignId raisedCentsWas pledgeCountWas raisedCents pledgeCount
+} }`;
+const CAMPAIGN = `query Campaign($id: ID!) { campaign(id: $id) { id title currency } }`;
+
+function onlyAdmins(ctx) {
+  ctx.setTitle("Admin");
+  return h("section", {},
+    h("h1", { tabindex: "-1" }, "Admin"),
+    notice("info", "Only admins can see this page. ",
+      currentUser()
+        ? "Your account is not an admin account."
+        : h("span", {}, h("a", { href: "#/signin?next=%2Fadmin" }, "Sign in"), " with an admin account to continue.")),
+    h("p", {}, h("a", { href: "#/" }, "Back to the campaigns")));
+}
+
+const amounts = (rows) => (rows.length ? rows.map((r) => money(r.amountCents, r.currency)).join(", ") : money(0, "USD"));
+
+function table(className, caption, headings, rows, empty) {
+  if (!rows.length) return h("p", { class: "muted" }, empty);
+  return h("div", { class: "table-scroll" },
+    h("table", { class: `admin-table ${className}` },
+      h("caption", { class: "visually-hidden" }, caption),
+      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows)));
+}
+
+function panel(id, title, ...children) {
+  return h("section", { class: "panel admin-panel", "aria-labelledby": `${id}-title`, "data-testid": id },
+    h("h2", { id: `${id}-title` }, title), ...children);
+}
+
+export async function adminView(ctx) {
+  const user = currentUser();
+  if (!user || user.role !== "ADMIN") return onlyAdmins(ctx);
+  // The role as the server knows it now (the browser's copy may be old).
+  const me = (await api(ME, {}, { signal: ctx.signal })).me;
+  if (!me || me.role !== "ADMIN") return onlyAdmins(ctx);
+  ctx.setTitle("Admin");
+
+  const signal = ctx.signal;
+  const stats = h("div", { "aria-live": "polite" });
+  const stuck = h("div", {});
+  const captured = h("div", {});
+  const dead = h("div", {});
+  const webhooks = h("div", {});
+  const reconcileOut = h("div", {});
+  const exportOut = h("div", {});
+
+  async function load(target, fn) {
+    try {
+      target.replaceChildren(await fn());
+    } catch (error) {
+      if (error.name === "AbortError" || signal.aborted) return;
+      target.replaceChildren(notice("error", `Could not load this: ${error.message}`));
+    }
+  }
+
+  async function drawStats() {
+    const s = (await api(STATS, {}, { signal })).adminStats;
+    const byStatus = s.pledgesByStatus.map((row) => h("tr", {},
+      h("td", {}, badge("pledge", row.status, PLEDGE_STATUS)),
+      h("td", { class: "num" }, String(row.count)),
+      h("td", { class: "num" }, amounts(row.amounts))));
+    return h("div", {},
+      h("dl", { class: "stats" },
+        h("div", {}, h("dt", {}, "Raised today"), h("dd", { "data-testid": "raised-today" }, amounts(s.raisedToday))),
+        h("div", {}, h("dt", {}, "Raised in total"), h("dd", { "data-testid": "raised-total" }, amounts(s.raisedTotal))),
+        h("div", {}, h("dt", {}, "Outbox events waiting"), h("dd", {}, String(s.outboxPending))),
+        h("div", {}, h("dt", {}, "Oldest waiting event"), h("dd", {}, `${s.outboxLagSeconds.toFixed(1)} s`)),
+        h("div", {}, h("dt", {}, "Dead letters"), h("dd", { "data-testid": "dead-letter-count" }, String(s.deadLetters))),
+        h("div", {}, h("dt", {}, "Webhooks rejected (last hour)"), h("dd", {}, String(s.webhookRejectsLastHour)))),
+      table("by-status", "Pledges by status", ["Status", "Pledges", "Amount"], byStatus, "No pledges yet."),
+      h("p", { class: "muted" }, `As of ${dateTime(s.at, true)}.`));
+  }
+
+  function pledgeCells(p) {
+    return [
+      h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(p.campaign.id)}` }, p.campaign.title)),
+      h("td", {}, p.donorName || h("span", { class: "muted" }, "Anonymous")),
+      h("td", { class: "num" }, money(p.amountCents, p.currency)),
+      h("td", {}, badge("pledge", p.status, PLEDGE_STATUS)),
+      h("td", {}, h("time", { datetime: p.createdAt, title: dateTime(p.createdAt, true) }, ago(p.createdAt))),
+    ];
+  }
+
+  async function drawStuck() {
+    const before = new Date(Date.now() - STUCK_AFTER_MINUTES * 60_000).toISOString();
+    const lists = await Promise.all(["AUTHORIZED", "PENDING"].map((status) =>
+      api(PLEDGES, { status, createdTo: before, first: 50 }, { signal })));
+    const rows = lists.flatMap((d) => d.adminPledges.edges.map((e) => e.node))
+      .map((p) => h("tr", {}, pledgeCells(p),
+        h("td", {}, h("a", { href: `#/donations/${encodeURIComponent(p.id)}` }, "Receipt"))));
+    return table("stuck", "Stuck pledges", ["Campaign", "Donor", "Amount", "Status", "Created", "Details"], rows,
+      `No pledge has waited in Pending or Authorized for more than ${STUCK_AFTER_MINUTES} minutes.`);
+  }
+
+  async function drawCaptured() {
+    const data = await api(PLEDGES, { status: "CAPTURED", first: 20 }, { signal });
+    const rows = data.adminPledges.edges.map((e) => e.node).map((p) => {
+      const cell = h("td", {});
+      const what = `${money(p.amountCents, p.currency)} to “${p.campaign.title}”`;
+      function ask() {
+        const yes = h("button", { type: "button", class: "danger", onclick: () => refund() }, "Refund now");
+        const no = h("button", { type: "button", class: "secondary", onclick: () => { idle(); cell.querySelector("button")?.focus(); } }, "Keep it");
+        cell.replaceChildren(
+          h("p", { role: "alert" }, `Refund ${what}? The money goes back to the donor and the campaign's total falls.`),
+          h("div", { class: "button-row" }, yes, no));
+        yes.focus();
+      }
+      async function refund() {
+        for (const b of cell.querySelectorAll("button")) b.disabled = true;
+        try {
+          await api(REFUND, { pledgeId: p.id });
+          cell.replaceChildren(notice("success", `Refunded ${what}.`));
+          load(stats, drawStats);
+        } catch (error) {
+          idle();
+          cell.prepend(notice("error", `Could not refund: ${error.message}`));
+        }
+      }
+      function idle() {
+        cell.replaceChildren(h("button", { type: "button", class: "danger", "aria-label": `Refund ${what}`, onclick: ask }, "Refund…"));
+      }
+      idle();
+      return h("tr", { "data-pledge-id": p.id }, pledgeCells(p), cell);
+    });
+    return table("captured", "Captured donations", ["Campaign", "Donor", "Amount", "Status", "Created", "Refund"], rows,
+      "No captured donations.");
+  }
+
+  async function drawDeadLetters() {
+    let letters = [];
+    const message = h("div", {});
+    async function replay(button, mutation, variables, what) {
+      button.disabled = true;
+      try {
+        const result = await api(mutation, variables);
+        const n = Object.values(result)[0];
+        message.replaceChildren(notice("success", n
+          ? `${what}: ${n} event${n === 1 ? "" : "s"} sent for delivery again.`
+          : `${what}: nothing to replay, it is no longer dead.`));
+        await load(list, drawList);
+        load(stats, drawStats);
+      } catch (error) {
+        button.disabled = false;
+        message.replaceChildren(notice("error", `Could not replay: ${error.message}`));
+      }
+    }
+    const list = h("div", {});
+    async function drawList() {
+      letters = (await api(DEAD_LETTERS, {}, { signal })).deadLetters.edges.map((e) => e.node);
+      all.disabled = letters.length === 0;
+      return table("dead-letters", "Dead letters", ["Event", "Tries", "Last error", "Parked", "Replay"],
+        letters.map((d) => {
+          const button = h("button", { type: "button", class: "secondary", "aria-label": `Replay event ${d.id} (${d.name})` }, "Replay");
+          button.addEventListener("click", () => replay(button, REPLAY, { id: d.id }, `Event ${d.id}`));
+          return h("tr", {},
+            h("td", {}, h("code", {}, d.name), " ", h("span", { class: "muted" }, `#${d.id}`)),
+            h("td", { class: "num" }, String(d.attempts)),
+            h("td", { class: "wrap" }, d.lastError || "—"),
+            h("td", {}, h("time", { datetime: d.createdAt }, dateTime(d.createdAt))),
+            h("td", {}, button));
+        }),
+        "No dead letters: every event was delivered.");
+    }
+    const all = h("button", { type: "button", class: "secondary" }, "Replay all dead letters");
+    all.addEventListener("click", () => replay(all, REPLAY_ALL, {}, "Replay all"));
+    list.replaceChildren(await drawList());
+    return h("div", {}, message, list, h("div", { class: "button-row" }, all));
+  }
+
+  async function drawWebhooks() {
+    const data = await api(WEBHOOKS, {}, { signal });
+    const rows = data.webhookLog.edges.map((e) => e.node).map((w) => h("tr", {},
+      h("td", {}, h("time", { datetime: w.receivedAt }, dateTime(w.receivedAt, true))),
+      h("td", {}, String(w.outcome).toLowerCase().replace(/_/g, " ")),
+      h("td", { class: "num" }, String(w.statusCode)),
+      h("td", {}, w.type || "—"),
+      h("td", { class: "wrap" }, w.eventId || "—"),
+      h("td", { class: "wrap" }, w.reason || "—")));
+    return table("webhooks", "Webhook log", ["Received", "Outcome", "HTTP", "Type", "Event", "Reason"], rows,
+      "No webhooks received yet.");
+  }
+
+  const reconcile = h("button", { type: "button", class: "secondary" }, "Reconcile totals");
+  reconcile.addEventListener("click", async () => {
+    reconcile.disabled = true;
+    reconcileOut.replaceChildren(h("p", { role: "status" }, "Recomputing every campaign's totals from its pledges…"));
+    try {
+      const drifts = (await api(RECONCILE)).reconcileTotals;
+      if (!drifts.length) {
+        reconcileOut.replaceChildren(notice("success", "Nothing drifted: every campaign's totals match its pledges."));
+      } else {
+        const campaigns = await Promise.all(drifts.map((d) => api(CAMPAIGN, { id: d.campaignId }).then((r) => r.campaign).catch(() => null)));
+        const rows = drifts.map((d, i) => {
+          const c = campaigns[i];
+          const cur = c?.currency || "USD";
+          return h("tr", {},
+            h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(d.campaignId)}` }, c?.title || d.campaignId)),
+            h("td", { class: "num" }, `${money(d.raisedCentsWas, cur)} → ${money(d.raisedCents, cur)}`),
+            h("td", { class: "num" }, `${d.pledgeCountWas} → ${d.pledgeCount}`));
+        });
+        reconcileOut.replaceChildren(
+          notice("success", `${drifts.length} campaign${drifts.length === 1 ? "" : "s"} had drifted and ${drifts.length === 1 ? "was" : "were"} repaired:`),
+          table("drifts", "Repaired totals", ["Campaign", "Raised (was → now)", "Donations (was → now)"], rows, ""));
+      }
+      load(stats, drawStats);
+    } catch (error) {
+      reconcileOut.replaceChildren(notice("error", `Could not reconcile: ${error.message}`));
+    }
+    reconcile.disabled = false;
+  });
+
+  const download = h("button", { type: "button", class: "secondary" }, "Download donations (CSV)");
+  download.addEventListener("click", async () => {
+    download.disabled = true;
+    exportOut.replaceChildren(h("p", { role: "status" }, "Preparing the file…"));
+    try {
+      const token = currentSession()?.token;
+      let response;
+      try {
+        response = await fetch("/admin/export/donations.csv", { headers: { Authorization: `Bearer ${token}` } });
+      } catch {
+        throw new ApiError("Could not reach CareForAll: the connection dropped. Try again.", "NETWORK");
+      }
+      if (!response.ok) {
+        let message = `The export failed (HTTP ${response.status}).`;
+        try {
+          const body = await response.json();
+          if (body && typeof body.error === "string") message = body.error;
+        } catch {
+          // keep the generic message
+        }
+        throw new ApiError(message, `HTTP_${response.status}`);
+      }
+      const blob = await response.blob();
+      const url = URL.createObjectURL(blob);
+      const name = `donations-${new Date().toISOString().slice(0, 10)}.csv`;
+      const link = h("a", { href: url, download: name }, `Save ${name}`);
+      exportOut.replaceChildren(h("p", { role: "status" }, "The file is ready: ", link, "."));
+      ctx.onCleanup(() => URL.revokeObjectURL(url));
+      link.click();
+    } catch (error) {
+      exportOut.replaceChildren(notice("error", `Could not export: ${error.message}`));
+    }
+    download.disabled = false;
+  });
+
+  await Promise.all([
+    load(stats, drawStats),
+    load(stuck, drawStuck),
+    load(captured, drawCaptured),
+    load(dead, drawDeadLetters),
+    load(webhooks, drawWebhooks),
+  ]);
+
+  return h("section", { class: "admin" },
+    h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Admin")),
+    panel("admin-stats", "Numbers", stats),
+    panel("admin-captured", "Captured donations", h("p", { class: "hint" }, "The newest 20. A refund asks first."), captured),
+    panel("admin-stuck", "Stuck pledges", stuck),
+    panel("admin-dead-letters", "Dead letters", dead),
+    panel("admin-reconcile", "Reconcile totals",
+      h("p", { class: "hint" }, "Recompute each campaign's totals from its pledges and repair any that drifted."),
+      h("div", { class: "button-row" }, reconcile), reconcileOut),
+    panel("admin-export", "Export", h("p", { class: "hint" }, "Every donation as a spreadsheet file."),
+      h("div", { class: "button-row" }, download), exportOut),
+    panel("admin-webhooks", "Webhook log", h("p", { class: "hint" }, "The newest 20 requests to /webhooks/payments."), webhooks));
+}
