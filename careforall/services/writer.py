@@ -49,9 +49,17 @@ YIELD_TIMEOUT_S = 0.25
 
 
 def is_busy(exc: OperationalError) -> bool:
-    """The write lock stayed taken past the busy timeout (an overload)."""
+    """The write was refused and rolled back, so the caller may retry later.
+
+    The write lock stayed taken past the busy timeout (an overload), or the
+    database cannot be written for now (a read-only file, a full disk, an
+    I/O error: SQLite rolls the transaction back).
+    """
     message = str(exc.orig)
-    return "locked" in message or "busy" in message
+    return any(
+        word in message
+        for word in ("locked", "busy", "readonly", "disk is full", "disk I/O error")
+    )
 
 
 def _failure(exc: BaseException) -> BaseException:
