@@ -12,7 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from careforall import models
-from careforall.api.pagination import PageInfo, PledgeConnection
+from careforall.api.pagination import PageInfo, PledgeConnection, page_size
 from careforall.api.types import Info
 from careforall.domain.states import PledgeStatus
 from careforall.services import admin
@@ -258,7 +258,7 @@ class AdminQuery:
                 session,
                 principal=info.context.principal,
                 filter=flt,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
             )
         return PledgeConnection.from_page(page)
@@ -271,7 +271,7 @@ class AdminQuery:
             page = admin.dead_letters(
                 session,
                 principal=info.context.principal,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
             )
         return _connection(page, DeadLetter.from_model)
@@ -288,7 +288,7 @@ class AdminQuery:
             page = admin.webhook_log(
                 session,
                 principal=info.context.principal,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
                 outcome=outcome,
             )
@@ -302,7 +302,7 @@ class AdminQuery:
             page = admin.audit_log(
                 session,
                 principal=info.context.principal,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
             )
         return _connection(page, AuditEntry.from_model)

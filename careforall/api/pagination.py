@@ -8,6 +8,13 @@ from careforall import models
 from careforall.api.types import Campaign, Pledge
 from careforall.services.pagination import Page
 
+DEFAULT_PAGE = 20
+
+
+def page_size(first: int | None) -> int:
+    """The contract's `first: Int = 20`; an explicit null means the default too."""
+    return DEFAULT_PAGE if first is None else first
+
 
 @strawberry.type
 class PageInfo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from careforall.api.pagination import CampaignConnection, PledgeConnection
+from careforall.api.pagination import CampaignConnection, PledgeConnection, page_size
 from careforall.api.types import (
     Campaign,
     CampaignTotals,
@@ -41,7 +41,7 @@ class Query:
         with info.context.runtime.db.read() as session:
             page = campaigns.list_campaigns(
                 session,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
                 status=status,
             )
@@ -58,7 +58,7 @@ class Query:
             page = campaigns.my_campaigns(
                 session,
                 principal=principal,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
             )
         return CampaignConnection.from_page(page)
@@ -97,7 +97,7 @@ class Query:
             page = pledges.my_donations(
                 session,
                 principal=principal,
-                first=20 if first is None else first,
+                first=page_size(first),
                 after=after,
             )
         return PledgeConnection.from_page(page)

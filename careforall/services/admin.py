@@ -30,7 +30,13 @@ from careforall.models import (
     WebhookLog,
 )
 from careforall.services import audit, totals
-from careforall.services.pagination import Page, check_first, decode_cursor, make_page
+from careforall.services.pagination import (
+    Page,
+    check_first,
+    decode_cursor,
+    make_page,
+    newest_first,
+)
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.webhook_log import REJECTED, WebhookOutcome
 
@@ -188,13 +194,8 @@ def search_pledges(
 ) -> Page[Pledge]:
     """Pledges of any donor by campaign, status and creation time, newest first."""
     require_admin(principal)
-    first = check_first(first)
-    after_id = decode_cursor(after)
     query = select(Pledge).where(*pledge_conditions(filter.checked()))
-    if after_id is not None:
-        query = query.where(col(Pledge.id) < after_id)
-    rows = session.exec(query.order_by(col(Pledge.id).desc()).limit(first + 1)).all()
-    return make_page(rows, first, [r.id for r in rows])
+    return newest_first(session, query, first=first, after=after)
 
 
 # --- dead letters ------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from careforall.domain.clock import new_id, to_utc, utcnow
 from careforall.domain.errors import (
@@ -20,7 +20,10 @@ from careforall.domain.rules import Principal, may_manage_campaign, require_user
 from careforall.domain.states import CampaignStatus, campaign_status_allowed
 from careforall.models import Campaign, CampaignTotals
 from careforall.services import audit
-from careforall.services.pagination import Page, check_first, decode_cursor, make_page
+from careforall.services.pagination import (
+    Page,
+    newest_first,
+)
 from careforall.services.unit_of_work import UnitOfWork
 
 
@@ -130,15 +133,10 @@ def list_campaigns(
     status: CampaignStatus | None,
 ) -> Page[Campaign]:
     """Newest first, keyset-paged."""
-    first = check_first(first)
-    after_id = decode_cursor(after)
     query = select(Campaign)
     if status is not None:
         query = query.where(Campaign.status == status.value)
-    if after_id is not None:
-        query = query.where(col(Campaign.id) < after_id)
-    rows = session.exec(query.order_by(col(Campaign.id).desc()).limit(first + 1)).all()
-    return make_page(rows, first, [r.id for r in rows])
+    return newest_first(session, query, first=first, after=after)
 
 
 def my_campaigns(
@@ -146,13 +144,8 @@ def my_campaigns(
 ) -> Page[Campaign]:
     """The signed-in caller's own campaigns, every status, newest first."""
     owner = require_user(principal)
-    first = check_first(first)
-    after_id = decode_cursor(after)
     query = select(Campaign).where(Campaign.owner_id == owner.id)
-    if after_id is not None:
-        query = query.where(col(Campaign.id) < after_id)
-    rows = session.exec(query.order_by(col(Campaign.id).desc()).limit(first + 1)).all()
-    return make_page(rows, first, [r.id for r in rows])
+    return newest_first(session, query, first=first, after=after)
 
 
 def accepting_pledges(campaign: Campaign) -> bool:

@@ -6,11 +6,15 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlmodel import Session, col
+from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.domain.errors import BadUserInput
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Any)
 MAX_PAGE = 100
 
 
@@ -45,6 +49,20 @@ def check_first(first: int) -> int:
     if not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"'first' must be from 1 to {MAX_PAGE}.")
     return first
+
+
+def newest_first(
+    session: Session, query: SelectOfScalar[M], *, first: int, after: str | None
+) -> Page[M]:
+    """One page of `query`'s rows by descending string id (ids sort by creation)."""
+    first = check_first(first)
+    after_id = decode_cursor(after)
+    entity = query.column_descriptions[0]["entity"]
+    id_column = col(entity.id)
+    if after_id is not None:
+        query = query.where(id_column < after_id)
+    rows = session.exec(query.order_by(id_column.desc()).limit(first + 1)).all()
+    return make_page(rows, first, [r.id for r in rows])
 
 
 def make_page(rows: Sequence[T], first: int, ids: Sequence[str]) -> Page[T]:

@@ -28,7 +28,10 @@ from careforall.domain.states import PledgeStatus, Step
 from careforall.models import Campaign, Pledge, PledgeTransition
 from careforall.services.auth import principal_exists
 from careforall.services.campaigns import accepting_pledges
-from careforall.services.pagination import Page, check_first, decode_cursor, make_page
+from careforall.services.pagination import (
+    Page,
+    newest_first,
+)
 from careforall.services.unit_of_work import UnitOfWork
 
 MAX_KEY_LENGTH = 255
@@ -234,8 +237,6 @@ def my_donations(
 ) -> Page[Pledge]:
     """The caller's pledges, newest first."""
     donor = require_principal(principal)
-    first = check_first(first)
-    after_id = decode_cursor(after)
     query = select(Pledge)
     if donor.is_user:
         query = query.where(Pledge.donor_user_id == donor.id)
@@ -244,10 +245,7 @@ def my_donations(
             Pledge.donor_session_id == donor.id,
             Pledge.donor_user_id == None,  # noqa: E711
         )
-    if after_id is not None:
-        query = query.where(col(Pledge.id) < after_id)
-    rows = session.exec(query.order_by(col(Pledge.id).desc()).limit(first + 1)).all()
-    return make_page(rows, first, [r.id for r in rows])
+    return newest_first(session, query, first=first, after=after)
 
 
 def recent_donations(

@@ -16,22 +16,12 @@ from hypothesis import strategies as st
 from schemathesis.core.result import Ok
 from starlette.testclient import TestClient
 
+from careforall.domain.errors import ERROR_CODES
 from tests import factories as f
 from tests.conftest import GQL
 
 EXAMPLES_PER_OPERATION = 100
-CONTRACT_CODES = {
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "BAD_USER_INPUT",
-    "IDEMPOTENCY_KEY_REUSED",
-    "INVALID_TRANSITION",
-    "CAMPAIGN_NOT_ACTIVE",
-    "RATE_LIMITED",
-    "GRAPHQL_PARSE_FAILED",
-    "GRAPHQL_VALIDATION_FAILED",
-}
+CONTRACT_CODES = {*ERROR_CODES, "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
 LEAKS = ("Traceback", "sqlalchemy", 'File "')
 
 
