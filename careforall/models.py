@@ -207,3 +207,41 @@ class WebhookLog(SQLModel, table=True):
     outcome: str = Field(max_length=30)
     reason: str | None = Field(default=None, max_length=200)
     status_code: int
+
+
+class Notification(SQLModel, table=True):
+    """A message for one person: a user, or an anonymous session not yet claimed.
+
+    Written by outbox handlers in the transaction that delivers their event;
+    `dedupe_key` makes a redelivered event write nothing the second time.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_notifications_dedupe_key"),
+        Index("ix_notifications_user_feed", "recipient_user_id", "id"),
+        Index("ix_notifications_user_unread", "recipient_user_id", "read_at", "id"),
+        Index("ix_notifications_session_feed", "recipient_session_id", "id"),
+    )
+    id: str = Field(primary_key=True, max_length=40)
+    recipient_user_id: str | None = Field(default=None, foreign_key="users.id")
+    recipient_session_id: str | None = Field(
+        default=None, foreign_key="anonymous_sessions.id"
+    )
+    kind: str = Field(max_length=30)
+    title: str = Field(max_length=200)
+    body: str = Field(max_length=1000)
+    pledge_id: str | None = Field(default=None, foreign_key="pledges.id")
+    campaign_id: str | None = Field(default=None, foreign_key="campaigns.id")
+    dedupe_key: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    read_at: datetime | None = None
+
+
+class AlertThrottle(SQLModel, table=True):
+    """When an admin alert of one kind was last sent, so a flood sends one."""
+
+    __tablename__ = "alert_throttle"
+    key: str = Field(primary_key=True, max_length=60)
+    last_sent_at: datetime
+    suppressed: int = 0

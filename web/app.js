@@ -8,6 +8,8 @@ import { donationsView, receiptView } from "./views/donations.js";
 import { registerView, signInView } from "./views/auth.js";
 import { mineView, startView } from "./views/organiser.js";
 import { adminView } from "./views/admin.js";
+import { notificationsView } from "./views/notifications.js";
+import { bell } from "./bell.js";
 
 const ROUTES = [
   [/^\/$/, campaignsView],
@@ -19,6 +21,7 @@ const ROUTES = [
   [/^\/start$/, startView],
   [/^\/mine$/, mineView],
   [/^\/admin$/, adminView],
+  [/^\/notifications$/, notificationsView],
 ];
 
 const main = document.getElementById("main");
@@ -124,12 +127,14 @@ function renderNav(path) {
     ? h(
         "span",
         { class: "account" },
+        bell,
         h("span", { class: "who" }, `Signed in as ${user.name}`),
         h("button", { type: "button", class: "link-button", onclick: onSignOut }, "Sign out"),
       )
     : h(
         "span",
         { class: "account" },
+        currentSession() ? bell : null,
         currentSession() ? h("span", { class: "who" }, "Guest") : null,
         link("/signin", "Sign in"),
         link("/register", "Register"),

@@ -63,9 +63,10 @@ function socketUrl() {
 /**
  * Subscribe with graphql-transport-ws. Reconnects with backoff when the socket
  * drops (the server sends the current value first, so nothing is missed).
- * Returns a function that ends the subscription.
+ * A browser cannot set headers on a WebSocket, so a `token` goes in the
+ * connection_init payload. Returns a function that ends the subscription.
  */
-export function subscribe(query, variables, { onData, onError, onStatus }) {
+export function subscribe(query, variables, { onData, onError, onStatus, token = null }) {
   const id = "1";
   let socket = null;
   let stopped = false;
@@ -84,7 +85,7 @@ export function subscribe(query, variables, { onData, onError, onStatus }) {
         socket.close(1000);
         return;
       }
-      send({ type: "connection_init", payload: {} });
+      send({ type: "connection_init", payload: token ? { Authorization: `Bearer ${token}` } : {} });
     });
     socket.addEventListener("message", (event) => {
       let message;

@@ -4,50 +4,26 @@ replays and reconcile. Admins only: the services refuse everyone else."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 
 from careforall import models
-from careforall.api.pagination import PageInfo, PledgeConnection, page_size
+from careforall.api.pagination import (
+    Connection,
+    PledgeConnection,
+    connection,
+    page_size,
+)
 from careforall.api.types import Info
 from careforall.domain.states import PledgeStatus
 from careforall.services import admin
-from careforall.services.pagination import Page
 from careforall.services.totals import Drift
 from careforall.services.webhook_log import WebhookOutcome
 
 strawberry.enum(WebhookOutcome)
-
-T = TypeVar("T")
-M = TypeVar("M")
-
-
-@strawberry.type
-class Edge(Generic[T]):
-    cursor: str
-    node: T
-
-
-@strawberry.type
-class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
-
-
-def _connection(page: Page[M], node: Callable[[M], T]) -> Connection[T]:
-    return Connection(
-        edges=[
-            Edge(cursor=c, node=node(row))
-            for row, c in zip(page.items, page.cursors, strict=True)
-        ],
-        page_info=PageInfo(
-            has_next_page=page.has_next_page, end_cursor=page.end_cursor
-        ),
-    )
 
 
 def _json(text: str) -> JSON:
@@ -274,7 +250,7 @@ class AdminQuery:
                 first=page_size(first),
                 after=after,
             )
-        return _connection(page, DeadLetter.from_model)
+        return connection(page, DeadLetter.from_model)
 
     @strawberry.field(description="Admin. Newest first.")
     def webhook_log(
@@ -292,7 +268,7 @@ class AdminQuery:
                 after=after,
                 outcome=outcome,
             )
-        return _connection(page, WebhookLogEntry.from_model)
+        return connection(page, WebhookLogEntry.from_model)
 
     @strawberry.field(description="Admin. Newest first.")
     def audit_log(
@@ -305,7 +281,7 @@ class AdminQuery:
                 first=page_size(first),
                 after=after,
             )
-        return _connection(page, AuditEntry.from_model)
+        return connection(page, AuditEntry.from_model)
 
 
 @strawberry.type
@@ -334,9 +310,9 @@ class AdminMutation:
     )
     async def reconcile_totals(self, info: Info) -> list[TotalsDrift]:
         rt = info.context.runtime
+        # Subscribers get the repaired totals from the dispatcher (the repair
+        # commits a TotalsReconciled event per campaign).
         result = await rt.write(
             admin.reconcile_totals, rt.uow(), principal=info.context.principal
         )
-        for totals in result.repaired:
-            info.context.broadcaster.publish(totals.campaign_id, totals)
         return [TotalsDrift.from_drift(d) for d in result.drifts]

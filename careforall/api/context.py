@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.types.unset import UNSET
+from strawberry.types.unset import UNSET, UnsetType
 
 from careforall.api.loaders import Loaders
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.outbox.broadcaster import Broadcaster
+from careforall.outbox.notifier import NotificationHub
 from careforall.services.auth import authenticate
 from careforall.services.runtime import Runtime
 
@@ -38,6 +39,8 @@ class Context:
     runtime: Runtime
     broadcaster: Broadcaster[Any]
     token: str | None = None
+    # graphql-transport-ws: the connection_init payload (set by Strawberry).
+    connection_params: dict[str, Any] | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +54,11 @@ class Context:
             return authenticate(self.runtime.db, self.runtime.keys, self.token)
         except Unauthenticated as exc:
             return exc
+
+    @property
+    def notifications(self) -> NotificationHub:
+        hub: NotificationHub = self.request.app.state.notifications
+        return hub
 
     @property
     def principal(self) -> Principal | None:
@@ -81,6 +89,17 @@ class GraphQLView(GraphQL[Context, None]):
             broadcaster=self.broadcaster,
             token=token,
         )
+
+    async def on_ws_connect(
+        self, context: Context
+    ) -> UnsetType | dict[str, object] | None:
+        """A browser cannot set headers on a WebSocket: it may send its token as
+        connection_init's payload, {"Authorization": "Bearer <token>"}."""
+        if context.token is None and context.connection_params:
+            header = context.connection_params.get("Authorization")
+            context.token = bearer_token(header if isinstance(header, str) else None)
+        unset: UnsetType = UNSET
+        return unset
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry lets bad UTF-8 and a bare number or string through as a 500.

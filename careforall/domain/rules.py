@@ -63,11 +63,16 @@ def require_admin(principal: Principal | None) -> Principal:
     return principal
 
 
+def owns(principal: Principal, user_id: str | None, session_id: str | None) -> bool:
+    """A record kept for a user is theirs; one not yet claimed, its session's."""
+    if user_id is not None:
+        return principal.is_user and principal.id == user_id
+    return principal.kind == "anon" and principal.id == session_id
+
+
 def is_donor_of(principal: Principal, pledge: PledgeOwnership) -> bool:
     """A pledge belongs to its user; one not yet claimed, to its session."""
-    if pledge.donor_user_id is not None:
-        return principal.is_user and principal.id == pledge.donor_user_id
-    return principal.kind == "anon" and principal.id == pledge.donor_session_id
+    return owns(principal, pledge.donor_user_id, pledge.donor_session_id)
 
 
 def may_see_pledge(principal: Principal, pledge: PledgeOwnership) -> bool:

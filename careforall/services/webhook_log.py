@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from careforall.models import WebhookLog
+from careforall.services import alerts
 from careforall.services.unit_of_work import UnitOfWork
 
 
@@ -62,7 +63,12 @@ def add(session: Session, entry: WebhookEntry) -> None:
 
 
 def record(uow: UnitOfWork, *, entry: WebhookEntry) -> None:
-    """Write the entry in a transaction of its own (outcomes that changed nothing)."""
+    """Write the entry in a transaction of its own (outcomes that changed nothing).
+
+    A refusal may also raise the admins' alert (rate-limited, same commit).
+    """
     with uow:
         add(uow.session, entry)
+        if entry.outcome.value in REJECTED:
+            alerts.watch_webhook_rejections(uow.session, outcome=entry.outcome.value)
         uow.commit()

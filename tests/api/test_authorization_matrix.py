@@ -22,11 +22,11 @@ from starlette.testclient import TestClient
 
 from careforall.api.schema import schema
 from careforall.app import create_app
-from careforall.models import OutboxEvent
+from careforall.models import Notification, OutboxEvent
 from careforall.services import auth
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GQL, wait_for
 
 CALLERS = ("nobody", "anon_a", "anon_b", "donor", "organiser", "admin")
 ANONYMOUS = ("anon_a", "anon_b")
@@ -301,6 +301,42 @@ def _first_outbox_event(world: World) -> Vars:
     return {"id": str(first)}
 
 
+def _notification_rows(world: World, ids: list[str]) -> list[Notification]:
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.read() as session:
+        return list(
+            session.exec(select(Notification).where(col(Notification.id).in_(ids)))
+        )
+
+
+def _only_own_notifications(
+    world: World, value: Any, variables: Vars, caller: str
+) -> None:
+    ids = [edge["node"]["id"] for edge in value["edges"]]
+    for row in _notification_rows(world, ids):
+        assert row.recipient_user_id == world.user_ids.get(caller), (caller, row)
+
+
+def _donors_notification(world: World) -> Vars:
+    """A fresh notification of the donor's: a capture of one of their pledges."""
+    pledge_id = world.captured("donor")["id"]
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+
+    def find() -> str | None:
+        with runtime.db.read() as session:
+            found: str | None = session.exec(
+                select(Notification.id).where(Notification.pledge_id == pledge_id)
+            ).first()
+        return found
+
+    return {"ids": [wait_for(find)]}
+
+
+def _notification_read(world: World, variables: Vars, allowed: bool) -> None:
+    (row,) = _notification_rows(world, variables["ids"])
+    assert (row.read_at is not None) == allowed
+
+
 # --- the matrix ----------------------------------------------------------------------
 
 PLEDGE_QUERY = "query($id: ID!) { pledge(id: $id) { id status } }"
@@ -330,6 +366,7 @@ MATRIX: dict[str, list[Case]] = {
             check=_same_id,
         )
     ],
+    "Query.version": [Case("{ version }", everyone())],
     "Query.campaignTotals": [
         Case(
             "query($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }",
@@ -459,6 +496,30 @@ MATRIX: dict[str, list[Case]] = {
             admin_only(),
             check=_nothing_repaired,
         )
+    ],
+    "Query.notifications": [
+        Case(
+            f"{{ notifications(first: 100) {{ {CONNECTION_IDS} }} }}",
+            with_a_token(),
+            check=_only_own_notifications,
+        )
+    ],
+    "Query.unreadNotificationCount": [
+        Case("{ unreadNotificationCount }", with_a_token())
+    ],
+    "Mutation.markNotificationsRead": [
+        Case(
+            "mutation($ids: [ID!]!) { markNotificationsRead(ids: $ids) { marked } }",
+            only("donor", and_admin=False),
+            prepare=_donors_notification,
+            after=_notification_read,
+        )
+    ],
+    "Mutation.markAllNotificationsRead": [
+        Case("mutation { markAllNotificationsRead { unreadCount } }", with_a_token())
+    ],
+    "Subscription.notificationUpdates": [
+        Case("subscription { notificationUpdates { unreadCount } }", with_a_token())
     ],
     "Subscription.campaignTotals": [
         Case(

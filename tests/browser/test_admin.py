@@ -4,7 +4,10 @@ guests who open the admin page see a message, and nothing admin is requested."""
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -164,3 +167,72 @@ def test_a_donor_and_a_guest_cannot_reach_the_admin_page(
         api.code("query { adminStats { outboxPending } }", token=donor.token)
         == "FORBIDDEN"
     )
+
+
+def park_as_dead_letter(server: Server, pledge_id: str) -> int:
+    """Park a copy of the pledge's CAPTURED event, as the dispatcher does after
+    its last failed try (written into the server's file beside it: WAL)."""
+    with closing(sqlite3.connect(server.db_path, timeout=5)) as conn, conn:
+        rows = conn.execute(
+            "SELECT payload, created_at, available_at FROM outbox_events "
+            "WHERE name = 'PledgeStatusChanged'"
+        ).fetchall()
+        payload, created, available = next(
+            row
+            for row in rows
+            if json.loads(row[0])["pledge_id"] == pledge_id
+            and json.loads(row[0])["to_status"] == "CAPTURED"
+        )
+        cursor = conn.execute(
+            "INSERT INTO outbox_events (name, payload, status, attempts, last_error,"
+            " created_at, available_at) VALUES ('PledgeStatusChanged', ?, 'dead', 8,"
+            " 'OperationalError: database is locked', ?, ?)",
+            (payload, created, available),
+        )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def test_an_admin_replays_a_dead_letter_by_clicking(
+    pages: Pages, api: ServerGQL, web_server: Server
+) -> None:
+    organiser = f.register(api, name="Olive Organiser")
+    campaign = f.campaign(api, organiser.token, title=f.unique("A hearing aid for"))
+    pledge_id = captured_pledge(api, campaign["id"], 4200)
+    wait_for(lambda: f.totals(api, campaign["id"]) == (4200, 1))
+    wait_for(web_server.settled)
+    dead = park_as_dead_letter(web_server, pledge_id)
+    notes_before = web_server.scalar("SELECT count(*) FROM notifications")
+
+    page = pages.open("#/signin?next=/admin")
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    letters = page.get_by_test_id("admin-dead-letters")
+    expect(letters).to_contain_text("OperationalError: database is locked")
+    expect(page.get_by_test_id("dead-letter-count")).to_have_text(re.compile(r"[1-9]"))
+    shot(page, "admin-dead-letter")
+
+    letters.get_by_role(
+        "button", name=f"Replay event {dead} (PledgeStatusChanged)"
+    ).click()
+    expect(letters.get_by_role("status")).to_contain_text(
+        f"Event {dead}: 1 event sent for delivery again."
+    )
+    expect(
+        letters.get_by_role("button", name=f"Replay event {dead} (PledgeStatusChanged)")
+    ).to_have_count(0)
+    shot(page, "admin-dead-letter-replayed")
+
+    # Delivered this time, and its effect happened once: the handlers are
+    # idempotent, so neither the total nor anybody's notifications moved.
+    wait_for(
+        lambda: (
+            web_server.scalar("SELECT status FROM outbox_events WHERE id = ?", (dead,))
+            == "done"
+        )
+    )
+    assert f.totals(api, campaign["id"]) == (4200, 1)
+    assert web_server.scalar("SELECT count(*) FROM notifications") == notes_before
+    audit = web_server.query(
+        "SELECT action, target_id FROM audit_log WHERE target_id = ?", (str(dead),)
+    )
+    assert audit == [("replay_dead_letter", str(dead))]

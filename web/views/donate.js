@@ -48,11 +48,15 @@ export function donateForm(campaign) {
   // --- the form -------------------------------------------------------------
   const presetRadios = PRESETS.map((major, i) =>
     h("input", { type: "radio", name: `amount-${n}`, value: String(major * unit), checked: i === 1 }));
-  const otherRadio = h("input", { type: "radio", name: `amount-${n}`, value: "other" });
+  // "Other amount" is one choice among the presets: the field itself, drawn as
+  // the last pill. Typing in it picks it; picking a preset empties it.
   const customInput = h("input", {
     id: ids.custom, type: "text", inputmode: "decimal", autocomplete: "off",
-    placeholder: "e.g. 15", "aria-describedby": ids.amountError,
+    placeholder: "Other", "aria-label": `Other amount in ${currency}`,
+    "aria-describedby": ids.amountError,
   });
+  const otherPill = h("label", { class: "pill pill-other", for: ids.custom },
+    customInput, h("span", { class: "pill-currency", "aria-hidden": "true" }, currency));
   const amountError = h("p", { id: ids.amountError, class: "field-error", "aria-live": "polite" });
   const nameInput = h("input", { id: ids.name, type: "text", maxlength: 100, autocomplete: "name" });
   const messageInput = h("textarea", { id: ids.message, rows: 3, maxlength: 1000 });
@@ -70,9 +74,7 @@ export function donateForm(campaign) {
       h("div", { class: "pills" },
         presetRadios.map((radio, i) =>
           h("label", { class: "pill" }, radio, money(PRESETS[i] * unit, currency))),
-        h("label", { class: "pill" }, otherRadio, "Other amount")),
-      h("label", { for: ids.custom, class: "inline-label" }, `Other amount in ${currency}`),
-      customInput,
+        otherPill),
       amountError),
     h("fieldset", {},
       h("legend", {}, "2. About you (optional)"),
@@ -92,9 +94,15 @@ export function donateForm(campaign) {
   );
 
   function amountMinor() {
-    const picked = [...presetRadios, otherRadio].find((r) => r.checked);
-    if (!picked || picked === otherRadio) return parseAmount(customInput.value, currency);
+    const picked = presetRadios.find((r) => r.checked);
+    if (!picked) return parseAmount(customInput.value, currency);
     return { minor: Number(picked.value) };
+  }
+
+  function useCustom(yes) {
+    if (yes) for (const radio of presetRadios) radio.checked = false;
+    else customInput.value = "";
+    otherPill.classList.toggle("active", yes);
   }
 
   function updateButton() {
@@ -108,13 +116,19 @@ export function donateForm(campaign) {
   // trying another card must still find the pledge the first try made.
   form.addEventListener("input", (event) => {
     if (busy) return;
-    if (event.target === customInput) otherRadio.checked = true;
+    if (event.target === customInput) useCustom(true);
+    else if (presetRadios.includes(event.target)) useCustom(false);
     if (!cardRadios.includes(event.target)) attempt = null;
     amountError.textContent = "";
     updateButton();
   });
-  customInput.addEventListener("focus", () => { otherRadio.checked = true; updateButton(); });
-  otherRadio.addEventListener("change", () => customInput.focus());
+  // Back in a field that holds an amount: that amount is the one given again.
+  customInput.addEventListener("focus", () => {
+    if (customInput.value.trim()) {
+      useCustom(true);
+      updateButton();
+    }
+  });
   updateButton();
 
   // --- showing the pledge's state ---------------------------------------------

@@ -1,0 +1,145 @@
+"""Notifications: their kinds, who hears of what, and the words they say.
+
+Pure: the services decide when to notify and whom; this module only names
+the kinds and writes each one's title and body.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from careforall.domain.states import PledgeStatus
+
+TITLE_LIMIT = 200
+BODY_LIMIT = 1000
+
+# ISO-4217 currencies whose minor unit is not a hundredth.
+_ZERO_DECIMALS = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+)
+_THREE_DECIMALS = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+
+
+class NotificationKind(enum.StrEnum):
+    # to a pledge's donor
+    PAYMENT_CAPTURED = "PAYMENT_CAPTURED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
+    # to a campaign's organiser
+    DONATION_RECEIVED = "DONATION_RECEIVED"
+    GOAL_REACHED = "GOAL_REACHED"
+    # to every admin
+    DEAD_LETTER = "DEAD_LETTER"
+    WEBHOOKS_REJECTED = "WEBHOOKS_REJECTED"
+
+
+# The pledge states a donor hears about, and the kind each one is.
+DONOR_KINDS = {
+    PledgeStatus.CAPTURED: NotificationKind.PAYMENT_CAPTURED,
+    PledgeStatus.FAILED: NotificationKind.PAYMENT_FAILED,
+    PledgeStatus.REFUNDED: NotificationKind.PAYMENT_REFUNDED,
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+
+    def clipped(self) -> Message:
+        return Message(self.title[:TITLE_LIMIT], self.body[:BODY_LIMIT])
+
+
+def money(amount_cents: int, currency: str) -> str:
+    """2500, "USD" -> "25.00 USD" (the currency's own number of decimals)."""
+    digits = (
+        0 if currency in _ZERO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
+    )
+    return f"{amount_cents / 10**digits:,.{digits}f} {currency}"
+
+
+def donor_message(
+    kind: NotificationKind,
+    *,
+    amount: str,
+    campaign_title: str,
+    failure_reason: str | None = None,
+) -> Message:
+    """What a donor reads when their payment is captured, declined or refunded."""
+    gift = f"Your donation of {amount} to “{campaign_title}”"
+    if kind is NotificationKind.PAYMENT_CAPTURED:
+        return Message("Your donation was received", f"{gift} was paid. Thank you!")
+    if kind is NotificationKind.PAYMENT_FAILED:
+        reason = (failure_reason or "the card was declined").rstrip(".")
+        return Message(
+            "Your payment did not go through",
+            f"{gift} was not paid: {reason}. Nothing was charged; you can try "
+            "again with another card.",
+        )
+    if kind is NotificationKind.PAYMENT_REFUNDED:
+        return Message(
+            "Your donation was refunded",
+            f"{gift} was refunded: the money goes back to your card.",
+        )
+    raise ValueError(f"{kind} is not a donor's notification")
+
+
+def donation_received(
+    *, amount: str, campaign_title: str, donor_name: str | None
+) -> Message:
+    who = donor_name or "Someone"
+    return Message(
+        "New donation", f"{who} gave {amount} to “{campaign_title}”. Thank them!"
+    )
+
+
+def goal_reached(*, raised: str, goal: str, campaign_title: str) -> Message:
+    return Message(
+        "Your campaign reached its goal",
+        f"“{campaign_title}” has raised {raised}, reaching its goal of {goal}.",
+    )
+
+
+def dead_letter(
+    *, event_id: int, name: str, attempts: int, error: str, suppressed: int
+) -> Message:
+    more = (
+        f" {suppressed} more event{'s were' if suppressed != 1 else ' was'} parked "
+        "since the last alert."
+        if suppressed
+        else ""
+    )
+    return Message(
+        "An event was parked as a dead letter",
+        f"Outbox event #{event_id} ({name}) failed {attempts} time"
+        f"{'s' if attempts != 1 else ''} and was parked: {error[:300]}.{more} "
+        "Replay it from the admin page once the cause is fixed.",
+    )
+
+
+_REJECTION_REASONS = {
+    "rejected_signature": "a signature that does not verify",
+    "rejected_malformed": "a body that is not a provider event",
+    "rejected_unprocessable": "an unknown pledge or a wrong amount",
+    "rejected_too_large": "a body that is too large",
+}
+
+
+def webhooks_rejected(
+    *, outcome: str, count: int, window_minutes: int, every_minutes: int
+) -> Message:
+    reason = _REJECTION_REASONS.get(outcome, outcome.replace("_", " "))
+    hint = (
+        " Check that CAREFORALL_WEBHOOK_SECRET is the provider's secret, or "
+        "whether someone is sending forged events."
+        if outcome == "rejected_signature"
+        else ""
+    )
+    return Message(
+        "Payment webhooks are being rejected",
+        f"At least {count} requests to /webhooks/payments within {window_minutes} "
+        f"minutes were refused for {reason}.{hint} The webhook log on the admin "
+        f"page has each one. (This alert comes at most once every {every_minutes} "
+        "minutes.)",
+    )

@@ -1,0 +1,137 @@
+"""Admin alerts: a dead letter, and payment webhooks being refused.
+
+Each alert is rate-limited through one `alert_throttle` row per kind, claimed
+in the transaction that sends it, so a flood (a thousand forged webhooks, a
+hundred events parked at once) gives one notification per admin, not one per
+occurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from careforall.domain import notifications as words
+from careforall.domain.clock import utcnow
+from careforall.domain.notifications import NotificationKind
+from careforall.domain.states import Role
+from careforall.models import AlertThrottle, User, WebhookLog
+from careforall.services.notifications import add
+
+# At most one dead-letter alert per this long; the next one says how many
+# more were parked meanwhile.
+DEAD_LETTER_ALERT_EVERY = timedelta(minutes=5)
+# This many refusals of one kind within the window make an alert, sent at
+# most once per `WEBHOOK_ALERT_EVERY` for that kind.
+WEBHOOK_REJECTIONS = 10
+WEBHOOK_WINDOW = timedelta(minutes=5)
+WEBHOOK_ALERT_EVERY = timedelta(minutes=30)
+
+
+def take_alert(
+    session: Session, *, key: str, every: timedelta, now: datetime | None = None
+) -> int | None:
+    """Claim the right to send the alert `key` now, in the caller's transaction.
+
+    None while the last one is younger than `every` (this one is counted as
+    suppressed); otherwise how many were suppressed since the last one. The
+    row is locked (PostgreSQL), so two processes never both send.
+    """
+    now = now or utcnow()
+    row = session.get(AlertThrottle, key, with_for_update=True)
+    if row is None:
+        session.add(AlertThrottle(key=key, last_sent_at=now))
+        return 0
+    if row.last_sent_at > now - every:
+        row.suppressed += 1
+        session.add(row)
+        return None
+    suppressed = row.suppressed
+    row.last_sent_at, row.suppressed = now, 0
+    session.add(row)
+    return suppressed
+
+
+def _admin_ids(session: Session) -> Sequence[str]:
+    return session.exec(
+        select(User.id).where(User.role == Role.ADMIN.value).order_by(col(User.id))
+    ).all()
+
+
+def notify_dead_letter(
+    session: Session, *, event_id: int, name: str, attempts: int, error: str
+) -> int:
+    """Tell every admin that an outbox event was parked, at most once per
+    `DEAD_LETTER_ALERT_EVERY`; for the dispatcher, in the transaction that
+    parks the event (so it needs no dedupe key). Returns how many were written.
+    """
+    suppressed = take_alert(session, key="dead_letter", every=DEAD_LETTER_ALERT_EVERY)
+    if suppressed is None:
+        return 0
+    message = words.dead_letter(
+        event_id=event_id,
+        name=name,
+        attempts=attempts,
+        error=error,
+        suppressed=suppressed,
+    )
+    admins = _admin_ids(session)
+    for admin_id in admins:
+        add(
+            session,
+            NotificationKind.DEAD_LETTER,
+            message,
+            dedupe_key=None,
+            user_id=admin_id,
+        )
+    return len(admins)
+
+
+def watch_webhook_rejections(
+    session: Session, *, outcome: str, now: datetime | None = None
+) -> int:
+    """In the transaction that logs a refused webhook: when the newest
+    `WEBHOOK_REJECTIONS` refusals of this kind all came within `WEBHOOK_WINDOW`
+    and no alert for it went out in the last `WEBHOOK_ALERT_EVERY`, tell every
+    admin. Returns how many notifications were written.
+
+    Written here rather than by an outbox handler: a refused webhook changes
+    nothing else, not even the outbox. Cheap in a flood: while an alert is
+    recent, one primary-key read.
+    """
+    now = now or utcnow()
+    key = f"webhooks:{outcome}"
+    sent = session.exec(
+        select(AlertThrottle.last_sent_at).where(AlertThrottle.key == key)
+    ).first()
+    if sent is not None and sent > now - WEBHOOK_ALERT_EVERY:
+        return 0
+    # The newest N through the (outcome, id) index: never a scan of the window.
+    times = session.exec(
+        select(WebhookLog.received_at)
+        .where(WebhookLog.outcome == outcome)
+        .order_by(col(WebhookLog.id).desc())
+        .limit(WEBHOOK_REJECTIONS)
+    ).all()
+    if len(times) < WEBHOOK_REJECTIONS or min(times) < now - WEBHOOK_WINDOW:
+        return 0
+    if take_alert(session, key=key, every=WEBHOOK_ALERT_EVERY, now=now) is None:
+        return 0
+    message = words.webhooks_rejected(
+        outcome=outcome,
+        count=len(times),
+        window_minutes=int(WEBHOOK_WINDOW.total_seconds() // 60),
+        every_minutes=int(WEBHOOK_ALERT_EVERY.total_seconds() // 60),
+    )
+    admins = _admin_ids(session)
+    for admin_id in admins:
+        add(
+            session,
+            NotificationKind.WEBHOOKS_REJECTED,
+            message,
+            dedupe_key=None,  # written once, with the throttle's claim
+            user_id=admin_id,
+        )
+    return len(admins)

@@ -1,0 +1,159 @@
+// Notifications: the page listing them (#/notifications), and the pieces the
+// header's bell shares with it. Each person sees only their own: a guest's
+// are about the donations made in this browser, and move to the account
+// when the guest registers or signs in.
+import { api, currentSession } from "../session.js";
+import { ago, dateTime, h, notice } from "../dom.js";
+
+export const NOTIFICATION_FIELDS = `id kind title body pledgeId campaignId createdAt readAt`;
+export const FEED = `query Notifications($first: Int, $after: String, $unreadOnly: Boolean) {
+  notifications(first: $first, after: $after, unreadOnly: $unreadOnly) {
+    edges { node { ${NOTIFICATION_FIELDS} } }
+    pageInfo { hasNextPage endCursor }
+  }
+  unreadNotificationCount
+}`;
+const MARK = `mutation MarkNotificationsRead($ids: [ID!]!) {
+  markNotificationsRead(ids: $ids) { marked unreadCount }
+}`;
+const MARK_ALL = `mutation MarkAllNotificationsRead($upTo: ID) {
+  markAllNotificationsRead(upTo: $upTo) { marked unreadCount }
+}`;
+
+/** Mark some read; resolves to the unread count after. */
+export async function markRead(ids) {
+  return (await api(MARK, { ids })).markNotificationsRead.unreadCount;
+}
+
+/** Mark all read up to the newest one shown (a newer one stays unread). */
+export async function markAllRead(upTo) {
+  return (await api(MARK_ALL, { upTo })).markAllNotificationsRead.unreadCount;
+}
+
+/** Where a notification leads: the receipt, the campaign, or the admin page. */
+export function notificationLink(n) {
+  if (n.kind.startsWith("PAYMENT_") && n.pledgeId) return `#/donations/${encodeURIComponent(n.pledgeId)}`;
+  if (n.campaignId) return `#/campaigns/${encodeURIComponent(n.campaignId)}`;
+  if (n.kind === "DEAD_LETTER" || n.kind === "WEBHOOKS_REJECTED") return "#/admin";
+  return null;
+}
+
+/**
+ * One notification as a list item. Following its link marks it read. `onOpen(n)`
+ * runs when its link is followed, `onRead(n, unreadCount)` once it is read.
+ */
+export function notificationItem(n, { onOpen = () => {}, onRead = () => {} } = {}) {
+  const href = notificationLink(n);
+  function opened() {
+    if (!n.readAt) {
+      n.readAt = new Date().toISOString();
+      // The page changes now; the count follows when the server answers.
+      markRead([n.id]).then((unread) => onRead(n, unread), () => {});
+    }
+    onOpen(n);
+  }
+  const title = href ? h("a", { href, onclick: opened }, n.title) : n.title;
+  const item = h("li", { class: n.readAt ? "notification" : "notification unread", "data-notification-id": n.id },
+    h("p", { class: "notification-title" },
+      n.readAt ? null : h("span", { class: "visually-hidden" }, "Unread: "),
+      h("strong", {}, title)),
+    h("p", { class: "notification-body" }, n.body),
+    h("p", { class: "notification-meta" },
+      h("time", { datetime: n.createdAt, title: dateTime(n.createdAt, true) }, ago(n.createdAt))));
+  if (!n.readAt) {
+    const button = h("button", { type: "button", class: "link-button", "aria-label": `Mark “${n.title}” read` }, "Mark read");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const count = await markRead([n.id]);
+        n.readAt = new Date().toISOString();
+        item.classList.remove("unread");
+        item.querySelector(".visually-hidden")?.remove();
+        button.remove();
+        onRead(n, count);
+      } catch (error) {
+        button.disabled = false;
+        item.append(notice("error", `Could not mark it read: ${error.message}`));
+      }
+    });
+    item.querySelector(".notification-meta").append(" · ", button);
+  }
+  return item;
+}
+
+export async function notificationsView(ctx) {
+  ctx.setTitle("Notifications");
+  const heading = h("h1", { tabindex: "-1" }, "Notifications");
+  if (!currentSession()) {
+    return h("section", { class: "narrow" }, heading,
+      h("p", {}, "Notifications tell you when your donations are paid, and organisers when their campaigns receive one. ",
+        h("a", { href: "#/signin?next=/notifications" }, "Sign in"), " or ", h("a", { href: "#/" }, "find a campaign"), " to start."));
+  }
+  const list = h("ul", { class: "notifications", "aria-live": "polite" });
+  const status = h("p", { role: "status", "data-testid": "unread-status" });
+  const feedback = h("div", {});
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more notifications");
+  const onlyUnread = h("input", { type: "checkbox", id: "only-unread" });
+  const markAll = h("button", { type: "button", class: "secondary" }, "Mark all read");
+  let after = null;
+  let newest = null;
+
+  function showCount(count) {
+    status.textContent = count
+      ? `${count} unread notification${count === 1 ? "" : "s"}.`
+      : "Everything is read.";
+    markAll.disabled = count === 0;
+  }
+
+  async function load(reset) {
+    if (reset) {
+      after = null;
+      newest = null;
+      list.replaceChildren();
+    }
+    more.disabled = true;
+    try {
+      const data = await api(FEED, { first: 20, after, unreadOnly: onlyUnread.checked }, { signal: ctx.signal });
+      const { edges, pageInfo } = data.notifications;
+      for (const { node } of edges) {
+        newest ??= node.id;
+        list.append(notificationItem(node, { onRead: (_, count) => showCount(count) }));
+      }
+      after = pageInfo.endCursor;
+      more.hidden = !pageInfo.hasNextPage;
+      showCount(data.unreadNotificationCount);
+      if (!list.children.length) {
+        list.append(h("li", { class: "muted" }, onlyUnread.checked ? "No unread notifications." : "No notifications yet."));
+      }
+    } catch (error) {
+      if (error.name === "AbortError" || ctx.signal.aborted) return;
+      feedback.replaceChildren(notice("error", `Could not load notifications: ${error.message}`));
+    }
+    more.disabled = false;
+  }
+
+  more.addEventListener("click", () => load(false));
+  onlyUnread.addEventListener("change", () => load(true));
+  markAll.addEventListener("click", async () => {
+    markAll.disabled = true;
+    try {
+      await markAllRead(newest);
+      feedback.replaceChildren(notice("success", "All marked read."));
+      await load(true);
+    } catch (error) {
+      markAll.disabled = false;
+      feedback.replaceChildren(notice("error", `Could not mark them read: ${error.message}`));
+    }
+  });
+
+  await load(true);
+  return h("section", { class: "narrow" },
+    heading,
+    status,
+    h("div", { class: "button-row notifications-tools" },
+      h("span", { class: "check" }, onlyUnread, h("label", { for: "only-unread" }, "Only unread")),
+      markAll),
+    feedback,
+    list,
+    more);
+}
