@@ -66,6 +66,17 @@ class PledgesClaimed(Event):
     pledge_ids: tuple[str, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class TotalsReconciled(Event):
+    """Reconcile repaired a campaign's totals (in the commit of the repair), so
+    whichever process serves its subscribers pushes them the repaired totals."""
+
+    name: ClassVar[str] = "TotalsReconciled"
+    campaign_id: str
+    raised_cents: int
+    pledge_count: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -74,6 +85,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PledgeCreated,
         PledgeStatusChanged,
         PledgesClaimed,
+        TotalsReconciled,
     )
 }
 

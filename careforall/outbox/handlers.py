@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from careforall.db import Database
-from careforall.domain.events import Event, PledgeStatusChanged
+from careforall.domain.events import Event, PledgeStatusChanged, TotalsReconciled
 from careforall.domain.states import PledgeStatus
+from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
+from careforall.services import alerts, notifications
 from careforall.services.payments import auto_capture
 from careforall.services.totals import settle_pledge
 from careforall.services.unit_of_work import UnitOfWork
@@ -42,6 +44,32 @@ def update_totals(session: Session, event: Event) -> str | None:
     return settle_pledge(session, event.pledge_id)
 
 
+def push_reconciled_totals(session: Session, event: Event) -> str | None:
+    """Reconcile already repaired the totals: naming the campaign is enough for
+    the dispatcher to push them to its subscribers."""
+    assert isinstance(event, TotalsReconciled)
+    return event.campaign_id
+
+
+def notify_donor_and_organiser(session: Session, event: Event) -> str | None:
+    """After update_totals, so a goal reached is seen in the same transaction."""
+    assert isinstance(event, PledgeStatusChanged)
+    notifications.notify_pledge_status(session, event)
+    return None
+
+
+def on_dead_letter(
+    session: Session, row: OutboxEvent, *, attempts: int, error: str
+) -> None:
+    """For the dispatcher, in the transaction that parks `row` as a dead letter
+    after `attempts` tries: the admins hear of it (rate-limited) exactly when
+    the parking commits."""
+    assert row.id is not None
+    alerts.notify_dead_letter(
+        session, event_id=row.id, name=row.name, attempts=attempts, error=error
+    )
+
+
 def capture_after_authorization(ctx: HandlerContext, event: Event) -> None:
     assert isinstance(event, PledgeStatusChanged)
     if ctx.settings.auto_capture and event.to_status == PledgeStatus.AUTHORIZED:
@@ -51,7 +79,8 @@ def capture_after_authorization(ctx: HandlerContext, event: Event) -> None:
 
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
-    PledgeStatusChanged: [update_totals],
+    PledgeStatusChanged: [update_totals, notify_donor_and_organiser],
+    TotalsReconciled: [push_reconciled_totals],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],

@@ -338,7 +338,7 @@ def audit_log(
 @dataclass(frozen=True)
 class Reconciled:
     drifts: list[totals.Drift]
-    repaired: list[CampaignTotals]  # the totals as they are now, to push to subscribers
+    repaired: list[CampaignTotals]  # the repaired totals as they are now
 
 
 def reconcile(uow: UnitOfWork, *, actor: Principal | None, via: str) -> Reconciled:

@@ -489,8 +489,32 @@ def test_reconcile_totals_repairs_drift_and_pushes_the_repaired_totals(
         return count
 
     monkeypatch.setattr(broadcaster, "publish", publish)
+    query = (
+        "subscription($id: ID!) "
+        "{ campaignTotals(campaignId: $id) { raisedCents pledgeCount } }"
+    )
+    with client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"]
+    ) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {"query": query, "variables": {"id": scene.campaign_id}},
+            }
+        )
+        current = ws.receive_json()["payload"]["data"]["campaignTotals"]
+        assert current == {"raisedCents": 99, "pledgeCount": 7}
 
-    drifts = scene.admin_ok(RECONCILE)["reconcileTotals"]
+        drifts = scene.admin_ok(RECONCILE)["reconcileTotals"]
+
+        # Pushed by the dispatcher: the repair committed a TotalsReconciled event.
+        wait_for(lambda: pushed == [(scene.campaign_id, 2500, 2)])
+        repaired = ws.receive_json()["payload"]["data"]["campaignTotals"]
+        assert repaired == {"raisedCents": 2500, "pledgeCount": 2}
+        ws.send_json({"id": "1", "type": "complete"})
 
     assert drifts == [
         {
@@ -501,7 +525,6 @@ def test_reconcile_totals_repairs_drift_and_pushes_the_repaired_totals(
             "pledgeCount": 2,
         }
     ]
-    assert pushed == [(scene.campaign_id, 2500, 2)]
     assert f.totals(scene.gql, scene.campaign_id) == (2500, 2)
     assert scene.admin_ok(RECONCILE) == {"reconcileTotals": []}
     runs = [r for r in audit_rows(db) if r.action == "reconcile"]
