@@ -12,6 +12,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -68,6 +69,10 @@ OUTBOX_RETRIES = Counter(
 OUTBOX_DEAD_LETTERS = Counter(
     "careforall_outbox_dead_letters_total", "Outbox events parked as dead letters."
 )
+DB_CONFLICT_RETRIES = Counter(
+    "careforall_db_conflict_retries_total",
+    "Writes run again after PostgreSQL reported a deadlock or serialization failure.",
+)
 OUTBOX_PENDING = Gauge(
     "careforall_outbox_pending_events", "Outbox events waiting to be delivered."
 )
@@ -121,9 +126,18 @@ TOTALS_LAG = Histogram(
 )
 READY = Gauge(
     "careforall_ready",
-    "1 when this process is ready to serve (database reachable, background tasks "
-    "running), else 0.",
+    "1 when this process is ready to serve (database reachable and taking writes, "
+    "background tasks running), else 0.",
 )
+RETENTION_PRUNED = Counter(
+    "careforall_retention_pruned_rows_total",
+    "Rows deleted by retention (delivered outbox events, webhook log, delivered "
+    "simulated-provider webhooks), by table.",
+    ["table"],
+)
+RETENTION_TABLES = ("outbox_events", "webhook_log", "sim_webhooks")
+for _table in RETENTION_TABLES:
+    RETENTION_PRUNED.labels(_table)
 
 # Known label values start at zero, so rate() and increase() see the first event.
 WEBHOOK_OUTCOMES = (
@@ -156,5 +170,6 @@ def count_events(events: Sequence[Event]) -> None:
 
 async def metrics_endpoint(request: Request) -> Response:
     # Readiness is checked at scrape time, so the gauge is never stale.
-    READY.set(1 if all(readiness(request.app.state).values()) else 0)
+    checks = await run_in_threadpool(readiness, request.app.state)  # may probe
+    READY.set(1 if all(checks.values()) else 0)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
