@@ -1,5 +1,13 @@
-# CareForAll in one container: the service on SQLite in the /data volume.
+# CareForAll in one container: the service on SQLite in the /data volume, or
+# on PostgreSQL when CAREFORALL_DATABASE_URL says so.
+# Build: docker build -t careforall:0.2.0 . (the version in pyproject.toml)
 FROM python:3.11-slim
+
+# Kept equal to pyproject.toml's version (tests/deploy checks it).
+ARG VERSION=0.2.0
+LABEL org.opencontainers.image.title="CareForAll" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -22,12 +22,15 @@ from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, readyz
 from careforall.endpoints.security import security_middleware
 from careforall.endpoints.webhooks import payments_webhook
+from careforall.maintenance import run_retention
 from careforall.metrics import metrics_endpoint
 from careforall.middleware import RequestMetrics
 from careforall.models import CampaignTotals
 from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
+from careforall.outbox.listener import Listener
+from careforall.outbox.notifier import NotificationHub
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
 from careforall.services import auth, totals
@@ -67,7 +70,9 @@ def _start_runtime(
         keys=keys,
         provider=provider,
         webhook_secret=webhook_secret,
-        writer=Writer(db),
+        # Group commit is for SQLite's single writer; PostgreSQL commits
+        # concurrent transactions together by itself.
+        writer=None if db.is_postgres else Writer(db),
     )
 
 
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     broadcaster: Broadcaster[CampaignTotals] = Broadcaster()
     graphql = GraphQLView(broadcaster=broadcaster)
+    notifications = NotificationHub()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,21 +117,38 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         sender_ref.append(sender)
         writer = runtime.writer
-        assert writer is not None
-        writer.start()
+        if writer is not None:
+            writer.start()
+        listener = None
+        if db.is_postgres:
+            listener = Listener(
+                db.engine,
+                on_outbox=dispatcher.wake,
+                on_totals=dispatcher.push_from_database,
+            )
         app.state.runtime = runtime
         app.state.dispatcher = dispatcher
         app.state.sender = sender
         app.state.broadcaster = broadcaster
+        app.state.notifications = notifications
         tasks = [
             asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
             asyncio.create_task(sender.run(), name="webhook-sender"),
+            asyncio.create_task(notifications.run(db), name="notifications"),
+            asyncio.create_task(run_retention(db, settings), name="retention"),
         ]
+        if listener is not None:
+            # After the dispatcher's task exists, so it has a loop to push on.
+            await asyncio.sleep(0)
+            listener.start()
         try:
             yield
         finally:
             # Queued writes finish (and are published) before anything stops.
-            await asyncio.to_thread(writer.stop)
+            if writer is not None:
+                await asyncio.to_thread(writer.stop)
+            if listener is not None:
+                await asyncio.to_thread(listener.stop)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

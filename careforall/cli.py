@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from careforall import __version__
 from careforall.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from careforall.services.unit_of_work import UnitOfWork
+
 log = logging.getLogger("careforall")
+R = TypeVar("R")
 
 
 def _loopback(host: str) -> str:
@@ -36,7 +42,15 @@ def _check_admin_bootstrap(settings: Settings) -> str | None:
     return None
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
+SQLITE_WORKERS_REFUSED = (
+    "--workers needs PostgreSQL (CAREFORALL_DATABASE_URL=postgresql://...). "
+    "On SQLite one process serves the file: other processes would neither "
+    "hear of its events nor push its totals to their subscribers, and every "
+    "write still queues for the one file lock. See the README, 'Scaling out'."
+)
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     import uvicorn
 
     from careforall.app import create_app
@@ -45,6 +59,12 @@ def serve(settings: Settings, host: str, port: int) -> int:
     problem = _check_admin_bootstrap(settings)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers > 1 and not settings.is_postgres:
+        print(f"error: {SQLITE_WORKERS_REFUSED}", file=sys.stderr)
         return 2
     run_migrations(settings)
     if settings.provider_webhook_url is None:
@@ -55,16 +75,29 @@ def serve(settings: Settings, host: str, port: int) -> int:
         settings = settings.with_(
             provider_webhook_url=f"http://{host_part}:{port}/webhooks/payments"
         )
-    log.info("serving", extra={"host": host, "port": port, "version": __version__})
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        ws="websockets-sansio",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
+    log.info(
+        "serving",
+        extra={"host": host, "port": port, "version": __version__, "workers": workers},
     )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "ws": "websockets-sansio",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers > 1:
+        # Each worker process builds its app from the environment.
+        os.environ["CAREFORALL_DATABASE_URL"] = settings.database_url
+        os.environ["CAREFORALL_PROVIDER_WEBHOOK_URL"] = str(
+            settings.provider_webhook_url
+        )
+        uvicorn.run(
+            "careforall.app:create_app", factory=True, workers=workers, **options
+        )
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 
@@ -114,36 +147,64 @@ def backup_or_restore(settings: Settings, command: str, file: str, force: bool) 
     return 0
 
 
-def reconcile(settings: Settings) -> int:
+def _on_database(settings: Settings, work: Callable[[UnitOfWork], R]) -> R | None:
+    """Run `work` on the existing database; None once it has said why not."""
     from sqlalchemy.exc import OperationalError
 
     from careforall.backup import BackupError, require_database
     from careforall.db import Database, make_engine
-    from careforall.services.admin import reconcile as run_reconcile
     from careforall.services.unit_of_work import UnitOfWork
+    from careforall.services.writer import is_busy
 
     try:
         require_database(settings)
     except BackupError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return None
     db = Database(make_engine(settings))
     try:
-        result = run_reconcile(UnitOfWork(db), actor=None, via="cli")
-    except OperationalError:
-        print(
-            "error: the database schema is not current; run `careforall migrate`",
-            file=sys.stderr,
+        return work(UnitOfWork(db))
+    except OperationalError as exc:
+        problem = (
+            "the database is busy; try again"
+            if is_busy(exc)
+            else "the database schema is not current; run `careforall migrate`"
         )
-        return 2
+        print(f"error: {problem}", file=sys.stderr)
+        return None
     finally:
         db.dispose()
+
+
+def reconcile(settings: Settings) -> int:
+    from careforall.services.admin import reconcile as run_reconcile
+
+    result = _on_database(
+        settings, lambda uow: run_reconcile(uow, actor=None, via="cli")
+    )
+    if result is None:
+        return 2
     for d in result.drifts:
         print(
             f"repaired {d.campaign_id}: raised {d.raised_cents_was} -> "
             f"{d.raised_cents} cents, pledges {d.pledge_count_was} -> {d.pledge_count}"
         )
     print(f"reconcile: {len(result.drifts)} campaign(s) repaired")
+    return 0
+
+
+def prune(settings: Settings) -> int:
+    from careforall.services.retention import RetentionPolicy
+    from careforall.services.retention import prune as run_prune
+
+    policy = RetentionPolicy.from_settings(settings)
+    result = _on_database(settings, lambda uow: run_prune(uow, policy=policy))
+    if result is None:
+        return 2
+    for table, days in policy.days().items():
+        kept = f"older than {days:g} days" if days > 0 else "kept forever"
+        print(f"{table}: {result.deleted[table]} row(s) deleted ({kept})")
+    print(f"prune: {result.total} row(s) deleted in {result.seconds:.2f} s")
     return 0
 
 
@@ -156,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="apply migrations and serve HTTP")
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (PostgreSQL only; SQLite serves from one)",
+    )
     commands.add_parser("migrate", help="apply pending migrations and exit")
     admin = commands.add_parser("create-admin", help="create or promote an admin")
     admin.add_argument("--email", required=True)
@@ -177,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reconcile", help="recompute campaign totals from pledges; print repairs"
     )
+    commands.add_parser(
+        "prune",
+        help="delete delivered outbox events, old webhook log rows and delivered "
+        "provider webhooks past their retention (CAREFORALL_RETENTION_*)",
+    )
     return parser
 
 
@@ -191,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(settings.log_level)
     if args.command == "serve":
-        return serve(settings, args.host, args.port)
+        return serve(settings, args.host, args.port, args.workers)
     if args.command == "migrate":
         from careforall.db import run_migrations
 
@@ -204,4 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return backup_or_restore(settings, args.command, args.file, force)
     if args.command == "reconcile":
         return reconcile(settings)
+    if args.command == "prune":
+        return prune(settings)
     return 2

@@ -4,6 +4,11 @@ SQLite runs in WAL mode with `synchronous=FULL` (an acknowledged commit
 survives a power cut), foreign keys on and a busy timeout. Write transactions
 start with `BEGIN IMMEDIATE`, so two writers queue on the lock instead of one
 failing when it upgrades a read to a write.
+
+PostgreSQL (psycopg 3) runs at READ COMMITTED: the services lock the rows they
+read to change (`SELECT ... FOR UPDATE`, a no-op on SQLite, where the write
+lock already serializes writers), unique constraints decide races, and
+`LISTEN/NOTIFY` tells every process of new events and changed totals.
 """
 
 from __future__ import annotations
@@ -18,12 +23,37 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from careforall.settings import Settings
 
 _IMMEDIATE = "careforall_immediate"
 _WAITERS = "careforall_write_waiters"
+
+# PostgreSQL channels (see careforall/outbox/listener.py).
+OUTBOX_CHANNEL = "careforall_outbox"
+TOTALS_CHANNEL = "careforall_totals"
+# The advisory lock that keeps a reconcile apart from the dispatchers.
+_TOTALS_LOCK_KEY = 0x43464154  # "CFAT"
+# PostgreSQL's limit on a notification's payload is 8000 bytes.
+_NOTIFY_PAYLOAD_BYTES = 7000
+
+# SQLSTATEs after which the transaction was rolled back and a retry may pass:
+# serialization failure and deadlock (retried at once, see Runtime.write).
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+# ... and those that mean "not now": lock or statement timeout, too many
+# connections, a read-only server (a standby), a full disk, a lost connection.
+BUSY_SQLSTATES = RETRY_SQLSTATES | frozenset(
+    {"55P03", "57014", "53300", "53100", "25006", "57P01", "57P03"}
+)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind a SQLAlchemy error, if there is one."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 class WriteWaiters:
@@ -93,7 +123,20 @@ def make_engine(settings: Settings) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas(settings.busy_timeout_ms))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(settings.database_url, pool_pre_ping=True)
+    return create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        # Requests run in a thread pool of 40; the dispatcher, the webhook
+        # sender and the listener need a few more.
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=settings.busy_timeout_ms / 1000,
+        connect_args={
+            "application_name": "careforall",
+            # A lock wait past the busy timeout is an overload, as on SQLite.
+            "options": f"-c lock_timeout={int(settings.busy_timeout_ms)}",
+        },
+    )
 
 
 class Database:
@@ -101,6 +144,7 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
         self.write_waiters = WriteWaiters()
         self._write_engine = engine.execution_options(
             **{_IMMEDIATE: True, _WAITERS: self.write_waiters}
@@ -116,6 +160,33 @@ class Database:
     def notify_commit(self) -> None:
         for listener in list(self._commit_listeners):
             listener()
+
+    def totals_lock(self, session: Session, *, exclusive: bool) -> None:
+        """PostgreSQL: a transaction-long advisory lock on the totals.
+
+        Dispatchers take it shared (they lock rows in id order and cannot
+        deadlock with each other); a reconcile, which rewrites every ledger
+        and totals row, takes it alone. SQLite's write lock already does this.
+        """
+        if not self.is_postgres:
+            return
+        function = (
+            "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        )
+        session.execute(text(f"SELECT {function}(:key)"), {"key": _TOTALS_LOCK_KEY})
+
+    def notify_others(self, session: Session, channel: str, payload: str = "") -> None:
+        """PostgreSQL: tell every process's listener, when this transaction commits.
+
+        A payload longer than PostgreSQL allows is sent in comma-separated parts.
+        """
+        if not self.is_postgres:
+            return
+        for part in _payload_parts(payload):
+            session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": channel, "payload": part},
+            )
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -139,6 +210,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _payload_parts(payload: str) -> list[str]:
+    if len(payload.encode()) <= _NOTIFY_PAYLOAD_BYTES:
+        return [payload]
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for item in payload.split(","):
+        if current and size + len(item.encode()) + 1 > _NOTIFY_PAYLOAD_BYTES:
+            parts.append(",".join(current))
+            current, size = [], 0
+        current.append(item)
+        size += len(item.encode()) + 1
+    parts.append(",".join(current))
+    return parts
 
 
 def _resource_dir(name: str) -> Path:

@@ -86,6 +86,13 @@ def _traces_exporter(env: Mapping[str, str]) -> str:
     return ",".join(dict.fromkeys(n for n in names if n != "none")) or "none"
 
 
+def _retention_days(env: Mapping[str, str], table: str, default: float) -> float:
+    """CAREFORALL_RETENTION_<TABLE>_DAYS, else CAREFORALL_RETENTION_DAYS, else
+    `default`; 0 keeps that table's rows forever."""
+    general = _number(env, "CAREFORALL_RETENTION_DAYS", default)
+    return _number(env, f"CAREFORALL_RETENTION_{table}_DAYS", general)
+
+
 @dataclass(frozen=True)
 class Rate:
     """At most `count` requests per `seconds`; written `count/seconds`, e.g. `10/60`."""
@@ -105,6 +112,29 @@ class Rate:
                 f"{name} must be requests/seconds like 10/60, not {raw!r}"
             )
         return rate
+
+
+def database_url(raw: str) -> str:
+    """The SQLAlchemy URL for CAREFORALL_DATABASE_URL.
+
+    SQLite and PostgreSQL (through psycopg 3) are supported; the usual
+    `postgresql://` and `postgres://` forms are taken to mean psycopg.
+    """
+    url = raw.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise SettingsError(
+            f"CAREFORALL_DATABASE_URL must look like sqlite:///path or "
+            f"postgresql://user@host/db, not {raw!r}"
+        )
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise SettingsError(
+        f"CAREFORALL_DATABASE_URL: {scheme!r} is not supported; "
+        "use sqlite:///path or postgresql://user@host/db"
+    )
 
 
 def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
@@ -133,6 +163,9 @@ class Settings:
     outbox_base_delay: float = 0.5
     webhook_retry_base_delay: float = 0.5
     busy_timeout_ms: int = 5000
+    # PostgreSQL: connections kept per process (as many again may be opened
+    # under a burst).
+    db_pool_size: int = 20
     log_level: str = "INFO"
     # Standard OpenTelemetry variable (README, "Observability"); "none" is off.
     traces_exporter: str = "none"
@@ -151,12 +184,19 @@ class Settings:
     rate_limit_pledge_per_address: Rate = Rate(60, 60)
     rate_limit_payment_per_principal: Rate = Rate(10, 60)
     rate_limit_payment_per_address: Rate = Rate(30, 60)
+    # Retention (README, "Retention"): days to keep; 0 keeps forever.
+    retention_outbox_days: float = 30
+    retention_webhook_log_days: float = 90
+    retention_sim_webhooks_days: float = 30
+    retention_interval_seconds: float = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
-            database_url=env.get("CAREFORALL_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=database_url(
+                env.get("CAREFORALL_DATABASE_URL") or DEFAULT_DATABASE_URL
+            ),
             jwt_secret=env.get("CAREFORALL_JWT_SECRET") or None,
             webhook_secret=env.get("CAREFORALL_WEBHOOK_SECRET") or None,
             admin_email=env.get("CAREFORALL_ADMIN_EMAIL") or None,
@@ -167,6 +207,7 @@ class Settings:
             user_token_hours=_number(env, "CAREFORALL_TOKEN_HOURS", 24 * 7),
             outbox_max_attempts=int(_number(env, "CAREFORALL_OUTBOX_MAX_ATTEMPTS", 8)),
             outbox_base_delay=_number(env, "CAREFORALL_OUTBOX_BASE_DELAY", 0.5),
+            db_pool_size=max(1, int(_number(env, "CAREFORALL_DB_POOL_SIZE", 20))),
             log_level=_log_level(env),
             traces_exporter=_traces_exporter(env),
             introspection=_flag(env, "CAREFORALL_INTROSPECTION", True),
@@ -197,6 +238,12 @@ class Settings:
             rate_limit_payment_per_address=_rate(
                 env, "CAREFORALL_RATE_LIMIT_PAYMENT_PER_ADDRESS", Rate(30, 60)
             ),
+            retention_outbox_days=_retention_days(env, "OUTBOX", 30),
+            retention_webhook_log_days=_retention_days(env, "WEBHOOK_LOG", 90),
+            retention_sim_webhooks_days=_retention_days(env, "SIM_WEBHOOKS", 30),
+            retention_interval_seconds=_number(
+                env, "CAREFORALL_RETENTION_INTERVAL_SECONDS", 3600
+            ),
         )
 
     def with_(self, **changes: object) -> Settings:
@@ -205,3 +252,7 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")

@@ -155,6 +155,15 @@ def traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+def traceparent_of(context: Context | None) -> str | None:
+    """The W3C traceparent of a saved context, to hand to another process."""
+    if _tracer is None or context is None:
+        return None
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, context=context)
+    return carrier.get("traceparent")
+
+
 def context_from(value: str | None) -> Context | None:
     """The parent context a stored traceparent names (None if absent or invalid)."""
     if _tracer is None or not value:

@@ -19,6 +19,7 @@ from careforall.db import Database, make_engine, run_migrations
 from careforall.services import auth
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from tests import postgres
 
 ADMIN_EMAIL = "admin@example.org"
 ADMIN_PASSWORD = "admin-password-1"
@@ -41,11 +42,75 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def databases_under_test() -> list[str]:
+    """The databases the suite runs on: CAREFORALL_TEST_DATABASES, by default
+    both ("sqlite,postgresql")."""
+    raw = os.environ.get("CAREFORALL_TEST_DATABASES") or "sqlite,postgresql"
+    return [kind.strip() for kind in raw.split(",") if kind.strip()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a database runs once per database kind, except
+    those marked `sqlite_only` or `postgres_only` (what they test is that
+    database's own)."""
+    if "database_kind" not in metafunc.fixturenames:
+        return
+    kinds = databases_under_test()
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        kinds = [kind for kind in kinds if kind == "sqlite"]
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        kinds = [kind for kind in kinds if kind == "postgresql"]
+    metafunc.parametrize("database_kind", kinds)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server's URL, with the migrated template database made.
+
+    CAREFORALL_TEST_POSTGRES_URL names one; otherwise a throwaway cluster is
+    started from the installed binaries. Without either the PostgreSQL tests
+    skip, except in CI (CI is set), where they fail: CI must install it.
+    """
+    url = os.environ.get("CAREFORALL_TEST_POSTGRES_URL")
+    cluster = None
+    if not url:
+        cluster = postgres.start_cluster()
+        if cluster is None:
+            if os.environ.get("CI"):
+                pytest.fail("PostgreSQL is missing: CI must install postgresql")
+            pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        url = cluster.url
+    try:
+        postgres.make_template(url)
+        yield url
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(postgres_server: str) -> Iterator[postgres.DatabasePool]:
+    pool = postgres.DatabasePool(postgres_server)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def db_url(tmp_path: Path, template_db: Path) -> str:
+def db_url(
+    request: pytest.FixtureRequest,
+    database_kind: str,
+    tmp_path: Path,
+    template_db: Path,
+) -> Iterator[str]:
+    if database_kind == "postgresql":
+        pool: postgres.DatabasePool = request.getfixturevalue("postgres_databases")
+        url = pool.acquire()
+        yield url
+        pool.release(url)
+        return
     path = tmp_path / "careforall.db"
     shutil.copy(template_db, path)
-    return f"sqlite:///{path}"
+    yield f"sqlite:///{path}"
 
 
 @pytest.fixture

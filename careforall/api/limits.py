@@ -1,4 +1,5 @@
-"""Limits on a GraphQL document: tokens, depth and aliases; introspection on or off.
+"""Limits on a GraphQL document: tokens, depth and aliases; introspection on or off;
+and the checks every root field's arguments pass (text, rate limits).
 
 Each request reads the app's settings, so one schema serves apps with different
 limits. Strawberry ships QueryDepthLimiter and MaxAliasesLimiter, but they walk a
@@ -10,7 +11,8 @@ refused as GRAPHQL_PARSE_FAILED like any document the parser gives up on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +21,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLResolveInfo,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -29,6 +32,8 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 
 from careforall.api.context import Context
+from careforall.api.ratelimit import check as rate_limit
+from careforall.domain.errors import BadUserInput
 from careforall.settings import Settings
 
 DEFAULTS = Settings()
@@ -146,3 +151,44 @@ class DocumentLimits(SchemaExtension):
             *rules,
         )
         yield
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether any text in a field's arguments holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_has_nul(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
+
+
+class RootFieldChecks(SchemaExtension):
+    """Checks each root field's arguments (each alias too) before it runs.
+
+    Text with a NUL character is refused: PostgreSQL cannot store one, and no
+    name, message or key needs one, so both databases answer alike. Mutations
+    then count against their rate limits.
+    """
+
+    def resolve(
+        self,
+        _next: Callable[..., Any],
+        root: Any,
+        info: GraphQLResolveInfo[Any],
+        *args: str,
+        **kwargs: Any,
+    ) -> Any:
+        if info.path.prev is None:
+            if _has_nul(kwargs):
+                raise BadUserInput(
+                    "Text may not contain NUL (U+0000) characters; nothing was changed."
+                )
+            if info.parent_type is info.schema.mutation_type and isinstance(
+                info.context, Context
+            ):
+                rate_limit(info.context, info.field_name, kwargs)
+        return _next(root, info, *args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from careforall import __version__
 from careforall.api.pagination import CampaignConnection, PledgeConnection, page_size
 from careforall.api.types import (
     Campaign,
@@ -19,6 +20,12 @@ from careforall.services import auth, campaigns, pledges
 
 @strawberry.type
 class Query:
+    @strawberry.field(
+        description="The running CareForAll version (semantic versioning)."
+    )
+    def version(self) -> str:
+        return __version__
+
     @strawberry.field(description="Null when anonymous or not signed in.")
     def me(self, info: Info) -> User | None:
         principal = info.context.principal

@@ -11,9 +11,7 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
-from graphql import GraphQLResolveInfo
 from starlette.requests import HTTPConnection
-from strawberry.extensions import SchemaExtension
 
 from careforall.api.context import Context
 from careforall.domain.errors import RateLimited, Unauthenticated
@@ -158,23 +156,3 @@ def check(context: Context, field: str, arguments: dict[str, Any]) -> None:
             f"Too many {what}; wait {wait} seconds and try again.",
             retry_after_seconds=wait,
         )
-
-
-class RateLimits(SchemaExtension):
-    """Counts each root mutation field (each alias too) before it runs."""
-
-    def resolve(
-        self,
-        _next: Callable[..., Any],
-        root: Any,
-        info: GraphQLResolveInfo[Any],
-        *args: str,
-        **kwargs: Any,
-    ) -> Any:
-        if (
-            info.path.prev is None
-            and info.parent_type is info.schema.mutation_type
-            and isinstance(info.context, Context)
-        ):
-            check(info.context, info.field_name, kwargs)
-        return _next(root, info, *args, **kwargs)

@@ -15,11 +15,15 @@ from strawberry.types.graphql import OperationType
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
 from careforall.api.errors import ErrorCodes
-from careforall.api.limits import DocumentLimits
+from careforall.api.limits import DocumentLimits, RootFieldChecks
 from careforall.api.mutations import Mutation
+from careforall.api.notifications import (
+    NotificationMutation,
+    NotificationQuery,
+    NotificationSubscription,
+)
 from careforall.api.observability import Observability
 from careforall.api.queries import Query
-from careforall.api.ratelimit import RateLimits
 from careforall.api.subscriptions import Subscription
 
 
@@ -61,15 +65,19 @@ class Schema(strawberry.Schema):
 
 def build_schema(**kwargs: Any) -> Schema:
     return Schema(
-        query=merge_types("Query", (Query, AdminQuery)),
-        mutation=merge_types("Mutation", (Mutation, AdminMutation)),
-        subscription=Subscription,
+        query=merge_types("Query", (Query, AdminQuery, NotificationQuery)),
+        mutation=merge_types(
+            "Mutation", (Mutation, AdminMutation, NotificationMutation)
+        ),
+        subscription=merge_types(
+            "Subscription", (Subscription, NotificationSubscription)
+        ),
         # Observability first: it finishes last and sees the final error codes.
         extensions=[
             Observability,
             ErrorCodes,
             DocumentLimits,
-            RateLimits,
+            RootFieldChecks,
             # Parsing and validating the same document again is most of the
             # cost of a small query; both caches are bounded LRUs keyed by text.
             CachedParser,

@@ -61,6 +61,10 @@ class Broadcaster(Generic[T]):
                 if not subscribers:
                     del self._topics[topic]
 
+    def topics(self) -> list[str]:
+        """The topics that have subscribers now."""
+        return list(self._topics)
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._topics.values())

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,19 +22,69 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from careforall import metrics, tracing
+from careforall.concurrency import in_thread
+from careforall.db import TOTALS_CHANNEL
 from careforall.domain.clock import utcnow
 from careforall.domain.events import EVENT_TYPES, Event, load_event
-from careforall.models import CampaignTotals, OutboxEvent
+from careforall.models import CampaignTotals, OutboxEvent, Pledge
 from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.handlers import (
     SIDE_EFFECT_HANDLERS,
     TRANSACTIONAL_HANDLERS,
     HandlerContext,
     TransactionalHandler,
+    on_dead_letter,
 )
 from careforall.services.totals import totals_for
 
 log = logging.getLogger("careforall.outbox")
+
+
+def totals_payload(changed: Mapping[str, Context | None]) -> str:
+    """`campaign@traceparent,...`: what the listeners push, in whose trace."""
+    return ",".join(
+        f"{campaign_id}@{parent}"
+        if (parent := tracing.traceparent_of(ctx))
+        else campaign_id
+        for campaign_id, ctx in changed.items()
+    )
+
+
+def parse_totals_payload(payload: str) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for entry in payload.split(","):
+        campaign_id, _, parent = entry.partition("@")
+        if campaign_id:
+            changes[campaign_id] = parent or None
+    return changes
+
+
+def lock_in_order(session: Session, events: Iterable[Event]) -> None:
+    """PostgreSQL: lock the batch's pledges, then their campaigns' totals, each
+    in id order, before any handler runs.
+
+    Handlers lock a pledge and then its totals row; two processes doing that
+    for different events in different orders could deadlock. Taking every
+    lock up front in one order cannot.
+    """
+    pledge_ids = sorted(
+        {pid for e in events if isinstance(pid := getattr(e, "pledge_id", None), str)}
+    )
+    if not pledge_ids:
+        return
+    campaign_ids = session.exec(
+        select(Pledge.campaign_id)
+        .where(col(Pledge.id).in_(pledge_ids))
+        .order_by(col(Pledge.id))
+        .with_for_update()
+    ).all()
+    session.exec(
+        select(CampaignTotals.campaign_id)
+        .where(col(CampaignTotals.campaign_id).in_(sorted(set(campaign_ids))))
+        .order_by(col(CampaignTotals.campaign_id))
+        .with_for_update()
+    ).all()
+
 
 MAX_DELAY_SECONDS = 300.0
 IDLE_WAIT_SECONDS = 5.0
@@ -73,6 +124,33 @@ class Dispatcher:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
 
+    def push_from_database(self, changes: Mapping[str, str | None] | None) -> None:
+        """Push totals that another process (or this one) committed.
+
+        `changes` maps each campaign to the traceparent of the work that changed
+        it (None: every campaign watched here). Called by the PostgreSQL
+        listener's thread, one notification after the other in commit order;
+        each read sees at least what the last one saw, so a subscriber never
+        sees totals go back in time.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        watched = set(self._broadcaster.topics())
+        if changes is None:
+            changes = dict.fromkeys(watched)
+        wanted = sorted(set(changes) & watched)
+        fresh: dict[str, CampaignTotals] = {}
+        if wanted:
+            with self._db.read() as session:
+                fresh = {t.campaign_id: t for t in totals_for(session, wanted)}
+        for campaign_id, parent in changes.items():
+            totals = fresh.get(campaign_id)
+            if totals is not None or tracing.enabled():
+                loop.call_soon_threadsafe(
+                    self._push, campaign_id, totals, tracing.context_from(parent)
+                )
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.alive = True
@@ -81,13 +159,17 @@ class Dispatcher:
                 self._wake.clear()
                 self.last_beat = time.monotonic()
                 try:
-                    result = await asyncio.to_thread(self.process_due)
+                    result = await in_thread(self.process_due)
                 except Exception:
                     # The database may be away for a moment: keep the task alive.
                     log.exception("outbox batch failed; retrying")
                     result = BatchResult(next_wait=1.0)
                 for totals in result.changed_totals:
-                    self._push(totals, result.traces.get(totals.campaign_id))
+                    self._push(
+                        totals.campaign_id,
+                        totals,
+                        result.traces.get(totals.campaign_id),
+                    )
                 if result.processed >= self._batch_size:
                     continue
                 try:
@@ -100,44 +182,84 @@ class Dispatcher:
         finally:
             self.alive = False
 
-    def _push(self, totals: CampaignTotals, parent: Context | None) -> None:
+    def _push(
+        self, campaign_id: str, totals: CampaignTotals | None, parent: Context | None
+    ) -> None:
+        """Hand `totals` to the campaign's subscribers (None: no one watches)."""
+
+        def publish() -> int:
+            if totals is None:
+                return 0
+            return self._broadcaster.publish(campaign_id, totals)
+
         if not tracing.enabled():
-            self._broadcaster.publish(totals.campaign_id, totals)
+            publish()
             return
         with tracing.span(
             "subscription push",
             parent=parent,
             kind=SpanKind.PRODUCER,
-            attributes={"careforall.campaign_id": totals.campaign_id},
+            attributes={"careforall.campaign_id": campaign_id},
         ) as span:
-            subscribers = self._broadcaster.publish(totals.campaign_id, totals)
-            span.set_attribute("careforall.subscribers", subscribers)
+            span.set_attribute("careforall.subscribers", publish())
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self._base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
         return float(delay * random.uniform(0.5, 1.5))
 
     def process_due(self) -> BatchResult:
-        """Deliver one batch of due events (blocking; runs in a worker thread)."""
-        now = utcnow()
-        with self._db.read() as session:
-            self._refresh_gauges(session, now)
-            rows = list(
-                session.exec(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.status == "pending")
-                    .where(col(OutboxEvent.available_at) <= now)
-                    .order_by(col(OutboxEvent.id))
-                    .limit(self._batch_size)
-                ).all()
-            )
-        if not rows:
-            return BatchResult(next_wait=self._next_wait())
+        """Deliver one batch of due events (blocking; runs in a worker thread).
 
+        On PostgreSQL the batch is claimed with FOR UPDATE SKIP LOCKED in the
+        transaction that marks it, so each event is delivered by one process
+        at a time, and the totals changed are announced to every process
+        (NOTIFY) rather than pushed from here. On SQLite this process is the
+        only one: the batch is read first, and the write lock is taken only
+        after the side effects (which write in transactions of their own).
+        """
+        now = utcnow()
+        due = (
+            select(OutboxEvent)
+            .where(OutboxEvent.status == "pending")
+            .where(col(OutboxEvent.available_at) <= now)
+            .order_by(col(OutboxEvent.id))
+            .limit(self._batch_size)
+        )
+        postgres = self._db.is_postgres
+        with self._db.read() as reader:
+            self._refresh_gauges(reader, now)
+            rows = [] if postgres else list(reader.exec(due).all())
+        with self._db.write_session() as session:
+            if postgres:
+                rows = list(session.exec(due.with_for_update(skip_locked=True)).all())
+            if not rows:
+                session.rollback()
+                return BatchResult(next_wait=self._next_wait())
+            # One span per event, continuing the trace of the commit that wrote it.
+            spans = {row.id: self._start_span(row) for row in rows}
+            events, errors = self._side_effects(rows, spans)
+            if postgres:
+                self._db.totals_lock(session, exclusive=False)
+                lock_in_order(session, events.values())
+            changed = self._transactional(session, rows, events, errors, spans)
+            if postgres and changed:
+                self._db.notify_others(session, TOTALS_CHANNEL, totals_payload(changed))
+            session.commit()
+            fresh = [] if postgres else totals_for(session, sorted(changed))
+        self._observe(rows, events, errors, spans)
+        return BatchResult(
+            changed_totals=fresh,
+            processed=len(rows),
+            next_wait=0.0,
+            traces=changed,
+        )
+
+    def _side_effects(
+        self, rows: list[OutboxEvent], spans: dict[int | None, Span]
+    ) -> tuple[dict[int, Event], dict[int, str]]:
+        """Load each event and run its side effects; returns events and errors."""
         errors: dict[int, str] = {}
         events: dict[int, Event] = {}
-        # One span per event, continuing the trace of the commit that wrote it.
-        spans = {row.id: self._start_span(row) for row in rows}
         for row in rows:
             assert row.id is not None
             if row.name not in EVENT_TYPES:
@@ -157,39 +279,43 @@ class Dispatcher:
                             f"{side_effect.__name__}: {type(exc).__name__}: {exc}"
                         )
                         break
+        return events, errors
 
+    def _transactional(
+        self,
+        session: Session,
+        rows: list[OutboxEvent],
+        events: dict[int, Event],
+        errors: dict[int, str],
+        spans: dict[int | None, Span],
+    ) -> dict[str, Context | None]:
+        """Run the transactional handlers (a savepoint each) and mark every row.
+
+        Returns the campaigns whose totals changed, with the trace that did it.
+        """
         changed: dict[str, Context | None] = {}
-        with self._db.write_session() as session:
-            for row in rows:
-                assert row.id is not None
-                event_or_none = events.get(row.id)
-                if row.id not in errors and event_or_none is not None:
-                    handlers = TRANSACTIONAL_HANDLERS.get(type(event_or_none), [])
-                    savepoint = session.begin_nested()
-                    try:
-                        with tracing.using(spans[row.id]):
-                            touched = [
-                                self._run(h, session, event_or_none) for h in handlers
-                            ]
-                        savepoint.commit()
-                        trace_context = tracing.context_of(spans[row.id])
-                        for campaign_id in touched:
-                            if campaign_id is not None:
-                                changed[campaign_id] = trace_context
-                    except Exception as exc:
-                        savepoint.rollback()
-                        errors[row.id] = f"{type(exc).__name__}: {exc}"
-                with tracing.using(spans[row.id]):
-                    self._mark(session, row, errors.get(row.id))
-            session.commit()
-            fresh = totals_for(session, sorted(changed))
-        self._observe(rows, events, errors, spans)
-        return BatchResult(
-            changed_totals=fresh,
-            processed=len(rows),
-            next_wait=0.0,
-            traces=changed,
-        )
+        for row in rows:
+            assert row.id is not None
+            event_or_none = events.get(row.id)
+            if row.id not in errors and event_or_none is not None:
+                handlers = TRANSACTIONAL_HANDLERS.get(type(event_or_none), [])
+                savepoint = session.begin_nested()
+                try:
+                    with tracing.using(spans[row.id]):
+                        touched = [
+                            self._run(h, session, event_or_none) for h in handlers
+                        ]
+                    savepoint.commit()
+                    trace_context = tracing.context_of(spans[row.id])
+                    for campaign_id in touched:
+                        if campaign_id is not None:
+                            changed[campaign_id] = trace_context
+                except Exception as exc:
+                    savepoint.rollback()
+                    errors[row.id] = f"{type(exc).__name__}: {exc}"
+            with tracing.using(spans[row.id]):
+                self._mark(session, row, errors.get(row.id))
+        return changed
 
     @staticmethod
     def _run(
@@ -270,6 +396,8 @@ class Dispatcher:
                     "last_error": error[:2000],
                 }
                 metrics.OUTBOX_DEAD_LETTERS.inc()
+                # The admins hear of it in the commit that parks it.
+                on_dead_letter(session, row, attempts=attempts, error=error)
                 log.error(
                     "outbox event parked as a dead letter",
                     extra={

@@ -11,14 +11,17 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import httpx
 from opentelemetry.trace import SpanKind
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall import tracing
+from careforall.concurrency import in_thread
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.models import SimWebhook
@@ -28,6 +31,7 @@ log = logging.getLogger("careforall.provider")
 
 MAX_DELAY_SECONDS = 60.0
 BATCH = 64
+LEASE_SECONDS = 10.0
 
 
 class WebhookSender:
@@ -80,16 +84,20 @@ class WebhookSender:
 
     def _due(self) -> tuple[list[SimWebhook], float]:
         now = utcnow()
+        query = (
+            select(SimWebhook)
+            .where(SimWebhook.delivered_at == None)  # noqa: E711
+            .where(col(SimWebhook.next_attempt_at) <= now)
+            .order_by(col(SimWebhook.id))
+            .limit(BATCH)
+        )
+        if self._db.is_postgres:
+            rows = self._lease(query, now)
+        else:
+            rows = []
         with self._db.read() as session:
-            rows = list(
-                session.exec(
-                    select(SimWebhook)
-                    .where(SimWebhook.delivered_at == None)  # noqa: E711
-                    .where(col(SimWebhook.next_attempt_at) <= now)
-                    .order_by(col(SimWebhook.id))
-                    .limit(BATCH)
-                ).all()
-            )
+            if not self._db.is_postgres:
+                rows = list(session.exec(query).all())
             upcoming = session.exec(
                 select(SimWebhook.next_attempt_at)
                 .where(SimWebhook.delivered_at == None)  # noqa: E711
@@ -100,13 +108,30 @@ class WebhookSender:
         wait = (upcoming - now).total_seconds() if upcoming is not None else 5.0
         return rows, max(0.01, min(wait, 5.0))
 
+    def _lease(
+        self, query: SelectOfScalar[SimWebhook], now: datetime
+    ) -> list[SimWebhook]:
+        """PostgreSQL, several processes: take the due rows no other process holds
+        and keep them for LEASE_SECONDS, so each webhook is posted by one sender
+        (a sender that dies mid-post leaves them to the others after the lease)."""
+        with self._db.write_session() as session:
+            rows = list(session.exec(query.with_for_update(skip_locked=True)).all())
+            if rows:
+                session.execute(
+                    update(SimWebhook)
+                    .where(col(SimWebhook.id).in_([row.id for row in rows]))
+                    .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+                )
+                session.commit()
+        return rows
+
     async def _deliver_due(self, client: httpx.AsyncClient) -> float:
         # Database work runs in a worker thread: a lock wait must not stall the loop.
-        rows, wait = await asyncio.to_thread(self._due)
+        rows, wait = await in_thread(self._due)
         if not rows:
             return wait
         results = await asyncio.gather(*(self._post(client, row) for row in rows))
-        await asyncio.to_thread(self._record, rows, results)
+        await in_thread(partial(self._record, rows, results))
         # More may be due right away (a full batch); otherwise wait for the next.
         return 0.0 if len(rows) == BATCH else wait
 

@@ -54,10 +54,13 @@ class SimulatedProvider:
             )
         )
 
-    def _payment(self, session: Session, pledge_id: str) -> SimPayment | None:
-        return session.exec(
-            select(SimPayment).where(SimPayment.pledge_id == pledge_id)
-        ).first()
+    def _payment(
+        self, session: Session, pledge_id: str, *, for_update: bool = False
+    ) -> SimPayment | None:
+        query = select(SimPayment).where(SimPayment.pledge_id == pledge_id)
+        if for_update:
+            query = query.with_for_update()
+        return session.exec(query).first()
 
     def authorize(
         self, *, pledge_id: str, amount_cents: int, currency: str, payment_method: str
@@ -94,7 +97,7 @@ class SimulatedProvider:
 
     def _move(self, pledge_id: str, allowed_from: str, to: str) -> ProviderResult:
         with self._db.write_session() as session:
-            payment = self._payment(session, pledge_id)
+            payment = self._payment(session, pledge_id, for_update=True)
             if payment is None:
                 return ProviderResult(
                     approved=False, reason="No payment was authorized."

@@ -20,6 +20,7 @@ from careforall.domain.events import PledgesClaimed
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
 from careforall.models import AnonymousSession, Pledge, User
+from careforall.services import notifications
 from careforall.services.unit_of_work import UnitOfWork
 
 ALGORITHM = "HS256"
@@ -153,9 +154,10 @@ def _anonymous_session_id(keys: TokenKeys, anonymous_token: str | None) -> str |
 
 
 def _claim_session(uow: UnitOfWork, *, user_id: str, session_id: str) -> None:
-    """Move an anonymous session's unclaimed pledges to the account."""
+    """Move an anonymous session's unclaimed pledges (and their notifications)
+    to the account."""
     session = uow.session
-    anon = session.get(AnonymousSession, session_id)
+    anon = session.get(AnonymousSession, session_id, with_for_update=True)
     if anon is None:
         return
     if anon.claimed_by_user_id not in (None, user_id):
@@ -174,6 +176,9 @@ def _claim_session(uow: UnitOfWork, *, user_id: str, session_id: str) -> None:
             .where(Pledge.id.in_(pledge_ids))  # type: ignore[attr-defined]
             .values(donor_user_id=user_id)
         )
+    # After the pledges: on PostgreSQL their row locks order this after any
+    # notification the dispatcher is writing for them.
+    notifications.move_to_user(session, session_id=session_id, user_id=user_id)
     anon.claimed_by_user_id = user_id
     session.add(anon)
     uow.emit(
@@ -270,6 +275,14 @@ def ensure_admin(
     """Make sure an admin with this email and password exists (idempotent)."""
     email = normalize_email(email)
     _check_password(password)
+    try:
+        return _ensure_admin(uow, email=email, password=password, name=name)
+    except IntegrityError:
+        # Another process (a worker starting beside this one) made it first.
+        return _ensure_admin(uow, email=email, password=password, name=name)
+
+
+def _ensure_admin(uow: UnitOfWork, *, email: str, password: str, name: str) -> User:
     with uow:
         user = uow.session.exec(select(User).where(User.email == email)).first()
         if user is None:

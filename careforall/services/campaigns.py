@@ -81,7 +81,7 @@ def set_campaign_status(
     """Pause, resume or close: by the campaign's owner or an admin (audited)."""
     actor = require_user(principal)
     with uow:
-        campaign = uow.session.get(Campaign, campaign_id)
+        campaign = uow.session.get(Campaign, campaign_id, with_for_update=True)
         if campaign is None:
             raise NotFound("There is no campaign with that id.")
         if not may_manage_campaign(actor, campaign):

@@ -51,7 +51,7 @@ def _apply(
     got there first and left nothing to move: the admin still asked for it.
     """
     with uow:
-        pledge = require_pledge(uow.session, pledge_id)
+        pledge = require_pledge(uow.session, pledge_id, for_update=True)
         steps = advance(pledge, target, source=source, at=utcnow())
         if steps:
             if target == PledgeStatus.FAILED and failure_reason:
@@ -220,9 +220,13 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
         session = uow.session
         if session.get(WebhookEvent, event.id) is not None:
             return True
-        pledge = session.get(Pledge, event.pledge_id)
+        pledge = session.get(Pledge, event.pledge_id, with_for_update=True)
         if pledge is None:
             raise WebhookRejected("unknown pledge")
+        # Asked again once the pledge is locked: a copy of this event may have
+        # been applied meanwhile by another process (PostgreSQL).
+        if session.get(WebhookEvent, event.id, populate_existing=True) is not None:
+            return True
         if (
             pledge.amount_cents != event.amount_cents
             or pledge.currency != event.currency

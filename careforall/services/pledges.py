@@ -113,7 +113,11 @@ def create_pledge(
             return existing
         if not principal_exists(session, donor):
             raise Unauthenticated("This session no longer exists; start a new one.")
-        campaign = session.get(Campaign, data.campaign_id)
+        # FOR SHARE (PostgreSQL): a campaign closing meanwhile waits for this
+        # pledge, or this pledge sees it closed.
+        campaign = session.get(
+            Campaign, data.campaign_id, with_for_update={"read": True}
+        )
         if campaign is None:
             raise NotFound("There is no campaign with that id.")
         check_same_currency(data.currency, campaign.currency)
@@ -135,29 +139,30 @@ def create_pledge(
             created_at=now,
             updated_at=now,
         )
-        session.add(pledge)
-        session.flush()
-        session.add(
-            PledgeTransition(
-                pledge_id=pledge.id,
-                from_status=None,
-                to_status="PENDING",
-                at=now,
-                source="api",
-            )
-        )
-        uow.emit(
-            PledgeCreated(
-                pledge_id=pledge.id,
-                campaign_id=pledge.campaign_id,
-                amount_cents=pledge.amount_cents,
-                currency=pledge.currency,
-            )
-        )
         try:
+            session.add(pledge)
+            # The INSERT, where a concurrent request with this key loses.
+            session.flush()
+            session.add(
+                PledgeTransition(
+                    pledge_id=pledge.id,
+                    from_status=None,
+                    to_status="PENDING",
+                    at=now,
+                    source="api",
+                )
+            )
+            uow.emit(
+                PledgeCreated(
+                    pledge_id=pledge.id,
+                    campaign_id=pledge.campaign_id,
+                    amount_cents=pledge.amount_cents,
+                    currency=pledge.currency,
+                )
+            )
             uow.commit()
         except IntegrityError:
-            # Another process won the race for this key: answer with its pledge.
+            # Another request won the race for this key: answer with its pledge.
             uow.rollback()
             winner = _replay(session, donor.scope, data)
             if winner is None:
@@ -208,8 +213,12 @@ def get_pledge(
     return pledge
 
 
-def require_pledge(session: Session, pledge_id: str) -> Pledge:
-    pledge = session.get(Pledge, pledge_id)
+def require_pledge(
+    session: Session, pledge_id: str, *, for_update: bool = False
+) -> Pledge:
+    """The pledge, or NotFound. `for_update` locks its row until the commit
+    (PostgreSQL), so two moves of one pledge run one after the other."""
+    pledge = session.get(Pledge, pledge_id, with_for_update=for_update or None)
     if pledge is None:
         raise NotFound("There is no pledge with that id.")
     return pledge

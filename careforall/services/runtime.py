@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from careforall import tracing
-from careforall.db import Database
+from careforall import metrics, tracing
+from careforall.db import RETRY_SQLSTATES, Database, sqlstate
 from careforall.domain.errors import ServiceBusy
 from careforall.payments.provider import PaymentProvider
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.write_health import WriteHealth
 from careforall.services.writer import Writer, is_busy
 from careforall.settings import Settings
+
+# How many times a write runs when PostgreSQL reports a conflict.
+CONFLICT_ATTEMPTS = 5
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,6 +36,14 @@ class Runtime:
     provider: PaymentProvider
     webhook_secret: str
     writer: Writer | None = None
+    # Whether writes pass lately (readiness), watching every write on `db`.
+    writes: WriteHealth = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        health = WriteHealth.watching(
+            self.db, busy_timeout=self.settings.busy_timeout_ms / 1000
+        )
+        object.__setattr__(self, "writes", health)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db)
@@ -37,13 +51,29 @@ class Runtime:
     async def write(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a write service off the event loop: commits wait for locks and fsync."""
 
-        def call() -> R:
+        def once() -> R:
             # The span opens in the worker thread, so the events the service
             # commits carry its trace context.
             if not tracing.enabled():
                 return fn(*args, **kwargs)
             with tracing.span(f"service {getattr(fn, '__name__', 'call')}"):
                 return fn(*args, **kwargs)
+
+        def call() -> R:
+            # PostgreSQL: a deadlock or serialization failure rolled the
+            # transaction back; running the service again is what a client
+            # would do, so it is done here, after a short random pause.
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    return once()
+                except DBAPIError as exc:
+                    if sqlstate(exc) not in RETRY_SQLSTATES:
+                        raise
+                    if attempt == CONFLICT_ATTEMPTS:
+                        raise ServiceBusy() from None
+                    metrics.DB_CONFLICT_RETRIES.inc()
+                    time.sleep(random.uniform(0.005, 0.05) * attempt)
+            raise AssertionError("unreachable")
 
         try:
             return await run_in_threadpool(call)

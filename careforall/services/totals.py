@@ -9,6 +9,7 @@ from sqlalchemy import text, update
 from sqlmodel import Session, col, func, select
 
 from careforall.domain.clock import utcnow
+from careforall.domain.events import TotalsReconciled
 from careforall.domain.states import PledgeStatus, counts_in_totals
 from careforall.models import CampaignTotals, Pledge, TotalsLedger
 from careforall.services.unit_of_work import UnitOfWork
@@ -21,7 +22,8 @@ def settle_pledge(session: Session, pledge_id: str) -> str | None:
     It reads the pledge's current status rather than trusting the event, so a
     repeated, late or reordered event converges on the same totals.
     """
-    pledge = session.get(Pledge, pledge_id)
+    # Locked (PostgreSQL) so that two processes settling one pledge take turns.
+    pledge = session.get(Pledge, pledge_id, with_for_update=True)
     if pledge is None:
         return None
     wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
@@ -66,6 +68,8 @@ def reconcile(
     captured = PledgeStatus.CAPTURED.value
     with uow:
         session = uow.session
+        # PostgreSQL: no dispatcher settles a pledge meanwhile.
+        uow.db.totals_lock(session, exclusive=True)
         # The ledger first, so events still in the outbox settle to no change.
         session.execute(
             text(
@@ -86,12 +90,16 @@ def reconcile(
             ),
             {"captured": captured},
         )
+        # Totals from the ledger just made, not from the pledges again: on
+        # PostgreSQL a pledge may be captured between two statements, and its
+        # event must then find the ledger and the totals alike.
+        counted = col(TotalsLedger.counted_cents)
         sums = {
             campaign_id: (int(raised), int(count))
             for campaign_id, raised, count in session.exec(
-                select(Pledge.campaign_id, func.sum(Pledge.amount_cents), func.count())
-                .where(Pledge.status == captured)
-                .group_by(Pledge.campaign_id)
+                select(TotalsLedger.campaign_id, func.sum(counted), func.count())
+                .where(counted > 0)
+                .group_by(TotalsLedger.campaign_id)
             ).all()
         }
         drifts: list[Drift] = []
@@ -110,6 +118,15 @@ def reconcile(
                 totals.raised_cents, totals.pledge_count = raised, count
                 totals.updated_at = utcnow()
                 session.add(totals)
+                # Delivered by the dispatcher of whichever process serves the
+                # campaign's subscribers (`careforall reconcile` is another one).
+                uow.emit(
+                    TotalsReconciled(
+                        campaign_id=totals.campaign_id,
+                        raised_cents=raised,
+                        pledge_count=count,
+                    )
+                )
         if before_commit is not None:
             before_commit(drifts)
         uow.commit()

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall import metrics, tracing
-from careforall.db import Database
+from careforall.db import OUTBOX_CHANNEL, Database
 from careforall.domain.events import (
     CampaignStatusChanged,
     Event,
@@ -132,6 +132,9 @@ class UnitOfWork:
             self._session = None
 
     def emit(self, event: Event) -> None:
+        if not self._emitted:
+            # PostgreSQL: wakes the dispatchers of the other processes too.
+            self.db.notify_others(self.session, OUTBOX_CHANNEL)
         self.session.add(
             OutboxEvent(
                 name=event.name,

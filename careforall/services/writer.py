@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from careforall import metrics
-from careforall.db import Database
+from careforall.db import BUSY_SQLSTATES, Database, sqlstate
 from careforall.domain.errors import ServiceBusy
 from careforall.domain.events import Event
 from careforall.services.unit_of_work import (
@@ -53,8 +53,12 @@ def is_busy(exc: OperationalError) -> bool:
 
     The write lock stayed taken past the busy timeout (an overload), or the
     database cannot be written for now (a read-only file, a full disk, an
-    I/O error: SQLite rolls the transaction back).
+    I/O error: SQLite rolls the transaction back). On PostgreSQL the SQLSTATE
+    says so (lock timeout, serialization failure, lost connection, ...).
     """
+    state = sqlstate(exc)
+    if state is not None:
+        return state in BUSY_SQLSTATES or state.startswith("08")
     message = str(exc.orig)
     return any(
         word in message

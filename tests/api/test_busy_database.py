@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
@@ -16,7 +17,18 @@ from tests.conftest import GQL
 
 @contextmanager
 def write_lock_held(db_url: str) -> Iterator[None]:
-    """Another process's long write transaction, as far as SQLite can tell."""
+    """Another process's long write transaction, as far as the database can tell.
+
+    SQLite: a write transaction holds the file's write lock. PostgreSQL: a
+    transaction holds the tables in EXCLUSIVE mode (reads pass, writes and
+    row locks wait past `lock_timeout`).
+    """
+    if db_url.startswith("postgresql"):
+        with psycopg.connect(db_url.replace("postgresql+psycopg", "postgresql")) as pg:
+            pg.execute("LOCK TABLE pledges, webhook_events IN EXCLUSIVE MODE")
+            yield
+            pg.rollback()
+        return
     conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
     try:

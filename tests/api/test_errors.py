@@ -476,10 +476,10 @@ def test_a_huge_token_is_unauthenticated(client: TestClient) -> None:
     assert refusal(response)["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-def test_unicode_and_nul_characters_round_trip(gql: GQL) -> None:
+def test_unicode_round_trips(gql: GQL) -> None:
     organiser = f.register(gql, name="Zoë 🌷")
     title = "Operación para Zoë 💖 שלום 中文 \u202e e\u0301"
-    description = "line one\nline two\u0000after a NUL\ttab"
+    description = "line one\nline two\u0001after a control\ttab"
     campaign = f.campaign(gql, organiser.token, title=title, description=description)
     read = gql.ok(
         "query($id: ID!) { campaign(id: $id) { title description owner { name } } }",
@@ -491,18 +491,18 @@ def test_unicode_and_nul_characters_round_trip(gql: GQL) -> None:
         "owner": {"name": "Zoë 🌷"},
     }
     donor = f.anonymous(gql)
-    key = "ключ-🔑-\u0000"
+    key = "ключ-🔑-\u0001"
     pledge = f.pledge(
         gql,
         donor,
         campaign["id"],
         idempotencyKey=key,
-        message="💊\u0000",
+        message="💊\u0001",
         donorName="Ünal",
     )
     assert (pledge["idempotencyKey"], pledge["message"], pledge["donorName"]) == (
         key,
-        "💊\u0000",
+        "💊\u0001",
         "Ünal",
     )
     again = f.pledge(
@@ -510,10 +510,36 @@ def test_unicode_and_nul_characters_round_trip(gql: GQL) -> None:
         donor,
         campaign["id"],
         idempotencyKey=key,
-        message="💊\u0000",
+        message="💊\u0001",
         donorName="Ünal",
     )
     assert again["id"] == pledge["id"]
+
+
+def test_text_with_a_nul_character_is_refused_and_changes_nothing(gql: GQL) -> None:
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    donor = f.anonymous(gql)
+    pledge = {
+        "campaignId": campaign["id"],
+        "amountCents": 1000,
+        "currency": "USD",
+        "idempotencyKey": f.unique("key"),
+        "message": "get well\u0000",
+    }
+    assert gql.code(f.CREATE_PLEDGE, {"input": pledge}, donor) == "BAD_USER_INPUT"
+    # In an ID, in a literal rather than a variable, in a query as in a mutation.
+    literal = '{ campaign(id: "cmp\\u0000") { id } }'
+    assert gql.code(literal) == "BAD_USER_INPUT"
+    assert (
+        gql.code(
+            "query($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }",
+            {"id": "\u0000"},
+        )
+        == "BAD_USER_INPUT"
+    )
+    mine = gql.ok("{ myDonations { edges { node { id } } } }", token=donor)
+    assert mine["myDonations"]["edges"] == []
 
 
 # --- unexpected failures are masked ------------------------------------------------

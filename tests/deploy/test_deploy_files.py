@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,20 @@ def test_compose_runs_careforall_with_prometheus_and_grafana() -> None:
         (provisioning / "dashboards" / "careforall.yml").read_text()
     )
     assert providers["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+
+
+def test_one_version_everywhere(client: TestClient, gql: GQL) -> None:
+    """pyproject.toml's version is what /healthz, the API, the image and the
+    changelog say."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), "semantic versioning"
+    assert client.get("/healthz").json()["version"] == version
+    assert gql.ok("{ version }") == {"version": version}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG VERSION={version}\n" in dockerfile
+    readme = (ROOT / "README.md").read_text()
+    assert f"careforall:{version}" in readme
+    assert not set(re.findall(r"careforall:(\d+\.\d+\.\d+)", readme)) - {version}
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{version}]" in changelog

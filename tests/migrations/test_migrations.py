@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -11,6 +12,8 @@ from sqlmodel import SQLModel
 
 from careforall.db import Database, make_engine, run_migrations
 from careforall.settings import Settings
+from tests import postgres
+from tests.conftest import databases_under_test
 
 
 def test_upgrade_head_on_an_empty_file_matches_the_models(tmp_path: Path) -> None:
@@ -27,6 +30,27 @@ def test_upgrade_head_on_an_empty_file_matches_the_models(tmp_path: Path) -> Non
         engine.dispose()
 
 
+def test_upgrade_head_on_an_empty_postgres_database_matches_the_models(
+    postgres_server: str,
+) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    settings = Settings(database_url=url)
+    engine = make_engine(settings)
+    try:
+        run_migrations(settings)
+        run_migrations(settings)  # a second run is a no-op
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, SQLModel.metadata) == []
+            assert "pledges" in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+        postgres.drop_database(postgres_server, url)
+
+
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(db: Database) -> None:
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"

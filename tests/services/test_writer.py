@@ -28,6 +28,9 @@ from careforall.services.writer import Writer
 from careforall.settings import Settings
 from tests.services.conftest import MakeAnon, count_rows
 
+# Group commit serves SQLite's single writer; PostgreSQL does not use it.
+pytestmark = pytest.mark.sqlite_only
+
 WAIT = 10.0
 
 

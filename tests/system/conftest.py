@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
@@ -33,14 +34,29 @@ def free_port() -> int:
 
 
 class Server:
-    """One database file served by a `careforall serve` child process.
+    """One database served by a `careforall serve` child process: a SQLite
+    file (`db_path`) or a PostgreSQL database (`database_url`).
 
-    `restart()` serves the same file on the same port, so clients keep their URL.
+    `restart()` serves the same database on the same port, so clients keep
+    their URL.
     """
 
-    def __init__(self, workdir: Path, db_path: Path, **env: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        db_path: Path | None = None,
+        *,
+        database_url: str | None = None,
+        serve_args: tuple[str, ...] = (),
+        **env: str,
+    ) -> None:
         self.workdir = workdir
-        self.db_path = db_path
+        self.serve_args = serve_args
+        if database_url is None:
+            assert db_path is not None, "a SQLite file or a database URL"
+            database_url = f"sqlite:///{db_path}"
+        self.database_url = database_url
+        self._db_path = db_path
         self.port = free_port()
         self.log_path = workdir / "server.log"
         self.env = env
@@ -63,7 +79,7 @@ class Server:
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAREFORALL_")}
         env |= {
-            "CAREFORALL_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "CAREFORALL_DATABASE_URL": self.database_url,
             "CAREFORALL_RATE_LIMITS": "off",
             "CAREFORALL_ADMIN_EMAIL": ADMIN_EMAIL,
             "CAREFORALL_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -91,6 +107,7 @@ class Server:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    *self.serve_args,
                 ],
                 cwd=self.workdir,
                 env=self._environment(),
@@ -158,8 +175,21 @@ class Server:
             if '"level": "error"' in line or '"level": "critical"' in line
         ]
 
+    @property
+    def db_path(self) -> Path:
+        assert self._db_path is not None, "this server runs on PostgreSQL"
+        return self._db_path
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read the database file directly (WAL lets this run beside the server)."""
+        """Read the database directly, beside the server (`?` placeholders)."""
+        if self.is_postgres:
+            url = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(url) as conn:
+                return conn.execute(sql.replace("?", "%s"), params).fetchall()
         with closing(
             sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
         ) as conn:
@@ -167,6 +197,24 @@ class Server:
 
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self.query(sql, params)[0][0]
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `careforall ARGS` in a process of its own on this server's
+        database, as an operator would beside it."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAREFORALL_")}
+        env |= {
+            "CAREFORALL_DATABASE_URL": self.database_url,
+            "CAREFORALL_LOG_LEVEL": "WARNING",
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "careforall", *args],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def events(self, name: str, pledge_id: str) -> list[dict[str, Any]]:
         """The outbox events called `name` about one pledge, oldest first."""
@@ -195,16 +243,35 @@ class ServerGQL(GQL):
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, template_db: Path) -> Iterator[Callable[..., Server]]:
-    """Make (and start) a server on a fresh copy of the migrated template database."""
+def make_server(
+    tmp_path: Path, template_db: Path, database_kind: str, db_url: str
+) -> Iterator[Callable[..., Server]]:
+    """Make (and start) a server on a fresh copy of the migrated template database.
+
+    On PostgreSQL every server of a test shares the test's database (several
+    processes, one database); on SQLite each gets a file of its own unless
+    `share_with` names a server whose file it serves too.
+    """
     servers: list[Server] = []
 
-    def make(*, start: bool = True, **env: str) -> Server:
+    def make(
+        *, start: bool = True, share_with: Server | None = None, **env: str
+    ) -> Server:
         workdir = tmp_path / f"server{len(servers)}"
         workdir.mkdir()
-        db_path = workdir / "careforall.db"
-        shutil.copy(template_db, db_path)
-        server = Server(workdir, db_path, **env)
+        if share_with is not None:
+            server = Server(
+                workdir,
+                share_with._db_path,
+                database_url=share_with.database_url,
+                **env,
+            )
+        elif database_kind == "postgresql":
+            server = Server(workdir, database_url=db_url, **env)
+        else:
+            db_path = workdir / "careforall.db"
+            shutil.copy(template_db, db_path)
+            server = Server(workdir, db_path, **env)
         servers.append(server)
         if start:
             server.start()

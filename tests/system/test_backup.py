@@ -27,7 +27,8 @@ from tests import factories as f
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, wait_for
 from tests.system.conftest import Server, ServerGQL
 
-pytestmark = pytest.mark.server
+# `careforall backup` and `restore` copy the SQLite file; PostgreSQL has pg_dump.
+pytestmark = [pytest.mark.server, pytest.mark.sqlite_only]
 
 WORKERS = 4
 

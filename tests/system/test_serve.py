@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -37,3 +40,19 @@ def test_serve_migrates_an_empty_database_and_answers(tmp_path: Path) -> None:
     heads = sorted(p.name.split("_")[0] for p in versions_dir.glob("*.py"))
     assert versions == [heads[-1]]
     assert {"pledges", "outbox_events", "campaign_totals", "app_secrets"} <= tables
+
+
+def test_several_workers_are_refused_on_sqlite_with_the_reason(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREFORALL_")}
+    env["CAREFORALL_DATABASE_URL"] = f"sqlite:///{tmp_path / 'one.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "careforall", "serve", "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--workers needs PostgreSQL" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "one.db").exists(), "refused before touching the file"
