@@ -100,6 +100,40 @@ async def gql_async(
     return data
 
 
+def donation_pushed(
+    watch: Server, via: Server, campaign_id: str, guest: str, amount: int
+) -> tuple[dict[str, Any], dict[str, Any], str, float]:
+    """Subscribe to the campaign's totals on `watch`, then donate through `via`
+    as `guest` (pledge, pm_card_ok). Returns the totals sent first, the totals
+    pushed next, authorizePayment's status, and the push's delay in seconds
+    after that answer."""
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], str, float]:
+        async with totals_feed(watch, campaign_id) as feed:
+            current = await feed.totals()
+            async with httpx.AsyncClient(base_url=via.base_url, timeout=10) as http:
+                variables = {
+                    "input": {
+                        "campaignId": campaign_id,
+                        "amountCents": amount,
+                        "currency": "USD",
+                        "idempotencyKey": f.unique("key"),
+                    }
+                }
+                pledge = (await gql_async(http, f.CREATE_PLEDGE, variables, guest))[
+                    "createPledge"
+                ]
+                paid = await gql_async(
+                    http, f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, guest
+                )
+                answered = time.monotonic()
+            pushed = await feed.totals(timeout=10)
+            status: str = paid["authorizePayment"]["status"]
+            return current, pushed, status, time.monotonic() - answered
+
+    return asyncio.run(scenario())
+
+
 def pair(totals: dict[str, Any]) -> tuple[int, int]:
     return totals["raisedCents"], totals["pledgeCount"]
 
@@ -126,38 +160,9 @@ def test_subscriber_gets_current_totals_then_a_guest_donation_within_a_second(
     wait_for(lambda: f.totals(api, campaign_id) == (1000, 1))
     guest = f.anonymous(api)
 
-    async def scenario() -> tuple[dict[str, Any], dict[str, Any], str, float]:
-        async with totals_feed(server, campaign_id) as feed:
-            current = await feed.totals()
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
-                pledge = (
-                    await gql_async(
-                        http,
-                        f.CREATE_PLEDGE,
-                        {
-                            "input": {
-                                "campaignId": campaign_id,
-                                "amountCents": 2500,
-                                "currency": "USD",
-                                "idempotencyKey": f.unique("key"),
-                            }
-                        },
-                        guest,
-                    )
-                )["createPledge"]
-                paid = await gql_async(
-                    http, f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, guest
-                )
-                answered = time.monotonic()
-            pushed = await feed.totals(timeout=5)
-            return (
-                current,
-                pushed,
-                paid["authorizePayment"]["status"],
-                time.monotonic() - answered,
-            )
-
-    current, pushed, status, latency = asyncio.run(scenario())
+    current, pushed, status, latency = donation_pushed(
+        server, server, campaign_id, guest, 2500
+    )
     print(f"push arrived {latency * 1000:.0f} ms after the authorizePayment answer")
 
     assert current["campaignId"] == campaign_id
