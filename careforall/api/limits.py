@@ -21,7 +21,6 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
-    GraphQLResolveInfo,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -29,7 +28,8 @@ from graphql import (
     ValidationRule,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import FieldExtension, SchemaExtension
+from strawberry.types import Info
 
 from careforall.api.context import Context
 from careforall.api.ratelimit import check as rate_limit
@@ -166,29 +166,58 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-class RootFieldChecks(SchemaExtension):
-    """Checks each root field's arguments (each alias too) before it runs.
+def _refuse_nul(arguments: dict[str, Any]) -> dict[str, Any]:
+    if _has_nul(arguments):
+        raise BadUserInput(
+            "Text may not contain NUL (U+0000) characters; nothing was changed."
+        )
+    return arguments
 
-    Text with a NUL character is refused: PostgreSQL cannot store one, and no
-    name, message or key needs one, so both databases answer alike. Mutations
-    then count against their rate limits.
+
+class PlainText(FieldExtension):
+    """A root field's arguments may not hold a NUL character.
+
+    PostgreSQL cannot store one, and no name, message, key or id needs one, so
+    both databases answer alike. Checked as the arguments are converted, so it
+    adds nothing to the resolve chain of the fields below the root.
     """
 
+    def map_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return _refuse_nul(kwargs)
+
+
+class RateLimited(PlainText):
+    """A mutation counts against its rate limits (each alias too) before it runs."""
+
     def resolve(
-        self,
-        _next: Callable[..., Any],
-        root: Any,
-        info: GraphQLResolveInfo[Any],
-        *args: str,
-        **kwargs: Any,
+        self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        if info.path.prev is None:
-            if _has_nul(kwargs):
-                raise BadUserInput(
-                    "Text may not contain NUL (U+0000) characters; nothing was changed."
-                )
-            if info.parent_type is info.schema.mutation_type and isinstance(
-                info.context, Context
-            ):
-                rate_limit(info.context, info.field_name, kwargs)
-        return _next(root, info, *args, **kwargs)
+        self._count(info, kwargs)
+        return next_(source, info, **kwargs)
+
+    async def resolve_async(
+        self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        self._count(info, kwargs)
+        return await next_(source, info, **kwargs)
+
+    @staticmethod
+    def _count(info: Info, kwargs: dict[str, Any]) -> None:
+        if isinstance(info.context, Context):
+            rate_limit(info.context, info.field_name, kwargs)
+
+
+def guard_root_fields(query: type, mutation: type, subscription: type) -> None:
+    """Put the root-field checks on every root field, once (see the classes).
+
+    Field extensions rather than a schema-wide `resolve` hook: that hook would
+    run for every field of every response, nested ones included.
+    """
+    for root, extension in (
+        (query, PlainText),
+        (mutation, RateLimited),
+        (subscription, PlainText),
+    ):
+        for field in root.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+            if not any(isinstance(e, PlainText) for e in field.extensions):
+                field.extensions.append(extension())

@@ -15,7 +15,7 @@ from strawberry.types.graphql import OperationType
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
 from careforall.api.errors import ErrorCodes
-from careforall.api.limits import DocumentLimits, RootFieldChecks
+from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mutations import Mutation
 from careforall.api.notifications import (
     NotificationMutation,
@@ -64,20 +64,19 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(**kwargs: Any) -> Schema:
+    query = merge_types("Query", (Query, AdminQuery, NotificationQuery))
+    mutation = merge_types("Mutation", (Mutation, AdminMutation, NotificationMutation))
+    subscription = merge_types("Subscription", (Subscription, NotificationSubscription))
+    guard_root_fields(query, mutation, subscription)
     return Schema(
-        query=merge_types("Query", (Query, AdminQuery, NotificationQuery)),
-        mutation=merge_types(
-            "Mutation", (Mutation, AdminMutation, NotificationMutation)
-        ),
-        subscription=merge_types(
-            "Subscription", (Subscription, NotificationSubscription)
-        ),
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
         # Observability first: it finishes last and sees the final error codes.
         extensions=[
             Observability,
             ErrorCodes,
             DocumentLimits,
-            RootFieldChecks,
             # Parsing and validating the same document again is most of the
             # cost of a small query; both caches are bounded LRUs keyed by text.
             CachedParser,

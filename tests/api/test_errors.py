@@ -540,6 +540,24 @@ def test_text_with_a_nul_character_is_refused_and_changes_nothing(gql: GQL) -> N
     )
     mine = gql.ok("{ myDonations { edges { node { id } } } }", token=donor)
     assert mine["myDonations"]["edges"] == []
+    # A subscription's arguments too.
+    with gql.client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"]
+    ) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        subscription = (
+            "subscription($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }"
+        )
+        payload = {"query": subscription, "variables": {"id": "cmp\u0000"}}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+        message = ws.receive_json()
+    errors = (
+        message["payload"]["errors"]
+        if message["type"] == "next"
+        else message["payload"]
+    )
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", message
 
 
 # --- unexpected failures are masked ------------------------------------------------
