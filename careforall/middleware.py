@@ -113,7 +113,9 @@ class RequestMetrics:
     ) -> None:
         level = logging.DEBUG if quiet else logging.INFO
         if status >= 500:
-            level = logging.ERROR
+            # A probe's 503 ("not ready") is the answer it asks for; the
+            # readiness change itself is logged once, as a warning.
+            level = logging.WARNING if quiet and status == 503 else logging.ERROR
         if not log.isEnabledFor(level):
             return
         fields: dict[str, object] = {
