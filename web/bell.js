@@ -117,6 +117,8 @@ function follow() {
       if (newest) {
         announcer.textContent = `New notification: ${newest.title}`;
         if (!panel.hidden) refill();
+        // Pages showing what it is about (My donations) bring themselves up to date.
+        window.dispatchEvent(new CustomEvent("careforall:notification", { detail: newest }));
       }
     },
     // The session ended on the server (e.g. expired): no count to show.

@@ -63,6 +63,12 @@ def test_a_donors_bell_rises_live_when_their_payment_is_captured(
     expect(count).to_have_text("1")
     expect(bell).to_have_attribute("aria-label", "Notifications: 1 unread")
     assert page.evaluate("window.__sameDocument") is True
+    # The open My donations page shows the donation too, already paid.
+    row = page.locator("table.donations tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(campaign["title"])
+    expect(row).to_contain_text("$25.00")
+    expect(row).to_contain_text("Captured")
     shot(page, "bell-unread")
 
     bell.click()

@@ -85,6 +85,13 @@ export async function donationsView(ctx) {
     }
   }
   more.addEventListener("click", load);
+  // A payment captured, declined or refunded elsewhere: show its new state.
+  window.addEventListener("careforall:notification", () => {
+    after = null;
+    table.replaceChildren();
+    status.replaceChildren();
+    load();
+  }, { signal: ctx.signal });
   await load();
   return h("section", {}, head, status,
     h("table", { class: "donations" },
