@@ -151,6 +151,8 @@ class Database:
         )
         self._commit_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._disposed = False
+        event.listen(engine, "checkin", self._close_if_disposed)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every commit that wrote outbox events."""
@@ -209,7 +211,14 @@ class Database:
             return False
 
     def dispose(self) -> None:
+        self._disposed = True
         self.engine.dispose()
+
+    def _close_if_disposed(self, dbapi_connection: Any, _record: Any) -> None:
+        """A connection given back after dispose() (a worker thread that
+        outlived shutdown) is closed, not kept open in a pool no one uses."""
+        if self._disposed:
+            dbapi_connection.close()
 
 
 def _payload_parts(payload: str) -> list[str]:
