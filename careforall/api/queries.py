@@ -80,8 +80,7 @@ class Query:
     def campaign_totals(
         self, info: Info, campaign_id: strawberry.ID
     ) -> CampaignTotals | None:
-        with info.context.runtime.db.read() as session:
-            row = campaigns.get_totals(session, str(campaign_id))
+        row = campaigns.read_totals(info.context.runtime.db, str(campaign_id))
         return CampaignTotals.from_model(row) if row is not None else None
 
     @strawberry.field(

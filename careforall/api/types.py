@@ -11,7 +11,7 @@ from careforall.api.context import Context
 from careforall.domain import states
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
-from careforall.services.campaigns import accepting_pledges
+from careforall.services.campaigns import TotalsFigures, accepting_pledges
 
 # The domain's enums are the GraphQL enums (registered in place).
 for _enum in (Role, CampaignStatus, PledgeStatus):
@@ -60,7 +60,7 @@ class CampaignTotals:
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, row: models.CampaignTotals) -> CampaignTotals:
+    def from_model(cls, row: models.CampaignTotals | TotalsFigures) -> CampaignTotals:
         return cls(
             campaign_id=strawberry.ID(row.campaign_id),
             raised_cents=row.raised_cents,

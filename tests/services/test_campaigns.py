@@ -27,6 +27,7 @@ from careforall.services.campaigns import (
     get_campaign,
     get_totals,
     list_campaigns,
+    read_totals,
     set_campaign_status,
 )
 from careforall.services.pagination import encode_cursor
@@ -77,6 +78,30 @@ def test_create_campaign_is_active_with_zero_totals_and_an_event(
     assert _events(db, "CampaignCreated") == [
         {"campaign_id": campaign.id, "owner_id": organiser.id}
     ]
+
+
+def test_the_fast_totals_read_sees_what_the_orm_sees(
+    uow: UnitOfWork, db: Database, organiser: Principal
+) -> None:
+    campaign = create_campaign(uow, principal=organiser, data=campaign_data())
+    with db.write_session() as session:
+        row = session.get(CampaignTotals, campaign.id)
+        assert row is not None
+        row.raised_cents, row.pledge_count = 12_345, 3
+        session.add(row)
+        session.commit()
+    with db.read() as session:
+        orm = get_totals(session, campaign.id)
+    fast = read_totals(db, campaign.id)
+    assert orm is not None and fast is not None
+    assert (fast.campaign_id, fast.raised_cents, fast.pledge_count) == (
+        campaign.id,
+        12_345,
+        3,
+    )
+    assert fast.updated_at == orm.updated_at
+    assert fast.updated_at.tzinfo is not None
+    assert read_totals(db, "cmp_unknown") is None
 
 
 def test_ends_at_in_the_future_is_kept_in_utc(
