@@ -91,12 +91,10 @@ class WebhookSender:
             .order_by(col(SimWebhook.id))
             .limit(BATCH)
         )
-        if self._db.is_postgres:
-            rows = self._lease(query, now)
-        else:
-            rows = []
+        # PostgreSQL: several processes may send; each takes a lease on its rows.
+        rows = self._lease(query, now) if self._db.is_postgres else None
         with self._db.read() as session:
-            if not self._db.is_postgres:
+            if rows is None:
                 rows = list(session.exec(query).all())
             upcoming = session.exec(
                 select(SimWebhook.next_attempt_at)

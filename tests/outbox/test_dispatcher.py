@@ -385,3 +385,22 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
     assert history_of(db, pledge["id"])[-1][2].startswith(("auto-capture", "webhook:"))
     wait_for(lambda: pending(db) == 0)
     assert scene.totals() == (3300, 1)
+
+
+def test_the_totals_notification_carries_each_campaign_and_its_trace() -> None:
+    from careforall.db import _payload_parts
+    from careforall.outbox.dispatcher import parse_totals_payload
+
+    parent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    changes = {"cmp_1": parent, "cmp_2": None}
+    payload = ",".join(f"{c}@{p}" if p else c for c, p in changes.items())
+    assert parse_totals_payload(payload) == changes
+    # A batch of many campaigns is sent in parts PostgreSQL accepts, and
+    # the parts together name every campaign once.
+    many = {f"cmp_{i:05d}": parent for i in range(400)}
+    parts = _payload_parts(",".join(f"{c}@{p}" for c, p in many.items()))
+    assert len(parts) > 1 and all(len(p.encode()) <= 7000 for p in parts)
+    merged: dict[str, str | None] = {}
+    for part in parts:
+        merged |= parse_totals_payload(part)
+    assert merged == many

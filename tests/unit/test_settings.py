@@ -49,3 +49,24 @@ def test_cli_refuses_bad_settings_without_a_traceback(
     monkeypatch.setenv("CAREFORALL_RATE_LIMITS", "sometimes")
     assert main(["migrate"]) == 2
     assert "CAREFORALL_RATE_LIMITS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:p@db:5432/cfa", "postgresql+psycopg://u:p@db:5432/cfa"),
+        ("postgres://u@db/cfa", "postgresql+psycopg://u@db/cfa"),
+        ("postgresql+psycopg://u@db/cfa", "postgresql+psycopg://u@db/cfa"),
+        ("sqlite:///./careforall.db", "sqlite:///./careforall.db"),
+    ],
+)
+def test_database_urls_name_psycopg_for_postgresql(given: str, used: str) -> None:
+    settings = Settings.from_env({"CAREFORALL_DATABASE_URL": given})
+    assert settings.database_url == used
+    assert settings.is_postgres == used.startswith("postgresql")
+
+
+@pytest.mark.parametrize("given", ["mysql://u@db/cfa", "careforall.db"])
+def test_other_databases_are_refused_in_words(given: str) -> None:
+    with pytest.raises(SettingsError, match="CAREFORALL_DATABASE_URL"):
+        Settings.from_env({"CAREFORALL_DATABASE_URL": given})
