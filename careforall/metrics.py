@@ -92,6 +92,12 @@ GRAPHQL_LATENCY = Histogram(
     ["operation", "operation_type"],
     buckets=LATENCY_BUCKETS,
 )
+GRAPHQL_RESPONSE_CACHE = Counter(
+    "careforall_graphql_response_cache_total",
+    "Anonymous public queries answered from the response cache (hit) or "
+    "executed (miss).",
+    ["result"],
+)
 CAPTURED_CENTS = Counter(
     "careforall_payments_captured_cents_total",
     "Money captured, in minor units (cents) of its currency.",

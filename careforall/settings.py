@@ -189,6 +189,9 @@ class Settings:
     retention_webhook_log_days: float = 90
     retention_sim_webhooks_days: float = 30
     retention_interval_seconds: float = 3600
+    # Longest an anonymous public query's answer is reused (README,
+    # "Performance"); 0 turns the response cache off.
+    response_cache_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -243,6 +246,9 @@ class Settings:
             retention_sim_webhooks_days=_retention_days(env, "SIM_WEBHOOKS", 30),
             retention_interval_seconds=_number(
                 env, "CAREFORALL_RETENTION_INTERVAL_SECONDS", 3600
+            ),
+            response_cache_seconds=max(
+                0.0, _number(env, "CAREFORALL_RESPONSE_CACHE_SECONDS", 1.0)
             ),
         )
 

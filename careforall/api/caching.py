@@ -15,7 +15,8 @@ from strawberry.extensions import SchemaExtension
 
 
 @lru_cache(maxsize=512)
-def _parse(query: str, max_tokens: int | None) -> DocumentNode:
+def parse_cached(query: str, max_tokens: int | None) -> DocumentNode:
+    """The document for `query`, parsed once (raises GraphQLError)."""
     return parse(query, max_tokens=max_tokens)
 
 
@@ -24,7 +25,7 @@ class CachedParser(SchemaExtension):
         context = self.execution_context
         if context.query and context.graphql_document is None:
             try:
-                context.graphql_document = _parse(
+                context.graphql_document = parse_cached(
                     context.query, context.parse_options.get("max_tokens")
                 )
             except GraphQLError:

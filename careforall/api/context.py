@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -14,7 +15,10 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET, UnsetType
 
+from careforall import metrics
 from careforall.api.loaders import Loaders
+from careforall.api.observability import count_cached_answer
+from careforall.api.response_cache import ResponseCache, public_query
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.outbox.broadcaster import Broadcaster
@@ -72,11 +76,17 @@ class Context:
 class GraphQLView(GraphQL[Context, None]):
     """Reads the app's runtime (made in the lifespan) for each request."""
 
-    def __init__(self, broadcaster: Broadcaster[Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        broadcaster: Broadcaster[Any],
+        response_cache: ResponseCache | None = None,
+        **kwargs: Any,
+    ) -> None:
         from careforall.api.schema import schema
 
         super().__init__(schema, **kwargs)
         self.broadcaster = broadcaster
+        self.response_cache = response_cache
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -126,6 +136,19 @@ class GraphQLView(GraphQL[Context, None]):
         root_value: Any = UNSET,
     ) -> Any:
         """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
+        cache = self.response_cache
+        if (
+            cache is not None
+            and cache.enabled
+            and isinstance(request, Request)
+            and _may_share_answer(request)
+        ):
+            return await self._run_cached(request, cache)
+        return await self._run(request, context, root_value)
+
+    async def _run(
+        self, request: Request | WebSocket, context: Any, root_value: Any
+    ) -> Any:
         try:
             return await super().run(request, context, root_value)
         except HTTPException as exc:
@@ -133,3 +156,40 @@ class GraphQLView(GraphQL[Context, None]):
                 raise
             error = {"message": exc.reason, "extensions": {"code": "BAD_REQUEST"}}
             return JSONResponse({"errors": [error]}, status_code=exc.status_code)
+
+    async def _run_cached(self, request: Request, cache: ResponseCache) -> Any:
+        """A public query: the kept answer, or a new one kept."""
+        start = time.perf_counter()
+        body = await request.body()  # already read whole by BodySizeLimit
+        runtime: Runtime = request.app.state.runtime
+        data_version = runtime.db.data_version
+        kept = cache.get(body, data_version)
+        if kept is not None:
+            metrics.GRAPHQL_RESPONSE_CACHE.labels("hit").inc()
+            count_cached_answer(
+                kept.query.operation_name,
+                time.perf_counter() - start,
+                token_sent="authorization" in request.headers,
+            )
+            return Response(kept.body, media_type="application/json")
+        response = await self._run(request, UNSET, UNSET)
+        query = public_query(body, max_tokens=runtime.settings.graphql_max_tokens)
+        if query is None:
+            return response
+        metrics.GRAPHQL_RESPONSE_CACHE.labels("miss").inc()
+        answer = getattr(response, "body", None)
+        if (
+            response.status_code == 200
+            and isinstance(answer, bytes)
+            and b'"errors"' not in answer  # any error: never kept
+        ):
+            cache.put(body, answer, query, data_version)
+        return response
+
+
+def _may_share_answer(request: Request) -> bool:
+    """A JSON POST: the only requests whose answers are kept. A token does not
+    matter: the public root fields never read the caller (a test keeps it so)."""
+    return request.method == "POST" and request.headers.get(
+        "content-type", ""
+    ).startswith("application/json")

@@ -83,6 +83,22 @@ def _root_fields(operation: OperationDefinitionNode | None) -> list[str]:
     ][:10]
 
 
+def count_cached_answer(
+    operation_name: str | None, elapsed: float, *, token_sent: bool
+) -> None:
+    """A public query answered from the response cache: counted and logged
+    as the operation it answers (it was valid and ran without errors). A
+    token sent with it was not checked: the answer is the same for anyone."""
+    label = OPERATION_NAMES.label(operation_name, valid=True)
+    metrics.GRAPHQL_OPERATIONS.labels(label, "query", "ok").inc()
+    metrics.GRAPHQL_LATENCY.labels(label, "query").observe(elapsed)
+    entry = current_request()
+    if entry is not None:
+        entry.operation = (operation_name or ANONYMOUS)[:100]
+        entry.operation_type = "query"
+        entry.principal = "unchecked" if token_sent else "none"
+
+
 class Observability(SchemaExtension):
     """Counts and times each operation, traces it, and fills in its log line.
 

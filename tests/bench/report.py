@@ -15,8 +15,20 @@ ROWS: list[tuple[str, str, str | None, bool]] = [
     ("floor_insert", "floor: Starlette, insert 1 row, 1 commit", None, False),
     ("floor_graphql", "floor: GraphQL `{ __typename }`", "floor_read", False),
     ("campaign_totals", "campaignTotals ({pledges} pledges)", "floor_read", True),
+    (
+        "campaign_totals_uncached",
+        "campaignTotals ({pledges} pledges), every request a cache miss",
+        "floor_read",
+        True,
+    ),
     ("campaigns_list", "campaigns list (20, with totals)", "floor_read", True),
     ("campaign_totals_large", "campaignTotals ({pledges} pledges)", "floor_read", True),
+    (
+        "campaign_totals_large_uncached",
+        "campaignTotals ({pledges} pledges), every request a cache miss",
+        "floor_read",
+        True,
+    ),
     ("create_pledge", "createPledge, unique keys", "floor_insert", True),
     ("webhooks", "webhooks: payment.captured, new ids", "floor_insert", False),
     ("webhooks_duplicate", "webhooks: replays (deduplicated)", "floor_insert", False),
@@ -97,7 +109,8 @@ def _float(path: str) -> Callable[[Scenarios], float | None]:
 
 
 def _large_vs_small(s: Scenarios) -> float | None:
-    return _ratio(s, "campaign_totals_large", "campaign_totals")
+    # Cache misses: the cached answers would hide what the database costs.
+    return _ratio(s, "campaign_totals_large_uncached", "campaign_totals_uncached")
 
 
 def _slowest_others(s: Scenarios) -> float | None:
@@ -165,7 +178,7 @@ TARGETS = [
     ),
     Target(
         "large_vs_small",
-        "campaignTotals, large vs 1k pledges: within 10%",
+        "campaignTotals (cache misses), large vs 1k pledges: within 10%",
         "x",
         _large_vs_small,
         lambda v: v >= 0.9,

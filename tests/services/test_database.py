@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from careforall.db import Database
 
@@ -25,3 +26,36 @@ def test_a_connection_given_back_before_dispose_stays_usable(db: Database) -> No
         conn.exec_driver_sql("SELECT 1")
     with db.engine.connect() as again:
         assert again.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_the_data_version_moves_with_commits_only(db: Database) -> None:
+    """The response cache keeps an answer only while this number stays put."""
+    start = db.data_version
+    with db.read() as session:
+        session.execute(text("SELECT count(*) FROM campaigns")).all()
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT 1")).all()
+    assert db.data_version == start
+
+    with db.write_connection() as conn:
+        with conn.begin():
+            conn.execute(text("UPDATE campaign_totals SET pledge_count = 0"))
+        during = db.data_version
+        # Moved as the commit began: a read racing it is not kept...
+        assert during > start
+    # ...and again once it is over: a read made during the commit, which may
+    # have seen the data before it, is not kept either.
+    assert db.data_version > during
+
+    moved = db.data_version
+    session = db.write_session()
+    session.execute(text("UPDATE campaign_totals SET pledge_count = 0"))
+    session.rollback()
+    session.close()
+    assert db.data_version == moved
+
+
+def test_a_change_in_another_process_moves_the_data_version(db: Database) -> None:
+    start = db.data_version
+    db.data_changed_elsewhere()
+    assert db.data_version > start

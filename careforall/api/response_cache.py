@@ -1,0 +1,135 @@
+"""Answers to public queries, kept until the data may have changed.
+
+A busy campaign page asks the same few questions thousands of times a second
+(its totals, the campaign, the list), and every caller gets the same answer:
+the public root fields below, and every field under them, never read who is
+asking (tests/api/test_response_cache.py lists those fields, so a new one is
+reviewed for this). Executing each request again cost most of it; the
+answer's bytes are kept instead, keyed by the exact request body.
+
+What may be kept: a POST with a JSON body whose operation is a query asking
+only for the public root fields, and whose answer is a 200 without errors.
+An answer is served only while the database's data version is the one read
+before it was made (any commit in this process, or a notification from
+another one, moves it) and for at most `max_age` seconds, which bounds what
+no notification announces: a campaign's deadline passing, a write by a
+command-line tool.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast
+
+from careforall.api.caching import parse_cached
+
+# Root fields whose answer depends on the data alone, never on the caller.
+PUBLIC_ROOT_FIELDS = frozenset({"version", "campaign", "campaigns", "campaignTotals"})
+DEFAULT_MAX_ENTRIES = 1024
+# Larger answers are rare and cheap to make again relative to their size.
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PublicQuery:
+    """A request body that asks a public query: what its metrics call it."""
+
+    operation_name: str | None
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    body: bytes
+    query: PublicQuery
+    data_version: int
+    expires: float
+
+
+def public_query(body: bytes, *, max_tokens: int | None) -> PublicQuery | None:
+    """The body's operation when it is a public query, else None."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    query, name = request.get("query"), request.get("operationName")
+    if not isinstance(query, str) or not (name is None or isinstance(name, str)):
+        return None
+    try:
+        document = parse_cached(query, max_tokens)
+    except GraphQLError:
+        return None
+    operation = get_operation_ast(document, name)
+    if operation is None or operation.operation is not OperationType.QUERY:
+        return None
+    for selection in operation.selection_set.selections:
+        # Fragments at the root are not worth following: not kept.
+        if not isinstance(selection, FieldNode):
+            return None
+        if selection.name.value not in PUBLIC_ROOT_FIELDS:
+            return None
+    # Named as Strawberry names it: by the document when the body does not.
+    return PublicQuery(
+        operation_name=operation.name.value if operation.name else None
+    )
+
+
+class ResponseCache:
+    """A bounded LRU of answers (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        max_age: float,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[bytes, CachedAnswer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_age > 0
+
+    def get(self, key: bytes, data_version: int) -> CachedAnswer | None:
+        """The answer kept for `key`, if it is still current."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.data_version != data_version or entry.expires <= self._clock():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(
+        self, key: bytes, body: bytes, query: PublicQuery, data_version: int
+    ) -> None:
+        """Keep an answer made from data read at `data_version`."""
+        if len(body) > MAX_BODY_BYTES:
+            return
+        entry = CachedAnswer(
+            body=body,
+            query=query,
+            data_version=data_version,
+            expires=self._clock() + self.max_age,
+        )
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
