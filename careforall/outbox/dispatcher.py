@@ -289,22 +289,26 @@ class Dispatcher:
         errors: dict[int, str],
         spans: dict[int | None, Span],
     ) -> dict[str, Context | None]:
-        """Run the transactional handlers (a savepoint each) and mark every row.
+        """Run the transactional handlers (a savepoint each event) and mark
+        every row: the delivered ones with one UPDATE.
 
         Returns the campaigns whose totals changed, with the trace that did it.
         """
         changed: dict[str, Context | None] = {}
+        delivered: list[int] = []
         for row in rows:
             assert row.id is not None
-            event_or_none = events.get(row.id)
-            if row.id not in errors and event_or_none is not None:
-                handlers = TRANSACTIONAL_HANDLERS.get(type(event_or_none), [])
+            event = events.get(row.id)
+            # An event without transactional handlers (PledgeCreated) needs no
+            # savepoint: it is only marked delivered.
+            handlers = (
+                [] if event is None else TRANSACTIONAL_HANDLERS.get(type(event), [])
+            )
+            if row.id not in errors and event is not None and handlers:
                 savepoint = session.begin_nested()
                 try:
                     with tracing.using(spans[row.id]):
-                        touched = [
-                            self._run(h, session, event_or_none) for h in handlers
-                        ]
+                        touched = [self._run(h, session, event) for h in handlers]
                     savepoint.commit()
                     trace_context = tracing.context_of(spans[row.id])
                     for campaign_id in touched:
@@ -313,8 +317,18 @@ class Dispatcher:
                 except Exception as exc:
                     savepoint.rollback()
                     errors[row.id] = f"{type(exc).__name__}: {exc}"
-            with tracing.using(spans[row.id]):
-                self._mark(session, row, errors.get(row.id))
+            if row.id in errors:
+                with tracing.using(spans[row.id]):
+                    self._mark_failed(session, row, errors[row.id])
+            else:
+                delivered.append(row.id)
+        if delivered:
+            # One statement for the batch: most events only need this.
+            session.execute(
+                update(OutboxEvent)
+                .where(col(OutboxEvent.id).in_(delivered))
+                .values(status="done", processed_at=utcnow())
+            )
         return changed
 
     @staticmethod
@@ -384,46 +398,44 @@ class Dispatcher:
         lag = (now - oldest).total_seconds() if oldest is not None else 0.0
         metrics.OUTBOX_LAG.set(max(0.0, lag))
 
-    def _mark(self, session: Session, row: OutboxEvent, error: str | None) -> None:
-        if error is None:
-            values: dict[str, object] = {"status": "done", "processed_at": utcnow()}
+    def _mark_failed(self, session: Session, row: OutboxEvent, error: str) -> None:
+        """Retry `row` later with backoff, or park it as a dead letter."""
+        attempts = row.attempts + 1
+        values: dict[str, object]
+        if attempts >= self._max_attempts:
+            values = {
+                "status": "dead",
+                "attempts": attempts,
+                "last_error": error[:2000],
+            }
+            metrics.OUTBOX_DEAD_LETTERS.inc()
+            # The admins hear of it in the commit that parks it.
+            on_dead_letter(session, row, attempts=attempts, error=error)
+            log.error(
+                "outbox event parked as a dead letter",
+                extra={
+                    "event_id": row.id,
+                    "event": row.name,
+                    "attempts": attempts,
+                    "error": error,
+                },
+            )
         else:
-            attempts = row.attempts + 1
-            if attempts >= self._max_attempts:
-                values = {
-                    "status": "dead",
+            values = {
+                "attempts": attempts,
+                "last_error": error[:2000],
+                "available_at": utcnow() + timedelta(seconds=self._backoff(attempts)),
+            }
+            metrics.OUTBOX_RETRIES.inc()
+            log.warning(
+                "outbox event failed; will retry",
+                extra={
+                    "event_id": row.id,
+                    "event": row.name,
                     "attempts": attempts,
-                    "last_error": error[:2000],
-                }
-                metrics.OUTBOX_DEAD_LETTERS.inc()
-                # The admins hear of it in the commit that parks it.
-                on_dead_letter(session, row, attempts=attempts, error=error)
-                log.error(
-                    "outbox event parked as a dead letter",
-                    extra={
-                        "event_id": row.id,
-                        "event": row.name,
-                        "attempts": attempts,
-                        "error": error,
-                    },
-                )
-            else:
-                values = {
-                    "attempts": attempts,
-                    "last_error": error[:2000],
-                    "available_at": utcnow()
-                    + timedelta(seconds=self._backoff(attempts)),
-                }
-                metrics.OUTBOX_RETRIES.inc()
-                log.warning(
-                    "outbox event failed; will retry",
-                    extra={
-                        "event_id": row.id,
-                        "event": row.name,
-                        "attempts": attempts,
-                        "error": error,
-                    },
-                )
+                    "error": error,
+                },
+            )
         session.execute(
             update(OutboxEvent).where(col(OutboxEvent.id) == row.id).values(**values)
         )
