@@ -76,9 +76,7 @@ def public_query(body: bytes, *, max_tokens: int | None) -> PublicQuery | None:
         if selection.name.value not in PUBLIC_ROOT_FIELDS:
             return None
     # Named as Strawberry names it: by the document when the body does not.
-    return PublicQuery(
-        operation_name=operation.name.value if operation.name else None
-    )
+    return PublicQuery(operation_name=operation.name.value if operation.name else None)
 
 
 class ResponseCache:

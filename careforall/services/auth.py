@@ -9,7 +9,8 @@ from datetime import timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import update
+from sqlalchemy import bindparam, literal, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -264,9 +265,19 @@ def get_user(session: Session, user_id: str) -> User | None:
     return session.get(User, user_id)
 
 
+_USER_EXISTS = core_select(literal(1)).where(
+    User.__table__.c.id == bindparam("id")  # type: ignore[attr-defined]
+)
+_SESSION_EXISTS = core_select(literal(1)).where(
+    AnonymousSession.__table__.c.id == bindparam("id")  # type: ignore[attr-defined]
+)
+
+
 def principal_exists(session: Session, principal: Principal) -> bool:
-    model = User if principal.is_user else AnonymousSession
-    return session.get(model, principal.id) is not None
+    """The user or anonymous session is still there (one Core lookup: it runs
+    for every pledge)."""
+    query = _USER_EXISTS if principal.is_user else _SESSION_EXISTS
+    return session.connection().execute(query, {"id": principal.id}).first() is not None
 
 
 def ensure_admin(

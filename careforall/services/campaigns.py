@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
@@ -185,7 +186,17 @@ def my_campaigns(
     return newest_first(session, query, first=first, after=after)
 
 
-def accepting_pledges(campaign: Campaign) -> bool:
+class Schedule(Protocol):
+    """What decides whether a campaign takes pledges: a row or a model."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def ends_at(self) -> datetime | None: ...
+
+
+def accepting_pledges(campaign: Schedule) -> bool:
     return campaign.status == CampaignStatus.ACTIVE and (
         campaign.ends_at is None or campaign.ends_at > utcnow()
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Row, bindparam, insert
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -74,8 +77,8 @@ def _validated(data: PledgeData) -> PledgeData:
     )
 
 
-def _same_request(pledge: Pledge, data: PledgeData) -> bool:
-    return (
+def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
+    return bool(
         pledge.campaign_id == data.campaign_id
         and pledge.amount_cents == data.amount_cents
         and pledge.currency == data.currency
@@ -84,20 +87,48 @@ def _same_request(pledge: Pledge, data: PledgeData) -> bool:
     )
 
 
+# createPledge is the hottest write: its statements are Core, each compiled
+# once, and only a replayed key loads an ORM object.
+_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
+_TRANSITIONS = PledgeTransition.__table__  # type: ignore[attr-defined]
+_BY_KEY = core_select(
+    _PLEDGES.c.id,
+    _PLEDGES.c.campaign_id,
+    _PLEDGES.c.amount_cents,
+    _PLEDGES.c.currency,
+    _PLEDGES.c.donor_name,
+    _PLEDGES.c.message,
+).where(
+    _PLEDGES.c.idempotency_scope == bindparam("scope"),
+    _PLEDGES.c.idempotency_key == bindparam("key"),
+)
+_CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
+_CAMPAIGN_FOR_PLEDGE = (
+    core_select(
+        _CAMPAIGN.c.id, _CAMPAIGN.c.currency, _CAMPAIGN.c.status, _CAMPAIGN.c.ends_at
+    )
+    .where(_CAMPAIGN.c.id == bindparam("campaign_id"))
+    # FOR SHARE (PostgreSQL): a campaign closing meanwhile waits for this
+    # pledge, or this pledge sees it closed. SQLite ignores it.
+    .with_for_update(read=True)
+)
+
+
 def _replay(session: Session, scope: str, data: PledgeData) -> Pledge | None:
     """The pledge an earlier request with this key made, if it matches."""
-    pledge = session.exec(
-        select(Pledge).where(
-            Pledge.idempotency_scope == scope,
-            Pledge.idempotency_key == data.idempotency_key,
-        )
-    ).first()
-    if pledge is not None and not _same_request(pledge, data):
+    row = (
+        session.connection()
+        .execute(_BY_KEY, {"scope": scope, "key": data.idempotency_key})
+        .first()
+    )
+    if row is None:
+        return None
+    if not _same_request(row, data):
         raise IdempotencyKeyReused(
             "This idempotencyKey was already used for a different donation; "
             "use a new key for a new donation."
         )
-    return pledge
+    return session.get(Pledge, row.id)
 
 
 def create_pledge(
@@ -108,16 +139,16 @@ def create_pledge(
     data = _validated(data)
     with uow:
         session = uow.session
+        # Core statements straight on the transaction's connection.
+        conn = session.connection()
         existing = _replay(session, donor.scope, data)
         if existing is not None:
             return existing
         if not principal_exists(session, donor):
             raise Unauthenticated("This session no longer exists; start a new one.")
-        # FOR SHARE (PostgreSQL): a campaign closing meanwhile waits for this
-        # pledge, or this pledge sees it closed.
-        campaign = session.get(
-            Campaign, data.campaign_id, with_for_update={"read": True}
-        )
+        campaign = conn.execute(
+            _CAMPAIGN_FOR_PLEDGE, {"campaign_id": data.campaign_id}
+        ).first()
         if campaign is None:
             raise NotFound("There is no campaign with that id.")
         check_same_currency(data.currency, campaign.currency)
@@ -140,17 +171,23 @@ def create_pledge(
             updated_at=now,
         )
         try:
-            session.add(pledge)
             # The INSERT, where a concurrent request with this key loses.
-            session.flush()
-            session.add(
-                PledgeTransition(
-                    pledge_id=pledge.id,
-                    from_status=None,
-                    to_status="PENDING",
-                    at=now,
-                    source="api",
-                )
+            conn.execute(
+                insert(_PLEDGES),
+                {
+                    column.name: getattr(pledge, column.name)
+                    for column in _PLEDGES.columns
+                },
+            )
+            conn.execute(
+                insert(_TRANSITIONS),
+                {
+                    "pledge_id": pledge.id,
+                    "from_status": None,
+                    "to_status": PledgeStatus.PENDING.value,
+                    "at": now,
+                    "source": "api",
+                },
             )
             uow.emit(
                 PledgeCreated(

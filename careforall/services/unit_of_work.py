@@ -10,11 +10,12 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert
 from sqlmodel import Session
 
 from careforall import metrics, tracing
 from careforall.db import OUTBOX_CHANNEL, Database
+from careforall.domain.clock import utcnow
 from careforall.domain.events import (
     CampaignStatusChanged,
     Event,
@@ -24,6 +25,8 @@ from careforall.domain.events import (
 from careforall.models import OutboxEvent
 
 log = logging.getLogger("careforall.events")
+
+_INSERT_OUTBOX = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
 
 
 def log_events(events: Sequence[Event]) -> None:
@@ -135,13 +138,21 @@ class UnitOfWork:
         if not self._emitted:
             # PostgreSQL: wakes the dispatchers of the other processes too.
             self.db.notify_others(self.session, OUTBOX_CHANNEL)
-        self.session.add(
-            OutboxEvent(
-                name=event.name,
-                payload=event.to_json(),
+        now = utcnow()
+        # A Core INSERT at once: no ORM object to build and flush (a quarter
+        # of a pledge's write cost), and the ids follow the order of emits.
+        self.session.connection().execute(
+            _INSERT_OUTBOX,
+            {
+                "name": event.name,
+                "payload": event.to_json(),
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "available_at": now,
                 # The dispatcher continues this trace when it delivers the event.
-                trace_context=tracing.traceparent(),
-            )
+                "trace_context": tracing.traceparent(),
+            },
         )
         self._emitted.append(event)
 
