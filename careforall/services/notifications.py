@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import ColumnElement, bindparam, func, update
+from sqlalchemy import select as core_select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from careforall.domain import notifications as words
@@ -46,6 +49,19 @@ class ReadResult:
 # --- writing (inside the dispatcher's transaction) --------------------------
 
 
+_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+# A twin (same dedupe_key) written before, or earlier in this transaction,
+# makes the INSERT do nothing: one statement instead of a look and a write.
+_ADD = {
+    "sqlite": sqlite_insert(_NOTIFICATIONS).on_conflict_do_nothing(
+        index_elements=["dedupe_key"]
+    ),
+    "postgresql": postgresql_insert(_NOTIFICATIONS).on_conflict_do_nothing(
+        index_elements=["dedupe_key"]
+    ),
+}
+
+
 def add(
     session: Session,
     kind: NotificationKind,
@@ -58,28 +74,54 @@ def add(
     campaign_id: str | None = None,
 ) -> bool:
     """Add one notification unless its `dedupe_key` was written before."""
-    if dedupe_key is not None:
-        # Autoflush makes this see a twin added earlier in the same batch.
-        seen = session.exec(
-            select(Notification.id).where(Notification.dedupe_key == dedupe_key)
-        ).first()
-        if seen is not None:
-            return False
     message = message.clipped()
-    session.add(
-        Notification(
-            id=new_id("ntf"),
-            recipient_user_id=user_id,
-            recipient_session_id=None if user_id is not None else session_id,
-            kind=kind.value,
-            title=message.title,
-            body=message.body,
-            pledge_id=pledge_id,
-            campaign_id=campaign_id,
-            dedupe_key=dedupe_key,
+    conn = session.connection()
+    result = conn.execute(
+        _ADD[conn.dialect.name],
+        {
+            "id": new_id("ntf"),
+            "recipient_user_id": user_id,
+            "recipient_session_id": None if user_id is not None else session_id,
+            "kind": kind.value,
+            "title": message.title,
+            "body": message.body,
+            "pledge_id": pledge_id,
+            "campaign_id": campaign_id,
+            "dedupe_key": dedupe_key,
+            "created_at": utcnow(),
+            "read_at": None,
+        },
+    )
+    return result.rowcount == 1
+
+
+_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
+_CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
+_TOTALS = CampaignTotals.__table__  # type: ignore[attr-defined]
+_ABOUT = (
+    core_select(
+        _PLEDGES.c.id,
+        _PLEDGES.c.amount_cents,
+        _PLEDGES.c.currency,
+        _PLEDGES.c.failure_reason,
+        _PLEDGES.c.donor_user_id,
+        _PLEDGES.c.donor_session_id,
+        _PLEDGES.c.donor_name,
+        _CAMPAIGNS.c.id.label("campaign_id"),
+        _CAMPAIGNS.c.title,
+        _CAMPAIGNS.c.owner_id,
+        _CAMPAIGNS.c.goal_cents,
+        _CAMPAIGNS.c.currency.label("campaign_currency"),
+        # Read here, after the totals handler's UPDATE in this transaction.
+        _TOTALS.c.raised_cents,
+    )
+    .select_from(
+        _PLEDGES.join(_CAMPAIGNS, _CAMPAIGNS.c.id == _PLEDGES.c.campaign_id).outerjoin(
+            _TOTALS, _TOTALS.c.campaign_id == _CAMPAIGNS.c.id
         )
     )
-    return True
+    .where(_PLEDGES.c.id == bindparam("pledge_id"))
+)
 
 
 def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
@@ -93,13 +135,11 @@ def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
     kind = DONOR_KINDS.get(to_status)
     if kind is None:
         return 0
-    pledge = session.get(Pledge, event.pledge_id)
-    if pledge is None:
+    found = session.connection().execute(_ABOUT, {"pledge_id": event.pledge_id}).first()
+    if found is None:
         return 0
-    campaign = session.get(Campaign, pledge.campaign_id)
-    assert campaign is not None  # a foreign key guarantees it
-    amount = words.money(pledge.amount_cents, pledge.currency)
-    about = {"pledge_id": pledge.id, "campaign_id": campaign.id}
+    amount = words.money(found.amount_cents, found.currency)
+    about = {"pledge_id": found.id, "campaign_id": found.campaign_id}
     written = 0
     written += add(
         session,
@@ -107,49 +147,43 @@ def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
         words.donor_message(
             kind,
             amount=amount,
-            campaign_title=campaign.title,
-            failure_reason=pledge.failure_reason,
+            campaign_title=found.title,
+            failure_reason=found.failure_reason,
         ),
-        dedupe_key=f"{kind.value}:{pledge.id}",
-        user_id=pledge.donor_user_id,
-        session_id=pledge.donor_session_id,
+        dedupe_key=f"{kind.value}:{found.id}",
+        user_id=found.donor_user_id,
+        session_id=found.donor_session_id,
         **about,
     )
     if to_status != PledgeStatus.CAPTURED:
         return written
-    if pledge.donor_user_id != campaign.owner_id:  # not a gift to one's own campaign
+    if found.donor_user_id != found.owner_id:  # not a gift to one's own campaign
         written += add(
             session,
             NotificationKind.DONATION_RECEIVED,
             words.donation_received(
                 amount=amount,
-                campaign_title=campaign.title,
-                donor_name=pledge.donor_name,
+                campaign_title=found.title,
+                donor_name=found.donor_name,
             ),
-            dedupe_key=f"{NotificationKind.DONATION_RECEIVED.value}:{pledge.id}",
-            user_id=campaign.owner_id,
+            dedupe_key=f"{NotificationKind.DONATION_RECEIVED.value}:{found.id}",
+            user_id=found.owner_id,
             **about,
         )
-    # A column read, not session.get: the totals handler changed the row with
-    # an UPDATE statement, which a cached object would not show.
-    raised = session.exec(
-        select(CampaignTotals.raised_cents).where(
-            CampaignTotals.campaign_id == campaign.id
-        )
-    ).first()
-    if raised is not None and raised >= campaign.goal_cents:
+    raised = found.raised_cents
+    if raised is not None and raised >= found.goal_cents:
         written += add(
             session,
             NotificationKind.GOAL_REACHED,
             words.goal_reached(
-                raised=words.money(raised, campaign.currency),
-                goal=words.money(campaign.goal_cents, campaign.currency),
-                campaign_title=campaign.title,
+                raised=words.money(raised, found.campaign_currency),
+                goal=words.money(found.goal_cents, found.campaign_currency),
+                campaign_title=found.title,
             ),
             # Once per campaign, ever: a refund and a new gift do not repeat it.
-            dedupe_key=f"{NotificationKind.GOAL_REACHED.value}:{campaign.id}",
-            user_id=campaign.owner_id,
-            campaign_id=campaign.id,
+            dedupe_key=f"{NotificationKind.GOAL_REACHED.value}:{found.campaign_id}",
+            user_id=found.owner_id,
+            campaign_id=found.campaign_id,
         )
     return written
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam, insert, literal
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 
 from careforall.domain.clock import utcnow
@@ -213,27 +215,46 @@ class WebhookRejected(Exception):
     """The event cannot apply (unknown pledge, other amount); nothing changed."""
 
 
+# Every webhook asks whether its event id was applied: Core, compiled once.
+_WEBHOOK_EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
+_SEEN = core_select(literal(1)).where(
+    _WEBHOOK_EVENTS.c.event_id == bindparam("event_id")
+)
+_APPLIED = insert(_WEBHOOK_EVENTS)
+
+
 def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
     """Apply a provider event once per event id. Returns True for a duplicate."""
     target = EVENT_TARGETS[event.type]
     with uow:
         session = uow.session
-        if session.get(WebhookEvent, event.id) is not None:
+        conn = session.connection()
+        if conn.execute(_SEEN, {"event_id": event.id}).first() is not None:
             return True
         pledge = session.get(Pledge, event.pledge_id, with_for_update=True)
         if pledge is None:
             raise WebhookRejected("unknown pledge")
         # Asked again once the pledge is locked: a copy of this event may have
-        # been applied meanwhile by another process (PostgreSQL).
-        if session.get(WebhookEvent, event.id, populate_existing=True) is not None:
+        # been applied meanwhile by another process (PostgreSQL; on SQLite the
+        # write lock already kept everyone else out since the first look).
+        if (
+            uow.db.is_postgres
+            and conn.execute(_SEEN, {"event_id": event.id}).first() is not None
+        ):
             return True
         if (
             pledge.amount_cents != event.amount_cents
             or pledge.currency != event.currency
         ):
             raise WebhookRejected("amount or currency differs from the pledge")
-        session.add(
-            WebhookEvent(event_id=event.id, type=event.type, pledge_id=pledge.id)
+        conn.execute(
+            _APPLIED,
+            {
+                "event_id": event.id,
+                "type": event.type,
+                "pledge_id": pledge.id,
+                "received_at": utcnow(),
+            },
         )
         # Logged in this commit: "processed" in the log means the effect happened.
         webhook_log.add(

@@ -91,6 +91,7 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
 # once, and only a replayed key loads an ORM object.
 _PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
 _TRANSITIONS = PledgeTransition.__table__  # type: ignore[attr-defined]
+_RECORD_STEP = insert(_TRANSITIONS)
 _BY_KEY = core_select(
     _PLEDGES.c.id,
     _PLEDGES.c.campaign_id,
@@ -180,7 +181,7 @@ def create_pledge(
                 },
             )
             conn.execute(
-                insert(_TRANSITIONS),
+                _RECORD_STEP,
                 {
                     "pledge_id": pledge.id,
                     "from_status": None,
@@ -212,15 +213,17 @@ def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None
     """History rows and one outbox event per step, in the caller's transaction."""
     if not steps:
         return
+    conn = uow.session.connection()
     for step in steps:
-        uow.session.add(
-            PledgeTransition(
-                pledge_id=pledge.id,
-                from_status=step.from_status.value,
-                to_status=step.to_status.value,
-                at=step.at,
-                source=step.source,
-            )
+        conn.execute(
+            _RECORD_STEP,
+            {
+                "pledge_id": pledge.id,
+                "from_status": step.from_status.value,
+                "to_status": step.to_status.value,
+                "at": step.at,
+                "source": step.source,
+            },
         )
         uow.emit(
             PledgeStatusChanged(

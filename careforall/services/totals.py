@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text, update
+from sqlalchemy import bindparam, insert, text, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, func, select
 
 from careforall.domain.clock import utcnow
@@ -13,6 +14,37 @@ from careforall.domain.events import TotalsReconciled
 from careforall.domain.states import PledgeStatus, counts_in_totals
 from careforall.models import CampaignTotals, Pledge, TotalsLedger
 from careforall.services.unit_of_work import UnitOfWork
+
+# Run for every pledge status change the outbox delivers: Core statements,
+# compiled once.
+_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
+_LEDGER = TotalsLedger.__table__  # type: ignore[attr-defined]
+_TOTALS = CampaignTotals.__table__  # type: ignore[attr-defined]
+# Locked (PostgreSQL) so that two processes settling one pledge take turns.
+_PLEDGE_SHARE = (
+    core_select(_PLEDGES.c.campaign_id, _PLEDGES.c.amount_cents, _PLEDGES.c.status)
+    .where(_PLEDGES.c.id == bindparam("pledge_id"))
+    .with_for_update()
+)
+_COUNTED = core_select(_LEDGER.c.counted_cents).where(
+    _LEDGER.c.pledge_id == bindparam("pledge_id")
+)
+_COUNT = insert(_LEDGER)
+_RECOUNT = (
+    update(_LEDGER)
+    # Not a column's name: UPDATE keeps those for its SET values.
+    .where(_LEDGER.c.pledge_id == bindparam("b_pledge_id"))
+    .values(counted_cents=bindparam("wanted"))
+)
+_MOVE_TOTALS = (
+    update(_TOTALS)
+    .where(_TOTALS.c.campaign_id == bindparam("b_campaign_id"))
+    .values(
+        raised_cents=_TOTALS.c.raised_cents + bindparam("cents_delta"),
+        pledge_count=_TOTALS.c.pledge_count + bindparam("count_delta"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def settle_pledge(session: Session, pledge_id: str) -> str | None:
@@ -22,30 +54,37 @@ def settle_pledge(session: Session, pledge_id: str) -> str | None:
     It reads the pledge's current status rather than trusting the event, so a
     repeated, late or reordered event converges on the same totals.
     """
-    # Locked (PostgreSQL) so that two processes settling one pledge take turns.
-    pledge = session.get(Pledge, pledge_id, with_for_update=True)
+    conn = session.connection()
+    pledge = conn.execute(_PLEDGE_SHARE, {"pledge_id": pledge_id}).first()
     if pledge is None:
         return None
     wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
-    entry = session.get(TotalsLedger, pledge_id)
+    entry = conn.execute(_COUNTED, {"pledge_id": pledge_id}).first()
     counted = entry.counted_cents if entry is not None else 0
     if wanted == counted:
         return None
     if entry is None:
-        entry = TotalsLedger(pledge_id=pledge.id, campaign_id=pledge.campaign_id)
-    entry.counted_cents = wanted
-    session.add(entry)
-    count_delta = (wanted > 0) - (counted > 0)
-    session.execute(
-        update(CampaignTotals)
-        .where(col(CampaignTotals.campaign_id) == pledge.campaign_id)
-        .values(
-            raised_cents=CampaignTotals.raised_cents + (wanted - counted),
-            pledge_count=CampaignTotals.pledge_count + count_delta,
-            updated_at=utcnow(),
+        conn.execute(
+            _COUNT,
+            {
+                "pledge_id": pledge_id,
+                "campaign_id": pledge.campaign_id,
+                "counted_cents": wanted,
+            },
         )
+    else:
+        conn.execute(_RECOUNT, {"b_pledge_id": pledge_id, "wanted": wanted})
+    conn.execute(
+        _MOVE_TOTALS,
+        {
+            "b_campaign_id": pledge.campaign_id,
+            "cents_delta": wanted - counted,
+            "count_delta": (wanted > 0) - (counted > 0),
+            "now": utcnow(),
+        },
     )
-    return pledge.campaign_id
+    campaign_id: str = pledge.campaign_id
+    return campaign_id
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
+from careforall.domain.clock import utcnow
 from careforall.models import WebhookLog
 from careforall.services import alerts
 from careforall.services.unit_of_work import UnitOfWork
@@ -42,24 +44,30 @@ class WebhookEntry:
     pledge_id: str | None = None
     reason: str | None = None
 
-    def to_row(self) -> WebhookLog:
-        return WebhookLog(
-            outcome=self.outcome.value,
-            status_code=self.status_code,
-            event_id=_clip(self.event_id, 120),
-            type=_clip(self.type, 60),
-            pledge_id=_clip(self.pledge_id, 100),
-            reason=_clip(self.reason, 200),
-        )
+    def to_values(self) -> dict[str, object]:
+        """The log row's columns."""
+        return {
+            "received_at": utcnow(),
+            "outcome": self.outcome.value,
+            "status_code": self.status_code,
+            "event_id": _clip(self.event_id, 120),
+            "type": _clip(self.type, 60),
+            "pledge_id": _clip(self.pledge_id, 100),
+            "reason": _clip(self.reason, 200),
+        }
 
 
 def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
 
 
+_INSERT = insert(WebhookLog.__table__)  # type: ignore[attr-defined]
+
+
 def add(session: Session, entry: WebhookEntry) -> None:
-    """Add the entry to the caller's transaction."""
-    session.add(entry.to_row())
+    """Add the entry to the caller's transaction (one Core INSERT: every
+    webhook request writes one)."""
+    session.connection().execute(_INSERT, entry.to_values())
 
 
 def record(uow: UnitOfWork, *, entry: WebhookEntry) -> None:
