@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, literal
+from sqlalchemy import bindparam, insert, literal, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +25,12 @@ from careforall.domain.states import TRIGGER_FOR, PledgeStatus, advance, fire
 from careforall.models import Pledge, WebhookEvent
 from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
 from careforall.services import audit, webhook_log
-from careforall.services.pledges import record_steps, require_pledge
+from careforall.services.pledges import (
+    current_status,
+    record_steps,
+    require_pledge,
+    write_history,
+)
 from careforall.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("careforall.payments")
@@ -148,9 +153,7 @@ def capture_payment(
 
 def auto_capture(uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str) -> None:
     """Capture right after authorization; a no-op once the pledge has moved on."""
-    with uow.db.read() as session:
-        pledge = require_pledge(session, pledge_id)
-    if pledge.status != PledgeStatus.AUTHORIZED:
+    if current_status(uow.db, pledge_id) != PledgeStatus.AUTHORIZED:
         return
     try:
         _capture(uow, provider=provider, pledge_id=pledge_id, source="auto-capture")
@@ -221,6 +224,41 @@ _SEEN = core_select(literal(1)).where(
     _WEBHOOK_EVENTS.c.event_id == bindparam("event_id")
 )
 _APPLIED = insert(_WEBHOOK_EVENTS)
+_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
+# Locked (PostgreSQL) until the commit, so two events for one pledge take turns.
+_PLEDGE_FOR_EVENT = (
+    core_select(
+        _PLEDGES.c.id,
+        _PLEDGES.c.campaign_id,
+        _PLEDGES.c.amount_cents,
+        _PLEDGES.c.currency,
+        _PLEDGES.c.status,
+        _PLEDGES.c.failure_reason,
+    )
+    .where(_PLEDGES.c.id == bindparam("pledge_id"))
+    .with_for_update()
+)
+_MOVE_PLEDGE = (
+    update(_PLEDGES)
+    .where(_PLEDGES.c.id == bindparam("b_pledge_id"))
+    .values(
+        status=bindparam("status"),
+        updated_at=bindparam("updated_at"),
+        failure_reason=bindparam("failure_reason"),
+    )
+)
+
+
+@dataclass
+class _Moving:
+    """A pledge read for a provider event, moved by the state machine."""
+
+    id: str
+    campaign_id: str
+    amount_cents: int
+    currency: str
+    status: str
+    failure_reason: str | None
 
 
 def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
@@ -231,9 +269,10 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
         conn = session.connection()
         if conn.execute(_SEEN, {"event_id": event.id}).first() is not None:
             return True
-        pledge = session.get(Pledge, event.pledge_id, with_for_update=True)
-        if pledge is None:
+        found = conn.execute(_PLEDGE_FOR_EVENT, {"pledge_id": event.pledge_id}).first()
+        if found is None:
             raise WebhookRejected("unknown pledge")
+        pledge = _Moving(**found._mapping)
         # Asked again once the pledge is locked: a copy of this event may have
         # been applied meanwhile by another process (PostgreSQL; on SQLite the
         # write lock already kept everyone else out since the first look).
@@ -268,9 +307,21 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
             ),
         )
         steps = advance(pledge, target, source=f"webhook:{event.id}", at=utcnow())
-        if steps and target == PledgeStatus.FAILED:
-            pledge.failure_reason = event.reason or GENERIC_DECLINE
-        record_steps(uow, pledge, steps)
+        if steps:
+            write_history(uow, pledge, steps)
+            conn.execute(
+                _MOVE_PLEDGE,
+                {
+                    "b_pledge_id": pledge.id,
+                    "status": pledge.status,
+                    "updated_at": steps[-1].at,
+                    "failure_reason": (
+                        event.reason or GENERIC_DECLINE
+                        if target == PledgeStatus.FAILED
+                        else found.failure_reason
+                    ),
+                },
+            )
         try:
             uow.commit()
         except IntegrityError:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row, bindparam, insert
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from careforall.db import Database
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import (
     BadUserInput,
@@ -209,10 +210,35 @@ def create_pledge(
     return pledge
 
 
+class PledgeFacts(Protocol):
+    """What a pledge's history and events name: an ORM row or a Core one."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def campaign_id(self) -> str: ...
+
+    @property
+    def amount_cents(self) -> int: ...
+
+    @property
+    def currency(self) -> str: ...
+
+
 def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None:
-    """History rows and one outbox event per step, in the caller's transaction."""
+    """History rows and one outbox event per step, in the caller's transaction;
+    the ORM `pledge` (whose status the steps moved) is saved with it."""
     if not steps:
         return
+    write_history(uow, pledge, steps)
+    pledge.updated_at = steps[-1].at
+    uow.session.add(pledge)
+
+
+def write_history(uow: UnitOfWork, pledge: PledgeFacts, steps: Sequence[Step]) -> None:
+    """A history row and an outbox event for each step (the pledge row itself
+    is the caller's to update)."""
     conn = uow.session.connection()
     for step in steps:
         conn.execute(
@@ -236,8 +262,6 @@ def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None
                 source=step.source,
             )
         )
-    pledge.updated_at = steps[-1].at
-    uow.session.add(pledge)
 
 
 def get_pledge(
@@ -251,6 +275,19 @@ def get_pledge(
     if not may_see_pledge(viewer, pledge):
         raise Forbidden("Only the donor or an admin may see this pledge.")
     return pledge
+
+
+_STATUS = core_select(_PLEDGES.c.status).where(_PLEDGES.c.id == bindparam("pledge_id"))
+
+
+def current_status(db: Database, pledge_id: str) -> PledgeStatus:
+    """The pledge's status as committed, or NotFound (one Core read: the outbox
+    asks it for every authorization)."""
+    with db.engine.connect() as conn:
+        status = conn.execute(_STATUS, {"pledge_id": pledge_id}).scalar()
+    if status is None:
+        raise NotFound("There is no pledge with that id.")
+    return PledgeStatus(status)
 
 
 def require_pledge(

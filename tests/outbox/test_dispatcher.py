@@ -23,7 +23,7 @@ from careforall.models import OutboxEvent, Pledge, PledgeTransition, WebhookEven
 from careforall.outbox import dispatcher as dispatcher_module
 from careforall.outbox import handlers
 from careforall.services.payments import ProviderEvent, apply_provider_event
-from careforall.services.pledges import record_steps
+from careforall.services.pledges import write_history
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
 from tests.conftest import GQL, wait_for
@@ -176,10 +176,10 @@ def test_a_change_that_does_not_commit_leaves_no_event(
     outbox_before = len(outbox(db))
 
     def record_then_crash(*args: Any, **kwargs: Any) -> None:
-        record_steps(*args, **kwargs)
+        write_history(*args, **kwargs)
         raise RuntimeError("crash between the change and its commit")
 
-    monkeypatch.setattr("careforall.services.payments.record_steps", record_then_crash)
+    monkeypatch.setattr("careforall.services.payments.write_history", record_then_crash)
     event = ProviderEvent(
         id="evt_crash", type="payment.captured", pledge_id=pledge["id"],
         amount_cents=2500, currency="USD",
