@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from careforall import logs, tracing
+from careforall import collector, logs, tracing
 from careforall.api.context import GraphQLView
 from careforall.api.response_cache import ResponseCache
 from careforall.backup import hold_server_lock
@@ -76,37 +75,6 @@ def _start_runtime(
         # concurrent transactions together by itself.
         writer=None if db.is_postgres else Writer(db),
     )
-
-
-_collector_tuned = False
-
-# Full collections a hundred times rarer than Python's default (gen2
-# threshold 10): young ones still run as often.
-FULL_COLLECTION_THRESHOLD = 1000
-
-
-def _tune_garbage_collector() -> None:
-    """Keep the garbage collector's full passes from stalling every request.
-
-    A full collection walks every object the process holds. First, what
-    start-up made (modules, the schema, the pools) lives as long as the
-    process: frozen, no pass walks it again. That walk took 50-80 ms and was
-    the whole p99 of campaignTotals at 1,000 req/s (83 ms before, 2.5 ms
-    after). Second, objects made later (thousands of open subscriptions)
-    still made each full pass take hundreds of ms, in the middle of a
-    donation's push to 5,000 subscribers (p99 1.9 s); with full passes a
-    hundred times rarer it was 0.5 s, at the same peak memory. Once per
-    process, so apps started again in one process (tests) do not pin each
-    other's objects.
-    """
-    global _collector_tuned
-    if _collector_tuned:
-        return
-    _collector_tuned = True
-    gc.collect()
-    gc.freeze()
-    young, middle, _full = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -184,7 +152,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # After the dispatcher's task exists, so it has a loop to push on.
             await asyncio.sleep(0)
             listener.start()
-        _tune_garbage_collector()
+        collector.freeze_startup_heap()
         try:
             yield
         finally:

@@ -13,9 +13,10 @@ from datetime import datetime
 
 import strawberry
 
-from careforall import metrics, models
+from careforall import models
 from careforall.api.pagination import Connection, connection, page_size
 from careforall.api.types import Info
+from careforall.collector import open_subscription
 from careforall.domain.notifications import NotificationKind
 from careforall.domain.rules import require_principal
 from careforall.services import notifications
@@ -157,8 +158,7 @@ class NotificationSubscription:
                 seen = notifications.latest_id(session)
                 count = notifications.unread_count(session, principal=me)
             ctx.notifications.watch_from(seen)
-            metrics.SUBSCRIPTIONS_OPEN.inc()
-            try:
+            with open_subscription():
                 yield NotificationUpdate(unread_count=count, notifications=[])
                 while True:
                     await subscriber.next()
@@ -175,5 +175,3 @@ class NotificationSubscription:
                             unread_count=count,
                             notifications=[Notification.from_model(r) for r in rows],
                         )
-            finally:
-                metrics.SUBSCRIPTIONS_OPEN.dec()

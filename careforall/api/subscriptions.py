@@ -6,8 +6,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from careforall import metrics
 from careforall.api.types import CampaignTotals, Info
+from careforall.collector import open_subscription
 from careforall.domain.errors import NotFound
 from careforall.services import campaigns
 
@@ -27,8 +27,7 @@ class Subscription:
                 row = campaigns.get_totals(session, str(campaign_id))
             if row is None:
                 raise NotFound("There is no campaign with that id.")
-            metrics.SUBSCRIPTIONS_OPEN.inc()
-            try:
+            with open_subscription():
                 last = row.updated_at, row.raised_cents, row.pledge_count
                 yield CampaignTotals.from_model(row)
                 while True:
@@ -37,5 +36,3 @@ class Subscription:
                     if current != last:
                         last = current
                         yield CampaignTotals.from_model(row)
-            finally:
-                metrics.SUBSCRIPTIONS_OPEN.dec()
