@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -45,10 +45,12 @@ class Context:
     token: str | None = None
     # graphql-transport-ws: the connection_init payload (set by Strawberry).
     connection_params: dict[str, Any] | None = None
-    loaders: Loaders = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.runtime.db)
+    @cached_property
+    def loaders(self) -> Loaders:
+        """Made on first use: most requests and every subscription never batch
+        a lookup, and each loader is a dozen objects to make and to keep."""
+        return Loaders(self.runtime.db)
 
     @cached_property
     def _principal(self) -> Principal | Unauthenticated | None:
