@@ -13,6 +13,7 @@ lock already serializes writers), unique constraints decide races, and
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -32,6 +35,9 @@ _IMMEDIATE = "careforall_immediate"
 _WAITERS = "careforall_write_waiters"
 # Marks a pooled connection that committed since it was checked out.
 _COMMITTED = "careforall_committed"
+# Data versions are unique in the process, across Database objects: a value
+# kept from an earlier start of the app can never match a current one.
+_DATA_VERSIONS = itertools.count(1)
 
 # PostgreSQL channels (see careforall/outbox/listener.py).
 OUTBOX_CHANNEL = "careforall_outbox"
@@ -154,7 +160,7 @@ class Database:
         self._commit_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._disposed = False
-        self._data_version = 0
+        self._data_version = next(_DATA_VERSIONS)
         event.listen(engine, "commit", self._committing)
         event.listen(engine, "checkin", self._checked_in)
 
@@ -185,7 +191,7 @@ class Database:
 
     def _bump_data_version(self) -> None:
         with self._lock:
-            self._data_version += 1
+            self._data_version = next(_DATA_VERSIONS)
 
     def totals_lock(self, session: Session, *, exclusive: bool) -> None:
         """PostgreSQL: a transaction-long advisory lock on the totals.
@@ -250,6 +256,30 @@ class Database:
             # A connection given back after dispose() (a worker thread that
             # outlived shutdown) is closed, not kept open in a pool no one uses.
             dbapi_connection.close()
+
+
+class InsertUnlessPresent:
+    """`INSERT ... ON CONFLICT (columns) DO NOTHING` for either database: a row
+    already there (committed, or written earlier in this transaction) makes it
+    write nothing, and `run` says so."""
+
+    def __init__(self, table: Table, *columns: str) -> None:
+        # RETURNING tells whether a row was written: psycopg reports no
+        # rowcount (-1) for these statements.
+        written = table.c[columns[0]]
+        self._by_dialect: dict[str, Insert] = {
+            "sqlite": sqlite_insert(table)
+            .on_conflict_do_nothing(index_elements=list(columns))
+            .returning(written),
+            "postgresql": postgresql_insert(table)
+            .on_conflict_do_nothing(index_elements=list(columns))
+            .returning(written),
+        }
+
+    def run(self, connection: Connection, values: dict[str, Any]) -> bool:
+        """Insert `values`; False when a row with those columns was there."""
+        result = connection.execute(self._by_dialect[connection.dialect.name], values)
+        return result.first() is not None
 
 
 def _payload_parts(payload: str) -> list[str]:

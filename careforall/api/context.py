@@ -144,6 +144,7 @@ class GraphQLView(GraphQL[Context, None]):
             and cache.enabled
             and isinstance(request, Request)
             and _may_share_answer(request)
+            and cache.may_keep(await request.body())
         ):
             return await self._run_cached(request, cache)
         return await self._run(request, context, root_value)
@@ -162,6 +163,7 @@ class GraphQLView(GraphQL[Context, None]):
     async def _run_cached(self, request: Request, cache: ResponseCache) -> Any:
         """A public query: the kept answer, or a new one kept."""
         start = time.perf_counter()
+        read_at = cache.clock()
         body = await request.body()  # already read whole by BodySizeLimit
         runtime: Runtime = request.app.state.runtime
         data_version = runtime.db.data_version
@@ -185,7 +187,7 @@ class GraphQLView(GraphQL[Context, None]):
             and isinstance(answer, bytes)
             and b'"errors"' not in answer  # any error: never kept
         ):
-            cache.put(body, answer, query, data_version)
+            cache.put(body, answer, query, data_version=data_version, read_at=read_at)
         return response
 
 

@@ -32,8 +32,12 @@ from careforall.api.caching import parse_cached
 # Root fields whose answer depends on the data alone, never on the caller.
 PUBLIC_ROOT_FIELDS = frozenset({"version", "campaign", "campaigns", "campaignTotals"})
 DEFAULT_MAX_ENTRIES = 1024
-# Larger answers are rare and cheap to make again relative to their size.
+# Larger requests and answers are rare and cheap to make again relative to
+# their size; and a request padded with unused variables cannot fill memory.
+MAX_REQUEST_BYTES = 4 * 1024
 MAX_BODY_BYTES = 64 * 1024
+# What all kept requests and answers may hold together.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,20 @@ class ResponseCache:
         *,
         max_age: float,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_age = max_age
         self.max_entries = max_entries
-        self._clock = clock
+        self.max_bytes = max_bytes
+        self.clock = clock
         self._entries: OrderedDict[bytes, CachedAnswer] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    def may_keep(self, key: bytes) -> bool:
+        """Whether an answer to this request could be kept at all."""
+        return self.max_age > 0 and len(key) <= MAX_REQUEST_BYTES
 
     @property
     def enabled(self) -> bool:
@@ -105,29 +116,49 @@ class ResponseCache:
             entry = self._entries.get(key)
             if entry is None:
                 return None
-            if entry.data_version != data_version or entry.expires <= self._clock():
-                del self._entries[key]
+            if entry.data_version != data_version or entry.expires <= self.clock():
+                self._drop(key)
                 return None
             self._entries.move_to_end(key)
             return entry
 
     def put(
-        self, key: bytes, body: bytes, query: PublicQuery, data_version: int
+        self,
+        key: bytes,
+        body: bytes,
+        query: PublicQuery,
+        *,
+        data_version: int,
+        read_at: float,
     ) -> None:
-        """Keep an answer made from data read at `data_version`."""
-        if len(body) > MAX_BODY_BYTES:
+        """Keep an answer made from data read at `data_version`, from `read_at`
+        (the clock before it was made) on: its age counts from the read."""
+        if not self.may_keep(key) or len(body) > MAX_BODY_BYTES:
             return
         entry = CachedAnswer(
             body=body,
             query=query,
             data_version=data_version,
-            expires=self._clock() + self.max_age,
+            expires=read_at + self.max_age,
         )
         with self._lock:
+            self._drop(key)
             self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._bytes += len(key) + len(body)
+            while self._entries and (
+                len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+            ):
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(key) + len(entry.body)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        """What the kept requests and answers hold."""
+        return self._bytes

@@ -229,12 +229,13 @@ class Dispatcher:
         )
         postgres = self._db.is_postgres
         with self._db.read() as reader:
-            rows = [] if postgres else list(reader.exec(due).all())
-            # Idle (or PostgreSQL, which claims below): the gauges at once.
-            self._refresh_gauges(reader, now, idle=not rows)
+            if not postgres:
+                rows = list(reader.exec(due).all())
+                self._refresh_gauges(reader, now, idle=not rows)
         with self._db.write_session() as session:
             if postgres:
                 rows = list(session.exec(due.with_for_update(skip_locked=True)).all())
+                self._refresh_gauges(session, now, idle=not rows)
             if not rows:
                 session.rollback()
                 return BatchResult(next_wait=self._next_wait())

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, bindparam, func, update
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from careforall.db import InsertUnlessPresent
 from careforall.domain import notifications as words
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, NotFound
@@ -49,17 +48,12 @@ class ReadResult:
 # --- writing (inside the dispatcher's transaction) --------------------------
 
 
-_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 # A twin (same dedupe_key) written before, or earlier in this transaction,
 # makes the INSERT do nothing: one statement instead of a look and a write.
-_ADD = {
-    "sqlite": sqlite_insert(_NOTIFICATIONS).on_conflict_do_nothing(
-        index_elements=["dedupe_key"]
-    ),
-    "postgresql": postgresql_insert(_NOTIFICATIONS).on_conflict_do_nothing(
-        index_elements=["dedupe_key"]
-    ),
-}
+_ADD = InsertUnlessPresent(
+    Notification.__table__,  # type: ignore[attr-defined]
+    "dedupe_key",
+)
 
 
 def add(
@@ -75,9 +69,8 @@ def add(
 ) -> bool:
     """Add one notification unless its `dedupe_key` was written before."""
     message = message.clipped()
-    conn = session.connection()
-    result = conn.execute(
-        _ADD[conn.dialect.name],
+    return _ADD.run(
+        session.connection(),
         {
             "id": new_id("ntf"),
             "recipient_user_id": user_id,
@@ -92,7 +85,6 @@ def add(
             "read_at": None,
         },
     )
-    return result.rowcount == 1
 
 
 _PLEDGES = Pledge.__table__  # type: ignore[attr-defined]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, literal, update
+from sqlalchemy import bindparam, literal, update
 from sqlalchemy import select as core_select
-from sqlalchemy.exc import IntegrityError
 
+from careforall.db import InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, InvalidTransition
 from careforall.domain.rules import (
@@ -223,7 +223,7 @@ _WEBHOOK_EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
 _SEEN = core_select(literal(1)).where(
     _WEBHOOK_EVENTS.c.event_id == bindparam("event_id")
 )
-_APPLIED = insert(_WEBHOOK_EVENTS)
+_APPLIED = InsertUnlessPresent(_WEBHOOK_EVENTS, "event_id")
 _PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
 # Locked (PostgreSQL) until the commit, so two events for one pledge take turns.
 _PLEDGE_FOR_EVENT = (
@@ -286,8 +286,8 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
             or pledge.currency != event.currency
         ):
             raise WebhookRejected("amount or currency differs from the pledge")
-        conn.execute(
-            _APPLIED,
+        applied = _APPLIED.run(
+            conn,
             {
                 "event_id": event.id,
                 "type": event.type,
@@ -295,6 +295,10 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
                 "received_at": utcnow(),
             },
         )
+        if not applied:
+            # PostgreSQL: the same event id, for another pledge, committed
+            # meanwhile in another process (the INSERT waited for it).
+            return True
         # Logged in this commit: "processed" in the log means the effect happened.
         webhook_log.add(
             session,
@@ -322,8 +326,5 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
                     ),
                 },
             )
-        try:
-            uow.commit()
-        except IntegrityError:
-            return True  # the same event id committed concurrently elsewhere
+        uow.commit()
     return False

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from careforall.api.response_cache import (
     MAX_BODY_BYTES,
+    MAX_REQUEST_BYTES,
     PUBLIC_ROOT_FIELDS,
     PublicQuery,
     ResponseCache,
@@ -295,29 +296,56 @@ def test_an_answer_lives_until_its_data_version_moves_or_it_expires() -> None:
     clock = Clock()
     cache = ResponseCache(max_age=1.0, clock=clock)
     query = PublicQuery(None)
-    cache.put(b"k", b"answer", query, data_version=7)
+    cache.put(b"k", b"answer", query, data_version=7, read_at=clock.now)
 
     assert cache.get(b"k", 7) is not None
     assert cache.get(b"k", 8) is None  # a commit since: gone for good
     assert cache.get(b"k", 7) is None
 
-    cache.put(b"k", b"answer", query, data_version=8)
-    clock.now += 0.99
+    # Its age counts from the read it was made from, not from when it was kept.
+    read_at = clock.now
+    clock.now += 0.5
+    cache.put(b"k", b"answer", query, data_version=8, read_at=read_at)
+    clock.now += 0.49
     kept = cache.get(b"k", 8)
     assert kept is not None and kept.body == b"answer"
     clock.now += 0.02
     assert cache.get(b"k", 8) is None
+    assert cache.size_bytes == 0
 
 
-def test_the_cache_is_bounded() -> None:
-    cache = ResponseCache(max_age=60, max_entries=3)
+def test_the_cache_is_bounded_in_entries_and_bytes() -> None:
+    clock = Clock()
+    cache = ResponseCache(max_age=60, max_entries=3, max_bytes=1000, clock=clock)
     query = PublicQuery(None)
+
+    def put(key: bytes, body: bytes = b"x") -> None:
+        cache.put(key, body, query, data_version=1, read_at=clock.now)
+
     for key in (b"a", b"b", b"c"):
-        cache.put(key, b"x", query, data_version=1)
+        put(key)
     assert cache.get(b"a", 1) is not None  # a is now the most recent
-    cache.put(b"d", b"x", query, data_version=1)
+    put(b"d")
     assert len(cache) == 3
     assert cache.get(b"b", 1) is None  # the least recently used left
     assert [cache.get(k, 1) is not None for k in (b"a", b"c", b"d")] == [True] * 3
-    cache.put(b"big", b"x" * (MAX_BODY_BYTES + 1), query, data_version=1)
+
+    put(b"big", b"x" * (MAX_BODY_BYTES + 1))
     assert cache.get(b"big", 1) is None
+    padded = b"k" * (MAX_REQUEST_BYTES + 1)
+    assert not cache.may_keep(padded)
+    put(padded)
+    assert cache.get(padded, 1) is None
+
+    put(b"e", b"y" * 600)
+    put(b"f", b"z" * 600)  # over 1,000 bytes together: the older one leaves
+    assert cache.get(b"e", 1) is None and cache.get(b"f", 1) is not None
+    assert cache.size_bytes <= 1000
+
+
+def test_a_request_padded_to_fill_memory_is_answered_but_not_kept(gql: GQL) -> None:
+    counts = Counts()
+    padding = {"unused": "x" * MAX_REQUEST_BYTES}
+    for _ in range(2):
+        assert gql.ok("{ version }", padding)["version"]
+    assert counts.since() == (0, 0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from careforall.db import Database
+from careforall.db import Database, InsertUnlessPresent
+from careforall.domain.clock import utcnow
+from careforall.models import WebhookEvent
 
 
 def test_a_connection_given_back_after_dispose_is_closed(db: Database) -> None:
@@ -59,3 +61,30 @@ def test_a_change_in_another_process_moves_the_data_version(db: Database) -> Non
     start = db.data_version
     db.data_changed_elsewhere()
     assert db.data_version > start
+
+
+def test_insert_unless_present_says_whether_it_wrote(db: Database) -> None:
+    """The dedupe of webhook event ids and notifications rests on this."""
+    applied = InsertUnlessPresent(
+        WebhookEvent.__table__,  # type: ignore[attr-defined]
+        "event_id",
+    )
+
+    def row(pledge_id: str) -> dict[str, object]:
+        return {
+            "event_id": "evt_1",
+            "type": "payment.captured",
+            "pledge_id": pledge_id,
+            "received_at": utcnow(),
+        }
+
+    with db.write_connection() as conn:
+        with conn.begin():
+            assert applied.run(conn, row("plg_first")) is True
+            assert applied.run(conn, row("plg_second")) is False  # same transaction
+    with db.write_connection() as conn:
+        with conn.begin():
+            assert applied.run(conn, row("plg_third")) is False  # committed before
+    with db.read() as session:
+        kept = session.get(WebhookEvent, "evt_1")
+        assert kept is not None and kept.pledge_id == "plg_first"
