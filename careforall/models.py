@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from careforall.domain.clock import utcnow
@@ -245,3 +245,11 @@ class AlertThrottle(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=60)
     last_sent_at: datetime
     suppressed: int = 0
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for statements on hot paths (SQLModel
+    leaves `__table__` untyped)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

@@ -20,7 +20,7 @@ from careforall.domain.errors import BadUserInput, Unauthenticated
 from careforall.domain.events import PledgesClaimed
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
-from careforall.models import AnonymousSession, Pledge, User
+from careforall.models import AnonymousSession, Pledge, User, table_of
 from careforall.services import notifications
 from careforall.services.unit_of_work import UnitOfWork
 
@@ -265,11 +265,9 @@ def get_user(session: Session, user_id: str) -> User | None:
     return session.get(User, user_id)
 
 
-_USER_EXISTS = core_select(literal(1)).where(
-    User.__table__.c.id == bindparam("id")  # type: ignore[attr-defined]
-)
+_USER_EXISTS = core_select(literal(1)).where(table_of(User).c.id == bindparam("id"))
 _SESSION_EXISTS = core_select(literal(1)).where(
-    AnonymousSession.__table__.c.id == bindparam("id")  # type: ignore[attr-defined]
+    table_of(AnonymousSession).c.id == bindparam("id")
 )
 
 

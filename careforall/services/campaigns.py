@@ -21,7 +21,7 @@ from careforall.domain.events import CampaignCreated, CampaignStatusChanged
 from careforall.domain.money import check_currency, check_goal
 from careforall.domain.rules import Principal, may_manage_campaign, require_user
 from careforall.domain.states import CampaignStatus, campaign_status_allowed
-from careforall.models import Campaign, CampaignTotals
+from careforall.models import Campaign, CampaignTotals, table_of
 from careforall.services import audit
 from careforall.services.pagination import (
     Page,
@@ -138,7 +138,7 @@ class TotalsFigures:
     updated_at: datetime
 
 
-_TOTALS = CampaignTotals.__table__  # type: ignore[attr-defined]
+_TOTALS = table_of(CampaignTotals)
 _TOTALS_BY_ID = select(
     _TOTALS.c.campaign_id,
     _TOTALS.c.raised_cents,

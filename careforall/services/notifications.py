@@ -34,6 +34,7 @@ from careforall.models import (
     CampaignTotals,
     Notification,
     Pledge,
+    table_of,
 )
 from careforall.services.pagination import MAX_PAGE, Page, newest_first
 from careforall.services.unit_of_work import UnitOfWork
@@ -51,7 +52,7 @@ class ReadResult:
 # A twin (same dedupe_key) written before, or earlier in this transaction,
 # makes the INSERT do nothing: one statement instead of a look and a write.
 _ADD = InsertUnlessPresent(
-    Notification.__table__,  # type: ignore[attr-defined]
+    table_of(Notification),
     "dedupe_key",
 )
 
@@ -87,9 +88,9 @@ def add(
     )
 
 
-_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
-_CAMPAIGNS = Campaign.__table__  # type: ignore[attr-defined]
-_TOTALS = CampaignTotals.__table__  # type: ignore[attr-defined]
+_PLEDGES = table_of(Pledge)
+_CAMPAIGNS = table_of(Campaign)
+_TOTALS = table_of(CampaignTotals)
 _ABOUT = (
     core_select(
         _PLEDGES.c.id,

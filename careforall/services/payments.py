@@ -22,7 +22,7 @@ from careforall.domain.rules import (
     require_principal,
 )
 from careforall.domain.states import TRIGGER_FOR, PledgeStatus, advance, fire
-from careforall.models import Pledge, WebhookEvent
+from careforall.models import Pledge, WebhookEvent, table_of
 from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
 from careforall.services import audit, webhook_log
 from careforall.services.pledges import (
@@ -219,12 +219,12 @@ class WebhookRejected(Exception):
 
 
 # Every webhook asks whether its event id was applied: Core, compiled once.
-_WEBHOOK_EVENTS = WebhookEvent.__table__  # type: ignore[attr-defined]
+_WEBHOOK_EVENTS = table_of(WebhookEvent)
 _SEEN = core_select(literal(1)).where(
     _WEBHOOK_EVENTS.c.event_id == bindparam("event_id")
 )
 _APPLIED = InsertUnlessPresent(_WEBHOOK_EVENTS, "event_id")
-_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
+_PLEDGES = table_of(Pledge)
 # Locked (PostgreSQL) until the commit, so two events for one pledge take turns.
 _PLEDGE_FOR_EVENT = (
     core_select(

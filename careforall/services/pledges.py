@@ -29,7 +29,7 @@ from careforall.domain.money import (
 )
 from careforall.domain.rules import Principal, may_see_pledge, require_principal
 from careforall.domain.states import PledgeStatus, Step
-from careforall.models import Campaign, Pledge, PledgeTransition
+from careforall.models import Campaign, Pledge, PledgeTransition, table_of
 from careforall.services.auth import principal_exists
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.pagination import (
@@ -90,8 +90,8 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
 
 # createPledge is the hottest write: its statements are Core, each compiled
 # once, and only a replayed key loads an ORM object.
-_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
-_TRANSITIONS = PledgeTransition.__table__  # type: ignore[attr-defined]
+_PLEDGES = table_of(Pledge)
+_TRANSITIONS = table_of(PledgeTransition)
 _RECORD_STEP = insert(_TRANSITIONS)
 _BY_KEY = core_select(
     _PLEDGES.c.id,
@@ -104,7 +104,7 @@ _BY_KEY = core_select(
     _PLEDGES.c.idempotency_scope == bindparam("scope"),
     _PLEDGES.c.idempotency_key == bindparam("key"),
 )
-_CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
+_CAMPAIGN = table_of(Campaign)
 _CAMPAIGN_FOR_PLEDGE = (
     core_select(
         _CAMPAIGN.c.id, _CAMPAIGN.c.currency, _CAMPAIGN.c.status, _CAMPAIGN.c.ends_at

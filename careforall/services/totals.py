@@ -12,14 +12,14 @@ from sqlmodel import Session, col, func, select
 from careforall.domain.clock import utcnow
 from careforall.domain.events import TotalsReconciled
 from careforall.domain.states import PledgeStatus, counts_in_totals
-from careforall.models import CampaignTotals, Pledge, TotalsLedger
+from careforall.models import CampaignTotals, Pledge, TotalsLedger, table_of
 from careforall.services.unit_of_work import UnitOfWork
 
 # Run for every pledge status change the outbox delivers: Core statements,
 # compiled once.
-_PLEDGES = Pledge.__table__  # type: ignore[attr-defined]
-_LEDGER = TotalsLedger.__table__  # type: ignore[attr-defined]
-_TOTALS = CampaignTotals.__table__  # type: ignore[attr-defined]
+_PLEDGES = table_of(Pledge)
+_LEDGER = table_of(TotalsLedger)
+_TOTALS = table_of(CampaignTotals)
 # Locked (PostgreSQL) so that two processes settling one pledge take turns.
 _PLEDGE_SHARE = (
     core_select(_PLEDGES.c.campaign_id, _PLEDGES.c.amount_cents, _PLEDGES.c.status)

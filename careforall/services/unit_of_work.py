@@ -22,11 +22,11 @@ from careforall.domain.events import (
     PledgeCreated,
     PledgeStatusChanged,
 )
-from careforall.models import OutboxEvent
+from careforall.models import OutboxEvent, table_of
 
 log = logging.getLogger("careforall.events")
 
-_INSERT_OUTBOX = insert(OutboxEvent.__table__)  # type: ignore[attr-defined]
+_INSERT_OUTBOX = insert(table_of(OutboxEvent))
 
 
 def log_events(events: Sequence[Event]) -> None:

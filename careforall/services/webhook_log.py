@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from careforall.domain.clock import utcnow
-from careforall.models import WebhookLog
+from careforall.models import WebhookLog, table_of
 from careforall.services import alerts
 from careforall.services.unit_of_work import UnitOfWork
 
@@ -61,7 +61,7 @@ def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
 
 
-_INSERT = insert(WebhookLog.__table__)  # type: ignore[attr-defined]
+_INSERT = insert(table_of(WebhookLog))
 
 
 def add(session: Session, entry: WebhookEntry) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
-from careforall.models import WebhookEvent
+from careforall.models import WebhookEvent, table_of
 
 
 def test_a_connection_given_back_after_dispose_is_closed(db: Database) -> None:
@@ -66,7 +66,7 @@ def test_a_change_in_another_process_moves_the_data_version(db: Database) -> Non
 def test_insert_unless_present_says_whether_it_wrote(db: Database) -> None:
     """The dedupe of webhook event ids and notifications rests on this."""
     applied = InsertUnlessPresent(
-        WebhookEvent.__table__,  # type: ignore[attr-defined]
+        table_of(WebhookEvent),
         "event_id",
     )
 
