@@ -27,8 +27,9 @@ def webhooks_to(server: Server) -> dict[str, str]:
     return {"CAREFORALL_PROVIDER_WEBHOOK_URL": f"{server.base_url}/webhooks/payments"}
 
 
-# Answers to public queries kept for an hour: a process sees the other's
-# commits in them only through the notifications that invalidate them.
+# Answers to public queries kept for an hour, so what a process answers
+# follows the other's commits only if something invalidates its entries: the
+# notifications, or its own dispatcher's commits.
 LONG_CACHE = {"CAREFORALL_RESPONSE_CACHE_SECONDS": "3600"}
 
 
