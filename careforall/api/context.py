@@ -18,7 +18,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from careforall import metrics
 from careforall.api.loaders import Loaders
 from careforall.api.observability import count_cached_answer
-from careforall.api.response_cache import ResponseCache, public_query
+from careforall.api.response_cache import Misses, ResponseCache, public_query
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.outbox.broadcaster import Broadcaster
@@ -89,6 +89,7 @@ class GraphQLView(GraphQL[Context, None]):
         super().__init__(schema, **kwargs)
         self.broadcaster = broadcaster
         self.response_cache = response_cache
+        self.misses = Misses()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -168,6 +169,8 @@ class GraphQLView(GraphQL[Context, None]):
         runtime: Runtime = request.app.state.runtime
         data_version = runtime.db.data_version
         kept = cache.get(body, data_version)
+        if kept is None:
+            kept = await self.misses.follow(body, data_version)
         if kept is not None:
             metrics.GRAPHQL_RESPONSE_CACHE.labels("hit").inc()
             count_cached_answer(
@@ -176,18 +179,27 @@ class GraphQLView(GraphQL[Context, None]):
                 token_sent="authorization" in request.headers,
             )
             return Response(kept.body, media_type="application/json")
-        response = await self._run(request, UNSET, UNSET)
         query = public_query(body, max_tokens=runtime.settings.graphql_max_tokens)
         if query is None:
-            return response
+            return await self._run(request, UNSET, UNSET)
         metrics.GRAPHQL_RESPONSE_CACHE.labels("miss").inc()
-        answer = getattr(response, "body", None)
-        if (
-            response.status_code == 200
-            and isinstance(answer, bytes)
-            and b'"errors"' not in answer  # any error: never kept
-        ):
-            cache.put(body, answer, query, data_version=data_version, read_at=read_at)
+        with self.misses.lead(body, data_version) as done:
+            response = await self._run(request, UNSET, UNSET)
+            answer = getattr(response, "body", None)
+            if (
+                response.status_code == 200
+                and isinstance(answer, bytes)
+                and b'"errors"' not in answer  # any error: never kept
+            ):
+                done(
+                    cache.put(
+                        body,
+                        answer,
+                        query,
+                        data_version=data_version,
+                        read_at=read_at,
+                    )
+                )
         return response
 
 

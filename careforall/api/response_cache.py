@@ -18,11 +18,13 @@ command-line tool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast
@@ -130,11 +132,12 @@ class ResponseCache:
         *,
         data_version: int,
         read_at: float,
-    ) -> None:
+    ) -> CachedAnswer | None:
         """Keep an answer made from data read at `data_version`, from `read_at`
-        (the clock before it was made) on: its age counts from the read."""
+        (the clock before it was made) on: its age counts from the read.
+        Returns what was kept (None: too large to keep)."""
         if not self.may_keep(key) or len(body) > MAX_BODY_BYTES:
-            return
+            return None
         entry = CachedAnswer(
             body=body,
             query=query,
@@ -149,6 +152,7 @@ class ResponseCache:
                 len(self._entries) > self.max_entries or self._bytes > self.max_bytes
             ):
                 self._drop(next(iter(self._entries)))
+        return entry
 
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key, None)
@@ -162,3 +166,51 @@ class ResponseCache:
     def size_bytes(self) -> int:
         """What the kept requests and answers hold."""
         return self._bytes
+
+
+class Misses:
+    """Requests that miss together share the first one's answer.
+
+    A commit drops every kept answer, and the next moment each viewer of a
+    busy page asks again: without this, each would execute the same query.
+    The first miss for a (body, data version) leads and executes; the others
+    wait for what it kept. Event-loop only.
+    """
+
+    def __init__(self) -> None:
+        self._leaders: dict[tuple[bytes, int], asyncio.Future[CachedAnswer | None]] = {}
+
+    async def follow(self, key: bytes, data_version: int) -> CachedAnswer | None:
+        """The answer a running leader keeps; None when none runs, or when
+        its answer could not be kept (then execute it yourself)."""
+        leader = self._leaders.get((key, data_version))
+        if leader is None:
+            return None
+        # Shielded: a follower that gives up does not cancel the others' wait.
+        return await asyncio.shield(leader)
+
+    @contextmanager
+    def lead(
+        self, key: bytes, data_version: int
+    ) -> Iterator[Callable[[CachedAnswer | None], None]]:
+        """Around the leader's execution; call what it yields with the answer
+        kept. Followers are released however the leader ends."""
+        slot = (key, data_version)
+        leader: asyncio.Future[CachedAnswer | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._leaders[slot] = leader
+        kept: list[CachedAnswer | None] = [None]
+
+        def done(answer: CachedAnswer | None) -> None:
+            kept[0] = answer
+
+        try:
+            yield done
+        finally:
+            if self._leaders.get(slot) is leader:
+                del self._leaders[slot]
+            leader.set_result(kept[0])
+
+    def __len__(self) -> int:
+        return len(self._leaders)

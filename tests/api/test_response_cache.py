@@ -3,6 +3,7 @@ after a commit, never shared when the answer depends on who asks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,8 @@ from careforall.api.response_cache import (
     MAX_BODY_BYTES,
     MAX_REQUEST_BYTES,
     PUBLIC_ROOT_FIELDS,
+    CachedAnswer,
+    Misses,
     PublicQuery,
     ResponseCache,
     public_query,
@@ -349,3 +352,55 @@ def test_a_request_padded_to_fill_memory_is_answered_but_not_kept(gql: GQL) -> N
     for _ in range(2):
         assert gql.ok("{ version }", padding)["version"]
     assert counts.since() == (0, 0)
+
+
+# --- misses at the same moment share one execution --------------------------
+
+
+def test_requests_that_miss_together_share_the_first_ones_answer() -> None:
+    async def scene() -> None:
+        misses = Misses()
+        answer = CachedAnswer(
+            body=b"{}", query=PublicQuery(None), data_version=5, expires=1.0
+        )
+        assert await misses.follow(b"k", 5) is None  # no one is running it
+        release = asyncio.Event()
+
+        async def leader() -> None:
+            with misses.lead(b"k", 5) as done:
+                await release.wait()  # executing
+                done(answer)
+
+        running = asyncio.create_task(leader())
+        await asyncio.sleep(0)
+        followers = [asyncio.create_task(misses.follow(b"k", 5)) for _ in range(3)]
+        other_version = await misses.follow(b"k", 6)  # after another commit: alone
+        await asyncio.sleep(0)
+        assert not any(f.done() for f in followers)
+        release.set()
+        await running
+        assert [await f for f in followers] == [answer] * 3
+        assert other_version is None
+        assert len(misses) == 0
+
+    asyncio.run(scene())
+
+
+def test_followers_run_it_themselves_when_the_first_one_fails() -> None:
+    async def scene() -> None:
+        misses = Misses()
+
+        async def leader() -> None:
+            with misses.lead(b"k", 5):
+                await asyncio.sleep(0)
+                raise RuntimeError("client went away")
+
+        running = asyncio.create_task(leader())
+        await asyncio.sleep(0)
+        follower = asyncio.create_task(misses.follow(b"k", 5))
+        with pytest.raises(RuntimeError):
+            await running
+        assert await follower is None
+        assert len(misses) == 0
+
+    asyncio.run(scene())
