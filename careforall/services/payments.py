@@ -273,19 +273,10 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
         if found is None:
             raise WebhookRejected("unknown pledge")
         pledge = _Moving(**found._mapping)
-        # Asked again once the pledge is locked: a copy of this event may have
-        # been applied meanwhile by another process (PostgreSQL; on SQLite the
-        # write lock already kept everyone else out since the first look).
-        if (
-            uow.db.is_postgres
-            and conn.execute(_SEEN, {"event_id": event.id}).first() is not None
-        ):
-            return True
-        if (
-            pledge.amount_cents != event.amount_cents
-            or pledge.currency != event.currency
-        ):
-            raise WebhookRejected("amount or currency differs from the pledge")
+        # Recorded before anything else changes: a copy of this event applied
+        # meanwhile by another process (PostgreSQL: committed while this one
+        # waited for the pledge's lock, or still in flight, which the INSERT
+        # waits for) makes it write nothing, and this one is a duplicate.
         applied = _APPLIED.run(
             conn,
             {
@@ -296,9 +287,13 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
             },
         )
         if not applied:
-            # PostgreSQL: the same event id, for another pledge, committed
-            # meanwhile in another process (the INSERT waited for it).
             return True
+        if (
+            pledge.amount_cents != event.amount_cents
+            or pledge.currency != event.currency
+        ):
+            # Raised: the unit of work rolls the event id back with the rest.
+            raise WebhookRejected("amount or currency differs from the pledge")
         # Logged in this commit: "processed" in the log means the effect happened.
         webhook_log.add(
             session,

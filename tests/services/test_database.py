@@ -57,6 +57,15 @@ def test_the_data_version_moves_with_commits_only(db: Database) -> None:
     assert db.data_version == moved
 
 
+def test_data_versions_never_repeat_across_starts(db: Database) -> None:
+    """A server started again in one process (a new Database) cannot match an
+    answer kept from the last start."""
+    first, second = Database(db.engine), Database(db.engine)
+    assert first.data_version != second.data_version
+    first.data_changed_elsewhere()
+    assert first.data_version not in (second.data_version, db.data_version)
+
+
 def test_a_change_in_another_process_moves_the_data_version(db: Database) -> None:
     start = db.data_version
     db.data_changed_elsewhere()
