@@ -14,6 +14,7 @@ lock already serializes writers), unique constraints decide races, and
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,9 +24,20 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    create_engine,
+    event,
+    make_url,
+    text,
+)
+from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -119,10 +131,43 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class SQLiteDialect(SQLiteDialect_pysqlite):
+    """pysqlite, with savepoint statements sent straight to the driver.
+
+    SQLAlchemy compiles and runs SAVEPOINT, RELEASE and ROLLBACK TO like any
+    query, about 20 µs of Python each, and every request the group-commit
+    writer runs (and every event the dispatcher settles) takes one savepoint:
+    that was a fifth of a createPledge's cost in the writer. These three
+    statements take no parameters and return no rows, so nothing is lost.
+    """
+
+    supports_statement_cache = True
+
+    def do_savepoint(self, connection: Connection, name: str) -> None:
+        _run_plain(connection, f'SAVEPOINT "{name}"')
+
+    def do_release_savepoint(self, connection: Connection, name: str) -> None:
+        _run_plain(connection, f'RELEASE SAVEPOINT "{name}"')
+
+    def do_rollback_to_savepoint(self, connection: Connection, name: str) -> None:
+        _run_plain(connection, f'ROLLBACK TO SAVEPOINT "{name}"')
+
+
+def _run_plain(connection: Connection, statement: str) -> None:
+    try:
+        connection.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        # The same exception SQLAlchemy would raise (the writer reads it).
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
+registry.register("sqlite.careforall", __name__, "SQLiteDialect")
+
+
 def make_engine(settings: Settings) -> Engine:
     if settings.is_sqlite:
         engine = create_engine(
-            settings.database_url,
+            make_url(settings.database_url).set(drivername="sqlite+careforall"),
             connect_args={
                 "check_same_thread": False,
                 "timeout": settings.busy_timeout_ms / 1000,

@@ -118,11 +118,16 @@ class GraphQLView(GraphQL[Context, None]):
         # Strawberry lets bad UTF-8 and a bare number or string through as a 500.
         try:
             value = json.loads(data)
-            # A lone surrogate escape ("\ud800") decodes, but no database can store it.
-            json.dumps(value, ensure_ascii=False).encode()
+            # A lone surrogate ("\ud800", or its bytes ED A0 80: json.loads
+            # lets both through) decodes, but no database can store it. A body
+            # with neither an escape nor an ED byte cannot hold one.
+            if isinstance(data, str) or b"\\u" in data or b"\xed" in data:
+                json.dumps(value, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise HTTPException(
-                400, "The request body has a \\u escape that is no Unicode character."
+                400,
+                "The request body has a lone surrogate (a \\uD800-\\uDFFF escape "
+                "or its bytes), which is no Unicode character.",
             ) from None
         except ValueError:
             raise HTTPException(400, "The request body is not valid JSON.") from None

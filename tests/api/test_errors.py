@@ -127,6 +127,14 @@ def post(
             id="lone-surrogate-variable",
         ),
         pytest.param(
+            # No escape: the surrogate's own bytes, which json.loads accepts.
+            b'{"query": "query($id: ID!) { campaign(id: $id) { id } }",'
+            b' "variables": {"id": "\xed\xa0\x80"}}',
+            "application/json",
+            "escape",
+            id="lone-surrogate-bytes",
+        ),
+        pytest.param(
             b'{"query": "{ campaign(id: \\"\\ud800\\") { id } }"}',
             "application/json",
             "escape",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import argon2
 import jwt
@@ -210,6 +211,34 @@ def test_tokens_expire(keys: TokenKeys) -> None:
         with pytest.raises(Unauthenticated) as refused:
             auth.principal_from_token(keys, token)
         assert "expired" in refused.value.message
+
+
+def test_a_token_that_passed_once_is_still_refused_once_it_expires(
+    keys: TokenKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    principal = Principal(kind="anon", id="anon_remembered")
+    token = auth.issue_token(keys, principal)
+    assert auth.principal_from_token(keys, token) == principal  # now remembered
+    expires_at = jwt.decode(token, SECRET, algorithms=["HS256"])["exp"]
+    later = SimpleNamespace(time=lambda: expires_at + 1.0)
+    monkeypatch.setattr(auth, "time", later)
+    with pytest.raises(Unauthenticated) as refused:
+        auth.principal_from_token(keys, token)
+    assert "expired" in refused.value.message
+
+
+def test_a_remembered_token_does_not_pass_under_another_secret(
+    keys: TokenKeys,
+) -> None:
+    token = auth.issue_token(keys, Principal(kind="user", id="usr_x"))
+    auth.principal_from_token(keys, token)  # now remembered under SECRET
+    other = TokenKeys(
+        secret="another-" + "s" * 60,
+        user_ttl=timedelta(hours=1),
+        anonymous_ttl=timedelta(hours=1),
+    )
+    with pytest.raises(Unauthenticated):
+        auth.principal_from_token(other, token)
 
 
 def test_token_lifetimes_depend_on_the_kind(keys: TokenKeys) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
@@ -97,3 +98,31 @@ def test_insert_unless_present_says_whether_it_wrote(db: Database) -> None:
     with db.read() as session:
         kept = session.get(WebhookEvent, "evt_1")
         assert kept is not None and kept.pledge_id == "plg_first"
+
+
+def test_savepoints_undo_only_their_own_writes(db: Database) -> None:
+    """SQLite sends savepoint statements straight to the driver (a fifth of
+    a pledge's write cost otherwise); they must still nest and undo alike."""
+    with db.write_connection() as conn:
+        with conn.begin():
+            conn.execute(text("CREATE TEMPORARY TABLE probe (n INTEGER)"))
+            conn.execute(text("INSERT INTO probe VALUES (1)"))
+            inner = conn.begin_nested()
+            conn.execute(text("INSERT INTO probe VALUES (2)"))
+            innermost = conn.begin_nested()
+            conn.execute(text("INSERT INTO probe VALUES (3)"))
+            innermost.rollback()
+            inner.commit()
+            undone = conn.begin_nested()
+            conn.execute(text("INSERT INTO probe VALUES (4)"))
+            undone.rollback()
+            kept = conn.execute(text("SELECT n FROM probe ORDER BY n")).scalars()
+            assert kept.all() == [1, 2]
+
+
+def test_a_failing_savepoint_statement_raises_a_sqlalchemy_error(db: Database) -> None:
+    """The writer tells a busy or lost database by SQLAlchemy's error types."""
+    with db.write_connection() as conn:
+        with conn.begin():
+            with pytest.raises(DBAPIError):
+                conn.dialect.do_release_savepoint(conn, "never_made")
