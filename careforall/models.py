@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Index, Table, UniqueConstraint
+from sqlalchemy.orm import configure_mappers, instrumentation
 from sqlmodel import Field, SQLModel
 
 from careforall.domain.clock import utcnow
@@ -247,9 +250,26 @@ class AlertThrottle(SQLModel, table=True):
     suppressed: int = 0
 
 
+M = TypeVar("M", bound=SQLModel)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table behind a model, for statements on hot paths (SQLModel
     leaves `__table__` untyped)."""
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     return table
+
+
+def built(model: type[M], row: Mapping[str, Any]) -> M:
+    """An ORM object holding `row` (a value for every column), made the way
+    SQLAlchemy makes the rows it loads: without validation, so the caller has
+    checked every value. A hot path that wrote the row with a Core INSERT
+    answers with this, at 2 µs where the model's constructor takes 35.
+    """
+    manager = instrumentation.manager_of_class(model)
+    if not manager.mapper.configured:
+        configure_mappers()
+    instance: M = manager.new_instance()
+    instance.__dict__.update(row)
+    return instance

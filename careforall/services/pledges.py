@@ -29,7 +29,7 @@ from careforall.domain.money import (
 )
 from careforall.domain.rules import Principal, may_see_pledge, require_principal
 from careforall.domain.states import PledgeStatus, Step
-from careforall.models import Campaign, Pledge, PledgeTransition, table_of
+from careforall.models import Campaign, Pledge, PledgeTransition, built, table_of
 from careforall.services.auth import principal_exists
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.pagination import (
@@ -93,6 +93,7 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
 _PLEDGES = table_of(Pledge)
 _TRANSITIONS = table_of(PledgeTransition)
 _RECORD_STEP = insert(_TRANSITIONS)
+_INSERT_PLEDGE = insert(_PLEDGES)
 _BY_KEY = core_select(
     _PLEDGES.c.id,
     _PLEDGES.c.campaign_id,
@@ -157,34 +158,30 @@ def create_pledge(
         if not accepting_pledges(campaign):
             raise CampaignNotActive("This campaign is not taking donations now.")
         now = utcnow()
-        pledge = Pledge(
-            id=new_id("plg"),
-            campaign_id=campaign.id,
-            amount_cents=data.amount_cents,
-            currency=data.currency,
-            status=PledgeStatus.PENDING.value,
-            idempotency_scope=donor.scope,
-            idempotency_key=data.idempotency_key,
-            donor_user_id=donor.id if donor.is_user else None,
-            donor_session_id=None if donor.is_user else donor.id,
-            donor_name=data.donor_name,
-            message=data.message,
-            created_at=now,
-            updated_at=now,
-        )
+        row: dict[str, Any] = {
+            "id": new_id("plg"),
+            "campaign_id": campaign.id,
+            "amount_cents": data.amount_cents,
+            "currency": data.currency,
+            "status": PledgeStatus.PENDING.value,
+            "idempotency_scope": donor.scope,
+            "idempotency_key": data.idempotency_key,
+            "donor_user_id": donor.id if donor.is_user else None,
+            "donor_session_id": None if donor.is_user else donor.id,
+            "donor_name": data.donor_name,
+            "message": data.message,
+            "payment_method": None,
+            "failure_reason": None,
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             # The INSERT, where a concurrent request with this key loses.
-            conn.execute(
-                insert(_PLEDGES),
-                {
-                    column.name: getattr(pledge, column.name)
-                    for column in _PLEDGES.columns
-                },
-            )
+            conn.execute(_INSERT_PLEDGE, row)
             conn.execute(
                 _RECORD_STEP,
                 {
-                    "pledge_id": pledge.id,
+                    "pledge_id": row["id"],
                     "from_status": None,
                     "to_status": PledgeStatus.PENDING.value,
                     "at": now,
@@ -193,10 +190,10 @@ def create_pledge(
             )
             uow.emit(
                 PledgeCreated(
-                    pledge_id=pledge.id,
-                    campaign_id=pledge.campaign_id,
-                    amount_cents=pledge.amount_cents,
-                    currency=pledge.currency,
+                    pledge_id=row["id"],
+                    campaign_id=campaign.id,
+                    amount_cents=data.amount_cents,
+                    currency=data.currency,
                 )
             )
             uow.commit()
@@ -207,7 +204,7 @@ def create_pledge(
             if winner is None:
                 raise
             return winner
-    return pledge
+    return built(Pledge, row)
 
 
 class PledgeFacts(Protocol):

@@ -22,7 +22,7 @@ from careforall.domain.errors import (
 )
 from careforall.domain.rules import Principal
 from careforall.domain.states import CampaignStatus
-from careforall.models import Campaign, Pledge
+from careforall.models import Campaign, Pledge, table_of
 from careforall.services.campaigns import set_campaign_status
 from careforall.services.pledges import PledgeData, create_pledge, my_donations
 from careforall.services.unit_of_work import UnitOfWork
@@ -86,6 +86,24 @@ def test_create_pledge_stores_a_pending_pledge_its_history_and_one_event(
     assert [tuple(r) for r in history] == [(None, "PENDING", "api")]
     assert _outbox(db)[-1][0] == "PledgeCreated"
     assert pledge.id in _outbox(db)[-1][1]
+
+
+def test_the_pledge_answered_is_the_pledge_stored_column_for_column(
+    db: Database, uow: UnitOfWork, campaign: Campaign, make_anon: MakeAnon
+) -> None:
+    """createPledge answers with an object built from the row it inserted: a
+    column the row lacks (one added to the table later) must fail here."""
+    guest, _ = make_anon()
+    answered = create_pledge(uow, principal=guest, data=_data(campaign))
+    with db.read() as session:
+        stored = session.get(Pledge, answered.id)
+    assert stored is not None
+    columns = [column.name for column in table_of(Pledge).columns]
+    assert set(columns) <= vars(answered).keys()  # every column set, not defaulted
+    assert {c: getattr(answered, c) for c in columns} == {
+        c: getattr(stored, c) for c in columns
+    }
+    assert answered.model_dump() == stored.model_dump()
 
 
 def test_a_user_pledge_belongs_to_the_user(
