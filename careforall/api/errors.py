@@ -62,20 +62,17 @@ def classify(error: GraphQLError, phase: str) -> GraphQLError:
 class ErrorCodes(SchemaExtension):
     """Gives every error a contract code and masks anything unexpected."""
 
+    # Where an error without a code came from. An instance serves one
+    # operation, so it starts at "parse"; each hook costs every request a
+    # context manager, so one hook marks both later phases.
     phase = "parse"
     _streamed = False  # set once a result went out through on_stream_result
-
-    def on_parse(self) -> Iterator[None]:
-        self.phase = "parse"
-        yield
 
     def on_validate(self) -> Iterator[None]:
         self.phase = "validate"
         yield
-
-    def on_execute(self) -> Iterator[None]:
-        self.phase = "execute"
-        yield
+        if not self.execution_context.pre_execution_errors:
+            self.phase = "execute"
 
     def on_operation(self) -> Iterator[None]:
         self._streamed = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall.db import Database
@@ -34,27 +35,29 @@ class HandlerContext:
     provider: PaymentProvider
 
 
-# Returns the id of a campaign whose totals it changed, or None.
-TransactionalHandler = Callable[[Session, Event], str | None]
+# Returns the id of a campaign whose totals it changed, or None. It writes
+# with Core on the dispatcher's connection: the savepoint that undoes a failed
+# event's writes is the connection's, which an ORM session would not see.
+TransactionalHandler = Callable[[Connection, Event], str | None]
 SideEffectHandler = Callable[[HandlerContext, Event], None]
 
 
-def update_totals(session: Session, event: Event) -> str | None:
+def update_totals(conn: Connection, event: Event) -> str | None:
     assert isinstance(event, PledgeStatusChanged)
-    return settle_pledge(session, event.pledge_id)
+    return settle_pledge(conn, event.pledge_id)
 
 
-def push_reconciled_totals(session: Session, event: Event) -> str | None:
+def push_reconciled_totals(conn: Connection, event: Event) -> str | None:
     """Reconcile already repaired the totals: naming the campaign is enough for
     the dispatcher to push them to its subscribers."""
     assert isinstance(event, TotalsReconciled)
     return event.campaign_id
 
 
-def notify_donor_and_organiser(session: Session, event: Event) -> str | None:
+def notify_donor_and_organiser(conn: Connection, event: Event) -> str | None:
     """After update_totals, so a goal reached is seen in the same transaction."""
     assert isinstance(event, PledgeStatusChanged)
-    notifications.notify_pledge_status(session, event)
+    notifications.notify_pledge_status(conn, event)
     return None
 
 

@@ -80,7 +80,7 @@ def notify_dead_letter(
     admins = _admin_ids(session)
     for admin_id in admins:
         add(
-            session,
+            session.connection(),
             NotificationKind.DEAD_LETTER,
             message,
             dedupe_key=None,
@@ -128,7 +128,7 @@ def watch_webhook_rejections(
     admins = _admin_ids(session)
     for admin_id in admins:
         add(
-            session,
+            session.connection(),
             NotificationKind.WEBHOOKS_REJECTED,
             message,
             dedupe_key=None,  # written once, with the throttle's claim

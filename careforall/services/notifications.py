@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, bindparam, func, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -58,7 +58,7 @@ _ADD = InsertUnlessPresent(
 
 
 def add(
-    session: Session,
+    conn: Connection,
     kind: NotificationKind,
     message: Message,
     *,
@@ -71,7 +71,7 @@ def add(
     """Add one notification unless its `dedupe_key` was written before."""
     message = message.clipped()
     return _ADD.run(
-        session.connection(),
+        conn,
         {
             "id": new_id("ntf"),
             "recipient_user_id": user_id,
@@ -117,7 +117,7 @@ _ABOUT = (
 )
 
 
-def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
+def notify_pledge_status(conn: Connection, event: PledgeStatusChanged) -> int:
     """Tell the donor of a capture, decline or refund; tell the organiser of a
     donation and, once ever, of the goal reached. Returns how many were written.
 
@@ -128,14 +128,14 @@ def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
     kind = DONOR_KINDS.get(to_status)
     if kind is None:
         return 0
-    found = session.connection().execute(_ABOUT, {"pledge_id": event.pledge_id}).first()
+    found = conn.execute(_ABOUT, {"pledge_id": event.pledge_id}).first()
     if found is None:
         return 0
     amount = words.money(found.amount_cents, found.currency)
     about = {"pledge_id": found.id, "campaign_id": found.campaign_id}
     written = 0
     written += add(
-        session,
+        conn,
         kind,
         words.donor_message(
             kind,
@@ -152,7 +152,7 @@ def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
         return written
     if found.donor_user_id != found.owner_id:  # not a gift to one's own campaign
         written += add(
-            session,
+            conn,
             NotificationKind.DONATION_RECEIVED,
             words.donation_received(
                 amount=amount,
@@ -166,7 +166,7 @@ def notify_pledge_status(session: Session, event: PledgeStatusChanged) -> int:
     raised = found.raised_cents
     if raised is not None and raised >= found.goal_cents:
         written += add(
-            session,
+            conn,
             NotificationKind.GOAL_REACHED,
             words.goal_reached(
                 raised=words.money(raised, found.campaign_currency),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, text, update
+from sqlalchemy import Connection, bindparam, insert, text, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, func, select
 
@@ -47,14 +47,13 @@ _MOVE_TOTALS = (
 )
 
 
-def settle_pledge(session: Session, pledge_id: str) -> str | None:
+def settle_pledge(conn: Connection, pledge_id: str) -> str | None:
     """Make the pledge's share of its totals match its status, in the caller's
     transaction. Returns the campaign id when the totals changed.
 
     It reads the pledge's current status rather than trusting the event, so a
     repeated, late or reordered event converges on the same totals.
     """
-    conn = session.connection()
     pledge = conn.execute(_PLEDGE_SHARE, {"pledge_id": pledge_id}).first()
     if pledge is None:
         return None

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, text
+from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from careforall.db import Database
@@ -336,11 +336,11 @@ def test_a_dead_letter_is_listed_and_replayed_with_its_effect_applied_once(
     applied: list[tuple[str, str]] = []
     real_update_totals = handlers.update_totals
 
-    def flaky_update_totals(session: Session, event: Event) -> str | None:
+    def flaky_update_totals(conn: Connection, event: Event) -> str | None:
         assert isinstance(event, PledgeStatusChanged)
         if fault["on"] and event.pledge_id == bad["id"]:
             raise RuntimeError("totals store unavailable")
-        changed = real_update_totals(session, event)
+        changed = real_update_totals(conn, event)
         applied.append((event.pledge_id, event.to_status))
         return changed
 

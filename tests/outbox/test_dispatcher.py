@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, text
+from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from careforall.db import Database
@@ -243,15 +243,17 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
     calls: list[tuple[str, int, datetime, datetime]] = []
     real_update_totals = handlers.update_totals
 
-    def flaky_update_totals(session: Session, event: Event) -> str | None:
+    def flaky_update_totals(conn: Connection, event: Event) -> str | None:
         assert isinstance(event, PledgeStatusChanged)
         if fault["on"] and event.pledge_id == bad["id"]:
-            row = session.exec(
-                select(OutboxEvent).where(OutboxEvent.payload == event.to_json())
+            row = conn.execute(
+                select(OutboxEvent.attempts, OutboxEvent.available_at).where(
+                    OutboxEvent.payload == event.to_json()
+                )
             ).one()
             calls.append((event.to_status, row.attempts, row.available_at, utcnow()))
             raise RuntimeError(f"totals store unavailable for {event.pledge_id}")
-        return real_update_totals(session, event)
+        return real_update_totals(conn, event)
 
     monkeypatch.setitem(
         handlers.TRANSACTIONAL_HANDLERS, PledgeStatusChanged, [flaky_update_totals]
@@ -297,6 +299,52 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
     wake(scene.client)
     wait_for(lambda: {r.status for r, _ in changes_of(db, bad["id"])} == {"done"})
     assert scene.totals() == (7000, 3)
+
+
+def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
+    app_factory: Callable[..., TestClient],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An event's handlers share one savepoint: when a later one fails, the
+    totals the first one moved are put back, and the retry moves them once."""
+    scene = Scene(
+        app_factory(auto_capture=False, outbox_max_attempts=2, outbox_base_delay=0.01)
+    )
+    bad = scene.pledge(1000)
+    good = scene.pledge(2000)
+    wait_for(lambda: pending(db) == 0)
+    fault = {"on": True}
+
+    def failing_after_the_totals(conn: Connection, event: Event) -> str | None:
+        assert isinstance(event, PledgeStatusChanged)
+        if fault["on"] and event.pledge_id == bad["id"]:
+            raise RuntimeError("notifications unavailable")
+        return None
+
+    monkeypatch.setitem(
+        handlers.TRANSACTIONAL_HANDLERS,
+        PledgeStatusChanged,
+        [handlers.update_totals, failing_after_the_totals],
+    )
+    for pledge in (bad, good):
+        webhook(scene.client, pledge, "captured")
+    wait_for(lambda: all(r.status == "dead" for r, _ in changes_of(db, bad["id"])))
+    wait_for(lambda: pending(db) == 0)
+    # update_totals ran for the bad pledge (twice per event) and was undone.
+    assert scene.totals() == (2000, 1)
+    with db.engine.connect() as conn:
+        ledger = conn.execute(
+            text("SELECT count(*) FROM totals_ledger WHERE pledge_id = :p"),
+            {"p": bad["id"]},
+        ).scalar_one()
+    assert ledger == 0
+
+    fault["on"] = False
+    execute(db, "UPDATE outbox_events SET status = 'pending' WHERE status = 'dead'")
+    wake(scene.client)
+    wait_for(lambda: {r.status for r, _ in changes_of(db, bad["id"])} == {"done"})
+    assert scene.totals() == (3000, 2)
 
 
 def test_redelivered_events_have_their_effect_once(

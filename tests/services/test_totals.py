@@ -38,7 +38,7 @@ def _set_status(db: Database, pledge_id: str, status: str) -> None:
 def _settle(db: Database, pledge_id: str) -> str | None:
     """One delivery of a pledge's status event to the totals handler."""
     with UnitOfWork(db) as uow:
-        changed = settle_pledge(uow.session, pledge_id)
+        changed = settle_pledge(uow.session.connection(), pledge_id)
         uow.commit()
     return changed
 
