@@ -17,6 +17,7 @@ in a transaction of its own and would wait for this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import queue
@@ -79,7 +80,40 @@ def _failure(exc: BaseException) -> BaseException:
 class _Job:
     fn: Callable[[UnitOfWork], Any]
     context: contextvars.Context
-    future: Future[Any]
+    # Answered through `future` (submit), or on `loop` through `waiter` (run).
+    future: Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[Any] | None = None
+
+    def start(self) -> bool:
+        """False when the caller gave up before the job ran: it is skipped."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return self.waiter is None or not self.waiter.cancelled()
+
+    def fail_now(self, exc: BaseException) -> None:
+        """Answer with an error from the writer thread, at once."""
+        if self.future is not None:
+            self.future.set_exception(exc)
+        elif self.loop is not None and self.waiter is not None:
+            answer: _Answer = (self.waiter, None, exc)
+            with contextlib.suppress(RuntimeError):  # its loop closed: no one waits
+                self.loop.call_soon_threadsafe(_settle, [answer])
+
+
+# (waiter, result, error): how a batch answers one caller on its loop.
+_Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _settle(answers: list[_Answer]) -> None:
+    """On the event loop: answer every waiter of a batch (one wake-up for all)."""
+    for waiter, result, error in answers:
+        if waiter.done():  # the request was cancelled meanwhile
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
 
 
 _STOP = object()
@@ -136,8 +170,19 @@ class Writer:
         return future
 
     async def run(self, fn: Callable[[UnitOfWork], R]) -> R:
-        """submit() for the event loop: wait for the answer without a thread."""
-        return await asyncio.wrap_future(self.submit(fn))
+        """submit() for the event loop: wait for the answer without a thread.
+
+        The batch answers all of its waiters on a loop with one callback,
+        rather than a thread-safe future (and a wake-up of the loop) each.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[R] = loop.create_future()
+        job = _Job(fn=fn, context=contextvars.copy_context(), loop=loop, waiter=waiter)
+        with self._lock:
+            if self._stopped:
+                raise ServiceBusy()
+            self._queue.put(job)
+        return await waiter
 
     def _loop(self) -> None:
         stopping = False
@@ -160,8 +205,8 @@ class Writer:
             except BaseException as exc:  # pragma: no cover - a bug; keep serving
                 log.exception("write batch failed")
                 for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                    if job.future is None or not job.future.done():
+                        job.fail_now(exc)
             # Under load the next batch would begin at once, and SQLite's busy
             # handler (polling) would rarely let another writer in.
             self.db.write_waiters.wait_until_none(YIELD_TIMEOUT_S)
@@ -172,12 +217,12 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Job) and item.future.set_running_or_notify_cancel():
-                item.future.set_exception(ServiceBusy())
+            if isinstance(item, _Job) and item.start():
+                item.fail_now(ServiceBusy())
 
     def _run_batch(self, batch: list[_Job]) -> None:
         """Run the jobs in one transaction; answer them only after COMMIT."""
-        jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        jobs = [job for job in batch if job.start()]
         if not jobs:
             return
         outcomes: list[tuple[_Job, Any, BaseException | None, list[Event]]] = []
@@ -200,7 +245,7 @@ class Writer:
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing in this batch was written.
             for job in jobs:
-                job.future.set_exception(_failure(exc))
+                job.fail_now(_failure(exc))
             return
         if shared.events:
             try:
@@ -211,11 +256,19 @@ class Writer:
                 self.db.notify_commit()
             except Exception:
                 log.exception("committed events not published")
+        answers: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
         for job, result, error, _events in outcomes:
-            if error is not None:
-                job.future.set_exception(_failure(error))
-            else:
-                job.future.set_result(result)
+            failure = None if error is None else _failure(error)
+            if job.future is not None:
+                if failure is not None:
+                    job.future.set_exception(failure)
+                else:
+                    job.future.set_result(result)
+            elif job.loop is not None and job.waiter is not None:
+                answers.setdefault(job.loop, []).append((job.waiter, result, failure))
+        for loop, waiting in answers.items():
+            with contextlib.suppress(RuntimeError):  # its loop closed: no one waits
+                loop.call_soon_threadsafe(_settle, waiting)
 
 
 class TransactionLost(OperationalError):

@@ -335,3 +335,58 @@ def test_a_busy_writer_lets_the_other_writers_of_the_process_in(
         w.stop(timeout=WAIT)
         db.dispose()
     assert count_rows(db, "app_secrets") >= 5
+
+
+def test_callers_on_the_event_loop_share_a_batch_and_get_their_own_answers(
+    db: Database,
+    writer: Writer,
+    commits: list[int],
+    guest: Principal,
+    campaign: Campaign,
+) -> None:
+    """`run` (what the API awaits) answers a whole batch on the loop at once."""
+
+    async def main() -> list[Any]:
+        calls = [
+            writer.run(_pledge(guest, campaign, "loop-1")),
+            writer.run(_pledge(guest, "cmp_missing", "loop-2")),
+            writer.run(_pledge(guest, campaign, "loop-3")),
+        ]
+        tasks = [asyncio.ensure_future(call) for call in calls]
+        await asyncio.sleep(0)  # all three queued before the writer starts
+        writer.start()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    first, missing, third = asyncio.run(main())
+    assert (first.idempotency_key, third.idempotency_key) == ("loop-1", "loop-3")
+    assert isinstance(missing, NotFound)
+    assert len(commits) == 1
+    assert count_rows(db, "pledges") == 2
+
+
+def test_a_caller_that_gave_up_before_its_batch_began_writes_nothing(
+    db: Database, writer: Writer, guest: Principal, campaign: Campaign
+) -> None:
+    async def main() -> Any:
+        gone = asyncio.ensure_future(writer.run(_pledge(guest, campaign, "gone")))
+        kept = asyncio.ensure_future(writer.run(_pledge(guest, campaign, "kept")))
+        await asyncio.sleep(0)
+        gone.cancel()  # the client went away while its job waited
+        await asyncio.sleep(0)
+        writer.start()
+        return await kept
+
+    assert asyncio.run(main()).idempotency_key == "kept"
+    assert count_rows(db, "pledges") == 1
+
+
+def test_a_stopped_writer_refuses_callers_on_the_loop(db: Database) -> None:
+    w = Writer(db)
+    w.start()
+    w.stop(timeout=WAIT)
+
+    async def main() -> None:
+        await w.run(lambda uow: None)
+
+    with pytest.raises(ServiceBusy):
+        asyncio.run(main())
