@@ -121,7 +121,9 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
 def _sqlite_begin(conn: Any) -> None:
     options = conn.get_execution_options()
     if not options.get(_IMMEDIATE, False):
-        conn.exec_driver_sql("BEGIN")
+        # A read: BEGIN cannot wait for a lock, so it goes straight to the
+        # driver (SQLAlchemy's statement machinery doubled a one-row read).
+        _run_plain(conn, "BEGIN")
         return
     waiters: WriteWaiters | None = options.get(_WAITERS)
     if waiters is None:

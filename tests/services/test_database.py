@@ -126,3 +126,24 @@ def test_a_failing_savepoint_statement_raises_a_sqlalchemy_error(db: Database) -
         with conn.begin():
             with pytest.raises(DBAPIError):
                 conn.dialect.do_release_savepoint(conn, "never_made")
+
+
+@pytest.mark.sqlite_only
+def test_a_read_session_sees_one_snapshot(db: Database) -> None:
+    """A read's BEGIN goes straight to the driver; it must still begin: a
+    commit made meanwhile stays out of the reads that follow in the session."""
+    count = text("SELECT count(*) FROM users")
+    with db.read() as session:
+        before = session.execute(count).scalar_one()
+        with db.write_connection() as conn:
+            with conn.begin():
+                conn.execute(
+                    text(
+                        "INSERT INTO users (id, email, name, password_hash, role,"
+                        " created_at) VALUES ('usr_snap', 'snap@example.org', 'S',"
+                        " 'x', 'DONOR', '2026-01-01 00:00:00')"
+                    )
+                )
+        assert session.execute(count).scalar_one() == before
+    with db.read() as session:
+        assert session.execute(count).scalar_one() == before + 1
