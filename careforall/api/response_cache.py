@@ -105,8 +105,17 @@ class ResponseCache:
         self._lock = threading.Lock()
 
     def may_keep(self, key: bytes) -> bool:
-        """Whether an answer to this request could be kept at all."""
-        return self.max_age > 0 and len(key) <= MAX_REQUEST_BYTES
+        """Whether an answer to this request could be kept at all.
+
+        A body that says "mutation" anywhere is passed by at once: the writes
+        (createPledge above all) skip the lookup and the parse that would
+        only find out so. A query that merely mentions the word is not kept.
+        """
+        return (
+            self.max_age > 0
+            and len(key) <= MAX_REQUEST_BYTES
+            and b"mutation" not in key
+        )
 
     @property
     def enabled(self) -> bool:

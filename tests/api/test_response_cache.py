@@ -352,6 +352,8 @@ def test_the_cache_is_bounded_in_entries_and_bytes() -> None:
     assert cache.get(b"big", 1) is None
     padded = b"k" * (MAX_REQUEST_BYTES + 1)
     assert not cache.may_keep(padded)
+    assert cache.may_keep(b'{"query": "{ campaigns { edges { cursor } } }"}')
+    assert not cache.may_keep(b'{"query": "mutation { startAnonymousSession }"}')
     put(padded)
     assert cache.get(padded, 1) is None
 
