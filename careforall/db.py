@@ -156,6 +156,8 @@ class SQLiteDialect(SQLiteDialect_pysqlite):
 
 
 def _run_plain(connection: Connection, statement: str) -> None:
+    # Past SQLAlchemy's error events: these statements fail only when the
+    # transaction is already lost, which the statements around them report.
     try:
         connection.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
     except sqlite3.Error as exc:

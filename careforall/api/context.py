@@ -119,9 +119,14 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             value = json.loads(data)
             # A lone surrogate ("\ud800", or its bytes ED A0 80: json.loads
-            # lets both through) decodes, but no database can store it. A body
-            # with neither an escape nor an ED byte cannot hold one.
-            if isinstance(data, str) or b"\\u" in data or b"\xed" in data:
+            # lets both through) decodes, but no database can store it. A UTF-8
+            # body with neither an escape nor an ED byte cannot hold one.
+            if (
+                isinstance(data, str)
+                or b"\\u" in data
+                or b"\xed" in data
+                or json.detect_encoding(data) != "utf-8"  # UTF-16 or UTF-32
+            ):
                 json.dumps(value, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise HTTPException(

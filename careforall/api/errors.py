@@ -62,9 +62,9 @@ def classify(error: GraphQLError, phase: str) -> GraphQLError:
 class ErrorCodes(SchemaExtension):
     """Gives every error a contract code and masks anything unexpected."""
 
-    # Where an error without a code came from. An instance serves one
-    # operation, so it starts at "parse"; each hook costs every request a
-    # context manager, so one hook marks both later phases.
+    # Where an error without a code came from: "parse" until validation
+    # begins. Each hook costs every request a context manager, so one hook
+    # marks both later phases.
     phase = "parse"
     _streamed = False  # set once a result went out through on_stream_result
 
@@ -75,6 +75,7 @@ class ErrorCodes(SchemaExtension):
             self.phase = "execute"
 
     def on_operation(self) -> Iterator[None]:
+        self.phase = "parse"
         self._streamed = False
         yield
         if not self._streamed:

@@ -68,6 +68,9 @@ def is_busy(exc: OperationalError) -> bool:
 
 
 def _failure(exc: BaseException) -> BaseException:
+    if isinstance(exc, StopIteration):
+        # No future may hold one (it would end the coroutine that awaits it).
+        return RuntimeError(f"a write service raised StopIteration: {exc!r}")
     if isinstance(exc, TransactionLost) or (
         isinstance(exc, OperationalError) and is_busy(exc)
     ):
@@ -110,10 +113,14 @@ def _settle(answers: list[_Answer]) -> None:
     for waiter, result, error in answers:
         if waiter.done():  # the request was cancelled meanwhile
             continue
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(result)
+        try:
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(result)
+        except Exception as exc:  # pragma: no cover - _failure makes errors settable
+            # One answer that cannot be given must not leave the others waiting.
+            waiter.set_exception(RuntimeError(f"the write's answer was lost: {exc}"))
 
 
 _STOP = object()

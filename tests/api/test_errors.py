@@ -127,6 +127,13 @@ def post(
             id="lone-surrogate-variable",
         ),
         pytest.param(
+            # UTF-16, which json.loads accepts too: no byte spells the escape.
+            '{"query": "{ campaign(id: \\"\\ud800\\") { id } }"}'.encode("utf-16-le"),
+            "application/json",
+            "escape",
+            id="lone-surrogate-utf-16",
+        ),
+        pytest.param(
             # No escape: the surrogate's own bytes, which json.loads accepts.
             b'{"query": "query($id: ID!) { campaign(id: $id) { id } }",'
             b' "variables": {"id": "\xed\xa0\x80"}}',

@@ -315,6 +315,14 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
     good = scene.pledge(2000)
     wait_for(lambda: pending(db) == 0)
     fault = {"on": True}
+    moved: list[str] = []  # pledges whose totals update_totals moved
+
+    def counting_update_totals(conn: Connection, event: Event) -> str | None:
+        changed = handlers.update_totals(conn, event)
+        if changed is not None:
+            assert isinstance(event, PledgeStatusChanged)
+            moved.append(event.pledge_id)
+        return changed
 
     def failing_after_the_totals(conn: Connection, event: Event) -> str | None:
         assert isinstance(event, PledgeStatusChanged)
@@ -325,13 +333,15 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
     monkeypatch.setitem(
         handlers.TRANSACTIONAL_HANDLERS,
         PledgeStatusChanged,
-        [handlers.update_totals, failing_after_the_totals],
+        [counting_update_totals, failing_after_the_totals],
     )
     for pledge in (bad, good):
         webhook(scene.client, pledge, "captured")
     wait_for(lambda: all(r.status == "dead" for r, _ in changes_of(db, bad["id"])))
     wait_for(lambda: pending(db) == 0)
-    # update_totals ran for the bad pledge (twice per event) and was undone.
+    # update_totals moved the bad pledge's totals at every try, and each time
+    # the failure after it undid that.
+    assert moved.count(bad["id"]) >= 2
     assert scene.totals() == (2000, 1)
     with db.engine.connect() as conn:
         ledger = conn.execute(

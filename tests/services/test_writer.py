@@ -390,3 +390,31 @@ def test_a_stopped_writer_refuses_callers_on_the_loop(db: Database) -> None:
 
     with pytest.raises(ServiceBusy):
         asyncio.run(main())
+
+
+def test_one_failing_caller_on_the_loop_leaves_the_others_answered(
+    db: Database, writer: Writer, guest: Principal, campaign: Campaign
+) -> None:
+    """Even an error no future may hold (StopIteration) is answered as an
+    error of its own, and the batch's other callers still get theirs."""
+
+    def runs_dry(uow: UnitOfWork) -> None:
+        next(iter(()))
+
+    async def main() -> list[Any]:
+        calls = [
+            writer.run(_pledge(guest, campaign, "before")),
+            writer.run(runs_dry),
+            writer.run(_pledge(guest, campaign, "after")),
+        ]
+        tasks = [asyncio.ensure_future(call) for call in calls]
+        await asyncio.sleep(0)
+        writer.start()
+        return await asyncio.wait_for(
+            asyncio.gather(*tasks, return_exceptions=True), WAIT
+        )
+
+    before, dry, after = asyncio.run(main())
+    assert (before.idempotency_key, after.idempotency_key) == ("before", "after")
+    assert isinstance(dry, RuntimeError)
+    assert count_rows(db, "pledges") == 2
