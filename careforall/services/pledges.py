@@ -236,19 +236,25 @@ def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None
 def write_history(uow: UnitOfWork, pledge: PledgeFacts, steps: Sequence[Step]) -> None:
     """A history row and an outbox event for each step (the pledge row itself
     is the caller's to update)."""
-    conn = uow.session.connection()
-    for step in steps:
-        conn.execute(
-            _RECORD_STEP,
+    if not steps:
+        return
+    # One statement for the rows and one for the events, however many steps
+    # (a webhook's capture of a PENDING pledge takes two).
+    uow.session.connection().execute(
+        _RECORD_STEP,
+        [
             {
                 "pledge_id": pledge.id,
                 "from_status": step.from_status.value,
                 "to_status": step.to_status.value,
                 "at": step.at,
                 "source": step.source,
-            },
-        )
-        uow.emit(
+            }
+            for step in steps
+        ],
+    )
+    uow.emit_all(
+        [
             PledgeStatusChanged(
                 pledge_id=pledge.id,
                 campaign_id=pledge.campaign_id,
@@ -258,7 +264,9 @@ def write_history(uow: UnitOfWork, pledge: PledgeFacts, steps: Sequence[Step]) -
                 to_status=step.to_status.value,
                 source=step.source,
             )
-        )
+            for step in steps
+        ]
+    )
 
 
 def get_pledge(
