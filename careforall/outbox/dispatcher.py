@@ -259,8 +259,12 @@ class Dispatcher:
             changed = self._transactional(session, rows, events, errors, spans)
             if postgres and changed:
                 self._db.notify_others(session, TOTALS_CHANNEL, totals_payload(changed))
-            session.commit()
+            # Read before the commit, while this transaction still holds the
+            # write lock (no one can change them before it commits); read after
+            # it, they would begin a second write transaction and wait for the
+            # lock again. Pushed only once the commit is through.
             fresh = [] if postgres else totals_for(session, sorted(changed))
+            session.commit()
         self._observe(rows, events, errors, spans)
         return BatchResult(
             changed_totals=fresh,

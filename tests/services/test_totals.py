@@ -6,14 +6,20 @@ from __future__ import annotations
 import random
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from careforall.db import Database
 from careforall.domain.rules import Principal
 from careforall.models import Campaign
+from careforall.outbox.broadcaster import Broadcaster
+from careforall.outbox.dispatcher import Dispatcher
+from careforall.outbox.handlers import HandlerContext
+from careforall.payments.simulated import SimulatedProvider
+from careforall.services.payments import ProviderEvent, apply_provider_event
 from careforall.services.pledges import PledgeData, create_pledge
 from careforall.services.totals import Drift, reconcile, settle_pledge
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.settings import Settings
 from tests.services.conftest import MakeAnon, MakeCampaign
 
 
@@ -286,3 +292,47 @@ def test_events_still_waiting_after_reconcile_do_not_count_twice(
     assert _settle(db, counted_then_refunded) is None
     assert _totals(db, campaign.id) == (4000, 1)
     assert reconcile(uow) == []
+
+
+@pytest.mark.sqlite_only
+def test_the_dispatcher_settles_a_batch_in_one_write_transaction(
+    db: Database,
+    settings: Settings,
+    make_anon: MakeAnon,
+    campaign: Campaign,
+) -> None:
+    """The totals it pushes are read inside that transaction: reading them
+    after the commit took SQLite's write lock a second time per batch."""
+    donor, _ = make_anon()
+    pledge_id = _pledge(db, donor, campaign, 2500)
+    captured = ProviderEvent(
+        id="evt_one_transaction",
+        type="payment.captured",
+        pledge_id=pledge_id,
+        amount_cents=2500,
+        currency="USD",
+    )
+    apply_provider_event(UnitOfWork(db), event=captured)
+    dispatcher = Dispatcher(
+        HandlerContext(db=db, settings=settings, provider=SimulatedProvider(db)),
+        Broadcaster(),
+    )
+    write_transactions: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("BEGIN IMMEDIATE"):
+            write_transactions.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        result = dispatcher.process_due()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert result.processed == 4  # campaign and pledge created, authorized, captured
+    assert len(write_transactions) == 1
+    (totals,) = result.changed_totals
+    assert (totals.campaign_id, totals.raised_cents, totals.pledge_count) == (
+        campaign.id,
+        2500,
+        1,
+    )
