@@ -94,8 +94,7 @@ GRAPHQL_LATENCY = Histogram(
 )
 GRAPHQL_RESPONSE_CACHE = Counter(
     "careforall_graphql_response_cache_total",
-    "Anonymous public queries answered from the response cache (hit) or "
-    "executed (miss).",
+    "Public queries answered from the response cache (hit) or executed (miss).",
     ["result"],
 )
 CAPTURED_CENTS = Counter(

@@ -189,7 +189,7 @@ class Settings:
     retention_webhook_log_days: float = 90
     retention_sim_webhooks_days: float = 30
     retention_interval_seconds: float = 3600
-    # Longest an anonymous public query's answer is reused (README,
+    # Longest a public query's answer is reused (README,
     # "Performance"); 0 turns the response cache off.
     response_cache_seconds: float = 1.0
 

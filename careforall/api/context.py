@@ -152,7 +152,6 @@ class GraphQLView(GraphQL[Context, None]):
         cache = self.response_cache
         if (
             cache is not None
-            and cache.enabled
             and isinstance(request, Request)
             and _may_share_answer(request)
             and cache.may_keep(await request.body())

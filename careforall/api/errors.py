@@ -63,8 +63,9 @@ class ErrorCodes(SchemaExtension):
     """Gives every error a contract code and masks anything unexpected."""
 
     # Where an error without a code came from: "parse" until validation
-    # begins. Each hook costs every request a context manager, so one hook
-    # marks both later phases.
+    # begins (Strawberry makes an instance per operation from the class the
+    # schema lists). Each hook costs every request a context manager, so one
+    # hook marks both later phases.
     phase = "parse"
     _streamed = False  # set once a result went out through on_stream_result
 
@@ -75,7 +76,6 @@ class ErrorCodes(SchemaExtension):
             self.phase = "execute"
 
     def on_operation(self) -> Iterator[None]:
-        self.phase = "parse"
         self._streamed = False
         yield
         if not self._streamed:

@@ -117,10 +117,6 @@ class ResponseCache:
             and b"mutation" not in key
         )
 
-    @property
-    def enabled(self) -> bool:
-        return self.max_age > 0
-
     def get(self, key: bytes, data_version: int) -> CachedAnswer | None:
         """The answer kept for `key`, if it is still current."""
         with self._lock:

@@ -94,18 +94,29 @@ class _Job:
             return self.future.set_running_or_notify_cancel()
         return self.waiter is None or not self.waiter.cancelled()
 
-    def fail_now(self, exc: BaseException) -> None:
-        """Answer with an error from the writer thread, at once."""
-        if self.future is not None:
-            self.future.set_exception(exc)
-        elif self.loop is not None and self.waiter is not None:
-            answer: _Answer = (self.waiter, None, exc)
-            with contextlib.suppress(RuntimeError):  # its loop closed: no one waits
-                self.loop.call_soon_threadsafe(_settle, [answer])
-
 
 # (waiter, result, error): how a batch answers one caller on its loop.
 _Answer = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _answer(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """From the writer thread: each job's result or error. Callers on an event
+    loop are answered with one callback per loop, not one wake-up each."""
+    answers: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
+    for job, result, error in outcomes:
+        failure = None if error is None else _failure(error)
+        if job.future is not None:
+            if job.future.done():  # answered before the batch failed
+                continue
+            if failure is not None:
+                job.future.set_exception(failure)
+            else:
+                job.future.set_result(result)
+        elif job.loop is not None and job.waiter is not None:
+            answers.setdefault(job.loop, []).append((job.waiter, result, failure))
+    for loop, waiting in answers.items():
+        with contextlib.suppress(RuntimeError):  # its loop closed: no one waits
+            loop.call_soon_threadsafe(_settle, waiting)
 
 
 def _settle(answers: list[_Answer]) -> None:
@@ -211,9 +222,7 @@ class Writer:
                 self._run_batch(batch)
             except BaseException as exc:  # pragma: no cover - a bug; keep serving
                 log.exception("write batch failed")
-                for job in batch:
-                    if job.future is None or not job.future.done():
-                        job.fail_now(exc)
+                _answer([(job, None, exc) for job in batch])
             # Under load the next batch would begin at once, and SQLite's busy
             # handler (polling) would rarely let another writer in.
             self.db.write_waiters.wait_until_none(YIELD_TIMEOUT_S)
@@ -225,7 +234,7 @@ class Writer:
             except queue.Empty:
                 return
             if isinstance(item, _Job) and item.start():
-                item.fail_now(ServiceBusy())
+                _answer([(item, None, ServiceBusy())])
 
     def _run_batch(self, batch: list[_Job]) -> None:
         """Run the jobs in one transaction; answer them only after COMMIT."""
@@ -251,8 +260,7 @@ class Writer:
                         _check_still_open(connection)
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing in this batch was written.
-            for job in jobs:
-                job.fail_now(_failure(exc))
+            _answer([(job, None, exc) for job in jobs])
             return
         if shared.events:
             try:
@@ -263,19 +271,7 @@ class Writer:
                 self.db.notify_commit()
             except Exception:
                 log.exception("committed events not published")
-        answers: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
-        for job, result, error, _events in outcomes:
-            failure = None if error is None else _failure(error)
-            if job.future is not None:
-                if failure is not None:
-                    job.future.set_exception(failure)
-                else:
-                    job.future.set_result(result)
-            elif job.loop is not None and job.waiter is not None:
-                answers.setdefault(job.loop, []).append((job.waiter, result, failure))
-        for loop, waiting in answers.items():
-            with contextlib.suppress(RuntimeError):  # its loop closed: no one waits
-                loop.call_soon_threadsafe(_settle, waiting)
+        _answer([(job, result, error) for job, result, error, _events in outcomes])
 
 
 class TransactionLost(OperationalError):
