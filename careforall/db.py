@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -324,11 +324,25 @@ class InsertUnlessPresent:
             .on_conflict_do_nothing(index_elements=list(columns))
             .returning(written),
         }
+        # Without RETURNING: many rows go to the driver's executemany.
+        self._quiet: dict[str, Insert] = {
+            "sqlite": sqlite_insert(table).on_conflict_do_nothing(
+                index_elements=list(columns)
+            ),
+            "postgresql": postgresql_insert(table).on_conflict_do_nothing(
+                index_elements=list(columns)
+            ),
+        }
 
     def run(self, connection: Connection, values: dict[str, Any]) -> bool:
         """Insert `values`; False when a row with those columns was there."""
         result = connection.execute(self._by_dialect[connection.dialect.name], values)
         return result.first() is not None
+
+    def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert each of `rows` that is not there yet (one statement)."""
+        if rows:
+            connection.execute(self._quiet[connection.dialect.name], list(rows))
 
 
 def _payload_parts(payload: str) -> list[str]:

@@ -1,9 +1,11 @@
 """The outbox dispatcher: a lifespan task that delivers committed events.
 
 It wakes as soon as a commit writes events (and on a timer for retries),
-claims a batch in id order, runs the handlers, and marks each event done,
-retries it later with exponential backoff and jitter, or parks it as a dead
-letter after `max_attempts`, without holding up the others.
+claims a batch in id order, hands each handler all of the batch's events of
+its type at once (each event alone when that fails, to find the failing ones),
+and marks each event done, retries it later with exponential backoff and
+jitter, or parks it as a dead letter after `max_attempts`, without holding up
+the others.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
-from sqlalchemy import Connection, bindparam, func, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, select
 
 from careforall import metrics, tracing
@@ -32,6 +35,7 @@ from careforall.outbox.handlers import (
     SIDE_EFFECT_HANDLERS,
     TRANSACTIONAL_HANDLERS,
     HandlerContext,
+    SideEffectHandler,
     TransactionalHandler,
     on_dead_letter,
 )
@@ -101,6 +105,17 @@ def lock_in_order(session: Session, events: Iterable[Event]) -> None:
         .order_by(col(CampaignTotals.campaign_id))
         .with_for_update()
     ).all()
+
+
+# An outbox row and its event, grouped by type for the handlers.
+_Item = tuple[OutboxEvent, Event]
+
+
+def _by_type(items: Iterable[_Item]) -> dict[type[Event], list[_Item]]:
+    groups: dict[type[Event], list[_Item]] = {}
+    for row, event in items:
+        groups.setdefault(type(event), []).append((row, event))
+    return groups
 
 
 MAX_DELAY_SECONDS = 300.0
@@ -279,25 +294,29 @@ class Dispatcher:
         """Load each event and run its side effects; returns events and errors."""
         errors: dict[int, str] = {}
         events: dict[int, Event] = {}
+        loaded: list[_Item] = []
         for row in rows:
             assert row.id is not None
             if row.name not in EVENT_TYPES:
                 errors[row.id] = f"unknown event type {row.name!r}"
                 continue
             event = events[row.id] = load_event(row.name, row.payload)
+            loaded.append((row, event))
             pledge_id = getattr(event, "pledge_id", None)
             if pledge_id is not None and spans[row.id].is_recording():
                 spans[row.id].set_attribute("careforall.pledge_id", pledge_id)
-            with tracing.using(spans[row.id]):
-                for side_effect in SIDE_EFFECT_HANDLERS.get(type(event), []):
-                    try:
-                        with tracing.span(f"handler {side_effect.__name__}"):
-                            side_effect(self._ctx, event)
-                    except Exception as exc:
-                        errors[row.id] = (
-                            f"{side_effect.__name__}: {type(exc).__name__}: {exc}"
-                        )
-                        break
+        for kind, items in _by_type(loaded).items():
+            for handler in SIDE_EFFECT_HANDLERS.get(kind, []):
+
+                def call(
+                    group: list[_Item], handler: SideEffectHandler = handler
+                ) -> None:
+                    with self._handler_span(handler.__name__):
+                        handler(self._ctx, [event for _row, event in group])
+
+                waiting = [item for item in items if item[0].id not in errors]
+                for row_id, exc in self._deliver(call, waiting, spans).items():
+                    errors[row_id] = f"{handler.__name__}: {type(exc).__name__}: {exc}"
         return events, errors
 
     def _transactional(
@@ -308,37 +327,46 @@ class Dispatcher:
         errors: dict[int, str],
         spans: dict[int | None, Span],
     ) -> dict[str, Context | None]:
-        """Run the transactional handlers (a savepoint each event) and mark
-        every row: the delivered ones with one UPDATE.
+        """Run the transactional handlers (in a savepoint, so a failure undoes
+        only its own writes) and mark every row: the delivered ones with one
+        UPDATE.
 
         Returns the campaigns whose totals changed, with the trace that did it.
         """
         changed: dict[str, Context | None] = {}
-        delivered: list[int] = []
-        for row in rows:
-            assert row.id is not None
-            event = events.get(row.id)
-            # An event without transactional handlers (PledgeCreated) needs no
-            # savepoint: it is only marked delivered.
-            handlers = (
-                [] if event is None else TRANSACTIONAL_HANDLERS.get(type(event), [])
-            )
-            if row.id not in errors and event is not None and handlers:
+        ready = [
+            (row, events[row.id])
+            for row in rows
+            if row.id is not None and row.id in events and row.id not in errors
+        ]
+        # An event without transactional handlers (PledgeCreated) needs no
+        # savepoint: it is only marked delivered.
+        for kind, items in _by_type(ready).items():
+            handlers = TRANSACTIONAL_HANDLERS.get(kind, [])
+            if not handlers:
+                continue
+
+            def call(
+                group: list[_Item], handlers: list[TransactionalHandler] = handlers
+            ) -> None:
                 # A savepoint on the connection: the handlers write with Core,
                 # and an ORM one costs twice as much for nothing.
                 conn = session.connection()
-                savepoint = conn.begin_nested()
-                try:
-                    with tracing.using(spans[row.id]):
-                        touched = [self._run(h, conn, event) for h in handlers]
-                    savepoint.commit()
-                    trace_context = tracing.context_of(spans[row.id])
-                    for campaign_id in touched:
-                        if campaign_id is not None:
-                            changed[campaign_id] = trace_context
-                except Exception as exc:
-                    savepoint.rollback()
-                    errors[row.id] = f"{type(exc).__name__}: {exc}"
+                touched: dict[str, OutboxEvent] = {}
+                with conn.begin_nested():
+                    for handler in handlers:
+                        with self._handler_span(handler.__name__):
+                            moved = handler(conn, [event for _row, event in group])
+                        for campaign_id, position in moved.items():
+                            touched[campaign_id] = group[position][0]
+                for campaign_id, row in touched.items():
+                    changed[campaign_id] = tracing.context_of(spans[row.id])
+
+            for row_id, exc in self._deliver(call, items, spans).items():
+                errors[row_id] = f"{type(exc).__name__}: {exc}"
+        delivered: list[int] = []
+        for row in rows:
+            assert row.id is not None
             if row.id in errors:
                 with tracing.using(spans[row.id]):
                     self._mark_failed(session, row, errors[row.id])
@@ -350,13 +378,38 @@ class Dispatcher:
         return changed
 
     @staticmethod
-    def _run(
-        handler: TransactionalHandler, conn: Connection, event: Event
-    ) -> str | None:
+    def _deliver(
+        call: Callable[[list[_Item]], None],
+        items: list[_Item],
+        spans: dict[int | None, Span],
+    ) -> dict[int, Exception]:
+        """`call` the batch's events together; if that fails, each event alone,
+        so that only the failing ones are retried. Returns their errors.
+
+        With tracing on, each event goes alone from the start: its handlers'
+        spans are then children of its own span, in its own trace.
+        """
+        if len(items) > 1 and not tracing.enabled():
+            try:
+                call(items)
+                return {}
+            except Exception:
+                pass  # found below, event by event
+        failed: dict[int, Exception] = {}
+        for row, event in items:
+            assert row.id is not None
+            try:
+                with tracing.using(spans[row.id]):
+                    call([(row, event)])
+            except Exception as exc:
+                failed[row.id] = exc
+        return failed
+
+    @staticmethod
+    def _handler_span(name: str) -> AbstractContextManager[object]:
         if not tracing.enabled():
-            return handler(conn, event)
-        with tracing.span(f"handler {handler.__name__}"):
-            return handler(conn, event)
+            return nullcontext()
+        return tracing.span(f"handler {name}")
 
     @staticmethod
     def _start_span(row: OutboxEvent) -> Span:

@@ -10,7 +10,7 @@ Two kinds, by how they touch the database:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -23,7 +23,8 @@ from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
 from careforall.services import alerts, notifications
 from careforall.services.payments import auto_capture
-from careforall.services.totals import settle_pledge
+from careforall.services.pledges import current_statuses
+from careforall.services.totals import settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 
@@ -35,30 +36,43 @@ class HandlerContext:
     provider: PaymentProvider
 
 
-# Returns the id of a campaign whose totals it changed, or None. It writes
-# with Core on the dispatcher's connection: the savepoint that undoes a failed
-# event's writes is the connection's, which an ORM session would not see.
-TransactionalHandler = Callable[[Connection, Event], str | None]
-SideEffectHandler = Callable[[HandlerContext, Event], None]
+# Every handler receives a batch's events of its type at once, in outbox
+# order: a few statements per batch rather than per event. One that raises is
+# called again with each event alone, so only the failing event is retried.
+#
+# A transactional handler writes with Core on the dispatcher's connection (the
+# savepoint that undoes a failed call's writes is the connection's, which an
+# ORM session would not see) and returns the campaigns whose totals it
+# changed, each with the position of the event that changed them last.
+TransactionalHandler = Callable[[Connection, Sequence[Event]], Mapping[str, int]]
+SideEffectHandler = Callable[[HandlerContext, Sequence[Event]], None]
 
 
-def update_totals(conn: Connection, event: Event) -> str | None:
-    assert isinstance(event, PledgeStatusChanged)
-    return settle_pledge(conn, event.pledge_id)
+def _status_changes(events: Sequence[Event]) -> list[PledgeStatusChanged]:
+    changes = [e for e in events if isinstance(e, PledgeStatusChanged)]
+    assert len(changes) == len(events)
+    return changes
 
 
-def push_reconciled_totals(conn: Connection, event: Event) -> str | None:
-    """Reconcile already repaired the totals: naming the campaign is enough for
-    the dispatcher to push them to its subscribers."""
-    assert isinstance(event, TotalsReconciled)
-    return event.campaign_id
+def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """Settle the pledges' totals, then tell their donors and organisers: the
+    notifications' goal check needs the totals as of each change."""
+    changes = _status_changes(events)
+    settlement = settle_pledges(conn, [change.pledge_id for change in changes])
+    notifications.notify_pledge_statuses(conn, changes, settlement)
+    return settlement.changed
 
 
-def notify_donor_and_organiser(conn: Connection, event: Event) -> str | None:
-    """After update_totals, so a goal reached is seen in the same transaction."""
-    assert isinstance(event, PledgeStatusChanged)
-    notifications.notify_pledge_status(conn, event)
-    return None
+def push_reconciled_totals(
+    conn: Connection, events: Sequence[Event]
+) -> Mapping[str, int]:
+    """Reconcile already repaired the totals: naming the campaigns is enough
+    for the dispatcher to push them to their subscribers."""
+    changed: dict[str, int] = {}
+    for position, event in enumerate(events):
+        assert isinstance(event, TotalsReconciled)
+        changed[event.campaign_id] = position
+    return changed
 
 
 def on_dead_letter(
@@ -73,16 +87,24 @@ def on_dead_letter(
     )
 
 
-def capture_after_authorization(ctx: HandlerContext, event: Event) -> None:
-    assert isinstance(event, PledgeStatusChanged)
-    if ctx.settings.auto_capture and event.to_status == PledgeStatus.AUTHORIZED:
-        auto_capture(
-            UnitOfWork(ctx.db), provider=ctx.provider, pledge_id=event.pledge_id
-        )
+def capture_after_authorization(ctx: HandlerContext, events: Sequence[Event]) -> None:
+    """Capture the pledges authorized, unless they have moved on already (one
+    read for the batch: a webhook often captures before this runs)."""
+    if not ctx.settings.auto_capture:
+        return
+    authorized = [
+        change.pledge_id
+        for change in _status_changes(events)
+        if change.to_status == PledgeStatus.AUTHORIZED
+    ]
+    statuses = current_statuses(ctx.db, authorized)
+    for pledge_id in dict.fromkeys(authorized):
+        if statuses.get(pledge_id) == PledgeStatus.AUTHORIZED:
+            auto_capture(UnitOfWork(ctx.db), provider=ctx.provider, pledge_id=pledge_id)
 
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
-    PledgeStatusChanged: [update_totals, notify_donor_and_organiser],
+    PledgeStatusChanged: [update_totals],
     TotalsReconciled: [push_reconciled_totals],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {

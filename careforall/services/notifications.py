@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
@@ -37,6 +38,7 @@ from careforall.models import (
     table_of,
 )
 from careforall.services.pagination import MAX_PAGE, Page, newest_first
+from careforall.services.totals import Settlement
 from careforall.services.unit_of_work import UnitOfWork
 
 
@@ -57,6 +59,32 @@ _ADD = InsertUnlessPresent(
 )
 
 
+def _row(
+    kind: NotificationKind,
+    message: Message,
+    *,
+    dedupe_key: str | None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    pledge_id: str | None = None,
+    campaign_id: str | None = None,
+) -> dict[str, object]:
+    message = message.clipped()
+    return {
+        "id": new_id("ntf"),
+        "recipient_user_id": user_id,
+        "recipient_session_id": None if user_id is not None else session_id,
+        "kind": kind.value,
+        "title": message.title,
+        "body": message.body,
+        "pledge_id": pledge_id,
+        "campaign_id": campaign_id,
+        "dedupe_key": dedupe_key,
+        "created_at": utcnow(),
+        "read_at": None,
+    }
+
+
 def add(
     conn: Connection,
     kind: NotificationKind,
@@ -69,22 +97,17 @@ def add(
     campaign_id: str | None = None,
 ) -> bool:
     """Add one notification unless its `dedupe_key` was written before."""
-    message = message.clipped()
     return _ADD.run(
         conn,
-        {
-            "id": new_id("ntf"),
-            "recipient_user_id": user_id,
-            "recipient_session_id": None if user_id is not None else session_id,
-            "kind": kind.value,
-            "title": message.title,
-            "body": message.body,
-            "pledge_id": pledge_id,
-            "campaign_id": campaign_id,
-            "dedupe_key": dedupe_key,
-            "created_at": utcnow(),
-            "read_at": None,
-        },
+        _row(
+            kind,
+            message,
+            dedupe_key=dedupe_key,
+            user_id=user_id,
+            session_id=session_id,
+            pledge_id=pledge_id,
+            campaign_id=campaign_id,
+        ),
     )
 
 
@@ -113,72 +136,100 @@ _ABOUT = (
             _TOTALS, _TOTALS.c.campaign_id == _CAMPAIGNS.c.id
         )
     )
-    .where(_PLEDGES.c.id == bindparam("pledge_id"))
+    .where(_PLEDGES.c.id.in_(bindparam("ids", expanding=True)))
 )
 
 
-def notify_pledge_status(conn: Connection, event: PledgeStatusChanged) -> int:
-    """Tell the donor of a capture, decline or refund; tell the organiser of a
-    donation and, once ever, of the goal reached. Returns how many were written.
+def notify_pledge_statuses(
+    conn: Connection, events: Sequence[PledgeStatusChanged], settlement: Settlement
+) -> int:
+    """For a batch of status changes: tell the donor of a capture, decline or
+    refund; tell the organiser of a donation and, once ever, of the goal
+    reached. Returns how many notifications the batch asked for.
 
-    Runs after the totals handler in the same transaction, so the goal is
-    checked against totals that already count this pledge.
+    Runs after `settle_pledges` (its `settlement`) in the same transaction, so
+    each change's goal check sees the totals as they were right after it.
     """
-    to_status = PledgeStatus(event.to_status)
-    kind = DONOR_KINDS.get(to_status)
-    if kind is None:
+    told = [
+        (position, event, kind)
+        for position, event in enumerate(events)
+        if (kind := DONOR_KINDS.get(PledgeStatus(event.to_status))) is not None
+    ]
+    if not told:
         return 0
-    found = conn.execute(_ABOUT, {"pledge_id": event.pledge_id}).first()
-    if found is None:
-        return 0
+    ids = list(dict.fromkeys(event.pledge_id for _position, event, _kind in told))
+    about = {row.id: row for row in conn.execute(_ABOUT, {"ids": ids})}
+    # By dedupe key: a change delivered twice in one batch asks once.
+    rows: dict[object, dict[str, object]] = {}
+    for position, event, kind in told:
+        found = about.get(event.pledge_id)
+        if found is None:
+            continue
+        for row in _status_rows(found, kind, settlement, position):
+            rows.setdefault(row["dedupe_key"], row)
+    _ADD.run_many(conn, list(rows.values()))
+    return len(rows)
+
+
+def _status_rows(
+    found: Row[*tuple[Any, ...]],
+    kind: NotificationKind,
+    settlement: Settlement,
+    position: int,
+) -> list[dict[str, object]]:
+    """The notifications one status change (at `position`) causes."""
     amount = words.money(found.amount_cents, found.currency)
     about = {"pledge_id": found.id, "campaign_id": found.campaign_id}
-    written = 0
-    written += add(
-        conn,
-        kind,
-        words.donor_message(
+    rows = [
+        _row(
             kind,
-            amount=amount,
-            campaign_title=found.title,
-            failure_reason=found.failure_reason,
-        ),
-        dedupe_key=f"{kind.value}:{found.id}",
-        user_id=found.donor_user_id,
-        session_id=found.donor_session_id,
-        **about,
-    )
-    if to_status != PledgeStatus.CAPTURED:
-        return written
-    if found.donor_user_id != found.owner_id:  # not a gift to one's own campaign
-        written += add(
-            conn,
-            NotificationKind.DONATION_RECEIVED,
-            words.donation_received(
+            words.donor_message(
+                kind,
                 amount=amount,
                 campaign_title=found.title,
-                donor_name=found.donor_name,
+                failure_reason=found.failure_reason,
             ),
-            dedupe_key=f"{NotificationKind.DONATION_RECEIVED.value}:{found.id}",
-            user_id=found.owner_id,
+            dedupe_key=f"{kind.value}:{found.id}",
+            user_id=found.donor_user_id,
+            session_id=found.donor_session_id,
             **about,
         )
-    raised = found.raised_cents
-    if raised is not None and raised >= found.goal_cents:
-        written += add(
-            conn,
-            NotificationKind.GOAL_REACHED,
-            words.goal_reached(
-                raised=words.money(raised, found.campaign_currency),
-                goal=words.money(found.goal_cents, found.campaign_currency),
-                campaign_title=found.title,
-            ),
-            # Once per campaign, ever: a refund and a new gift do not repeat it.
-            dedupe_key=f"{NotificationKind.GOAL_REACHED.value}:{found.campaign_id}",
-            user_id=found.owner_id,
-            campaign_id=found.campaign_id,
+    ]
+    if kind != NotificationKind.PAYMENT_CAPTURED:
+        return rows
+    if found.donor_user_id != found.owner_id:  # not a gift to one's own campaign
+        rows.append(
+            _row(
+                NotificationKind.DONATION_RECEIVED,
+                words.donation_received(
+                    amount=amount,
+                    campaign_title=found.title,
+                    donor_name=found.donor_name,
+                ),
+                dedupe_key=f"{NotificationKind.DONATION_RECEIVED.value}:{found.id}",
+                user_id=found.owner_id,
+                **about,
+            )
         )
-    return written
+    if found.raised_cents is None:
+        return rows
+    raised = settlement.raised_at(position, found.campaign_id, found.raised_cents)
+    if raised >= found.goal_cents:
+        rows.append(
+            _row(
+                NotificationKind.GOAL_REACHED,
+                words.goal_reached(
+                    raised=words.money(raised, found.campaign_currency),
+                    goal=words.money(found.goal_cents, found.campaign_currency),
+                    campaign_title=found.title,
+                ),
+                # Once per campaign, ever: a refund and a new gift do not repeat it.
+                dedupe_key=f"{NotificationKind.GOAL_REACHED.value}:{found.campaign_id}",
+                user_id=found.owner_id,
+                campaign_id=found.campaign_id,
+            )
+        )
+    return rows
 
 
 def move_to_user(session: Session, *, session_id: str, user_id: str) -> int:

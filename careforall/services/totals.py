@@ -15,19 +15,26 @@ from careforall.domain.states import PledgeStatus, counts_in_totals
 from careforall.models import CampaignTotals, Pledge, TotalsLedger, table_of
 from careforall.services.unit_of_work import UnitOfWork
 
-# Run for every pledge status change the outbox delivers: Core statements,
-# compiled once.
+# Run for every batch of pledge status changes the outbox delivers: Core
+# statements, compiled once.
 _PLEDGES = table_of(Pledge)
 _LEDGER = table_of(TotalsLedger)
 _TOTALS = table_of(CampaignTotals)
 # Locked (PostgreSQL) so that two processes settling one pledge take turns.
-_PLEDGE_SHARE = (
-    core_select(_PLEDGES.c.campaign_id, _PLEDGES.c.amount_cents, _PLEDGES.c.status)
-    .where(_PLEDGES.c.id == bindparam("pledge_id"))
+_PLEDGE_SHARES = (
+    core_select(
+        _PLEDGES.c.id,
+        _PLEDGES.c.campaign_id,
+        _PLEDGES.c.amount_cents,
+        _PLEDGES.c.status,
+    )
+    .where(_PLEDGES.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
 )
-_COUNTED = core_select(_LEDGER.c.counted_cents).where(
-    _LEDGER.c.pledge_id == bindparam("pledge_id")
+# Read after the pledges' locks, not joined to them: a joined row could come
+# from before the wait for a lock (PostgreSQL, READ COMMITTED).
+_COUNTED = core_select(_LEDGER.c.pledge_id, _LEDGER.c.counted_cents).where(
+    _LEDGER.c.pledge_id.in_(bindparam("ids", expanding=True))
 )
 _COUNT = insert(_LEDGER)
 _RECOUNT = (
@@ -47,43 +54,113 @@ _MOVE_TOTALS = (
 )
 
 
-def settle_pledge(conn: Connection, pledge_id: str) -> str | None:
-    """Make the pledge's share of its totals match its status, in the caller's
-    transaction. Returns the campaign id when the totals changed.
+@dataclass(frozen=True)
+class Move:
+    """One pledge's settle changed its campaign's totals."""
 
-    It reads the pledge's current status rather than trusting the event, so a
-    repeated, late or reordered event converges on the same totals.
-    """
-    pledge = conn.execute(_PLEDGE_SHARE, {"pledge_id": pledge_id}).first()
-    if pledge is None:
-        return None
-    wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
-    entry = conn.execute(_COUNTED, {"pledge_id": pledge_id}).first()
-    counted = entry.counted_cents if entry is not None else 0
-    if wanted == counted:
-        return None
-    if entry is None:
-        conn.execute(
-            _COUNT,
-            {
-                "pledge_id": pledge_id,
-                "campaign_id": pledge.campaign_id,
-                "counted_cents": wanted,
-            },
+    position: int  # of the pledge's first status change in the batch
+    pledge_id: str
+    campaign_id: str
+    cents: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling a batch of status changes did to the totals."""
+
+    moves: list[Move]
+
+    @property
+    def changed(self) -> dict[str, int]:
+        """Campaign id -> position of the last change that moved its totals."""
+        return {move.campaign_id: move.position for move in self.moves}
+
+    def raised_at(self, position: int, campaign_id: str, raised_now: int) -> int:
+        """The campaign's raised cents as they were right after the change at
+        `position` was settled, given what they are now (after the batch)."""
+        later = sum(
+            move.cents
+            for move in self.moves
+            if move.position > position and move.campaign_id == campaign_id
         )
-    else:
-        conn.execute(_RECOUNT, {"b_pledge_id": pledge_id, "wanted": wanted})
-    conn.execute(
-        _MOVE_TOTALS,
-        {
-            "b_campaign_id": pledge.campaign_id,
-            "cents_delta": wanted - counted,
-            "count_delta": (wanted > 0) - (counted > 0),
-            "now": utcnow(),
-        },
-    )
-    campaign_id: str = pledge.campaign_id
-    return campaign_id
+        return raised_now - later
+
+
+def settle_pledges(conn: Connection, pledge_ids: Sequence[str]) -> Settlement:
+    """Make each pledge's share of its totals match its status, in the caller's
+    transaction. `pledge_ids` are a batch's status changes in order (a pledge
+    may come more than once).
+
+    It reads each pledge's current status rather than trusting the events, so
+    a repeated, late or reordered event converges on the same totals. For the
+    same reason a pledge is settled at its first change in the batch and its
+    later ones find nothing to do, exactly as if they were settled one by one:
+    a handful of statements for the whole batch instead of one per change.
+    """
+    first: dict[str, int] = {}
+    for position, pledge_id in enumerate(pledge_ids):
+        first.setdefault(pledge_id, position)
+    if not first:
+        return Settlement([])
+    ids = list(first)
+    pledges = {row.id: row for row in conn.execute(_PLEDGE_SHARES, {"ids": ids})}
+    counted: dict[str, int] = dict(conn.execute(_COUNTED, {"ids": ids}).all())
+    moves: list[Move] = []
+    new_entries: list[dict[str, object]] = []
+    recounts: list[dict[str, object]] = []
+    for pledge_id, position in first.items():
+        pledge = pledges.get(pledge_id)
+        if pledge is None:
+            continue
+        wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
+        was = counted.get(pledge_id)
+        if wanted == (was or 0):
+            continue
+        if was is None:
+            new_entries.append(
+                {
+                    "pledge_id": pledge_id,
+                    "campaign_id": pledge.campaign_id,
+                    "counted_cents": wanted,
+                }
+            )
+        else:
+            recounts.append({"b_pledge_id": pledge_id, "wanted": wanted})
+        was = was or 0
+        moves.append(
+            Move(
+                position=position,
+                pledge_id=pledge_id,
+                campaign_id=pledge.campaign_id,
+                cents=wanted - was,
+                count=(wanted > 0) - (was > 0),
+            )
+        )
+    if new_entries:
+        conn.execute(_COUNT, new_entries)
+    if recounts:
+        conn.execute(_RECOUNT, recounts)
+    by_campaign: dict[str, tuple[int, int]] = {}
+    for move in moves:
+        cents, count = by_campaign.get(move.campaign_id, (0, 0))
+        by_campaign[move.campaign_id] = (cents + move.cents, count + move.count)
+    if by_campaign:
+        now = utcnow()
+        conn.execute(
+            _MOVE_TOTALS,
+            [
+                {
+                    "b_campaign_id": campaign_id,
+                    "cents_delta": cents,
+                    "count_delta": count,
+                    "now": now,
+                }
+                # In id order: PostgreSQL locks the rows in the order updated.
+                for campaign_id, (cents, count) in sorted(by_campaign.items())
+            ],
+        )
+    return Settlement(moves)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ pushed, and each admin action audited in the commit of its effect."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -336,12 +336,17 @@ def test_a_dead_letter_is_listed_and_replayed_with_its_effect_applied_once(
     applied: list[tuple[str, str]] = []
     real_update_totals = handlers.update_totals
 
-    def flaky_update_totals(conn: Connection, event: Event) -> str | None:
-        assert isinstance(event, PledgeStatusChanged)
-        if fault["on"] and event.pledge_id == bad["id"]:
-            raise RuntimeError("totals store unavailable")
-        changed = real_update_totals(conn, event)
-        applied.append((event.pledge_id, event.to_status))
+    def flaky_update_totals(
+        conn: Connection, events: Sequence[Event]
+    ) -> Mapping[str, int]:
+        for event in events:
+            assert isinstance(event, PledgeStatusChanged)
+            if fault["on"] and event.pledge_id == bad["id"]:
+                raise RuntimeError("totals store unavailable")
+        changed = real_update_totals(conn, events)
+        for event in events:
+            assert isinstance(event, PledgeStatusChanged)
+            applied.append((event.pledge_id, event.to_status))
         return changed
 
     monkeypatch.setitem(

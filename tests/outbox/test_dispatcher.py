@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -239,21 +239,28 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
     wait_for(lambda: pending(db) == 0)
 
     fault = {"on": True}
-    # (to_status, attempts before this call, available_at of the row, when called)
-    calls: list[tuple[str, int, datetime, datetime]] = []
+    # (to_status, attempts before the try) -> (available_at of the row, when
+    # tried). A batch holding the bad event fails, and the event is then tried
+    # alone: both calls belong to one try.
+    calls: dict[tuple[str, int], tuple[datetime, datetime]] = {}
     real_update_totals = handlers.update_totals
 
-    def flaky_update_totals(conn: Connection, event: Event) -> str | None:
-        assert isinstance(event, PledgeStatusChanged)
-        if fault["on"] and event.pledge_id == bad["id"]:
-            row = conn.execute(
-                select(OutboxEvent.attempts, OutboxEvent.available_at).where(
-                    OutboxEvent.payload == event.to_json()
+    def flaky_update_totals(
+        conn: Connection, events: Sequence[Event]
+    ) -> Mapping[str, int]:
+        for event in events:
+            assert isinstance(event, PledgeStatusChanged)
+            if fault["on"] and event.pledge_id == bad["id"]:
+                row = conn.execute(
+                    select(OutboxEvent.attempts, OutboxEvent.available_at).where(
+                        OutboxEvent.payload == event.to_json()
+                    )
+                ).one()
+                calls.setdefault(
+                    (event.to_status, row.attempts), (row.available_at, utcnow())
                 )
-            ).one()
-            calls.append((event.to_status, row.attempts, row.available_at, utcnow()))
-            raise RuntimeError(f"totals store unavailable for {event.pledge_id}")
-        return real_update_totals(conn, event)
+                raise RuntimeError(f"totals store unavailable for {event.pledge_id}")
+        return real_update_totals(conn, events)
 
     monkeypatch.setitem(
         handlers.TRANSACTIONAL_HANDLERS, PledgeStatusChanged, [flaky_update_totals]
@@ -274,9 +281,9 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
 
     # Three tries each, then no more; each retry waited twice as long as the last.
     for to_status in ("AUTHORIZED", "CAPTURED"):
-        tries = [c for c in calls if c[0] == to_status]
-        assert [attempts for _, attempts, _, _ in tries] == [0, 1, 2]
-        (_, _, _, t0), (_, _, due1, t1), (_, _, due2, _) = tries
+        tries = [(key[1], *when) for key, when in calls.items() if key[0] == to_status]
+        assert [attempts for attempts, _, _ in tries] == [0, 1, 2]
+        (_, _, t0), (_, due1, t1), (_, due2, _) = tries
         first_wait = (due1 - t0).total_seconds()
         second_wait = (due2 - t1).total_seconds()
         assert t0 < due1 <= t1 < due2
@@ -317,18 +324,24 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
     fault = {"on": True}
     moved: list[str] = []  # pledges whose totals update_totals moved
 
-    def counting_update_totals(conn: Connection, event: Event) -> str | None:
-        changed = handlers.update_totals(conn, event)
-        if changed is not None:
+    def counting_update_totals(
+        conn: Connection, events: Sequence[Event]
+    ) -> Mapping[str, int]:
+        changed = handlers.update_totals(conn, events)
+        for position in changed.values():
+            event = events[position]
             assert isinstance(event, PledgeStatusChanged)
             moved.append(event.pledge_id)
         return changed
 
-    def failing_after_the_totals(conn: Connection, event: Event) -> str | None:
-        assert isinstance(event, PledgeStatusChanged)
-        if fault["on"] and event.pledge_id == bad["id"]:
-            raise RuntimeError("notifications unavailable")
-        return None
+    def failing_after_the_totals(
+        conn: Connection, events: Sequence[Event]
+    ) -> Mapping[str, int]:
+        for event in events:
+            assert isinstance(event, PledgeStatusChanged)
+            if fault["on"] and event.pledge_id == bad["id"]:
+                raise RuntimeError("notifications unavailable")
+        return {}
 
     monkeypatch.setitem(
         handlers.TRANSACTIONAL_HANDLERS,
@@ -410,13 +423,16 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
     calls: list[str] = []
     real_capture = handlers.capture_after_authorization
 
-    def capture_fails_once(ctx: handlers.HandlerContext, event: Event) -> None:
-        assert isinstance(event, PledgeStatusChanged)
-        if event.to_status == "AUTHORIZED":
-            calls.append(event.pledge_id)
-            if len(calls) == 1:
-                raise ConnectionError("provider timed out")
-        real_capture(ctx, event)
+    def capture_fails_once(
+        ctx: handlers.HandlerContext, events: Sequence[Event]
+    ) -> None:
+        for event in events:
+            assert isinstance(event, PledgeStatusChanged)
+            if event.to_status == "AUTHORIZED":
+                calls.append(event.pledge_id)
+                if len(calls) == 1:
+                    raise ConnectionError("provider timed out")
+        real_capture(ctx, events)
 
     monkeypatch.setitem(
         handlers.SIDE_EFFECT_HANDLERS, PledgeStatusChanged, [capture_fails_once]

@@ -17,7 +17,7 @@ from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import SimulatedProvider
 from careforall.services.payments import ProviderEvent, apply_provider_event
 from careforall.services.pledges import PledgeData, create_pledge
-from careforall.services.totals import Drift, reconcile, settle_pledge
+from careforall.services.totals import Drift, reconcile, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.services.conftest import MakeAnon, MakeCampaign
@@ -44,9 +44,10 @@ def _set_status(db: Database, pledge_id: str, status: str) -> None:
 def _settle(db: Database, pledge_id: str) -> str | None:
     """One delivery of a pledge's status event to the totals handler."""
     with UnitOfWork(db) as uow:
-        changed = settle_pledge(uow.session.connection(), pledge_id)
+        changed = settle_pledges(uow.session.connection(), [pledge_id]).changed
         uow.commit()
-    return changed
+    assert set(changed.values()) <= {0}
+    return next(iter(changed), None)
 
 
 def _totals(db: Database, campaign_id: str) -> tuple[int, int]:
@@ -78,7 +79,7 @@ def guest(make_anon: MakeAnon) -> Principal:
     return make_anon()[0]
 
 
-# --- settle_pledge -------------------------------------------------------------
+# --- settle_pledges ------------------------------------------------------------
 
 
 def test_settling_a_capture_counts_it_once(

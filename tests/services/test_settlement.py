@@ -1,0 +1,269 @@
+"""The outbox delivers a batch of status changes together: what it settles and
+who it tells are exactly what delivering them one by one would give, a failing
+event holds up no other, and the statements do not grow with the batch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import pytest
+from sqlalchemy import Connection, event, text
+from sqlmodel import col, select
+
+from careforall.db import Database
+from careforall.domain.events import Event, PledgeStatusChanged
+from careforall.domain.rules import Principal
+from careforall.models import Campaign, Notification, OutboxEvent
+from careforall.outbox import handlers
+from careforall.outbox.broadcaster import Broadcaster
+from careforall.outbox.dispatcher import Dispatcher
+from careforall.outbox.handlers import HandlerContext
+from careforall.payments.simulated import SimulatedProvider
+from careforall.services.totals import Move, Settlement, settle_pledges
+from careforall.services.unit_of_work import UnitOfWork
+from careforall.settings import Settings
+from tests.services.conftest import MakeCampaign, MakeUser
+from tests.services.test_notifications import give, provider_says
+
+
+def dispatcher(db: Database, settings: Settings, *, batch_size: int) -> Dispatcher:
+    return Dispatcher(
+        HandlerContext(
+            db=db,
+            settings=settings.with_(auto_capture=False),
+            provider=SimulatedProvider(db),
+        ),
+        Broadcaster(),
+        batch_size=batch_size,
+    )
+
+
+def deliver(db: Database, settings: Settings, *, batch_size: int) -> list[int]:
+    """Run a dispatcher until nothing is due; the size of each batch."""
+    batches = []
+    outbox = dispatcher(db, settings, batch_size=batch_size)
+    while processed := outbox.process_due().processed:
+        batches.append(processed)
+    return batches
+
+
+def totals(db: Database, campaign_id: str) -> tuple[int, int]:
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT raised_cents, pledge_count FROM campaign_totals "
+                "WHERE campaign_id = :c"
+            ),
+            {"c": campaign_id},
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def told(db: Database, campaign: Campaign) -> list[tuple[str, str | None, str, str]]:
+    """(kind, recipient, title, body) of the campaign's notifications, with the
+    campaign's own title made neutral so that two campaigns compare."""
+    with db.read() as session:
+        rows = session.exec(
+            select(Notification)
+            .where(col(Notification.campaign_id) == campaign.id)
+            .order_by(col(Notification.kind), col(Notification.body))
+        ).all()
+    return [
+        (
+            n.kind,
+            n.recipient_user_id or n.recipient_session_id,
+            n.title.replace(campaign.title, "<campaign>"),
+            n.body.replace(campaign.title, "<campaign>"),
+        )
+        for n in rows
+    ]
+
+
+def about(row: OutboxEvent) -> str | None:
+    pledge_id = json.loads(row.payload).get("pledge_id")
+    return str(pledge_id) if pledge_id is not None else None
+
+
+def status_in(row: OutboxEvent) -> str | None:
+    return json.loads(row.payload).get("to_status")  # type: ignore[no-any-return]
+
+
+def redeliver_copy(db: Database, pledge_id: str, to_status: str) -> None:
+    """A second pending copy of a pledge's status event (at-least-once)."""
+    with db.read() as session:
+        rows = session.exec(
+            select(OutboxEvent).where(OutboxEvent.name == "PledgeStatusChanged")
+        ).all()
+    (original,) = [
+        r for r in rows if about(r) == pledge_id and status_in(r) == to_status
+    ]
+    with UnitOfWork(db) as uow:
+        uow.session.add(
+            OutboxEvent(
+                name=original.name,
+                payload=original.payload,
+                created_at=original.created_at,
+                available_at=original.available_at,
+            )
+        )
+        uow.commit()
+
+
+def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    organiser: Principal,
+    make_campaign: MakeCampaign,
+) -> None:
+    """The same story on two campaigns, delivered as one batch and one event at a
+    time. The goal is reached in the middle of the batch and left again by a
+    refund later in it: announced all the same, with the total of that moment."""
+    donor = make_user(name="Dana Donor")
+    outcomes = {}
+    for batch_size in (200, 1):
+        campaign = make_campaign(organiser, goal_cents=5000)
+        earlier = give(db, donor, campaign, 2000)
+        provider_says(db, earlier, "captured")
+        deliver(db, settings, batch_size=batch_size)
+        assert totals(db, campaign.id) == (2000, 1)
+
+        big, declined = give(db, donor, campaign, 3000), give(db, donor, campaign, 700)
+        provider_says(db, big, "captured")  # PENDING -> AUTHORIZED -> CAPTURED
+        provider_says(db, declined, "failed", reason="Card expired.")
+        provider_says(db, earlier, "refunded")
+        redeliver_copy(db, big, "CAPTURED")
+        batches = deliver(db, settings, batch_size=batch_size)
+
+        assert sum(batches) == 7  # two pledges created, 4 changes, 1 copy
+        assert len(batches) == (1 if batch_size > 1 else 7)
+        outcomes[batch_size] = (totals(db, campaign.id), told(db, campaign))
+
+    assert outcomes[200] == outcomes[1]
+    (raised, count), notes = outcomes[200]
+    assert (raised, count) == (3000, 1)
+    kinds = sorted(kind for kind, *_ in notes)
+    assert kinds == sorted(
+        ["PAYMENT_CAPTURED"] * 2  # the earlier pledge and the big one
+        + ["DONATION_RECEIVED"] * 2
+        + ["PAYMENT_FAILED", "PAYMENT_REFUNDED", "GOAL_REACHED"]
+    )
+    (goal,) = [body for kind, _, _, body in notes if kind == "GOAL_REACHED"]
+    assert "has raised 50.00 USD" in goal  # at that moment; 30.00 USD now
+
+
+def test_settle_pledges_settles_a_pledge_at_its_first_change(
+    db: Database, make_user: MakeUser, organiser: Principal, campaign: Campaign
+) -> None:
+    donor = make_user()
+    first, second = give(db, donor, campaign, 1200), give(db, donor, campaign, 800)
+    for pledge_id in (first, second):
+        provider_says(db, pledge_id, "captured")
+    with UnitOfWork(db) as uow:
+        settlement = settle_pledges(
+            uow.session.connection(), [first, first, second, first, "plg_unknown"]
+        )
+        uow.commit()
+    assert settlement.moves == [
+        Move(position=0, pledge_id=first, campaign_id=campaign.id, cents=1200, count=1),
+        Move(position=2, pledge_id=second, campaign_id=campaign.id, cents=800, count=1),
+    ]
+    assert settlement.changed == {campaign.id: 2}
+    assert totals(db, campaign.id) == (2000, 2)
+    # The raised cents as of each change: the first's settle, then the second's.
+    assert [settlement.raised_at(p, campaign.id, 2000) for p in range(4)] == [
+        1200,
+        1200,
+        2000,
+        2000,
+    ]
+    assert settlement.raised_at(0, "cmp_other", 500) == 500
+    # Settled already: every change of theirs finds nothing to do.
+    with UnitOfWork(db) as uow:
+        again = settle_pledges(uow.session.connection(), [second, first])
+        uow.commit()
+    assert again == Settlement([])
+    assert totals(db, campaign.id) == (2000, 2)
+
+
+def test_a_failing_event_in_a_batch_holds_up_no_other(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    donor = make_user()
+    bad, *good = [give(db, donor, campaign, cents) for cents in (1000, 2000, 4000)]
+    deliver(db, settings, batch_size=200)
+    for pledge_id in (bad, *good):
+        provider_says(db, pledge_id, "captured")
+    calls: list[int] = []
+
+    def refusing_the_bad_one(
+        conn: Connection, events: Sequence[Event]
+    ) -> Mapping[str, int]:
+        calls.append(len(events))
+        for e in events:
+            assert isinstance(e, PledgeStatusChanged)
+            if e.pledge_id == bad:
+                raise RuntimeError("cannot settle this one")
+        return handlers.update_totals(conn, events)
+
+    monkeypatch.setitem(
+        handlers.TRANSACTIONAL_HANDLERS, PledgeStatusChanged, [refusing_the_bad_one]
+    )
+    result = dispatcher(db, settings, batch_size=200).process_due()
+
+    assert result.processed == 6
+    # The batch, then each event alone to find the failing ones.
+    assert calls == [6, 1, 1, 1, 1, 1, 1]
+    assert totals(db, campaign.id) == (6000, 2)
+    with db.read() as session:
+        rows = session.exec(select(OutboxEvent).order_by(col(OutboxEvent.id))).all()
+    states = {
+        (r.status, r.attempts, r.last_error is not None)
+        for r in rows
+        if about(r) == bad and r.name == "PledgeStatusChanged"
+    }
+    assert states == {("pending", 1, True)}
+    assert {r.status for r in rows if about(r) in good} == {"done"}
+
+
+@pytest.mark.sqlite_only
+def test_a_batchs_statements_do_not_grow_with_its_events(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    make_campaign: MakeCampaign,
+    organiser: Principal,
+) -> None:
+    """Delivering 5 and 40 captures costs the same statements (SQLite: this
+    process's only dispatcher reads its batch outside the write lock)."""
+    donor = make_user()
+    counts = []
+    statements: list[str] = []
+
+    def count(_c: object, _cur: object, sql: str, *_: object) -> None:
+        statements.append(sql)
+
+    for captures in (5, 40):
+        campaign = make_campaign(organiser)
+        pledges = [give(db, donor, campaign, 100 + n) for n in range(captures)]
+        deliver(db, settings, batch_size=200)
+        for pledge_id in pledges:
+            provider_says(db, pledge_id, "captured")
+        statements.clear()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            result = dispatcher(db, settings, batch_size=200).process_due()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert result.processed == 2 * captures
+        assert totals(db, campaign.id) == (
+            sum(100 + n for n in range(captures)),
+            captures,
+        )
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
