@@ -41,6 +41,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from careforall.direct import Direct
 from careforall.settings import Settings
 
 _IMMEDIATE = "careforall_immediate"
@@ -316,13 +317,17 @@ class InsertUnlessPresent:
         # RETURNING tells whether a row was written: psycopg reports no
         # rowcount (-1) for these statements.
         written = table.c[columns[0]]
-        self._by_dialect: dict[str, Insert] = {
-            "sqlite": sqlite_insert(table)
-            .on_conflict_do_nothing(index_elements=list(columns))
-            .returning(written),
-            "postgresql": postgresql_insert(table)
-            .on_conflict_do_nothing(index_elements=list(columns))
-            .returning(written),
+        self._by_dialect: dict[str, Direct] = {
+            "sqlite": Direct(
+                sqlite_insert(table)
+                .on_conflict_do_nothing(index_elements=list(columns))
+                .returning(written)
+            ),
+            "postgresql": Direct(
+                postgresql_insert(table)
+                .on_conflict_do_nothing(index_elements=list(columns))
+                .returning(written)
+            ),
         }
         # Without RETURNING: many rows go to the driver's executemany.
         self._quiet: dict[str, Insert] = {
@@ -336,8 +341,8 @@ class InsertUnlessPresent:
 
     def run(self, connection: Connection, values: dict[str, Any]) -> bool:
         """Insert `values`; False when a row with those columns was there."""
-        result = connection.execute(self._by_dialect[connection.dialect.name], values)
-        return result.first() is not None
+        statement = self._by_dialect[connection.dialect.name]
+        return statement.first(connection, values) is not None
 
     def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert each of `rows` that is not there yet (one statement)."""

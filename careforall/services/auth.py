@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from careforall.db import Database
+from careforall.direct import Direct
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import BadUserInput, Unauthenticated
 from careforall.domain.events import PledgesClaimed
@@ -279,9 +280,11 @@ def get_user(session: Session, user_id: str) -> User | None:
     return session.get(User, user_id)
 
 
-_USER_EXISTS = core_select(literal(1)).where(table_of(User).c.id == bindparam("id"))
-_SESSION_EXISTS = core_select(literal(1)).where(
-    table_of(AnonymousSession).c.id == bindparam("id")
+_USER_EXISTS = Direct(
+    core_select(literal(1)).where(table_of(User).c.id == bindparam("id"))
+)
+_SESSION_EXISTS = Direct(
+    core_select(literal(1)).where(table_of(AnonymousSession).c.id == bindparam("id"))
 )
 
 
@@ -289,7 +292,7 @@ def principal_exists(session: Session, principal: Principal) -> bool:
     """The user or anonymous session is still there (one Core lookup: it runs
     for every pledge)."""
     query = _USER_EXISTS if principal.is_user else _SESSION_EXISTS
-    return session.connection().execute(query, {"id": principal.id}).first() is not None
+    return query.first(session.connection(), {"id": principal.id}) is not None
 
 
 def ensure_admin(

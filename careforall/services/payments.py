@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, literal, update
 from sqlalchemy import select as core_select
 
 from careforall.db import InsertUnlessPresent
+from careforall.direct import Direct
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, InvalidTransition
 from careforall.domain.rules import (
@@ -220,13 +221,13 @@ class WebhookRejected(Exception):
 
 # Every webhook asks whether its event id was applied: Core, compiled once.
 _WEBHOOK_EVENTS = table_of(WebhookEvent)
-_SEEN = core_select(literal(1)).where(
-    _WEBHOOK_EVENTS.c.event_id == bindparam("event_id")
+_SEEN = Direct(
+    core_select(literal(1)).where(_WEBHOOK_EVENTS.c.event_id == bindparam("event_id"))
 )
 _APPLIED = InsertUnlessPresent(_WEBHOOK_EVENTS, "event_id")
 _PLEDGES = table_of(Pledge)
 # Locked (PostgreSQL) until the commit, so two events for one pledge take turns.
-_PLEDGE_FOR_EVENT = (
+_PLEDGE_FOR_EVENT = Direct(
     core_select(
         _PLEDGES.c.id,
         _PLEDGES.c.campaign_id,
@@ -238,7 +239,7 @@ _PLEDGE_FOR_EVENT = (
     .where(_PLEDGES.c.id == bindparam("pledge_id"))
     .with_for_update()
 )
-_MOVE_PLEDGE = (
+_MOVE_PLEDGE = Direct(
     update(_PLEDGES)
     .where(_PLEDGES.c.id == bindparam("b_pledge_id"))
     .values(
@@ -267,12 +268,12 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
     with uow:
         session = uow.session
         conn = session.connection()
-        if conn.execute(_SEEN, {"event_id": event.id}).first() is not None:
+        if _SEEN.first(conn, {"event_id": event.id}) is not None:
             return True
-        found = conn.execute(_PLEDGE_FOR_EVENT, {"pledge_id": event.pledge_id}).first()
+        found = _PLEDGE_FOR_EVENT.first(conn, {"pledge_id": event.pledge_id})
         if found is None:
             raise WebhookRejected("unknown pledge")
-        pledge = _Moving(**found._mapping)
+        pledge = _Moving(**found._asdict())
         # Recorded before anything else changes: a copy of this event applied
         # meanwhile by another process (PostgreSQL: committed while this one
         # waited for the pledge's lock, or still in flight, which the INSERT
@@ -308,8 +309,8 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
         steps = advance(pledge, target, source=f"webhook:{event.id}", at=utcnow())
         if steps:
             write_history(uow, pledge, steps)
-            conn.execute(
-                _MOVE_PLEDGE,
+            _MOVE_PLEDGE.run(
+                conn,
                 {
                     "b_pledge_id": pledge.id,
                     "status": pledge.status,

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from careforall.db import Database
+from careforall.direct import Direct
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import (
     BadUserInput,
@@ -92,21 +93,23 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
 # once, and only a replayed key loads an ORM object.
 _PLEDGES = table_of(Pledge)
 _TRANSITIONS = table_of(PledgeTransition)
-_RECORD_STEP = insert(_TRANSITIONS)
-_INSERT_PLEDGE = insert(_PLEDGES)
-_BY_KEY = core_select(
-    _PLEDGES.c.id,
-    _PLEDGES.c.campaign_id,
-    _PLEDGES.c.amount_cents,
-    _PLEDGES.c.currency,
-    _PLEDGES.c.donor_name,
-    _PLEDGES.c.message,
-).where(
-    _PLEDGES.c.idempotency_scope == bindparam("scope"),
-    _PLEDGES.c.idempotency_key == bindparam("key"),
+_RECORD_STEP = Direct(insert(_TRANSITIONS))
+_INSERT_PLEDGE = Direct(insert(_PLEDGES))
+_BY_KEY = Direct(
+    core_select(
+        _PLEDGES.c.id,
+        _PLEDGES.c.campaign_id,
+        _PLEDGES.c.amount_cents,
+        _PLEDGES.c.currency,
+        _PLEDGES.c.donor_name,
+        _PLEDGES.c.message,
+    ).where(
+        _PLEDGES.c.idempotency_scope == bindparam("scope"),
+        _PLEDGES.c.idempotency_key == bindparam("key"),
+    )
 )
 _CAMPAIGN = table_of(Campaign)
-_CAMPAIGN_FOR_PLEDGE = (
+_CAMPAIGN_FOR_PLEDGE = Direct(
     core_select(
         _CAMPAIGN.c.id, _CAMPAIGN.c.currency, _CAMPAIGN.c.status, _CAMPAIGN.c.ends_at
     )
@@ -119,10 +122,8 @@ _CAMPAIGN_FOR_PLEDGE = (
 
 def _replay(session: Session, scope: str, data: PledgeData) -> Pledge | None:
     """The pledge an earlier request with this key made, if it matches."""
-    row = (
-        session.connection()
-        .execute(_BY_KEY, {"scope": scope, "key": data.idempotency_key})
-        .first()
+    row = _BY_KEY.first(
+        session.connection(), {"scope": scope, "key": data.idempotency_key}
     )
     if row is None:
         return None
@@ -149,9 +150,7 @@ def create_pledge(
             return existing
         if not principal_exists(session, donor):
             raise Unauthenticated("This session no longer exists; start a new one.")
-        campaign = conn.execute(
-            _CAMPAIGN_FOR_PLEDGE, {"campaign_id": data.campaign_id}
-        ).first()
+        campaign = _CAMPAIGN_FOR_PLEDGE.first(conn, {"campaign_id": data.campaign_id})
         if campaign is None:
             raise NotFound("There is no campaign with that id.")
         check_same_currency(data.currency, campaign.currency)
@@ -177,9 +176,9 @@ def create_pledge(
         }
         try:
             # The INSERT, where a concurrent request with this key loses.
-            conn.execute(_INSERT_PLEDGE, row)
-            conn.execute(
-                _RECORD_STEP,
+            _INSERT_PLEDGE.run(conn, row)
+            _RECORD_STEP.run(
+                conn,
                 {
                     "pledge_id": row["id"],
                     "from_status": None,
@@ -240,8 +239,8 @@ def write_history(uow: UnitOfWork, pledge: PledgeFacts, steps: Sequence[Step]) -
         return
     # One statement for the rows and one for the events, however many steps
     # (a webhook's capture of a PENDING pledge takes two).
-    uow.session.connection().execute(
-        _RECORD_STEP,
+    _RECORD_STEP.run_many(
+        uow.session.connection(),
         [
             {
                 "pledge_id": pledge.id,

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from careforall import metrics, tracing
 from careforall.db import OUTBOX_CHANNEL, Database
+from careforall.direct import Direct
 from careforall.domain.clock import utcnow
 from careforall.domain.events import (
     CampaignStatusChanged,
@@ -26,7 +27,7 @@ from careforall.models import OutboxEvent, table_of
 
 log = logging.getLogger("careforall.events")
 
-_INSERT_OUTBOX = insert(table_of(OutboxEvent))
+_INSERT_OUTBOX = Direct(insert(table_of(OutboxEvent)))
 
 
 def log_events(events: Sequence[Event]) -> None:
@@ -161,9 +162,7 @@ class UnitOfWork:
         ]
         # A Core INSERT at once: no ORM object to build and flush (a quarter
         # of a pledge's write cost), and the ids follow the order of emits.
-        self.session.connection().execute(
-            _INSERT_OUTBOX, rows[0] if len(rows) == 1 else rows
-        )
+        _INSERT_OUTBOX.run_many(self.session.connection(), rows)
         self._emitted.extend(events)
 
     def commit(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert
 from sqlmodel import Session
 
+from careforall.direct import Direct
 from careforall.domain.clock import utcnow
 from careforall.models import WebhookLog, table_of
 from careforall.services import alerts
@@ -61,13 +62,13 @@ def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
 
 
-_INSERT = insert(table_of(WebhookLog))
+_INSERT = Direct(insert(table_of(WebhookLog)))
 
 
 def add(session: Session, entry: WebhookEntry) -> None:
     """Add the entry to the caller's transaction (one Core INSERT: every
     webhook request writes one)."""
-    session.connection().execute(_INSERT, entry.to_values())
+    _INSERT.run(session.connection(), entry.to_values())
 
 
 def record(uow: UnitOfWork, *, entry: WebhookEntry) -> None:

@@ -1,0 +1,198 @@
+"""The hottest Core statements, run straight on SQLite's driver.
+
+SQLAlchemy wraps each execution in Python of its own (an execution context,
+a result object, events): about 12 µs, where SQLite needs 1-3 µs for these
+one-row statements, and createPledge and a payment webhook run six or seven
+of them in the group-commit writer. A `Direct` statement is compiled once
+per set of columns; its values go in and come out through SQLAlchemy's own
+type processors (dates), so callers see what `Connection.execute` gives.
+
+PostgreSQL, and any statement that fails, go through SQLAlchemy as usual: a
+failing statement changed nothing, so it is run again there, and SQLAlchemy
+raises its own exception and tells its error listeners (the write health).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Insert, bindparam
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Params = Mapping[str, Any]
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One compiled form: its SQL, where each parameter goes, how rows read."""
+
+    sql: str
+    # name, whether the caller must give it, its value otherwise, processor
+    binds: tuple[tuple[str, bool, Any, _Processor], ...]
+    # Builds a row with attribute access (a namedtuple's _make).
+    make_row: Callable[[Iterable[Any]], tuple[Any, ...]] | None
+    results: tuple[_Processor, ...]
+
+    def arguments(self, params: Params) -> tuple[Any, ...]:
+        values = []
+        for name, required, default, process in self.binds:
+            if name in params:
+                value = params[name]
+            elif required:
+                raise KeyError(f"a value is required for {name!r}")
+            else:
+                value = default
+            values.append(value if process is None else process(value))
+        return tuple(values)
+
+    def shape(self, raw: Sequence[tuple[Any, ...]]) -> list[Any]:
+        make_row = self.make_row
+        assert make_row is not None
+        if not any(self.results):
+            return [make_row(values) for values in raw]
+        return [
+            make_row(
+                value if process is None else process(value)
+                for value, process in zip(values, self.results, strict=True)
+            )
+            for values in raw
+        ]
+
+
+def _plan(compiled: SQLCompiler, dialect: Dialect) -> _Plan:
+    binds = []
+    for name in compiled.positiontup or ():
+        param = compiled.binds[name]
+        binds.append(
+            (
+                name,
+                param.required,
+                param.effective_value,
+                param.type.dialect_impl(dialect).bind_processor(dialect),
+            )
+        )
+    columns = compiled._result_columns
+    make_row = None
+    results: tuple[_Processor, ...] = ()
+    if columns:
+        names = [c.keyname for c in columns]
+        make_row = namedtuple("Row", names, rename=True)._make  # type: ignore[attr-defined]
+        results = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None)
+            for c in columns
+        )
+    return _Plan(str(compiled), tuple(binds), make_row, results)
+
+
+class Direct:
+    """A Core statement (no expanding IN lists, no Python-side defaults)."""
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._plans: dict[tuple[int, frozenset[str]], _Plan] = {}
+        # run_many's statements, by how many rows and which keys
+        self._together: dict[tuple[int, tuple[str, ...]], Direct] = {}
+
+    def rows(self, conn: Connection, params: Params) -> list[Any]:
+        """The rows a SELECT (or RETURNING) gives, with attribute access."""
+        raw = self._raw(conn)
+        if raw is None:
+            return list(conn.execute(self.statement, params).all())
+        plan = self._plan_for(conn, params)
+        try:
+            found = raw.execute(plan.sql, plan.arguments(params)).fetchall()
+        except sqlite3.Error as exc:
+            return list(self._again(conn, raw, params, exc).all())
+        return plan.shape(found)
+
+    def first(self, conn: Connection, params: Params) -> Any | None:
+        found = self.rows(conn, params)
+        return found[0] if found else None
+
+    def run(self, conn: Connection, params: Params) -> None:
+        """Run a write with one set of values."""
+        raw = self._raw(conn)
+        if raw is None:
+            conn.execute(self.statement, params)
+            return
+        plan = self._plan_for(conn, params)
+        try:
+            raw.execute(plan.sql, plan.arguments(params))
+        except sqlite3.Error as exc:
+            self._again(conn, raw, params, exc)
+
+    def run_many(self, conn: Connection, rows: Sequence[Params]) -> None:
+        """An INSERT of several rows (all with the same keys). On SQLite one
+        statement with a VALUES group for each, so that a failure leaves
+        none of them behind; on PostgreSQL the driver's executemany."""
+        if not rows:
+            return
+        if len(rows) == 1 or self._raw(conn) is None:
+            conn.execute(self.statement, rows[0] if len(rows) == 1 else list(rows))
+            return
+        keys = tuple(rows[0])
+        shape = (len(rows), keys)
+        together = self._together.get(shape)
+        if together is None:
+            together = self._together[shape] = Direct(self._values(len(rows), keys))
+        together.run(
+            conn,
+            {f"{key}__{n}": row[key] for n, row in enumerate(rows) for key in keys},
+        )
+
+    def _values(self, count: int, keys: tuple[str, ...]) -> Executable:
+        statement = self.statement
+        assert isinstance(statement, Insert)
+        columns = statement.table.c
+        return statement.values(
+            [
+                {key: bindparam(f"{key}__{n}", type_=columns[key].type) for key in keys}
+                for n in range(count)
+            ]
+        )
+
+    def _again(
+        self,
+        conn: Connection,
+        raw: sqlite3.Connection,
+        params: Params,
+        error: sqlite3.Error,
+    ) -> Any:
+        """A statement failed on the driver: it changed nothing, so run it
+        again through SQLAlchemy for its exception and error listeners."""
+        if not raw.in_transaction:
+            # SQLite rolled the whole transaction back (a full disk, an I/O
+            # error): run again, the statement would commit on its own.
+            raise DBAPIError.instance(
+                str(self.statement), None, error, sqlite3.Error
+            ) from error
+        return conn.execute(self.statement, params)
+
+    @staticmethod
+    def _raw(conn: Connection) -> sqlite3.Connection | None:
+        """SQLite's own connection, inside a transaction already begun (else
+        SQLAlchemy runs the statement: it begins the transaction first)."""
+        if conn.dialect.name != "sqlite" or not conn.in_transaction():
+            return None
+        driver = conn.connection.driver_connection
+        return driver if isinstance(driver, sqlite3.Connection) else None
+
+    def _plan_for(self, conn: Connection, params: Params) -> _Plan:
+        # An INSERT's columns are the keys given, as with Connection.execute.
+        key = (id(conn.dialect), frozenset(params))
+        plan = self._plans.get(key)
+        if plan is None:
+            compiled = self.statement.compile(  # type: ignore[attr-defined]
+                dialect=conn.dialect, column_keys=list(params)
+            )
+            if compiled.insert_prefetch or compiled.update_prefetch:
+                raise TypeError("a Direct statement cannot have Python-side defaults")
+            plan = self._plans[key] = _plan(compiled, conn.dialect)
+        return plan

@@ -1,0 +1,177 @@
+"""Direct statements: on SQLite they skip SQLAlchemy's execution layer, yet read
+and write the same values, fail with SQLAlchemy's own exceptions (also seen by
+its error listeners), and leave nothing behind when part of a write fails."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import IntegrityError
+
+from careforall.db import Database
+from careforall.direct import Direct
+from careforall.domain.rules import Principal
+from careforall.models import Campaign, WebhookEvent, table_of
+from tests.services.conftest import MakeCampaign
+
+CAMPAIGNS = table_of(Campaign)
+EVENTS = table_of(WebhookEvent)
+CAMPAIGN_BY_ID = select(
+    CAMPAIGNS.c.id, CAMPAIGNS.c.goal_cents, CAMPAIGNS.c.ends_at, CAMPAIGNS.c.created_at
+).where(CAMPAIGNS.c.id == bindparam("id"))
+EVENT_IDS = select(EVENTS.c.event_id, EVENTS.c.received_at).where(
+    EVENTS.c.pledge_id == bindparam("pledge_id")
+)
+
+
+def event_row(event_id: str, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "payment.captured",
+        "pledge_id": "plg_direct",
+        "received_at": at,
+    }
+
+
+def test_rows_read_the_same_as_through_sqlalchemy(
+    db: Database, make_campaign: MakeCampaign, organiser: Principal
+) -> None:
+    ends = datetime(2031, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    campaign = make_campaign(organiser, ends_at=ends)
+    with db.engine.begin() as conn:
+        direct = Direct(CAMPAIGN_BY_ID).first(conn, {"id": campaign.id})
+        usual = conn.execute(CAMPAIGN_BY_ID, {"id": campaign.id}).one()
+        assert Direct(CAMPAIGN_BY_ID).first(conn, {"id": "cmp_none"}) is None
+    assert direct is not None
+    assert tuple(direct) == tuple(usual)
+    assert (direct.id, direct.goal_cents, direct.ends_at) == (
+        campaign.id,
+        campaign.goal_cents,
+        ends,
+    )
+    assert direct.created_at.tzinfo is not None  # the column type's own reading
+
+
+def test_writes_store_what_sqlalchemy_would(db: Database) -> None:
+    at = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        Direct(insert(EVENTS)).run(conn, event_row("evt_direct_one", at))
+        Direct(insert(EVENTS)).run_many(
+            conn,
+            [
+                event_row("evt_direct_two", at + timedelta(seconds=1)),
+                event_row("evt_direct_three", at + timedelta(seconds=2)),
+            ],
+        )
+    with db.engine.connect() as conn:
+        stored = conn.execute(EVENT_IDS, {"pledge_id": "plg_direct"}).all()
+    assert sorted((r.event_id, r.received_at) for r in stored) == [
+        ("evt_direct_one", at),
+        ("evt_direct_three", at + timedelta(seconds=2)),
+        ("evt_direct_two", at + timedelta(seconds=1)),
+    ]
+
+
+def test_a_failing_write_raises_sqlalchemys_error_and_leaves_no_row(
+    db: Database,
+) -> None:
+    """The second row repeats the first one's key: neither is stored, the
+    caller catches SQLAlchemy's IntegrityError, and SQLAlchemy's error
+    listeners (the write health) hear of it."""
+    at = datetime(2030, 1, 2, tzinfo=UTC)
+    heard: list[str] = []
+
+    def listener(context: ExceptionContext) -> None:
+        heard.append(type(context.sqlalchemy_exception).__name__)
+
+    event.listen(db.engine, "handle_error", listener)
+    try:
+        with db.engine.begin() as conn:
+            with pytest.raises(IntegrityError):
+                Direct(insert(EVENTS)).run_many(
+                    conn,
+                    [
+                        event_row("evt_direct_twice", at),
+                        event_row("evt_direct_other", at),
+                        event_row("evt_direct_twice", at),
+                    ],
+                )
+            # The transaction goes on without them (SQLite; PostgreSQL has
+            # failed the transaction and rolls it back at the end).
+            if db.engine.dialect.name == "sqlite":
+                Direct(insert(EVENTS)).run(conn, event_row("evt_direct_after", at))
+    finally:
+        event.remove(db.engine, "handle_error", listener)
+    assert heard == ["IntegrityError"]
+    with db.engine.connect() as conn:
+        stored = {
+            r.event_id for r in conn.execute(EVENT_IDS, {"pledge_id": "plg_direct"})
+        }
+    expected = {"evt_direct_after"} if db.engine.dialect.name == "sqlite" else set()
+    assert stored == expected
+
+
+def test_sqlite_runs_them_on_its_driver(db: Database) -> None:
+    """No SQLAlchemy execution at all on SQLite: its statement events never
+    fire. PostgreSQL goes the usual way."""
+    seen: list[str] = []
+
+    def count(_c: object, _cur: object, sql: str, *_: object) -> None:
+        seen.append(sql)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.engine.begin() as conn:
+            Direct(insert(EVENTS)).run(
+                conn, event_row("evt_direct_driver", datetime.now(UTC))
+            )
+            assert Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    if db.engine.dialect.name == "sqlite":
+        assert [s for s in seen if "webhook_events" in s] == []
+    else:
+        assert len([s for s in seen if "webhook_events" in s]) == 2
+
+
+@pytest.mark.sqlite_only
+def test_a_missing_value_or_a_python_side_default_is_refused(db: Database) -> None:
+    with_default = Table(
+        "direct_defaults",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("label", String, default="made in Python"),
+    )
+    with db.engine.begin() as conn:
+        with pytest.raises(KeyError):
+            Direct(EVENT_IDS).rows(conn, {})
+        with pytest.raises(TypeError):
+            Direct(insert(with_default)).run(conn, {"id": 1})
+
+
+@pytest.mark.sqlite_only
+def test_outside_a_transaction_sqlalchemy_begins_one(db: Database) -> None:
+    """A write on a connection with no transaction yet is not committed on
+    its own by the driver: SQLAlchemy runs it, in the transaction it begins."""
+    with db.engine.connect() as conn:
+        Direct(insert(EVENTS)).run(
+            conn, event_row("evt_direct_rolled_back", datetime.now(UTC))
+        )
+        assert conn.in_transaction()
+        conn.rollback()
+    with db.engine.connect() as conn:
+        assert conn.execute(EVENT_IDS, {"pledge_id": "plg_direct"}).all() == []
