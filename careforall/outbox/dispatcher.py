@@ -393,8 +393,11 @@ class Dispatcher:
             try:
                 call(items)
                 return {}
-            except Exception:
-                pass  # found below, event by event
+            except Exception as exc:
+                log.warning(
+                    "outbox batch failed; delivering its events one at a time",
+                    extra={"events": len(items), "error": f"{type(exc).__name__}"},
+                )
         failed: dict[int, Exception] = {}
         for row, event in items:
             assert row.id is not None

@@ -193,6 +193,7 @@ def test_a_failing_event_in_a_batch_holds_up_no_other(
     make_user: MakeUser,
     campaign: Campaign,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     donor = make_user()
     bad, *good = [give(db, donor, campaign, cents) for cents in (1000, 2000, 4000)]
@@ -219,6 +220,10 @@ def test_a_failing_event_in_a_batch_holds_up_no_other(
     assert result.processed == 6
     # The batch, then each event alone to find the failing ones.
     assert calls == [6, 1, 1, 1, 1, 1, 1]
+    (fell_back,) = [
+        r for r in caplog.records if r.message.startswith("outbox batch failed")
+    ]
+    assert getattr(fell_back, "events", None) == 6
     assert totals(db, campaign.id) == (6000, 2)
     with db.read() as session:
         rows = session.exec(select(OutboxEvent).order_by(col(OutboxEvent.id))).all()
