@@ -46,7 +46,8 @@ async def open_feed(ws_url: str, campaign_id: str) -> tuple[ClientConnection, in
         open_timeout=120,
         ping_interval=None,
         close_timeout=2,
-        compression=None,
+        # permessage-deflate is offered, as browsers do (the server declines).
+        compression="deflate",
     )
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     while True:

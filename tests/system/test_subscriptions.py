@@ -174,6 +174,25 @@ def test_subscriber_gets_current_totals_then_a_guest_donation_within_a_second(
     assert f.totals(api, campaign_id) == (3500, 2)
 
 
+def test_pushes_are_not_compressed_though_the_client_offers_it(
+    server: Server, api: ServerGQL
+) -> None:
+    """Browsers offer permessage-deflate; a connection that took it would keep
+    zlib's buffers (about 40 KB each) for pushes of a few hundred bytes."""
+    organiser = f.register(api)
+    campaign_id = f.campaign(api, organiser.token)["id"]
+
+    async def handshake() -> tuple[str | None, dict[str, Any]]:
+        async with totals_feed(server, campaign_id) as feed:
+            assert feed.ws.response is not None
+            extensions = feed.ws.response.headers.get("Sec-WebSocket-Extensions")
+            return extensions, await feed.totals()
+
+    extensions, current = asyncio.run(handshake())
+    assert extensions is None
+    assert pair(current) == (0, 0)
+
+
 def test_refund_pushes_the_lowered_total_to_every_subscriber(
     server: Server, api: ServerGQL
 ) -> None:
