@@ -48,7 +48,8 @@ TransactionalHandler = Callable[[Connection, Sequence[Event]], Mapping[str, int]
 SideEffectHandler = Callable[[HandlerContext, Sequence[Event]], None]
 
 
-def _status_changes(events: Sequence[Event]) -> list[PledgeStatusChanged]:
+def status_changes(events: Sequence[Event]) -> list[PledgeStatusChanged]:
+    """A PledgeStatusChanged handler's batch, typed as such."""
     changes = [e for e in events if isinstance(e, PledgeStatusChanged)]
     assert len(changes) == len(events)
     return changes
@@ -57,7 +58,7 @@ def _status_changes(events: Sequence[Event]) -> list[PledgeStatusChanged]:
 def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
     """Settle the pledges' totals, then tell their donors and organisers: the
     notifications' goal check needs the totals as of each change."""
-    changes = _status_changes(events)
+    changes = status_changes(events)
     settlement = settle_pledges(conn, [change.pledge_id for change in changes])
     notifications.notify_pledge_statuses(conn, changes, settlement)
     return settlement.changed
@@ -94,7 +95,7 @@ def capture_after_authorization(ctx: HandlerContext, events: Sequence[Event]) ->
         return
     authorized = [
         change.pledge_id
-        for change in _status_changes(events)
+        for change in status_changes(events)
         if change.to_status == PledgeStatus.AUTHORIZED
     ]
     statuses = current_statuses(ctx.db, authorized)

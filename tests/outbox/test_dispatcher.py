@@ -248,8 +248,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
     def flaky_update_totals(
         conn: Connection, events: Sequence[Event]
     ) -> Mapping[str, int]:
-        for event in events:
-            assert isinstance(event, PledgeStatusChanged)
+        for event in handlers.status_changes(events):
             if fault["on"] and event.pledge_id == bad["id"]:
                 row = conn.execute(
                     select(OutboxEvent.attempts, OutboxEvent.available_at).where(
@@ -328,19 +327,16 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
         conn: Connection, events: Sequence[Event]
     ) -> Mapping[str, int]:
         changed = handlers.update_totals(conn, events)
-        for position in changed.values():
-            event = events[position]
-            assert isinstance(event, PledgeStatusChanged)
-            moved.append(event.pledge_id)
+        changes = handlers.status_changes(events)
+        moved.extend(changes[position].pledge_id for position in changed.values())
         return changed
 
     def failing_after_the_totals(
         conn: Connection, events: Sequence[Event]
     ) -> Mapping[str, int]:
-        for event in events:
-            assert isinstance(event, PledgeStatusChanged)
-            if fault["on"] and event.pledge_id == bad["id"]:
-                raise RuntimeError("notifications unavailable")
+        changes = handlers.status_changes(events)
+        if fault["on"] and bad["id"] in {c.pledge_id for c in changes}:
+            raise RuntimeError("notifications unavailable")
         return {}
 
     monkeypatch.setitem(
@@ -426,8 +422,7 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
     def capture_fails_once(
         ctx: handlers.HandlerContext, events: Sequence[Event]
     ) -> None:
-        for event in events:
-            assert isinstance(event, PledgeStatusChanged)
+        for event in handlers.status_changes(events):
             if event.to_status == "AUTHORIZED":
                 calls.append(event.pledge_id)
                 if len(calls) == 1:

@@ -41,6 +41,19 @@ def count_rows(db: Database, table: str) -> int:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
+def totals(db: Database, campaign_id: str) -> tuple[int, int]:
+    """A campaign's (raised cents, pledge count) as the totals table holds them."""
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT raised_cents, pledge_count FROM campaign_totals "
+                "WHERE campaign_id = :c"
+            ),
+            {"c": campaign_id},
+        ).one()
+    return int(row[0]), int(row[1])
+
+
 def user_principal(result: auth.AuthResult) -> Principal:
     assert result.user is not None
     return Principal(kind="user", id=result.user.id, role=Role(result.user.role))
