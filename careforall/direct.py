@@ -10,6 +10,13 @@ type processors (dates), so callers see what `Connection.execute` gives.
 PostgreSQL, and any statement that fails, go through SQLAlchemy as usual: a
 failing statement changed nothing, so it is run again there, and SQLAlchemy
 raises its own exception and tells its error listeners (the write health).
+Only when SQLite has rolled the whole transaction back (a full disk, an I/O
+error) is it not run again, since it would then commit on its own: the error
+is raised as SQLAlchemy would raise it, and readiness learns of the fault from
+its probe instead, within a second.
+
+It reads what SQLAlchemy compiled (`positiontup`, `_result_columns`, the
+binds' processors), so the SQLAlchemy version is bounded in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -134,10 +141,15 @@ class Direct:
         none of them behind; on PostgreSQL the driver's executemany."""
         if not rows:
             return
-        if len(rows) == 1 or self._raw(conn) is None:
-            conn.execute(self.statement, rows[0] if len(rows) == 1 else list(rows))
+        if len(rows) == 1:
+            self.run(conn, rows[0])
+            return
+        if self._raw(conn) is None:
+            conn.execute(self.statement, list(rows))
             return
         keys = tuple(rows[0])
+        if any(row.keys() != rows[0].keys() for row in rows):
+            raise ValueError("every row of run_many must have the same keys")
         shape = (len(rows), keys)
         together = self._together.get(shape)
         if together is None:
@@ -182,7 +194,11 @@ class Direct:
         if conn.dialect.name != "sqlite" or not conn.in_transaction():
             return None
         driver = conn.connection.driver_connection
-        return driver if isinstance(driver, sqlite3.Connection) else None
+        if not isinstance(driver, sqlite3.Connection) or not driver.in_transaction:
+            # Also when SQLite ended the transaction on its own: SQLAlchemy
+            # runs the statement, as it did before there were direct ones.
+            return None
+        return driver
 
     def _plan_for(self, conn: Connection, params: Params) -> _Plan:
         # An INSERT's columns are the keys given, as with Connection.execute.
@@ -194,5 +210,8 @@ class Direct:
             )
             if compiled.insert_prefetch or compiled.update_prefetch:
                 raise TypeError("a Direct statement cannot have Python-side defaults")
+            if compiled.post_compile_params or compiled.literal_execute_params:
+                # Rendered per call (IN lists): the driver would refuse the SQL.
+                raise TypeError("a Direct statement cannot have expanding binds")
             plan = self._plans[key] = _plan(compiled, conn.dialect)
         return plan

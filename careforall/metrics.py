@@ -66,6 +66,10 @@ OUTBOX_RETRIES = Counter(
     "careforall_outbox_retries_total",
     "Outbox event deliveries that failed and will be retried.",
 )
+OUTBOX_BATCH_FALLBACKS = Counter(
+    "careforall_outbox_batch_fallbacks_total",
+    "Outbox batches whose handler failed, delivered again one event at a time.",
+)
 OUTBOX_DEAD_LETTERS = Counter(
     "careforall_outbox_dead_letters_total", "Outbox events parked as dead letters."
 )

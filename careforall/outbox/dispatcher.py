@@ -111,6 +111,12 @@ def lock_in_order(session: Session, events: Iterable[Event]) -> None:
 _Item = tuple[OutboxEvent, Event]
 
 
+def _id(item: _Item) -> int:
+    row_id = item[0].id
+    assert row_id is not None
+    return row_id
+
+
 def _by_type(items: Iterable[_Item]) -> dict[type[Event], list[_Item]]:
     groups: dict[type[Event], list[_Item]] = {}
     for row, event in items:
@@ -310,9 +316,12 @@ class Dispatcher:
 
                 def call(
                     group: list[_Item], handler: SideEffectHandler = handler
-                ) -> None:
-                    with self._handler_span(handler.__name__):
-                        handler(self._ctx, [event for _row, event in group])
+                ) -> Mapping[int, Exception]:
+                    with self._handler_span(handler.__name__) as span:
+                        failed = handler(self._ctx, [event for _row, event in group])
+                        if failed and span is not None:
+                            tracing.fail(span, str(next(iter(failed.values()))))
+                    return failed
 
                 waiting = [item for item in items if item[0].id not in errors]
                 for row_id, exc in self._deliver(call, waiting, spans).items():
@@ -348,7 +357,7 @@ class Dispatcher:
 
             def call(
                 group: list[_Item], handlers: list[TransactionalHandler] = handlers
-            ) -> None:
+            ) -> Mapping[int, Exception]:
                 # A savepoint on the connection: the handlers write with Core,
                 # and an ORM one costs twice as much for nothing.
                 conn = session.connection()
@@ -361,6 +370,7 @@ class Dispatcher:
                             touched[campaign_id] = group[position][0]
                 for campaign_id, row in touched.items():
                     changed[campaign_id] = tracing.context_of(spans[row.id])
+                return {}  # a failure raises: the savepoint undoes all of it
 
             for row_id, exc in self._deliver(call, items, spans).items():
                 errors[row_id] = f"{type(exc).__name__}: {exc}"
@@ -379,37 +389,45 @@ class Dispatcher:
 
     @staticmethod
     def _deliver(
-        call: Callable[[list[_Item]], None],
+        call: Callable[[list[_Item]], Mapping[int, Exception]],
         items: list[_Item],
         spans: dict[int | None, Span],
     ) -> dict[int, Exception]:
-        """`call` the batch's events together; if that fails, each event alone,
-        so that only the failing ones are retried. Returns their errors.
+        """`call` the batch's events together; if that raises, each event
+        alone, so that only the failing ones are retried. Returns the errors
+        by outbox row id (`call` returns those it knows by position).
 
         With tracing on, each event goes alone from the start: its handlers'
         spans are then children of its own span, in its own trace.
         """
         if len(items) > 1 and not tracing.enabled():
             try:
-                call(items)
-                return {}
-            except Exception as exc:
+                failed = call(items)
+            except Exception:
+                # Correct either way, but one event at a time is slow: a batch
+                # that always fails (a bug) must be seen.
+                metrics.OUTBOX_BATCH_FALLBACKS.inc()
                 log.warning(
                     "outbox batch failed; delivering its events one at a time",
-                    extra={"events": len(items), "error": f"{type(exc).__name__}"},
+                    extra={"events": len(items)},
+                    exc_info=True,
                 )
-        failed: dict[int, Exception] = {}
+            else:
+                return {_id(items[position]): exc for position, exc in failed.items()}
+        errors: dict[int, Exception] = {}
         for row, event in items:
-            assert row.id is not None
             try:
                 with tracing.using(spans[row.id]):
-                    call([(row, event)])
+                    failed = call([(row, event)])
             except Exception as exc:
-                failed[row.id] = exc
-        return failed
+                errors[_id((row, event))] = exc
+            else:
+                if failed:
+                    errors[_id((row, event))] = next(iter(failed.values()))
+        return errors
 
     @staticmethod
-    def _handler_span(name: str) -> AbstractContextManager[object]:
+    def _handler_span(name: str) -> AbstractContextManager[Span | None]:
         if not tracing.enabled():
             return nullcontext()
         return tracing.span(f"handler {name}")

@@ -45,7 +45,10 @@ class HandlerContext:
 # ORM session would not see) and returns the campaigns whose totals it
 # changed, each with the position of the event that changed them last.
 TransactionalHandler = Callable[[Connection, Sequence[Event]], Mapping[str, int]]
-SideEffectHandler = Callable[[HandlerContext, Sequence[Event]], None]
+# A side-effect handler returns the events (by position) whose effect failed,
+# with the error: only those are retried, and the others are not run again
+# (a provider is not asked twice in one pass).
+SideEffectHandler = Callable[[HandlerContext, Sequence[Event]], Mapping[int, Exception]]
 
 
 def status_changes(events: Sequence[Event]) -> list[PledgeStatusChanged]:
@@ -88,20 +91,28 @@ def on_dead_letter(
     )
 
 
-def capture_after_authorization(ctx: HandlerContext, events: Sequence[Event]) -> None:
+def capture_after_authorization(
+    ctx: HandlerContext, events: Sequence[Event]
+) -> Mapping[int, Exception]:
     """Capture the pledges authorized, unless they have moved on already (one
-    read for the batch: a webhook often captures before this runs)."""
+    read for the batch: a webhook often captures before this runs). A pledge
+    that is gone has nothing left to capture."""
     if not ctx.settings.auto_capture:
-        return
-    authorized = [
-        change.pledge_id
-        for change in status_changes(events)
-        if change.to_status == PledgeStatus.AUTHORIZED
-    ]
-    statuses = current_statuses(ctx.db, authorized)
-    for pledge_id in dict.fromkeys(authorized):
-        if statuses.get(pledge_id) == PledgeStatus.AUTHORIZED:
+        return {}
+    positions: dict[str, list[int]] = {}
+    for position, change in enumerate(status_changes(events)):
+        if change.to_status == PledgeStatus.AUTHORIZED:
+            positions.setdefault(change.pledge_id, []).append(position)
+    statuses = current_statuses(ctx.db, list(positions))
+    failed: dict[int, Exception] = {}
+    for pledge_id, at in positions.items():
+        if statuses.get(pledge_id) != PledgeStatus.AUTHORIZED:
+            continue
+        try:
             auto_capture(UnitOfWork(ctx.db), provider=ctx.provider, pledge_id=pledge_id)
+        except Exception as exc:  # the provider is away: retried with backoff
+            failed.update(dict.fromkeys(at, exc))
+    return failed
 
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {

@@ -421,13 +421,13 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
 
     def capture_fails_once(
         ctx: handlers.HandlerContext, events: Sequence[Event]
-    ) -> None:
+    ) -> Mapping[int, Exception]:
         for event in handlers.status_changes(events):
             if event.to_status == "AUTHORIZED":
                 calls.append(event.pledge_id)
                 if len(calls) == 1:
                     raise ConnectionError("provider timed out")
-        real_capture(ctx, events)
+        return real_capture(ctx, events)
 
     monkeypatch.setitem(
         handlers.SIDE_EFFECT_HANDLERS, PledgeStatusChanged, [capture_fails_once]

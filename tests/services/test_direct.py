@@ -4,6 +4,7 @@ its error listeners), and leave nothing behind when part of a write fails."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -136,16 +137,23 @@ def test_sqlite_runs_them_on_its_driver(db: Database) -> None:
     event.listen(db.engine, "before_cursor_execute", count)
     try:
         with db.engine.begin() as conn:
-            Direct(insert(EVENTS)).run(
-                conn, event_row("evt_direct_driver", datetime.now(UTC))
+            now = datetime.now(UTC)
+            Direct(insert(EVENTS)).run(conn, event_row("evt_direct_driver", now))
+            Direct(insert(EVENTS)).run_many(conn, [event_row("evt_direct_alone", now)])
+            Direct(insert(EVENTS)).run_many(
+                conn,
+                [
+                    event_row("evt_direct_pair_1", now),
+                    event_row("evt_direct_pair_2", now),
+                ],
             )
-            assert Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})
+            assert len(Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})) == 4
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     if db.engine.dialect.name == "sqlite":
         assert [s for s in seen if "webhook_events" in s] == []
     else:
-        assert len([s for s in seen if "webhook_events" in s]) == 2
+        assert len([s for s in seen if "webhook_events" in s]) == 4
 
 
 @pytest.mark.sqlite_only
@@ -161,6 +169,42 @@ def test_a_missing_value_or_a_python_side_default_is_refused(db: Database) -> No
             Direct(EVENT_IDS).rows(conn, {})
         with pytest.raises(TypeError):
             Direct(insert(with_default)).run(conn, {"id": 1})
+        with pytest.raises(TypeError):  # an IN list is rendered per call
+            Direct(
+                select(EVENTS.c.event_id).where(
+                    EVENTS.c.event_id.in_(bindparam("ids", expanding=True))
+                )
+            ).rows(conn, {"ids": ["evt_a"]})
+        at = datetime.now(UTC)
+        with pytest.raises(ValueError):
+            Direct(insert(EVENTS)).run_many(
+                conn,
+                [event_row("evt_a", at), {**event_row("evt_b", at), "type": None}]
+                + [{k: v for k, v in event_row("evt_c", at).items() if k != "type"}],
+            )
+
+
+@pytest.mark.sqlite_only
+def test_after_sqlite_ended_the_transaction_sqlalchemy_runs_them(
+    db: Database,
+) -> None:
+    """SQLite rolls the whole transaction back after a full disk or an I/O
+    error; a statement on the driver would then commit on its own."""
+    seen: list[str] = []
+
+    def count(_c: object, _cur: object, sql: str, *_: object) -> None:
+        seen.append(sql)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.engine.begin() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection) and driver.in_transaction
+            driver.rollback()  # what SQLite does by itself after such an error
+            Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert [s for s in seen if "webhook_events" in s] != []
 
 
 @pytest.mark.sqlite_only

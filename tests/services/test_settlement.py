@@ -5,20 +5,23 @@ event holds up no other, and the statements do not grow with the batch."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Connection, event
 from sqlmodel import col, select
 
 from careforall.db import Database
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.domain.rules import Principal
-from careforall.models import Campaign, Notification, OutboxEvent
+from careforall.models import Campaign, Notification, OutboxEvent, Pledge
 from careforall.outbox import handlers
 from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
+from careforall.payments.provider import PaymentProvider, ProviderResult
 from careforall.payments.simulated import SimulatedProvider
 from careforall.services.totals import Move, Settlement, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
@@ -27,16 +30,47 @@ from tests.services.conftest import MakeCampaign, MakeUser, totals
 from tests.services.test_notifications import give, provider_says
 
 
-def dispatcher(db: Database, settings: Settings, *, batch_size: int) -> Dispatcher:
+def dispatcher(
+    db: Database,
+    settings: Settings,
+    *,
+    batch_size: int = 200,
+    provider: PaymentProvider | None = None,
+) -> Dispatcher:
+    """Auto-capture only with a `provider` given."""
     return Dispatcher(
         HandlerContext(
             db=db,
-            settings=settings.with_(auto_capture=False),
-            provider=SimulatedProvider(db),
+            settings=settings.with_(auto_capture=provider is not None),
+            provider=provider or SimulatedProvider(db),
         ),
         Broadcaster(),
         batch_size=batch_size,
     )
+
+
+class FlakyProvider:
+    """Captures every pledge but one, whose capture times out; counts calls."""
+
+    def __init__(self, failing: str) -> None:
+        self.failing = failing
+        self.captures: Counter[str] = Counter()
+
+    def authorize(self, **_: object) -> ProviderResult:
+        raise AssertionError("not asked in these tests")
+
+    def capture(self, *, pledge_id: str) -> ProviderResult:
+        self.captures[pledge_id] += 1
+        if pledge_id == self.failing:
+            raise ConnectionError("provider timed out")
+        return ProviderResult(approved=True)
+
+    def refund(self, *, pledge_id: str) -> ProviderResult:
+        raise AssertionError("not asked in these tests")
+
+
+def fallbacks() -> float:
+    return REGISTRY.get_sample_value("careforall_outbox_batch_fallbacks_total") or 0.0
 
 
 def deliver(db: Database, settings: Settings, *, batch_size: int) -> list[int]:
@@ -104,6 +138,7 @@ def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
     make_user: MakeUser,
     organiser: Principal,
     make_campaign: MakeCampaign,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The same story on two campaigns, delivered as one batch and one event at a
     time. The goal is reached in the middle of the batch and left again by a
@@ -129,6 +164,8 @@ def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
         outcomes[batch_size] = (totals(db, campaign.id), told(db, campaign))
 
     assert outcomes[200] == outcomes[1]
+    # The batch went through whole, not event by event after a failure.
+    assert not [r for r in caplog.records if "outbox batch failed" in r.message]
     (raised, count), notes = outcomes[200]
     assert (raised, count) == (3000, 1)
     kinds = sorted(kind for kind, *_ in notes)
@@ -201,9 +238,11 @@ def test_a_failing_event_in_a_batch_holds_up_no_other(
     monkeypatch.setitem(
         handlers.TRANSACTIONAL_HANDLERS, PledgeStatusChanged, [refusing_the_bad_one]
     )
+    before = fallbacks()
     result = dispatcher(db, settings, batch_size=200).process_due()
 
     assert result.processed == 6
+    assert fallbacks() == before + 1
     # The batch, then each event alone to find the failing ones.
     assert calls == [6, 1, 1, 1, 1, 1, 1]
     (fell_back,) = [
@@ -220,6 +259,40 @@ def test_a_failing_event_in_a_batch_holds_up_no_other(
     }
     assert states == {("pending", 1, True)}
     assert {r.status for r in rows if about(r) in good} == {"done"}
+
+
+def test_a_failing_capture_in_a_batch_asks_the_provider_once_per_pledge(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+) -> None:
+    """Auto-capture's batch: the others are captured, the failing one is
+    retried later, and no pledge's capture is asked for twice in one pass."""
+    donor = make_user()
+    bad, *good = [give(db, donor, campaign, cents) for cents in (1000, 2000, 4000)]
+    for pledge_id in (bad, *good):
+        provider_says(db, pledge_id, "authorized")
+    provider = FlakyProvider(failing=bad)
+    before = fallbacks()
+
+    dispatcher(db, settings, provider=provider).process_due()
+
+    assert provider.captures == {bad: 1, good[0]: 1, good[1]: 1}
+    assert fallbacks() == before
+    with db.read() as session:
+        rows = session.exec(
+            select(OutboxEvent).where(OutboxEvent.name == "PledgeStatusChanged")
+        ).all()
+        statuses = {
+            pledge_id: session.get(Pledge, pledge_id).status  # type: ignore[union-attr]
+            for pledge_id in (bad, *good)
+        }
+    assert statuses == {bad: "AUTHORIZED", good[0]: "CAPTURED", good[1]: "CAPTURED"}
+    authorized = {about(r): r for r in rows if status_in(r) == "AUTHORIZED"}
+    assert (authorized[bad].status, authorized[bad].attempts) == ("pending", 1)
+    assert "provider timed out" in (authorized[bad].last_error or "")
+    assert {authorized[g].status for g in good} == {"done"}
 
 
 @pytest.mark.sqlite_only
