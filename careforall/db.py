@@ -38,7 +38,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from careforall.direct import Direct
@@ -306,6 +306,24 @@ class Database:
             # A connection given back after dispose() (a worker thread that
             # outlived shutdown) is closed, not kept open in a pool no one uses.
             dbapi_connection.close()
+
+
+class TransactionLost(OperationalError):
+    """The database ended a write transaction by itself (disk full, I/O)."""
+
+
+def check_still_open(connection: Connection) -> None:
+    """Fail the whole transaction's work if SQLite rolled it back on its own.
+
+    After a disk-full or I/O error SQLite may roll back the entire transaction;
+    the work before it would then be lost while the final COMMIT succeeds
+    trivially, and statements after it would each commit on their own.
+    """
+    raw = connection.connection.dbapi_connection
+    if getattr(raw, "in_transaction", True) is False:
+        raise TransactionLost(
+            "the write transaction was rolled back by the database", None, Exception()
+        )
 
 
 class InsertUnlessPresent:

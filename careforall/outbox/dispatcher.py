@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from careforall import metrics, tracing
 from careforall.concurrency import in_thread
-from careforall.db import TOTALS_CHANNEL
+from careforall.db import TOTALS_CHANNEL, TransactionLost, check_still_open
 from careforall.domain.clock import utcnow
 from careforall.domain.events import EVENT_TYPES, Event, load_event
 from careforall.models import CampaignTotals, OutboxEvent, Pledge, table_of
@@ -361,6 +361,9 @@ class Dispatcher:
                 # A savepoint on the connection: the handlers write with Core,
                 # and an ORM one costs twice as much for nothing.
                 conn = session.connection()
+                # SQLite may have ended the batch's transaction by itself (a
+                # full disk): a savepoint now would begin one of its own.
+                check_still_open(conn)
                 touched: dict[str, OutboxEvent] = {}
                 with conn.begin_nested():
                     for handler in handlers:
@@ -403,6 +406,8 @@ class Dispatcher:
         if len(items) > 1 and not tracing.enabled():
             try:
                 failed = call(items)
+            except TransactionLost:
+                raise  # nothing of the batch can be written: it is retried whole
             except Exception:
                 # Correct either way, but one event at a time is slow: a batch
                 # that always fails (a bug) must be seen.
@@ -419,6 +424,8 @@ class Dispatcher:
             try:
                 with tracing.using(spans[row.id]):
                     failed = call([(row, event)])
+            except TransactionLost:
+                raise
             except Exception as exc:
                 errors[_id((row, event))] = exc
             else:

@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from careforall import metrics
-from careforall.db import BUSY_SQLSTATES, Database, sqlstate
+from careforall.db import (
+    BUSY_SQLSTATES,
+    Database,
+    TransactionLost,
+    check_still_open,
+    sqlstate,
+)
 from careforall.domain.errors import ServiceBusy
 from careforall.domain.events import Event
 from careforall.services.unit_of_work import (
@@ -257,7 +263,7 @@ class Writer:
                             error = exc
                         events = shared.events[start:]
                         outcomes.append((job, result, error, events))
-                        _check_still_open(connection)
+                        check_still_open(connection)
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing in this batch was written.
             _answer([(job, None, exc) for job in jobs])
@@ -272,21 +278,3 @@ class Writer:
             except Exception:
                 log.exception("committed events not published")
         _answer([(job, result, error) for job, result, error, _events in outcomes])
-
-
-class TransactionLost(OperationalError):
-    """The database ended the batch's transaction by itself (disk full, I/O)."""
-
-
-def _check_still_open(connection: Any) -> None:
-    """Fail the whole batch if SQLite rolled its transaction back on its own.
-
-    After a disk-full or I/O error SQLite may roll back the entire transaction;
-    the jobs before it would then be lost while the final COMMIT succeeds
-    trivially, so every job of the batch must be answered with an error.
-    """
-    raw = connection.connection.dbapi_connection
-    if getattr(raw, "in_transaction", True) is False:
-        raise TransactionLost(
-            "the write transaction was rolled back by the database", None, Exception()
-        )

@@ -5,6 +5,7 @@ event holds up no other, and the statements do not grow with the batch."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -13,7 +14,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Connection, event
 from sqlmodel import col, select
 
-from careforall.db import Database
+from careforall.db import Database, TransactionLost
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.domain.rules import Principal
 from careforall.models import Campaign, Notification, OutboxEvent, Pledge
@@ -293,6 +294,49 @@ def test_a_failing_capture_in_a_batch_asks_the_provider_once_per_pledge(
     assert (authorized[bad].status, authorized[bad].attempts) == ("pending", 1)
     assert "provider timed out" in (authorized[bad].last_error or "")
     assert {authorized[g].status for g in good} == {"done"}
+
+
+@pytest.mark.sqlite_only
+def test_a_batch_whose_transaction_sqlite_ended_is_retried_whole(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a full disk SQLite may roll the whole transaction back. Going on
+    event by event would then commit each event's writes on their own, out of
+    the write lock: the batch is given up and retried whole instead."""
+    donor = make_user()
+    pledges = [give(db, donor, campaign, cents) for cents in (1000, 2000)]
+    deliver(db, settings, batch_size=200)
+    for pledge_id in pledges:
+        provider_says(db, pledge_id, "captured")
+    fault = {"on": True}
+
+    def disk_full_once(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+        if fault["on"]:
+            fault["on"] = False
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.rollback()  # what SQLite does by itself after SQLITE_FULL
+            raise RuntimeError("database or disk is full")
+        return handlers.update_totals(conn, events)
+
+    monkeypatch.setitem(
+        handlers.TRANSACTIONAL_HANDLERS, PledgeStatusChanged, [disk_full_once]
+    )
+    with pytest.raises(TransactionLost):
+        dispatcher(db, settings).process_due()
+
+    assert totals(db, campaign.id) == (0, 0)
+    with db.read() as session:
+        rows = session.exec(
+            select(OutboxEvent).where(OutboxEvent.name == "PledgeStatusChanged")
+        ).all()
+    assert {(r.status, r.attempts) for r in rows} == {("pending", 0)}
+    assert dispatcher(db, settings).process_due().processed == 4
+    assert totals(db, campaign.id) == (3000, 2)
 
 
 @pytest.mark.sqlite_only
