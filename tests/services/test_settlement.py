@@ -10,10 +10,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlmodel import col, select
 
+from careforall import tracing
 from careforall.db import Database, TransactionLost
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.domain.rules import Principal
@@ -24,7 +26,7 @@ from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.provider import PaymentProvider, ProviderResult
 from careforall.payments.simulated import SimulatedProvider
-from careforall.services.totals import Move, Settlement, settle_pledges
+from careforall.services.totals import Move, Settlement, reconcile, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.services.conftest import MakeCampaign, MakeUser, totals
@@ -74,7 +76,7 @@ def fallbacks() -> float:
     return REGISTRY.get_sample_value("careforall_outbox_batch_fallbacks_total") or 0.0
 
 
-def deliver(db: Database, settings: Settings, *, batch_size: int) -> list[int]:
+def deliver(db: Database, settings: Settings, *, batch_size: int = 200) -> list[int]:
     """Run a dispatcher until nothing is due; the size of each batch."""
     batches = []
     outbox = dispatcher(db, settings, batch_size=batch_size)
@@ -146,7 +148,10 @@ def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
     refund later in it: announced all the same, with the total of that moment."""
     donor = make_user(name="Dana Donor")
     outcomes = {}
-    for batch_size in (200, 1):
+    # With tracing on, events go one at a time even in a large batch.
+    for mode, batch_size in (("batch", 200), ("one by one", 1), ("traced", 200)):
+        if mode == "traced":
+            tracing.use_provider(TracerProvider())
         campaign = make_campaign(organiser, goal_cents=5000)
         earlier = give(db, donor, campaign, 2000)
         provider_says(db, earlier, "captured")
@@ -158,16 +163,19 @@ def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
         provider_says(db, declined, "failed", reason="Card expired.")
         provider_says(db, earlier, "refunded")
         redeliver_copy(db, big, "CAPTURED")
-        batches = deliver(db, settings, batch_size=batch_size)
+        try:
+            batches = deliver(db, settings, batch_size=batch_size)
+        finally:
+            tracing.use_provider(None)
 
         assert sum(batches) == 7  # two pledges created, 4 changes, 1 copy
         assert len(batches) == (1 if batch_size > 1 else 7)
-        outcomes[batch_size] = (totals(db, campaign.id), told(db, campaign))
+        outcomes[mode] = (totals(db, campaign.id), told(db, campaign))
 
-    assert outcomes[200] == outcomes[1]
+    assert outcomes["batch"] == outcomes["one by one"] == outcomes["traced"]
     # The batch went through whole, not event by event after a failure.
     assert not [r for r in caplog.records if "outbox batch failed" in r.message]
-    (raised, count), notes = outcomes[200]
+    (raised, count), notes = outcomes["batch"]
     assert (raised, count) == (3000, 1)
     kinds = sorted(kind for kind, *_ in notes)
     assert kinds == sorted(
@@ -177,6 +185,49 @@ def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
     )
     (goal,) = [body for kind, _, _, body in notes if kind == "GOAL_REACHED"]
     assert "has raised 50.00 USD" in goal  # at that moment; 30.00 USD now
+
+
+def test_a_batch_mixing_a_reconcile_and_captures_counts_each_once(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Reconcile repairs drifted totals while captures still wait in the outbox;
+    one batch then holds its TotalsReconciled and their status changes."""
+    donor = make_user()
+    first, second = give(db, donor, campaign, 1500), give(db, donor, campaign, 2500)
+    deliver(db, settings)
+    provider_says(db, first, "captured")
+    with db.engine.begin() as conn:  # drift, as a bug or a hand edit would leave
+        conn.execute(
+            text(
+                "UPDATE campaign_totals SET raised_cents = 99, pledge_count = 9 "
+                "WHERE campaign_id = :c"
+            ),
+            {"c": campaign.id},
+        )
+    (drift,) = reconcile(UnitOfWork(db))
+    assert (drift.raised_cents, drift.pledge_count) == (1500, 1)
+    provider_says(db, second, "captured")
+
+    result = dispatcher(db, settings).process_due()
+
+    assert result.processed == 5  # two changes each, and the reconcile
+    assert totals(db, campaign.id) == (4000, 2)
+    assert set(result.traces) == {campaign.id}  # pushed (PostgreSQL: announced)
+    if not db.is_postgres:
+        (pushed,) = result.changed_totals
+        assert (pushed.raised_cents, pushed.pledge_count) == (4000, 2)
+    with db.read() as session:
+        kinds = session.exec(
+            select(Notification.kind).where(
+                col(Notification.campaign_id) == campaign.id
+            )
+        ).all()
+    assert sorted(kinds) == ["DONATION_RECEIVED"] * 2 + ["PAYMENT_CAPTURED"] * 2
+    assert not [r for r in caplog.records if "outbox batch failed" in r.message]
 
 
 def test_settle_pledges_settles_a_pledge_at_its_first_change(
