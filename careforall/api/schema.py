@@ -15,6 +15,7 @@ from strawberry.types.graphql import OperationType
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
 from careforall.api.errors import ErrorCodes
+from careforall.api.execution import EventScopedExecutionContext
 from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mutations import Mutation
 from careforall.api.notifications import (
@@ -72,6 +73,7 @@ def build_schema(**kwargs: Any) -> Schema:
         query=query,
         mutation=mutation,
         subscription=subscription,
+        execution_context_class=EventScopedExecutionContext,
         # Observability first: it finishes last and sees the final error codes.
         extensions=[
             Observability,
