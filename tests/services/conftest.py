@@ -4,12 +4,13 @@ anonymous sessions and campaigns that go through the services themselves."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Protocol
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from careforall.db import Database
 from careforall.domain.rules import Principal
@@ -39,6 +40,21 @@ def unique_email() -> str:
 def count_rows(db: Database, table: str) -> int:
     with db.engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@contextmanager
+def statements_sent(db: Database) -> Iterator[list[str]]:
+    """The SQL that SQLAlchemy sends to the driver inside the block."""
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def totals(db: Database, campaign_id: str) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from careforall.db import Database
 from careforall.direct import Direct
 from careforall.domain.rules import Principal
 from careforall.models import Campaign, WebhookEvent, table_of
-from tests.services.conftest import MakeCampaign
+from tests.services.conftest import MakeCampaign, statements_sent
 
 CAMPAIGNS = table_of(Campaign)
 EVENTS = table_of(WebhookEvent)
@@ -129,27 +129,18 @@ def test_a_failing_write_raises_sqlalchemys_error_and_leaves_no_row(
 def test_sqlite_runs_them_on_its_driver(db: Database) -> None:
     """No SQLAlchemy execution at all on SQLite: its statement events never
     fire. PostgreSQL goes the usual way."""
-    seen: list[str] = []
-
-    def count(_c: object, _cur: object, sql: str, *_: object) -> None:
-        seen.append(sql)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        with db.engine.begin() as conn:
-            now = datetime.now(UTC)
-            Direct(insert(EVENTS)).run(conn, event_row("evt_direct_driver", now))
-            Direct(insert(EVENTS)).run_many(conn, [event_row("evt_direct_alone", now)])
-            Direct(insert(EVENTS)).run_many(
-                conn,
-                [
-                    event_row("evt_direct_pair_1", now),
-                    event_row("evt_direct_pair_2", now),
-                ],
-            )
-            assert len(Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})) == 4
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    with statements_sent(db) as seen, db.engine.begin() as conn:
+        now = datetime.now(UTC)
+        Direct(insert(EVENTS)).run(conn, event_row("evt_direct_driver", now))
+        Direct(insert(EVENTS)).run_many(conn, [event_row("evt_direct_alone", now)])
+        Direct(insert(EVENTS)).run_many(
+            conn,
+            [
+                event_row("evt_direct_pair_1", now),
+                event_row("evt_direct_pair_2", now),
+            ],
+        )
+        assert len(Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})) == 4
     if db.engine.dialect.name == "sqlite":
         assert [s for s in seen if "webhook_events" in s] == []
     else:
@@ -190,20 +181,11 @@ def test_after_sqlite_ended_the_transaction_sqlalchemy_runs_them(
 ) -> None:
     """SQLite rolls the whole transaction back after a full disk or an I/O
     error; a statement on the driver would then commit on its own."""
-    seen: list[str] = []
-
-    def count(_c: object, _cur: object, sql: str, *_: object) -> None:
-        seen.append(sql)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        with db.engine.begin() as conn:
-            driver = conn.connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection) and driver.in_transaction
-            driver.rollback()  # what SQLite does by itself after such an error
-            Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+    with statements_sent(db) as seen, db.engine.begin() as conn:
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection) and driver.in_transaction
+        driver.rollback()  # what SQLite does by itself after such an error
+        Direct(EVENT_IDS).rows(conn, {"pledge_id": "plg_direct"})
     assert [s for s in seen if "webhook_events" in s] != []
 
 

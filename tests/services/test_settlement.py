@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, text
 from sqlmodel import col, select
 
 from careforall import tracing
@@ -29,7 +29,7 @@ from careforall.payments.simulated import SimulatedProvider
 from careforall.services.totals import Move, Settlement, reconcile, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.services.conftest import MakeCampaign, MakeUser, totals
+from tests.services.conftest import MakeCampaign, MakeUser, statements_sent, totals
 from tests.services.test_notifications import give, provider_says
 
 
@@ -402,23 +402,14 @@ def test_a_batchs_statements_do_not_grow_with_its_events(
     process's only dispatcher reads its batch outside the write lock)."""
     donor = make_user()
     counts = []
-    statements: list[str] = []
-
-    def count(_c: object, _cur: object, sql: str, *_: object) -> None:
-        statements.append(sql)
-
     for captures in (5, 40):
         campaign = make_campaign(organiser)
         pledges = [give(db, donor, campaign, 100 + n) for n in range(captures)]
         deliver(db, settings, batch_size=200)
         for pledge_id in pledges:
             provider_says(db, pledge_id, "captured")
-        statements.clear()
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(db) as statements:
             result = dispatcher(db, settings, batch_size=200).process_due()
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
         assert result.processed == 2 * captures
         assert totals(db, campaign.id) == (
             sum(100 + n for n in range(captures)),

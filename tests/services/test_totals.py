@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from careforall.db import Database
 from careforall.domain.rules import Principal
@@ -20,7 +20,7 @@ from careforall.services.pledges import PledgeData, create_pledge
 from careforall.services.totals import Drift, reconcile, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.services.conftest import MakeAnon, MakeCampaign, totals
+from tests.services.conftest import MakeAnon, MakeCampaign, statements_sent, totals
 
 
 def _pledge(db: Database, donor: Principal, campaign: Campaign, amount: int) -> str:
@@ -306,19 +306,10 @@ def test_the_dispatcher_settles_a_batch_in_one_write_transaction(
         HandlerContext(db=db, settings=settings, provider=SimulatedProvider(db)),
         Broadcaster(),
     )
-    write_transactions: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("BEGIN IMMEDIATE"):
-            write_transactions.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(db) as sent:
         result = dispatcher.process_due()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
     assert result.processed == 4  # campaign and pledge created, authorized, captured
-    assert len(write_transactions) == 1
+    assert len([s for s in sent if s.startswith("BEGIN IMMEDIATE")]) == 1
     (pushed,) = result.changed_totals
     assert (pushed.campaign_id, pushed.raised_cents, pushed.pledge_count) == (
         campaign.id,
