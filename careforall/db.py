@@ -335,26 +335,16 @@ class InsertUnlessPresent:
         # RETURNING tells whether a row was written: psycopg reports no
         # rowcount (-1) for these statements.
         written = table.c[columns[0]]
-        self._by_dialect: dict[str, Direct] = {
-            "sqlite": Direct(
-                sqlite_insert(table)
-                .on_conflict_do_nothing(index_elements=list(columns))
-                .returning(written)
-            ),
-            "postgresql": Direct(
-                postgresql_insert(table)
-                .on_conflict_do_nothing(index_elements=list(columns))
-                .returning(written)
-            ),
-        }
-        # Without RETURNING: many rows go to the driver's executemany.
         self._quiet: dict[str, Insert] = {
-            "sqlite": sqlite_insert(table).on_conflict_do_nothing(
-                index_elements=list(columns)
-            ),
-            "postgresql": postgresql_insert(table).on_conflict_do_nothing(
-                index_elements=list(columns)
-            ),
+            name: make(table).on_conflict_do_nothing(index_elements=list(columns))
+            for name, make in (
+                ("sqlite", sqlite_insert),
+                ("postgresql", postgresql_insert),
+            )
+        }
+        self._by_dialect = {
+            name: Direct(statement.returning(written))
+            for name, statement in self._quiet.items()
         }
 
     def run(self, connection: Connection, values: dict[str, Any]) -> bool:
@@ -363,7 +353,8 @@ class InsertUnlessPresent:
         return statement.first(connection, values) is not None
 
     def run_many(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert each of `rows` that is not there yet (one statement)."""
+        """Insert each of `rows` that is not there yet (without RETURNING, so
+        the rows go to the driver's executemany)."""
         if rows:
             connection.execute(self._quiet[connection.dialect.name], list(rows))
 

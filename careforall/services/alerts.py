@@ -18,7 +18,7 @@ from careforall.domain.clock import utcnow
 from careforall.domain.notifications import NotificationKind
 from careforall.domain.states import Role
 from careforall.models import AlertThrottle, User, WebhookLog
-from careforall.services.notifications import add
+from careforall.services.notifications import add_all, notification
 
 # At most one dead-letter alert per this long; the next one says how many
 # more were parked meanwhile.
@@ -78,14 +78,15 @@ def notify_dead_letter(
         suppressed=suppressed,
     )
     admins = _admin_ids(session)
-    for admin_id in admins:
-        add(
-            session.connection(),
-            NotificationKind.DEAD_LETTER,
-            message,
-            dedupe_key=None,
-            user_id=admin_id,
-        )
+    add_all(
+        session.connection(),
+        [
+            notification(
+                NotificationKind.DEAD_LETTER, message, dedupe_key=None, user_id=admin
+            )
+            for admin in admins
+        ],
+    )
     return len(admins)
 
 
@@ -126,12 +127,17 @@ def watch_webhook_rejections(
         every_minutes=int(WEBHOOK_ALERT_EVERY.total_seconds() // 60),
     )
     admins = _admin_ids(session)
-    for admin_id in admins:
-        add(
-            session.connection(),
-            NotificationKind.WEBHOOKS_REJECTED,
-            message,
-            dedupe_key=None,  # written once, with the throttle's claim
-            user_id=admin_id,
-        )
+    add_all(
+        session.connection(),
+        [
+            # No dedupe key: written once, with the throttle's claim.
+            notification(
+                NotificationKind.WEBHOOKS_REJECTED,
+                message,
+                dedupe_key=None,
+                user_id=admin,
+            )
+            for admin in admins
+        ],
+    )
     return len(admins)

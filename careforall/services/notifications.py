@@ -59,7 +59,7 @@ _ADD = InsertUnlessPresent(
 )
 
 
-def _row(
+def notification(
     kind: NotificationKind,
     message: Message,
     *,
@@ -69,6 +69,7 @@ def _row(
     pledge_id: str | None = None,
     campaign_id: str | None = None,
 ) -> dict[str, object]:
+    """One notification's row, for `add_all`."""
     message = message.clipped()
     return {
         "id": new_id("ntf"),
@@ -85,30 +86,10 @@ def _row(
     }
 
 
-def add(
-    conn: Connection,
-    kind: NotificationKind,
-    message: Message,
-    *,
-    dedupe_key: str | None,
-    user_id: str | None = None,
-    session_id: str | None = None,
-    pledge_id: str | None = None,
-    campaign_id: str | None = None,
-) -> bool:
-    """Add one notification unless its `dedupe_key` was written before."""
-    return _ADD.run(
-        conn,
-        _row(
-            kind,
-            message,
-            dedupe_key=dedupe_key,
-            user_id=user_id,
-            session_id=session_id,
-            pledge_id=pledge_id,
-            campaign_id=campaign_id,
-        ),
-    )
+def add_all(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Add the notifications with one statement, each unless its `dedupe_key`
+    was written before (None: always)."""
+    _ADD.run_many(conn, rows)
 
 
 _PLEDGES = table_of(Pledge)
@@ -167,7 +148,7 @@ def notify_pledge_statuses(
             continue
         for row in _status_rows(found, kind, settlement, position):
             rows.setdefault(row["dedupe_key"], row)
-    _ADD.run_many(conn, list(rows.values()))
+    add_all(conn, list(rows.values()))
     return len(rows)
 
 
@@ -181,7 +162,7 @@ def _status_rows(
     amount = words.money(found.amount_cents, found.currency)
     about = {"pledge_id": found.id, "campaign_id": found.campaign_id}
     rows = [
-        _row(
+        notification(
             kind,
             words.donor_message(
                 kind,
@@ -199,7 +180,7 @@ def _status_rows(
         return rows
     if found.donor_user_id != found.owner_id:  # not a gift to one's own campaign
         rows.append(
-            _row(
+            notification(
                 NotificationKind.DONATION_RECEIVED,
                 words.donation_received(
                     amount=amount,
@@ -216,7 +197,7 @@ def _status_rows(
     raised = settlement.raised_at(position, found.campaign_id, found.raised_cents)
     if raised >= found.goal_cents:
         rows.append(
-            _row(
+            notification(
                 NotificationKind.GOAL_REACHED,
                 words.goal_reached(
                     raised=words.money(raised, found.campaign_currency),

@@ -114,10 +114,11 @@ def settle_pledges(conn: Connection, pledge_ids: Sequence[str]) -> Settlement:
         if pledge is None:
             continue
         wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
-        was = counted.get(pledge_id)
-        if wanted == (was or 0):
+        entry = counted.get(pledge_id)
+        was = entry or 0
+        if wanted == was:
             continue
-        if was is None:
+        if entry is None:
             new_entries.append(
                 {
                     "pledge_id": pledge_id,
@@ -127,7 +128,6 @@ def settle_pledges(conn: Connection, pledge_ids: Sequence[str]) -> Settlement:
             )
         else:
             recounts.append({"b_pledge_id": pledge_id, "wanted": wanted})
-        was = was or 0
         moves.append(
             Move(
                 position=position,

@@ -160,8 +160,8 @@ class UnitOfWork:
             }
             for event in events
         ]
-        # A Core INSERT at once: no ORM object to build and flush (a quarter
-        # of a pledge's write cost), and the ids follow the order of emits.
+        # One INSERT for all of them, no ORM object to build and flush (a
+        # quarter of a pledge's write cost); the ids follow the order of emits.
         _INSERT_OUTBOX.run_many(self.session.connection(), rows)
         self._emitted.extend(events)
 
