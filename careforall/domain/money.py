@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from careforall.domain.errors import BadUserInput
 
 MIN_PLEDGE_CENTS = 1
@@ -21,6 +23,32 @@ ISO_4217 = frozenset(
     USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
     """.split()
 )
+
+
+# ISO 4217 minor-unit exponents other than 2 (of the codes above): the one
+# table every amount shown or exported is read with.
+MINOR_UNIT_EXPONENTS = {
+    **dict.fromkeys(
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0
+    ),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+}
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """How many decimals the currency's minor unit has (2 for most)."""
+    return MINOR_UNIT_EXPONENTS.get(currency, 2)
+
+
+def major_units(amount_cents: int, currency: str) -> Decimal:
+    """2500 USD -> 25.00; 2500 JPY -> 2500; 2500 KWD -> 2.500 (exact)."""
+    return Decimal(amount_cents).scaleb(-minor_unit_exponent(currency))
+
+
+def format_money(amount_cents: int, currency: str) -> str:
+    """2500, "USD" -> "25.00 USD" (grouped, the currency's own decimals)."""
+    digits = minor_unit_exponent(currency)
+    return f"{major_units(amount_cents, currency):,.{digits}f} {currency}"
 
 
 def check_currency(code: str) -> str:

@@ -14,11 +14,6 @@ from careforall.domain.states import PledgeStatus
 TITLE_LIMIT = 200
 BODY_LIMIT = 1000
 
-# ISO-4217 currencies whose minor unit is not a hundredth.
-_ZERO_DECIMALS = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
-)
-_THREE_DECIMALS = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 
 
 class NotificationKind(enum.StrEnum):
@@ -51,12 +46,6 @@ class Message:
         return Message(self.title[:TITLE_LIMIT], self.body[:BODY_LIMIT])
 
 
-def money(amount_cents: int, currency: str) -> str:
-    """2500, "USD" -> "25.00 USD" (the currency's own number of decimals)."""
-    digits = (
-        0 if currency in _ZERO_DECIMALS else 3 if currency in _THREE_DECIMALS else 2
-    )
-    return f"{amount_cents / 10**digits:,.{digits}f} {currency}"
 
 
 def donor_message(

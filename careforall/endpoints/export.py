@@ -14,7 +14,6 @@ import io
 import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -22,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from careforall.api.context import bearer_token
 from careforall.domain.clock import to_utc
 from careforall.domain.errors import DomainError
+from careforall.domain.money import major_units
 from careforall.domain.rules import require_admin
 from careforall.domain.states import PledgeStatus
 from careforall.services import export
@@ -46,24 +46,11 @@ COLUMNS = (
 BOM = "\ufeff"
 # Spreadsheets run a cell starting with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# ISO 4217 minor-unit exponents other than 2.
-ZERO_DECIMALS = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()
-)
-THREE_DECIMALS = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 HTTP_STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403}
 
 
 class BadParameter(ValueError):
     """A query parameter that cannot be used; the message says which."""
-
-
-def major_units(amount_cents: int, currency: str) -> str:
-    """2500 USD -> "25.00"; 2500 JPY -> "2500"; 2500 KWD -> "2.500"."""
-    exponent = (
-        0 if currency in ZERO_DECIMALS else 3 if currency in THREE_DECIMALS else 2
-    )
-    return str(Decimal(amount_cents).scaleb(-exponent))
 
 
 def safe_cell(value: str) -> str:
@@ -125,7 +112,7 @@ def _lines(chunks: Iterator[list[export.Donation]]) -> Iterator[bytes]:
                     iso_utc(d.pledge.created_at),
                     d.pledge.campaign_id,
                     d.campaign_title,
-                    major_units(d.pledge.amount_cents, d.pledge.currency),
+                    str(major_units(d.pledge.amount_cents, d.pledge.currency)),
                     str(d.pledge.amount_cents),
                     d.pledge.currency,
                     d.pledge.status,

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from careforall.db import InsertUnlessPresent
 from careforall.domain import notifications as words
+from careforall.domain.money import format_money
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, NotFound
 from careforall.domain.events import PledgeStatusChanged
@@ -159,7 +160,7 @@ def _status_rows(
     position: int,
 ) -> list[dict[str, object]]:
     """The notifications one status change (at `position`) causes."""
-    amount = words.money(found.amount_cents, found.currency)
+    amount = format_money(found.amount_cents, found.currency)
     about = {"pledge_id": found.id, "campaign_id": found.campaign_id}
     rows = [
         notification(
@@ -200,8 +201,8 @@ def _status_rows(
             notification(
                 NotificationKind.GOAL_REACHED,
                 words.goal_reached(
-                    raised=words.money(raised, found.campaign_currency),
-                    goal=words.money(found.goal_cents, found.campaign_currency),
+                    raised=format_money(raised, found.campaign_currency),
+                    goal=format_money(found.goal_cents, found.campaign_currency),
                     campaign_title=found.title,
                 ),
                 # Once per campaign, ever: a refund and a new gift do not repeat it.

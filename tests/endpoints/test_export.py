@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from careforall.db import Database
-from careforall.endpoints.export import major_units, safe_cell
+from careforall.endpoints.export import safe_cell
 from careforall.services import export
 from tests import factories as f
 from tests.conftest import GQL
@@ -158,13 +158,6 @@ def test_cells_that_would_start_a_formula_are_defused(scene: Scene) -> None:
     assert safe_cell("\rx") == "'\rx"
     assert safe_cell("25.00") == "25.00"
 
-
-def test_amounts_use_the_currency_minor_units() -> None:
-    assert major_units(2500, "USD") == "25.00"
-    assert major_units(5, "EUR") == "0.05"
-    assert major_units(100_000_000, "USD") == "1000000.00"
-    assert major_units(2500, "JPY") == "2500"
-    assert major_units(2500, "KWD") == "2.500"
 
 
 def test_filters_by_campaign_status_and_dates(scene: Scene) -> None:

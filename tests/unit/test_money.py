@@ -7,10 +7,14 @@ import pytest
 from careforall.domain.errors import BadUserInput
 from careforall.domain.money import (
     ISO_4217,
+    MINOR_UNIT_EXPONENTS,
     check_currency,
     check_goal,
     check_pledge_amount,
     check_same_currency,
+    format_money,
+    major_units,
+    minor_unit_exponent,
 )
 
 
@@ -77,3 +81,25 @@ def test_a_pledge_in_another_currency_is_refused(pledge: str, campaign: str) -> 
     with pytest.raises(BadUserInput) as refused:
         check_same_currency(pledge, campaign)
     assert campaign in refused.value.message
+
+
+def test_amounts_use_the_currency_minor_units() -> None:
+    assert str(major_units(2500, "USD")) == "25.00"
+    assert str(major_units(5, "EUR")) == "0.05"
+    assert str(major_units(100_000_000, "USD")) == "1000000.00"
+    assert str(major_units(2500, "JPY")) == "2500"
+    assert str(major_units(2500, "KWD")) == "2.500"
+
+
+def test_shown_amounts_are_grouped_with_the_currency_decimals() -> None:
+    assert format_money(123_456_789, "USD") == "1,234,567.89 USD"
+    assert format_money(2500, "JPY") == "2,500 JPY"
+    assert format_money(2500, "KWD") == "2.500 KWD"
+    assert format_money(5, "EUR") == "0.05 EUR"
+
+
+def test_every_exponent_names_an_accepted_currency() -> None:
+    assert set(MINOR_UNIT_EXPONENTS) <= ISO_4217
+    assert minor_unit_exponent("JPY") == 0
+    assert minor_unit_exponent("KWD") == 3
+    assert minor_unit_exponent("USD") == 2
