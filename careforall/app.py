@@ -16,28 +16,26 @@ from starlette.staticfiles import StaticFiles
 
 from careforall import collector, logs, tracing
 from careforall.api.context import GraphQLView
+from careforall.api.notification_hub import NotificationHub
 from careforall.api.response_cache import ResponseCache
 from careforall.backup import hold_server_lock
+from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
-from careforall.endpoints.health import healthz, readyz
-from careforall.endpoints.security import security_middleware
+from careforall.endpoints.health import healthz, metrics_endpoint, readyz
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
-from careforall.metrics import metrics_endpoint
-from careforall.middleware import RequestMetrics
-from careforall.models import CampaignTotals
-from careforall.outbox.broadcaster import Broadcaster
+from careforall.middleware.requests import RequestMetrics
+from careforall.middleware.security import security_middleware
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
-from careforall.outbox.notifier import NotificationHub
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
+from careforall.runtime import Runtime
 from careforall.services import auth, totals
 from careforall.services.auth import TokenKeys
 from careforall.services.ratelimit import RateLimiter
-from careforall.services.runtime import Runtime
 from careforall.services.secrets import kept_secret
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.writer import Writer
@@ -79,7 +77,7 @@ def _start_runtime(
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    broadcaster: Broadcaster[CampaignTotals] = Broadcaster()
+    broadcaster: Broadcaster[totals.TotalsFigures] = Broadcaster()
     graphql = GraphQLView(
         broadcaster=broadcaster,
         response_cache=ResponseCache(max_age=settings.response_cache_seconds),

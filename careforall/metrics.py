@@ -5,20 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
 )
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
 
 from careforall.domain.events import Event, PledgeCreated, PledgeStatusChanged
 from careforall.domain.states import PledgeStatus
-from careforall.endpoints.health import readiness
 
 # No `*_created` series beside each counter and histogram: the text format
 # makes them separate gauges that only double what a scrape has to read.
@@ -175,10 +169,3 @@ def count_events(events: Sequence[Event]) -> None:
                 REFUNDED_CENTS.labels(event.currency).inc(event.amount_cents)
             elif event.to_status == PledgeStatus.FAILED:
                 PAYMENTS_DECLINED.inc()
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    # Readiness is checked at scrape time, so the gauge is never stale.
-    checks = await run_in_threadpool(readiness, request.app.state)  # may probe
-    READY.set(1 if all(checks.values()) else 0)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -17,23 +17,14 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from careforall import metrics
 from careforall.api.loaders import Loaders
+from careforall.api.notification_hub import NotificationHub
 from careforall.api.observability import count_cached_answer
 from careforall.api.response_cache import Misses, ResponseCache, public_query
+from careforall.broadcaster import Broadcaster
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
-from careforall.outbox.broadcaster import Broadcaster
-from careforall.outbox.notifier import NotificationHub
-from careforall.services.auth import authenticate
-from careforall.services.runtime import Runtime
-
-
-def bearer_token(header: str | None) -> str | None:
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+from careforall.runtime import Runtime
+from careforall.services.auth import authenticate, bearer_token
 
 
 @dataclass

@@ -15,9 +15,11 @@ from typing import Any
 from graphql.execution import Executor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-# The executor's attributes that memoize within one execution (graphql-core's
-# names; one it does not have is passed over).
-_MEMOS = (
+# The executor's attributes that memoize within one execution: graphql-core's
+# private names, so its version is bounded in pyproject.toml. Should a release
+# rename one, every subscription fails at its first push (and
+# tests/api/test_subscription_memory.py with it) rather than leak unseen.
+MEMOS = (
     "_relevant_sub_fields",
     "_stream_usages",
     "_initial_execution_plans",
@@ -28,9 +30,7 @@ _MEMOS = (
 class EventScopedExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
         executor = super().build_per_event_executor(payload)
-        for name in _MEMOS:
-            memo = getattr(executor, name, None)
-            if memo is not None:
-                # Empty and of the same kind: the event's execution fills it.
-                setattr(executor, name, type(memo)())
+        for name in MEMOS:
+            # Empty and of the same kind: the event's execution fills it.
+            setattr(executor, name, type(getattr(executor, name))())
         return executor

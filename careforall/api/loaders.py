@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
 
-from sqlmodel import SQLModel, col, select
 from strawberry.dataloader import DataLoader
 
 from careforall.db import Database
-from careforall.models import Campaign, CampaignTotals, PledgeTransition, User
-from careforall.services.pledges import history
-
-M = TypeVar("M", bound=SQLModel)
+from careforall.models import Campaign, PledgeTransition, User
+from careforall.services import auth, campaigns, pledges, totals
+from careforall.services.totals import TotalsFigures
 
 
 class Loaders:
@@ -20,28 +17,27 @@ class Loaders:
         self._db = db
         self.users: DataLoader[str, User | None] = DataLoader(self._users)
         self.campaigns: DataLoader[str, Campaign | None] = DataLoader(self._campaigns)
-        self.totals: DataLoader[str, CampaignTotals | None] = DataLoader(self._totals)
+        self.totals: DataLoader[str, TotalsFigures | None] = DataLoader(self._totals)
         self.history: DataLoader[str, list[PledgeTransition]] = DataLoader(
             self._history
         )
 
-    def _by_key(self, model: type[M], key: str, ids: Sequence[str]) -> list[M | None]:
+    async def _users(self, ids: Sequence[str]) -> list[User | None]:
         with self._db.read() as session:
-            column = col(getattr(model, key))
-            rows = session.exec(select(model).where(column.in_(list(ids)))).all()
-        found = {getattr(row, key): row for row in rows}
+            found = auth.users_by_id(session, ids)
         return [found.get(i) for i in ids]
 
-    async def _users(self, ids: Sequence[str]) -> list[User | None]:
-        return self._by_key(User, "id", ids)
-
     async def _campaigns(self, ids: Sequence[str]) -> list[Campaign | None]:
-        return self._by_key(Campaign, "id", ids)
+        with self._db.read() as session:
+            found = campaigns.campaigns_by_id(session, ids)
+        return [found.get(i) for i in ids]
 
-    async def _totals(self, ids: Sequence[str]) -> list[CampaignTotals | None]:
-        return self._by_key(CampaignTotals, "campaign_id", ids)
+    async def _totals(self, ids: Sequence[str]) -> list[TotalsFigures | None]:
+        with self._db.read() as session:
+            found = totals.read_totals(session, ids)
+        return [found.get(i) for i in ids]
 
     async def _history(self, ids: Sequence[str]) -> list[list[PledgeTransition]]:
         with self._db.read() as session:
-            found = history(session, list(ids))
+            found = pledges.history(session, list(ids))
         return [found[i] for i in ids]

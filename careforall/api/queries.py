@@ -15,7 +15,7 @@ from careforall.api.types import (
 )
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.states import CampaignStatus
-from careforall.services import auth, campaigns, pledges
+from careforall.services import auth, campaigns, pledges, totals
 
 
 @strawberry.type
@@ -80,7 +80,7 @@ class Query:
     def campaign_totals(
         self, info: Info, campaign_id: strawberry.ID
     ) -> CampaignTotals | None:
-        row = campaigns.read_totals(info.context.runtime.db, str(campaign_id))
+        row = totals.campaign_totals(info.context.runtime.db, str(campaign_id))
         return CampaignTotals.from_model(row) if row is not None else None
 
     @strawberry.field(

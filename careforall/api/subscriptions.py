@@ -9,7 +9,7 @@ import strawberry
 from careforall.api.types import CampaignTotals, Info
 from careforall.collector import open_subscription
 from careforall.domain.errors import NotFound
-from careforall.services import campaigns
+from careforall.services import totals
 
 
 @strawberry.type
@@ -23,8 +23,7 @@ class Subscription:
         ctx = info.context
         # Subscribe before reading, so no change falls between the two.
         async with ctx.broadcaster.subscribe(str(campaign_id)) as subscriber:
-            with ctx.runtime.db.read() as session:
-                row = campaigns.get_totals(session, str(campaign_id))
+            row = totals.campaign_totals(ctx.runtime.db, str(campaign_id))
             if row is None:
                 raise NotFound("There is no campaign with that id.")
             with open_subscription():

@@ -11,7 +11,8 @@ from careforall.api.context import Context
 from careforall.domain import states
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
-from careforall.services.campaigns import TotalsFigures, accepting_pledges
+from careforall.services.campaigns import accepting_pledges
+from careforall.services.totals import TotalsFigures
 
 # The domain's enums are the GraphQL enums (registered in place).
 for _enum in (Role, CampaignStatus, PledgeStatus):
@@ -60,7 +61,7 @@ class CampaignTotals:
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, row: models.CampaignTotals | TotalsFigures) -> CampaignTotals:
+    def from_model(cls, row: TotalsFigures) -> CampaignTotals:
         return cls(
             campaign_id=strawberry.ID(row.campaign_id),
             raised_cents=row.raised_cents,
@@ -136,9 +137,7 @@ class Campaign:
     async def totals(self, info: Info) -> CampaignTotals:
         row = await info.context.loaders.totals.load(self.row.id)
         if row is None:  # created before its totals row: count as empty
-            row = models.CampaignTotals(
-                campaign_id=self.row.id, updated_at=self.row.created_at
-            )
+            row = TotalsFigures(self.row.id, 0, 0, self.row.created_at)
         return CampaignTotals.from_model(row)
 
     @strawberry.field(

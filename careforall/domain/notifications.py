@@ -15,7 +15,6 @@ TITLE_LIMIT = 200
 BODY_LIMIT = 1000
 
 
-
 class NotificationKind(enum.StrEnum):
     # to a pledge's donor
     PAYMENT_CAPTURED = "PAYMENT_CAPTURED"
@@ -44,8 +43,6 @@ class Message:
 
     def clipped(self) -> Message:
         return Message(self.title[:TITLE_LIMIT], self.body[:BODY_LIMIT])
-
-
 
 
 def donor_message(

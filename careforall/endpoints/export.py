@@ -18,16 +18,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from careforall.api.context import bearer_token
 from careforall.domain.clock import to_utc
 from careforall.domain.errors import DomainError
 from careforall.domain.money import major_units
 from careforall.domain.rules import require_admin
 from careforall.domain.states import PledgeStatus
+from careforall.runtime import Runtime
 from careforall.services import export
 from careforall.services.admin import PledgeFilter
-from careforall.services.auth import authenticate
-from careforall.services.runtime import Runtime
+from careforall.services.auth import authenticate, bearer_token
 
 log = logging.getLogger("careforall.export")
 

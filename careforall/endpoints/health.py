@@ -1,13 +1,14 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and the Prometheus scrape."""
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from careforall import __version__
+from careforall import __version__, metrics
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -36,3 +37,10 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(
         {"ready": ready, "checks": checks}, status_code=200 if ready else 503
     )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    # Readiness is checked at scrape time, so the gauge is never stale.
+    checks = await run_in_threadpool(readiness, request.app.state)  # may probe
+    metrics.READY.set(1 if all(checks.values()) else 0)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

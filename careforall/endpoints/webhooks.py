@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from careforall import metrics
 from careforall.domain.errors import ServiceBusy
 from careforall.payments.signature import SignatureError, verify
+from careforall.runtime import Runtime
 from careforall.services import webhook_log
 from careforall.services.payments import (
     EVENT_TARGETS,
@@ -19,7 +20,6 @@ from careforall.services.payments import (
     WebhookRejected,
     apply_provider_event,
 )
-from careforall.services.runtime import Runtime
 from careforall.services.webhook_log import WebhookEntry, WebhookOutcome
 
 log = logging.getLogger("careforall.webhooks")

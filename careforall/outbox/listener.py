@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psycopg
+from opentelemetry.context import Context
 from sqlalchemy import Engine
 
+from careforall import tracing
 from careforall.db import OUTBOX_CHANNEL, TOTALS_CHANNEL
-from careforall.outbox.dispatcher import parse_totals_payload
 
 log = logging.getLogger("careforall.listener")
 
@@ -29,6 +30,25 @@ def conninfo(engine: Engine) -> str:
     """A libpq connection string for the engine's database."""
     url = engine.url.set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
+
+
+def totals_payload(changed: Mapping[str, Context | None]) -> str:
+    """`campaign@traceparent,...`: what the listeners push, in whose trace."""
+    return ",".join(
+        f"{campaign_id}@{parent}"
+        if (parent := tracing.traceparent_of(ctx))
+        else campaign_id
+        for campaign_id, ctx in changed.items()
+    )
+
+
+def parse_totals_payload(payload: str) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for entry in payload.split(","):
+        campaign_id, _, parent = entry.partition("@")
+        if campaign_id:
+            changes[campaign_id] = parent or None
+    return changes
 
 
 class Listener:

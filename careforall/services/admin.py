@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, exists, update
+from sqlalchemy import ColumnElement, exists
 from sqlmodel import Session, col, func, select
 
 from careforall.domain.clock import to_utc, utcnow
@@ -23,13 +23,12 @@ from careforall.domain.rules import Principal, require_admin
 from careforall.domain.states import PledgeStatus
 from careforall.models import (
     AuditLog,
-    CampaignTotals,
     OutboxEvent,
     Pledge,
     PledgeTransition,
     WebhookLog,
 )
-from careforall.services import audit, totals
+from careforall.services import audit, outbox, totals
 from careforall.services.pagination import (
     Page,
     check_first,
@@ -126,12 +125,7 @@ def stats(
         .group_by(Pledge.currency)
     ).all()
 
-    pending, oldest = session.exec(
-        select(func.count(), func.min(OutboxEvent.created_at)).where(
-            OutboxEvent.status == "pending"
-        )
-    ).one()
-    dead = session.exec(select(func.count()).where(OutboxEvent.status == "dead")).one()
+    waiting = outbox.counts(session)
     rejects = session.exec(
         select(func.count())
         .select_from(WebhookLog)
@@ -143,9 +137,9 @@ def stats(
         pledges_by_status=by_status,
         raised_today=_amounts([(c, int(a)) for c, a in today]),
         raised_total=_amounts(sums[PledgeStatus.CAPTURED.value]),
-        outbox_pending=int(pending),
-        outbox_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
-        dead_letters=int(dead),
+        outbox_pending=waiting.pending,
+        outbox_lag_seconds=waiting.lag_seconds(now),
+        dead_letters=waiting.dead,
         webhook_rejects_last_hour=int(rejects),
     )
 
@@ -207,24 +201,8 @@ def dead_letters(
     """Outbox events parked after their last try, newest first."""
     require_admin(principal)
     first = check_first(first)
-    after_id = _int_cursor(after)
-    query = select(OutboxEvent).where(OutboxEvent.status == "dead")
-    if after_id is not None:
-        query = query.where(col(OutboxEvent.id) < after_id)
-    rows = session.exec(
-        query.order_by(col(OutboxEvent.id).desc()).limit(first + 1)
-    ).all()
+    rows = outbox.dead_letters(session, first=first + 1, before_id=_int_cursor(after))
     return make_page(rows, first, [str(r.id) for r in rows])
-
-
-def _requeue(session: Session, *conditions: ColumnElement[bool]) -> int:
-    """Dead letters matching `conditions` go back to pending with fresh attempts."""
-    result = session.execute(
-        update(OutboxEvent)
-        .where(col(OutboxEvent.status) == "dead", *conditions)
-        .values(status="pending", attempts=0, available_at=utcnow())
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def replay_dead_letter(
@@ -243,7 +221,7 @@ def replay_dead_letter(
         row = uow.session.get(OutboxEvent, row_id)
         if row is None:
             raise NotFound("There is no outbox event with that id.")
-        replayed = _requeue(uow.session, col(OutboxEvent.id) == row_id)
+        replayed = outbox.requeue_dead(uow.session, now=utcnow(), row_id=row_id)
         if not replayed:
             return 0
         audit.record(
@@ -267,18 +245,10 @@ def replay_all_dead_letters(uow: UnitOfWork, *, principal: Principal | None) -> 
     """Deliver every dead letter again; returns how many."""
     admin = require_admin(principal)
     with uow:
-        ids = [
-            int(i)
-            for i in uow.session.exec(
-                select(OutboxEvent.id)
-                .where(OutboxEvent.status == "dead")
-                .order_by(col(OutboxEvent.id))
-            ).all()
-            if i is not None
-        ]
+        ids = outbox.dead_ids(uow.session)
         if not ids:
             return 0
-        replayed = _requeue(uow.session)
+        replayed = outbox.requeue_dead(uow.session, now=utcnow())
         audit.record(
             uow,
             actor=admin,
@@ -338,7 +308,7 @@ def audit_log(
 @dataclass(frozen=True)
 class Reconciled:
     drifts: list[totals.Drift]
-    repaired: list[CampaignTotals]  # the repaired totals as they are now
+    repaired: list[totals.TotalsFigures]  # the repaired totals as they are now
 
 
 def reconcile(uow: UnitOfWork, *, actor: Principal | None, via: str) -> Reconciled:
@@ -361,7 +331,8 @@ def reconcile(uow: UnitOfWork, *, actor: Principal | None, via: str) -> Reconcil
 
     drifts = totals.reconcile(uow, before_commit=write_audit)
     with uow.db.read() as session:
-        repaired = totals.totals_for(session, [d.campaign_id for d in drifts])
+        found = totals.read_totals(session, [d.campaign_id for d in drifts])
+        repaired = list(found.values())
     return Reconciled(drifts=drifts, repaired=repaired)
 
 

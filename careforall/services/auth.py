@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -14,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, literal, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from careforall.db import Database
 from careforall.direct import Direct
@@ -107,6 +108,16 @@ def _verified(secret: str, token: str) -> tuple[Principal, float]:
     except ValueError:
         raise Unauthenticated("The access token is not valid; sign in again.") from None
     return Principal(kind=kind, id=sub, role=parsed_role), float(claims["exp"])
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, if it has one."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 def authenticate(db: Database, keys: TokenKeys, token: str) -> Principal:
@@ -274,6 +285,12 @@ def start_anonymous_session(uow: UnitOfWork, *, keys: TokenKeys) -> AuthResult:
         uow.commit()
     principal = Principal(kind="anon", id=anon.id)
     return AuthResult(token=issue_token(keys, principal), user=None, anonymous=True)
+
+
+def users_by_id(session: Session, ids: Sequence[str]) -> dict[str, User]:
+    """The users with these ids (one query for a whole response)."""
+    rows = session.exec(select(User).where(col(User.id).in_(list(ids))))
+    return {row.id: row for row in rows}
 
 
 def get_user(session: Session, user_id: str) -> User | None:

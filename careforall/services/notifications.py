@@ -24,10 +24,10 @@ from sqlmodel import Session, col, select
 
 from careforall.db import InsertUnlessPresent
 from careforall.domain import notifications as words
-from careforall.domain.money import format_money
 from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, NotFound
 from careforall.domain.events import PledgeStatusChanged
+from careforall.domain.money import format_money
 from careforall.domain.notifications import DONOR_KINDS, Message, NotificationKind
 from careforall.domain.rules import Principal, owns, require_principal
 from careforall.domain.states import PledgeStatus

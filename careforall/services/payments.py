@@ -9,29 +9,30 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, literal, update
+from sqlalchemy import bindparam, literal
 from sqlalchemy import select as core_select
 
 from careforall.db import InsertUnlessPresent
 from careforall.direct import Direct
 from careforall.domain.clock import utcnow
-from careforall.domain.errors import BadUserInput, Forbidden, InvalidTransition
+from careforall.domain.errors import (
+    BadUserInput,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+)
 from careforall.domain.rules import (
     Principal,
     is_donor_of,
     require_admin,
     require_principal,
 )
-from careforall.domain.states import TRIGGER_FOR, PledgeStatus, advance, fire
+from careforall.domain.states import TRIGGER_FOR, PledgeStatus, fire
 from careforall.models import Pledge, WebhookEvent, table_of
 from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
 from careforall.services import audit, webhook_log
-from careforall.services.pledges import (
-    current_status,
-    record_steps,
-    require_pledge,
-    write_history,
-)
+from careforall.services.pledges import current_status, require_pledge
+from careforall.services.transitions import move_pledge, pledge_to_move
 from careforall.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("careforall.payments")
@@ -59,12 +60,12 @@ def _apply(
     got there first and left nothing to move: the admin still asked for it.
     """
     with uow:
-        pledge = require_pledge(uow.session, pledge_id, for_update=True)
-        steps = advance(pledge, target, source=source, at=utcnow())
-        if steps:
-            if target == PledgeStatus.FAILED and failure_reason:
-                pledge.failure_reason = failure_reason
-            record_steps(uow, pledge, steps)
+        pledge = pledge_to_move(uow, pledge_id)
+        if pledge is None:
+            raise NotFound("There is no pledge with that id.")
+        steps = move_pledge(
+            uow, pledge, target, source=source, failure_reason=failure_reason
+        )
         if by_admin is not None:
             audit.record(
                 uow,
@@ -79,9 +80,11 @@ def _apply(
                     "currency": pledge.currency,
                 },
             )
+        # Read in this transaction, with the move: the answer shows it.
+        moved = require_pledge(uow.session, pledge_id)
         if steps or by_admin is not None:
             uow.commit()
-        return pledge
+        return moved
 
 
 @dataclass(frozen=True)
@@ -225,41 +228,6 @@ _SEEN = Direct(
     core_select(literal(1)).where(_WEBHOOK_EVENTS.c.event_id == bindparam("event_id"))
 )
 _APPLIED = InsertUnlessPresent(_WEBHOOK_EVENTS, "event_id")
-_PLEDGES = table_of(Pledge)
-# Locked (PostgreSQL) until the commit, so two events for one pledge take turns.
-_PLEDGE_FOR_EVENT = Direct(
-    core_select(
-        _PLEDGES.c.id,
-        _PLEDGES.c.campaign_id,
-        _PLEDGES.c.amount_cents,
-        _PLEDGES.c.currency,
-        _PLEDGES.c.status,
-        _PLEDGES.c.failure_reason,
-    )
-    .where(_PLEDGES.c.id == bindparam("pledge_id"))
-    .with_for_update()
-)
-_MOVE_PLEDGE = Direct(
-    update(_PLEDGES)
-    .where(_PLEDGES.c.id == bindparam("b_pledge_id"))
-    .values(
-        status=bindparam("status"),
-        updated_at=bindparam("updated_at"),
-        failure_reason=bindparam("failure_reason"),
-    )
-)
-
-
-@dataclass
-class _Moving:
-    """A pledge read for a provider event, moved by the state machine."""
-
-    id: str
-    campaign_id: str
-    amount_cents: int
-    currency: str
-    status: str
-    failure_reason: str | None
 
 
 def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
@@ -270,10 +238,9 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
         conn = session.connection()
         if _SEEN.first(conn, {"event_id": event.id}) is not None:
             return True
-        found = _PLEDGE_FOR_EVENT.first(conn, {"pledge_id": event.pledge_id})
-        if found is None:
+        pledge = pledge_to_move(uow, event.pledge_id)
+        if pledge is None:
             raise WebhookRejected("unknown pledge")
-        pledge = _Moving(**found._asdict())
         # Recorded before anything else changes: a copy of this event applied
         # meanwhile by another process (PostgreSQL: committed while this one
         # waited for the pledge's lock, or still in flight, which the INSERT
@@ -306,21 +273,12 @@ def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
                 pledge_id=pledge.id,
             ),
         )
-        steps = advance(pledge, target, source=f"webhook:{event.id}", at=utcnow())
-        if steps:
-            write_history(uow, pledge, steps)
-            _MOVE_PLEDGE.run(
-                conn,
-                {
-                    "b_pledge_id": pledge.id,
-                    "status": pledge.status,
-                    "updated_at": steps[-1].at,
-                    "failure_reason": (
-                        event.reason or GENERIC_DECLINE
-                        if target == PledgeStatus.FAILED
-                        else found.failure_reason
-                    ),
-                },
-            )
+        move_pledge(
+            uow,
+            pledge,
+            target,
+            source=f"webhook:{event.id}",
+            failure_reason=event.reason or GENERIC_DECLINE,
+        )
         uow.commit()
     return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Row, bindparam, insert
 from sqlalchemy import select as core_select
@@ -22,14 +22,14 @@ from careforall.domain.errors import (
     NotFound,
     Unauthenticated,
 )
-from careforall.domain.events import PledgeCreated, PledgeStatusChanged
+from careforall.domain.events import PledgeCreated
 from careforall.domain.money import (
     check_currency,
     check_pledge_amount,
     check_same_currency,
 )
 from careforall.domain.rules import Principal, may_see_pledge, require_principal
-from careforall.domain.states import PledgeStatus, Step
+from careforall.domain.states import PledgeStatus
 from careforall.models import Campaign, Pledge, PledgeTransition, built, table_of
 from careforall.services.auth import principal_exists
 from careforall.services.campaigns import accepting_pledges
@@ -37,6 +37,7 @@ from careforall.services.pagination import (
     Page,
     newest_first,
 )
+from careforall.services.transitions import record_creation
 from careforall.services.unit_of_work import UnitOfWork
 
 MAX_KEY_LENGTH = 255
@@ -92,8 +93,6 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
 # createPledge is the hottest write: its statements are Core, each compiled
 # once, and only a replayed key loads an ORM object.
 _PLEDGES = table_of(Pledge)
-_TRANSITIONS = table_of(PledgeTransition)
-_RECORD_STEP = Direct(insert(_TRANSITIONS))
 _INSERT_PLEDGE = Direct(insert(_PLEDGES))
 _BY_KEY = Direct(
     core_select(
@@ -177,16 +176,7 @@ def create_pledge(
         try:
             # The INSERT, where a concurrent request with this key loses.
             _INSERT_PLEDGE.run(conn, row)
-            _RECORD_STEP.run(
-                conn,
-                {
-                    "pledge_id": row["id"],
-                    "from_status": None,
-                    "to_status": PledgeStatus.PENDING.value,
-                    "at": now,
-                    "source": "api",
-                },
-            )
+            record_creation(conn, row["id"], at=now)
             uow.emit(
                 PledgeCreated(
                     pledge_id=row["id"],
@@ -204,68 +194,6 @@ def create_pledge(
                 raise
             return winner
     return built(Pledge, row)
-
-
-class PledgeFacts(Protocol):
-    """What a pledge's history and events name: an ORM row or a Core one."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def campaign_id(self) -> str: ...
-
-    @property
-    def amount_cents(self) -> int: ...
-
-    @property
-    def currency(self) -> str: ...
-
-
-def record_steps(uow: UnitOfWork, pledge: Pledge, steps: Sequence[Step]) -> None:
-    """History rows and one outbox event per step, in the caller's transaction;
-    the ORM `pledge` (whose status the steps moved) is saved with it."""
-    if not steps:
-        return
-    write_history(uow, pledge, steps)
-    pledge.updated_at = steps[-1].at
-    uow.session.add(pledge)
-
-
-def write_history(uow: UnitOfWork, pledge: PledgeFacts, steps: Sequence[Step]) -> None:
-    """A history row and an outbox event for each step (the pledge row itself
-    is the caller's to update)."""
-    if not steps:
-        return
-    # One statement for the rows and one for the events, however many steps
-    # (a webhook's capture of a PENDING pledge takes two).
-    _RECORD_STEP.run_many(
-        uow.session.connection(),
-        [
-            {
-                "pledge_id": pledge.id,
-                "from_status": step.from_status.value,
-                "to_status": step.to_status.value,
-                "at": step.at,
-                "source": step.source,
-            }
-            for step in steps
-        ],
-    )
-    uow.emit_all(
-        [
-            PledgeStatusChanged(
-                pledge_id=pledge.id,
-                campaign_id=pledge.campaign_id,
-                amount_cents=pledge.amount_cents,
-                currency=pledge.currency,
-                from_status=step.from_status.value,
-                to_status=step.to_status.value,
-                source=step.source,
-            )
-            for step in steps
-        ]
-    )
 
 
 def get_pledge(
@@ -306,12 +234,9 @@ def current_status(db: Database, pledge_id: str) -> PledgeStatus:
     return status
 
 
-def require_pledge(
-    session: Session, pledge_id: str, *, for_update: bool = False
-) -> Pledge:
-    """The pledge, or NotFound. `for_update` locks its row until the commit
-    (PostgreSQL), so two moves of one pledge run one after the other."""
-    pledge = session.get(Pledge, pledge_id, with_for_update=for_update or None)
+def require_pledge(session: Session, pledge_id: str) -> Pledge:
+    """The pledge, or NotFound."""
+    pledge = session.get(Pledge, pledge_id)
     if pledge is None:
         raise NotFound("There is no pledge with that id.")
     return pledge

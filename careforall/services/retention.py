@@ -29,6 +29,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from careforall import metrics
 from careforall.domain.clock import utcnow
 from careforall.models import OutboxEvent, SimWebhook, WebhookLog
+from careforall.services import outbox
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 
@@ -113,17 +114,6 @@ class _Table:
         )
 
 
-def _delivered(cutoff: datetime, in_delete: bool) -> list[ColumnElement[bool]]:
-    # In the delete, `status || ''`: compared as written, status would make the
-    # planner walk the status index over every delivered event instead of
-    # looking the ids up by primary key.
-    status = col(OutboxEvent.status)
-    return [
-        (status.concat("") if in_delete else status) == "done",
-        col(OutboxEvent.processed_at) < cutoff,
-    ]
-
-
 TABLES = (
     # available_at <= processed_at, so the index (status, available_at, id)
     # narrows the search to old delivered events.
@@ -132,7 +122,7 @@ TABLES = (
         OutboxEvent,
         col(OutboxEvent.id),
         col(OutboxEvent.available_at),
-        _delivered,
+        outbox.delivered_before,
     ),
     _Table("webhook_log", WebhookLog, col(WebhookLog.id), col(WebhookLog.received_at)),
     # A webhook still owed has delivered_at NULL, which no comparison matches.

@@ -10,12 +10,11 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall import metrics, tracing
 from careforall.db import OUTBOX_CHANNEL, Database
-from careforall.direct import Direct
 from careforall.domain.clock import utcnow
 from careforall.domain.events import (
     CampaignStatusChanged,
@@ -23,11 +22,9 @@ from careforall.domain.events import (
     PledgeCreated,
     PledgeStatusChanged,
 )
-from careforall.models import OutboxEvent, table_of
+from careforall.services import outbox
 
 log = logging.getLogger("careforall.events")
-
-_INSERT_OUTBOX = Direct(insert(table_of(OutboxEvent)))
 
 
 def log_events(events: Sequence[Event]) -> None:
@@ -145,24 +142,13 @@ class UnitOfWork:
         if not self._emitted:
             # PostgreSQL: wakes the dispatchers of the other processes too.
             self.db.notify_others(self.session, OUTBOX_CHANNEL)
-        now = utcnow()
         # The dispatcher continues this trace when it delivers the events.
-        trace_context = tracing.traceparent()
-        rows = [
-            {
-                "name": event.name,
-                "payload": event.to_json(),
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "available_at": now,
-                "trace_context": trace_context,
-            }
-            for event in events
-        ]
-        # One INSERT for all of them, no ORM object to build and flush (a
-        # quarter of a pledge's write cost); the ids follow the order of emits.
-        _INSERT_OUTBOX.run_many(self.session.connection(), rows)
+        outbox.append(
+            self.session.connection(),
+            events,
+            now=utcnow(),
+            trace_context=tracing.traceparent(),
+        )
         self._emitted.extend(events)
 
     def commit(self) -> None:

@@ -30,13 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 
 from careforall import metrics
-from careforall.db import (
-    BUSY_SQLSTATES,
-    Database,
-    TransactionLost,
-    check_still_open,
-    sqlstate,
-)
+from careforall.db import BUSY_SQLSTATES, Database, sqlstate
 from careforall.domain.errors import ServiceBusy
 from careforall.domain.events import Event
 from careforall.services.unit_of_work import (
@@ -44,6 +38,7 @@ from careforall.services.unit_of_work import (
     UnitOfWork,
     log_events,
 )
+from careforall.sqlite import TransactionLost, check_still_open
 
 log = logging.getLogger("careforall.writer")
 

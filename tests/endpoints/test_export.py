@@ -159,7 +159,6 @@ def test_cells_that_would_start_a_formula_are_defused(scene: Scene) -> None:
     assert safe_cell("25.00") == "25.00"
 
 
-
 def test_filters_by_campaign_status_and_dates(scene: Scene) -> None:
     other = f.campaign(scene.gql, scene.organiser, currency="JPY")
     first = scene.pledge(100)

@@ -16,7 +16,7 @@ from careforall.api import observability
 from careforall.api.observability import OperationNames
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.metrics import WEBHOOK_OUTCOMES
-from careforall.middleware import route_label
+from careforall.middleware.requests import route_label
 from careforall.models import SimWebhook
 from careforall.outbox import handlers
 from careforall.outbox.handlers import HandlerContext

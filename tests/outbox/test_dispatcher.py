@@ -23,7 +23,7 @@ from careforall.models import OutboxEvent, Pledge, PledgeTransition, WebhookEven
 from careforall.outbox import dispatcher as dispatcher_module
 from careforall.outbox import handlers
 from careforall.services.payments import ProviderEvent, apply_provider_event
-from careforall.services.pledges import write_history
+from careforall.services.transitions import write_history
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
 from tests.conftest import GQL, wait_for
@@ -179,7 +179,9 @@ def test_a_change_that_does_not_commit_leaves_no_event(
         write_history(*args, **kwargs)
         raise RuntimeError("crash between the change and its commit")
 
-    monkeypatch.setattr("careforall.services.payments.write_history", record_then_crash)
+    monkeypatch.setattr(
+        "careforall.services.transitions.write_history", record_then_crash
+    )
     event = ProviderEvent(
         id="evt_crash", type="payment.captured", pledge_id=pledge["id"],
         amount_cents=2500, currency="USD",
@@ -458,7 +460,7 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
 
 def test_the_totals_notification_carries_each_campaign_and_its_trace() -> None:
     from careforall.db import _payload_parts
-    from careforall.outbox.dispatcher import parse_totals_payload
+    from careforall.outbox.listener import parse_totals_payload
 
     parent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     changes = {"cmp_1": parent, "cmp_2": None}

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from careforall.broadcaster import Broadcaster
 from careforall.db import Database
-from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.dispatcher import BatchResult, Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.sender import WebhookSender

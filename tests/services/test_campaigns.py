@@ -25,12 +25,11 @@ from careforall.models import Campaign, CampaignTotals
 from careforall.services.campaigns import (
     create_campaign,
     get_campaign,
-    get_totals,
     list_campaigns,
-    read_totals,
     set_campaign_status,
 )
 from careforall.services.pagination import encode_cursor
+from careforall.services.totals import campaign_totals, read_totals
 from careforall.services.unit_of_work import UnitOfWork
 from tests.services.conftest import (
     MakeAnon,
@@ -71,7 +70,7 @@ def test_create_campaign_is_active_with_zero_totals_and_an_event(
     assert (campaign.goal_cents, campaign.currency) == (750_000, "EUR")
     with db.read() as session:
         stored = get_campaign(session, campaign.id)
-        totals = get_totals(session, campaign.id)
+        totals = read_totals(session, [campaign.id]).get(campaign.id)
     assert stored is not None and stored.title == "Surgery for Sam"
     assert totals is not None
     assert (totals.raised_cents, totals.pledge_count) == (0, 0)
@@ -80,10 +79,11 @@ def test_create_campaign_is_active_with_zero_totals_and_an_event(
     ]
 
 
-def test_the_fast_totals_read_sees_what_the_orm_sees(
+def test_the_totals_read_sees_what_the_orm_sees(
     uow: UnitOfWork, db: Database, organiser: Principal
 ) -> None:
     campaign = create_campaign(uow, principal=organiser, data=campaign_data())
+    other = create_campaign(uow, principal=organiser, data=campaign_data())
     with db.write_session() as session:
         row = session.get(CampaignTotals, campaign.id)
         assert row is not None
@@ -91,9 +91,13 @@ def test_the_fast_totals_read_sees_what_the_orm_sees(
         session.add(row)
         session.commit()
     with db.read() as session:
-        orm = get_totals(session, campaign.id)
-    fast = read_totals(db, campaign.id)
-    assert orm is not None and fast is not None
+        orm = session.get(CampaignTotals, campaign.id)
+        assert orm is not None
+        # One campaign, several, and an unknown one among them.
+        one = read_totals(session, [campaign.id])
+        many = read_totals(session, [campaign.id, other.id, "cmp_unknown"])
+    fast = campaign_totals(db, campaign.id)
+    assert fast is not None and one == {campaign.id: fast}
     assert (fast.campaign_id, fast.raised_cents, fast.pledge_count) == (
         campaign.id,
         12_345,
@@ -101,7 +105,9 @@ def test_the_fast_totals_read_sees_what_the_orm_sees(
     )
     assert fast.updated_at == orm.updated_at
     assert fast.updated_at.tzinfo is not None
-    assert read_totals(db, "cmp_unknown") is None
+    assert set(many) == {campaign.id, other.id}
+    assert (many[other.id].raised_cents, many[other.id].pledge_count) == (0, 0)
+    assert campaign_totals(db, "cmp_unknown") is None
 
 
 def test_ends_at_in_the_future_is_kept_in_utc(

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from careforall import metrics
 from careforall.domain.errors import ServiceBusy
-from careforall.services.runtime import CONFLICT_ATTEMPTS, Runtime
+from careforall.runtime import CONFLICT_ATTEMPTS, Runtime
 
 
 @dataclass

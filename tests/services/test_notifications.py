@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import Forbidden, NotFound, Unauthenticated
@@ -25,7 +26,6 @@ from careforall.models import (
     Pledge,
     User,
 )
-from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext, on_dead_letter
 from careforall.payments.simulated import SimulatedProvider

@@ -16,12 +16,12 @@ from sqlalchemy import Connection, text
 from sqlmodel import col, select
 
 from careforall import tracing
-from careforall.db import Database, TransactionLost
+from careforall.broadcaster import Broadcaster
+from careforall.db import Database
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.domain.rules import Principal
 from careforall.models import Campaign, Notification, OutboxEvent, Pledge
 from careforall.outbox import handlers
-from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.provider import PaymentProvider, ProviderResult
@@ -29,6 +29,7 @@ from careforall.payments.simulated import SimulatedProvider
 from careforall.services.totals import Move, Settlement, reconcile, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from careforall.sqlite import TransactionLost
 from tests.services.conftest import MakeCampaign, MakeUser, statements_sent, totals
 from tests.services.test_notifications import give, provider_says
 

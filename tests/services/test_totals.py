@@ -8,10 +8,10 @@ import random
 import pytest
 from sqlalchemy import text
 
+from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.rules import Principal
 from careforall.models import Campaign
-from careforall.outbox.broadcaster import Broadcaster
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import SimulatedProvider

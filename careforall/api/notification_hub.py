@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+from careforall.broadcaster import Broadcaster, Subscriber
 from careforall.concurrency import in_thread
 from careforall.db import Database
-from careforall.outbox.broadcaster import Broadcaster, Subscriber
 from careforall.services import notifications
 
 log = logging.getLogger("careforall.notifications")

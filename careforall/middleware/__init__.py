@@ -1,0 +1,1 @@
+"""ASGI middleware: request metrics, logs and traces; security headers and limits."""
