@@ -63,229 +63,261 @@ function panel(id, title, ...children) {
     h("h2", { id: `${id}-title` }, title), ...children);
 }
 
-export async function adminView(ctx) {
+/** Whether this is an admin: the browser's copy of the role, then the server's (it may be newer). */
+async function confirmedAdmin(signal) {
   const user = currentUser();
-  if (!user || user.role !== "ADMIN") return onlyAdmins(ctx);
-  // The role as the server knows it now (the browser's copy may be old).
-  const me = (await api(ME, {}, { signal: ctx.signal })).me;
-  if (!me || me.role !== "ADMIN") return onlyAdmins(ctx);
-  ctx.setTitle("Admin");
+  if (!user || user.role !== "ADMIN") return false;
+  const me = (await api(ME, {}, { signal })).me;
+  return Boolean(me && me.role === "ADMIN");
+}
 
+/** Put what `draw()` makes in `target`, or why it could not be made. */
+async function fill(target, draw, signal) {
+  try {
+    target.replaceChildren(await draw());
+  } catch (error) {
+    if (error.name === "AbortError" || signal.aborted) return;
+    target.replaceChildren(notice("error", `Could not load this: ${error.message}`));
+  }
+}
+
+function stat(label, value, testId = null) {
+  return h("div", {}, h("dt", {}, label), h("dd", { "data-testid": testId }, value));
+}
+
+async function drawStats(signal) {
+  const s = (await api(STATS, {}, { signal })).adminStats;
+  const byStatus = s.pledgesByStatus.map((row) => h("tr", {},
+    h("td", {}, badge("pledge", row.status, PLEDGE_STATUS)),
+    h("td", { class: "num" }, String(row.count)),
+    h("td", { class: "num" }, amounts(row.amounts))));
+  return h("div", {},
+    h("dl", { class: "stats" },
+      stat("Raised today", amounts(s.raisedToday), "raised-today"),
+      stat("Raised in total", amounts(s.raisedTotal), "raised-total"),
+      stat("Outbox events waiting", String(s.outboxPending)),
+      stat("Oldest waiting event", `${s.outboxLagSeconds.toFixed(1)} s`),
+      stat("Dead letters", String(s.deadLetters), "dead-letter-count"),
+      stat("Webhooks rejected (last hour)", String(s.webhookRejectsLastHour))),
+    table("by-status", "Pledges by status", ["Status", "Pledges", "Amount"], byStatus, "No pledges yet."),
+    h("p", { class: "muted" }, `As of ${dateTime(s.at, true)}.`));
+}
+
+function pledgeCells(p) {
+  return [
+    h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(p.campaign.id)}` }, p.campaign.title)),
+    h("td", {}, p.donorName || h("span", { class: "muted" }, "Anonymous")),
+    h("td", { class: "num" }, money(p.amountCents, p.currency)),
+    h("td", {}, badge("pledge", p.status, PLEDGE_STATUS)),
+    h("td", {}, h("time", { datetime: p.createdAt, title: dateTime(p.createdAt, true) }, ago(p.createdAt))),
+  ];
+}
+
+const nodes = (connection) => connection.edges.map((e) => e.node);
+
+async function drawStuck(signal) {
+  const before = new Date(Date.now() - STUCK_AFTER_MINUTES * 60_000).toISOString();
+  const lists = await Promise.all(["AUTHORIZED", "PENDING"].map((status) =>
+    api(PLEDGES, { status, createdTo: before, first: 50 }, { signal })));
+  const rows = lists.flatMap((d) => nodes(d.adminPledges))
+    .map((p) => h("tr", {}, pledgeCells(p),
+      h("td", {}, h("a", { href: `#/donations/${encodeURIComponent(p.id)}` }, "Receipt"))));
+  return table("stuck", "Stuck pledges", ["Campaign", "Donor", "Amount", "Status", "Created", "Details"], rows,
+    `No pledge has waited in Pending or Authorized for more than ${STUCK_AFTER_MINUTES} minutes.`);
+}
+
+/** A captured donation's refund cell: a button, a question, then the outcome. */
+function refundCell(p, refreshStats) {
+  const cell = h("td", {});
+  const what = `${money(p.amountCents, p.currency)} to “${p.campaign.title}”`;
+  function ask() {
+    const yes = h("button", { type: "button", class: "danger", onclick: () => refund() }, "Refund now");
+    const no = h("button", { type: "button", class: "secondary", onclick: () => { idle(); cell.querySelector("button")?.focus(); } }, "Keep it");
+    cell.replaceChildren(
+      h("p", { role: "alert" }, `Refund ${what}? The money goes back to the donor and the campaign's total falls.`),
+      h("div", { class: "button-row" }, yes, no));
+    yes.focus();
+  }
+  async function refund() {
+    for (const b of cell.querySelectorAll("button")) b.disabled = true;
+    try {
+      await api(REFUND, { pledgeId: p.id });
+      cell.replaceChildren(notice("success", `Refunded ${what}.`));
+      refreshStats();
+    } catch (error) {
+      idle();
+      cell.prepend(notice("error", `Could not refund: ${error.message}`));
+    }
+  }
+  function idle() {
+    cell.replaceChildren(h("button", { type: "button", class: "danger", "aria-label": `Refund ${what}`, onclick: ask }, "Refund…"));
+  }
+  idle();
+  return cell;
+}
+
+async function drawCaptured(signal, refreshStats) {
+  const data = await api(PLEDGES, { status: "CAPTURED", first: 20 }, { signal });
+  const rows = nodes(data.adminPledges).map((p) =>
+    h("tr", { "data-pledge-id": p.id }, pledgeCells(p), refundCell(p, refreshStats)));
+  return table("captured", "Captured donations", ["Campaign", "Donor", "Amount", "Status", "Created", "Refund"], rows,
+    "No captured donations.");
+}
+
+function deadLetterRow(d, replay) {
+  const button = h("button", { type: "button", class: "secondary", "aria-label": `Replay event ${d.id} (${d.name})` }, "Replay");
+  button.addEventListener("click", () => replay(button, REPLAY, { id: d.id }, `Event ${d.id}`));
+  return h("tr", {},
+    h("td", {}, h("code", {}, d.name), " ", h("span", { class: "muted" }, `#${d.id}`)),
+    h("td", { class: "num" }, String(d.attempts)),
+    h("td", { class: "wrap" }, d.lastError || "—"),
+    h("td", {}, h("time", { datetime: d.createdAt }, dateTime(d.createdAt))),
+    h("td", {}, button));
+}
+
+/** The dead letters, each with a replay button, and one to replay them all. */
+async function drawDeadLetters(signal, refreshStats) {
+  const message = h("div", {});
+  const list = h("div", {});
+  const all = h("button", { type: "button", class: "secondary" }, "Replay all dead letters");
+  async function drawList() {
+    const letters = nodes((await api(DEAD_LETTERS, {}, { signal })).deadLetters);
+    all.disabled = letters.length === 0;
+    return table("dead-letters", "Dead letters", ["Event", "Tries", "Last error", "Parked", "Replay"],
+      letters.map((d) => deadLetterRow(d, replay)),
+      "No dead letters: every event was delivered.");
+  }
+  async function replay(button, mutation, variables, what) {
+    button.disabled = true;
+    try {
+      const n = Object.values(await api(mutation, variables))[0];
+      message.replaceChildren(notice("success", n
+        ? `${what}: ${n} event${n === 1 ? "" : "s"} sent for delivery again.`
+        : `${what}: nothing to replay, it is no longer dead.`));
+      await fill(list, drawList, signal);
+      refreshStats();
+    } catch (error) {
+      button.disabled = false;
+      message.replaceChildren(notice("error", `Could not replay: ${error.message}`));
+    }
+  }
+  all.addEventListener("click", () => replay(all, REPLAY_ALL, {}, "Replay all"));
+  list.replaceChildren(await drawList());
+  return h("div", {}, message, list, h("div", { class: "button-row" }, all));
+}
+
+async function drawWebhooks(signal) {
+  const data = await api(WEBHOOKS, {}, { signal });
+  const rows = nodes(data.webhookLog).map((w) => h("tr", {},
+    h("td", {}, h("time", { datetime: w.receivedAt }, dateTime(w.receivedAt, true))),
+    h("td", {}, String(w.outcome).toLowerCase().replace(/_/g, " ")),
+    h("td", { class: "num" }, String(w.statusCode)),
+    h("td", {}, w.type || "—"),
+    h("td", { class: "wrap" }, w.eventId || "—"),
+    h("td", { class: "wrap" }, w.reason || "—")));
+  return table("webhooks", "Webhook log", ["Received", "Outcome", "HTTP", "Type", "Event", "Reason"], rows,
+    "No webhooks received yet.");
+}
+
+/** What reconcile repaired: each drifted campaign's totals, was and now. */
+async function drifted(drifts) {
+  const campaigns = await Promise.all(drifts.map((d) => api(CAMPAIGN, { id: d.campaignId }).then((r) => r.campaign).catch(() => null)));
+  const rows = drifts.map((d, i) => {
+    const c = campaigns[i];
+    const cur = c?.currency || "USD";
+    return h("tr", {},
+      h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(d.campaignId)}` }, c?.title || d.campaignId)),
+      h("td", { class: "num" }, `${money(d.raisedCentsWas, cur)} → ${money(d.raisedCents, cur)}`),
+      h("td", { class: "num" }, `${d.pledgeCountWas} → ${d.pledgeCount}`));
+  });
+  return [
+    notice("success", `${drifts.length} campaign${drifts.length === 1 ? "" : "s"} had drifted and ${drifts.length === 1 ? "was" : "were"} repaired:`),
+    table("drifts", "Repaired totals", ["Campaign", "Raised (was → now)", "Donations (was → now)"], rows, ""),
+  ];
+}
+
+/**
+ * A button and the place below it for what it did: `working` while `act(out)`
+ * runs (it shows its outcome in `out`), or why it failed ("`failure`: …").
+ */
+function actionControls(label, working, failure, act) {
+  const out = h("div", {});
+  const button = h("button", { type: "button", class: "secondary" }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    out.replaceChildren(h("p", { role: "status" }, working));
+    try {
+      await act(out);
+    } catch (error) {
+      out.replaceChildren(notice("error", `${failure}: ${error.message}`));
+    }
+    button.disabled = false;
+  });
+  return [h("div", { class: "button-row" }, button), out];
+}
+
+function reconcileControls(refreshStats) {
+  return actionControls("Reconcile totals", "Recomputing every campaign's totals from its pledges…",
+    "Could not reconcile", async (out) => {
+      const drifts = (await api(RECONCILE)).reconcileTotals;
+      out.replaceChildren(...(drifts.length
+        ? await drifted(drifts)
+        : [notice("success", "Nothing drifted: every campaign's totals match its pledges.")]));
+      refreshStats();
+    });
+}
+
+/** The donations export as a file, or an ApiError saying why not. */
+async function fetchExport() {
+  const token = currentSession()?.token;
+  let response;
+  try {
+    response = await fetch("/admin/export/donations.csv", { headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    throw new ApiError("Could not reach CareForAll: the connection dropped. Try again.", "NETWORK");
+  }
+  if (!response.ok) {
+    let message = `The export failed (HTTP ${response.status}).`;
+    try {
+      const body = await response.json();
+      if (body && typeof body.error === "string") message = body.error;
+    } catch {
+      // keep the generic message
+    }
+    throw new ApiError(message, `HTTP_${response.status}`);
+  }
+  return response.blob();
+}
+
+/** The download button; the file's URL lasts as long as the page. */
+function exportControls(ctx) {
+  return actionControls("Download donations (CSV)", "Preparing the file…", "Could not export", async (out) => {
+    const url = URL.createObjectURL(await fetchExport());
+    const name = `donations-${new Date().toISOString().slice(0, 10)}.csv`;
+    const link = h("a", { href: url, download: name }, `Save ${name}`);
+    out.replaceChildren(h("p", { role: "status" }, "The file is ready: ", link, "."));
+    ctx.onCleanup(() => URL.revokeObjectURL(url));
+    link.click();
+  });
+}
+
+export async function adminView(ctx) {
+  if (!(await confirmedAdmin(ctx.signal))) return onlyAdmins(ctx);
+  ctx.setTitle("Admin");
   const signal = ctx.signal;
   const stats = h("div", { "aria-live": "polite" });
   const stuck = h("div", {});
   const captured = h("div", {});
   const dead = h("div", {});
   const webhooks = h("div", {});
-  const reconcileOut = h("div", {});
-  const exportOut = h("div", {});
-
-  async function load(target, fn) {
-    try {
-      target.replaceChildren(await fn());
-    } catch (error) {
-      if (error.name === "AbortError" || signal.aborted) return;
-      target.replaceChildren(notice("error", `Could not load this: ${error.message}`));
-    }
-  }
-
-  async function drawStats() {
-    const s = (await api(STATS, {}, { signal })).adminStats;
-    const byStatus = s.pledgesByStatus.map((row) => h("tr", {},
-      h("td", {}, badge("pledge", row.status, PLEDGE_STATUS)),
-      h("td", { class: "num" }, String(row.count)),
-      h("td", { class: "num" }, amounts(row.amounts))));
-    return h("div", {},
-      h("dl", { class: "stats" },
-        h("div", {}, h("dt", {}, "Raised today"), h("dd", { "data-testid": "raised-today" }, amounts(s.raisedToday))),
-        h("div", {}, h("dt", {}, "Raised in total"), h("dd", { "data-testid": "raised-total" }, amounts(s.raisedTotal))),
-        h("div", {}, h("dt", {}, "Outbox events waiting"), h("dd", {}, String(s.outboxPending))),
-        h("div", {}, h("dt", {}, "Oldest waiting event"), h("dd", {}, `${s.outboxLagSeconds.toFixed(1)} s`)),
-        h("div", {}, h("dt", {}, "Dead letters"), h("dd", { "data-testid": "dead-letter-count" }, String(s.deadLetters))),
-        h("div", {}, h("dt", {}, "Webhooks rejected (last hour)"), h("dd", {}, String(s.webhookRejectsLastHour)))),
-      table("by-status", "Pledges by status", ["Status", "Pledges", "Amount"], byStatus, "No pledges yet."),
-      h("p", { class: "muted" }, `As of ${dateTime(s.at, true)}.`));
-  }
-
-  function pledgeCells(p) {
-    return [
-      h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(p.campaign.id)}` }, p.campaign.title)),
-      h("td", {}, p.donorName || h("span", { class: "muted" }, "Anonymous")),
-      h("td", { class: "num" }, money(p.amountCents, p.currency)),
-      h("td", {}, badge("pledge", p.status, PLEDGE_STATUS)),
-      h("td", {}, h("time", { datetime: p.createdAt, title: dateTime(p.createdAt, true) }, ago(p.createdAt))),
-    ];
-  }
-
-  async function drawStuck() {
-    const before = new Date(Date.now() - STUCK_AFTER_MINUTES * 60_000).toISOString();
-    const lists = await Promise.all(["AUTHORIZED", "PENDING"].map((status) =>
-      api(PLEDGES, { status, createdTo: before, first: 50 }, { signal })));
-    const rows = lists.flatMap((d) => d.adminPledges.edges.map((e) => e.node))
-      .map((p) => h("tr", {}, pledgeCells(p),
-        h("td", {}, h("a", { href: `#/donations/${encodeURIComponent(p.id)}` }, "Receipt"))));
-    return table("stuck", "Stuck pledges", ["Campaign", "Donor", "Amount", "Status", "Created", "Details"], rows,
-      `No pledge has waited in Pending or Authorized for more than ${STUCK_AFTER_MINUTES} minutes.`);
-  }
-
-  async function drawCaptured() {
-    const data = await api(PLEDGES, { status: "CAPTURED", first: 20 }, { signal });
-    const rows = data.adminPledges.edges.map((e) => e.node).map((p) => {
-      const cell = h("td", {});
-      const what = `${money(p.amountCents, p.currency)} to “${p.campaign.title}”`;
-      function ask() {
-        const yes = h("button", { type: "button", class: "danger", onclick: () => refund() }, "Refund now");
-        const no = h("button", { type: "button", class: "secondary", onclick: () => { idle(); cell.querySelector("button")?.focus(); } }, "Keep it");
-        cell.replaceChildren(
-          h("p", { role: "alert" }, `Refund ${what}? The money goes back to the donor and the campaign's total falls.`),
-          h("div", { class: "button-row" }, yes, no));
-        yes.focus();
-      }
-      async function refund() {
-        for (const b of cell.querySelectorAll("button")) b.disabled = true;
-        try {
-          await api(REFUND, { pledgeId: p.id });
-          cell.replaceChildren(notice("success", `Refunded ${what}.`));
-          load(stats, drawStats);
-        } catch (error) {
-          idle();
-          cell.prepend(notice("error", `Could not refund: ${error.message}`));
-        }
-      }
-      function idle() {
-        cell.replaceChildren(h("button", { type: "button", class: "danger", "aria-label": `Refund ${what}`, onclick: ask }, "Refund…"));
-      }
-      idle();
-      return h("tr", { "data-pledge-id": p.id }, pledgeCells(p), cell);
-    });
-    return table("captured", "Captured donations", ["Campaign", "Donor", "Amount", "Status", "Created", "Refund"], rows,
-      "No captured donations.");
-  }
-
-  async function drawDeadLetters() {
-    let letters = [];
-    const message = h("div", {});
-    async function replay(button, mutation, variables, what) {
-      button.disabled = true;
-      try {
-        const result = await api(mutation, variables);
-        const n = Object.values(result)[0];
-        message.replaceChildren(notice("success", n
-          ? `${what}: ${n} event${n === 1 ? "" : "s"} sent for delivery again.`
-          : `${what}: nothing to replay, it is no longer dead.`));
-        await load(list, drawList);
-        load(stats, drawStats);
-      } catch (error) {
-        button.disabled = false;
-        message.replaceChildren(notice("error", `Could not replay: ${error.message}`));
-      }
-    }
-    const list = h("div", {});
-    async function drawList() {
-      letters = (await api(DEAD_LETTERS, {}, { signal })).deadLetters.edges.map((e) => e.node);
-      all.disabled = letters.length === 0;
-      return table("dead-letters", "Dead letters", ["Event", "Tries", "Last error", "Parked", "Replay"],
-        letters.map((d) => {
-          const button = h("button", { type: "button", class: "secondary", "aria-label": `Replay event ${d.id} (${d.name})` }, "Replay");
-          button.addEventListener("click", () => replay(button, REPLAY, { id: d.id }, `Event ${d.id}`));
-          return h("tr", {},
-            h("td", {}, h("code", {}, d.name), " ", h("span", { class: "muted" }, `#${d.id}`)),
-            h("td", { class: "num" }, String(d.attempts)),
-            h("td", { class: "wrap" }, d.lastError || "—"),
-            h("td", {}, h("time", { datetime: d.createdAt }, dateTime(d.createdAt))),
-            h("td", {}, button));
-        }),
-        "No dead letters: every event was delivered.");
-    }
-    const all = h("button", { type: "button", class: "secondary" }, "Replay all dead letters");
-    all.addEventListener("click", () => replay(all, REPLAY_ALL, {}, "Replay all"));
-    list.replaceChildren(await drawList());
-    return h("div", {}, message, list, h("div", { class: "button-row" }, all));
-  }
-
-  async function drawWebhooks() {
-    const data = await api(WEBHOOKS, {}, { signal });
-    const rows = data.webhookLog.edges.map((e) => e.node).map((w) => h("tr", {},
-      h("td", {}, h("time", { datetime: w.receivedAt }, dateTime(w.receivedAt, true))),
-      h("td", {}, String(w.outcome).toLowerCase().replace(/_/g, " ")),
-      h("td", { class: "num" }, String(w.statusCode)),
-      h("td", {}, w.type || "—"),
-      h("td", { class: "wrap" }, w.eventId || "—"),
-      h("td", { class: "wrap" }, w.reason || "—")));
-    return table("webhooks", "Webhook log", ["Received", "Outcome", "HTTP", "Type", "Event", "Reason"], rows,
-      "No webhooks received yet.");
-  }
-
-  const reconcile = h("button", { type: "button", class: "secondary" }, "Reconcile totals");
-  reconcile.addEventListener("click", async () => {
-    reconcile.disabled = true;
-    reconcileOut.replaceChildren(h("p", { role: "status" }, "Recomputing every campaign's totals from its pledges…"));
-    try {
-      const drifts = (await api(RECONCILE)).reconcileTotals;
-      if (!drifts.length) {
-        reconcileOut.replaceChildren(notice("success", "Nothing drifted: every campaign's totals match its pledges."));
-      } else {
-        const campaigns = await Promise.all(drifts.map((d) => api(CAMPAIGN, { id: d.campaignId }).then((r) => r.campaign).catch(() => null)));
-        const rows = drifts.map((d, i) => {
-          const c = campaigns[i];
-          const cur = c?.currency || "USD";
-          return h("tr", {},
-            h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(d.campaignId)}` }, c?.title || d.campaignId)),
-            h("td", { class: "num" }, `${money(d.raisedCentsWas, cur)} → ${money(d.raisedCents, cur)}`),
-            h("td", { class: "num" }, `${d.pledgeCountWas} → ${d.pledgeCount}`));
-        });
-        reconcileOut.replaceChildren(
-          notice("success", `${drifts.length} campaign${drifts.length === 1 ? "" : "s"} had drifted and ${drifts.length === 1 ? "was" : "were"} repaired:`),
-          table("drifts", "Repaired totals", ["Campaign", "Raised (was → now)", "Donations (was → now)"], rows, ""));
-      }
-      load(stats, drawStats);
-    } catch (error) {
-      reconcileOut.replaceChildren(notice("error", `Could not reconcile: ${error.message}`));
-    }
-    reconcile.disabled = false;
-  });
-
-  const download = h("button", { type: "button", class: "secondary" }, "Download donations (CSV)");
-  download.addEventListener("click", async () => {
-    download.disabled = true;
-    exportOut.replaceChildren(h("p", { role: "status" }, "Preparing the file…"));
-    try {
-      const token = currentSession()?.token;
-      let response;
-      try {
-        response = await fetch("/admin/export/donations.csv", { headers: { Authorization: `Bearer ${token}` } });
-      } catch {
-        throw new ApiError("Could not reach CareForAll: the connection dropped. Try again.", "NETWORK");
-      }
-      if (!response.ok) {
-        let message = `The export failed (HTTP ${response.status}).`;
-        try {
-          const body = await response.json();
-          if (body && typeof body.error === "string") message = body.error;
-        } catch {
-          // keep the generic message
-        }
-        throw new ApiError(message, `HTTP_${response.status}`);
-      }
-      const blob = await response.blob();
-      const url = URL.createObjectURL(blob);
-      const name = `donations-${new Date().toISOString().slice(0, 10)}.csv`;
-      const link = h("a", { href: url, download: name }, `Save ${name}`);
-      exportOut.replaceChildren(h("p", { role: "status" }, "The file is ready: ", link, "."));
-      ctx.onCleanup(() => URL.revokeObjectURL(url));
-      link.click();
-    } catch (error) {
-      exportOut.replaceChildren(notice("error", `Could not export: ${error.message}`));
-    }
-    download.disabled = false;
-  });
+  const refreshStats = () => fill(stats, () => drawStats(signal), signal);
 
   await Promise.all([
-    load(stats, drawStats),
-    load(stuck, drawStuck),
-    load(captured, drawCaptured),
-    load(dead, drawDeadLetters),
-    load(webhooks, drawWebhooks),
+    refreshStats(),
+    fill(stuck, () => drawStuck(signal), signal),
+    fill(captured, () => drawCaptured(signal, refreshStats), signal),
+    fill(dead, () => drawDeadLetters(signal, refreshStats), signal),
+    fill(webhooks, () => drawWebhooks(signal), signal),
   ]);
 
   return h("section", { class: "admin" },
@@ -296,8 +328,8 @@ export async function adminView(ctx) {
     panel("admin-dead-letters", "Dead letters", dead),
     panel("admin-reconcile", "Reconcile totals",
       h("p", { class: "hint" }, "Recompute each campaign's totals from its pledges and repair any that drifted."),
-      h("div", { class: "button-row" }, reconcile), reconcileOut),
+      reconcileControls(refreshStats)),
     panel("admin-export", "Export", h("p", { class: "hint" }, "Every donation as a spreadsheet file."),
-      h("div", { class: "button-row" }, download), exportOut),
+      exportControls(ctx)),
     panel("admin-webhooks", "Webhook log", h("p", { class: "hint" }, "The newest 20 requests to /webhooks/payments."), webhooks));
 }

@@ -1,6 +1,6 @@
 // The campaign list: newest first, paged with a cursor ("Load more").
-import { api } from "../session.js";
 import { campaignBadge, h, money, notice, percent, progress } from "../dom.js";
+import { pager } from "../pager.js";
 
 const PAGE_SIZE = 12;
 const CAMPAIGNS = `query Campaigns($first: Int, $after: String, $status: CampaignStatus) {
@@ -46,7 +46,6 @@ export async function campaignsView(ctx) {
   ctx.setTitle("Campaigns");
   const list = h("ul", { class: "cards", "aria-label": "Campaigns" });
   const status = h("p", { role: "status", class: "list-status" });
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more campaigns");
   const filter = h(
     "select",
     { id: "status-filter" },
@@ -55,45 +54,24 @@ export async function campaignsView(ctx) {
     h("option", { value: "PAUSED" }, "Paused"),
     h("option", { value: "CLOSED" }, "Closed"),
   );
-  let after = null;
-  let loading = false;
-
-  async function load(reset) {
-    if (loading) return;
-    loading = true;
-    more.disabled = true;
-    if (reset) {
-      after = null;
-      list.replaceChildren();
-    }
-    status.textContent = "Loading campaigns…";
-    try {
-      const data = await api(
-        CAMPAIGNS,
-        { first: PAGE_SIZE, after, status: filter.value || null },
-        { signal: ctx.signal },
-      );
-      const { edges, pageInfo } = data.campaigns;
-      const items = edges.map(({ node }) => h("li", {}, campaignCard(node)));
-      list.append(...items);
-      after = pageInfo.endCursor;
-      more.hidden = !pageInfo.hasNextPage;
-      status.textContent = list.children.length
-        ? ""
-        : filter.value
-          ? "No campaigns with this status."
-          : "No campaigns yet. Start the first one!";
-      if (!reset && items.length) items[0].querySelector("a").focus();
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      status.replaceChildren(notice("error", `Could not load campaigns: ${error.message}`));
-    } finally {
-      loading = false;
-      more.disabled = false;
-    }
-  }
-
-  more.addEventListener("click", () => load(false));
+  const { more, load } = pager({
+    query: CAMPAIGNS,
+    field: "campaigns",
+    first: PAGE_SIZE,
+    variables: () => ({ status: filter.value || null }),
+    list,
+    row: (node) => h("li", {}, campaignCard(node)),
+    status,
+    label: "Load more campaigns",
+    loading: "Loading campaigns…",
+    empty: () => (filter.value ? "No campaigns with this status." : "No campaigns yet. Start the first one!"),
+    what: "campaigns",
+    signal: ctx.signal,
+    // After "Load more", the focus goes to the first new campaign.
+    onPage: ({ rows, reset }) => {
+      if (!reset && rows.length) rows[0].querySelector("a").focus();
+    },
+  });
   filter.addEventListener("change", () => load(true));
   await load(true);
 

@@ -32,250 +32,296 @@ let formCount = 0;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The amount: preset pills, then "Other amount" as one choice among them: the
+ * field itself, drawn as the last pill. Typing in it picks it; picking a
+ * preset empties it.
+ */
+function amountFieldset(n, currency) {
+  const unit = 10 ** minorDigits(currency);
+  const customId = `amount-custom-${n}`;
+  const errorId = `amount-error-${n}`;
+  const presets = PRESETS.map((major, i) =>
+    h("input", { type: "radio", name: `amount-${n}`, value: String(major * unit), checked: i === 1 }));
+  const custom = h("input", {
+    id: customId, type: "text", inputmode: "decimal", autocomplete: "off",
+    placeholder: "Other", "aria-label": `Other amount in ${currency}`,
+    "aria-describedby": errorId,
+  });
+  const otherPill = h("label", { class: "pill pill-other", for: customId },
+    custom, h("span", { class: "pill-currency", "aria-hidden": "true" }, currency));
+  const error = h("p", { id: errorId, class: "field-error", "aria-live": "polite" });
+  const fieldset = h("fieldset", {},
+    h("legend", {}, `1. Amount (${currency})`),
+    h("div", { class: "pills" },
+      presets.map((radio, i) =>
+        h("label", { class: "pill" }, radio, money(PRESETS[i] * unit, currency))),
+      otherPill),
+    error);
+  return { fieldset, presets, custom, otherPill, error };
+}
+
+/** The donor's name and message, both optional. */
+function aboutFieldset(n) {
+  const nameId = `donor-name-${n}`;
+  const messageId = `donor-message-${n}`;
+  const name = h("input", { id: nameId, type: "text", maxlength: 100, autocomplete: "name" });
+  const message = h("textarea", { id: messageId, rows: 3, maxlength: 1000 });
+  const fieldset = h("fieldset", {},
+    h("legend", {}, "2. About you (optional)"),
+    h("label", { for: nameId }, "Your name"),
+    h("p", { class: "hint" }, "Shown with your donation. Leave it empty to give anonymously."),
+    name,
+    h("label", { for: messageId }, "A message for the family"),
+    message);
+  return { fieldset, name, message };
+}
+
+/** The simulated card: one that works, one that is declined. */
+function cardFieldset(n) {
+  const radios = CARDS.map((card, i) =>
+    h("input", { type: "radio", name: `card-${n}`, value: card.value, checked: i === 0 }));
+  const fieldset = h("fieldset", {},
+    h("legend", {}, "3. Card"),
+    h("p", { class: "hint" }, "Payments here are simulated: no real money moves. Pick how the card should behave."),
+    h("div", { class: "cards-choice" },
+      radios.map((radio, i) =>
+        h("label", { class: "choice" }, radio, h("span", {}, h("strong", {}, CARDS[i].label), ` (${CARDS[i].hint})`)))));
+  return { fieldset, radios };
+}
+
+/** The amount chosen: { minor } or { error } in words. */
+function chosenAmount(donation) {
+  const { amount, currency } = donation;
+  const picked = amount.presets.find((r) => r.checked);
+  if (!picked) return parseAmount(amount.custom.value, currency);
+  return { minor: Number(picked.value) };
+}
+
+function useCustom(amount, yes) {
+  if (yes) for (const radio of amount.presets) radio.checked = false;
+  else amount.custom.value = "";
+  amount.otherPill.classList.toggle("active", yes);
+}
+
+function updateButton(donation) {
+  if (donation.busy) return;
+  const amount = chosenAmount(donation);
+  donation.submit.textContent = amount.minor ? `Donate ${money(amount.minor, donation.currency)}` : "Donate";
+}
+
+function lock(donation, locked) {
+  const { form, submit } = donation;
+  donation.busy = locked;
+  for (const fieldset of form.querySelectorAll("fieldset")) fieldset.disabled = locked;
+  submit.disabled = locked;
+  if (locked) submit.textContent = "Processing…";
+  else {
+    updateButton(donation);
+    if (document.activeElement === document.body && form.isConnected) submit.focus();
+  }
+}
+
+/**
+ * Any change to the donation (amount, name, message) is a new attempt with a
+ * new key. The card is not part of the pledge: after a dropped connection,
+ * trying another card must still find the pledge the first try made.
+ */
+function followChanges(donation) {
+  const { form, amount, card } = donation;
+  form.addEventListener("input", (event) => {
+    if (donation.busy) return;
+    if (event.target === amount.custom) useCustom(amount, true);
+    else if (amount.presets.includes(event.target)) useCustom(amount, false);
+    if (!card.radios.includes(event.target)) donation.attempt = null;
+    amount.error.textContent = "";
+    updateButton(donation);
+  });
+  // Back in a field that holds an amount: that amount is the one given again.
+  amount.custom.addEventListener("focus", () => {
+    if (amount.custom.value.trim()) {
+      useCustom(amount, true);
+      updateButton(donation);
+    }
+  });
+}
+
+/** The pledge's state, and the steps it has passed on the way to paid. */
+function showProgress(box, pledge) {
+  const reached = new Set(pledge.history.map((t) => t.toStatus));
+  reached.add(pledge.status);
+  const steps = STEPS.map((status) => {
+    const done = reached.has(status);
+    return h("li", { class: done ? "done" : "todo" },
+      h("span", { class: "step-mark", "aria-hidden": "true" }, done ? "✓" : "○"),
+      h("strong", {}, PLEDGE_STATUS[status]),
+      ` — ${STEP_HELP[status]}`,
+      h("span", { class: "visually-hidden" }, done ? " (done)" : " (not yet)"));
+  });
+  if (pledge.status === "FAILED") {
+    steps.push(h("li", { class: "failed" },
+      h("span", { class: "step-mark", "aria-hidden": "true" }, "✗"),
+      h("strong", {}, "Declined")));
+  }
+  box.replaceChildren(
+    h("p", { class: "pledge-state", "data-testid": "pledge-status", "data-status": pledge.status },
+      `Donation of ${money(pledge.amountCents, pledge.currency)}: `,
+      h("strong", {}, PLEDGE_STATUS[pledge.status])),
+    h("ol", { class: "steps", "aria-label": "Payment progress" }, steps),
+  );
+}
+
+/** Read the pledge again while it is on its way, for a while, showing each state. */
+async function follow(donation, pledge) {
+  const until = Date.now() + FOLLOW_FOR_MS;
+  while (["PENDING", "AUTHORIZED"].includes(pledge.status) && Date.now() < until) {
+    await sleep(300);
+    if (!donation.form.isConnected) return pledge;
+    const data = await api(PLEDGE, { id: pledge.id });
+    if (data.pledge) pledge = data.pledge;
+    showProgress(donation.progressBox, pledge);
+  }
+  return pledge;
+}
+
+function receiptLink(pledge) {
+  return h("a", { href: `#/donations/${encodeURIComponent(pledge.id)}` }, "See the receipt");
+}
+
+/** A paid donation: the thanks replace the form, with a way to give again. */
+function thank(donation, pledge) {
+  const { campaign, container, progressBox, feedback } = donation;
+  const guest = !currentUser();
+  feedback.replaceChildren(notice("success",
+    h("strong", {}, "Thank you! "),
+    `Your donation of ${money(pledge.amountCents, pledge.currency)} was received. `,
+    receiptLink(pledge), ".",
+    guest ? h("span", {}, " It is kept in this browser: ",
+      h("a", { href: "#/register" }, "register"), " to keep it in an account.") : null));
+  const again = h("button", { type: "button", class: "secondary" }, "Make another donation");
+  again.addEventListener("click", () => {
+    const fresh = donateForm(campaign);
+    container.replaceWith(fresh);
+    fresh.querySelector("input")?.focus();
+  });
+  container.replaceChildren(h("h2", {}, "Thank you"), progressBox, feedback, again);
+  again.focus();
+}
+
+function finished(donation, pledge) {
+  if (pledge.status === "CAPTURED") {
+    thank(donation, pledge);
+  } else if (pledge.status === "FAILED") {
+    donation.feedback.replaceChildren(notice("error",
+      h("strong", {}, pledge.failureReason || "Your card was declined."),
+      " Nothing was charged and the total did not change. Choose another card and try again."));
+  } else {
+    donation.feedback.replaceChildren(notice("info",
+      `Your card approved ${money(pledge.amountCents, pledge.currency)}; the payment is being completed. `,
+      "Its state is kept in ", h("a", { href: "#/donations" }, "My donations"), "."));
+  }
+}
+
+/** Create the pledge and authorize it, then follow it until it is paid (or not). */
+async function pay(donation, input, method) {
+  const show = (pledge) => showProgress(donation.progressBox, pledge);
+  let pledge = (await api(CREATE_PLEDGE, { input })).createPledge;
+  show(pledge);
+  if (pledge.status === "PENDING") {
+    try {
+      pledge = (await api(AUTHORIZE, { id: pledge.id, method })).authorizePayment;
+    } catch (error) {
+      // An earlier try of this same attempt already paid it: read where it is.
+      if (!(error instanceof ApiError) || error.code !== "INVALID_TRANSITION") throw error;
+      pledge = (await api(PLEDGE, { id: pledge.id })).pledge;
+    }
+    show(pledge);
+  }
+  return follow(donation, pledge);
+}
+
+/** Pay with this browser's session, starting one for a guest. */
+async function payInSession(donation, input, method) {
+  const hadSession = Boolean(currentSession());
+  await ensureSession();
+  try {
+    return await pay(donation, input, method);
+  } catch (error) {
+    // A stored guest session the server no longer knows: start a new one, once.
+    if (!(error instanceof ApiError) || error.code !== "UNAUTHENTICATED" || !hadSession || currentSession()) throw error;
+    await ensureSession();
+    return pay(donation, input, method);
+  }
+}
+
+/** The amount's problem, shown at its field; false when there is none. */
+function refuseAmount(donation, amount) {
+  const { custom, error } = donation.amount;
+  if (!amount.error) {
+    custom.removeAttribute("aria-invalid");
+    return false;
+  }
+  error.textContent = amount.error;
+  custom.setAttribute("aria-invalid", "true");
+  custom.focus();
+  return true;
+}
+
+async function submitDonation(donation) {
+  if (donation.busy) return; // a double click: the first click's request is on its way
+  const { campaign, currency, about, card, feedback } = donation;
+  const amount = chosenAmount(donation);
+  if (refuseAmount(donation, amount)) return;
+  const method = card.radios.find((r) => r.checked).value;
+  lock(donation, true);
+  feedback.replaceChildren();
+  donation.attempt ??= { key: newKey() };
+  const input = {
+    campaignId: campaign.id,
+    amountCents: amount.minor,
+    currency,
+    idempotencyKey: donation.attempt.key,
+    donorName: about.name.value.trim() || null,
+    message: about.message.value.trim() || null,
+  };
+  try {
+    const pledge = await payInSession(donation, input, method);
+    donation.attempt = null; // this attempt is over: a new donation gets a new key
+    finished(donation, pledge);
+  } catch (error) {
+    const retry = error instanceof ApiError && error.code === NETWORK;
+    if (!retry) donation.attempt = null;
+    feedback.replaceChildren(notice("error", retry
+      ? `The connection dropped before the answer arrived. Press “Donate ${money(amount.minor, currency)}” again to retry: the same donation is sent, so you are never charged twice.`
+      : error.message));
+  } finally {
+    lock(donation, false);
+  }
+}
+
 export function donateForm(campaign) {
   const n = ++formCount;
   const { currency } = campaign;
-  const unit = 10 ** minorDigits(currency);
-  const ids = {
-    custom: `amount-custom-${n}`,
-    name: `donor-name-${n}`,
-    message: `donor-message-${n}`,
-    amountError: `amount-error-${n}`,
-  };
-  let attempt = null; // { key } for the donation being tried now
-  let busy = false;
-
-  // --- the form -------------------------------------------------------------
-  const presetRadios = PRESETS.map((major, i) =>
-    h("input", { type: "radio", name: `amount-${n}`, value: String(major * unit), checked: i === 1 }));
-  // "Other amount" is one choice among the presets: the field itself, drawn as
-  // the last pill. Typing in it picks it; picking a preset empties it.
-  const customInput = h("input", {
-    id: ids.custom, type: "text", inputmode: "decimal", autocomplete: "off",
-    placeholder: "Other", "aria-label": `Other amount in ${currency}`,
-    "aria-describedby": ids.amountError,
-  });
-  const otherPill = h("label", { class: "pill pill-other", for: ids.custom },
-    customInput, h("span", { class: "pill-currency", "aria-hidden": "true" }, currency));
-  const amountError = h("p", { id: ids.amountError, class: "field-error", "aria-live": "polite" });
-  const nameInput = h("input", { id: ids.name, type: "text", maxlength: 100, autocomplete: "name" });
-  const messageInput = h("textarea", { id: ids.message, rows: 3, maxlength: 1000 });
-  const cardRadios = CARDS.map((card, i) =>
-    h("input", { type: "radio", name: `card-${n}`, value: card.value, checked: i === 0 }));
+  const amount = amountFieldset(n, currency);
+  const about = aboutFieldset(n);
+  const card = cardFieldset(n);
   const submit = h("button", { type: "submit", class: "primary" });
   const feedback = h("div", { class: "feedback" });
   const progressBox = h("div", { class: "pledge-progress" });
-
-  const form = h(
-    "form",
-    { class: "donate-form", novalidate: true },
-    h("fieldset", {},
-      h("legend", {}, `1. Amount (${currency})`),
-      h("div", { class: "pills" },
-        presetRadios.map((radio, i) =>
-          h("label", { class: "pill" }, radio, money(PRESETS[i] * unit, currency))),
-        otherPill),
-      amountError),
-    h("fieldset", {},
-      h("legend", {}, "2. About you (optional)"),
-      h("label", { for: ids.name }, "Your name"),
-      h("p", { class: "hint" }, "Shown with your donation. Leave it empty to give anonymously."),
-      nameInput,
-      h("label", { for: ids.message }, "A message for the family"),
-      messageInput),
-    h("fieldset", {},
-      h("legend", {}, "3. Card"),
-      h("p", { class: "hint" }, "Payments here are simulated: no real money moves. Pick how the card should behave."),
-      h("div", { class: "cards-choice" },
-        cardRadios.map((radio, i) =>
-          h("label", { class: "choice" }, radio, h("span", {}, h("strong", {}, CARDS[i].label), ` (${CARDS[i].hint})`))))),
-    feedback,
-    submit,
-  );
-
-  function amountMinor() {
-    const picked = presetRadios.find((r) => r.checked);
-    if (!picked) return parseAmount(customInput.value, currency);
-    return { minor: Number(picked.value) };
-  }
-
-  function useCustom(yes) {
-    if (yes) for (const radio of presetRadios) radio.checked = false;
-    else customInput.value = "";
-    otherPill.classList.toggle("active", yes);
-  }
-
-  function updateButton() {
-    if (busy) return;
-    const amount = amountMinor();
-    submit.textContent = amount.minor ? `Donate ${money(amount.minor, currency)}` : "Donate";
-  }
-
-  // Any change to the donation (amount, name, message) is a new attempt with a
-  // new key. The card is not part of the pledge: after a dropped connection,
-  // trying another card must still find the pledge the first try made.
-  form.addEventListener("input", (event) => {
-    if (busy) return;
-    if (event.target === customInput) useCustom(true);
-    else if (presetRadios.includes(event.target)) useCustom(false);
-    if (!cardRadios.includes(event.target)) attempt = null;
-    amountError.textContent = "";
-    updateButton();
-  });
-  // Back in a field that holds an amount: that amount is the one given again.
-  customInput.addEventListener("focus", () => {
-    if (customInput.value.trim()) {
-      useCustom(true);
-      updateButton();
-    }
-  });
-  updateButton();
-
-  // --- showing the pledge's state ---------------------------------------------
-  function showProgress(pledge) {
-    const reached = new Set(pledge.history.map((t) => t.toStatus));
-    reached.add(pledge.status);
-    const steps = STEPS.map((status) => {
-      const done = reached.has(status);
-      return h("li", { class: done ? "done" : "todo" },
-        h("span", { class: "step-mark", "aria-hidden": "true" }, done ? "✓" : "○"),
-        h("strong", {}, PLEDGE_STATUS[status]),
-        ` — ${STEP_HELP[status]}`,
-        h("span", { class: "visually-hidden" }, done ? " (done)" : " (not yet)"));
-    });
-    if (pledge.status === "FAILED") {
-      steps.push(h("li", { class: "failed" },
-        h("span", { class: "step-mark", "aria-hidden": "true" }, "✗"),
-        h("strong", {}, "Declined")));
-    }
-    progressBox.replaceChildren(
-      h("p", { class: "pledge-state", "data-testid": "pledge-status", "data-status": pledge.status },
-        `Donation of ${money(pledge.amountCents, pledge.currency)}: `,
-        h("strong", {}, PLEDGE_STATUS[pledge.status])),
-      h("ol", { class: "steps", "aria-label": "Payment progress" }, steps),
-    );
-  }
-
-  async function follow(pledge) {
-    const until = Date.now() + FOLLOW_FOR_MS;
-    while (["PENDING", "AUTHORIZED"].includes(pledge.status) && Date.now() < until) {
-      await sleep(300);
-      if (!form.isConnected) return pledge;
-      const data = await api(PLEDGE, { id: pledge.id });
-      if (data.pledge) pledge = data.pledge;
-      showProgress(pledge);
-    }
-    return pledge;
-  }
-
-  function receiptLink(pledge) {
-    return h("a", { href: `#/donations/${encodeURIComponent(pledge.id)}` }, "See the receipt");
-  }
-
-  function finished(pledge) {
-    if (pledge.status === "CAPTURED") {
-      const guest = !currentUser();
-      feedback.replaceChildren(notice("success",
-        h("strong", {}, "Thank you! "),
-        `Your donation of ${money(pledge.amountCents, pledge.currency)} was received. `,
-        receiptLink(pledge), ".",
-        guest ? h("span", {}, " It is kept in this browser: ",
-          h("a", { href: "#/register" }, "register"), " to keep it in an account.") : null));
-      const again = h("button", { type: "button", class: "secondary" }, "Make another donation");
-      again.addEventListener("click", () => {
-        const fresh = donateForm(campaign);
-        container.replaceWith(fresh);
-        fresh.querySelector("input")?.focus();
-      });
-      container.replaceChildren(h("h2", {}, "Thank you"), progressBox, feedback, again);
-      again.focus();
-    } else if (pledge.status === "FAILED") {
-      feedback.replaceChildren(notice("error",
-        h("strong", {}, pledge.failureReason || "Your card was declined."),
-        " Nothing was charged and the total did not change. Choose another card and try again."));
-    } else {
-      feedback.replaceChildren(notice("info",
-        `Your card approved ${money(pledge.amountCents, pledge.currency)}; the payment is being completed. `,
-        "Its state is kept in ", h("a", { href: "#/donations" }, "My donations"), "."));
-    }
-  }
-
-  function lock(locked) {
-    busy = locked;
-    for (const fieldset of form.querySelectorAll("fieldset")) fieldset.disabled = locked;
-    submit.disabled = locked;
-    if (locked) submit.textContent = "Processing…";
-    else {
-      updateButton();
-      if (document.activeElement === document.body && form.isConnected) submit.focus();
-    }
-  }
-
-  // --- submitting -------------------------------------------------------------
-  async function pay(input, method) {
-    let pledge = (await api(CREATE_PLEDGE, { input })).createPledge;
-    showProgress(pledge);
-    if (pledge.status === "PENDING") {
-      try {
-        pledge = (await api(AUTHORIZE, { id: pledge.id, method })).authorizePayment;
-      } catch (error) {
-        // An earlier try of this same attempt already paid it: read where it is.
-        if (!(error instanceof ApiError) || error.code !== "INVALID_TRANSITION") throw error;
-        pledge = (await api(PLEDGE, { id: pledge.id })).pledge;
-      }
-      showProgress(pledge);
-    }
-    return follow(pledge);
-  }
-
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    if (busy) return; // a double click: the first click's request is on its way
-    const amount = amountMinor();
-    if (amount.error) {
-      amountError.textContent = amount.error;
-      customInput.setAttribute("aria-invalid", "true");
-      customInput.focus();
-      return;
-    }
-    customInput.removeAttribute("aria-invalid");
-    const method = cardRadios.find((r) => r.checked).value;
-    lock(true);
-    feedback.replaceChildren();
-    attempt ??= { key: newKey() };
-    const input = {
-      campaignId: campaign.id,
-      amountCents: amount.minor,
-      currency,
-      idempotencyKey: attempt.key,
-      donorName: nameInput.value.trim() || null,
-      message: messageInput.value.trim() || null,
-    };
-    try {
-      const hadSession = Boolean(currentSession());
-      await ensureSession();
-      let pledge;
-      try {
-        pledge = await pay(input, method);
-      } catch (error) {
-        // A stored guest session the server no longer knows: start a new one, once.
-        if (!(error instanceof ApiError) || error.code !== "UNAUTHENTICATED" || !hadSession || currentSession()) throw error;
-        await ensureSession();
-        pledge = await pay(input, method);
-      }
-      attempt = null; // this attempt is over: a new donation gets a new key
-      finished(pledge);
-    } catch (error) {
-      const retry = error instanceof ApiError && error.code === NETWORK;
-      if (!retry) attempt = null;
-      feedback.replaceChildren(notice("error", retry
-        ? `The connection dropped before the answer arrived. Press “Donate ${money(amount.minor, currency)}” again to retry: the same donation is sent, so you are never charged twice.`
-        : error.message));
-    } finally {
-      lock(false);
-    }
-  });
-
+  const form = h("form", { class: "donate-form", novalidate: true },
+    amount.fieldset, about.fieldset, card.fieldset, feedback, submit);
   const container = h("div", { class: "donate-box" }, h("h2", {}, "Donate"), progressBox, form);
+  // The form's parts and its state: `attempt` is { key } for the donation
+  // being tried now, `busy` while one is on its way.
+  const donation = {
+    campaign, currency, amount, about, card, submit, feedback, progressBox, form, container,
+    attempt: null, busy: false,
+  };
+  followChanges(donation);
+  updateButton(donation);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitDonation(donation);
+  });
   return container;
 }

@@ -2,6 +2,7 @@
 // printable receipt for each.
 import { api, currentSession, currentUser } from "../session.js";
 import { PLEDGE_STATUS, badge, dateTime, h, money, notice } from "../dom.js";
+import { pager } from "../pager.js";
 
 const MY_DONATIONS = `query MyDonations($first: Int, $after: String) {
   myDonations(first: $first, after: $after) {
@@ -39,6 +40,19 @@ function signInHint() {
         " to keep them in an account and see them anywhere.");
 }
 
+function donationRow(node) {
+  return h("tr", {},
+    h("td", { "data-label": "Date" }, dateTime(node.createdAt)),
+    h("td", { "data-label": "Campaign" },
+      h("a", { href: `#/campaigns/${encodeURIComponent(node.campaign.id)}` }, node.campaign.title)),
+    h("td", { "data-label": "Amount", class: "num" }, money(node.amountCents, node.currency)),
+    h("td", { "data-label": "State" }, badge("pledge", node.status, PLEDGE_STATUS)),
+    h("td", {}, h("a", {
+      href: `#/donations/${encodeURIComponent(node.id)}`,
+      "aria-label": `Receipt for ${money(node.amountCents, node.currency)} to ${node.campaign.title}`,
+    }, "Receipt")));
+}
+
 export async function donationsView(ctx) {
   ctx.setTitle("My donations");
   const head = [
@@ -52,46 +66,19 @@ export async function donationsView(ctx) {
   }
   const table = h("tbody", {});
   const status = h("div", { role: "status" });
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more donations");
-  let after = null;
-
-  async function load() {
-    more.disabled = true;
-    try {
-      const data = await api(MY_DONATIONS, { first: 20, after }, { signal: ctx.signal });
-      const { edges, pageInfo } = data.myDonations;
-      for (const { node } of edges) {
-        table.append(h("tr", {},
-          h("td", { "data-label": "Date" }, dateTime(node.createdAt)),
-          h("td", { "data-label": "Campaign" },
-            h("a", { href: `#/campaigns/${encodeURIComponent(node.campaign.id)}` }, node.campaign.title)),
-          h("td", { "data-label": "Amount", class: "num" }, money(node.amountCents, node.currency)),
-          h("td", { "data-label": "State" }, badge("pledge", node.status, PLEDGE_STATUS)),
-          h("td", {}, h("a", {
-            href: `#/donations/${encodeURIComponent(node.id)}`,
-            "aria-label": `Receipt for ${money(node.amountCents, node.currency)} to ${node.campaign.title}`,
-          }, "Receipt"))));
-      }
-      after = pageInfo.endCursor;
-      more.hidden = !pageInfo.hasNextPage;
-      if (!table.children.length) {
-        status.replaceChildren(h("p", {}, "No donations yet. ", h("a", { href: "#/" }, "Find a campaign"), "."));
-      }
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      status.replaceChildren(notice("error", `Could not load your donations: ${error.message}`));
-    } finally {
-      more.disabled = false;
-    }
-  }
-  more.addEventListener("click", load);
+  const { more, load } = pager({
+    query: MY_DONATIONS,
+    field: "myDonations",
+    list: table,
+    row: donationRow,
+    status,
+    label: "Load more donations",
+    empty: () => h("p", {}, "No donations yet. ", h("a", { href: "#/" }, "Find a campaign"), "."),
+    what: "your donations",
+    signal: ctx.signal,
+  });
   // A payment captured, declined or refunded elsewhere: show its new state.
-  window.addEventListener("careforall:notification", () => {
-    after = null;
-    table.replaceChildren();
-    status.replaceChildren();
-    load();
-  }, { signal: ctx.signal });
+  window.addEventListener("careforall:notification", () => load(true), { signal: ctx.signal });
   await load();
   return h("section", {}, head, status,
     h("table", { class: "donations" },

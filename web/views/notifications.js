@@ -4,6 +4,7 @@
 // when the guest registers or signs in.
 import { api, currentSession } from "../session.js";
 import { ago, dateTime, h, notice } from "../dom.js";
+import { pager } from "../pager.js";
 
 export const NOTIFICATION_FIELDS = `id kind title body pledgeId campaignId createdAt readAt`;
 export const FEED = `query Notifications($first: Int, $after: String, $unreadOnly: Boolean) {
@@ -92,10 +93,9 @@ export async function notificationsView(ctx) {
   const list = h("ul", { class: "notifications", "aria-live": "polite" });
   const status = h("p", { role: "status", "data-testid": "unread-status" });
   const feedback = h("div", {});
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more notifications");
+  const listStatus = h("div", { role: "status" });
   const onlyUnread = h("input", { type: "checkbox", id: "only-unread" });
   const markAll = h("button", { type: "button", class: "secondary" }, "Mark all read");
-  let after = null;
   let newest = null;
 
   function showCount(count) {
@@ -105,48 +105,41 @@ export async function notificationsView(ctx) {
     markAll.disabled = count === 0;
   }
 
-  async function load(reset) {
-    if (reset) {
-      after = null;
-      newest = null;
-      list.replaceChildren();
-    }
-    more.disabled = true;
-    try {
-      const data = await api(FEED, { first: 20, after, unreadOnly: onlyUnread.checked }, { signal: ctx.signal });
-      const { edges, pageInfo } = data.notifications;
-      for (const { node } of edges) {
-        newest ??= node.id;
-        list.append(notificationItem(node, { onRead: (_, count) => showCount(count) }));
-      }
-      after = pageInfo.endCursor;
-      more.hidden = !pageInfo.hasNextPage;
-      showCount(data.unreadNotificationCount);
-      if (!list.children.length) {
-        list.append(h("li", { class: "muted" }, onlyUnread.checked ? "No unread notifications." : "No notifications yet."));
-      }
-    } catch (error) {
-      if (error.name === "AbortError" || ctx.signal.aborted) return;
-      feedback.replaceChildren(notice("error", `Could not load notifications: ${error.message}`));
-    }
-    more.disabled = false;
+  const { more, load } = pager({
+    query: FEED,
+    field: "notifications",
+    variables: () => ({ unreadOnly: onlyUnread.checked }),
+    list,
+    row: (node) => {
+      newest ??= node.id;
+      return notificationItem(node, { onRead: (_, count) => showCount(count) });
+    },
+    status: listStatus,
+    label: "Load more notifications",
+    empty: () => h("p", { class: "muted" }, onlyUnread.checked ? "No unread notifications." : "No notifications yet."),
+    what: "notifications",
+    signal: ctx.signal,
+    onPage: ({ data }) => showCount(data.unreadNotificationCount),
+  });
+  function reload() {
+    newest = null;
+    return load(true);
   }
 
-  more.addEventListener("click", () => load(false));
-  onlyUnread.addEventListener("change", () => load(true));
+  onlyUnread.addEventListener("change", reload);
   markAll.addEventListener("click", async () => {
     markAll.disabled = true;
     try {
       await markAllRead(newest);
       feedback.replaceChildren(notice("success", "All marked read."));
-      await load(true);
+      await reload();
     } catch (error) {
       markAll.disabled = false;
       feedback.replaceChildren(notice("error", `Could not mark them read: ${error.message}`));
     }
   });
 
-  await load(true);
+  await reload();
   return h("section", { class: "narrow" },
     heading,
     status,
@@ -154,6 +147,7 @@ export async function notificationsView(ctx) {
       h("span", { class: "check" }, onlyUnread, h("label", { for: "only-unread" }, "Only unread")),
       markAll),
     feedback,
+    listStatus,
     list,
     more);
 }

@@ -1,6 +1,7 @@
 // Organisers: start a campaign, list your own, pause, resume or close them.
 import { api, currentUser } from "../session.js";
 import { CAMPAIGN_STATUS, campaignBadge, h, minorDigits, notice, parseAmount } from "../dom.js";
+import { pager } from "../pager.js";
 import { campaignCard } from "./campaigns.js";
 
 const CAMPAIGN_FIELDS = `id title description category status goalCents currency acceptingPledges
@@ -165,40 +166,32 @@ export async function startView(ctx) {
     form);
 }
 
+/** One of my campaigns: its card with the status controls, its badge kept true. */
+function mineRow(campaign) {
+  const card = campaignCard(campaign);
+  card.append(statusControls(campaign, (updated) => {
+    card.querySelector(".badge-campaign")?.replaceWith(campaignBadge(updated));
+  }));
+  return h("li", {}, card);
+}
+
 export async function mineView(ctx) {
   const title = "My campaigns";
   if (!currentUser()) return needsAccount(ctx, title, "see your campaigns");
   ctx.setTitle(title);
   const list = h("ul", { class: "cards", "aria-label": "My campaigns" });
   const status = h("div", { role: "status" });
-  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
-  let after = null;
-
-  async function load() {
-    more.disabled = true;
-    try {
-      const data = await api(MINE, { first: 20, after }, { signal: ctx.signal });
-      const { edges, pageInfo } = data.myCampaigns;
-      for (const { node } of edges) {
-        const card = campaignCard(node);
-        card.append(statusControls(node, (updated) => {
-          card.querySelector(".badge-campaign")?.replaceWith(campaignBadge(updated));
-        }));
-        list.append(h("li", {}, card));
-      }
-      after = pageInfo.endCursor;
-      more.hidden = !pageInfo.hasNextPage;
-      if (!list.children.length) {
-        status.replaceChildren(h("p", {}, "You have not started a campaign yet. ", h("a", { href: "#/start" }, "Start one"), "."));
-      }
-    } catch (error) {
-      if (error.name === "AbortError") return;
-      status.replaceChildren(notice("error", `Could not load your campaigns: ${error.message}`));
-    } finally {
-      more.disabled = false;
-    }
-  }
-  more.addEventListener("click", load);
+  const { more, load } = pager({
+    query: MINE,
+    field: "myCampaigns",
+    list,
+    row: mineRow,
+    status,
+    label: "Load more",
+    empty: () => h("p", {}, "You have not started a campaign yet. ", h("a", { href: "#/start" }, "Start one"), "."),
+    what: "your campaigns",
+    signal: ctx.signal,
+  });
   await load();
   return h("section", {},
     ctx.flash ? notice("info", ctx.flash) : null,
