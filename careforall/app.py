@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from careforall import collector, logs, tracing
@@ -75,6 +76,61 @@ def _start_runtime(
     )
 
 
+def _webhook_sender(app: Starlette, runtime: Runtime) -> WebhookSender:
+    """The simulated provider's webhooks, posted to this server (or the URL
+    configured for them)."""
+    settings = runtime.settings
+
+    def client() -> httpx.AsyncClient:
+        if settings.provider_webhook_url:
+            return httpx.AsyncClient(timeout=10.0)
+        # No socket (tests with an in-process client): post into the app itself.
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=_IN_PROCESS
+        )
+
+    return WebhookSender(
+        runtime.db,
+        secret=runtime.webhook_secret,
+        url=settings.provider_webhook_url or f"{_IN_PROCESS}/webhooks/payments",
+        client_factory=client,
+        base_delay=settings.webhook_retry_base_delay,
+    )
+
+
+_IN_PROCESS = "http://careforall.local"
+
+
+def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
+    """PostgreSQL: what other processes commit wakes this one's dispatcher
+    and pushes the totals they changed."""
+    if not db.is_postgres:
+        return None
+
+    def outbox_changed() -> None:
+        db.data_changed_elsewhere()
+        dispatcher.wake()
+
+    def totals_changed(campaigns: dict[str, str | None] | None) -> None:
+        db.data_changed_elsewhere()
+        dispatcher.push_from_database(campaigns)
+
+    return Listener(db.engine, on_outbox=outbox_changed, on_totals=totals_changed)
+
+
+def _routes(graphql: GraphQLView) -> list[BaseRoute]:
+    return [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/webhooks/payments", payments_webhook, methods=["POST"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
+        Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
+    ]
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     broadcaster: Broadcaster[totals.TotalsFigures] = Broadcaster()
@@ -82,7 +138,39 @@ def create_app(settings: Settings | None = None) -> Starlette:
         broadcaster=broadcaster,
         response_cache=ResponseCache(max_age=settings.response_cache_seconds),
     )
-    notifications = NotificationHub()
+    app = Starlette(
+        routes=_routes(graphql),
+        middleware=[Middleware(RequestMetrics), *security_middleware(settings)],
+        lifespan=_lifespan(settings, broadcaster, NotificationHub()),
+    )
+    app.state.settings = settings
+    app.state.rate_limiter = RateLimiter()
+    return app
+
+
+async def _stop(
+    runtime: Runtime, listener: Listener | None, tasks: list[asyncio.Task[None]]
+) -> None:
+    # Queued writes finish (and are published) before anything stops.
+    if runtime.writer is not None:
+        await asyncio.to_thread(runtime.writer.stop)
+    if listener is not None:
+        await asyncio.to_thread(listener.stop)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    runtime.db.dispose()
+
+
+def _lifespan(
+    settings: Settings,
+    broadcaster: Broadcaster[totals.TotalsFigures],
+    notifications: NotificationHub,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """What runs for the server's life: the database, the writer, the outbox
+    dispatcher, the simulated provider's webhooks, the notification hub,
+    retention and (PostgreSQL) the listener; started in order, stopped after
+    the queued writes have finished."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -99,42 +187,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HandlerContext(db=db, settings=settings, provider=provider), broadcaster
         )
         db.on_commit(dispatcher.wake)
-
-        def client() -> httpx.AsyncClient:
-            if settings.provider_webhook_url:
-                return httpx.AsyncClient(timeout=10.0)
-            # No socket (tests with an in-process client): post into the app itself.
-            return httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url="http://careforall.local",
-            )
-
-        sender = WebhookSender(
-            db,
-            secret=runtime.webhook_secret,
-            url=settings.provider_webhook_url
-            or "http://careforall.local/webhooks/payments",
-            client_factory=client,
-            base_delay=settings.webhook_retry_base_delay,
-        )
+        sender = _webhook_sender(app, runtime)
         sender_ref.append(sender)
-        writer = runtime.writer
-        if writer is not None:
-            writer.start()
-        listener = None
-        if db.is_postgres:
-
-            def outbox_changed() -> None:
-                db.data_changed_elsewhere()
-                dispatcher.wake()
-
-            def totals_changed(campaigns: dict[str, str | None] | None) -> None:
-                db.data_changed_elsewhere()
-                dispatcher.push_from_database(campaigns)
-
-            listener = Listener(
-                db.engine, on_outbox=outbox_changed, on_totals=totals_changed
-            )
+        if runtime.writer is not None:
+            runtime.writer.start()
+        listener = _listener(db, dispatcher)
         app.state.runtime = runtime
         app.state.dispatcher = dispatcher
         app.state.sender = sender
@@ -154,34 +211,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            # Queued writes finish (and are published) before anything stops.
-            if writer is not None:
-                await asyncio.to_thread(writer.stop)
-            if listener is not None:
-                await asyncio.to_thread(listener.stop)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            db.dispose()
+            await _stop(runtime, listener, tasks)
             tracing.uninstall(tracer_provider)
             if server_lock is not None:
                 server_lock.release()
 
-    routes = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
-        Route("/webhooks/payments", payments_webhook, methods=["POST"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
-        Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
-    ]
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(RequestMetrics), *security_middleware(settings)],
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    app.state.rate_limiter = RateLimiter()
-    return app
+    return lifespan

@@ -13,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, exists
 from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.domain.clock import to_utc, utcnow
 from careforall.domain.errors import BadUserInput, NotFound
@@ -41,6 +43,10 @@ from careforall.services.webhook_log import REJECTED, WebhookOutcome
 
 # An audit row names at most this many ids; `count` always says how many.
 AUDIT_ID_LIMIT = 100
+
+
+# The logs admins page through by their integer ids.
+Logged = TypeVar("Logged", WebhookLog, AuditLog)
 
 
 def _int_cursor(after: str | None) -> int | None:
@@ -275,17 +281,10 @@ def webhook_log(
 ) -> Page[WebhookLog]:
     """Requests to the payment webhook, newest first; optionally one outcome."""
     require_admin(principal)
-    first = check_first(first)
-    after_id = _int_cursor(after)
     query = select(WebhookLog)
     if outcome is not None:
         query = query.where(WebhookLog.outcome == outcome.value)
-    if after_id is not None:
-        query = query.where(col(WebhookLog.id) < after_id)
-    rows = session.exec(
-        query.order_by(col(WebhookLog.id).desc()).limit(first + 1)
-    ).all()
-    return make_page(rows, first, [str(r.id) for r in rows])
+    return _newest_by_id(session, query, col(WebhookLog.id), first=first, after=after)
 
 
 def audit_log(
@@ -293,12 +292,25 @@ def audit_log(
 ) -> Page[AuditLog]:
     """Admin actions, newest first."""
     require_admin(principal)
+    return _newest_by_id(
+        session, select(AuditLog), col(AuditLog.id), first=first, after=after
+    )
+
+
+def _newest_by_id(
+    session: Session,
+    query: SelectOfScalar[Logged],
+    id_column: Any,  # the model's `id` column
+    *,
+    first: int,
+    after: str | None,
+) -> Page[Logged]:
+    """A page of a log keyed by a growing integer id, newest first."""
     first = check_first(first)
     after_id = _int_cursor(after)
-    query = select(AuditLog)
     if after_id is not None:
-        query = query.where(col(AuditLog.id) < after_id)
-    rows = session.exec(query.order_by(col(AuditLog.id).desc()).limit(first + 1)).all()
+        query = query.where(id_column < after_id)
+    rows = session.exec(query.order_by(id_column.desc()).limit(first + 1)).all()
     return make_page(rows, first, [str(r.id) for r in rows])
 
 

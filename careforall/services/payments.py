@@ -29,7 +29,10 @@ from careforall.domain.rules import (
 )
 from careforall.domain.states import TRIGGER_FOR, PledgeStatus, fire
 from careforall.models import Pledge, WebhookEvent, table_of
-from careforall.payments.provider import PaymentProvider, UnknownPaymentMethod
+from careforall.payments.provider import (
+    PaymentProvider,
+    UnknownPaymentMethod,
+)
 from careforall.services import audit, webhook_log
 from careforall.services.pledges import current_status, require_pledge
 from careforall.services.transitions import move_pledge, pledge_to_move
@@ -150,8 +153,8 @@ def capture_payment(
 ) -> Pledge:
     """An admin captures an AUTHORIZED pledge (audited)."""
     admin = require_admin(principal)
-    return _capture(
-        uow, provider=provider, pledge_id=pledge_id, source="admin", admin=admin
+    return _through_provider(
+        uow, provider, pledge_id, PledgeStatus.CAPTURED, source="admin", admin=admin
     )
 
 
@@ -160,7 +163,9 @@ def auto_capture(uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str) 
     if current_status(uow.db, pledge_id) != PledgeStatus.AUTHORIZED:
         return
     try:
-        _capture(uow, provider=provider, pledge_id=pledge_id, source="auto-capture")
+        _through_provider(
+            uow, provider, pledge_id, PledgeStatus.CAPTURED, source="auto-capture"
+        )
     except InvalidTransition as refusal:
         # A definite "no" from the provider (or a move that became impossible):
         # retrying cannot change it, so it is logged and left for an admin.
@@ -171,22 +176,28 @@ def auto_capture(uow: UnitOfWork, *, provider: PaymentProvider, pledge_id: str) 
         )
 
 
-def _capture(
+def _through_provider(
     uow: UnitOfWork,
-    *,
     provider: PaymentProvider,
     pledge_id: str,
+    target: PledgeStatus,
+    *,
     source: str,
     admin: Principal | None = None,
 ) -> Pledge:
+    """Check the move, ask the provider to capture or refund, then make the
+    move (audited when an admin asked); a provider's refusal changes nothing."""
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
-    _check_move(pledge, PledgeStatus.CAPTURED)
-    result = provider.capture(pledge_id=pledge.id)
+    _check_move(pledge, target)
+    if target == PledgeStatus.CAPTURED:
+        action, result = "capture", provider.capture(pledge_id=pledge.id)
+    else:
+        action, result = "refund", provider.refund(pledge_id=pledge.id)
     if not result.approved:
-        raise InvalidTransition(f"The provider refused the capture: {result.reason}")
+        raise InvalidTransition(f"The provider refused the {action}: {result.reason}")
     move = AdminMove(admin, pledge.status) if admin is not None else None
-    return _apply(uow, pledge.id, PledgeStatus.CAPTURED, source=source, by_admin=move)
+    return _apply(uow, pledge.id, target, source=source, by_admin=move)
 
 
 def refund_payment(
@@ -198,14 +209,9 @@ def refund_payment(
 ) -> Pledge:
     """An admin refunds a CAPTURED pledge; totals drop by its amount (audited)."""
     admin = require_admin(principal)
-    with uow.db.read() as session:
-        pledge = require_pledge(session, pledge_id)
-    _check_move(pledge, PledgeStatus.REFUNDED)
-    result = provider.refund(pledge_id=pledge.id)
-    if not result.approved:
-        raise InvalidTransition(f"The provider refused the refund: {result.reason}")
-    move = AdminMove(admin, pledge.status)
-    return _apply(uow, pledge.id, PledgeStatus.REFUNDED, source="admin", by_admin=move)
+    return _through_provider(
+        uow, provider, pledge_id, PledgeStatus.REFUNDED, source="admin", admin=admin
+    )
 
 
 @dataclass(frozen=True)

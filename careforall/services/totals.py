@@ -193,26 +193,32 @@ def settle_pledges(conn: Connection, pledge_ids: Sequence[str]) -> Settlement:
         conn.execute(_COUNT, new_entries)
     if recounts:
         conn.execute(_RECOUNT, recounts)
+    _move_totals(conn, moves)
+    return Settlement(moves)
+
+
+def _move_totals(conn: Connection, moves: Sequence[Move]) -> None:
+    """One UPDATE for each campaign the moves touch, with their sum."""
     by_campaign: dict[str, tuple[int, int]] = {}
     for move in moves:
         cents, count = by_campaign.get(move.campaign_id, (0, 0))
         by_campaign[move.campaign_id] = (cents + move.cents, count + move.count)
-    if by_campaign:
-        now = utcnow()
-        conn.execute(
-            _MOVE_TOTALS,
-            [
-                {
-                    "b_campaign_id": campaign_id,
-                    "cents_delta": cents,
-                    "count_delta": count,
-                    "now": now,
-                }
-                # In id order: PostgreSQL locks the rows in the order updated.
-                for campaign_id, (cents, count) in sorted(by_campaign.items())
-            ],
-        )
-    return Settlement(moves)
+    if not by_campaign:
+        return
+    now = utcnow()
+    conn.execute(
+        _MOVE_TOTALS,
+        [
+            {
+                "b_campaign_id": campaign_id,
+                "cents_delta": cents,
+                "count_delta": count,
+                "now": now,
+            }
+            # In id order: PostgreSQL locks the rows in the order updated.
+            for campaign_id, (cents, count) in sorted(by_campaign.items())
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -257,69 +263,86 @@ def reconcile(
     `before_commit` runs inside the transaction with the drifts found (the
     admin API and the command line write their audit row there).
     """
-    captured = PledgeStatus.CAPTURED.value
     with uow:
         session = uow.session
         # PostgreSQL: no dispatcher settles a pledge meanwhile.
         uow.db.totals_lock(session, exclusive=True)
-        # The ledger first, so events still in the outbox settle to no change.
-        session.execute(
-            text(
-                "UPDATE totals_ledger SET counted_cents = COALESCE((SELECT CASE WHEN "
-                "p.status = :captured THEN p.amount_cents ELSE 0 END FROM pledges p "
-                "WHERE p.id = totals_ledger.pledge_id), 0) WHERE counted_cents != "
-                "COALESCE((SELECT CASE WHEN p.status = :captured THEN p.amount_cents "
-                "ELSE 0 END FROM pledges p WHERE p.id = totals_ledger.pledge_id), 0)"
-            ),
-            {"captured": captured},
-        )
-        session.execute(
-            text(
-                "INSERT INTO totals_ledger (pledge_id, campaign_id, counted_cents) "
-                "SELECT p.id, p.campaign_id, p.amount_cents FROM pledges p "
-                "WHERE p.status = :captured AND NOT EXISTS "
-                "(SELECT 1 FROM totals_ledger l WHERE l.pledge_id = p.id)"
-            ),
-            {"captured": captured},
-        )
-        # Totals from the ledger just made, not from the pledges again: on
-        # PostgreSQL a pledge may be captured between two statements, and its
-        # event must then find the ledger and the totals alike.
-        counted = col(TotalsLedger.counted_cents)
-        sums = {
-            campaign_id: (int(raised), int(count))
-            for campaign_id, raised, count in session.exec(
-                select(TotalsLedger.campaign_id, func.sum(counted), func.count())
-                .where(counted > 0)
-                .group_by(TotalsLedger.campaign_id)
-            ).all()
-        }
-        drifts: list[Drift] = []
-        for totals in session.exec(select(CampaignTotals)).all():
-            raised, count = sums.get(totals.campaign_id, (0, 0))
-            if (totals.raised_cents, totals.pledge_count) != (raised, count):
-                drifts.append(
-                    Drift(
-                        campaign_id=totals.campaign_id,
-                        raised_cents_was=totals.raised_cents,
-                        pledge_count_was=totals.pledge_count,
-                        raised_cents=raised,
-                        pledge_count=count,
-                    )
-                )
-                totals.raised_cents, totals.pledge_count = raised, count
-                totals.updated_at = utcnow()
-                session.add(totals)
-                # Delivered by the dispatcher of whichever process serves the
-                # campaign's subscribers (`careforall reconcile` is another one).
-                uow.emit(
-                    TotalsReconciled(
-                        campaign_id=totals.campaign_id,
-                        raised_cents=raised,
-                        pledge_count=count,
-                    )
-                )
+        _rebuild_ledger(session)
+        drifts = _repair_totals(uow, _ledger_sums(session))
         if before_commit is not None:
             before_commit(drifts)
         uow.commit()
+    return drifts
+
+
+# Each pledge's share as its status says: its amount once CAPTURED, else 0.
+_SHARE = (
+    "COALESCE((SELECT CASE WHEN p.status = :captured THEN p.amount_cents ELSE 0 "
+    "END FROM pledges p WHERE p.id = totals_ledger.pledge_id), 0)"
+)
+
+
+def _rebuild_ledger(session: Session) -> None:
+    """The ledger first, so events still in the outbox settle to no change."""
+    captured = {"captured": PledgeStatus.CAPTURED.value}
+    session.execute(
+        text(
+            f"UPDATE totals_ledger SET counted_cents = {_SHARE} "
+            f"WHERE counted_cents != {_SHARE}"
+        ),
+        captured,
+    )
+    session.execute(
+        text(
+            "INSERT INTO totals_ledger (pledge_id, campaign_id, counted_cents) "
+            "SELECT p.id, p.campaign_id, p.amount_cents FROM pledges p "
+            "WHERE p.status = :captured AND NOT EXISTS "
+            "(SELECT 1 FROM totals_ledger l WHERE l.pledge_id = p.id)"
+        ),
+        captured,
+    )
+
+
+def _ledger_sums(session: Session) -> dict[str, tuple[int, int]]:
+    """Campaign id -> (raised cents, pledges counted), from the ledger just
+    made, not from the pledges again: on PostgreSQL a pledge may be captured
+    between two statements, and its event must then find the ledger and the
+    totals alike."""
+    counted = col(TotalsLedger.counted_cents)
+    return {
+        campaign_id: (int(raised), int(count))
+        for campaign_id, raised, count in session.exec(
+            select(TotalsLedger.campaign_id, func.sum(counted), func.count())
+            .where(counted > 0)
+            .group_by(TotalsLedger.campaign_id)
+        ).all()
+    }
+
+
+def _repair_totals(uow: UnitOfWork, sums: dict[str, tuple[int, int]]) -> list[Drift]:
+    """Set every campaign's totals to its sums; returns those that differed."""
+    drifts: list[Drift] = []
+    for totals in uow.session.exec(select(CampaignTotals)).all():
+        raised, count = sums.get(totals.campaign_id, (0, 0))
+        if (totals.raised_cents, totals.pledge_count) == (raised, count):
+            continue
+        drifts.append(
+            Drift(
+                campaign_id=totals.campaign_id,
+                raised_cents_was=totals.raised_cents,
+                pledge_count_was=totals.pledge_count,
+                raised_cents=raised,
+                pledge_count=count,
+            )
+        )
+        totals.raised_cents, totals.pledge_count = raised, count
+        totals.updated_at = utcnow()
+        uow.session.add(totals)
+        # Delivered by the dispatcher of whichever process serves the
+        # campaign's subscribers (`careforall reconcile` is another one).
+        uow.emit(
+            TotalsReconciled(
+                campaign_id=totals.campaign_id, raised_cents=raised, pledge_count=count
+            )
+        )
     return drifts

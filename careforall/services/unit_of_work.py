@@ -27,44 +27,22 @@ from careforall.services import outbox
 log = logging.getLogger("careforall.events")
 
 
+# The committed events worth a log line each, with their fields as its values.
+_LOGGED: dict[type[Event], str] = {
+    PledgeCreated: "pledge created",
+    PledgeStatusChanged: "pledge status changed",
+    CampaignStatusChanged: "campaign status changed",
+}
+
+
 def log_events(events: Sequence[Event]) -> None:
     """One log line per notable committed event."""
     if not log.isEnabledFor(logging.INFO):
         return
     for event in events:
-        if isinstance(event, PledgeStatusChanged):
-            log.info(
-                "pledge status changed",
-                extra={
-                    "pledge_id": event.pledge_id,
-                    "campaign_id": event.campaign_id,
-                    "from_status": event.from_status,
-                    "to_status": event.to_status,
-                    "source": event.source,
-                    "amount_cents": event.amount_cents,
-                    "currency": event.currency,
-                },
-            )
-        elif isinstance(event, PledgeCreated):
-            log.info(
-                "pledge created",
-                extra={
-                    "pledge_id": event.pledge_id,
-                    "campaign_id": event.campaign_id,
-                    "amount_cents": event.amount_cents,
-                    "currency": event.currency,
-                },
-            )
-        elif isinstance(event, CampaignStatusChanged):
-            log.info(
-                "campaign status changed",
-                extra={
-                    "campaign_id": event.campaign_id,
-                    "from_status": event.from_status,
-                    "to_status": event.to_status,
-                    "source": event.source,
-                },
-            )
+        message = _LOGGED.get(type(event))
+        if message is not None:
+            log.info(message, extra=vars(event))
 
 
 def publish(db: Database, events: Sequence[Event]) -> None:
