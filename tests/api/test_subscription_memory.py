@@ -18,7 +18,7 @@ from careforall.models import CampaignTotals
 from careforall.outbox.broadcaster import Broadcaster
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 TOTALS = """
 subscription($id: ID!) {

@@ -17,20 +17,15 @@ from dataclasses import dataclass
 import pytest
 
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system import conftest as system
-from tests.system.clients import (
+from tests.helpers.api import ServerGQL
+from tests.helpers.clients import (
     Donors,
     check_donations,
     donor_tokens,
     wait_until_settled,
 )
-from tests.system.conftest import Server, ServerGQL
-
-make_server = system.make_server  # a real server, as in tests/system
-server = system.server
-http = system.http
-api = system.api
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -95,7 +90,7 @@ def test_every_acknowledged_donation_survives_repeated_sigkills(
             # Each life of the server gets work done (a donation acknowledged
             # since it started), then the next kill comes at a random moment.
             since = donors.tally.count_acknowledged()
-            wait_for(
+            wait_until(
                 lambda: donors.tally.count_acknowledged() > since,  # noqa: B023
                 timeout=PROGRESS_TIMEOUT,
             )

@@ -29,8 +29,8 @@ from careforall.payments.simulated import SimulatedProvider
 from careforall.services.totals import Move, Settlement, reconcile, settle_pledges
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from tests.helpers.pledges import give, provider_says
 from tests.services.conftest import MakeCampaign, MakeUser, statements_sent, totals
-from tests.services.test_notifications import give, provider_says
 
 
 def dispatcher(

@@ -14,15 +14,16 @@ import httpx
 import pytest
 
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system.clients import (
+from tests.helpers.api import ServerGQL
+from tests.helpers.clients import (
     Donors,
     check_donations,
     donor_tokens,
     statuses,
     wait_until_settled,
 )
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -152,7 +153,7 @@ def test_auto_capture_finishes_after_a_sigkill(
         now = statuses(server, list(pledges))
         return all(now[pid] == "CAPTURED" for pid in charged) and server.settled()
 
-    wait_for(converged, timeout=CONVERGE_TIMEOUT, interval=0.05)
+    wait_until(converged, timeout=CONVERGE_TIMEOUT, interval=0.05)
     converge_seconds = time.monotonic() - began
 
     final = statuses(server, list(pledges))
