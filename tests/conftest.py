@@ -22,7 +22,7 @@ from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests import postgres
 from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL, ServerGQL
-from tests.helpers.databases import databases_under_test
+from tests.helpers.databases import databases_under_test, shared_by_processes
 from tests.helpers.server import Server
 
 
@@ -46,7 +46,12 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses a database runs once per database kind, except
     those marked `sqlite_only` or `postgres_only` (what they test is that
-    database's own)."""
+    database's own).
+
+    A test marked `processes(1, 2, ...)` runs once per database and count of
+    server processes (its `processes` argument) that can share it: several
+    processes only on PostgreSQL, so no case exists that could only skip.
+    """
     if "database_kind" not in metafunc.fixturenames:
         return
     kinds = databases_under_test()
@@ -54,7 +59,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         kinds = [kind for kind in kinds if kind == "sqlite"]
     if metafunc.definition.get_closest_marker("postgres_only"):
         kinds = [kind for kind in kinds if kind == "postgresql"]
-    metafunc.parametrize("database_kind", kinds)
+    counts = metafunc.definition.get_closest_marker("processes")
+    if counts is None:
+        metafunc.parametrize("database_kind", kinds)
+        return
+    metafunc.parametrize(
+        ("database_kind", "processes"),
+        [
+            (kind, count)
+            for kind in kinds
+            for count in counts.args
+            if count == 1 or shared_by_processes(kind)
+        ],
+    )
 
 
 @pytest.fixture(scope="session")

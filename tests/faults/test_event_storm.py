@@ -188,14 +188,12 @@ def deliver(client: httpx.Client, d: Delivery) -> Answer:
     return d.event_id, response.status_code, response.json()
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.processes(1, 2)
 def test_a_storm_of_provider_events_lands_every_pledge_where_its_events_lead(
     make_server: Callable[..., Server], database_kind: str, processes: int
 ) -> None:
     """With two processes (PostgreSQL), the senders and the pledges are spread
     over both and the subscribers watch the second."""
-    if processes > 1 and database_kind != "postgresql":
-        pytest.skip("several processes share a PostgreSQL database only")
     rng = random.Random(SEED)
     for recipe in RECIPES:
         events = [(f"e{i}", kind) for i, kind in enumerate(recipe)]

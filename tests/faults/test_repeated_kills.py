@@ -61,7 +61,7 @@ def kill_and_restart(server: Server, acknowledged: int) -> Kill:
     return Kill(acknowledged, owed, int(pending), server.start())
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.processes(1, 2)
 def test_every_acknowledged_donation_survives_repeated_sigkills(
     make_server: Callable[..., Server],
     server: Server,
@@ -72,8 +72,6 @@ def test_every_acknowledged_donation_survives_repeated_sigkills(
     """With two processes (PostgreSQL), the kills take turns between them
     while the other serves on, and the clients fail over as behind a load
     balancer."""
-    if processes > 1 and database_kind != "postgresql":
-        pytest.skip("several processes share a PostgreSQL database only")
     servers = [server] + [make_server() for _ in range(processes - 1)]
     seed = int(os.environ.get("CAREFORALL_KILLS_SEED", random.randrange(1 << 30)))
     print(f"\nseed {seed} (CAREFORALL_KILLS_SEED)")
