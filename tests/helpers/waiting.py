@@ -3,10 +3,11 @@ holds, and fail with what was awaited when it does not in time."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 
 def describe(predicate: Callable[[], Any]) -> str:
@@ -48,3 +49,38 @@ def wait_until(
         if time.monotonic() > deadline:
             raise _timed_out(predicate, what, timeout, value)
         time.sleep(interval)
+
+
+async def until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 5.0,
+    interval: float = 0.005,
+    what: str | None = None,
+) -> Any:
+    """`wait_until` inside an event loop: the loop's other tasks run while it
+    polls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise _timed_out(predicate, what, timeout, value)
+        await asyncio.sleep(interval)
+
+
+class WatchedEvent(asyncio.Event):
+    """An asyncio.Event that knows how many tasks are waiting on it, so a test
+    can wait until a task has gone to sleep on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waiting += 1
+        try:
+            return await super().wait()
+        finally:
+            self.waiting -= 1

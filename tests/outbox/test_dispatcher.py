@@ -27,6 +27,7 @@ from careforall.services.pledges import write_history
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
 from tests.helpers.api import GQL
+from tests.helpers.outbox import outbox_drained
 from tests.helpers.waiting import wait_until
 
 # --- helpers ---------------------------------------------------------------
@@ -199,17 +200,35 @@ def test_a_change_that_does_not_commit_leaves_no_event(
 
 
 def test_dispatcher_wakes_on_commit_not_on_a_timer(
-    app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+    app_factory: Callable[..., TestClient],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # With nothing due the dispatcher would sleep a minute: only the wake-up
     # after a commit can make the totals move in time.
     monkeypatch.setattr(dispatcher_module, "IDLE_WAIT_SECONDS", 60.0)
+    batches_running = 0
+    process_due = dispatcher_module.Dispatcher.process_due
+
+    def counted(self: dispatcher_module.Dispatcher) -> dispatcher_module.BatchResult:
+        nonlocal batches_running
+        batches_running += 1
+        try:
+            return process_due(self)
+        finally:
+            batches_running -= 1
+
+    monkeypatch.setattr(dispatcher_module.Dispatcher, "process_due", counted)
     scene = Scene(app_factory(auto_capture=False))
     lags: list[float] = []
     raised = 0
     for amount in (1100, 2200, 3300, 4400, 5500):
         pledge = scene.pledge(amount)
-        time.sleep(0.05)  # let the dispatcher go idle after the pledge's own event
+        # Idle after the pledge's own events: all delivered, no batch running.
+        wait_until(
+            lambda: batches_running == 0 and outbox_drained(db),
+            what="the dispatcher to deliver the pledge's events and go idle",
+        )
         raised += amount
         count = len(lags) + 1
         started = time.monotonic()

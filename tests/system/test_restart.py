@@ -29,6 +29,7 @@ pytestmark = pytest.mark.server
 
 CLIENTS = 6
 CONVERGE_TIMEOUT = 15.0
+PROGRESS_TIMEOUT = 15.0  # for a donation acknowledged before the crash, and after
 CLIENT_DEADLINE = 30.0  # a client gives up retrying after this long
 
 
@@ -44,8 +45,14 @@ def test_acknowledged_and_authorized_donations_survive_a_sigkill(
 
     donors = Donors(server, tokens, campaign_ids, rng, deadline=CLIENT_DEADLINE)
     try:
-        # The load runs for a while; the crash comes at a random moment in it.
-        time.sleep(rng.uniform(0.5, 1.5))
+        # The load gets donations acknowledged; the crash comes at a random
+        # moment in it (the sleep is that moment, not a wait for the load).
+        wait_until(
+            lambda: donors.tally.count_acknowledged() > 0,
+            timeout=PROGRESS_TIMEOUT,
+            what="a donation acknowledged before the crash",
+        )
+        time.sleep(rng.uniform(0.0, 1.0))
         server.kill()
         acknowledged_at_kill = donors.tally.count_acknowledged()
         owed_at_kill = [
@@ -58,7 +65,12 @@ def test_acknowledged_and_authorized_donations_survive_a_sigkill(
             "SELECT count(*) FROM outbox_events WHERE status = 'pending'"
         )
         downtime = server.start()
-        time.sleep(0.5)  # load after the restart, too
+        # Load after the restart, too.
+        wait_until(
+            lambda: donors.tally.count_acknowledged() > acknowledged_at_kill,
+            timeout=PROGRESS_TIMEOUT,
+            what="a donation acknowledged after the restart",
+        )
     finally:
         tally = donors.finish()
 
