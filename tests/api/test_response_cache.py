@@ -381,10 +381,10 @@ def test_requests_that_miss_together_share_the_first_ones_answer() -> None:
                 done(answer)
 
         running = asyncio.create_task(leader())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the leader holds the key
         followers = [asyncio.create_task(misses.follow(b"k", 5)) for _ in range(3)]
         other_version = await misses.follow(b"k", 6)  # after another commit: alone
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the followers wait on the leader
         assert not any(f.done() for f in followers)
         release.set()
         await running
@@ -401,11 +401,11 @@ def test_followers_run_it_themselves_when_the_first_one_fails() -> None:
 
         async def leader() -> None:
             with misses.lead(b"k", 5):
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # one loop step: the follower joins
                 raise RuntimeError("client went away")
 
         running = asyncio.create_task(leader())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the leader holds the key
         follower = asyncio.create_task(misses.follow(b"k", 5))
         with pytest.raises(RuntimeError):
             await running

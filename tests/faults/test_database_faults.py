@@ -154,7 +154,7 @@ def test_a_long_lock_makes_the_app_unready_and_the_workers_ride_it_out(
         while time.monotonic() - began < 1.2:
             assert readyz(client) == NOT_READY
             assert client.get("/healthz").status_code == 200
-            time.sleep(0.1)
+            time.sleep(0.1)  # it stays so while time passes: what is tested
         assert_clean_refusal(create_pledge(client, donor, campaign["id"], "locked"))
         # The capture the authorization asked for is still waiting.
         assert f.totals(gql, campaign["id"]) == (0, 0)

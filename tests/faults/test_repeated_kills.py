@@ -92,7 +92,7 @@ def test_every_acknowledged_donation_survives_repeated_sigkills(
                 lambda: donors.tally.count_acknowledged() > since,  # noqa: B023
                 timeout=PROGRESS_TIMEOUT,
             )
-            time.sleep(rng.uniform(0.0, 0.8))
+            time.sleep(rng.uniform(0.0, 0.8))  # the kill's random moment: tested
             if len(kills) < KILLS:
                 acknowledged_now = donors.tally.count_acknowledged()
                 victim = servers[len(kills) % len(servers)]
