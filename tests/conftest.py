@@ -1,15 +1,16 @@
 """Shared fixtures: a migrated SQLite file per test, the app with its lifespan,
-and a `gql` helper that speaks GraphQL over HTTP."""
+a `gql` helper that speaks GraphQL over HTTP, and real `careforall serve`
+processes on 127.0.0.1 (their output is printed when a test fails)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
@@ -20,9 +21,9 @@ from careforall.services import auth
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests import postgres
-
-ADMIN_EMAIL = "admin@example.org"
-ADMIN_PASSWORD = "admin-password-1"
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL, ServerGQL
+from tests.helpers.databases import databases_under_test, shared_by_processes
+from tests.helpers.server import Server
 
 
 @pytest.fixture(autouse=True)
@@ -42,17 +43,15 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def databases_under_test() -> list[str]:
-    """The databases the suite runs on: CAREFORALL_TEST_DATABASES, by default
-    both ("sqlite,postgresql")."""
-    raw = os.environ.get("CAREFORALL_TEST_DATABASES") or "sqlite,postgresql"
-    return [kind.strip() for kind in raw.split(",") if kind.strip()]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses a database runs once per database kind, except
     those marked `sqlite_only` or `postgres_only` (what they test is that
-    database's own)."""
+    database's own).
+
+    A test marked `processes(1, 2, ...)` runs once per database and count of
+    server processes (its `processes` argument) that can share it: several
+    processes only on PostgreSQL, so no case exists that could only skip.
+    """
     if "database_kind" not in metafunc.fixturenames:
         return
     kinds = databases_under_test()
@@ -60,7 +59,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         kinds = [kind for kind in kinds if kind == "sqlite"]
     if metafunc.definition.get_closest_marker("postgres_only"):
         kinds = [kind for kind in kinds if kind == "postgresql"]
-    metafunc.parametrize("database_kind", kinds)
+    counts = metafunc.definition.get_closest_marker("processes")
+    if counts is None:
+        metafunc.parametrize("database_kind", kinds)
+        return
+    metafunc.parametrize(
+        ("database_kind", "processes"),
+        [
+            (kind, count)
+            for kind in kinds
+            for count in counts.args
+            if count == 1 or shared_by_processes(kind)
+        ],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -161,70 +172,72 @@ def client(app_factory: Callable[..., TestClient]) -> TestClient:
     return app_factory()
 
 
-class GQL:
-    """POST a GraphQL document; returns the JSON body."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-
-    def __call__(
-        self,
-        query: str,
-        variables: dict[str, Any] | None = None,
-        token: str | None = None,
-    ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = self.client.post(
-            "/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers=headers,
-        )
-        assert response.status_code < 500, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def ok(
-        self,
-        query: str,
-        variables: dict[str, Any] | None = None,
-        token: str | None = None,
-    ) -> dict[str, Any]:
-        body = self(query, variables, token)
-        assert "errors" not in body, body["errors"]
-        data: dict[str, Any] = body["data"]
-        return data
-
-    def code(
-        self,
-        query: str,
-        variables: dict[str, Any] | None = None,
-        token: str | None = None,
-    ) -> str:
-        """The first error's contract code (the call must have failed)."""
-        body = self(query, variables, token)
-        assert body.get("errors"), f"expected an error, got {body}"
-        return str(body["errors"][0]["extensions"]["code"])
-
-
 @pytest.fixture
 def gql(client: TestClient) -> GQL:
     return GQL(client)
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
-) -> Any:
-    """Poll until `predicate()` is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"condition not met within {timeout}s (last: {value!r})"
+# --- real servers (tests/helpers/server.py), for sockets, crashes and restarts ---
+
+
+@pytest.fixture
+def make_server(
+    tmp_path: Path, template_db: Path, database_kind: str, db_url: str
+) -> Iterator[Callable[..., Server]]:
+    """Make (and start) a server on a fresh copy of the migrated template database.
+
+    On PostgreSQL every server of a test shares the test's database (several
+    processes, one database); on SQLite each gets a file of its own unless
+    `share_with` names a server whose file it serves too.
+    """
+    servers: list[Server] = []
+
+    def make(
+        *, start: bool = True, share_with: Server | None = None, **env: str
+    ) -> Server:
+        workdir = tmp_path / f"server{len(servers)}"
+        workdir.mkdir()
+        if share_with is not None:
+            server = Server(
+                workdir,
+                share_with._db_path,
+                database_url=share_with.database_url,
+                **env,
             )
-        time.sleep(interval)
+        elif database_kind == "postgresql":
+            server = Server(workdir, database_url=db_url, **env)
+        else:
+            db_path = workdir / "careforall.db"
+            shutil.copy(template_db, db_path)
+            server = Server(workdir, db_path, **env)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        try:
+            server.stop()
+        finally:
+            # Captured output is shown only when the test fails.
+            print(f"===== {server.log_path} =====\n{server.log_text()}")
+
+
+@pytest.fixture
+def server(make_server: Callable[..., Server]) -> Server:
+    return make_server()
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def api(http: httpx.Client) -> ServerGQL:
+    return ServerGQL(http)
 
 
 @pytest.fixture

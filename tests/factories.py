@@ -11,7 +11,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from careforall.payments.signature import sign
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
 
 REGISTER = """
 mutation($email: String!, $password: String!, $name: String!, $anon: String) {

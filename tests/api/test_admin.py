@@ -17,10 +17,12 @@ from starlette.testclient import TestClient
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.events import Event, PledgeStatusChanged
-from careforall.models import AuditLog, OutboxEvent, PledgeTransition, SimWebhook
+from careforall.models import AuditLog, OutboxEvent, PledgeTransition
 from careforall.outbox import handlers
 from tests import factories as f
-from tests.conftest import ADMIN_EMAIL, GQL, wait_for
+from tests.helpers.api import ADMIN_EMAIL, GQL
+from tests.helpers.outbox import settled
+from tests.helpers.waiting import wait_until
 
 STATS = """{ adminStats {
   at outboxPending outboxLagSeconds deadLetters webhookRejectsLastHour
@@ -116,18 +118,6 @@ def nodes(connection: dict[str, Any]) -> list[dict[str, Any]]:
     return [edge["node"] for edge in connection["edges"]]
 
 
-def settled(db: Database) -> bool:
-    """No outbox event waits and the provider owes no webhook."""
-    with db.read() as session:
-        waiting = session.exec(
-            select(OutboxEvent).where(OutboxEvent.status == "pending")
-        ).first()
-        owed = session.exec(
-            select(SimWebhook).where(col(SimWebhook.delivered_at).is_(None))
-        ).first()
-    return waiting is None and owed is None
-
-
 # --- who may ---------------------------------------------------------------------
 
 ADMIN_DOCUMENTS = {
@@ -178,10 +168,10 @@ def test_admin_stats_count_real_donations_by_status_and_currency(
     for pledge in (kept, refunded, euro):
         usd.pay(pledge)
     assert usd.pay(declined, "pm_card_declined") == "FAILED"
-    wait_for(lambda: usd.status(refunded["id"]) == "CAPTURED")
+    wait_until(lambda: usd.status(refunded["id"]) == "CAPTURED")
     usd.admin_ok(f.REFUND, {"id": refunded["id"]})
-    wait_for(lambda: f.totals(usd.gql, usd.campaign_id) == (2500, 1))
-    wait_for(lambda: f.totals(usd.gql, eur) == (4000, 1) and settled(db))
+    wait_until(lambda: f.totals(usd.gql, usd.campaign_id) == (2500, 1))
+    wait_until(lambda: f.totals(usd.gql, eur) == (4000, 1) and settled(db))
     # Two refused webhooks within the hour.
     f.post_webhook(client, f.provider_event(kept, "captured"), secret="wrong")
     f.post_webhook(client, b"not json")
@@ -236,7 +226,7 @@ def test_raised_today_counts_captures_since_midnight_utc_and_lag_is_the_oldest_w
         scene.pay(pledge)
     # Totals can count a capture before its own event is delivered (the
     # authorization's handler reads the status as it is by then).
-    wait_for(
+    wait_until(
         lambda: f.totals(scene.gql, scene.campaign_id) == (2000, 2) and settled(db)
     )
     yesterday = utcnow() - timedelta(days=1)
@@ -351,7 +341,7 @@ def test_a_dead_letter_is_listed_and_replayed_with_its_effect_applied_once(
     )
     for pledge in (bad, good):
         f.post_webhook(scene.client, f.provider_event(pledge, "captured"))
-    wait_for(lambda: scene.admin_ok(STATS)["adminStats"]["deadLetters"] == 2)
+    wait_until(lambda: scene.admin_ok(STATS)["adminStats"]["deadLetters"] == 2)
     assert f.totals(scene.gql, scene.campaign_id) == (2500, 1)
 
     dead = nodes(scene.admin_ok(DEAD)["deadLetters"])
@@ -373,7 +363,7 @@ def test_a_dead_letter_is_listed_and_replayed_with_its_effect_applied_once(
     assert scene.admin_ok(REPLAY, {"id": authorized["id"]}) == {"replayDeadLetter": 1}
     assert scene.admin_ok(REPLAY, {"id": authorized["id"]}) == {"replayDeadLetter": 0}
     assert scene.admin_ok(REPLAY_ALL) == {"replayAllDeadLetters": 1}
-    wait_for(lambda: settled(db))
+    wait_until(lambda: settled(db))
     assert f.totals(scene.gql, scene.campaign_id) == (3500, 2)
     assert applied.count((bad["id"], "CAPTURED")) == 1
     assert applied.count((bad["id"], "AUTHORIZED")) == 1
@@ -475,8 +465,8 @@ def test_reconcile_totals_repairs_drift_and_pushes_the_repaired_totals(
     scene = Scene(client)
     for amount in (1000, 1500):
         scene.pay(scene.pledge(amount))
-    wait_for(lambda: f.totals(scene.gql, scene.campaign_id) == (2500, 2))
-    wait_for(lambda: settled(db))
+    wait_until(lambda: f.totals(scene.gql, scene.campaign_id) == (2500, 2))
+    wait_until(lambda: settled(db))
     with db.engine.begin() as conn:
         conn.execute(
             text(
@@ -517,7 +507,7 @@ def test_reconcile_totals_repairs_drift_and_pushes_the_repaired_totals(
         drifts = scene.admin_ok(RECONCILE)["reconcileTotals"]
 
         # Pushed by the dispatcher: the repair committed a TotalsReconciled event.
-        wait_for(lambda: pushed == [(scene.campaign_id, 2500, 2)])
+        wait_until(lambda: pushed == [(scene.campaign_id, 2500, 2)])
         repaired = ws.receive_json()["payload"]["data"]["campaignTotals"]
         assert repaired == {"raisedCents": 2500, "pledgeCount": 2}
         ws.send_json({"id": "1", "type": "complete"})

@@ -26,7 +26,8 @@ from careforall.models import Notification, OutboxEvent
 from careforall.services import auth
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, GQL, wait_for
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
+from tests.helpers.waiting import wait_until
 
 CALLERS = ("nobody", "anon_a", "anon_b", "donor", "organiser", "admin")
 ANONYMOUS = ("anon_a", "anon_b")
@@ -329,7 +330,7 @@ def _donors_notification(world: World) -> Vars:
             ).first()
         return found
 
-    return {"ids": [wait_for(find)]}
+    return {"ids": [wait_until(find)]}
 
 
 def _notification_read(world: World, variables: Vars, allowed: bool) -> None:

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from careforall.db import Database
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from careforall.models import Campaign
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 CAMPAIGN = """
 query($id: ID!) {

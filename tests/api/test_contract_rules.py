@@ -21,7 +21,8 @@ from careforall.domain.clock import utcnow
 from careforall.models import Pledge
 from careforall.payments.simulated import SimulatedProvider
 from tests import factories as f
-from tests.conftest import ADMIN_EMAIL, GQL, wait_for
+from tests.helpers.api import ADMIN_EMAIL, GQL
+from tests.helpers.waiting import wait_until
 
 CAMPAIGN_TOTALS = """query($id: ID!) {
   campaign(id: $id) { totals { raisedCents pledgeCount } }
@@ -98,7 +99,7 @@ def test_readyz_is_false_when_the_outbox_task_stops(client: TestClient) -> None:
                 task.cancel()
 
     client.portal.call(stop_dispatcher)  # type: ignore[union-attr]
-    wait_for(lambda: not state.dispatcher.alive)
+    wait_until(lambda: not state.dispatcher.alive)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["outbox"] is False

@@ -14,7 +14,7 @@ from careforall.api.errors import INTERNAL_MESSAGE
 from careforall.domain.errors import ERROR_CODES
 from careforall.services import campaigns
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 # The contract's codes, Apollo's two document codes, and BAD_REQUEST (Apollo's code
 # for an HTTP request that is not a GraphQL request at all).

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import factories as f
-from tests.conftest import ADMIN_EMAIL, GQL
+from tests.helpers.api import ADMIN_EMAIL, GQL
 
 ME = "{ me { id email name role createdAt } }"
 MY_DONATIONS = """

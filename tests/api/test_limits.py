@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 CAMPAIGNS_DEPTH_3 = "{ campaigns { edges { node { id } } } }"
 CAMPAIGNS_DEPTH_4 = "{ campaigns { edges { node { totals { raisedCents } } } } }"

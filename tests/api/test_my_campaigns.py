@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 MY_CAMPAIGNS = """
 query($first: Int, $after: String) {

@@ -14,7 +14,8 @@ import anyio
 from starlette.testclient import TestClient, WebSocketTestSession
 
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 FEED = """
 query($first: Int, $after: String, $unreadOnly: Boolean) {
@@ -56,7 +57,7 @@ def notified(gql: GQL, token: str, count: int) -> list[dict[str, Any]]:
         found = nodes(feed(gql, token))
         return found if len(found) == count else None
 
-    found: list[dict[str, Any]] = wait_for(enough)
+    found: list[dict[str, Any]] = wait_until(enough)
     return found
 
 

@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 from careforall.models import OutboxEvent, SimWebhook
 from careforall.payments.signature import sign
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 MY_DONATIONS = """
 query($first: Int, $after: String) {
@@ -229,7 +230,7 @@ def test_replay_after_payment_returns_the_pledge_as_it_is_now(
     data = pledge_input(scene["campaign"]["id"])
     first = gql.ok(f.CREATE_PLEDGE, {"input": data}, donor)["createPledge"]
     gql.ok(f.AUTHORIZE, {"id": first["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: get_pledge(gql, first["id"], donor)["status"] == "CAPTURED")
+    wait_until(lambda: get_pledge(gql, first["id"], donor)["status"] == "CAPTURED")
     # Even a paused campaign answers a replay: the pledge already exists.
     gql.ok(
         "mutation($id: ID!) { setCampaignStatus(id: $id, status: PAUSED) { id } }",
@@ -391,7 +392,7 @@ def test_declined_card_fails_the_pledge_and_leaves_totals(
         and from_provider(declined[2]) == "provider"
     )
 
-    wait_for(lambda: quiet(client))
+    wait_until(lambda: quiet(client))
     assert f.totals(gql, campaign_id) == (0, 0)
     final = get_pledge(gql, pledge["id"], donor)
     assert final["status"] == "FAILED"
@@ -430,7 +431,7 @@ def test_authorize_twice_is_an_invalid_transition(
     body = gql(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
     assert body["errors"][0]["extensions"]["code"] == "INVALID_TRANSITION"
     assert body["errors"][0]["message"]
-    wait_for(lambda: f.totals(gql, scene["campaign"]["id"]) == (600, 1))
+    wait_until(lambda: f.totals(gql, scene["campaign"]["id"]) == (600, 1))
     captured = get_pledge(gql, pledge["id"], donor)
     assert [m[:2] for m in moves(captured)] == [
         (None, "PENDING"),
@@ -523,7 +524,7 @@ def test_a_signed_in_donor_may_not_capture_or_refund(
 def test_admin_captures_an_authorized_pledge(manual: tuple[GQL, TestClient]) -> None:
     gql, client = manual
     campaign_id, pledge, donor = authorized_pledge(gql, amount=3000)
-    wait_for(lambda: outbox_done(client))
+    wait_until(lambda: outbox_done(client))
     # With auto-capture off nothing captures it, and it is not counted yet.
     assert get_pledge(gql, pledge["id"], donor)["status"] == "AUTHORIZED"
     assert f.totals(gql, campaign_id) == (0, 0)
@@ -536,7 +537,7 @@ def test_admin_captures_an_authorized_pledge(manual: tuple[GQL, TestClient]) -> 
         ("PENDING", "AUTHORIZED", "api"),
         ("AUTHORIZED", "CAPTURED", "admin"),
     ]
-    wait_for(lambda: f.totals(gql, campaign_id) == (3000, 1))
+    wait_until(lambda: f.totals(gql, campaign_id) == (3000, 1))
     assert (
         gql.code(f.CAPTURE, {"id": pledge["id"]}, admin.token) == "INVALID_TRANSITION"
     )
@@ -584,8 +585,8 @@ def test_auto_capture_then_admin_refund_record_their_sources(
             "authorizePayment"
         ]
         assert paid["status"] in ("AUTHORIZED", "CAPTURED")
-    wait_for(lambda: f.totals(gql, campaign_id) == (3500, 2))
-    captured = wait_for(
+    wait_until(lambda: f.totals(gql, campaign_id) == (3500, 2))
+    captured = wait_until(
         lambda: (
             (p := get_pledge(gql, refunded["id"], donor))["status"] == "CAPTURED" and p
         )
@@ -602,7 +603,7 @@ def test_auto_capture_then_admin_refund_record_their_sources(
     assert moves(result)[-1] == ("CAPTURED", "REFUNDED", "admin")
     stamps = [datetime.fromisoformat(h["at"]) for h in result["history"]]
     assert stamps == sorted(stamps)
-    wait_for(lambda: f.totals(gql, campaign_id) == (1000, 1))
+    wait_until(lambda: f.totals(gql, campaign_id) == (1000, 1))
 
     body = gql(f.REFUND, {"id": refunded["id"]}, admin.token)
     assert body["errors"][0]["extensions"]["code"] == "INVALID_TRANSITION"
@@ -641,7 +642,7 @@ def test_a_provider_webhook_shows_in_history_with_its_event_id(
         ("PENDING", "AUTHORIZED", "api"),
         ("AUTHORIZED", "CAPTURED", f"webhook:{event_id}"),
     ]
-    wait_for(lambda: f.totals(gql, campaign_id) == (1500, 1))
+    wait_until(lambda: f.totals(gql, campaign_id) == (1500, 1))
 
 
 def test_with_webhooks_delivered_every_move_is_recorded_once(
@@ -652,8 +653,8 @@ def test_with_webhooks_delivered_every_move_is_recorded_once(
     donor = f.anonymous(gql)
     pledge = f.pledge(gql, donor, campaign_id, amount=800)
     gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign_id) == (800, 1))
-    wait_for(lambda: quiet(client))
+    wait_until(lambda: f.totals(gql, campaign_id) == (800, 1))
+    wait_until(lambda: quiet(client))
     final = get_pledge(gql, pledge["id"], donor)
     created, authorized, captured = moves(final)
     assert created == (None, "PENDING", "api")

@@ -17,7 +17,7 @@ from careforall.services import auth
 from careforall.services.ratelimit import RateLimiter
 from careforall.settings import Rate, Settings
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 MY_DONATION_COUNT = "{ myDonations(first: 100) { edges { node { id } } } }"
 LENIENT = Rate(1000, 60)

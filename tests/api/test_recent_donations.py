@@ -10,7 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 RECENT = """
 query($id: ID!, $first: Int) {
@@ -54,7 +55,7 @@ def test_only_captured_donations_are_listed_newest_first_with_names_only_if_give
     paid(gql, member.token, campaign_id, 2000)
     paid(gql, guest, campaign_id, 3000, method="pm_card_declined", donorName="Bo")
     f.pledge(gql, guest, campaign_id, 4000, donorName="Never paid")
-    wait_for(lambda: f.totals(gql, campaign_id) == (3000, 2))
+    wait_until(lambda: f.totals(gql, campaign_id) == (3000, 2))
 
     donations = recent(gql, campaign_id)
 
@@ -72,7 +73,7 @@ def test_a_refunded_donation_leaves_the_list(gql: GQL) -> None:
     campaign_id = f.campaign(gql, organiser.token)["id"]
     donor = f.anonymous(gql)
     pledge = paid(gql, donor, campaign_id, 1500, donorName="Cy")
-    wait_for(lambda: len(recent(gql, campaign_id)) == 1)
+    wait_until(lambda: len(recent(gql, campaign_id)) == 1)
 
     gql.ok(f.REFUND, {"id": pledge["id"]}, f.admin(gql).token)
 
@@ -85,7 +86,7 @@ def test_first_limits_the_list_and_defaults_to_ten(gql: GQL) -> None:
     donor = f.anonymous(gql)
     for amount in range(101, 113):
         paid(gql, donor, campaign_id, amount)
-    wait_for(lambda: f.totals(gql, campaign_id)[1] == 12)
+    wait_until(lambda: f.totals(gql, campaign_id)[1] == 12)
 
     assert [d["amountCents"] for d in recent(gql, campaign_id, 3)] == [112, 111, 110]
     assert len(recent(gql, campaign_id)) == 10
@@ -116,5 +117,5 @@ def test_an_authorized_but_not_captured_pledge_is_not_listed(
 
     gql.ok(f.CAPTURE, {"id": pledge["id"]}, f.admin(gql).token)
 
-    wait_for(lambda: recent(gql, campaign_id))
+    wait_until(lambda: recent(gql, campaign_id))
     assert recent(gql, campaign_id)[0]["donorName"] == "Di"

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from graphql import GraphQLObjectType, get_named_type
 from prometheus_client import REGISTRY
-from sqlmodel import select
 from starlette.testclient import TestClient
 
 from careforall.api.response_cache import (
@@ -26,9 +25,10 @@ from careforall.api.response_cache import (
 )
 from careforall.api.schema import schema
 from careforall.db import Database
-from careforall.models import OutboxEvent
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.outbox import outbox_drained
+from tests.helpers.waiting import wait_until
 
 # Every field an answer to a public query can hold. Each one reads the data
 # alone, never the caller, so one answer may serve everyone. A new field here
@@ -92,14 +92,6 @@ SET_STATUS = """mutation($id: ID!, $status: CampaignStatus!) {
 ME = "{ me { id email } }"
 
 
-def outbox_settled(db: Database) -> bool:
-    with db.read() as session:
-        waiting = session.exec(
-            select(OutboxEvent.id).where(OutboxEvent.status == "pending")
-        ).first()
-    return waiting is None
-
-
 def cache_count(result: str) -> float:
     value = REGISTRY.get_sample_value(
         "careforall_graphql_response_cache_total", {"result": result}
@@ -134,7 +126,7 @@ def test_a_repeated_public_query_is_answered_from_the_cache(
     organiser = f.register(gql)
     campaign_id = f.campaign(gql, organiser.token)["id"]
     # Delivering the campaign's events commits, and a commit ends kept answers.
-    wait_for(lambda: outbox_settled(db))
+    wait_until(lambda: outbox_drained(db))
     counts = Counts()
 
     first = gql.ok(EVERYTHING_PUBLIC, {"id": campaign_id})
@@ -157,7 +149,7 @@ def test_captured_money_shows_in_answers_that_were_kept(long_lived_gql: GQL) -> 
 
     # The outbox updates the totals after the payment's commit: polled, but
     # kept answers could never show it (they would live for an hour).
-    wait_for(lambda: f.totals(gql, campaign_id) == (2500, 1))
+    wait_until(lambda: f.totals(gql, campaign_id) == (2500, 1))
     after = gql.ok(EVERYTHING_PUBLIC, {"id": campaign_id})
     assert after["campaign"]["totals"]["raisedCents"] == 2500
     assert after["campaign"]["recentDonations"][0]["amountCents"] == 2500
@@ -218,7 +210,7 @@ def test_public_answers_are_the_same_whoever_asks(
     campaign_id = f.campaign(gql, organiser.token)["id"]
     guest = f.anonymous(gql)
     paid(gql, guest, campaign_id, 1500)
-    wait_for(lambda: f.totals(gql, campaign_id) == (1500, 1))
+    wait_until(lambda: f.totals(gql, campaign_id) == (1500, 1))
     counts = Counts()
 
     callers = [None, guest, organiser.token, f.admin(gql).token, "not-a-token"]
@@ -389,10 +381,10 @@ def test_requests_that_miss_together_share_the_first_ones_answer() -> None:
                 done(answer)
 
         running = asyncio.create_task(leader())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the leader holds the key
         followers = [asyncio.create_task(misses.follow(b"k", 5)) for _ in range(3)]
         other_version = await misses.follow(b"k", 6)  # after another commit: alone
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the followers wait on the leader
         assert not any(f.done() for f in followers)
         release.set()
         await running
@@ -409,11 +401,11 @@ def test_followers_run_it_themselves_when_the_first_one_fails() -> None:
 
         async def leader() -> None:
             with misses.lead(b"k", 5):
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # one loop step: the follower joins
                 raise RuntimeError("client went away")
 
         running = asyncio.create_task(leader())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the leader holds the key
         follower = asyncio.create_task(misses.follow(b"k", 5))
         with pytest.raises(RuntimeError):
             await running

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 
 def test_guest_donation_is_captured_and_counted(gql: GQL) -> None:
@@ -18,7 +19,7 @@ def test_guest_donation_is_captured_and_counted(gql: GQL) -> None:
     ]
     assert paid["status"] in ("AUTHORIZED", "CAPTURED")
 
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (2500, 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (2500, 1))
     final = gql.ok(f.PLEDGE, {"id": pledge["id"]}, guest)["pledge"]
     assert final["status"] == "CAPTURED"
     assert [(h["fromStatus"], h["toStatus"]) for h in final["history"]] == [

@@ -19,7 +19,7 @@ from careforall.domain.clock import utcnow
 from careforall.services.totals import TotalsFigures
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 TOTALS = """
 subscription($id: ID!) {

@@ -70,7 +70,7 @@ def serving(
         f" in {seeded.seconds:.1f}s"
     )
     server = careforall_server(workdir, db_path, webhook_secret=WEBHOOK_SECRET)
-    started = server.start("/readyz", timeout=1800)
+    started = server.start(timeout=1800)
     bench.log(f"[{name}] server ready in {started:.1f}s (pid {server.pid})")
     try:
         yield server, seeded, db_path
@@ -84,7 +84,7 @@ def floors(bench: Bench) -> None:
     workdir = bench.workdir / "floor"
     workdir.mkdir()
     server = floor_server(workdir, workdir / "floor.db")
-    server.start("/ready", timeout=60)
+    server.start(timeout=60)
     bench.log(f"[floor] ready (pid {server.pid})")
     try:
         bench.throughput(

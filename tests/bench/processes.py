@@ -1,30 +1,20 @@
 """Server processes for the benchmark: `careforall serve` and the floor app.
 
-Each runs in its own process on 127.0.0.1, started through `launch` (which
-raises its open-files limit), with its output in a log file.
+Each is a `ServerProcess` (tests/helpers/server.py) started through `launch`
+(which raises its open-files limit), in the repository root, with its output
+in a log file.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from tests.helpers.server import ServerProcess, clean_env, free_port, serve_command
 
 ROOT = Path(__file__).resolve().parents[2]
 NOFILE = 65_536
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def proc_status_kib(pid: int, field: str) -> int | None:
@@ -39,80 +29,33 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     return None
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREFORALL_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-class Process:
-    """A child serving HTTP; `start` waits until `ready_path` answers 200."""
+class Process(ServerProcess):
+    """A benchmarked server: its memory is read from /proc, and one that hangs
+    on SIGTERM is killed rather than failing the run."""
 
     def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], workdir: Path
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        *,
+        port: int,
+        ready_path: str,
     ) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.workdir = workdir
-        self.port = free_port()
-        self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ready_seconds = 0.0
+        launch = [sys.executable, "-m", "tests.bench.launch", str(NOFILE)]
+        super().__init__(
+            name,
+            launch + argv,
+            env,
+            workdir,
+            port=port,
+            ready_path=ready_path,
+            cwd=ROOT,
+        )
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, f"{self.name} is not running"
-        return self.process.pid
-
-    def start(self, ready_path: str, timeout: float) -> float:
-        command = [
-            sys.executable,
-            "-m",
-            "tests.bench.launch",
-            str(NOFILE),
-            *[arg.replace("{port}", str(self.port)) for arg in self.argv],
-        ]
-        began = time.monotonic()
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = began + timeout
-        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
-            while True:
-                code = self.process.poll()
-                if code is not None:
-                    self.process = None
-                    raise RuntimeError(
-                        f"{self.name} exited with {code} before it was ready:\n"
-                        + self.log_tail()
-                    )
-                try:
-                    if client.get(ready_path).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"{self.name} was not ready in {timeout:.0f}s")
-                time.sleep(0.05)
-        self.ready_seconds = time.monotonic() - began
-        return self.ready_seconds
+    def stop(self, timeout: float = 15.0, *, kill_when_hung: bool = True) -> int:
+        return super().stop(timeout, kill_when_hung=kill_when_hung)
 
     def rss_mb(self) -> float:
         """Resident memory now (VmRSS), in MB (10^6 bytes); 0 if unreadable."""
@@ -124,61 +67,24 @@ class Process:
         kib = proc_status_kib(self.pid, "VmHWM")
         return 0.0 if kib is None else round(kib * 1024 / 1e6, 1)
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(
-            self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        )
-
-    def logged_errors(self) -> list[str]:
-        if not self.log_path.exists():
-            return []
-        return [
-            line
-            for line in self.log_path.read_text(errors="replace").splitlines()
-            if '"level": "error"' in line or '"level": "critical"' in line
-        ]
-
 
 def careforall_server(
     workdir: Path, db_path: Path, *, webhook_secret: str, name: str = "server"
 ) -> Process:
-    env = clean_env(
-        CAREFORALL_DATABASE_URL=f"sqlite:///{db_path}",
-        CAREFORALL_RATE_LIMITS="off",
-        CAREFORALL_LOG_LEVEL="WARNING",
-        CAREFORALL_WEBHOOK_SECRET=webhook_secret,
+    env = {
+        "CAREFORALL_DATABASE_URL": f"sqlite:///{db_path}",
+        "CAREFORALL_RATE_LIMITS": "off",
+        "CAREFORALL_LOG_LEVEL": "WARNING",
+        "CAREFORALL_WEBHOOK_SECRET": webhook_secret,
+    }
+    port = free_port()
+    return Process(
+        name, serve_command(port), env, workdir, port=port, ready_path="/readyz"
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "careforall",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-    ]
-    return Process(name, argv, env, workdir)
 
 
 def floor_server(workdir: Path, db_path: Path) -> Process:
+    port = free_port()
     argv = [
         sys.executable,
         "-m",
@@ -186,9 +92,9 @@ def floor_server(workdir: Path, db_path: Path) -> Process:
         "--db",
         str(db_path),
         "--port",
-        "{port}",
+        str(port),
     ]
-    return Process("floor", argv, clean_env(), workdir)
+    return Process("floor", argv, {}, workdir, port=port, ready_path="/ready")
 
 
 def migrate(db_path: Path) -> None:

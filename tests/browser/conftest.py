@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ServerGQL
+from tests.helpers.server import Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page

@@ -8,14 +8,16 @@ import json
 import re
 import sqlite3
 from contextlib import closing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import factories as f
 from tests.browser.conftest import Pages, shot
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, ServerGQL
+from tests.helpers.browser import expect, sign_in
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Request
@@ -29,25 +31,12 @@ ADMIN_OPERATIONS = re.compile(
 ONLY_ADMINS = "Only admins can see this page"
 
 
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
 def captured_pledge(api: ServerGQL, campaign_id: str, amount: int) -> str:
     donor = f.register(api, name="Dora Donor")
     pledge = f.pledge(api, donor.token, campaign_id, amount)
     api.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
     pledge_id: str = pledge["id"]
     return pledge_id
-
-
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def record_requests(page: Page) -> list[str]:
@@ -69,7 +58,7 @@ def test_an_admin_refunds_a_donation_and_the_campaign_total_falls(
     campaign = f.campaign(api, organiser.token, title=f.unique("A kidney for"))
     refunded = captured_pledge(api, campaign["id"], 3000)
     kept = captured_pledge(api, campaign["id"], 2000)
-    wait_for(lambda: f.totals(api, campaign["id"]) == (5000, 2))
+    wait_until(lambda: f.totals(api, campaign["id"]) == (5000, 2))
 
     watcher = pages.open(f"#/campaigns/{campaign['id']}")
     expect(watcher.get_by_test_id("live-status")).to_have_text(re.compile("^Live"))
@@ -99,7 +88,7 @@ def test_an_admin_refunds_a_donation_and_the_campaign_total_falls(
 
     # The campaign page that was open all along shows the lower total by itself.
     expect(watcher.get_by_test_id("raised")).to_have_text("$20.00")
-    wait_for(lambda: f.totals(api, campaign["id"]) == (2000, 1))
+    wait_until(lambda: f.totals(api, campaign["id"]) == (2000, 1))
     states = dict(
         web_server.query(
             "SELECT id, status FROM pledges WHERE campaign_id = ?", (campaign["id"],)
@@ -108,7 +97,7 @@ def test_an_admin_refunds_a_donation_and_the_campaign_total_falls(
     assert states == {refunded: "REFUNDED", kept: "CAPTURED"}
 
     # Totals agree with the pledges, so reconcile finds nothing to repair.
-    wait_for(web_server.settled)
+    wait_until(web_server.settled)
     page.get_by_role("button", name="Reconcile totals").click()
     expect(page.get_by_test_id("admin-reconcile")).to_contain_text("Nothing drifted")
 
@@ -199,8 +188,8 @@ def test_an_admin_replays_a_dead_letter_by_clicking(
     organiser = f.register(api, name="Olive Organiser")
     campaign = f.campaign(api, organiser.token, title=f.unique("A hearing aid for"))
     pledge_id = captured_pledge(api, campaign["id"], 4200)
-    wait_for(lambda: f.totals(api, campaign["id"]) == (4200, 1))
-    wait_for(web_server.settled)
+    wait_until(lambda: f.totals(api, campaign["id"]) == (4200, 1))
+    wait_until(web_server.settled)
     dead = park_as_dead_letter(web_server, pledge_id)
     notes_before = web_server.scalar("SELECT count(*) FROM notifications")
 
@@ -224,7 +213,7 @@ def test_an_admin_replays_a_dead_letter_by_clicking(
 
     # Delivered this time, and its effect happened once: the handlers are
     # idempotent, so neither the total nor anybody's notifications moved.
-    wait_for(
+    wait_until(
         lambda: (
             web_server.scalar("SELECT status FROM outbox_events WHERE id = ?", (dead,))
             == "done"

@@ -12,19 +12,15 @@ import pytest
 
 from tests import factories as f
 from tests.browser.conftest import Pages, shot
-from tests.conftest import wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ServerGQL
+from tests.helpers.browser import donate, expect
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 def new_campaign(api: ServerGQL, **overrides: Any) -> dict[str, Any]:
@@ -46,29 +42,6 @@ def pledges_of(server: Server, campaign_id: str) -> list[tuple[Any, ...]]:
         "FROM pledges WHERE campaign_id = ? ORDER BY id",
         (campaign_id,),
     )
-
-
-def donate(
-    page: Page,
-    *,
-    amount: str | None = None,
-    preset: str | None = None,
-    name: str | None = None,
-    message: str | None = None,
-    declined: bool = False,
-) -> None:
-    """Fill the donate form and press its button (once)."""
-    if preset:
-        page.get_by_label(preset, exact=True).check()
-    if amount:
-        page.get_by_label("Other amount in USD").fill(amount)
-    if name:
-        page.get_by_label("Your name").fill(name)
-    if message:
-        page.get_by_label("A message for the family").fill(message)
-    card = "Card that is declined" if declined else "Card that works"
-    page.get_by_label(re.compile(card)).check()
-    page.get_by_role("button", name=re.compile(r"^Donate")).click()
 
 
 def session_of(page: Page) -> dict[str, Any]:
@@ -130,7 +103,7 @@ def test_a_declined_card_shows_its_message_and_changes_no_total(
     assert state == "FAILED"
     expect(alert).to_contain_text(reason)  # the provider's reason, in words
     shot(page, "campaign-card-declined")
-    wait_for(web_server.settled)
+    wait_until(web_server.settled)
     assert f.totals(api, campaign["id"]) == (0, 0)
     expect(page.get_by_test_id("raised")).to_have_text("$0.00")
 
@@ -189,7 +162,7 @@ def test_a_double_click_or_a_retry_after_a_dropped_connection_makes_one_pledge(
     expect(page.get_by_test_id("pledge-status")).to_have_attribute(
         "data-status", "CAPTURED"
     )
-    wait_for(web_server.settled)
+    wait_until(web_server.settled)
     assert [(r[1], r[2]) for r in pledges_of(web_server, campaign["id"])] == [
         ("CAPTURED", 1250),
         ("CAPTURED", 300),
@@ -207,7 +180,7 @@ def test_a_double_click_or_a_retry_after_a_dropped_connection_makes_one_pledge(
     expect(page.get_by_test_id("pledge-status")).to_have_attribute(
         "data-status", "CAPTURED"
     )
-    wait_for(web_server.settled)
+    wait_until(web_server.settled)
     assert [(r[1], r[2]) for r in pledges_of(web_server, campaign["id"])][2:] == [
         ("CAPTURED", 800)
     ]

@@ -6,27 +6,21 @@ and finds it on the notifications page."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import factories as f
 from tests.browser.conftest import Pages, shot
-from tests.browser.test_admin import sign_in
-from tests.browser.test_donors import donate
-from tests.conftest import wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ServerGQL
+from tests.helpers.browser import donate, expect, sign_in
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 def signed_in(pages: Pages, account: f.Account, route: str) -> Page:
@@ -131,7 +125,7 @@ def test_an_organiser_hears_of_a_donation_and_follows_it(
     expect(page.get_by_test_id("raised")).to_have_text("$12.00")
     expect(count).to_be_hidden()
     expect(panel).to_be_hidden()
-    wait_for(lambda: unread_in_database(web_server, organiser.id) == 0)
+    wait_until(lambda: unread_in_database(web_server, organiser.id) == 0)
 
     page.get_by_test_id("bell").click()
     panel.get_by_role("link", name="See all notifications").click()

@@ -5,24 +5,20 @@ driven by the keyboard."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import factories as f
 from tests.browser.conftest import PHONE, Pages, shot
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ServerGQL
+from tests.helpers.browser import expect
+from tests.helpers.server import Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 def status_of(server: Server, campaign_id: str) -> str:

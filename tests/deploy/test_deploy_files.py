@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -120,7 +121,7 @@ def test_every_metric_the_deploy_files_use_is_exported(
     donor = f.anonymous(gql)
     pledge = f.pledge(gql, donor, campaign["id"])
     gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (pledge["amountCents"], 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (pledge["amountCents"], 1))
     exported = {
         sample.name
         for family in text_string_to_metric_families(client.get("/metrics").text)

@@ -17,7 +17,7 @@ from careforall.db import Database
 from careforall.endpoints.export import safe_cell
 from careforall.services import export
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 URL = "/admin/export/donations.csv"
 HEADER = [

@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 
 from careforall import __version__
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -37,7 +38,7 @@ def test_healthz_is_ok_with_the_version(client: TestClient) -> None:
 
 def test_readyz_is_ready_when_running(client: TestClient) -> None:
     # The background workers start with the app; give them their first tick.
-    response = wait_for(lambda: (r := client.get("/readyz")).status_code == 200 and r)
+    response = wait_until(lambda: (r := client.get("/readyz")).status_code == 200 and r)
     assert response.json() == {
         "ready": True,
         "checks": {"database": True, "outbox": True, "webhook_sender": True},
@@ -47,7 +48,7 @@ def test_readyz_is_ready_when_running(client: TestClient) -> None:
 def test_readyz_is_503_when_the_database_is_unreachable(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wait_for(lambda: client.get("/readyz").status_code == 200)
+    wait_until(lambda: client.get("/readyz").status_code == 200)
     monkeypatch.setattr(client.app.state.runtime.db, "ping", lambda: False)  # type: ignore[attr-defined]
     response = client.get("/readyz")
     assert response.status_code == 503

@@ -13,8 +13,9 @@ from starlette.testclient import TestClient
 from careforall.logs import configure_logging, json_handler
 from careforall.settings import Settings, SettingsError
 from tests import factories as f
-from tests.conftest import GQL, wait_for
 from tests.endpoints.conftest import JsonLogs
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 ME = "query Me { me { id } }"
 
@@ -97,7 +98,7 @@ def test_state_changes_are_logged_with_pledge_states_and_source(
     def changes() -> list[dict[str, object]]:
         return json_logs.where(message="pledge status changed", pledge_id=pledge["id"])
 
-    wait_for(lambda: len(changes()) == 2)
+    wait_until(lambda: len(changes()) == 2)
     (created,) = json_logs.where(message="pledge created", pledge_id=pledge["id"])
     assert created["amount_cents"] == 3100
     authorized, captured = changes()

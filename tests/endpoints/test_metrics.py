@@ -22,8 +22,9 @@ from careforall.outbox import handlers
 from careforall.outbox.handlers import HandlerContext
 from careforall.services.webhook_log import WebhookOutcome
 from tests import factories as f
-from tests.conftest import GQL, wait_for
 from tests.endpoints.conftest import JsonLogs
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -78,7 +79,7 @@ def _exercise(client: TestClient, gql: GQL) -> None:
     donor = f.anonymous(gql)
     pledge = f.pledge(gql, donor, campaign["id"])
     gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (pledge["amountCents"], 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (pledge["amountCents"], 1))
     gql.ok(f.REFUND, {"id": pledge["id"]}, f.admin(gql).token)
     declined = f.pledge(gql, donor, campaign["id"])
     gql.ok(f.AUTHORIZE, {"id": declined["id"], "pm": "pm_card_declined"}, donor)
@@ -282,11 +283,11 @@ def test_money_flow_counts_each_committed_step_once(
     for pledge in (kept, refunded):
         gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
     gql.ok(f.AUTHORIZE, {"id": declined["id"], "pm": "pm_card_declined"}, donor)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (6234, 2))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (6234, 2))
     gql.ok(f.REFUND, {"id": refunded["id"]}, f.admin(gql).token)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (1234, 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (1234, 1))
     # The provider's own webhooks for the same steps arrive too and change nothing.
-    wait_for(lambda: _webhooks_delivered(client))
+    wait_until(lambda: _webhooks_delivered(client))
     assert watch.deltas() == [3, 2, 2, 1, 6234, 5000, 1, 1]
 
 
@@ -370,11 +371,11 @@ def test_outbox_lag_retries_and_dead_letters(
         lag = samples[("careforall_outbox_oldest_pending_age_seconds", frozenset())]
         return pending >= 1 and lag > 0
 
-    wait_for(lagging, timeout=3)
-    wait_for(lambda: metric(client, "careforall_outbox_dead_events") == 1, timeout=5)
+    wait_until(lagging, timeout=3)
+    wait_until(lambda: metric(client, "careforall_outbox_dead_events") == 1, timeout=5)
     retries, dead = watch.deltas()
     assert (retries, dead) == (2, 1)
-    wait_for(
+    wait_until(
         lambda: (
             metric(client, "careforall_outbox_pending_events") == 0
             and metric(client, "careforall_outbox_oldest_pending_age_seconds") == 0
@@ -394,7 +395,7 @@ def test_dispatch_latency_and_totals_lag_are_observed(
     campaign = f.campaign(gql, organiser.token)
     donor = f.anonymous(gql)
     pledge = f.pledge(gql, donor, campaign["id"])
-    wait_for(lambda: metric(client, "careforall_outbox_pending_events") == 0)
+    wait_until(lambda: metric(client, "careforall_outbox_pending_events") == 0)
     watch = Watch(
         client,
         s("careforall_outbox_dispatch_latency_seconds_count"),
@@ -402,9 +403,9 @@ def test_dispatch_latency_and_totals_lag_are_observed(
         s("careforall_outbox_events_delivered_total"),
     )
     gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (pledge["amountCents"], 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (pledge["amountCents"], 1))
     # AUTHORIZED and CAPTURED: two deliveries, each through the totals handler.
-    wait_for(lambda: watch.deltas() == [2, 2, 2])
+    wait_until(lambda: watch.deltas() == [2, 2, 2])
     slowest = metric(
         client, "careforall_outbox_dispatch_latency_seconds_bucket", le="+Inf"
     ) - metric(client, "careforall_outbox_dispatch_latency_seconds_bucket", le="5.0")
@@ -435,13 +436,13 @@ def test_open_subscriptions_are_counted(client: TestClient, gql: GQL) -> None:
         assert first["type"] == "next"
         assert metric(client, "careforall_subscriptions_open") == before + 1
         ws.send_json({"id": "1", "type": "complete"})
-        wait_for(lambda: metric(client, "careforall_subscriptions_open") == before)
+        wait_until(lambda: metric(client, "careforall_subscriptions_open") == before)
 
 
 def test_ready_gauge_follows_readiness(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wait_for(lambda: metric(client, "careforall_ready") == 1)
+    wait_until(lambda: metric(client, "careforall_ready") == 1)
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     monkeypatch.setattr(runtime.db, "ping", lambda: False)
     assert metric(client, "careforall_ready") == 0

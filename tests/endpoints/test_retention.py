@@ -26,8 +26,10 @@ from careforall.models import (
 from careforall.services.retention import RetentionPolicy, prune
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
-from tests.conftest import GQL, wait_for
 from tests.endpoints.conftest import JsonLogs
+from tests.helpers.api import GQL
+from tests.helpers.outbox import settled
+from tests.helpers.waiting import wait_until
 
 
 def pruned(table: str) -> float:
@@ -43,14 +45,6 @@ def count(db: Database, *where: Any, model: Any = OutboxEvent) -> int:
         return int(
             session.exec(select(func.count()).select_from(model).where(*where)).one()
         )
-
-
-def settled(db: Database) -> bool:
-    """No outbox event waits and the provider owes no webhook."""
-    return (
-        count(db, col(OutboxEvent.status) == "pending") == 0
-        and count(db, col(SimWebhook.delivered_at).is_(None), model=SimWebhook) == 0
-    )
 
 
 def test_the_server_prunes_old_rows_on_its_own_and_logs_each_run(
@@ -76,8 +70,8 @@ def test_the_server_prunes_old_rows_on_its_own_and_logs_each_run(
 
     app_factory(retention_interval_seconds=0.05)
 
-    wait_for(lambda: count(db) == 1)
-    wait_for(lambda: json_logs.where(message="retention run"))
+    wait_until(lambda: count(db) == 1)
+    wait_until(lambda: json_logs.where(message="retention run"))
     assert count(db, model=WebhookLog) == 1
     run = json_logs.where(message="retention run")[0]
     assert run["logger"] == "careforall.retention"
@@ -107,13 +101,13 @@ def test_a_replayed_event_whose_log_rows_were_pruned_changes_nothing(
     donor = f.anonymous(gql)
     pledge_id = f.pledge(gql, donor, campaign_id, amount=2500)["id"]
     gql.ok(f.AUTHORIZE, {"id": pledge_id, "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign_id) == (2500, 1))
-    wait_for(lambda: settled(db))
+    wait_until(lambda: f.totals(gql, campaign_id) == (2500, 1))
+    wait_until(lambda: settled(db))
     captured = _captured_event(db, pledge_id)
     event_id = json.loads(captured)["id"]
     gql.ok(f.REFUND, {"id": pledge_id}, admin.token)
-    wait_for(lambda: f.totals(gql, campaign_id) == (0, 0))
-    wait_for(lambda: settled(db))
+    wait_until(lambda: f.totals(gql, campaign_id) == (0, 0))
+    wait_until(lambda: settled(db))
 
     # A year on, retention has removed the event's webhook log rows.
     prune(UnitOfWork(db), policy=RetentionPolicy(), now=utcnow() + timedelta(days=365))
@@ -141,7 +135,7 @@ def test_a_replayed_event_whose_log_rows_were_pruned_changes_nothing(
         200,
         {"received": True, "duplicate": False},
     )
-    wait_for(lambda: settled(db))
+    wait_until(lambda: settled(db))
 
     pledge = gql.ok(f.PLEDGE, {"id": pledge_id}, admin.token)["pledge"]
     assert pledge["status"] == "REFUNDED"

@@ -21,8 +21,9 @@ from careforall.db import Database
 from careforall.models import OutboxEvent, SimWebhook
 from careforall.settings import Settings, SettingsError
 from tests import factories as f
-from tests.conftest import GQL, wait_for
 from tests.endpoints.conftest import JsonLogs, Spans
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 CREATE = """
 mutation CreatePledge($input: PledgeInput!) {
@@ -107,7 +108,7 @@ def test_one_donation_is_one_trace_from_create_pledge_to_the_totals_update(
     _, authorize_request = post(
         client, AUTHORIZE, {"id": pledge_id, "pm": "pm_card_ok"}, headers()
     )
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (4200, 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (4200, 1))
 
     def donation() -> list[ReadableSpan]:
         return [s for s in spans.all() if hex_id(s) == trace_id]
@@ -121,7 +122,7 @@ def test_one_donation_is_one_trace_from_create_pledge_to_the_totals_update(
         )
 
     # The provider's webhooks arrive after the totals; the trace ends with them.
-    wait_for(complete)
+    wait_until(complete)
     donation_spans = donation()
     # The parts of the app's work for this donation are all in its trace.
     for name in ("handler update_totals", "subscription push", "outbox PledgeCreated"):
@@ -178,8 +179,8 @@ def test_a_request_without_traceparent_starts_the_trace_its_effects_continue(
         {"id": pledge["id"], "pm": "pm_card_ok"},
         {"Authorization": f"Bearer {donor}"},
     )
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (1500, 1))
-    wait_for(lambda: spans.named("subscription push"))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (1500, 1))
+    wait_until(lambda: spans.named("subscription push"))
     (line,) = json_logs.where(message="request", request_id=request_id)
     trace_id = line["trace_id"]
     (root,) = [

@@ -23,7 +23,9 @@ from careforall.models import (
 )
 from careforall.payments.signature import sign
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.outbox import outbox_drained
+from tests.helpers.waiting import wait_until
 
 URL = "/webhooks/payments"
 OK = {"received": True, "duplicate": False}
@@ -78,19 +80,9 @@ def webhook_rows(db: Database) -> int:
     return count
 
 
-def outbox_drained(db: Database) -> bool:
-    with db.read() as session:
-        pending = session.exec(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(OutboxEvent.status == "pending")
-        ).one()
-    return pending == 0
-
-
 def settled_totals(gql: GQL, db: Database, campaign_id: str) -> tuple[int, int]:
     """The campaign's totals once every committed event has been delivered."""
-    wait_for(lambda: outbox_drained(db))
+    wait_until(lambda: outbox_drained(db))
     return f.totals(gql, campaign_id)
 
 
@@ -600,10 +592,10 @@ def test_simulated_provider_delivers_signed_webhooks_that_change_nothing_more(
 
     gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
 
-    wait_for(lambda: len(_webhook_types(db, pledge["id"])) >= 2)
+    wait_until(lambda: len(_webhook_types(db, pledge["id"])) >= 2)
     types = _webhook_types(db, pledge["id"])
     assert types == ["payment.authorized", "payment.captured"]
-    wait_for(lambda: _undelivered(db) == 0)
+    wait_until(lambda: _undelivered(db) == 0)
     after = snapshot(db, pledge["id"])
     assert after.status == "CAPTURED"
     # The API's answer and the webhook went through the same machine: each step once.
@@ -626,8 +618,8 @@ def test_simulated_decline_is_delivered_as_payment_failed(
     paid = gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_declined"}, donor)
 
     assert paid["authorizePayment"]["status"] == "FAILED"
-    assert wait_for(lambda: _webhook_types(db, pledge["id"])) == ["payment.failed"]
-    wait_for(lambda: _undelivered(db) == 0)
+    assert wait_until(lambda: _webhook_types(db, pledge["id"])) == ["payment.failed"]
+    wait_until(lambda: _undelivered(db) == 0)
     after = snapshot(db, pledge["id"])
     assert [(a, b) for a, b, _ in after.history] == [
         (None, "PENDING"),

@@ -20,11 +20,9 @@ from starlette.testclient import TestClient
 
 from careforall.db import Database
 from tests import factories as f
-from tests.conftest import GQL, wait_for
-from tests.system import conftest as system
-from tests.system.conftest import Server, ServerGQL
-
-make_server = system.make_server  # a real server, as in tests/system
+from tests.helpers.api import GQL, ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 # SQLite's own faults: its write lock, its read-only mode, its file growing.
 pytestmark = pytest.mark.sqlite_only
@@ -151,12 +149,12 @@ def test_a_long_lock_makes_the_app_unready_and_the_workers_ride_it_out(
         # Held for many busy timeouts: every write in the app fails meanwhile,
         # so the app is not ready (SELECT 1 alone would still pass beside a
         # writer in WAL mode); the workers stay alive and keep retrying.
-        wait_for(lambda: readyz(client) == NOT_READY, timeout=3)
+        wait_until(lambda: readyz(client) == NOT_READY, timeout=3)
         began = time.monotonic()
         while time.monotonic() - began < 1.2:
             assert readyz(client) == NOT_READY
             assert client.get("/healthz").status_code == 200
-            time.sleep(0.1)
+            time.sleep(0.1)  # it stays so while time passes: what is tested
         assert_clean_refusal(create_pledge(client, donor, campaign["id"], "locked"))
         # The capture the authorization asked for is still waiting.
         assert f.totals(gql, campaign["id"]) == (0, 0)
@@ -165,12 +163,12 @@ def test_a_long_lock_makes_the_app_unready_and_the_workers_ride_it_out(
     finally:
         lock_after_commit.release()
     # Released: ready again, and both workers catch up by themselves.
-    wait_for(lambda: readyz(client) == READY, timeout=3)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (1000, 1), timeout=10)
+    wait_until(lambda: readyz(client) == READY, timeout=3)
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (1000, 1), timeout=10)
     for p in pledges[1:]:
         gql.ok(f.AUTHORIZE, {"id": p["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (3003, 3), timeout=10)
-    wait_for(
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (3003, 3), timeout=10)
+    wait_until(
         lambda: (
             scalar(db, "SELECT count(*) FROM sim_webhooks WHERE delivered_at IS NULL")
             == 0
@@ -253,7 +251,7 @@ def test_a_read_only_database_refuses_writes_cleanly_then_recovers(
     again = gql.ok(f.CREATE_PLEDGE, create_input(campaign["id"], "ro-1"), donor)
     assert again["createPledge"]["status"] == "PENDING"
     gql.ok(f.AUTHORIZE, {"id": before["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (1500, 1))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (1500, 1))
     assert scalar(db, "SELECT count(*) FROM outbox_events WHERE status='dead'") == 0
 
 
@@ -279,11 +277,11 @@ def test_readiness_reports_a_read_only_database_until_it_is_writable(
     read_only.on = True
     # Nobody writes: the probe finds out by itself (reads still pass, so a
     # SELECT 1 alone would say ready).
-    wait_for(lambda: readyz(client) == NOT_READY, timeout=3)
+    wait_until(lambda: readyz(client) == NOT_READY, timeout=3)
     assert f.totals(gql, campaign["id"]) == (0, 0)
     assert client.get("/healthz").status_code == 200
     read_only.on = False
-    wait_for(lambda: readyz(client) == READY, timeout=3)
+    wait_until(lambda: readyz(client) == READY, timeout=3)
     created = gql.ok(f.CREATE_PLEDGE, create_input(campaign["id"], "after"), donor)
     assert created["createPledge"]["status"] == "PENDING"
 
@@ -300,7 +298,7 @@ def test_a_refused_write_makes_readiness_false_at_once(
     # No waiting: the refused write itself is the news.
     assert readyz(client) == NOT_READY
     read_only.on = False
-    wait_for(lambda: readyz(client) == READY, timeout=3)
+    wait_until(lambda: readyz(client) == READY, timeout=3)
 
 
 # --- disk full -----------------------------------------------------------------
@@ -352,7 +350,7 @@ def test_a_full_disk_loses_no_acknowledged_pledge_and_recovers(
         for pledge_id in acknowledged:
             api.ok(f.AUTHORIZE, {"id": pledge_id, "pm": "pm_card_ok"}, donor)
         expected = (sum(acknowledged.values()), len(acknowledged))
-        wait_for(lambda: f.totals(api, campaign["id"]) == expected, timeout=10)
+        wait_until(lambda: f.totals(api, campaign["id"]) == expected, timeout=10)
     stored = dict(
         server.query(
             "SELECT id, amount_cents FROM pledges WHERE campaign_id = ?",
@@ -376,20 +374,20 @@ def test_readiness_is_false_while_the_disk_is_full_and_true_once_it_has_room(
         assert readyz(http) == READY
         set_file_size_limit(server, 1)
         # Nobody writes: the probe's commit meets the full disk by itself.
-        wait_for(lambda: readyz(http) == NOT_READY, timeout=5)
+        wait_until(lambda: readyz(http) == NOT_READY, timeout=5)
         assert http.get("/healthz").status_code == 200
         assert_clean_refusal(create_pledge(http, donor, campaign["id"], "full"))
         assert readyz(http) == NOT_READY
         # Room again, without a restart: ready, and the refused write's retry
         # (same key) goes through once.
         set_file_size_limit(server, resource.RLIM_INFINITY)
-        wait_for(lambda: readyz(http) == READY, timeout=5)
+        wait_until(lambda: readyz(http) == READY, timeout=5)
         retried = api.ok(f.CREATE_PLEDGE, create_input(campaign["id"], "full"), donor)
         again = api.ok(f.CREATE_PLEDGE, create_input(campaign["id"], "full"), donor)
         assert retried["createPledge"]["id"] == again["createPledge"]["id"]
         for pledge_id in (before["id"], retried["createPledge"]["id"]):
             api.ok(f.AUTHORIZE, {"id": pledge_id, "pm": "pm_card_ok"}, donor)
-        wait_for(lambda: f.totals(api, campaign["id"]) == (1900, 2), timeout=10)
+        wait_until(lambda: f.totals(api, campaign["id"]) == (1900, 2), timeout=10)
         assert readyz(http) == READY
     stored = dict(
         server.query(

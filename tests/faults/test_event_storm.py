@@ -29,10 +29,9 @@ import pytest
 
 from careforall.payments.signature import sign
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system import conftest as system
-from tests.system.conftest import Server, ServerGQL
-from tests.system.storm import (
+from tests.helpers.api import ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.storm import (
     APPLIED_IN_ORDER_SQL,
     APPLIED_SQL,
     HISTORY_SQL,
@@ -46,9 +45,8 @@ from tests.system.storm import (
     replay,
     with_repeats,
 )
-from tests.system.test_subscriptions import pair, totals_feed
-
-make_server = system.make_server  # a real server, as in tests/system
+from tests.helpers.subscriptions import pair, totals_feed
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -190,14 +188,12 @@ def deliver(client: httpx.Client, d: Delivery) -> Answer:
     return d.event_id, response.status_code, response.json()
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.processes(1, 2)
 def test_a_storm_of_provider_events_lands_every_pledge_where_its_events_lead(
     make_server: Callable[..., Server], database_kind: str, processes: int
 ) -> None:
     """With two processes (PostgreSQL), the senders and the pledges are spread
     over both and the subscribers watch the second."""
-    if processes > 1 and database_kind != "postgresql":
-        pytest.skip("several processes share a PostgreSQL database only")
     rng = random.Random(SEED)
     for recipe in RECIPES:
         events = [(f"e{i}", kind) for i, kind in enumerate(recipe)]
@@ -226,11 +222,11 @@ def test_a_storm_of_provider_events_lands_every_pledge_where_its_events_lead(
             started = time.monotonic()
             answers = on_threads(servers, SENDERS, deliver, deliveries)
             posted = time.monotonic()
-            wait_for(server.settled, timeout=15, interval=0.05)
+            wait_until(server.settled, timeout=15, interval=0.05)
             drained = time.monotonic()
             final = {c: f.totals(api, c) for c in campaigns}
             # The last push each subscriber got is the final totals.
-            wait_for(lambda: subscribers.latest() == final, timeout=5)
+            wait_until(lambda: subscribers.latest() == final, timeout=5)
         assert not subscribers.errors, subscribers.errors
 
     duplicates = check_answers(answers, deliveries)

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from careforall.domain.errors import ERROR_CODES
 from tests import factories as f
-from tests.conftest import GQL
+from tests.helpers.api import GQL
 
 EXAMPLES_PER_OPERATION = 100
 CONTRACT_CODES = {*ERROR_CODES, "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}

@@ -23,7 +23,8 @@ from careforall.services import write_health
 from careforall.services.write_health import LOCKED, WriteHealth
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.sqlite_only  # SQLite's write lock and its busy timeout
 
@@ -208,4 +209,4 @@ def test_readiness_stays_true_under_write_load(
     assert len(paid) >= 20 and probes >= 20, "too little to mean anything"
     assert {kind for kind, _ in refusals} <= {LOCKED}
     assert Counter(answers) == {200: len(answers)}
-    wait_for(lambda: f.totals(gql, campaign["id"]) == (100 * len(paid), len(paid)))
+    wait_until(lambda: f.totals(gql, campaign["id"]) == (100 * len(paid), len(paid)))

@@ -13,7 +13,7 @@ from sqlmodel import SQLModel
 from careforall.db import Database, make_engine, run_migrations
 from careforall.settings import Settings
 from tests import postgres
-from tests.conftest import databases_under_test
+from tests.helpers.databases import databases_under_test
 
 
 def check_migrations_build_the_models(settings: Settings) -> None:

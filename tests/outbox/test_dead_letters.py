@@ -24,11 +24,13 @@ from starlette.testclient import TestClient
 
 from careforall.db import Database
 from careforall.domain.clock import utcnow
-from careforall.models import OutboxEvent, PledgeTransition, SimPayment, SimWebhook
+from careforall.models import OutboxEvent, PledgeTransition, SimPayment
 from careforall.payments.provider import ProviderResult
 from careforall.payments.simulated import SimulatedProvider
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.outbox import settled
+from tests.helpers.waiting import wait_until
 
 BASE_DELAY = 0.25  # seconds before the first retry; each next one waits twice
 ATTEMPTS = 3
@@ -106,17 +108,6 @@ def steps(db: Database, pledge_id: str) -> list[tuple[str | None, str, str, date
     return [(r.from_status, r.to_status, r.source, r.at) for r in rows]
 
 
-def settled(db: Database) -> bool:
-    with db.read() as session:
-        pending = session.exec(
-            select(OutboxEvent).where(OutboxEvent.status == "pending")
-        ).first()
-        owed = session.exec(
-            select(SimWebhook).where(col(SimWebhook.delivered_at).is_(None))
-        ).first()
-    return pending is None and owed is None
-
-
 class Donations:
     """An auto-capturing app with an admin, a campaign and a donor."""
 
@@ -167,10 +158,10 @@ def park_one(
     good = [donations.pledge(2000), donations.pledge(4000)]
     provider_down.pledge_id = bad["id"]
     donations.pay(bad)
-    wait_for(lambda: len(provider_down.tries) == 1)
+    wait_until(lambda: len(provider_down.tries) == 1)
     for pledge in good:  # paid while the faulty one waits for its retries
         donations.pay(pledge)
-    wait_for(lambda: authorized_event(db, bad["id"]).status == "dead", timeout=10)
+    wait_until(lambda: authorized_event(db, bad["id"]).status == "dead", timeout=10)
     return bad, good, authorized_event(db, bad["id"])
 
 
@@ -184,7 +175,7 @@ def test_a_failing_capture_is_retried_parked_and_replayed_once(
     for pledge in good:
         (*_, (_, to_status, _, at)) = steps(db, pledge["id"])
         assert to_status == "CAPTURED" and at < last_try
-    wait_for(lambda: donations.totals() == (6000, 2))
+    wait_until(lambda: donations.totals() == (6000, 2))
 
     # Tried ATTEMPTS times, each wait twice the last, then parked.
     assert [t.attempts_before for t in provider_down.tries] == [0, 1, 2]
@@ -202,8 +193,8 @@ def test_a_failing_capture_is_retried_parked_and_replayed_once(
     # The provider is back; the replay captures the pledge, once.
     provider_down.on = False
     assert donations.replay(letter) == 1
-    wait_for(lambda: donations.status(bad) == "CAPTURED")
-    wait_for(lambda: settled(db))
+    wait_until(lambda: donations.status(bad) == "CAPTURED")
+    wait_until(lambda: settled(db))
     assert donations.replay(letter) == 0  # no longer dead
     assert donations.gql.ok(REPLAY_ALL, None, donations.admin) == {
         "replayAllDeadLetters": 0
@@ -242,8 +233,8 @@ def test_a_dead_letter_whose_effect_came_another_way_replays_as_a_no_op(
     assert donations.status(bad) == "CAPTURED"
 
     assert donations.replay(letter) == 1
-    wait_for(lambda: authorized_event(db, bad["id"]).status == "done")
-    wait_for(lambda: settled(db))
+    wait_until(lambda: authorized_event(db, bad["id"]).status == "done")
+    wait_until(lambda: settled(db))
     assert provider_down.captures.count(bad["id"]) == 1  # the admin's only
     assert [(a, b) for a, b, _, _ in steps(db, bad["id"])] == [
         (None, "PENDING"),

@@ -26,7 +26,9 @@ from careforall.services.payments import ProviderEvent, apply_provider_event
 from careforall.services.transitions import write_history
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
-from tests.conftest import GQL, wait_for
+from tests.helpers.api import GQL
+from tests.helpers.outbox import outbox_drained
+from tests.helpers.waiting import wait_until
 
 # --- helpers ---------------------------------------------------------------
 
@@ -153,8 +155,8 @@ def test_every_state_change_writes_its_outbox_event_in_the_same_commit(
     other = scene.pledge(700)
     webhook(scene.client, other, "captured")
     assert len(changes_of(db, other["id"])) == 2
-    wait_for(lambda: pending(db) == 0)
-    wait_for(lambda: webhook_events(db) == 4)  # 3 from the provider, 1 of ours
+    wait_until(lambda: pending(db) == 0)
+    wait_until(lambda: webhook_events(db) == 4)  # 3 from the provider, 1 of ours
 
     for pledge_id in (pledge["id"], other["id"]):
         events = [
@@ -200,22 +202,40 @@ def test_a_change_that_does_not_commit_leaves_no_event(
 
 
 def test_dispatcher_wakes_on_commit_not_on_a_timer(
-    app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+    app_factory: Callable[..., TestClient],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # With nothing due the dispatcher would sleep a minute: only the wake-up
     # after a commit can make the totals move in time.
     monkeypatch.setattr(dispatcher_module, "IDLE_WAIT_SECONDS", 60.0)
+    batches_running = 0
+    process_due = dispatcher_module.Dispatcher.process_due
+
+    def counted(self: dispatcher_module.Dispatcher) -> dispatcher_module.BatchResult:
+        nonlocal batches_running
+        batches_running += 1
+        try:
+            return process_due(self)
+        finally:
+            batches_running -= 1
+
+    monkeypatch.setattr(dispatcher_module.Dispatcher, "process_due", counted)
     scene = Scene(app_factory(auto_capture=False))
     lags: list[float] = []
     raised = 0
     for amount in (1100, 2200, 3300, 4400, 5500):
         pledge = scene.pledge(amount)
-        time.sleep(0.05)  # let the dispatcher go idle after the pledge's own event
+        # Idle after the pledge's own events: all delivered, no batch running.
+        wait_until(
+            lambda: batches_running == 0 and outbox_drained(db),
+            what="the dispatcher to deliver the pledge's events and go idle",
+        )
         raised += amount
         count = len(lags) + 1
         started = time.monotonic()
         webhook(scene.client, pledge, "captured")
-        wait_for(lambda: scene.totals() == (raised, count), timeout=3, interval=0.002)  # noqa: B023
+        wait_until(lambda: scene.totals() == (raised, count), timeout=3, interval=0.002)  # noqa: B023
         lags.append(time.monotonic() - started)
     print(
         f"\ncommit-to-totals lag: {', '.join(f'{lag * 1000:.0f} ms' for lag in lags)}"
@@ -238,7 +258,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
     )
     bad = scene.pledge(1000)  # its events come first in the outbox
     good = [scene.pledge(2000), scene.pledge(4000)]
-    wait_for(lambda: pending(db) == 0)
+    wait_until(lambda: pending(db) == 0)
 
     fault = {"on": True}
     # (to_status, attempts before the try) -> (available_at of the row, when
@@ -270,8 +290,8 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
         webhook(scene.client, pledge, "captured")
 
     # The others are not held up by the failing one.
-    wait_for(lambda: scene.totals() == (6000, 2))
-    wait_for(lambda: all(r.status == "dead" for r, _ in changes_of(db, bad["id"])))
+    wait_until(lambda: scene.totals() == (6000, 2))
+    wait_until(lambda: all(r.status == "dead" for r, _ in changes_of(db, bad["id"])))
     parked = changes_of(db, bad["id"])
     assert [p["to_status"] for _, p in parked] == ["AUTHORIZED", "CAPTURED"]
     for row, _ in parked:
@@ -292,7 +312,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
         assert second_wait > first_wait
     # A later batch passes the dead letters by.
     scene.pledge(500)
-    wait_for(lambda: pending(db) == 0)
+    wait_until(lambda: pending(db) == 0)
     assert len(calls) == 6
     assert scene.totals() == (6000, 2)
 
@@ -305,7 +325,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_parked_without_blocking_
         "WHERE status = 'dead'",
     )
     wake(scene.client)
-    wait_for(lambda: {r.status for r, _ in changes_of(db, bad["id"])} == {"done"})
+    wait_until(lambda: {r.status for r, _ in changes_of(db, bad["id"])} == {"done"})
     assert scene.totals() == (7000, 3)
 
 
@@ -321,7 +341,7 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
     )
     bad = scene.pledge(1000)
     good = scene.pledge(2000)
-    wait_for(lambda: pending(db) == 0)
+    wait_until(lambda: pending(db) == 0)
     fault = {"on": True}
     moved: list[str] = []  # pledges whose totals update_totals moved
 
@@ -348,8 +368,8 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
     )
     for pledge in (bad, good):
         webhook(scene.client, pledge, "captured")
-    wait_for(lambda: all(r.status == "dead" for r, _ in changes_of(db, bad["id"])))
-    wait_for(lambda: pending(db) == 0)
+    wait_until(lambda: all(r.status == "dead" for r, _ in changes_of(db, bad["id"])))
+    wait_until(lambda: pending(db) == 0)
     # update_totals moved the bad pledge's totals at every try, and each time
     # the failure after it undid that.
     assert moved.count(bad["id"]) >= 2
@@ -364,7 +384,7 @@ def test_a_handler_failing_after_another_wrote_undoes_that_write_too(
     fault["on"] = False
     execute(db, "UPDATE outbox_events SET status = 'pending' WHERE status = 'dead'")
     wake(scene.client)
-    wait_for(lambda: {r.status for r, _ in changes_of(db, bad["id"])} == {"done"})
+    wait_until(lambda: {r.status for r, _ in changes_of(db, bad["id"])} == {"done"})
     assert scene.totals() == (3000, 2)
 
 
@@ -375,9 +395,9 @@ def test_redelivered_events_have_their_effect_once(
     kept, refunded = scene.pledge(1000), scene.pledge(2500)
     for pledge in (kept, refunded):
         webhook(scene.client, pledge, "captured")
-    wait_for(lambda: scene.totals() == (3500, 2))
+    wait_until(lambda: scene.totals() == (3500, 2))
     webhook(scene.client, refunded, "refunded")
-    wait_for(lambda: pending(db) == 0 and scene.totals() == (1000, 1))
+    wait_until(lambda: pending(db) == 0 and scene.totals() == (1000, 1))
 
     def redeliver(rows: list[OutboxEvent]) -> None:
         ids = ",".join(str(row.id) for row in rows)
@@ -387,7 +407,7 @@ def test_redelivered_events_have_their_effect_once(
             f"WHERE id IN ({ids})",
         )
         wake(scene.client)
-        wait_for(
+        wait_until(
             lambda: all(
                 r.status == "done" for r in outbox(db) if r.id in {x.id for x in rows}
             )
@@ -441,8 +461,8 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
     )
 
     assert paid["authorizePayment"]["status"] in ("AUTHORIZED", "CAPTURED")
-    wait_for(lambda: status_of(db, pledge["id"]) == "CAPTURED")
-    wait_for(lambda: scene.totals() == (3300, 1))
+    wait_until(lambda: status_of(db, pledge["id"]) == "CAPTURED")
+    wait_until(lambda: scene.totals() == (3300, 1))
     assert calls == [pledge["id"], pledge["id"]]
     (authorized, _), (captured, _) = changes_of(db, pledge["id"])
     assert (authorized.status, authorized.attempts) == ("done", 1)
@@ -454,7 +474,7 @@ def test_a_failing_side_effect_is_retried_and_the_pledge_is_captured(
     ]
     # Whichever came first, the capture's answer or its webhook, made the step.
     assert history_of(db, pledge["id"])[-1][2].startswith(("auto-capture", "webhook:"))
-    wait_for(lambda: pending(db) == 0)
+    wait_until(lambda: pending(db) == 0)
     assert scene.totals() == (3300, 1)
 
 

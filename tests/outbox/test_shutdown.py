@@ -5,7 +5,6 @@ and the app's shutdown would wait forever)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
@@ -17,11 +16,16 @@ from careforall.outbox.handlers import HandlerContext
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
 from careforall.settings import Settings
+from tests.helpers.waiting import WatchedEvent, until
 
 
-async def _cancel_while_woken(task: asyncio.Task[None], wake: Any) -> None:
-    await asyncio.sleep(0.05)  # the task now waits for a wake-up or its timer
-    wake()
+async def _cancel_while_woken(task: asyncio.Task[None], wake: WatchedEvent) -> None:
+    await until(
+        lambda: wake.waiting > 0 or task.done(),
+        what="the task to wait for a wake-up or its timer",
+    )
+    assert not task.done(), task
+    wake.set()
     task.cancel()  # in the same loop iteration as the wake-up
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=2)
@@ -35,10 +39,12 @@ def test_the_dispatcher_stops_when_cancelled_as_it_is_woken(
         Broadcaster(),
     )
     monkeypatch.setattr(dispatcher, "process_due", lambda: BatchResult(next_wait=5))
+    wake = WatchedEvent()
+    monkeypatch.setattr(dispatcher, "_wake", wake)
 
     async def scenario() -> None:
         task = asyncio.create_task(dispatcher.run())
-        await _cancel_while_woken(task, dispatcher._wake.set)
+        await _cancel_while_woken(task, wake)
         assert not dispatcher.alive
 
     asyncio.run(scenario())
@@ -55,10 +61,12 @@ def test_the_webhook_sender_stops_when_cancelled_as_it_is_woken(
         return 5.0
 
     monkeypatch.setattr(sender, "_deliver_due", nothing_due)
+    wake = WatchedEvent()
+    monkeypatch.setattr(sender, "_wake", wake)
 
     async def scenario() -> None:
         task = asyncio.create_task(sender.run())
-        await _cancel_while_woken(task, sender._wake.set)
+        await _cancel_while_woken(task, wake)
         assert not sender.alive
 
     asyncio.run(scenario())

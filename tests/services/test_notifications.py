@@ -6,7 +6,6 @@ one notification."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -23,7 +22,6 @@ from careforall.models import (
     Campaign,
     Notification,
     OutboxEvent,
-    Pledge,
     User,
 )
 from careforall.outbox.dispatcher import Dispatcher
@@ -31,11 +29,10 @@ from careforall.outbox.handlers import HandlerContext, on_dead_letter
 from careforall.payments.simulated import SimulatedProvider
 from careforall.services import alerts, auth, notifications, webhook_log
 from careforall.services.auth import TokenKeys
-from careforall.services.payments import ProviderEvent, apply_provider_event
-from careforall.services.pledges import PledgeData, create_pledge
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.webhook_log import WebhookEntry, WebhookOutcome
 from careforall.settings import Settings
+from tests.helpers.pledges import give, provider_says
 from tests.services.conftest import (
     PASSWORD,
     MakeAnon,
@@ -46,36 +43,6 @@ from tests.services.conftest import (
 )
 
 # --- helpers -------------------------------------------------------------------
-
-
-def give(db: Database, donor: Principal, campaign: Campaign, amount: int) -> str:
-    data = PledgeData(
-        campaign_id=campaign.id,
-        amount_cents=amount,
-        idempotency_key=uuid.uuid4().hex,
-        donor_name="Dana",
-    )
-    return create_pledge(UnitOfWork(db), principal=donor, data=data).id
-
-
-def provider_says(
-    db: Database, pledge_id: str, kind: str, reason: str | None = None
-) -> None:
-    """A provider webhook applied through the service (it writes the events)."""
-    with db.read() as session:
-        row = session.get(Pledge, pledge_id)
-    assert row is not None
-    apply_provider_event(
-        UnitOfWork(db),
-        event=ProviderEvent(
-            id=f"evt_{uuid.uuid4().hex}",
-            type=f"payment.{kind}",
-            pledge_id=pledge_id,
-            amount_cents=row.amount_cents,
-            currency=row.currency,
-            reason=reason,
-        ),
-    )
 
 
 def deliver(db: Database, settings: Settings, *, all_succeed: bool = True) -> int:

@@ -30,8 +30,8 @@ from careforall.services.totals import Move, Settlement, reconcile, settle_pledg
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from careforall.sqlite import TransactionLost
+from tests.helpers.pledges import give, provider_says
 from tests.services.conftest import MakeCampaign, MakeUser, statements_sent, totals
-from tests.services.test_notifications import give, provider_says
 
 
 def dispatcher(

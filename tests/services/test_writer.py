@@ -370,9 +370,9 @@ def test_a_caller_that_gave_up_before_its_batch_began_writes_nothing(
     async def main() -> Any:
         gone = asyncio.ensure_future(writer.run(_pledge(guest, campaign, "gone")))
         kept = asyncio.ensure_future(writer.run(_pledge(guest, campaign, "kept")))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: both jobs queued
         gone.cancel()  # the client went away while its job waited
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: the cancellation delivered
         writer.start()
         return await kept
 
@@ -408,7 +408,7 @@ def test_one_failing_caller_on_the_loop_leaves_the_others_answered(
             writer.run(_pledge(guest, campaign, "after")),
         ]
         tasks = [asyncio.ensure_future(call) for call in calls]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop step: all three queued
         writer.start()
         return await asyncio.wait_for(
             asyncio.gather(*tasks, return_exceptions=True), WAIT

@@ -24,8 +24,9 @@ from careforall.backup import backup
 from careforall.cli import main
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 # `careforall backup` and `restore` copy the SQLite file; PostgreSQL has pg_dump.
 pytestmark = [pytest.mark.server, pytest.mark.sqlite_only]
@@ -131,14 +132,14 @@ def test_a_backup_under_write_load_restores_every_acknowledged_pledge(
         api = ServerGQL(http)
         campaign_id = f.campaign(api, f.register(api).token)["id"]
         with Load(server, campaign_id) as load:
-            wait_for(lambda: len(load.acknowledged) >= 30, timeout=15)
+            wait_until(lambda: len(load.acknowledged) >= 30, timeout=15)
             # In this process, so that `started` is right before the snapshot:
             # a pledge still only in the write-ahead log must be in the copy.
             started = time.monotonic()
             made = backup(Settings(database_url=f"sqlite:///{server.db_path}"), copy)
             finished = time.monotonic()
             # The server kept taking donations while the backup ran, and after.
-            wait_for(lambda: load.acked_after(finished), timeout=10)
+            wait_until(lambda: load.acked_after(finished), timeout=10)
     before = {pid for t, pid in load.acknowledged if t < started}
     assert made.info.pledges >= len(before)
 
@@ -151,7 +152,7 @@ def test_a_backup_under_write_load_restores_every_acknowledged_pledge(
     assert before <= found
     # A server on the restored file serves them and brings the totals in line.
     restored.start()
-    wait_for(restored.settled, timeout=15)
+    wait_until(restored.settled, timeout=15)
     assert totals_match_pledges(restored, campaign_id)
     with httpx.Client(base_url=restored.base_url, timeout=10.0) as http:
         api, admin = admin_api(http)
@@ -193,8 +194,8 @@ def test_reconcile_command_repairs_drift_prints_it_and_audits_it(
     donor = f.anonymous(api)
     pledge = f.pledge(api, donor, campaign_id, amount=2500)
     api.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
-    wait_for(lambda: f.totals(api, campaign_id) == (2500, 1))
-    wait_for(server.settled)
+    wait_until(lambda: f.totals(api, campaign_id) == (2500, 1))
+    wait_until(server.settled)
     with closing(sqlite3.connect(server.db_path, timeout=5)) as conn, conn:
         conn.execute(
             "UPDATE campaign_totals SET raised_cents = 1, pledge_count = 5 "

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -125,8 +126,8 @@ def test_twenty_concurrent_authorizations_charge_and_count_once(
         ]
         return pledge if pledge["status"] == "CAPTURED" else None
 
-    final = wait_for(captured)
-    wait_for(server.settled)
+    final = wait_until(captured)
+    wait_until(server.settled)
     assert [(h["fromStatus"], h["toStatus"]) for h in final["history"]] == [
         (None, "PENDING"),
         ("PENDING", "AUTHORIZED"),

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from tests import factories as f
-from tests.conftest import ADMIN_PASSWORD, wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ADMIN_PASSWORD, ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -70,7 +71,7 @@ def test_no_password_token_secret_or_card_number_reaches_the_log(
         # Request lines carry the path: a careless link puts secrets there too.
         http.get(f"/donate/{CARD}")
         http.get(f"/session/{FORGED_TOKEN}")
-        wait_for(server.settled, timeout=10)
+        wait_until(server.settled, timeout=10)
     jwt_secret = server.scalar("SELECT value FROM app_secrets WHERE name='jwt_secret'")
     webhook_secret = server.scalar(
         "SELECT value FROM app_secrets WHERE name='webhook_secret'"

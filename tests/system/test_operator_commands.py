@@ -20,9 +20,10 @@ from careforall.domain.clock import utcnow
 from careforall.models import CampaignTotals, OutboxEvent, WebhookLog
 from careforall.settings import Settings
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system.conftest import Server, ServerGQL
-from tests.system.test_subscriptions import captured_donation, pair, totals_feed
+from tests.helpers.api import ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.subscriptions import captured_donation, pair, totals_feed
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
@@ -51,8 +52,8 @@ def test_reconcile_from_the_command_line_reaches_the_servers_subscribers(
 ) -> None:
     campaign_id = f.campaign(api, f.register(api).token)["id"]
     captured_donation(api, campaign_id, 2500)
-    wait_for(lambda: f.totals(api, campaign_id) == (2500, 1))
-    wait_for(server.settled)
+    wait_until(lambda: f.totals(api, campaign_id) == (2500, 1))
+    wait_until(server.settled)
     with beside.write_session() as session:
         session.execute(
             update(CampaignTotals)
@@ -79,7 +80,7 @@ def test_reconcile_from_the_command_line_reaches_the_servers_subscribers(
         "SELECT payload FROM outbox_events WHERE name = 'TotalsReconciled'"
     )
     assert campaign_id in payload[0]
-    wait_for(server.settled)  # the event was delivered, not left pending
+    wait_until(server.settled)  # the event was delivered, not left pending
     assert server.logged_errors() == []
 
 

@@ -14,20 +14,22 @@ import httpx
 import pytest
 
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system.clients import (
+from tests.helpers.api import ServerGQL
+from tests.helpers.clients import (
     Donors,
     check_donations,
     donor_tokens,
     statuses,
     wait_until_settled,
 )
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
 CLIENTS = 6
 CONVERGE_TIMEOUT = 15.0
+PROGRESS_TIMEOUT = 15.0  # for a donation acknowledged before the crash, and after
 CLIENT_DEADLINE = 30.0  # a client gives up retrying after this long
 
 
@@ -43,8 +45,14 @@ def test_acknowledged_and_authorized_donations_survive_a_sigkill(
 
     donors = Donors(server, tokens, campaign_ids, rng, deadline=CLIENT_DEADLINE)
     try:
-        # The load runs for a while; the crash comes at a random moment in it.
-        time.sleep(rng.uniform(0.5, 1.5))
+        # The load gets donations acknowledged; the crash comes at a random
+        # moment in it (the sleep is that moment, not a wait for the load).
+        wait_until(
+            lambda: donors.tally.count_acknowledged() > 0,
+            timeout=PROGRESS_TIMEOUT,
+            what="a donation acknowledged before the crash",
+        )
+        time.sleep(rng.uniform(0.0, 1.0))
         server.kill()
         acknowledged_at_kill = donors.tally.count_acknowledged()
         owed_at_kill = [
@@ -57,7 +65,12 @@ def test_acknowledged_and_authorized_donations_survive_a_sigkill(
             "SELECT count(*) FROM outbox_events WHERE status = 'pending'"
         )
         downtime = server.start()
-        time.sleep(0.5)  # load after the restart, too
+        # Load after the restart, too.
+        wait_until(
+            lambda: donors.tally.count_acknowledged() > acknowledged_at_kill,
+            timeout=PROGRESS_TIMEOUT,
+            what="a donation acknowledged after the restart",
+        )
     finally:
         tally = donors.finish()
 
@@ -152,7 +165,7 @@ def test_auto_capture_finishes_after_a_sigkill(
         now = statuses(server, list(pledges))
         return all(now[pid] == "CAPTURED" for pid in charged) and server.settled()
 
-    wait_for(converged, timeout=CONVERGE_TIMEOUT, interval=0.05)
+    wait_until(converged, timeout=CONVERGE_TIMEOUT, interval=0.05)
     converge_seconds = time.monotonic() - began
 
     final = statuses(server, list(pledges))

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.system.conftest import Server
+from tests.helpers.server import Server
 
 pytestmark = pytest.mark.server
 

@@ -22,8 +22,8 @@ from starlette.testclient import TestClient
 
 from careforall.db import Database
 from tests import factories as f
-from tests.conftest import GQL, wait_for
-from tests.system.storm import (
+from tests.helpers.api import GQL
+from tests.helpers.storm import (
     APPLIED_IN_ORDER_SQL,
     APPLIED_SQL,
     HISTORY_SQL,
@@ -38,6 +38,7 @@ from tests.system.storm import (
     replay,
     with_repeats,
 )
+from tests.helpers.waiting import wait_until
 
 SEED = int(os.environ.get("CAREFORALL_STORM_SEED", "20240611"))
 CAMPAIGNS = 3
@@ -133,7 +134,7 @@ def test_shuffled_duplicated_concurrent_storm_converges(
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             answers = list(pool.map(deliver, deliveries))
         posted = time.monotonic()
-        wait_for(lambda: pending_outbox(db) == 0, timeout=15)
+        wait_until(lambda: pending_outbox(db) == 0, timeout=15)
         drained = time.monotonic()
     finally:
         stop.set()
@@ -225,7 +226,7 @@ def test_one_event_delivered_many_times_at_once_applies_once(
                 copies - 1
             )
 
-    wait_for(lambda: pending_outbox(db) == 0)
+    wait_until(lambda: pending_outbox(db) == 0)
     with db.engine.connect() as conn:
         steps = Counter(
             pid

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system.conftest import Server, ServerGQL
-from tests.system.test_subscriptions import donation_pushed, pair
+from tests.helpers.api import ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.subscriptions import donation_pushed, pair
+from tests.helpers.waiting import wait_until
 
 # On SQLite one process serves one file (README, "Scaling out").
 pytestmark = [pytest.mark.server, pytest.mark.postgres_only]
@@ -75,7 +76,7 @@ def test_webhook_on_the_other_process_reaches_this_ones_subscriber(
     assert pair(pushed) == (4200, 1)
     # The provider's webhooks (authorized, then captured) went to process two
     # only, and process two applied them.
-    wait_for(
+    wait_until(
         lambda: (
             metric(two, "careforall_webhooks_received_total", 'outcome="processed"')
             >= 2
@@ -118,11 +119,11 @@ def test_a_burst_through_both_processes_counts_every_donation_once(
         for campaign_id in campaigns:
             # Asked of process two, whose kept answers must follow the totals
             # whichever process's dispatcher wrote them.
-            wait_for(
+            wait_until(
                 lambda c=campaign_id: f.totals(apis[1], c) == expected[c], timeout=20
             )
         converged = time.monotonic() - began
-        wait_for(one.settled, timeout=20)
+        wait_until(one.settled, timeout=20)
     finally:
         for client in clients:
             client.close()
@@ -162,7 +163,7 @@ def test_serve_with_two_workers_shares_the_work_on_postgres(
             guest = f.anonymous(api)
             pledge_id = f.pledge(api, guest, campaign_id, amount=amount)["id"]
             api.ok(f.AUTHORIZE, {"id": pledge_id, "pm": "pm_card_ok"}, guest)
-        wait_for(lambda: f.totals(api, campaign_id) == (7500, 3), timeout=20)
+        wait_until(lambda: f.totals(api, campaign_id) == (7500, 3), timeout=20)
     admins = server.scalar("SELECT count(*) FROM users WHERE role = 'ADMIN'")
     assert admins == 1
     assert server.logged_errors() == []

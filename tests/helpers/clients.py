@@ -24,8 +24,9 @@ import httpx
 
 from careforall.payments.sender import LEASE_SECONDS
 from tests import factories as f
-from tests.conftest import wait_for
-from tests.system.conftest import Server, ServerGQL
+from tests.helpers.api import ServerGQL
+from tests.helpers.server import Server
+from tests.helpers.waiting import wait_until
 
 RETRY_PAUSE = 0.02  # seconds between tries while the server is away
 
@@ -308,7 +309,7 @@ def wait_until_settled(server: Server, pledge_ids: set[str], timeout: float) -> 
         timeout += LEASE_SECONDS
     began = time.monotonic()
     try:
-        wait_for(
+        wait_until(
             lambda: all_captured_and_settled(server, pledge_ids),
             timeout=timeout,
             interval=0.05,

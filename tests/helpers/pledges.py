@@ -1,0 +1,43 @@
+"""Pledges made and moved through the services, as the API and the provider's
+webhooks would."""
+
+from __future__ import annotations
+
+import uuid
+
+from careforall.db import Database
+from careforall.domain.rules import Principal
+from careforall.models import Campaign, Pledge
+from careforall.services.payments import ProviderEvent, apply_provider_event
+from careforall.services.pledges import PledgeData, create_pledge
+from careforall.services.unit_of_work import UnitOfWork
+
+
+def give(db: Database, donor: Principal, campaign: Campaign, amount: int) -> str:
+    data = PledgeData(
+        campaign_id=campaign.id,
+        amount_cents=amount,
+        idempotency_key=uuid.uuid4().hex,
+        donor_name="Dana",
+    )
+    return create_pledge(UnitOfWork(db), principal=donor, data=data).id
+
+
+def provider_says(
+    db: Database, pledge_id: str, kind: str, reason: str | None = None
+) -> None:
+    """A provider webhook applied through the service (it writes the events)."""
+    with db.read() as session:
+        row = session.get(Pledge, pledge_id)
+    assert row is not None
+    apply_provider_event(
+        UnitOfWork(db),
+        event=ProviderEvent(
+            id=f"evt_{uuid.uuid4().hex}",
+            type=f"payment.{kind}",
+            pledge_id=pledge_id,
+            amount_cents=row.amount_cents,
+            currency=row.currency,
+            reason=reason,
+        ),
+    )
