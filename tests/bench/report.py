@@ -1,4 +1,4 @@
-"""The benchmark's table (Markdown, for the terminal and the README) and JSON."""
+"""The benchmark's table (Markdown, for the terminal and docs/performance.md) and JSON."""
 
 from __future__ import annotations
 

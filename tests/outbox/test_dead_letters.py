@@ -241,5 +241,8 @@ def test_a_dead_letter_whose_effect_came_another_way_replays_as_a_no_op(
         ("PENDING", "AUTHORIZED"),
         ("AUTHORIZED", "CAPTURED"),
     ]
-    assert steps(db, bad["id"])[-1][2] == "admin"
+    # The admin's capture, or the provider's webhook for it when that was
+    # applied first: either way, the replay added no step of its own.
+    source = steps(db, bad["id"])[-1][2]
+    assert source == "admin" or source.startswith("webhook:"), source
     assert donations.totals() == (7000, 3)

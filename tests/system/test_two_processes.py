@@ -20,7 +20,7 @@ from tests.helpers.server import Server
 from tests.helpers.subscriptions import donation_pushed, pair
 from tests.helpers.waiting import wait_until
 
-# On SQLite one process serves one file (README, "Scaling out").
+# On SQLite one process serves one file (docs/operations.md, "Scaling out").
 pytestmark = [pytest.mark.server, pytest.mark.postgres_only]
 
 
