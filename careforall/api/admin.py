@@ -11,13 +11,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from careforall import models
-from careforall.api.pagination import (
-    Connection,
-    PledgeConnection,
-    connection,
-    page_size,
-)
-from careforall.api.types import Info
+from careforall.api.pagination import Connection
+from careforall.api.resolvers import read_page, write
+from careforall.api.types import Info, Pledge
 from careforall.domain.states import PledgeStatus
 from careforall.services import admin
 from careforall.services.totals import Drift
@@ -222,35 +218,22 @@ class AdminQuery:
         created_to: datetime | None = None,
         first: int | None = 20,
         after: str | None = None,
-    ) -> PledgeConnection:
+    ) -> Connection[Pledge]:
         flt = admin.PledgeFilter(
             campaign_id=str(campaign_id) if campaign_id is not None else None,
             status=status,
             created_from=created_from,
             created_to=created_to,
         )
-        with info.context.runtime.db.read() as session:
-            page = admin.search_pledges(
-                session,
-                principal=info.context.principal,
-                filter=flt,
-                first=page_size(first),
-                after=after,
-            )
-        return PledgeConnection.from_page(page)
+        return read_page(
+            info, admin.search_pledges, Pledge.from_model, first, after, filter=flt
+        )
 
     @strawberry.field(description="Admin. Newest first.")
     def dead_letters(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[DeadLetter]:
-        with info.context.runtime.db.read() as session:
-            page = admin.dead_letters(
-                session,
-                principal=info.context.principal,
-                first=page_size(first),
-                after=after,
-            )
-        return connection(page, DeadLetter.from_model)
+        return read_page(info, admin.dead_letters, DeadLetter.from_model, first, after)
 
     @strawberry.field(description="Admin. Newest first.")
     def webhook_log(
@@ -260,28 +243,20 @@ class AdminQuery:
         after: str | None = None,
         outcome: WebhookOutcome | None = None,
     ) -> Connection[WebhookLogEntry]:
-        with info.context.runtime.db.read() as session:
-            page = admin.webhook_log(
-                session,
-                principal=info.context.principal,
-                first=page_size(first),
-                after=after,
-                outcome=outcome,
-            )
-        return connection(page, WebhookLogEntry.from_model)
+        return read_page(
+            info,
+            admin.webhook_log,
+            WebhookLogEntry.from_model,
+            first,
+            after,
+            outcome=outcome,
+        )
 
     @strawberry.field(description="Admin. Newest first.")
     def audit_log(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[AuditEntry]:
-        with info.context.runtime.db.read() as session:
-            page = admin.audit_log(
-                session,
-                principal=info.context.principal,
-                first=page_size(first),
-                after=after,
-            )
-        return connection(page, AuditEntry.from_model)
+        return read_page(info, admin.audit_log, AuditEntry.from_model, first, after)
 
 
 @strawberry.type
@@ -290,29 +265,17 @@ class AdminMutation:
         description="Admin. Deliver a dead letter again; 0 if it is no longer dead."
     )
     async def replay_dead_letter(self, info: Info, id: strawberry.ID) -> int:
-        rt = info.context.runtime
-        return await rt.write(
-            admin.replay_dead_letter,
-            rt.uow(),
-            principal=info.context.principal,
-            event_id=str(id),
-        )
+        return await write(info, admin.replay_dead_letter, event_id=str(id))
 
     @strawberry.mutation(description="Admin. Deliver every dead letter again.")
     async def replay_all_dead_letters(self, info: Info) -> int:
-        rt = info.context.runtime
-        return await rt.write(
-            admin.replay_all_dead_letters, rt.uow(), principal=info.context.principal
-        )
+        return await write(info, admin.replay_all_dead_letters)
 
     @strawberry.mutation(
         description="Admin. Recompute totals from pledges; returns what was repaired."
     )
     async def reconcile_totals(self, info: Info) -> list[TotalsDrift]:
-        rt = info.context.runtime
         # Subscribers get the repaired totals from the dispatcher (the repair
         # commits a TotalsReconciled event per campaign).
-        result = await rt.write(
-            admin.reconcile_totals, rt.uow(), principal=info.context.principal
-        )
+        result = await write(info, admin.reconcile_totals)
         return [TotalsDrift.from_drift(d) for d in result.drifts]

@@ -14,7 +14,8 @@ from datetime import datetime
 import strawberry
 
 from careforall import models
-from careforall.api.pagination import Connection, connection, page_size
+from careforall.api.pagination import Connection
+from careforall.api.resolvers import read_page, write
 from careforall.api.types import Info
 from careforall.collector import open_subscription
 from careforall.domain.notifications import NotificationKind
@@ -89,16 +90,14 @@ class NotificationQuery:
         after: str | None = None,
         unread_only: bool = False,
     ) -> Connection[Notification]:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            page = notifications.feed(
-                session,
-                principal=principal,
-                first=page_size(first),
-                after=after,
-                unread_only=unread_only,
-            )
-        return connection(page, Notification.from_model)
+        return read_page(
+            info,
+            notifications.feed,
+            Notification.from_model,
+            first,
+            after,
+            unread_only=unread_only,
+        )
 
     @strawberry.field(description="How many of the caller's notifications are unread.")
     def unread_notification_count(self, info: Info) -> int:
@@ -111,10 +110,8 @@ async def _marked(
     info: Info, service: Callable[..., ReadResult], **kwargs: object
 ) -> NotificationsRead:
     """Run a marking service; the caller's other subscriptions hear the count."""
-    rt = info.context.runtime
-    principal = info.context.principal
-    result = await rt.write(service, rt.uow(), principal=principal, **kwargs)
-    info.context.notifications.touch(require_principal(principal).scope)
+    result = await write(info, service, **kwargs)
+    info.context.notifications.touch(require_principal(info.context.principal).scope)
     return NotificationsRead.from_result(result)
 
 
