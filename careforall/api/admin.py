@@ -11,6 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from careforall import models
+from careforall.api.mapping import from_attributes
 from careforall.api.pagination import Connection
 from careforall.api.resolvers import read_page, write
 from careforall.api.types import Info, Pledge
@@ -40,7 +41,7 @@ class CurrencyAmount:
 
     @classmethod
     def many(cls, rows: Sequence[admin.CurrencyAmount]) -> list[CurrencyAmount]:
-        return [cls(currency=r.currency, amount_cents=r.amount_cents) for r in rows]
+        return [from_attributes(cls, r) for r in rows]
 
 
 @strawberry.type
@@ -69,22 +70,17 @@ class AdminStats:
 
     @classmethod
     def from_stats(cls, s: admin.Stats) -> AdminStats:
-        return cls(
-            at=s.at,
+        return from_attributes(
+            cls,
+            s,
             pledges_by_status=[
-                PledgeStatusStats(
-                    status=x.status,
-                    count=x.count,
-                    amounts=CurrencyAmount.many(x.amounts),
+                from_attributes(
+                    PledgeStatusStats, x, amounts=CurrencyAmount.many(x.amounts)
                 )
                 for x in s.pledges_by_status
             ],
             raised_today=CurrencyAmount.many(s.raised_today),
             raised_total=CurrencyAmount.many(s.raised_total),
-            outbox_pending=s.outbox_pending,
-            outbox_lag_seconds=s.outbox_lag_seconds,
-            dead_letters=s.dead_letters,
-            webhook_rejects_last_hour=s.webhook_rejects_last_hour,
         )
 
 
@@ -99,13 +95,8 @@ class DeadLetter:
 
     @classmethod
     def from_model(cls, row: models.OutboxEvent) -> DeadLetter:
-        return cls(
-            id=strawberry.ID(str(row.id)),
-            name=row.name,
-            payload=_json(row.payload),
-            attempts=row.attempts,
-            last_error=row.last_error,
-            created_at=row.created_at,
+        return from_attributes(
+            cls, row, id=strawberry.ID(str(row.id)), payload=_json(row.payload)
         )
 
 
@@ -122,14 +113,11 @@ class WebhookLogEntry:
 
     @classmethod
     def from_model(cls, row: models.WebhookLog) -> WebhookLogEntry:
-        return cls(
+        return from_attributes(
+            cls,
+            row,
             id=strawberry.ID(str(row.id)),
-            received_at=row.received_at,
             outcome=WebhookOutcome(row.outcome),
-            reason=row.reason,
-            status_code=row.status_code,
-            event_id=row.event_id,
-            type=row.type,
             pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
         )
 
@@ -155,13 +143,11 @@ class AuditEntry:
 
     @classmethod
     def from_model(cls, row: models.AuditLog) -> AuditEntry:
-        return cls(
+        return from_attributes(
+            cls,
+            row,
             id=strawberry.ID(str(row.id)),
-            at=row.at,
             actor_id=strawberry.ID(row.actor_user_id) if row.actor_user_id else None,
-            action=row.action,
-            target_type=row.target_type,
-            target_id=row.target_id,
             detail=_json(row.detail),
         )
 
@@ -172,7 +158,7 @@ class AuditEntry:
         user = await info.context.loaders.users.load(str(self.actor_id))
         if user is None:
             return None
-        return AuditActor(id=strawberry.ID(user.id), name=user.name, email=user.email)
+        return from_attributes(AuditActor, user)
 
 
 @strawberry.type(description="A campaign whose kept totals differed from its pledges.")
@@ -185,13 +171,7 @@ class TotalsDrift:
 
     @classmethod
     def from_drift(cls, d: Drift) -> TotalsDrift:
-        return cls(
-            campaign_id=strawberry.ID(d.campaign_id),
-            raised_cents_was=d.raised_cents_was,
-            pledge_count_was=d.pledge_count_was,
-            raised_cents=d.raised_cents,
-            pledge_count=d.pledge_count,
-        )
+        return from_attributes(cls, d)
 
 
 # --- resolvers -----------------------------------------------------------------

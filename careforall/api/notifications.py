@@ -14,6 +14,7 @@ from datetime import datetime
 import strawberry
 
 from careforall import models
+from careforall.api.mapping import from_attributes
 from careforall.api.pagination import Connection
 from careforall.api.resolvers import read_page, write
 from careforall.api.types import Info
@@ -48,15 +49,12 @@ class Notification:
 
     @classmethod
     def from_model(cls, row: models.Notification) -> Notification:
-        return cls(
-            id=strawberry.ID(row.id),
+        return from_attributes(
+            cls,
+            row,
             kind=NotificationKind(row.kind),
-            title=row.title,
-            body=row.body,
             pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
             campaign_id=strawberry.ID(row.campaign_id) if row.campaign_id else None,
-            created_at=row.created_at,
-            read_at=row.read_at,
         )
 
 
@@ -67,7 +65,7 @@ class NotificationsRead:
 
     @classmethod
     def from_result(cls, result: ReadResult) -> NotificationsRead:
-        return cls(marked=result.marked, unread_count=result.unread_count)
+        return from_attributes(cls, result)
 
 
 @strawberry.type
