@@ -11,13 +11,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from careforall import models
-from careforall.api.mapping import from_attributes
+from careforall.api.mapping import from_attributes, optional_id
 from careforall.api.pagination import Connection
 from careforall.api.resolvers import read_page, write
 from careforall.api.types import Info, Pledge
 from careforall.domain.states import PledgeStatus
 from careforall.services import admin
-from careforall.services.totals import Drift
 from careforall.services.webhook_log import WebhookOutcome
 
 strawberry.enum(WebhookOutcome)
@@ -118,7 +117,7 @@ class WebhookLogEntry:
             row,
             id=strawberry.ID(str(row.id)),
             outcome=WebhookOutcome(row.outcome),
-            pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
+            pledge_id=optional_id(row.pledge_id),
         )
 
 
@@ -147,7 +146,7 @@ class AuditEntry:
             cls,
             row,
             id=strawberry.ID(str(row.id)),
-            actor_id=strawberry.ID(row.actor_user_id) if row.actor_user_id else None,
+            actor_id=optional_id(row.actor_user_id),
             detail=_json(row.detail),
         )
 
@@ -168,10 +167,6 @@ class TotalsDrift:
     pledge_count_was: int
     raised_cents: int
     pledge_count: int
-
-    @classmethod
-    def from_drift(cls, d: Drift) -> TotalsDrift:
-        return from_attributes(cls, d)
 
 
 # --- resolvers -----------------------------------------------------------------
@@ -258,4 +253,4 @@ class AdminMutation:
         # Subscribers get the repaired totals from the dispatcher (the repair
         # commits a TotalsReconciled event per campaign).
         result = await write(info, admin.reconcile_totals)
-        return [TotalsDrift.from_drift(d) for d in result.drifts]
+        return [from_attributes(TotalsDrift, d) for d in result.drifts]

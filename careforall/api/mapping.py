@@ -6,6 +6,8 @@ import dataclasses
 from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
+import strawberry
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -25,3 +27,8 @@ def from_attributes(cls: type[D], source: object, /, **given: object) -> D:
         name: getattr(source, name) for name in _init_fields(cls) if name not in given
     }
     return cls(**copied, **given)
+
+
+def optional_id(value: str | None) -> strawberry.ID | None:
+    """An optional reference as a GraphQL ID; empty or missing is null."""
+    return strawberry.ID(value) if value else None

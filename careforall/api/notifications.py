@@ -14,7 +14,7 @@ from datetime import datetime
 import strawberry
 
 from careforall import models
-from careforall.api.mapping import from_attributes
+from careforall.api.mapping import from_attributes, optional_id
 from careforall.api.pagination import Connection
 from careforall.api.resolvers import read_page, write
 from careforall.api.types import Info
@@ -53,8 +53,8 @@ class Notification:
             cls,
             row,
             kind=NotificationKind(row.kind),
-            pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
-            campaign_id=strawberry.ID(row.campaign_id) if row.campaign_id else None,
+            pledge_id=optional_id(row.pledge_id),
+            campaign_id=optional_id(row.campaign_id),
         )
 
 
@@ -62,10 +62,6 @@ class Notification:
 class NotificationsRead:
     marked: int = strawberry.field(description="How many were unread until now.")
     unread_count: int
-
-    @classmethod
-    def from_result(cls, result: ReadResult) -> NotificationsRead:
-        return from_attributes(cls, result)
 
 
 @strawberry.type
@@ -110,7 +106,7 @@ async def _marked(
     """Run a marking service; the caller's other subscriptions hear the count."""
     result = await write(info, service, **kwargs)
     info.context.notifications.touch(require_principal(info.context.principal).scope)
-    return NotificationsRead.from_result(result)
+    return from_attributes(NotificationsRead, result)
 
 
 @strawberry.type

@@ -73,10 +73,6 @@ class PublicDonation:
     message: str | None
     created_at: datetime
 
-    @classmethod
-    def from_model(cls, row: models.Pledge) -> PublicDonation:
-        return from_attributes(cls, row)
-
 
 @strawberry.type
 class Campaign:
@@ -127,7 +123,7 @@ class Campaign:
             rows = pledge_service.recent_donations(
                 session, campaign_id=self.row.id, first=first
             )
-        return [PublicDonation.from_model(r) for r in rows]
+        return [from_attributes(PublicDonation, r) for r in rows]
 
 
 @strawberry.type
