@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from ipaddress import ip_network
 
 DEFAULT_DATABASE_URL = "sqlite:///./careforall.db"
@@ -144,6 +144,15 @@ def _rate(env: Mapping[str, str], name: str, default: Rate) -> Rate:
     return Rate.parse(name, raw.strip())
 
 
+def _rate_limits(env: Mapping[str, str]) -> dict[str, Rate]:
+    """Each Rate setting from CAREFORALL_<NAME>, else its default."""
+    return {
+        field.name: _rate(env, f"CAREFORALL_{field.name.upper()}", field.default)
+        for field in fields(Settings)
+        if isinstance(field.default, Rate)
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -177,6 +186,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    # Each read from CAREFORALL_<NAME>, e.g. CAREFORALL_RATE_LIMIT_AUTH_PER_EMAIL.
     rate_limit_auth_per_address: Rate = Rate(30, 60)
     rate_limit_auth_per_email: Rate = Rate(10, 600)
     rate_limit_anonymous_per_address: Rate = Rate(30, 60)
@@ -196,7 +206,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        return cls(
+        settings = cls(
             database_url=database_url(
                 env.get("CAREFORALL_DATABASE_URL") or DEFAULT_DATABASE_URL
             ),
@@ -220,27 +230,6 @@ class Settings:
             max_body_bytes=int(_number(env, "CAREFORALL_MAX_BODY_BYTES", 1024 * 1024)),
             cors_origins=_list(env, "CAREFORALL_CORS_ORIGINS"),
             trusted_proxies=_networks(env, "CAREFORALL_TRUSTED_PROXIES"),
-            rate_limit_auth_per_address=_rate(
-                env, "CAREFORALL_RATE_LIMIT_AUTH_PER_ADDRESS", Rate(30, 60)
-            ),
-            rate_limit_auth_per_email=_rate(
-                env, "CAREFORALL_RATE_LIMIT_AUTH_PER_EMAIL", Rate(10, 600)
-            ),
-            rate_limit_anonymous_per_address=_rate(
-                env, "CAREFORALL_RATE_LIMIT_ANONYMOUS_PER_ADDRESS", Rate(30, 60)
-            ),
-            rate_limit_pledge_per_principal=_rate(
-                env, "CAREFORALL_RATE_LIMIT_PLEDGE_PER_PRINCIPAL", Rate(20, 60)
-            ),
-            rate_limit_pledge_per_address=_rate(
-                env, "CAREFORALL_RATE_LIMIT_PLEDGE_PER_ADDRESS", Rate(60, 60)
-            ),
-            rate_limit_payment_per_principal=_rate(
-                env, "CAREFORALL_RATE_LIMIT_PAYMENT_PER_PRINCIPAL", Rate(10, 60)
-            ),
-            rate_limit_payment_per_address=_rate(
-                env, "CAREFORALL_RATE_LIMIT_PAYMENT_PER_ADDRESS", Rate(30, 60)
-            ),
             retention_outbox_days=_retention_days(env, "OUTBOX", 30),
             retention_webhook_log_days=_retention_days(env, "WEBHOOK_LOG", 90),
             retention_sim_webhooks_days=_retention_days(env, "SIM_WEBHOOKS", 30),
@@ -251,6 +240,7 @@ class Settings:
                 0.0, _number(env, "CAREFORALL_RESPONSE_CACHE_SECONDS", 1.0)
             ),
         )
+        return settings.with_(**_rate_limits(env))
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

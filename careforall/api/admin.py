@@ -11,16 +11,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from careforall import models
-from careforall.api.pagination import (
-    Connection,
-    PledgeConnection,
-    connection,
-    page_size,
-)
-from careforall.api.types import Info
+from careforall.api.mapping import from_attributes, optional_id
+from careforall.api.pagination import Connection
+from careforall.api.resolvers import read_page, write
+from careforall.api.types import Info, Pledge
 from careforall.domain.states import PledgeStatus
 from careforall.services import admin
-from careforall.services.totals import Drift
 from careforall.services.webhook_log import WebhookOutcome
 
 strawberry.enum(WebhookOutcome)
@@ -44,7 +40,7 @@ class CurrencyAmount:
 
     @classmethod
     def many(cls, rows: Sequence[admin.CurrencyAmount]) -> list[CurrencyAmount]:
-        return [cls(currency=r.currency, amount_cents=r.amount_cents) for r in rows]
+        return [from_attributes(cls, r) for r in rows]
 
 
 @strawberry.type
@@ -73,22 +69,17 @@ class AdminStats:
 
     @classmethod
     def from_stats(cls, s: admin.Stats) -> AdminStats:
-        return cls(
-            at=s.at,
+        return from_attributes(
+            cls,
+            s,
             pledges_by_status=[
-                PledgeStatusStats(
-                    status=x.status,
-                    count=x.count,
-                    amounts=CurrencyAmount.many(x.amounts),
+                from_attributes(
+                    PledgeStatusStats, x, amounts=CurrencyAmount.many(x.amounts)
                 )
                 for x in s.pledges_by_status
             ],
             raised_today=CurrencyAmount.many(s.raised_today),
             raised_total=CurrencyAmount.many(s.raised_total),
-            outbox_pending=s.outbox_pending,
-            outbox_lag_seconds=s.outbox_lag_seconds,
-            dead_letters=s.dead_letters,
-            webhook_rejects_last_hour=s.webhook_rejects_last_hour,
         )
 
 
@@ -103,13 +94,8 @@ class DeadLetter:
 
     @classmethod
     def from_model(cls, row: models.OutboxEvent) -> DeadLetter:
-        return cls(
-            id=strawberry.ID(str(row.id)),
-            name=row.name,
-            payload=_json(row.payload),
-            attempts=row.attempts,
-            last_error=row.last_error,
-            created_at=row.created_at,
+        return from_attributes(
+            cls, row, id=strawberry.ID(str(row.id)), payload=_json(row.payload)
         )
 
 
@@ -126,15 +112,12 @@ class WebhookLogEntry:
 
     @classmethod
     def from_model(cls, row: models.WebhookLog) -> WebhookLogEntry:
-        return cls(
+        return from_attributes(
+            cls,
+            row,
             id=strawberry.ID(str(row.id)),
-            received_at=row.received_at,
             outcome=WebhookOutcome(row.outcome),
-            reason=row.reason,
-            status_code=row.status_code,
-            event_id=row.event_id,
-            type=row.type,
-            pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
+            pledge_id=optional_id(row.pledge_id),
         )
 
 
@@ -159,13 +142,11 @@ class AuditEntry:
 
     @classmethod
     def from_model(cls, row: models.AuditLog) -> AuditEntry:
-        return cls(
+        return from_attributes(
+            cls,
+            row,
             id=strawberry.ID(str(row.id)),
-            at=row.at,
-            actor_id=strawberry.ID(row.actor_user_id) if row.actor_user_id else None,
-            action=row.action,
-            target_type=row.target_type,
-            target_id=row.target_id,
+            actor_id=optional_id(row.actor_user_id),
             detail=_json(row.detail),
         )
 
@@ -176,7 +157,7 @@ class AuditEntry:
         user = await info.context.loaders.users.load(str(self.actor_id))
         if user is None:
             return None
-        return AuditActor(id=strawberry.ID(user.id), name=user.name, email=user.email)
+        return from_attributes(AuditActor, user)
 
 
 @strawberry.type(description="A campaign whose kept totals differed from its pledges.")
@@ -186,16 +167,6 @@ class TotalsDrift:
     pledge_count_was: int
     raised_cents: int
     pledge_count: int
-
-    @classmethod
-    def from_drift(cls, d: Drift) -> TotalsDrift:
-        return cls(
-            campaign_id=strawberry.ID(d.campaign_id),
-            raised_cents_was=d.raised_cents_was,
-            pledge_count_was=d.pledge_count_was,
-            raised_cents=d.raised_cents,
-            pledge_count=d.pledge_count,
-        )
 
 
 # --- resolvers -----------------------------------------------------------------
@@ -222,35 +193,22 @@ class AdminQuery:
         created_to: datetime | None = None,
         first: int | None = 20,
         after: str | None = None,
-    ) -> PledgeConnection:
+    ) -> Connection[Pledge]:
         flt = admin.PledgeFilter(
             campaign_id=str(campaign_id) if campaign_id is not None else None,
             status=status,
             created_from=created_from,
             created_to=created_to,
         )
-        with info.context.runtime.db.read() as session:
-            page = admin.search_pledges(
-                session,
-                principal=info.context.principal,
-                filter=flt,
-                first=page_size(first),
-                after=after,
-            )
-        return PledgeConnection.from_page(page)
+        return read_page(
+            info, admin.search_pledges, Pledge.from_model, first, after, filter=flt
+        )
 
     @strawberry.field(description="Admin. Newest first.")
     def dead_letters(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[DeadLetter]:
-        with info.context.runtime.db.read() as session:
-            page = admin.dead_letters(
-                session,
-                principal=info.context.principal,
-                first=page_size(first),
-                after=after,
-            )
-        return connection(page, DeadLetter.from_model)
+        return read_page(info, admin.dead_letters, DeadLetter.from_model, first, after)
 
     @strawberry.field(description="Admin. Newest first.")
     def webhook_log(
@@ -260,28 +218,20 @@ class AdminQuery:
         after: str | None = None,
         outcome: WebhookOutcome | None = None,
     ) -> Connection[WebhookLogEntry]:
-        with info.context.runtime.db.read() as session:
-            page = admin.webhook_log(
-                session,
-                principal=info.context.principal,
-                first=page_size(first),
-                after=after,
-                outcome=outcome,
-            )
-        return connection(page, WebhookLogEntry.from_model)
+        return read_page(
+            info,
+            admin.webhook_log,
+            WebhookLogEntry.from_model,
+            first,
+            after,
+            outcome=outcome,
+        )
 
     @strawberry.field(description="Admin. Newest first.")
     def audit_log(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[AuditEntry]:
-        with info.context.runtime.db.read() as session:
-            page = admin.audit_log(
-                session,
-                principal=info.context.principal,
-                first=page_size(first),
-                after=after,
-            )
-        return connection(page, AuditEntry.from_model)
+        return read_page(info, admin.audit_log, AuditEntry.from_model, first, after)
 
 
 @strawberry.type
@@ -290,29 +240,17 @@ class AdminMutation:
         description="Admin. Deliver a dead letter again; 0 if it is no longer dead."
     )
     async def replay_dead_letter(self, info: Info, id: strawberry.ID) -> int:
-        rt = info.context.runtime
-        return await rt.write(
-            admin.replay_dead_letter,
-            rt.uow(),
-            principal=info.context.principal,
-            event_id=str(id),
-        )
+        return await write(info, admin.replay_dead_letter, event_id=str(id))
 
     @strawberry.mutation(description="Admin. Deliver every dead letter again.")
     async def replay_all_dead_letters(self, info: Info) -> int:
-        rt = info.context.runtime
-        return await rt.write(
-            admin.replay_all_dead_letters, rt.uow(), principal=info.context.principal
-        )
+        return await write(info, admin.replay_all_dead_letters)
 
     @strawberry.mutation(
         description="Admin. Recompute totals from pledges; returns what was repaired."
     )
     async def reconcile_totals(self, info: Info) -> list[TotalsDrift]:
-        rt = info.context.runtime
         # Subscribers get the repaired totals from the dispatcher (the repair
         # commits a TotalsReconciled event per campaign).
-        result = await rt.write(
-            admin.reconcile_totals, rt.uow(), principal=info.context.principal
-        )
-        return [TotalsDrift.from_drift(d) for d in result.drifts]
+        result = await write(info, admin.reconcile_totals)
+        return [from_attributes(TotalsDrift, d) for d in result.drifts]

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 
+from careforall.api.mapping import from_attributes
 from careforall.services.campaigns import CampaignData
 from careforall.services.pledges import PledgeData
 
@@ -20,14 +21,7 @@ class CampaignInput:
     ends_at: datetime | None = None
 
     def to_data(self) -> CampaignData:
-        return CampaignData(
-            title=self.title,
-            description=self.description,
-            category=self.category,
-            goal_cents=self.goal_cents,
-            currency=self.currency,
-            ends_at=self.ends_at,
-        )
+        return from_attributes(CampaignData, self)
 
 
 @strawberry.input
@@ -40,11 +34,4 @@ class PledgeInput:
     message: str | None = None
 
     def to_data(self) -> PledgeData:
-        return PledgeData(
-            campaign_id=str(self.campaign_id),
-            amount_cents=self.amount_cents,
-            currency=self.currency,
-            idempotency_key=self.idempotency_key,
-            donor_name=self.donor_name,
-            message=self.message,
-        )
+        return from_attributes(PledgeData, self, campaign_id=str(self.campaign_id))

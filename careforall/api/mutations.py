@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 
+from careforall import models
 from careforall.api.inputs import CampaignInput, PledgeInput
+from careforall.api.resolvers import write
 from careforall.api.types import (
     AuthPayload,
     Campaign,
@@ -17,12 +21,34 @@ from careforall.services import auth, campaigns, payments, pledges
 from careforall.services.auth import AuthResult
 
 
-def _payload(result: AuthResult) -> AuthPayload:
+async def _authenticate(
+    info: Info, service: Callable[..., AuthResult], **kwargs: object
+) -> AuthPayload:
+    """Run a service that issues a token, and answer with it."""
+    rt = info.context.runtime
+    result = await rt.write(service, rt.uow(), keys=rt.keys, **kwargs)
     return AuthPayload(
         token=result.token,
         user=User.from_model(result.user) if result.user is not None else None,
         anonymous=result.anonymous,
     )
+
+
+async def _payment(
+    info: Info,
+    service: Callable[..., models.Pledge],
+    pledge_id: strawberry.ID,
+    **kwargs: object,
+) -> Pledge:
+    """A payment step on one pledge, through the provider."""
+    row = await write(
+        info,
+        service,
+        provider=info.context.runtime.provider,
+        pledge_id=str(pledge_id),
+        **kwargs,
+    )
+    return Pledge.from_model(row)
 
 
 @strawberry.type
@@ -36,62 +62,42 @@ class Mutation:
         name: str,
         anonymous_token: str | None = None,
     ) -> AuthPayload:
-        rt = info.context.runtime
-        result = await rt.write(
+        return await _authenticate(
+            info,
             auth.register,
-            rt.uow(),
-            keys=rt.keys,
             email=email,
             password=password,
             name=name,
             anonymous_token=anonymous_token,
         )
-        return _payload(result)
 
     @strawberry.mutation
     async def login(
         self, info: Info, email: str, password: str, anonymous_token: str | None = None
     ) -> AuthPayload:
-        rt = info.context.runtime
-        result = await rt.write(
+        return await _authenticate(
+            info,
             auth.login,
-            rt.uow(),
-            keys=rt.keys,
             email=email,
             password=password,
             anonymous_token=anonymous_token,
         )
-        return _payload(result)
 
     @strawberry.mutation
     async def start_anonymous_session(self, info: Info) -> AuthPayload:
-        rt = info.context.runtime
-        return _payload(
-            await rt.write(auth.start_anonymous_session, rt.uow(), keys=rt.keys)
-        )
+        return await _authenticate(info, auth.start_anonymous_session)
 
     @strawberry.mutation(description="Signed-in users.")
     async def create_campaign(self, info: Info, input: CampaignInput) -> Campaign:
-        rt = info.context.runtime
-        row = await rt.write(
-            campaigns.create_campaign,
-            rt.uow(),
-            principal=info.context.principal,
-            data=input.to_data(),
-        )
+        row = await write(info, campaigns.create_campaign, data=input.to_data())
         return Campaign.from_model(row)
 
     @strawberry.mutation(description="Its owner or an admin.")
     async def set_campaign_status(
         self, info: Info, id: strawberry.ID, status: CampaignStatus
     ) -> Campaign:
-        rt = info.context.runtime
-        row = await rt.write(
-            campaigns.set_campaign_status,
-            rt.uow(),
-            principal=info.context.principal,
-            campaign_id=str(id),
-            status=status,
+        row = await write(
+            info, campaigns.set_campaign_status, campaign_id=str(id), status=status
         )
         return Campaign.from_model(row)
 
@@ -109,37 +115,17 @@ class Mutation:
     async def authorize_payment(
         self, info: Info, pledge_id: strawberry.ID, payment_method: str
     ) -> Pledge:
-        rt = info.context.runtime
-        row = await rt.write(
+        return await _payment(
+            info,
             payments.authorize_payment,
-            rt.uow(),
-            provider=rt.provider,
-            principal=info.context.principal,
-            pledge_id=str(pledge_id),
+            pledge_id,
             payment_method=payment_method,
         )
-        return Pledge.from_model(row)
 
     @strawberry.mutation(description="Admin.")
     async def capture_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
-        rt = info.context.runtime
-        row = await rt.write(
-            payments.capture_payment,
-            rt.uow(),
-            provider=rt.provider,
-            principal=info.context.principal,
-            pledge_id=str(pledge_id),
-        )
-        return Pledge.from_model(row)
+        return await _payment(info, payments.capture_payment, pledge_id)
 
     @strawberry.mutation(description="Admin.")
     async def refund_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
-        rt = info.context.runtime
-        row = await rt.write(
-            payments.refund_payment,
-            rt.uow(),
-            provider=rt.provider,
-            principal=info.context.principal,
-            pledge_id=str(pledge_id),
-        )
-        return Pledge.from_model(row)
+        return await _payment(info, payments.refund_payment, pledge_id)

@@ -14,7 +14,9 @@ from datetime import datetime
 import strawberry
 
 from careforall import models
-from careforall.api.pagination import Connection, connection, page_size
+from careforall.api.mapping import from_attributes, optional_id
+from careforall.api.pagination import Connection
+from careforall.api.resolvers import read_page, write
 from careforall.api.types import Info
 from careforall.collector import open_subscription
 from careforall.domain.notifications import NotificationKind
@@ -47,15 +49,12 @@ class Notification:
 
     @classmethod
     def from_model(cls, row: models.Notification) -> Notification:
-        return cls(
-            id=strawberry.ID(row.id),
+        return from_attributes(
+            cls,
+            row,
             kind=NotificationKind(row.kind),
-            title=row.title,
-            body=row.body,
-            pledge_id=strawberry.ID(row.pledge_id) if row.pledge_id else None,
-            campaign_id=strawberry.ID(row.campaign_id) if row.campaign_id else None,
-            created_at=row.created_at,
-            read_at=row.read_at,
+            pledge_id=optional_id(row.pledge_id),
+            campaign_id=optional_id(row.campaign_id),
         )
 
 
@@ -63,10 +62,6 @@ class Notification:
 class NotificationsRead:
     marked: int = strawberry.field(description="How many were unread until now.")
     unread_count: int
-
-    @classmethod
-    def from_result(cls, result: ReadResult) -> NotificationsRead:
-        return cls(marked=result.marked, unread_count=result.unread_count)
 
 
 @strawberry.type
@@ -89,16 +84,14 @@ class NotificationQuery:
         after: str | None = None,
         unread_only: bool = False,
     ) -> Connection[Notification]:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            page = notifications.feed(
-                session,
-                principal=principal,
-                first=page_size(first),
-                after=after,
-                unread_only=unread_only,
-            )
-        return connection(page, Notification.from_model)
+        return read_page(
+            info,
+            notifications.feed,
+            Notification.from_model,
+            first,
+            after,
+            unread_only=unread_only,
+        )
 
     @strawberry.field(description="How many of the caller's notifications are unread.")
     def unread_notification_count(self, info: Info) -> int:
@@ -111,11 +104,9 @@ async def _marked(
     info: Info, service: Callable[..., ReadResult], **kwargs: object
 ) -> NotificationsRead:
     """Run a marking service; the caller's other subscriptions hear the count."""
-    rt = info.context.runtime
-    principal = info.context.principal
-    result = await rt.write(service, rt.uow(), principal=principal, **kwargs)
-    info.context.notifications.touch(require_principal(principal).scope)
-    return NotificationsRead.from_result(result)
+    result = await write(info, service, **kwargs)
+    info.context.notifications.touch(require_principal(info.context.principal).scope)
+    return from_attributes(NotificationsRead, result)
 
 
 @strawberry.type

@@ -7,8 +7,6 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from careforall import models
-from careforall.api.types import Campaign, Pledge
 from careforall.services.pagination import Page
 
 DEFAULT_PAGE = 20
@@ -53,51 +51,3 @@ def connection(page: Page[M], node: Callable[[M], T]) -> Connection[T]:
             has_next_page=page.has_next_page, end_cursor=page.end_cursor
         ),
     )
-
-
-@strawberry.type
-class CampaignEdge:
-    cursor: str
-    node: Campaign
-
-
-@strawberry.type
-class CampaignConnection:
-    edges: list[CampaignEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[models.Campaign]) -> CampaignConnection:
-        return cls(
-            edges=[
-                CampaignEdge(cursor=c, node=Campaign.from_model(row))
-                for row, c in zip(page.items, page.cursors, strict=True)
-            ],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=page.end_cursor
-            ),
-        )
-
-
-@strawberry.type
-class PledgeEdge:
-    cursor: str
-    node: Pledge
-
-
-@strawberry.type
-class PledgeConnection:
-    edges: list[PledgeEdge]
-    page_info: PageInfo
-
-    @classmethod
-    def from_page(cls, page: Page[models.Pledge]) -> PledgeConnection:
-        return cls(
-            edges=[
-                PledgeEdge(cursor=c, node=Pledge.from_model(row))
-                for row, c in zip(page.items, page.cursors, strict=True)
-            ],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=page.end_cursor
-            ),
-        )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from careforall import __version__
-from careforall.api.pagination import CampaignConnection, PledgeConnection, page_size
+from careforall.api.pagination import Connection, connection, page_size
+from careforall.api.resolvers import read_page
 from careforall.api.types import (
     Campaign,
     CampaignTotals,
@@ -44,31 +45,23 @@ class Query:
         first: int | None = 20,
         after: str | None = None,
         status: CampaignStatus | None = None,
-    ) -> CampaignConnection:
+    ) -> Connection[Campaign]:
+        # Public: the one page read that does not depend on the caller.
         with info.context.runtime.db.read() as session:
             page = campaigns.list_campaigns(
-                session,
-                first=page_size(first),
-                after=after,
-                status=status,
+                session, first=page_size(first), after=after, status=status
             )
-        return CampaignConnection.from_page(page)
+        return connection(page, Campaign.from_model)
 
     @strawberry.field(
         description="The signed-in caller's own campaigns, every status, newest first."
     )
     def my_campaigns(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> CampaignConnection:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            page = campaigns.my_campaigns(
-                session,
-                principal=principal,
-                first=page_size(first),
-                after=after,
-            )
-        return CampaignConnection.from_page(page)
+    ) -> Connection[Campaign]:
+        return read_page(
+            info, campaigns.my_campaigns, Campaign.from_model, first, after
+        )
 
     @strawberry.field
     def campaign(self, info: Info, id: strawberry.ID) -> Campaign | None:
@@ -97,13 +90,5 @@ class Query:
     )
     def my_donations(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> PledgeConnection:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            page = pledges.my_donations(
-                session,
-                principal=principal,
-                first=page_size(first),
-                after=after,
-            )
-        return PledgeConnection.from_page(page)
+    ) -> Connection[Pledge]:
+        return read_page(info, pledges.my_donations, Pledge.from_model, first, after)

@@ -1,4 +1,5 @@
-"""GraphQL output types, each built from its row with `from_model`."""
+"""GraphQL output types, each built from its row with `from_model`: the fields
+a row has under the same name are copied, the rest converted or computed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import strawberry
 
 from careforall import models
 from careforall.api.context import Context
+from careforall.api.mapping import from_attributes
 from careforall.domain import states
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
@@ -31,13 +33,7 @@ class User:
 
     @classmethod
     def from_model(cls, row: models.User) -> User:
-        return cls(
-            id=strawberry.ID(row.id),
-            email=row.email,
-            name=row.name,
-            role=states.Role(row.role),
-            created_at=row.created_at,
-        )
+        return from_attributes(cls, row, role=states.Role(row.role))
 
 
 @strawberry.type(description="What anyone may see of a person.")
@@ -62,12 +58,7 @@ class CampaignTotals:
 
     @classmethod
     def from_model(cls, row: TotalsFigures) -> CampaignTotals:
-        return cls(
-            campaign_id=strawberry.ID(row.campaign_id),
-            raised_cents=row.raised_cents,
-            pledge_count=row.pledge_count,
-            updated_at=row.updated_at,
-        )
+        return from_attributes(cls, row)
 
 
 @strawberry.type(
@@ -81,16 +72,6 @@ class PublicDonation:
     currency: str
     message: str | None
     created_at: datetime
-
-    @classmethod
-    def from_model(cls, row: models.Pledge) -> PublicDonation:
-        return cls(
-            donor_name=row.donor_name,
-            amount_cents=row.amount_cents,
-            currency=row.currency,
-            message=row.message,
-            created_at=row.created_at,
-        )
 
 
 @strawberry.type
@@ -111,16 +92,10 @@ class Campaign:
 
     @classmethod
     def from_model(cls, row: models.Campaign) -> Campaign:
-        return cls(
-            id=strawberry.ID(row.id),
-            title=row.title,
-            description=row.description,
-            category=row.category,
-            goal_cents=row.goal_cents,
-            currency=row.currency,
+        return from_attributes(
+            cls,
+            row,
             status=states.CampaignStatus(row.status),
-            ends_at=row.ends_at,
-            created_at=row.created_at,
             accepting_pledges=accepting_pledges(row),
             row=row,
         )
@@ -148,7 +123,7 @@ class Campaign:
             rows = pledge_service.recent_donations(
                 session, campaign_id=self.row.id, first=first
             )
-        return [PublicDonation.from_model(r) for r in rows]
+        return [from_attributes(PublicDonation, r) for r in rows]
 
 
 @strawberry.type
@@ -160,13 +135,13 @@ class PledgeTransition:
 
     @classmethod
     def from_model(cls, row: models.PledgeTransition) -> PledgeTransition:
-        return cls(
+        return from_attributes(
+            cls,
+            row,
             from_status=states.PledgeStatus(row.from_status)
             if row.from_status
             else None,
             to_status=states.PledgeStatus(row.to_status),
-            at=row.at,
-            source=row.source,
         )
 
 
@@ -188,18 +163,8 @@ class Pledge:
 
     @classmethod
     def from_model(cls, row: models.Pledge) -> Pledge:
-        return cls(
-            id=strawberry.ID(row.id),
-            amount_cents=row.amount_cents,
-            currency=row.currency,
-            status=states.PledgeStatus(row.status),
-            idempotency_key=row.idempotency_key,
-            donor_name=row.donor_name,
-            message=row.message,
-            failure_reason=row.failure_reason,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            row=row,
+        return from_attributes(
+            cls, row, status=states.PledgeStatus(row.status), row=row
         )
 
     @strawberry.field

@@ -60,13 +60,5 @@ class ServiceBusy(RateLimited):
         )
 
 
-ERROR_CODES = (
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "BAD_USER_INPUT",
-    "IDEMPOTENCY_KEY_REUSED",
-    "INVALID_TRANSITION",
-    "CAMPAIGN_NOT_ACTIVE",
-    "RATE_LIMITED",
-)
+# The contract's codes, in the order of their classes above.
+ERROR_CODES = tuple(cls.code for cls in DomainError.__subclasses__())

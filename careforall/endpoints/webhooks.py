@@ -36,12 +36,26 @@ def _refuse(status: int, outcome: str, reason: str) -> JSONResponse:
     return JSONResponse({"received": False, "error": reason}, status_code=status)
 
 
-async def _log_request(runtime: Runtime, entry: WebhookEntry) -> None:
+async def _log_request(
+    runtime: Runtime,
+    status: int,
+    outcome: WebhookOutcome,
+    reason: str | None,
+    event: ProviderEvent | None = None,
+) -> None:
     """Keep a webhook log row for a request that changed nothing.
 
     Processed events are logged in the commit that applies them. The answer to
     the provider never depends on this write succeeding.
     """
+    entry = WebhookEntry(
+        outcome=outcome,
+        status_code=status,
+        reason=reason,
+        event_id=event.id if event else None,
+        type=event.type if event else None,
+        pledge_id=event.pledge_id if event else None,
+    )
     try:
         await runtime.write_grouped(webhook_log.record, entry=entry)
     except Exception:
@@ -55,17 +69,7 @@ async def _refused(
     reason: str,
     event: ProviderEvent | None = None,
 ) -> JSONResponse:
-    await _log_request(
-        runtime,
-        WebhookEntry(
-            outcome=outcome,
-            status_code=status,
-            reason=reason,
-            event_id=event.id if event else None,
-            type=event.type if event else None,
-            pledge_id=event.pledge_id if event else None,
-        ),
-    )
+    await _log_request(runtime, status, outcome, reason, event)
     return _refuse(status, outcome.value, reason)
 
 
@@ -132,15 +136,7 @@ async def payments_webhook(request: Request) -> JSONResponse:
         # Acknowledged so the provider stops sending it; it changes nothing.
         metrics.WEBHOOKS.labels("ignored").inc()
         await _log_request(
-            runtime,
-            WebhookEntry(
-                outcome=WebhookOutcome.IGNORED,
-                status_code=200,
-                event_id=event.id,
-                type=event.type,
-                pledge_id=event.pledge_id,
-                reason="event type not handled",
-            ),
+            runtime, 200, WebhookOutcome.IGNORED, "event type not handled", event
         )
         return JSONResponse({"received": True, "duplicate": False, "ignored": True})
     try:
@@ -159,14 +155,5 @@ async def payments_webhook(request: Request) -> JSONResponse:
         )
     metrics.WEBHOOKS.labels("duplicate" if duplicate else "processed").inc()
     if duplicate:
-        await _log_request(
-            runtime,
-            WebhookEntry(
-                outcome=WebhookOutcome.DUPLICATE,
-                status_code=200,
-                event_id=event.id,
-                type=event.type,
-                pledge_id=event.pledge_id,
-            ),
-        )
+        await _log_request(runtime, 200, WebhookOutcome.DUPLICATE, None, event)
     return JSONResponse({"received": True, "duplicate": duplicate})

@@ -15,10 +15,11 @@ import uuid
 
 from opentelemetry.trace import INVALID_SPAN, SpanKind
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from careforall import metrics, tracing
 from careforall.logs import CURRENT_REQUEST, RequestLog
+from careforall.middleware.http import HTTPMiddleware
 
 log = logging.getLogger("careforall.http")
 
@@ -54,14 +55,8 @@ def request_id(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
-class RequestMetrics:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RequestMetrics(HTTPMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         headers = Headers(scope=scope)
         entry = RequestLog(request_id=request_id(headers.get(REQUEST_ID_HEADER)))

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
+from careforall.middleware.http import HTTPMiddleware
 from careforall.settings import Settings
 
 _CDN = "https://unpkg.com"
@@ -59,16 +60,10 @@ def content_security_policy(host: str | None, *, graphiql: bool = False) -> str:
     )
 
 
-class SecurityHeaders:
+class SecurityHeaders(HTTPMiddleware):
     """Adds CSP, nosniff, framing and referrer headers to every HTTP response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         host = Headers(scope=scope).get("host")
 
         async def send_with_headers(message: Message) -> None:
@@ -89,7 +84,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class BodySizeLimit:
+class BodySizeLimit(HTTPMiddleware):
     """Refuses request bodies over `max_bytes` with 413, before any endpoint reads them.
 
     A declared Content-Length over the limit is refused unread; otherwise the body
@@ -98,13 +93,10 @@ class BodySizeLimit:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
