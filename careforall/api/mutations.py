@@ -16,7 +16,7 @@ from careforall.api.types import (
     Pledge,
     User,
 )
-from careforall.domain.states import CampaignStatus
+from careforall.domain.states import CampaignStatus, PledgeStatus
 from careforall.services import auth, campaigns, payments, pledges
 from careforall.services.auth import AuthResult
 
@@ -124,8 +124,12 @@ class Mutation:
 
     @strawberry.mutation(description="Admin.")
     async def capture_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
-        return await _payment(info, payments.capture_payment, pledge_id)
+        return await _payment(
+            info, payments.move_payment, pledge_id, target=PledgeStatus.CAPTURED
+        )
 
     @strawberry.mutation(description="Admin.")
     async def refund_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
-        return await _payment(info, payments.refund_payment, pledge_id)
+        return await _payment(
+            info, payments.move_payment, pledge_id, target=PledgeStatus.REFUNDED
+        )

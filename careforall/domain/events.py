@@ -39,8 +39,9 @@ class CampaignStatusChanged(Event):
 
 
 @dataclasses.dataclass(frozen=True)
-class PledgeCreated(Event):
-    name: ClassVar[str] = "PledgeCreated"
+class PledgeEvent(Event):
+    """What every event of one pledge names (never written by itself)."""
+
     pledge_id: str
     campaign_id: str
     amount_cents: int
@@ -48,12 +49,13 @@ class PledgeCreated(Event):
 
 
 @dataclasses.dataclass(frozen=True)
-class PledgeStatusChanged(Event):
+class PledgeCreated(PledgeEvent):
+    name: ClassVar[str] = "PledgeCreated"
+
+
+@dataclasses.dataclass(frozen=True)
+class PledgeStatusChanged(PledgeEvent):
     name: ClassVar[str] = "PledgeStatusChanged"
-    pledge_id: str
-    campaign_id: str
-    amount_cents: int
-    currency: str
     from_status: str
     to_status: str
     source: str

@@ -144,17 +144,21 @@ def authorize_payment(
     )
 
 
-def capture_payment(
+def move_payment(
     uow: UnitOfWork,
     *,
     provider: PaymentProvider,
     principal: Principal | None,
     pledge_id: str,
+    target: PledgeStatus,
 ) -> Pledge:
-    """An admin captures an AUTHORIZED pledge (audited)."""
+    """An admin captures an AUTHORIZED pledge or refunds a CAPTURED one, through
+    the provider; a refund lowers the totals by its amount (audited)."""
     admin = require_admin(principal)
+    if target not in (PledgeStatus.CAPTURED, PledgeStatus.REFUNDED):
+        raise BadUserInput("An admin can capture or refund a payment.")
     return _through_provider(
-        uow, provider, pledge_id, PledgeStatus.CAPTURED, source="admin", admin=admin
+        uow, provider, pledge_id, target, source="admin", admin=admin
     )
 
 
@@ -198,20 +202,6 @@ def _through_provider(
         raise InvalidTransition(f"The provider refused the {action}: {result.reason}")
     move = AdminMove(admin, pledge.status) if admin is not None else None
     return _apply(uow, pledge.id, target, source=source, by_admin=move)
-
-
-def refund_payment(
-    uow: UnitOfWork,
-    *,
-    provider: PaymentProvider,
-    principal: Principal | None,
-    pledge_id: str,
-) -> Pledge:
-    """An admin refunds a CAPTURED pledge; totals drop by its amount (audited)."""
-    admin = require_admin(principal)
-    return _through_provider(
-        uow, provider, pledge_id, PledgeStatus.REFUNDED, source="admin", admin=admin
-    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The benchmark's table (Markdown, for the terminal and docs/performance.md) and JSON."""
+"""The benchmark's table (Markdown, for the terminal and docs/performance.md)
+and JSON."""
 
 from __future__ import annotations
 
