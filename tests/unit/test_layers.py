@@ -232,3 +232,32 @@ def test_a_wrong_import_is_caught() -> None:
     tree = ast.parse("from careforall.services.pledges import create_pledge\n")
     (target, _names, _line), *_ = imports(tree)
     assert layer_of(target) > layer_of("careforall.domain.states")
+
+
+def test_every_library_imported_is_a_declared_dependency() -> None:
+    """An import that works only because another package pulls its library
+    in breaks when that package changes its own dependencies."""
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    declared = {
+        Requirement(r).name.lower().replace("_", "-")
+        for r in pyproject["project"]["dependencies"]
+    }
+    providers = packages_distributions()
+    missing = []
+    for module, tree in modules().items():
+        for target, _names, line in imports(tree):
+            top = target.split(".")[0]
+            if top in ("careforall", "__future__", "_typeshed"):
+                continue
+            if top in sys.stdlib_module_names:
+                continue
+            names = {d.lower().replace("_", "-") for d in providers.get(top, [])}
+            if not names & declared:
+                missing.append(f"{module}:{line} imports {top} ({sorted(names)})")
+    assert missing == []
