@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from careforall.api.schema import schema
 from careforall.app import create_app
 from careforall.models import Notification, OutboxEvent
-from careforall.services import auth
+from careforall.services import passwords
 from careforall.settings import Settings
 from tests import factories as f
 from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
@@ -94,7 +94,7 @@ def world(
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            auth,
+            passwords,
             "_HASHER",
             PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
         )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from careforall.services import auth
+from careforall.services import passwords
 from careforall.services.ratelimit import RateLimiter
 from careforall.settings import Rate, Settings
 from tests import factories as f
@@ -37,7 +37,9 @@ def cheap_unknown_email_check(
     monkeypatch: pytest.MonkeyPatch, cheap_password_hashing: None
 ) -> None:
     """Logins for unknown emails verify against a dummy hash; make it cheap too."""
-    monkeypatch.setattr(auth, "_DUMMY_HASH", auth._HASHER.hash("not a password"))
+    monkeypatch.setattr(
+        passwords, "_DUMMY_HASH", passwords._HASHER.hash("not a password")
+    )
 
 
 class Clock:
