@@ -34,8 +34,9 @@ from careforall.outbox.listener import Listener
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
 from careforall.runtime import Runtime
-from careforall.services import auth, totals
+from careforall.services import totals
 from careforall.services.auth import TokenKeys
+from careforall.services.bootstrap import NotPromoted, ensure_admin
 from careforall.services.ratelimit import RateLimiter
 from careforall.services.secrets import kept_secret
 from careforall.services.unit_of_work import UnitOfWork
@@ -53,9 +54,16 @@ def _start_runtime(
     webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
     logs.keep_out(jwt_secret, webhook_secret, settings.admin_password)
     if settings.admin_email and settings.admin_password:
-        auth.ensure_admin(
-            UnitOfWork(db), email=settings.admin_email, password=settings.admin_password
-        )
+        try:
+            ensure_admin(
+                UnitOfWork(db),
+                email=settings.admin_email,
+                password=settings.admin_password,
+            )
+        except NotPromoted as refused:
+            # Someone may have registered the address before the operator set
+            # it: their account must not become admin by a restart.
+            log.warning("CAREFORALL_ADMIN_EMAIL: %s", refused)
     drifts = totals.reconcile(UnitOfWork(db))
     if drifts:
         log.warning("totals repaired at start", extra={"campaigns": len(drifts)})

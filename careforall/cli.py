@@ -106,11 +106,15 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
 
 
 def create_admin(
-    settings: Settings, email: str, name: str, password_stdin: bool
+    settings: Settings,
+    email: str,
+    name: str,
+    password_stdin: bool,
+    promote: bool = False,
 ) -> int:
     from careforall.db import Database, make_engine, run_migrations
     from careforall.domain.errors import DomainError
-    from careforall.services.auth import ensure_admin
+    from careforall.services.bootstrap import NotPromoted, ensure_admin
     from careforall.services.unit_of_work import UnitOfWork
 
     if password_stdin:
@@ -120,9 +124,14 @@ def create_admin(
     run_migrations(settings)
     db = Database(make_engine(settings))
     try:
-        ensure_admin(UnitOfWork(db), email=email, password=password, name=name)
+        ensure_admin(
+            UnitOfWork(db), email=email, password=password, name=name, promote=promote
+        )
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except NotPromoted as refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     finally:
         db.dispose()
@@ -234,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
+    admin.add_argument(
+        "--promote",
+        action="store_true",
+        help="make an existing account of this email an admin (its password "
+        "becomes the one given and its earlier tokens end)",
+    )
     backup_cmd = commands.add_parser(
         "backup", help="copy the SQLite database consistently, even while serving"
     )
@@ -274,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_migrations(settings)
         return 0
     if args.command == "create-admin":
-        return create_admin(settings, args.email, args.name, args.password_stdin)
+        return create_admin(
+            settings, args.email, args.name, args.password_stdin, args.promote
+        )
     if args.command in ("backup", "restore"):
         force = getattr(args, "force", False)
         return backup_or_restore(settings, args.command, args.file, force)

@@ -17,10 +17,15 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
     id: str = Field(primary_key=True, max_length=40)
     email: str = Field(unique=True, max_length=254)
+    # What the address looks like (services/emails.py): one account per look.
+    email_skeleton: str = Field(unique=True, max_length=254)
     name: str = Field(max_length=100)
     password_hash: str = Field(max_length=200)
     role: str = Field(default="DONOR", max_length=10)
     created_at: datetime = Field(default_factory=utcnow)
+    # In every token; raising it ends the tokens issued before (logout,
+    # a password change).
+    token_version: int = 0
 
 
 class AnonymousSession(SQLModel, table=True):
@@ -28,6 +33,7 @@ class AnonymousSession(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     created_at: datetime = Field(default_factory=utcnow)
     claimed_by_user_id: str | None = Field(default=None, foreign_key="users.id")
+    token_version: int = 0  # as User.token_version
 
 
 class Campaign(SQLModel, table=True):

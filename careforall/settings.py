@@ -166,8 +166,8 @@ class Settings:
     # Where the simulated provider posts its webhooks; `serve` fills it in from
     # its own address. None delivers in-process (tests without a socket).
     provider_webhook_url: str | None = None
-    user_token_hours: float = 24 * 7
-    anonymous_token_days: float = 365
+    user_token_hours: float = 24
+    anonymous_token_days: float = 30  # renewed when used (services/tokens.py)
     outbox_max_attempts: int = 8
     outbox_base_delay: float = 0.5
     webhook_retry_base_delay: float = 0.5
@@ -217,7 +217,7 @@ class Settings:
             auto_capture=_flag(env, "CAREFORALL_AUTO_CAPTURE", True),
             rate_limits=_flag(env, "CAREFORALL_RATE_LIMITS", True),
             provider_webhook_url=env.get("CAREFORALL_PROVIDER_WEBHOOK_URL") or None,
-            user_token_hours=_number(env, "CAREFORALL_TOKEN_HOURS", 24 * 7),
+            user_token_hours=_number(env, "CAREFORALL_TOKEN_HOURS", 24),
             outbox_max_attempts=int(_number(env, "CAREFORALL_OUTBOX_MAX_ATTEMPTS", 8)),
             outbox_base_delay=_number(env, "CAREFORALL_OUTBOX_BASE_DELAY", 0.5),
             db_pool_size=max(1, int(_number(env, "CAREFORALL_DB_POOL_SIZE", 20))),

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from careforall.app import create_app
 from careforall.db import Database, make_engine, run_migrations
-from careforall.services import auth
+from careforall.services import passwords
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests import postgres
@@ -31,7 +31,9 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Still argon2id, with cheap parameters: most tests are not about its cost
     (the defaults take ~0.1 s a hash). Servers in their own process keep them."""
     monkeypatch.setattr(
-        auth, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        passwords,
+        "_HASHER",
+        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
     )
 
 

@@ -25,6 +25,11 @@ from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.runtime import Runtime
 from careforall.services.auth import authenticate, bearer_token
+from careforall.services.tokens import read_token, renewed_token
+
+# Where a renewed anonymous token is sent back; clients keep it in place of
+# the one they sent.
+RENEWED_TOKEN_HEADER = "X-Renewed-Token"
 
 
 @dataclass
@@ -48,9 +53,23 @@ class Context:
         if self.token is None:
             return None
         try:
-            return authenticate(self.runtime.db, self.runtime.keys, self.token)
+            principal = authenticate(self.runtime.db, self.runtime.keys, self.token)
         except Unauthenticated as exc:
             return exc
+        self._renew(principal)
+        return principal
+
+    def _renew(self, principal: Principal) -> None:
+        """An anonymous token that is more than a day old and still current
+        comes back renewed in the RENEWED_TOKEN_HEADER of the response: a guest
+        who keeps coming back keeps the session (tokens.renewed_token)."""
+        if principal.is_user or not isinstance(self.response, Response):
+            return
+        keys = self.runtime.keys
+        assert self.token is not None
+        fresh = renewed_token(keys, read_token(keys, self.token))
+        if fresh is not None:
+            self.response.headers[RENEWED_TOKEN_HEADER] = fresh
 
     @property
     def notifications(self) -> NotificationHub:

@@ -33,6 +33,7 @@ from strawberry.types import Info
 
 from careforall.api.context import Context
 from careforall.api.ratelimit import check as rate_limit
+from careforall.api.ratelimit import limited
 from careforall.domain.errors import BadUserInput
 from careforall.settings import Settings
 
@@ -198,8 +199,11 @@ class RateLimited(PlainText):
     async def resolve_async(
         self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        self._count(info, kwargs)
-        return await next_(source, info, **kwargs)
+        if not isinstance(info.context, Context):
+            return await next_(source, info, **kwargs)
+        return await limited(
+            info.context, info.field_name, kwargs, lambda: next_(source, info, **kwargs)
+        )
 
     @staticmethod
     def _count(info: Info, kwargs: dict[str, Any]) -> None:

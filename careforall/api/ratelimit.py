@@ -1,11 +1,20 @@
 """Rate limits on the mutations that attackers repeat: password guessing (login,
-register), card testing (createPledge, authorizePayment) and session farming
-(startAnonymousSession). The webhook endpoint is not GraphQL and never limited."""
+register, changePassword), card testing (createPledge, authorizePayment) and
+session farming (startAnonymousSession). The webhook endpoint is not GraphQL
+and never limited.
+
+Wrong passwords are counted, not sign-ins: per email from one address (a
+guesser there is refused), and per email from everywhere (every try on that
+email is then slowed down, never refused), so nobody can lock an account's
+owner out by failing on purpose.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
@@ -18,18 +27,42 @@ from careforall.domain.errors import RateLimited, Unauthenticated
 from careforall.services.ratelimit import RateLimiter
 from careforall.settings import Rate, Settings
 
+# What a try on an email with too many recent wrong passwords waits.
+SLOWDOWN_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class Limit:
     bucket: str  # shared by the fields that guard the same thing
-    by: str  # "address", "email" or "principal"
+    by: str  # "address", "email", "email+address" or "principal"
     rate: Callable[[Settings], Rate]
     what: str  # for the message: "Too many <what>"
+    # Counts only the calls that fail (a wrong password), not every call.
+    failures: bool = False
+    # An empty bucket slows the call down (SLOWDOWN_SECONDS) instead of refusing it.
+    slows: bool = False
 
 
-_AUTH = (
-    Limit("auth", "address", lambda s: s.rate_limit_auth_per_address, "sign-in tries"),
-    Limit("auth", "email", lambda s: s.rate_limit_auth_per_email, "sign-in tries"),
+_AUTH_ADDRESS = Limit(
+    "auth", "address", lambda s: s.rate_limit_auth_per_address, "sign-in tries"
+)
+_LOGIN = (
+    _AUTH_ADDRESS,
+    Limit(
+        "auth-failed",
+        "email+address",
+        lambda s: s.rate_limit_auth_per_email,
+        "sign-in tries",
+        failures=True,
+    ),
+    Limit(
+        "auth-failed",
+        "email",
+        lambda s: s.rate_limit_auth_per_email,
+        "sign-in tries",
+        failures=True,
+        slows=True,
+    ),
 )
 _PLEDGE = (
     Limit(
@@ -53,8 +86,14 @@ _PAYMENT = (
 )
 # Mutation field (GraphQL name) -> the limits each call counts against.
 LIMITS: dict[str, tuple[Limit, ...]] = {
-    "login": _AUTH,
-    "register": _AUTH,
+    "login": _LOGIN,
+    "register": (_AUTH_ADDRESS,),
+    "changePassword": (
+        _AUTH_ADDRESS,
+        Limit(
+            "auth", "principal", lambda s: s.rate_limit_auth_per_email, "sign-in tries"
+        ),
+    ),
     "startAnonymousSession": (
         Limit(
             "anonymous",
@@ -105,8 +144,10 @@ def client_address(connection: HTTPConnection, trusted_proxies: tuple[str, ...])
 def _email_key(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    # Hashed: keys stay short whatever is sent, and no email sits in memory.
-    return hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]
+    # Spelled as accounts are (NFKC, case folded). Hashed: keys stay short
+    # whatever is sent, and no email sits in memory.
+    spelled = unicodedata.normalize("NFKC", value).strip().casefold()
+    return hashlib.sha256(spelled.encode()).hexdigest()[:32]
 
 
 def _principal_key(context: Context) -> str | None:
@@ -117,25 +158,27 @@ def _principal_key(context: Context) -> str | None:
     return principal.scope if principal is not None else None
 
 
-def checks_for(
-    context: Context, field: str, arguments: dict[str, Any]
-) -> list[tuple[str, Rate]]:
-    """The buckets a call to a mutation field takes a token from."""
+Check = tuple[Limit, str, Rate]
+
+
+def checks_for(context: Context, field: str, arguments: dict[str, Any]) -> list[Check]:
+    """The buckets a call to a mutation field counts against, with their keys."""
     settings = context.runtime.settings
-    checks: list[tuple[str, Rate]] = []
+    address = client_address(context.request, settings.trusted_proxies)
+    checks: list[Check] = []
     for limit in LIMITS.get(field, ()):
+        subject: str | None
         if limit.by == "address":
-            subject: str | None = client_address(
-                context.request, settings.trusted_proxies
-            )
-        elif limit.by == "email":
-            subject = _email_key(arguments.get("email"))
-        else:
+            subject = address
+        elif limit.by == "principal":
             subject = _principal_key(context)
+        else:
+            subject = _email_key(arguments.get("email"))
+            if subject is not None and limit.by == "email+address":
+                subject = f"{subject}:{address}"
         if subject is not None:
-            checks.append(
-                (f"{limit.bucket}:{limit.by}:{subject}", limit.rate(settings))
-            )
+            key = f"{limit.bucket}:{limit.by}:{subject}"
+            checks.append((limit, key, limit.rate(settings)))
     return checks
 
 
@@ -144,15 +187,51 @@ def _limiter(context: Context) -> RateLimiter:
     return limiter
 
 
-def check(context: Context, field: str, arguments: dict[str, Any]) -> None:
-    """Refuse with RATE_LIMITED when a call to `field` is over one of its limits."""
+def check(context: Context, field: str, arguments: dict[str, Any]) -> list[Check]:
+    """Refuse with RATE_LIMITED when a call to `field` is over one of its limits;
+    otherwise count the call, and return the checks for `counted_failure`.
+
+    A limit of failures refuses once its bucket is empty, but the call takes
+    nothing from it (a failure does, afterwards); a refused call takes nothing
+    and makes no key.
+    """
     if not context.runtime.settings.rate_limits or field not in LIMITS:
-        return
-    checks: Sequence[tuple[str, Rate]] = checks_for(context, field, arguments)
-    wait = _limiter(context).hit(checks)
+        return []
+    checks = checks_for(context, field, arguments)
+    per_call: Sequence[tuple[str, Rate]] = [
+        (key, rate) for limit, key, rate in checks if not limit.failures
+    ]
+    blocking = [
+        (key, rate) for limit, key, rate in checks if limit.failures and not limit.slows
+    ]
+    wait = _limiter(context).hit(per_call, require=blocking)
     if wait is not None:
         what = LIMITS[field][0].what
         raise RateLimited(
             f"Too many {what}; wait {wait} seconds and try again.",
             retry_after_seconds=wait,
         )
+    return checks
+
+
+async def limited(
+    context: Context,
+    field: str,
+    arguments: dict[str, Any],
+    call: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Run a mutation within its limits: refused when over one, slowed down
+    while its email has many recent wrong passwords, and a wrong password
+    (UNAUTHENTICATED) counted against the limits of failures."""
+    checks = check(context, field, arguments)
+    limiter = _limiter(context) if checks else None
+    if limiter is not None and any(
+        limit.slows and limiter.empty(key, rate) for limit, key, rate in checks
+    ):
+        await asyncio.sleep(SLOWDOWN_SECONDS)
+    try:
+        return await call()
+    except Unauthenticated:
+        if limiter is not None:
+            limiter.take([(key, rate) for limit, key, rate in checks if limit.failures])
+        raise

@@ -12,6 +12,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from careforall.api.accounts import AccountMutation
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
 from careforall.api.errors import ErrorCodes
@@ -66,7 +67,9 @@ class Schema(strawberry.Schema):
 
 def build_schema(**kwargs: Any) -> Schema:
     query = merge_types("Query", (Query, AdminQuery, NotificationQuery))
-    mutation = merge_types("Mutation", (Mutation, AdminMutation, NotificationMutation))
+    mutation = merge_types(
+        "Mutation", (Mutation, AdminMutation, NotificationMutation, AccountMutation)
+    )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))
     guard_root_fields(query, mutation, subscription)
     return Schema(

@@ -1,47 +1,41 @@
-"""Accounts, anonymous sessions, passwords and tokens."""
+"""Accounts, anonymous sessions and sign-in; tokens are in tokens.py,
+password hashes in passwords.py, email addresses in emails.py."""
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import lru_cache
 
-import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, literal, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from careforall.db import Database
 from careforall.direct import Direct
-from careforall.domain.clock import new_id, utcnow
+from careforall.domain.clock import new_id
 from careforall.domain.errors import BadUserInput, Unauthenticated
 from careforall.domain.events import PledgesClaimed
-from careforall.domain.rules import Principal
+from careforall.domain.rules import Principal, require_principal, require_user
 from careforall.domain.states import Role
 from careforall.models import AnonymousSession, Pledge, User, table_of
 from careforall.services import notifications
+from careforall.services.emails import email_skeleton, normalize_email
+from careforall.services.passwords import (
+    check_password,
+    dummy_verify,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+
+# TokenKeys, bearer_token and principal_from_token are named through this
+# module by the API, the export endpoint, the runtime and the tests.
+from careforall.services.tokens import TokenKeys as TokenKeys
+from careforall.services.tokens import bearer_token as bearer_token
+from careforall.services.tokens import issue_token, read_token
+from careforall.services.tokens import principal_from_token as principal_from_token
 from careforall.services.unit_of_work import UnitOfWork
-
-ALGORITHM = "HS256"
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-_HASHER = PasswordHasher()
-# Verified against when an email is unknown, so both failures take as long.
-_DUMMY_HASH = _HASHER.hash("not a real password")
-
-
-@dataclass(frozen=True)
-class TokenKeys:
-    secret: str
-    user_ttl: timedelta
-    anonymous_ttl: timedelta
 
 
 @dataclass(frozen=True)
@@ -51,125 +45,54 @@ class AuthResult:
     anonymous: bool
 
 
-def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-def issue_token(keys: TokenKeys, principal: Principal) -> str:
-    now = utcnow()
-    ttl = keys.user_ttl if principal.is_user else keys.anonymous_ttl
-    claims = {
-        "sub": principal.id,
-        "kind": principal.kind,
-        "role": principal.role.value,
-        "iat": int(now.timestamp()),
-        "exp": int((now + ttl).timestamp()),
-    }
-    return jwt.encode(claims, keys.secret, algorithm=ALGORITHM)
-
-
-def principal_from_token(keys: TokenKeys, token: str) -> Principal:
-    """The principal a token names; any doubt about it is UNAUTHENTICATED."""
-    principal, expires_at = _verified(keys.secret, token)
-    if expires_at <= time.time():
-        raise Unauthenticated("Your session has expired; sign in again.")
-    return principal
-
-
-# Checking a token's signature and claims is about 25 µs, and a client sends
-# the same token with every request. A token that passed once is remembered
-# with its expiry, which is checked again at every use; a refused one is not
-# remembered. Keyed by the secret too, so another secret never matches.
-@lru_cache(maxsize=4096)
-def _verified(secret: str, token: str) -> tuple[Principal, float]:
-    try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],  # pinned: "none" and other algorithms fail
-            options={"require": ["exp", "sub"]},
-        )
-    except jwt.ExpiredSignatureError:
-        raise Unauthenticated("Your session has expired; sign in again.") from None
-    except jwt.PyJWTError:
-        raise Unauthenticated("The access token is not valid; sign in again.") from None
-    kind, sub, role = claims.get("kind"), claims.get("sub"), claims.get("role")
-    if kind not in ("user", "anon") or not isinstance(sub, str):
-        raise Unauthenticated("The access token is not valid; sign in again.")
-    try:
-        parsed_role = Role(str(role)) if kind == "user" else Role.DONOR
-    except ValueError:
-        raise Unauthenticated("The access token is not valid; sign in again.") from None
-    return Principal(kind=kind, id=sub, role=parsed_role), float(claims["exp"])
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer …` header, if it has one."""
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+def _ended() -> Unauthenticated:
+    return Unauthenticated("This session has ended; sign in again.")
 
 
 def authenticate(db: Database, keys: TokenKeys, token: str) -> Principal:
     """The principal behind a token, with a user's role as it is now.
 
     The role is read from the database rather than trusted from the token, so
-    demoting an admin takes effect at once, not when the token expires.
+    demoting an admin takes effect at once, not when the token expires; and a
+    token whose version is no longer its user's or session's has been ended.
     """
-    principal = principal_from_token(keys, token)
-    if not principal.is_user:
-        return principal
+    claims = read_token(keys, token)
+    principal = claims.principal
     with db.read() as session:
-        user = session.get(User, principal.id)
-    if user is None:
+        if principal.is_user:
+            user = session.get(User, principal.id)
+            row: User | AnonymousSession | None = user
+        else:
+            user, row = None, session.get(AnonymousSession, principal.id)
+    if row is None:
         raise Unauthenticated("This account no longer exists; sign in again.")
-    return Principal(kind="user", id=user.id, role=Role(user.role))
-
-
-def normalize_email(email: str) -> str:
-    email = email.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
-        raise BadUserInput("Enter a valid email address, like name@example.org.")
-    return email
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise BadUserInput(
-            f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
-        )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise BadUserInput("That password is too long.")
+    if row.token_version != claims.version:
+        raise _ended()
+    if user is not None:
+        return Principal(kind="user", id=user.id, role=Role(user.role))
+    return principal
 
 
 def check_credentials(email: str, password: str) -> None:
     """Refuse an email or password that an account could not have."""
     normalize_email(email)
-    _check_password(password)
+    check_password(password)
 
 
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise BadUserInput("Enter a name of 1 to 100 characters.")
     return name
 
 
-def _anonymous_session_id(keys: TokenKeys, anonymous_token: str | None) -> str | None:
+def _anonymous_session_id(
+    db: Database, keys: TokenKeys, anonymous_token: str | None
+) -> str | None:
     if anonymous_token is None:
         return None
     try:
-        principal = principal_from_token(keys, anonymous_token)
+        principal: Principal | None = authenticate(db, keys, anonymous_token)
     except Unauthenticated:
         principal = None
     if principal is None or principal.kind != "anon":
@@ -213,6 +136,23 @@ def _claim_session(uow: UnitOfWork, *, user_id: str, session_id: str) -> None:
     )
 
 
+_TAKEN = "An account with this email already exists; sign in."
+_LOOKALIKE = (
+    "This email looks like the address of another account; use another address."
+)
+
+
+def _refuse_taken(session: Session, email: str, skeleton: str) -> None:
+    """Refuse an address that an account has, or one that looks like it."""
+    found = session.exec(
+        select(User.email).where(
+            or_(col(User.email) == email, col(User.email_skeleton) == skeleton)
+        )
+    ).first()
+    if found is not None:
+        raise BadUserInput(_TAKEN if found == email else _LOOKALIKE)
+
+
 def register(
     uow: UnitOfWork,
     *,
@@ -224,15 +164,21 @@ def register(
 ) -> AuthResult:
     """Create a donor account; an anonymous session's pledges come along."""
     email = normalize_email(email)
-    _check_password(password)
-    name = _check_name(name)
-    session_id = _anonymous_session_id(keys, anonymous_token)
+    skeleton = email_skeleton(email)
+    check_password(password)
+    name = check_name(name)
+    session_id = _anonymous_session_id(uow.db, keys, anonymous_token)
+    with uow.db.read() as session:
+        _refuse_taken(session, email, skeleton)  # before the cost of a hash
     password_hash = hash_password(password)
     with uow:
-        if uow.session.exec(select(User.id).where(User.email == email)).first():
-            raise BadUserInput("An account with this email already exists; sign in.")
+        _refuse_taken(uow.session, email, skeleton)
         user = User(
-            id=new_id("usr"), email=email, name=name, password_hash=password_hash
+            id=new_id("usr"),
+            email=email,
+            email_skeleton=skeleton,
+            name=name,
+            password_hash=password_hash,
         )
         uow.session.add(user)
         uow.session.flush()
@@ -241,11 +187,14 @@ def register(
         try:
             uow.commit()
         except IntegrityError:
-            raise BadUserInput(
-                "An account with this email already exists; sign in."
-            ) from None
+            raise BadUserInput(_TAKEN) from None
+    return _signed_in(keys, user)
+
+
+def _signed_in(keys: TokenKeys, user: User) -> AuthResult:
     principal = Principal(kind="user", id=user.id, role=Role(user.role))
-    return AuthResult(token=issue_token(keys, principal), user=user, anonymous=False)
+    token = issue_token(keys, principal, user.token_version)
+    return AuthResult(token=token, user=user, anonymous=False)
 
 
 def login(
@@ -256,26 +205,88 @@ def login(
     password: str,
     anonymous_token: str | None = None,
 ) -> AuthResult:
-    """Check the password; an anonymous session's pledges move to the account."""
+    """Check the password; an anonymous session's pledges move to the account.
+
+    A hash made with older parameters is replaced by one of today's, now
+    that the password is known.
+    """
     refused = Unauthenticated("The email or password is not right.")
     try:
         email = normalize_email(email)
     except BadUserInput:
         raise refused from None
-    session_id = _anonymous_session_id(keys, anonymous_token)
+    session_id = _anonymous_session_id(uow.db, keys, anonymous_token)
     with uow.db.read() as session:
         user = session.exec(select(User).where(User.email == email)).first()
     if user is None:
-        verify_password(_DUMMY_HASH, password)
+        dummy_verify(password)
         raise refused
     if not verify_password(user.password_hash, password):
         raise refused
-    if session_id is not None:
+    rehashed = hash_password(password) if needs_rehash(user.password_hash) else None
+    if session_id is not None or rehashed is not None:
         with uow:
-            _claim_session(uow, user_id=user.id, session_id=session_id)
+            if rehashed is not None:
+                _replace_hash(uow, user, rehashed)
+            if session_id is not None:
+                _claim_session(uow, user_id=user.id, session_id=session_id)
             uow.commit()
-    principal = Principal(kind="user", id=user.id, role=Role(user.role))
-    return AuthResult(token=issue_token(keys, principal), user=user, anonymous=False)
+    return _signed_in(keys, user)
+
+
+def _replace_hash(uow: UnitOfWork, user: User, new_hash: str) -> None:
+    """The same password, hashed anew; unless it changed meanwhile."""
+    uow.session.execute(
+        update(User)
+        .where(col(User.id) == user.id, col(User.password_hash) == user.password_hash)
+        .values(password_hash=new_hash)
+    )
+    user.password_hash = new_hash
+
+
+def logout(uow: UnitOfWork, *, principal: Principal | None) -> bool:
+    """End the caller's tokens: the one sent, and any other of the same user or
+    anonymous session (tokens carry a version, and this raises it)."""
+    principal = require_principal(principal)
+    model = User if principal.is_user else AnonymousSession
+    with uow:
+        uow.session.execute(
+            update(model)
+            .where(col(model.id) == principal.id)
+            .values(token_version=col(model.token_version) + 1)
+        )
+        uow.commit()
+    return True
+
+
+def change_password(
+    uow: UnitOfWork,
+    *,
+    keys: TokenKeys,
+    principal: Principal | None,
+    current_password: str,
+    new_password: str,
+) -> AuthResult:
+    """Check the current password, set the new one and end every earlier token
+    of the user; the answer holds a fresh token."""
+    principal = require_user(principal)
+    check_password(new_password)
+    with uow.db.read() as session:
+        user = session.get(User, principal.id)
+    if user is None:
+        raise Unauthenticated("This account no longer exists; sign in again.")
+    if not verify_password(user.password_hash, current_password):
+        raise BadUserInput("The current password is not right; nothing was changed.")
+    new_hash = hash_password(new_password)
+    with uow:
+        row = uow.session.get(User, principal.id, with_for_update=True)
+        if row is None:
+            raise Unauthenticated("This account no longer exists; sign in again.")
+        row.password_hash = new_hash
+        row.token_version += 1
+        uow.session.add(row)
+        uow.commit()
+    return _signed_in(keys, row)
 
 
 def start_anonymous_session(uow: UnitOfWork, *, keys: TokenKeys) -> AuthResult:
@@ -310,36 +321,3 @@ def principal_exists(session: Session, principal: Principal) -> bool:
     for every pledge)."""
     query = _USER_EXISTS if principal.is_user else _SESSION_EXISTS
     return query.first(session.connection(), {"id": principal.id}) is not None
-
-
-def ensure_admin(
-    uow: UnitOfWork, *, email: str, password: str, name: str = "Admin"
-) -> User:
-    """Make sure an admin with this email and password exists (idempotent)."""
-    email = normalize_email(email)
-    _check_password(password)
-    try:
-        return _ensure_admin(uow, email=email, password=password, name=name)
-    except IntegrityError:
-        # Another process (a worker starting beside this one) made it first.
-        return _ensure_admin(uow, email=email, password=password, name=name)
-
-
-def _ensure_admin(uow: UnitOfWork, *, email: str, password: str, name: str) -> User:
-    with uow:
-        user = uow.session.exec(select(User).where(User.email == email)).first()
-        if user is None:
-            user = User(
-                id=new_id("usr"),
-                email=email,
-                name=_check_name(name),
-                password_hash=hash_password(password),
-                role=Role.ADMIN.value,
-            )
-        else:
-            user.role = Role.ADMIN.value
-            if not verify_password(user.password_hash, password):
-                user.password_hash = hash_password(password)
-        uow.session.add(user)
-        uow.commit()
-    return user

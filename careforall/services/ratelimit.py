@@ -43,28 +43,56 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def hit(self, checks: Sequence[tuple[str, Rate]]) -> int | None:
-        """Take one token from each key's bucket, or none at all.
+    def hit(
+        self,
+        checks: Sequence[tuple[str, Rate]],
+        require: Sequence[tuple[str, Rate]] = (),
+    ) -> int | None:
+        """Take one token from each of `checks`' buckets, or none at all.
 
-        Returns None when every bucket had a token; otherwise the whole seconds
-        until all of them will have one again (at least 1), and takes nothing.
+        Returns None when every bucket of `checks` and of `require` had a token
+        (`require`'s are only looked at, never taken from); otherwise the whole
+        seconds until all of them will have one again (at least 1), and takes
+        nothing. A refused call leaves no new key behind: otherwise a flood of
+        refused calls would push the buckets of others out.
         """
         with self._lock:
             now = self.clock()
-            buckets = [(self._refilled(key, rate, now), rate) for key, rate in checks]
             wait = max(
                 (
-                    (1 - bucket.tokens) * rate.seconds / rate.count
-                    for bucket, rate in buckets
-                    if bucket.tokens < 1
+                    (1 - tokens) * rate.seconds / rate.count
+                    for key, rate in (*checks, *require)
+                    if (tokens := self._tokens(key, rate, now)) < 1
                 ),
                 default=None,
             )
             if wait is not None:
                 return max(1, math.ceil(wait))
-            for bucket, _ in buckets:
-                bucket.tokens -= 1
+            for key, rate in checks:
+                self._refilled(key, rate, now).tokens -= 1
             return None
+
+    def take(self, checks: Sequence[tuple[str, Rate]]) -> None:
+        """Take one token from each bucket, down to empty (a failure counted)."""
+        with self._lock:
+            now = self.clock()
+            for key, rate in checks:
+                bucket = self._refilled(key, rate, now)
+                bucket.tokens = max(0.0, bucket.tokens - 1)
+
+    def empty(self, key: str, rate: Rate) -> bool:
+        """Whether the key's bucket has no whole token (adds no key)."""
+        with self._lock:
+            return self._tokens(key, rate, self.clock()) < 1
+
+    def _tokens(self, key: str, rate: Rate, now: float) -> float:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return float(rate.count)
+        elapsed = max(0.0, now - bucket.at)
+        return min(
+            float(rate.count), bucket.tokens + elapsed * rate.count / rate.seconds
+        )
 
     def reset(self) -> None:
         with self._lock:

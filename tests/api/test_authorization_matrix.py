@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import text
 from sqlmodel import col, func, select
 from starlette.testclient import TestClient
 
 from careforall.api.schema import schema
 from careforall.app import create_app
 from careforall.models import Notification, OutboxEvent
-from careforall.services import auth
+from careforall.services import passwords
 from careforall.settings import Settings
 from tests import factories as f
 from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
@@ -49,6 +50,7 @@ class World:
     campaign_id: str
     pledges: dict[str, str]
     owner: dict[str, str] = field(default_factory=dict)
+    stand_ins: dict[str, str] = field(default_factory=dict)  # token -> user id
 
     def token(self, caller: str) -> str | None:
         return self.tokens[caller]
@@ -94,7 +96,7 @@ def world(
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            auth,
+            passwords,
             "_HASHER",
             PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
         )
@@ -168,6 +170,9 @@ class Case:
     check: Check = _nothing  # the data, when the call succeeds
     after: After | None = None  # the state after the call, allowed or refused
     name: str = ""
+    # For fields that end the caller's tokens: a fresh caller of the same kind
+    # (its token) stands in, so the world's callers keep theirs.
+    stand_in: Callable[[World, str], str | None] | None = None
 
 
 # --- checks ----------------------------------------------------------------------
@@ -338,6 +343,46 @@ def _notification_read(world: World, variables: Vars, allowed: bool) -> None:
     assert (row.read_at is not None) == allowed
 
 
+def _stand_in(world: World, caller: str) -> str | None:
+    """A new caller of the same kind: no token, a new anonymous session, a new
+    account (with an admin's role for the admin)."""
+    if caller == "nobody":
+        return None
+    if caller in ANONYMOUS:
+        return f.anonymous(world.gql)
+    account = f.register(world.gql)
+    if caller == "admin":
+        runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+        with runtime.db.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE users SET role = 'ADMIN' WHERE id = :id"),
+                {"id": account.id},
+            )
+    world.stand_ins[account.token] = account.id
+    return account.token
+
+
+def _token_ended(world: World, variables: Vars, allowed: bool) -> None:
+    token = variables["_token"]
+    if token is not None:
+        code = world.gql.code("{ myDonations { edges { cursor } } }", token=token)
+        assert code == "UNAUTHENTICATED"
+
+
+def _changed_password(world: World, variables: Vars, allowed: bool) -> None:
+    token = variables["_token"]
+    if not allowed:
+        if token is not None and token in world.stand_ins:
+            world.gql.ok("{ me { id } }", token=token)  # still works
+        return
+    assert world.gql.code("{ me { id } }", token=token) == "UNAUTHENTICATED"
+
+
+def _fresh_token_of(world: World, value: Any, variables: Vars, caller: str) -> None:
+    me = world.gql.ok("{ me { id } }", token=value["token"])["me"]
+    assert me["id"] == world.stand_ins[variables["_token"]]
+
+
 # --- the matrix ----------------------------------------------------------------------
 
 PLEDGE_QUERY = "query($id: ID!) { pledge(id: $id) { id status } }"
@@ -425,6 +470,25 @@ MATRIX: dict[str, list[Case]] = {
         Case(f.LOGIN, everyone(), prepare=_fresh_account, check=_same_email)
     ],
     "Mutation.startAnonymousSession": [Case(f.ANON, everyone(), check=_anonymous)],
+    "Mutation.logout": [
+        Case(
+            "mutation { logout }",
+            with_a_token(),
+            stand_in=_stand_in,
+            after=_token_ended,
+        )
+    ],
+    "Mutation.changePassword": [
+        Case(
+            "mutation($current: String!, $new: String!) { changePassword("
+            "currentPassword: $current, newPassword: $new) { token } }",
+            signed_in(),
+            prepare=lambda w: {"current": "correct horse", "new": "a fresh passphrase"},
+            stand_in=_stand_in,
+            check=_fresh_token_of,
+            after=_changed_password,
+        )
+    ],
     "Mutation.createCampaign": [
         Case(
             f.CREATE_CAMPAIGN,
@@ -587,10 +651,14 @@ def test_each_caller_gets_what_the_contract_allows(
 ) -> None:
     variables = case.prepare(world)
     token = world.token(caller)
+    if case.stand_in is not None:
+        token = case.stand_in(world, caller)
     if name.startswith("Subscription."):
         body = _subscribe(world, case, variables, token)
     else:
         body = world.gql(case.document, variables, token)
+    if case.stand_in is not None:
+        variables = variables | {"_token": token}
     field_name = name.split(".", 1)[1]
     expected = case.expect[caller]
 

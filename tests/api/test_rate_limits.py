@@ -7,18 +7,21 @@ payment webhook is never limited."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from careforall.services import auth
+from careforall.api import ratelimit
+from careforall.services import passwords
 from careforall.services.ratelimit import RateLimiter
 from careforall.settings import Rate, Settings
 from tests import factories as f
 from tests.helpers.api import GQL
 
+PW = "correct horse"  # the password of f.register
 MY_DONATION_COUNT = "{ myDonations(first: 100) { edges { node { id } } } }"
 LENIENT = Rate(1000, 60)
 RATE_SETTINGS = (
@@ -37,7 +40,9 @@ def cheap_unknown_email_check(
     monkeypatch: pytest.MonkeyPatch, cheap_password_hashing: None
 ) -> None:
     """Logins for unknown emails verify against a dummy hash; make it cheap too."""
-    monkeypatch.setattr(auth, "_DUMMY_HASH", auth._HASHER.hash("not a password"))
+    monkeypatch.setattr(
+        passwords, "_DUMMY_HASH", passwords._HASHER.hash("not a password")
+    )
 
 
 class Clock:
@@ -90,7 +95,7 @@ def register(gql: GQL, email: str) -> dict[str, Any]:
 # --- password guessing -------------------------------------------------------------
 
 
-def test_login_guesses_are_limited_per_email(
+def test_wrong_passwords_are_limited_per_email_and_address(
     app_factory: Callable[..., TestClient],
 ) -> None:
     client, clock = limited(
@@ -99,35 +104,89 @@ def test_login_guesses_are_limited_per_email(
         rate_limit_auth_per_address=LENIENT,
     )
     gql = GQL(client)
-    victim = f.register(gql)  # registering is the first try on this email
-    for _ in range(3):
+    victim = f.register(gql)
+    for _ in range(4):
         assert code(login(gql, victim.email)) == "UNAUTHENTICATED"
-    # The right password is refused too: guessing stops here.
-    wait = rate_limited(login(gql, victim.email, "correct horse"))
+    # The guesser's address is done with this email for a while...
+    wait = rate_limited(login(gql, victim.email))
     assert wait == 15  # one more try every 60/4 seconds
-    # The same email written differently is the same email.
+    # ...however the email is written.
     rate_limited(login(gql, f"  {victim.email.upper()} "))
-    # Someone else's email, and other addresses, are not affected by it...
+    # Someone else's email from the same address is not affected by it.
     assert code(login(gql, "someone.else@example.org")) == "UNAUTHENTICATED"
-    # ...but the email is limited from every address.
-    rate_limited(login(from_address(client, "203.0.113.50"), victim.email))
     clock.now += wait
-    assert code(login(gql, victim.email, "correct horse")) is None
+    assert code(login(gql, victim.email)) == "UNAUTHENTICATED"
+    rate_limited(login(gql, victim.email))
 
 
-def test_register_counts_against_the_same_email(
+def test_a_strangers_wrong_passwords_never_lock_the_owner_out(
+    app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eleven wrong passwords for bob from elsewhere: bob's own password still
+    signs him in, from his address, only slowed down a little."""
+    monkeypatch.setattr(ratelimit, "SLOWDOWN_SECONDS", 0.3)
+    client, _ = limited(app_factory)  # the default limits
+    bob = f.register(from_address(client, "198.51.100.7"))
+    stranger = from_address(client, "203.0.113.66")
+    outcomes = [code(login(stranger, bob.email)) for _ in range(11)]
+    assert outcomes == ["UNAUTHENTICATED"] * 10 + ["RATE_LIMITED"]
+    began = time.monotonic()
+    assert code(login(from_address(client, "198.51.100.7"), bob.email, PW)) is None
+    assert time.monotonic() - began >= 0.3  # slowed down, not refused
+    # Strangers at other addresses are slowed down too, and counted.
+    for i in range(3):
+        other = from_address(client, f"192.0.2.{i + 1}")
+        assert code(login(other, bob.email)) == "UNAUTHENTICATED"
+
+
+def test_right_passwords_are_not_counted(
     app_factory: Callable[..., TestClient],
 ) -> None:
     client, _ = limited(
         app_factory,
-        rate_limit_auth_per_email=Rate(2, 60),
+        rate_limit_auth_per_email=Rate(3, 600),
         rate_limit_auth_per_address=LENIENT,
+    )
+    gql = GQL(client)
+    bob = f.register(gql)
+    for _ in range(10):
+        assert code(login(gql, bob.email, PW)) is None
+
+
+def test_register_counts_against_the_address_only(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    client, _ = limited(
+        app_factory,
+        rate_limit_auth_per_email=Rate(1, 60),
+        rate_limit_auth_per_address=Rate(3, 60),
     )
     gql = GQL(client)
     email = "new.person@example.org"
     assert code(register(gql, email)) is None
     assert code(register(gql, email)) == "BAD_USER_INPUT"  # taken
-    rate_limited(login(gql, email, "correct horse"))
+    assert code(login(gql, email, PW)) is None
+    rate_limited(register(gql, "another.person@example.org"))
+
+
+def test_refused_calls_leave_no_keys_behind(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    """Calls refused by the address's limit make no bucket for their emails: a
+    flood of them cannot push another person's bucket out of the limiter."""
+    client, _ = limited(
+        app_factory,
+        rate_limit_auth_per_address=Rate(2, 60),
+        rate_limit_auth_per_email=Rate(5, 60),
+    )
+    limiter: RateLimiter = client.app.state.rate_limiter  # type: ignore[attr-defined]
+    gql = GQL(client)
+    for i in range(2):
+        assert code(login(gql, f"guess{i}@example.org")) == "UNAUTHENTICATED"
+    keys = len(limiter)
+    for i in range(50):
+        rate_limited(login(gql, f"flood{i}@example.org"))
+    assert len(limiter) == keys
 
 
 def test_sign_in_tries_are_limited_per_address(

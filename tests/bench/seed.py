@@ -64,9 +64,17 @@ def seed(
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("BEGIN")
         conn.execute(
-            "INSERT INTO users (id, email, name, password_hash, role, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (OWNER_ID, "organiser@bench.invalid", "Bench Organiser", "!", "DONOR", now),
+            "INSERT INTO users (id, email, email_skeleton, name, password_hash, "
+            "role, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                OWNER_ID,
+                "organiser@bench.invalid",
+                "organiser@bench.invalid",
+                "Bench Organiser",
+                "!",
+                "DONOR",
+                now,
+            ),
         )
         conn.execute(
             "INSERT INTO anonymous_sessions (id, created_at) VALUES (?, ?)",

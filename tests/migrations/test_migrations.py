@@ -81,3 +81,84 @@ def test_secrets_are_generated_once_and_kept_with_the_data(settings: Settings) -
         assert kept_secret(second, "jwt_secret", None) == made
     finally:
         second.dispose()
+
+
+def _migrate(settings: Settings, action: str, revision: str) -> None:
+    from alembic import command
+
+    from careforall.db import alembic_config
+
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(settings.database_url)
+            config.attributes["connection"] = connection
+            getattr(command, action)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def check_0005_on_existing_accounts(settings: Settings) -> None:
+    """Accounts made before 0005 get their skeleton (look-alikes among them
+    keep signing in, each with a skeleton of its own) and token version 0;
+    the downgrade takes both away and the upgrade runs again."""
+    _migrate(settings, "upgrade", "0004")
+    engine = make_engine(settings)
+    rows = [
+        ("usr_1", "ops@example.org", "2026-01-01 00:00:00"),
+        ("usr_2", "οps@example.org", "2026-01-02 00:00:00"),  # Greek ο
+        ("usr_3", "dana@example.org", "2026-01-03 00:00:00"),
+    ]
+    try:
+        with engine.begin() as conn:
+            for user_id, email, created in rows:
+                conn.execute(
+                    text(
+                        "INSERT INTO users (id, email, name, password_hash, role, "
+                        "created_at) VALUES (:i, :e, 'N', 'x', 'DONOR', :c)"
+                    ),
+                    {"i": user_id, "e": email, "c": created},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO anonymous_sessions (id, created_at) "
+                    "VALUES ('anon_1', '2026-01-01 00:00:00')"
+                )
+            )
+        _migrate(settings, "upgrade", "head")
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT id, email_skeleton, token_version FROM users ORDER BY id")
+            ).all()
+            anon = conn.execute(
+                text("SELECT token_version FROM anonymous_sessions")
+            ).scalar_one()
+        assert [tuple(row) for row in found] == [
+            ("usr_1", "ops@example.org", 0),
+            ("usr_2", "ops@example.org#usr_2", 0),
+            ("usr_3", "dana@example.org", 0),
+        ]
+        assert anon == 0
+        _migrate(settings, "downgrade", "0004")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("users")}
+        assert "email_skeleton" not in columns and "token_version" not in columns
+        _migrate(settings, "upgrade", "head")
+    finally:
+        engine.dispose()
+
+
+def test_0005_on_existing_accounts_in_sqlite(tmp_path: Path) -> None:
+    check_0005_on_existing_accounts(
+        Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+    )
+
+
+def test_0005_on_existing_accounts_in_postgres(postgres_server: str) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    try:
+        check_0005_on_existing_accounts(Settings(database_url=url))
+    finally:
+        postgres.drop_database(postgres_server, url)

@@ -16,7 +16,7 @@ from careforall.db import Database
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
 from careforall.models import Campaign
-from careforall.services import auth
+from careforall.services import auth, bootstrap
 from careforall.services.auth import TokenKeys
 from careforall.services.campaigns import CampaignData, create_campaign
 from careforall.services.unit_of_work import UnitOfWork
@@ -115,7 +115,7 @@ def make_anon(db: Database, keys: TokenKeys) -> MakeAnon:
 
 @pytest.fixture
 def admin(db: Database) -> Principal:
-    user = auth.ensure_admin(
+    user = bootstrap.ensure_admin(
         UnitOfWork(db), email="root@example.org", password=PASSWORD
     )
     return Principal(kind="user", id=user.id, role=Role.ADMIN)

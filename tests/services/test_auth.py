@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from datetime import timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import argon2
 import jwt
@@ -13,14 +16,15 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from careforall.db import Database
-from careforall.domain.errors import BadUserInput, Unauthenticated
+from careforall.domain.errors import BadUserInput, RateLimited, Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
 from careforall.models import AnonymousSession, Campaign, Pledge, User
-from careforall.services import auth
+from careforall.services import auth, bootstrap, emails, passwords, tokens
 from careforall.services.auth import TokenKeys
 from careforall.services.pledges import PledgeData, create_pledge, my_donations
 from careforall.services.unit_of_work import UnitOfWork
+from tests.helpers.waiting import wait_until
 from tests.services.conftest import (
     PASSWORD,
     SECRET,
@@ -85,31 +89,138 @@ def test_register_stores_an_argon2_hash_not_the_password(
 
 def test_production_hasher_is_argon2id() -> None:
     """The fixture makes hashing cheap for speed; the real hasher is still argon2id."""
-    assert auth._DUMMY_HASH.startswith("$argon2id$")
+    assert passwords._DUMMY_HASH.startswith("$argon2id$")
 
 
-def test_production_hasher_keeps_the_librarys_default_cost() -> None:
-    """Made by the real hasher at import, before the cheap fixture replaces it."""
-    used = argon2.extract_parameters(auth._DUMMY_HASH)
-    default = argon2.PasswordHasher()
-    assert (used.time_cost, used.memory_cost, used.parallelism) == (
-        default.time_cost,
-        default.memory_cost,
-        default.parallelism,
+def test_production_hasher_uses_owasps_parameters() -> None:
+    """Made by the real hasher at import, before the cheap fixture replaces it:
+    19 MiB, 2 passes, 1 lane (the library's defaults, 64 MiB and 4 lanes, took
+    2 GB under 30 concurrent logins)."""
+    used = argon2.extract_parameters(passwords._DUMMY_HASH)
+    assert (used.type, used.memory_cost, used.time_cost, used.parallelism) == (
+        argon2.Type.ID,
+        19 * 1024,
+        2,
+        1,
     )
+    default = argon2.PasswordHasher()
     assert (used.hash_len, used.salt_len) == (default.hash_len, default.salt_len)
 
 
-@pytest.mark.parametrize(
-    "variant", ["dana@example.org", "DANA@EXAMPLE.ORG", " Dana@example.org "]
-)
-def test_a_duplicate_email_is_refused(
-    variant: str, db: Database, uow: UnitOfWork, keys: TokenKeys
+def test_an_old_hash_is_replaced_on_login(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
 ) -> None:
-    _register(uow, keys, "dana@example.org")
-    with pytest.raises(BadUserInput):
-        _register(uow, keys, variant)
-    assert count_rows(db, "users") == 1
+    """A hash made with other parameters (the old defaults) is made anew with
+    today's when its password is next given; the password still works."""
+    donor = make_user(email="dana@example.org")
+    old = argon2.PasswordHasher(time_cost=1, memory_cost=2048, parallelism=2)
+    old_hash = old.hash(PASSWORD)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET password_hash = :h WHERE id = :i"),
+            {"h": old_hash, "i": donor.id},
+        )
+    auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    stored = _user_row(db, donor.id).password_hash
+    assert stored != old_hash
+    assert not passwords._HASHER.check_needs_rehash(stored)
+    auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    assert _user_row(db, donor.id).password_hash == stored  # once is enough
+
+
+def test_a_wrong_password_leaves_an_old_hash_alone(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    donor = make_user(email="dana@example.org")
+    old_hash = argon2.PasswordHasher(time_cost=1, memory_cost=2048).hash(PASSWORD)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET password_hash = :h WHERE id = :i"),
+            {"h": old_hash, "i": donor.id},
+        )
+    with pytest.raises(Unauthenticated):
+        auth.login(uow, keys=keys, email="dana@example.org", password="wrong one!")
+    assert _user_row(db, donor.id).password_hash == old_hash
+
+
+def _hold(gate: passwords.HashGate, n: int) -> tuple[threading.Event, list[Any]]:
+    """Fill `n` places of the gate with calls that wait for the event."""
+    release = threading.Event()
+
+    def held() -> None:
+        with contextlib.suppress(RateLimited):  # a short wait gives up: still held
+            gate.run(release.wait)
+
+    threads = [threading.Thread(target=held) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: gate._admitted == n, what=f"{n} calls in the gate")
+    return release, threads
+
+
+def test_hashes_run_through_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashing and verifying take a place in the gate; a full gate is
+    RATE_LIMITED with a retry hint, like the other rate limits."""
+    gate = passwords.HashGate(slots=1, queue=0)
+    monkeypatch.setattr(passwords, "GATE", gate)
+    release, threads = _hold(gate, 1)
+    with pytest.raises(RateLimited) as refused:
+        passwords.hash_password(PASSWORD)
+    assert refused.value.retry_after_seconds >= 1
+    assert "wait 1 seconds" in refused.value.message
+    with pytest.raises(RateLimited):
+        passwords.verify_password(passwords._DUMMY_HASH, PASSWORD)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert passwords.verify_password(passwords.hash_password(PASSWORD), PASSWORD)
+
+
+def test_the_gate_bounds_how_many_run_at_once() -> None:
+    """Of 12 calls at once, at most `slots` run together, `queue` more wait
+    their turn, and the rest are refused at once."""
+    gate = passwords.HashGate(slots=2, queue=3, wait=5.0)
+    running = peak = 0
+    lock = threading.Lock()
+    outcomes: list[str] = []
+    start = threading.Barrier(12)
+
+    def work() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    def call() -> None:
+        start.wait()
+        try:
+            gate.run(work)
+            outcomes.append("ran")
+        except RateLimited:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 2
+    assert sorted(outcomes) == ["ran"] * 5 + ["refused"] * 7
+
+
+def test_the_gate_gives_up_after_its_wait() -> None:
+    gate = passwords.HashGate(slots=1, queue=1, wait=0.05)
+    release, threads = _hold(gate, 1)
+    with pytest.raises(RateLimited):
+        gate.run(lambda: None)
+    release.set()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: gate._admitted == 0, what="the gate to empty")
+    gate.run(lambda: None)
 
 
 @pytest.mark.parametrize(
@@ -142,9 +253,29 @@ def test_a_password_of_eight_characters_is_enough(
     uow: UnitOfWork, keys: TokenKeys
 ) -> None:
     result = auth.register(
-        uow, keys=keys, email=unique_email(), password="12345678", name="D"
+        uow, keys=keys, email=unique_email(), password="k7#pQ2zv", name="D"
     )
     assert result.user is not None
+
+
+@pytest.mark.parametrize(
+    "password", ["password123", "12345678", "Qwerty123", " iloveyou1 ", "P@ssw0rd"]
+)
+def test_the_most_common_passwords_are_refused(
+    password: str, db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    with pytest.raises(BadUserInput) as refused:
+        auth.register(uow, keys=keys, email=unique_email(), password=password, name="D")
+    assert "common" in refused.value.message
+    assert count_rows(db, "users") == 0
+
+
+def test_the_common_passwords_ship_in_the_package() -> None:
+    """Read once from careforall/data (the wheel carries the package's files)."""
+    common = passwords.common_passwords()
+    assert len(common) > 3000
+    assert "password1" in common and "correct horse battery" not in common
+    assert passwords.common_passwords() is common
 
 
 # --- login ---------------------------------------------------------------------
@@ -221,7 +352,7 @@ def test_a_token_that_passed_once_is_still_refused_once_it_expires(
     assert auth.principal_from_token(keys, token) == principal  # now remembered
     expires_at = jwt.decode(token, SECRET, algorithms=["HS256"])["exp"]
     later = SimpleNamespace(time=lambda: expires_at + 1.0)
-    monkeypatch.setattr(auth, "time", later)
+    monkeypatch.setattr(tokens, "time", later)
     with pytest.raises(Unauthenticated) as refused:
         auth.principal_from_token(keys, token)
     assert "expired" in refused.value.message
@@ -552,34 +683,274 @@ def test_login_with_an_invalid_anonymous_token_is_refused(
 def test_ensure_admin_is_idempotent(
     db: Database, uow: UnitOfWork, keys: TokenKeys
 ) -> None:
-    first = auth.ensure_admin(uow, email="Root@Example.org", password=PASSWORD)
-    second = auth.ensure_admin(uow, email="root@example.org", password=PASSWORD)
+    first = bootstrap.ensure_admin(uow, email="Root@Example.org", password=PASSWORD)
+    second = bootstrap.ensure_admin(uow, email="root@example.org", password=PASSWORD)
     assert first.id == second.id
     assert count_rows(db, "users") == 1
     assert _user_row(db, first.id).role == "ADMIN"
     result = auth.login(uow, keys=keys, email="root@example.org", password=PASSWORD)
     assert auth.principal_from_token(keys, result.token).is_admin
+    # Nothing changed the second time: the first token still works.
+    token = auth.login(uow, keys=keys, email="root@example.org", password=PASSWORD)
+    bootstrap.ensure_admin(uow, email="root@example.org", password=PASSWORD)
+    assert auth.authenticate(db, keys, token.token).is_admin
 
 
-def test_ensure_admin_promotes_an_existing_user(
-    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+@pytest.mark.parametrize("spelled", ["ops@example.org", "оps@example.org"])
+def test_ensure_admin_never_promotes_an_existing_account(
+    spelled: str, db: Database, uow: UnitOfWork, keys: TokenKeys
 ) -> None:
-    donor = make_user(email="dana@example.org")
-    assert donor.role == Role.DONOR
-    promoted = auth.ensure_admin(uow, email="dana@example.org", password=PASSWORD)
-    assert promoted.id == donor.id
-    assert _user_row(db, donor.id).role == "ADMIN"
+    """Someone registered the admin's address (or a look-alike) first: the
+    account stays a donor, its password and its tokens stay as they were."""
+    squatter = _register(uow, keys, spelled)
+    assert squatter.user is not None
+    with pytest.raises(bootstrap.NotPromoted) as refused:
+        bootstrap.ensure_admin(
+            uow, email="ops@example.org", password="the operator's password"
+        )
+    assert "ops@example.org" in str(refused.value)
+    row = _user_row(db, squatter.user.id)
+    assert row.role == "DONOR"
+    assert not auth.authenticate(db, keys, squatter.token).is_admin
     assert count_rows(db, "users") == 1
+    with pytest.raises(Unauthenticated):
+        auth.login(
+            uow, keys=keys, email="ops@example.org", password="the operator's password"
+        )
 
 
-def test_ensure_admin_resets_a_changed_password(
+def test_promote_makes_an_existing_account_admin_and_ends_its_tokens(
+    db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    squatter = _register(uow, keys, "ops@example.org")
+    assert squatter.user is not None
+    promoted = bootstrap.ensure_admin(
+        uow, email="ops@example.org", password="the operator's password", promote=True
+    )
+    assert promoted.id == squatter.user.id
+    assert _user_row(db, promoted.id).role == "ADMIN"
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(db, keys, squatter.token)
+    with pytest.raises(Unauthenticated):
+        auth.login(uow, keys=keys, email="ops@example.org", password=PASSWORD)
+    result = auth.login(
+        uow, keys=keys, email="ops@example.org", password="the operator's password"
+    )
+    assert auth.authenticate(db, keys, result.token).is_admin
+
+
+def test_promote_never_takes_a_look_alike_account(
+    db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    squatter = _register(uow, keys, "оps@example.org")  # Cyrillic о
+    assert squatter.user is not None
+    with pytest.raises(bootstrap.NotPromoted):
+        bootstrap.ensure_admin(
+            uow, email="ops@example.org", password=PASSWORD, promote=True
+        )
+    assert _user_row(db, squatter.user.id).role == "DONOR"
+
+
+def test_ensure_admin_resets_a_changed_password_and_ends_earlier_tokens(
+    db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    bootstrap.ensure_admin(uow, email="root@example.org", password=PASSWORD)
+    before = auth.login(uow, keys=keys, email="root@example.org", password=PASSWORD)
+    bootstrap.ensure_admin(
+        uow, email="root@example.org", password="a brand new password"
+    )
+    with pytest.raises(Unauthenticated):
+        auth.login(uow, keys=keys, email="root@example.org", password=PASSWORD)
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(db, keys, before.token)
+    result = auth.login(
+        uow, keys=keys, email="root@example.org", password="a brand new password"
+    )
+    assert auth.principal_from_token(keys, result.token).is_admin
+
+
+# --- ending tokens -----------------------------------------------------------------
+
+
+def test_logout_ends_the_token_and_every_other_of_the_user(
     db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
 ) -> None:
     make_user(email="dana@example.org")
-    auth.ensure_admin(uow, email="dana@example.org", password="a brand new password")
+    phone = auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    laptop = auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    principal = auth.authenticate(db, keys, phone.token)
+    assert auth.logout(uow, principal=principal) is True
+    for ended in (phone, laptop):
+        with pytest.raises(Unauthenticated) as refused:
+            auth.authenticate(db, keys, ended.token)
+        assert "ended" in refused.value.message
+    fresh = auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    assert auth.authenticate(db, keys, fresh.token) == principal
+
+
+def test_logout_ends_an_anonymous_token(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_anon: MakeAnon
+) -> None:
+    guest, token = make_anon()
+    assert auth.authenticate(db, keys, token) == guest
+    auth.logout(uow, principal=guest)
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(db, keys, token)
+    # An ended session's token cannot bring its pledges to an account either.
+    with pytest.raises(BadUserInput):
+        _register(uow, keys, unique_email(), anonymous_token=token)
+
+
+def test_logout_needs_a_token(uow: UnitOfWork) -> None:
+    with pytest.raises(Unauthenticated):
+        auth.logout(uow, principal=None)
+
+
+def test_change_password_ends_earlier_tokens_and_gives_a_fresh_one(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    donor = make_user(email="dana@example.org")
+    other = auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    result = auth.change_password(
+        uow,
+        keys=keys,
+        principal=donor,
+        current_password=PASSWORD,
+        new_password="a much better passphrase",
+    )
+    assert auth.authenticate(db, keys, result.token) == donor
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(db, keys, other.token)
     with pytest.raises(Unauthenticated):
         auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
-    result = auth.login(
-        uow, keys=keys, email="dana@example.org", password="a brand new password"
+    auth.login(
+        uow, keys=keys, email="dana@example.org", password="a much better passphrase"
     )
-    assert auth.principal_from_token(keys, result.token).is_admin
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [("not the password", "a much better passphrase"), (PASSWORD, "password123")],
+)
+def test_change_password_refusals_change_nothing(
+    current: str,
+    new: str,
+    db: Database,
+    uow: UnitOfWork,
+    keys: TokenKeys,
+    make_user: MakeUser,
+) -> None:
+    donor = make_user(email="dana@example.org")
+    token = auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+    with pytest.raises(BadUserInput):
+        auth.change_password(
+            uow, keys=keys, principal=donor, current_password=current, new_password=new
+        )
+    assert auth.authenticate(db, keys, token.token) == donor
+    auth.login(uow, keys=keys, email="dana@example.org", password=PASSWORD)
+
+
+def test_change_password_is_for_accounts(
+    uow: UnitOfWork, keys: TokenKeys, make_anon: MakeAnon
+) -> None:
+    guest, _ = make_anon()
+    with pytest.raises(Unauthenticated):
+        auth.change_password(
+            uow, keys=keys, principal=guest, current_password="x", new_password="y"
+        )
+
+
+def test_a_role_change_and_a_deleted_account_act_at_once(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    donor = make_user(email="dana@example.org")
+    token = auth.issue_token(keys, donor)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET role = 'ADMIN' WHERE id = :i"), {"i": donor.id}
+        )
+    assert auth.authenticate(db, keys, token).is_admin
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM users WHERE id = :i"), {"i": donor.id})
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(db, keys, token)
+
+
+def test_a_token_from_before_versions_counts_as_version_zero(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    donor = make_user(email="dana@example.org")
+    now = int(time.time())
+    claims = {"sub": donor.id, "kind": "user", "role": "DONOR", "iat": now}
+    token = jwt.encode(claims | {"exp": now + 600}, SECRET, algorithm="HS256")
+    assert auth.authenticate(db, keys, token) == donor
+    auth.logout(uow, principal=donor)
+    with pytest.raises(Unauthenticated):
+        auth.authenticate(db, keys, token)
+
+
+# --- anonymous tokens are renewed when used -------------------------------------
+
+
+def test_an_anonymous_token_older_than_a_day_is_renewed(
+    keys: TokenKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guest = Principal(kind="anon", id="anon_r")
+    token = auth.issue_token(keys, guest, version=3)
+    claims = tokens.read_token(keys, token)
+    assert tokens.renewed_token(keys, claims) is None  # fresh: nothing to renew
+    user = tokens.read_token(keys, auth.issue_token(keys, Principal("user", "u")))
+    later = claims.issued_at + 86_400 + 1
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: later))
+    renewed = tokens.renewed_token(keys, claims)
+    assert renewed is not None
+    fresh = jwt.decode(renewed, SECRET, algorithms=["HS256"])
+    assert fresh["sub"] == "anon_r" and fresh["ver"] == 3
+    assert tokens.renewed_token(keys, user) is None
+
+
+# --- email addresses -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("  Dana.Donor@Example.ORG ", "dana.donor@example.org"),
+        ("ＤＡＮＡ@example.org", "dana@example.org"),  # fullwidth letters
+        ("STRAßE@example.org", "strasse@example.org"),
+    ],
+)
+def test_emails_are_normalised(given: str, stored: str) -> None:
+    assert auth.normalize_email(given) == stored
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("paypal@example.org", "pаypal@example.org"),  # Cyrillic а
+        ("ops@example.org", "οps@example.org"),  # Greek ο
+        ("ops@example.org", "0ps@example.org"),
+        ("bill@example.org", "bi1l@example.org"),
+        ("rene@example.org", "rené@example.org"),
+        ("cox@example.org", "сох@example.org"),  # Cyrillic с, о, х
+        ("pepe@example.org", "рере@example.org"),  # Cyrillic р, е
+    ],
+)
+def test_look_alike_addresses_are_refused(
+    first: str, second: str, db: Database, uow: UnitOfWork, keys: TokenKeys
+) -> None:
+    assert emails.email_skeleton(first) == emails.email_skeleton(second)
+    _register(uow, keys, first)
+    with pytest.raises(BadUserInput) as refused:
+        _register(uow, keys, second)
+    assert "looks like" in refused.value.message
+    assert count_rows(db, "users") == 1
+
+
+def test_addresses_that_differ_are_not_look_alikes() -> None:
+    assert emails.email_skeleton("mail@example.org") != emails.email_skeleton(
+        "mall@example.org"
+    )
+    assert emails.email_skeleton("dana@example.org") != emails.email_skeleton(
+        "dama@example.org"
+    )

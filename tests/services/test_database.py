@@ -144,9 +144,10 @@ def test_a_read_session_sees_one_snapshot(db: Database) -> None:
             with conn.begin():
                 conn.execute(
                     text(
-                        "INSERT INTO users (id, email, name, password_hash, role,"
-                        " created_at) VALUES ('usr_snap', 'snap@example.org', 'S',"
-                        " 'x', 'DONOR', '2026-01-01 00:00:00')"
+                        "INSERT INTO users (id, email, email_skeleton, name,"
+                        " password_hash, role, created_at) VALUES ('usr_snap',"
+                        " 'snap@example.org', 'snap@example.org', 'S', 'x', 'DONOR',"
+                        " '2026-01-01 00:00:00')"
                     )
                 )
         assert session.execute(count).scalar_one() == before

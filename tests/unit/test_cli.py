@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
 from careforall.cli import main
-from careforall.db import Database, make_engine
+from careforall.db import Database, make_engine, run_migrations
 from careforall.models import User
-from careforall.services.auth import verify_password
+from careforall.services import auth
+from careforall.services.auth import TokenKeys, verify_password
+from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 
 
@@ -40,6 +43,44 @@ def test_create_admin_makes_an_admin_with_an_argon2_hash(
     assert user.role == "ADMIN"
     assert user.password_hash.startswith("$argon2")
     assert verify_password(user.password_hash, "a-long-password")
+
+
+def _role(url: str, email: str) -> str:
+    db = Database(make_engine(Settings(database_url=url)))
+    try:
+        with db.read() as session:
+            user = session.exec(select(User).where(User.email == email)).one()
+    finally:
+        db.dispose()
+    return user.role
+
+
+def test_create_admin_promotes_an_existing_account_only_with_promote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CAREFORALL_DATABASE_URL", url)
+    run_migrations(Settings(database_url=url))
+    db = Database(make_engine(Settings(database_url=url)))
+    try:
+        keys = TokenKeys("s" * 64, timedelta(hours=1), timedelta(hours=1))
+        auth.register(
+            UnitOfWork(db),
+            keys=keys,
+            email="ops@example.org",
+            password="their own password",
+            name="Ops",
+        )
+    finally:
+        db.dispose()
+    command = ["create-admin", "--email", "ops@example.org", "--password-stdin"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("the operator's password\n"))
+    assert main(command) == 2
+    assert "--promote" in capsys.readouterr().err
+    assert _role(url, "ops@example.org") == "DONOR"
+    monkeypatch.setattr("sys.stdin", io.StringIO("the operator's password\n"))
+    assert main([*command, "--promote"]) == 0
+    assert _role(url, "ops@example.org") == "ADMIN"
 
 
 def test_create_admin_refuses_a_short_password(

@@ -63,6 +63,32 @@ def test_a_refused_hit_takes_no_token_from_any_key(clock: Clock) -> None:
     assert [limiter.hit([("wide", wide)]) for _ in range(5)] == [None] * 4 + [12]
 
 
+def test_a_refused_hit_makes_no_key(clock: Clock) -> None:
+    """Otherwise a flood of refused calls, each naming a new key, would push
+    out the buckets of others (and give their holders a full bucket again)."""
+    limiter = RateLimiter(clock=clock)
+    full = Rate(1, 60)
+    assert limiter.hit([("address", full)]) is None
+    assert len(limiter) == 1
+    for i in range(10):
+        assert limiter.hit([("address", full), (f"email{i}", full)]) == 60
+    assert len(limiter) == 1
+
+
+def test_required_buckets_are_looked_at_not_taken_from(clock: Clock) -> None:
+    limiter = RateLimiter(clock=clock)
+    rate = Rate(2, 60)
+    assert limiter.hit([("call", rate)], require=[("failures", rate)]) is None
+    assert len(limiter) == 1 and not limiter.empty("failures", rate)
+    limiter.take([("failures", rate)])
+    limiter.take([("failures", rate)])
+    limiter.take([("failures", rate)])  # never below empty
+    assert limiter.empty("failures", rate)
+    assert limiter.hit([("call", rate)], require=[("failures", rate)]) == 30
+    clock.now += 30
+    assert limiter.hit([("call", rate)], require=[("failures", rate)]) is None
+
+
 def test_the_longest_wait_is_reported(clock: Clock) -> None:
     limiter = RateLimiter(clock=clock)
     limiter.hit([("a", Rate(1, 10)), ("b", Rate(1, 300))])
