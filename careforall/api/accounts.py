@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from careforall.api.mutations import _payload
+from careforall.api.resolvers import signed_in, write
 from careforall.api.types import AuthPayload, Info
 from careforall.services import auth
 
@@ -16,10 +16,7 @@ class AccountMutation:
         "the same account or anonymous session)."
     )
     async def logout(self, info: Info) -> bool:
-        rt = info.context.runtime
-        ended: bool = await rt.write(
-            auth.logout, rt.uow(), principal=info.context.principal
-        )
+        ended: bool = await write(info, auth.logout)
         return ended
 
     @strawberry.mutation(
@@ -29,13 +26,10 @@ class AccountMutation:
     async def change_password(
         self, info: Info, current_password: str, new_password: str
     ) -> AuthPayload:
-        rt = info.context.runtime
-        result = await rt.write(
+        return await signed_in(
+            info,
             auth.change_password,
-            rt.uow(),
-            keys=rt.keys,
             principal=info.context.principal,
             current_password=current_password,
             new_password=new_password,
         )
-        return _payload(result)

@@ -8,30 +8,15 @@ import strawberry
 
 from careforall import models
 from careforall.api.inputs import CampaignInput, PledgeInput
-from careforall.api.resolvers import write
+from careforall.api.resolvers import signed_in, write
 from careforall.api.types import (
     AuthPayload,
     Campaign,
     Info,
     Pledge,
-    User,
 )
 from careforall.domain.states import CampaignStatus, PledgeStatus
 from careforall.services import auth, campaigns, payments, pledges
-from careforall.services.auth import AuthResult
-
-
-async def _authenticate(
-    info: Info, service: Callable[..., AuthResult], **kwargs: object
-) -> AuthPayload:
-    """Run a service that issues a token, and answer with it."""
-    rt = info.context.runtime
-    result = await rt.write(service, rt.uow(), keys=rt.keys, **kwargs)
-    return AuthPayload(
-        token=result.token,
-        user=User.from_model(result.user) if result.user is not None else None,
-        anonymous=result.anonymous,
-    )
 
 
 async def _payment(
@@ -62,7 +47,7 @@ class Mutation:
         name: str,
         anonymous_token: str | None = None,
     ) -> AuthPayload:
-        return await _authenticate(
+        return await signed_in(
             info,
             auth.register,
             email=email,
@@ -75,7 +60,7 @@ class Mutation:
     async def login(
         self, info: Info, email: str, password: str, anonymous_token: str | None = None
     ) -> AuthPayload:
-        return await _authenticate(
+        return await signed_in(
             info,
             auth.login,
             email=email,
@@ -85,7 +70,7 @@ class Mutation:
 
     @strawberry.mutation
     async def start_anonymous_session(self, info: Info) -> AuthPayload:
-        return await _authenticate(info, auth.start_anonymous_session)
+        return await signed_in(info, auth.start_anonymous_session)
 
     @strawberry.mutation(description="Signed-in users.")
     async def create_campaign(self, info: Info, input: CampaignInput) -> Campaign:

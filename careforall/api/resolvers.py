@@ -1,5 +1,5 @@
-"""The steps resolvers share: a write service run as the caller, and a page of a
-read service handed back as a connection."""
+"""The steps resolvers share: a write service run as the caller, a service that
+issues a token, and a page of a read service handed back as a connection."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from careforall.api.pagination import Connection, connection, page_size
-from careforall.api.types import Info
+from careforall.api.types import AuthPayload, Info, User
+from careforall.services.auth import AuthResult
 from careforall.services.pagination import Page
 
 M = TypeVar("M")
@@ -39,3 +40,16 @@ def read_page(
             session, principal=principal, first=page_size(first), after=after, **filters
         )
     return connection(page, node)
+
+
+async def signed_in(
+    info: Info, service: Callable[..., AuthResult], **kwargs: object
+) -> AuthPayload:
+    """Run a service that issues a token, and answer with it."""
+    rt = info.context.runtime
+    result = await rt.write(service, rt.uow(), keys=rt.keys, **kwargs)
+    return AuthPayload(
+        token=result.token,
+        user=User.from_model(result.user) if result.user is not None else None,
+        anonymous=result.anonymous,
+    )
