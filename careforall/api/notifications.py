@@ -16,7 +16,7 @@ import strawberry
 from careforall import models
 from careforall.api.mapping import from_attributes, optional_id
 from careforall.api.pagination import Connection
-from careforall.api.resolvers import read_page, write
+from careforall.api.resolvers import read_as_caller, read_page, write
 from careforall.api.types import Info
 from careforall.collector import open_subscription
 from careforall.domain.notifications import NotificationKind
@@ -77,14 +77,14 @@ class NotificationUpdate:
 @strawberry.type
 class NotificationQuery:
     @strawberry.field(description="The caller's notifications, newest first.")
-    def notifications(
+    async def notifications(
         self,
         info: Info,
         first: int | None = 20,
         after: str | None = None,
         unread_only: bool = False,
     ) -> Connection[Notification]:
-        return read_page(
+        return await read_page(
             info,
             notifications.feed,
             Notification.from_model,
@@ -94,10 +94,13 @@ class NotificationQuery:
         )
 
     @strawberry.field(description="How many of the caller's notifications are unread.")
-    def unread_notification_count(self, info: Info) -> int:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            return notifications.unread_count(session, principal=principal)
+    async def unread_notification_count(self, info: Info) -> int:
+        return await read_as_caller(
+            info,
+            lambda session, principal: notifications.unread_count(
+                session, principal=principal
+            ),
+        )
 
 
 async def _marked(
