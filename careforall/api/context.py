@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -13,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from careforall import metrics
@@ -20,6 +23,7 @@ from careforall.api.loaders import Loaders
 from careforall.api.notification_hub import NotificationHub
 from careforall.api.observability import count_cached_answer
 from careforall.api.response_cache import Misses, ResponseCache, public_query
+from careforall.api.response_size import encode_within
 from careforall.broadcaster import Broadcaster
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
@@ -201,6 +205,23 @@ class GraphQLView(GraphQL[Context, None]):
                     )
                 )
         return response
+
+    # --- what one answer may cost (api/response_size.py)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        settings = request.app.state.runtime.settings
+        _MAX_RESPONSE_BYTES.set(settings.graphql_max_response_bytes)
+        return await super().process_result(request, result)
+
+    def encode_json(self, data: object) -> str:
+        return encode_within(data, _MAX_RESPONSE_BYTES.get())
+
+
+# The answer size limit of the request being answered (set in process_result,
+# read in encode_json, both run by the request's task); 0 is no limit.
+_MAX_RESPONSE_BYTES: ContextVar[int] = ContextVar("max_response_bytes", default=0)
 
 
 def _may_share_answer(request: Request) -> bool:
