@@ -221,6 +221,9 @@ class Settings:
     # "Limits and security"); each read from CAREFORALL_<NAME>, 0 is no limit.
     graphql_max_cost: int = 5_000
     graphql_max_response_bytes: int = 1024 * 1024
+    rate_limit_campaign_per_principal: Rate = Rate(10, 3600)
+    rate_limit_campaign_per_address: Rate = Rate(30, 3600)
+    rate_limit_campaign_status_per_principal: Rate = Rate(30, 60)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
