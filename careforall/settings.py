@@ -156,6 +156,8 @@ def _rate_limits(env: Mapping[str, str]) -> dict[str, Rate]:
 _COSTS = (
     "graphql_max_cost",
     "graphql_max_response_bytes",
+    "ws_max_connections_per_address",
+    "ws_max_subscriptions",
 )
 
 
@@ -221,6 +223,8 @@ class Settings:
     # "Limits and security"); each read from CAREFORALL_<NAME>, 0 is no limit.
     graphql_max_cost: int = 5_000
     graphql_max_response_bytes: int = 1024 * 1024
+    ws_max_connections_per_address: int = 50
+    ws_max_subscriptions: int = 10_000
     rate_limit_campaign_per_principal: Rate = Rate(10, 3600)
     rate_limit_campaign_per_address: Rate = Rate(30, 3600)
     rate_limit_campaign_status_per_principal: Rate = Rate(30, 60)

@@ -144,6 +144,8 @@ class GraphQLView(GraphQL[Context, None]):
         root_value: Any = UNSET,
     ) -> Any:
         """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
+        if isinstance(request, WebSocket):
+            return await self._run_socket(request, context, root_value)
         cache = self.response_cache
         if (
             cache is not None
@@ -206,7 +208,18 @@ class GraphQLView(GraphQL[Context, None]):
                 )
         return response
 
-    # --- what one answer may cost (api/response_size.py)
+    # --- what one answer or connection may cost (api/sockets.py, api/cost.py)
+
+    async def _run_socket(
+        self, socket: WebSocket, context: Any, root_value: Any
+    ) -> Any:
+        # Imported here: sockets reads client_address from ratelimit, which
+        # imports this module.
+        from careforall.api.sockets import admit_socket
+
+        return await admit_socket(
+            socket, lambda: self._run(socket, context, root_value)
+        )
 
     async def process_result(
         self, request: Request, result: ExecutionResult

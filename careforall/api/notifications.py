@@ -17,6 +17,7 @@ from careforall import models
 from careforall.api.mapping import from_attributes, optional_id
 from careforall.api.pagination import Connection
 from careforall.api.resolvers import read_as_caller, read_page, write
+from careforall.api.sockets import subscription_slot
 from careforall.api.types import Info
 from careforall.collector import open_subscription
 from careforall.domain.notifications import NotificationKind
@@ -146,8 +147,12 @@ class NotificationSubscription:
         ctx = info.context
         me = require_principal(ctx.principal)
         db = ctx.runtime.db
+        cap = ctx.runtime.settings.ws_max_subscriptions
         # Subscribe before reading, so nothing falls between the two.
-        async with ctx.notifications.subscribe(me.scope) as subscriber:
+        async with (
+            subscription_slot(ctx.request, cap),
+            ctx.notifications.subscribe(me.scope) as subscriber,
+        ):
             with db.read() as session:
                 seen = notifications.latest_id(session)
                 count = notifications.unread_count(session, principal=me)
