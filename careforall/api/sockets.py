@@ -32,8 +32,14 @@ class SocketLimits:
         self.subscriptions = 0
 
 
+# For a schema run without an app (a test subscribing through the schema).
+_WITHOUT_APP = SocketLimits()
+
+
 def socket_limits(app: Any) -> SocketLimits:
     """The app's counters, made on first use."""
+    if app is None:
+        return _WITHOUT_APP
     limits: SocketLimits | None = getattr(app.state, "socket_limits", None)
     if limits is None:
         limits = app.state.socket_limits = SocketLimits()
@@ -73,7 +79,7 @@ async def admit_socket(socket: WebSocket, serve: Callable[[], Awaitable[Any]]) -
 async def subscription_slot(socket: Any, cap: int) -> AsyncIterator[None]:
     """Around a subscription's life: refused (RATE_LIMITED) when the app has
     `cap` open already; 0 is no cap."""
-    limits = socket_limits(socket.app)
+    limits = socket_limits(getattr(socket, "app", None))
     if cap and limits.subscriptions >= cap:
         raise RateLimited(
             "The server has too many live updates open; try again in a minute.",
