@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
+from functools import partial
 
 import strawberry
 
@@ -20,6 +21,7 @@ from careforall.api.resolvers import read_as_caller, read_page, write
 from careforall.api.sockets import subscription_slot
 from careforall.api.types import Info
 from careforall.collector import open_subscription
+from careforall.concurrency import in_thread
 from careforall.domain.notifications import NotificationKind
 from careforall.domain.rules import require_principal
 from careforall.services import notifications
@@ -153,19 +155,26 @@ class NotificationSubscription:
             subscription_slot(ctx.request, cap),
             ctx.notifications.subscribe(me.scope) as subscriber,
         ):
-            with db.read() as session:
-                seen = notifications.latest_id(session)
-                count = notifications.unread_count(session, principal=me)
+
+            def first_read() -> tuple[str | None, int]:
+                with db.read() as session:
+                    latest = notifications.latest_id(session)
+                    return latest, notifications.unread_count(session, principal=me)
+
+            def news(after: str | None) -> tuple[list[models.Notification], int]:
+                with db.read() as session:
+                    rows = notifications.newer_than(
+                        session, principal=me, after_id=after, limit=PUSH_LIMIT
+                    )
+                    return list(rows), notifications.unread_count(session, principal=me)
+
+            seen, count = await in_thread(first_read)
             ctx.notifications.watch_from(seen)
             with open_subscription():
                 yield NotificationUpdate(unread_count=count, notifications=[])
                 while True:
                     await subscriber.next()
-                    with db.read() as session:
-                        rows = notifications.newer_than(
-                            session, principal=me, after_id=seen, limit=PUSH_LIMIT
-                        )
-                        fresh = notifications.unread_count(session, principal=me)
+                    rows, fresh = await in_thread(partial(news, seen))
                     if rows:
                         seen = max(seen or "", rows[0].id)
                     if rows or fresh != count:

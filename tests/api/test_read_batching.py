@@ -174,3 +174,33 @@ def test_resolvers_read_the_database_in_worker_threads(
         "authenticate",
     }
     assert [name for name, on_loop in reads.items() if on_loop] == []
+
+
+def test_the_notification_feed_reads_in_worker_threads(
+    gql: GQL, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from careforall.services import notifications
+
+    token = f.register(gql).token
+    reads: dict[str, bool] = {}
+    for name in ("latest_id", "unread_count"):
+        real = getattr(notifications, name)
+
+        def wrapper(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            reads[_name] = _on_event_loop()
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(notifications, name, wrapper)
+
+    with client.websocket_connect(
+        "/graphql", subprotocols=["graphql-transport-ws"]
+    ) as ws:
+        ws.send_json(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        )
+        assert ws.receive_json()["type"] == "connection_ack"
+        query = "subscription { notificationUpdates { unreadCount } }"
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        assert ws.receive_json()["type"] == "next"
+
+    assert reads == {"latest_id": False, "unread_count": False}
