@@ -153,6 +153,23 @@ def _rate_limits(env: Mapping[str, str]) -> dict[str, Rate]:
     }
 
 
+_COSTS = (
+    "graphql_max_cost",
+    "graphql_max_response_bytes",
+    "ws_max_connections_per_address",
+    "ws_max_subscriptions",
+)
+
+
+def _costs(env: Mapping[str, str]) -> dict[str, int]:
+    """Each cost limit from CAREFORALL_<NAME>, else its default."""
+    defaults = Settings()
+    return {
+        name: int(_number(env, f"CAREFORALL_{name.upper()}", getattr(defaults, name)))
+        for name in _COSTS
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -202,6 +219,15 @@ class Settings:
     # Longest a public query's answer is reused (README,
     # "Performance"); 0 turns the response cache off.
     response_cache_seconds: float = 1.0
+    # What one request or connection may cost (docs/configuration.md,
+    # "Limits and security"); each read from CAREFORALL_<NAME>, 0 is no limit.
+    graphql_max_cost: int = 5_000
+    graphql_max_response_bytes: int = 1024 * 1024
+    ws_max_connections_per_address: int = 50
+    ws_max_subscriptions: int = 10_000
+    rate_limit_campaign_per_principal: Rate = Rate(10, 3600)
+    rate_limit_campaign_per_address: Rate = Rate(30, 3600)
+    rate_limit_campaign_status_per_principal: Rate = Rate(30, 60)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -240,7 +266,7 @@ class Settings:
                 0.0, _number(env, "CAREFORALL_RESPONSE_CACHE_SECONDS", 1.0)
             ),
         )
-        return settings.with_(**_rate_limits(env))
+        return settings.with_(**_rate_limits(env), **_costs(env))
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

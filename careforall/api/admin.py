@@ -13,7 +13,7 @@ from strawberry.scalars import JSON
 from careforall import models
 from careforall.api.mapping import from_attributes, optional_id
 from careforall.api.pagination import Connection
-from careforall.api.resolvers import read_page, write
+from careforall.api.resolvers import read_as_caller, read_page, write
 from careforall.api.types import Info, Pledge
 from careforall.domain.states import PledgeStatus
 from careforall.services import admin
@@ -175,16 +175,17 @@ class TotalsDrift:
 @strawberry.type
 class AdminQuery:
     @strawberry.field(description="Admin.")
-    def admin_stats(self, info: Info) -> AdminStats:
-        with info.context.runtime.db.read() as session:
-            stats = admin.stats(session, principal=info.context.principal)
+    async def admin_stats(self, info: Info) -> AdminStats:
+        stats = await read_as_caller(
+            info, lambda session, principal: admin.stats(session, principal=principal)
+        )
         return AdminStats.from_stats(stats)
 
     @strawberry.field(
         description="Admin. Any donor's pledges, newest first; "
         "createdFrom <= createdAt < createdTo."
     )
-    def admin_pledges(
+    async def admin_pledges(
         self,
         info: Info,
         campaign_id: strawberry.ID | None = None,
@@ -200,25 +201,27 @@ class AdminQuery:
             created_from=created_from,
             created_to=created_to,
         )
-        return read_page(
+        return await read_page(
             info, admin.search_pledges, Pledge.from_model, first, after, filter=flt
         )
 
     @strawberry.field(description="Admin. Newest first.")
-    def dead_letters(
+    async def dead_letters(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[DeadLetter]:
-        return read_page(info, admin.dead_letters, DeadLetter.from_model, first, after)
+        return await read_page(
+            info, admin.dead_letters, DeadLetter.from_model, first, after
+        )
 
     @strawberry.field(description="Admin. Newest first.")
-    def webhook_log(
+    async def webhook_log(
         self,
         info: Info,
         first: int | None = 20,
         after: str | None = None,
         outcome: WebhookOutcome | None = None,
     ) -> Connection[WebhookLogEntry]:
-        return read_page(
+        return await read_page(
             info,
             admin.webhook_log,
             WebhookLogEntry.from_model,
@@ -228,10 +231,12 @@ class AdminQuery:
         )
 
     @strawberry.field(description="Admin. Newest first.")
-    def audit_log(
+    async def audit_log(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[AuditEntry]:
-        return read_page(info, admin.audit_log, AuditEntry.from_model, first, after)
+        return await read_page(
+            info, admin.audit_log, AuditEntry.from_model, first, after
+        )
 
 
 @strawberry.type

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -13,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from careforall import metrics
@@ -20,6 +23,7 @@ from careforall.api.loaders import Loaders
 from careforall.api.notification_hub import NotificationHub
 from careforall.api.observability import count_cached_answer
 from careforall.api.response_cache import Misses, ResponseCache, public_query
+from careforall.api.response_size import encode_within
 from careforall.broadcaster import Broadcaster
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
@@ -159,6 +163,8 @@ class GraphQLView(GraphQL[Context, None]):
         root_value: Any = UNSET,
     ) -> Any:
         """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
+        if isinstance(request, WebSocket):
+            return await self._run_socket(request, context, root_value)
         cache = self.response_cache
         if (
             cache is not None
@@ -220,6 +226,34 @@ class GraphQLView(GraphQL[Context, None]):
                     )
                 )
         return response
+
+    # --- what one answer or connection may cost (api/sockets.py, api/cost.py)
+
+    async def _run_socket(
+        self, socket: WebSocket, context: Any, root_value: Any
+    ) -> Any:
+        # Imported here: sockets reads client_address from ratelimit, which
+        # imports this module.
+        from careforall.api.sockets import admit_socket
+
+        return await admit_socket(
+            socket, lambda: self._run(socket, context, root_value)
+        )
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        settings = request.app.state.runtime.settings
+        _MAX_RESPONSE_BYTES.set(settings.graphql_max_response_bytes)
+        return await super().process_result(request, result)
+
+    def encode_json(self, data: object) -> str:
+        return encode_within(data, _MAX_RESPONSE_BYTES.get())
+
+
+# The answer size limit of the request being answered (set in process_result,
+# read in encode_json, both run by the request's task); 0 is no limit.
+_MAX_RESPONSE_BYTES: ContextVar[int] = ContextVar("max_response_bytes", default=0)
 
 
 def _may_share_answer(request: Request) -> bool:

@@ -1,15 +1,25 @@
-"""DataLoaders: one query per kind of row for a whole response, not one per item."""
+"""DataLoaders: one query per kind of row for a whole response, not one per item,
+each run in a worker thread so the event loop never waits on the database."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from sqlalchemy import Row
+from sqlmodel import Session
 from strawberry.dataloader import DataLoader
 
+from careforall.concurrency import in_thread
 from careforall.db import Database
 from careforall.models import Campaign, PledgeTransition, User
 from careforall.services import auth, campaigns, pledges, totals
 from careforall.services.totals import TotalsFigures
+
+R = TypeVar("R")
+
+# (campaign id, first) -> that campaign's newest `first` donations.
+RecentKey = tuple[str, int]
 
 
 class Loaders:
@@ -21,23 +31,47 @@ class Loaders:
         self.history: DataLoader[str, list[PledgeTransition]] = DataLoader(
             self._history
         )
+        self.recent_donations: DataLoader[RecentKey, list[Row[Any]]] = DataLoader(
+            self._recent_donations
+        )
+
+    async def _read(self, read: Callable[[Session], R]) -> R:
+        """`read` in a session of its own, in a worker thread."""
+
+        def run() -> R:
+            with self._db.read() as session:
+                return read(session)
+
+        return await in_thread(run)
 
     async def _users(self, ids: Sequence[str]) -> list[User | None]:
-        with self._db.read() as session:
-            found = auth.users_by_id(session, ids)
+        found = await self._read(lambda s: auth.users_by_id(s, ids))
         return [found.get(i) for i in ids]
 
     async def _campaigns(self, ids: Sequence[str]) -> list[Campaign | None]:
-        with self._db.read() as session:
-            found = campaigns.campaigns_by_id(session, ids)
+        found = await self._read(lambda s: campaigns.campaigns_by_id(s, ids))
         return [found.get(i) for i in ids]
 
     async def _totals(self, ids: Sequence[str]) -> list[TotalsFigures | None]:
-        with self._db.read() as session:
-            found = totals.read_totals(session, ids)
+        found = await self._read(lambda s: totals.read_totals(s, ids))
         return [found.get(i) for i in ids]
 
     async def _history(self, ids: Sequence[str]) -> list[list[PledgeTransition]]:
-        with self._db.read() as session:
-            found = pledges.history(session, list(ids))
+        found = await self._read(lambda s: pledges.history(s, list(ids)))
         return [found[i] for i in ids]
+
+    async def _recent_donations(
+        self, keys: Sequence[RecentKey]
+    ) -> list[list[Row[Any]]]:
+        """One statement per distinct `first` (a response usually has one)."""
+
+        def read(session: Session) -> dict[RecentKey, list[Row[Any]]]:
+            found: dict[RecentKey, list[Row[Any]]] = {}
+            for first in sorted({f for _, f in keys}):
+                ids = [c for c, f in keys if f == first]
+                rows = pledges.recent_donations(session, campaign_ids=ids, first=first)
+                found.update(((c, first), r) for c, r in rows.items())
+            return found
+
+        found = await self._read(read)
+        return [found[k] for k in keys]

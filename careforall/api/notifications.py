@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
+from functools import partial
 
 import strawberry
 
 from careforall import models
 from careforall.api.mapping import from_attributes, optional_id
 from careforall.api.pagination import Connection
-from careforall.api.resolvers import read_page, write
+from careforall.api.resolvers import read_as_caller, read_page, write
+from careforall.api.sockets import subscription_slot
 from careforall.api.types import Info
 from careforall.collector import open_subscription
+from careforall.concurrency import in_thread
 from careforall.domain.notifications import NotificationKind
 from careforall.domain.rules import require_principal
 from careforall.services import notifications
@@ -77,14 +80,14 @@ class NotificationUpdate:
 @strawberry.type
 class NotificationQuery:
     @strawberry.field(description="The caller's notifications, newest first.")
-    def notifications(
+    async def notifications(
         self,
         info: Info,
         first: int | None = 20,
         after: str | None = None,
         unread_only: bool = False,
     ) -> Connection[Notification]:
-        return read_page(
+        return await read_page(
             info,
             notifications.feed,
             Notification.from_model,
@@ -94,10 +97,13 @@ class NotificationQuery:
         )
 
     @strawberry.field(description="How many of the caller's notifications are unread.")
-    def unread_notification_count(self, info: Info) -> int:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            return notifications.unread_count(session, principal=principal)
+    async def unread_notification_count(self, info: Info) -> int:
+        return await read_as_caller(
+            info,
+            lambda session, principal: notifications.unread_count(
+                session, principal=principal
+            ),
+        )
 
 
 async def _marked(
@@ -143,21 +149,32 @@ class NotificationSubscription:
         ctx = info.context
         me = require_principal(ctx.principal)
         db = ctx.runtime.db
+        cap = ctx.runtime.settings.ws_max_subscriptions
         # Subscribe before reading, so nothing falls between the two.
-        async with ctx.notifications.subscribe(me.scope) as subscriber:
-            with db.read() as session:
-                seen = notifications.latest_id(session)
-                count = notifications.unread_count(session, principal=me)
+        async with (
+            subscription_slot(ctx.request, cap),
+            ctx.notifications.subscribe(me.scope) as subscriber,
+        ):
+
+            def first_read() -> tuple[str | None, int]:
+                with db.read() as session:
+                    latest = notifications.latest_id(session)
+                    return latest, notifications.unread_count(session, principal=me)
+
+            def news(after: str | None) -> tuple[list[models.Notification], int]:
+                with db.read() as session:
+                    rows = notifications.newer_than(
+                        session, principal=me, after_id=after, limit=PUSH_LIMIT
+                    )
+                    return list(rows), notifications.unread_count(session, principal=me)
+
+            seen, count = await in_thread(first_read)
             ctx.notifications.watch_from(seen)
             with open_subscription():
                 yield NotificationUpdate(unread_count=count, notifications=[])
                 while True:
                     await subscriber.next()
-                    with db.read() as session:
-                        rows = notifications.newer_than(
-                            session, principal=me, after_id=seen, limit=PUSH_LIMIT
-                        )
-                        fresh = notifications.unread_count(session, principal=me)
+                    rows, fresh = await in_thread(partial(news, seen))
                     if rows:
                         seen = max(seen or "", rows[0].id)
                     if rows or fresh != count:

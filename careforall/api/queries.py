@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import strawberry
+from sqlmodel import Session
 
-from careforall import __version__
+from careforall import __version__, models
 from careforall.api.pagination import Connection, connection, page_size
-from careforall.api.resolvers import read_page
+from careforall.api.resolvers import read, read_as_caller, read_page
 from careforall.api.types import (
     Campaign,
     CampaignTotals,
@@ -15,6 +16,7 @@ from careforall.api.types import (
     User,
 )
 from careforall.domain.errors import Unauthenticated
+from careforall.domain.rules import Principal
 from careforall.domain.states import CampaignStatus
 from careforall.services import auth, campaigns, pledges, totals
 
@@ -28,18 +30,25 @@ class Query:
         return __version__
 
     @strawberry.field(description="Null when anonymous or not signed in.")
-    def me(self, info: Info) -> User | None:
-        principal = info.context.principal
-        if principal is None or not principal.is_user:
-            return None
-        with info.context.runtime.db.read() as session:
+    async def me(self, info: Info) -> User | None:
+        if info.context.token is None:
+            return None  # no token: no caller to read
+
+        def read_me(
+            session: Session, principal: Principal | None
+        ) -> models.User | None:
+            if principal is None or not principal.is_user:
+                return None
             user = auth.get_user(session, principal.id)
-        if user is None:
-            raise Unauthenticated("This account no longer exists; sign in again.")
-        return User.from_model(user)
+            if user is None:
+                raise Unauthenticated("This account no longer exists; sign in again.")
+            return user
+
+        user = await read_as_caller(info, read_me)
+        return User.from_model(user) if user is not None else None
 
     @strawberry.field
-    def campaigns(
+    async def campaigns(
         self,
         info: Info,
         first: int | None = 20,
@@ -47,30 +56,32 @@ class Query:
         status: CampaignStatus | None = None,
     ) -> Connection[Campaign]:
         # Public: the one page read that does not depend on the caller.
-        with info.context.runtime.db.read() as session:
-            page = campaigns.list_campaigns(
-                session, first=page_size(first), after=after, status=status
-            )
+        size = page_size(first)
+        page = await read(
+            info,
+            lambda session: campaigns.list_campaigns(
+                session, first=size, after=after, status=status
+            ),
+        )
         return connection(page, Campaign.from_model)
 
     @strawberry.field(
         description="The signed-in caller's own campaigns, every status, newest first."
     )
-    def my_campaigns(
+    async def my_campaigns(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Campaign]:
-        return read_page(
+        return await read_page(
             info, campaigns.my_campaigns, Campaign.from_model, first, after
         )
 
     @strawberry.field
-    def campaign(self, info: Info, id: strawberry.ID) -> Campaign | None:
-        with info.context.runtime.db.read() as session:
-            row = campaigns.get_campaign(session, str(id))
+    async def campaign(self, info: Info, id: strawberry.ID) -> Campaign | None:
+        row = await read(info, lambda session: campaigns.get_campaign(session, str(id)))
         return Campaign.from_model(row) if row is not None else None
 
     @strawberry.field
-    def campaign_totals(
+    def campaign_totals(  # sync: see careforall/api/resolvers.py
         self, info: Info, campaign_id: strawberry.ID
     ) -> CampaignTotals | None:
         row = totals.campaign_totals(info.context.runtime.db, str(campaign_id))
@@ -79,16 +90,21 @@ class Query:
     @strawberry.field(
         description="For its donor (user or anonymous session) or an admin."
     )
-    def pledge(self, info: Info, id: strawberry.ID) -> Pledge | None:
-        principal = info.context.principal
-        with info.context.runtime.db.read() as session:
-            row = pledges.get_pledge(session, principal=principal, pledge_id=str(id))
+    async def pledge(self, info: Info, id: strawberry.ID) -> Pledge | None:
+        row = await read_as_caller(
+            info,
+            lambda session, principal: pledges.get_pledge(
+                session, principal=principal, pledge_id=str(id)
+            ),
+        )
         return Pledge.from_model(row) if row is not None else None
 
     @strawberry.field(
         description="The caller's pledges, newest first; users and anonymous sessions."
     )
-    def my_donations(
+    async def my_donations(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> Connection[Pledge]:
-        return read_page(info, pledges.my_donations, Pledge.from_model, first, after)
+        return await read_page(
+            info, pledges.my_donations, Pledge.from_model, first, after
+        )

@@ -105,6 +105,29 @@ LIMITS: dict[str, tuple[Limit, ...]] = {
     "createPledge": _PLEDGE,
     "authorizePayment": _PAYMENT,
 }
+# Campaign spam: organisers create few campaigns and change a status rarely.
+LIMITS["createCampaign"] = (
+    Limit(
+        "campaign",
+        "principal",
+        lambda s: s.rate_limit_campaign_per_principal,
+        "new campaigns",
+    ),
+    Limit(
+        "campaign",
+        "address",
+        lambda s: s.rate_limit_campaign_per_address,
+        "new campaigns",
+    ),
+)
+LIMITS["setCampaignStatus"] = (
+    Limit(
+        "campaign_status",
+        "principal",
+        lambda s: s.rate_limit_campaign_status_per_principal,
+        "campaign status changes",
+    ),
+)
 
 
 @lru_cache(maxsize=8)

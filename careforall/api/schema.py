@@ -7,7 +7,6 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ValidationCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -15,6 +14,7 @@ from strawberry.types.graphql import OperationType
 from careforall.api.accounts import AccountMutation
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
+from careforall.api.cost import QueryCost, Validation
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
 from careforall.api.limits import DocumentLimits, guard_root_fields
@@ -85,7 +85,10 @@ def build_schema(**kwargs: Any) -> Schema:
             # Parsing and validating the same document again is most of the
             # cost of a small query; both caches are bounded LRUs keyed by text.
             CachedParser,
-            lambda: ValidationCache(maxsize=512),
+            # The cost first: a dear document is refused before the rest of
+            # validation, which leaves it alone.
+            QueryCost,
+            lambda: Validation(maxsize=512),
         ],
         **kwargs,
     )

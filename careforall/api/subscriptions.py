@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from careforall.api.sockets import subscription_slot
 from careforall.api.types import CampaignTotals, Info
 from careforall.collector import open_subscription
 from careforall.domain.errors import NotFound
@@ -21,8 +22,12 @@ class Subscription:
         self, info: Info, campaign_id: strawberry.ID
     ) -> AsyncGenerator[CampaignTotals, None]:
         ctx = info.context
+        cap = ctx.runtime.settings.ws_max_subscriptions
         # Subscribe before reading, so no change falls between the two.
-        async with ctx.broadcaster.subscribe(str(campaign_id)) as subscriber:
+        async with (
+            subscription_slot(ctx.request, cap),
+            ctx.broadcaster.subscribe(str(campaign_id)) as subscriber,
+        ):
             row = totals.campaign_totals(ctx.runtime.db, str(campaign_id))
             if row is None:
                 raise NotFound("There is no campaign with that id.")

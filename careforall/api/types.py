@@ -125,11 +125,11 @@ class Campaign:
     @strawberry.field(
         description="Its latest CAPTURED donations, newest first (first: 1 to 50)."
     )
-    def recent_donations(self, info: Info, first: int = 10) -> list[PublicDonation]:
-        with info.context.runtime.db.read() as session:
-            rows = pledge_service.recent_donations(
-                session, campaign_id=self.row.id, first=first
-            )
+    async def recent_donations(
+        self, info: Info, first: int = 10
+    ) -> list[PublicDonation]:
+        key = self.row.id, pledge_service.check_recent_first(first)
+        rows = await info.context.loaders.recent_donations.load(key)
         return [from_attributes(PublicDonation, r) for r in rows]
 
 

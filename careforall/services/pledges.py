@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert
+from sqlalchemy import Connection, Row, bindparam, func, insert
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -275,19 +275,51 @@ def my_donations(
     return newest_first(session, query, first=first, after=after)
 
 
-def recent_donations(
-    session: Session, *, campaign_id: str, first: int
-) -> Sequence[Pledge]:
-    """A campaign's CAPTURED pledges, newest first, for its public page."""
+_PLEDGES = table_of(Pledge)
+_RANKED = (
+    core_select(
+        _PLEDGES.c.campaign_id,
+        _PLEDGES.c.donor_name,
+        _PLEDGES.c.amount_cents,
+        _PLEDGES.c.currency,
+        _PLEDGES.c.message,
+        _PLEDGES.c.created_at,
+        func.row_number()
+        .over(partition_by=_PLEDGES.c.campaign_id, order_by=_PLEDGES.c.id.desc())
+        .label("rank"),
+    )
+    .where(
+        _PLEDGES.c.campaign_id.in_(bindparam("ids", expanding=True)),
+        _PLEDGES.c.status == PledgeStatus.CAPTURED.value,
+    )
+    .subquery("ranked")
+)
+# Each campaign's newest `first` CAPTURED pledges in one statement (a window
+# function: SQLite 3.25 and PostgreSQL both have them), public columns only.
+_RECENT = (
+    core_select(_RANKED)
+    .where(_RANKED.c.rank <= bindparam("first"))
+    .order_by(_RANKED.c.campaign_id, _RANKED.c.rank)
+)
+
+
+def check_recent_first(first: int) -> int:
+    """How many recent donations may be asked for: 1 to MAX_RECENT_DONATIONS."""
     if not 1 <= first <= MAX_RECENT_DONATIONS:
         raise BadUserInput(f"'first' must be from 1 to {MAX_RECENT_DONATIONS}.")
-    query = (
-        select(Pledge)
-        .where(
-            Pledge.campaign_id == campaign_id,
-            Pledge.status == PledgeStatus.CAPTURED.value,
-        )
-        .order_by(col(Pledge.id).desc())
-        .limit(first)
-    )
-    return session.exec(query).all()
+    return first
+
+
+def recent_donations(
+    conn: Connection | Session, *, campaign_ids: Sequence[str], first: int
+) -> dict[str, list[Row[Any]]]:
+    """Each campaign's CAPTURED pledges, newest first, for its public page:
+    the public columns (donor name, amount, currency, message, time) only."""
+    check_recent_first(first)
+    found: dict[str, list[Row[Any]]] = {cid: [] for cid in campaign_ids}
+    if not found:
+        return found
+    rows = conn.execute(_RECENT, {"ids": list(found), "first": first})
+    for row in rows:
+        found[row.campaign_id].append(row)
+    return found

@@ -450,3 +450,86 @@ def test_the_payment_webhook_is_never_limited(
     assert answers[2:] == [{"received": True, "duplicate": True}] * 18
     status = gql.ok(f.PLEDGE, {"id": made["id"]}, organiser.token)["pledge"]["status"]
     assert status == "CAPTURED"
+
+
+# --- campaigns ---------------------------------------------------------------------
+
+SET_STATUS = """mutation($id: ID!, $status: CampaignStatus!) {
+  setCampaignStatus(id: $id, status: $status) { id status } }"""
+
+
+def create_campaign(gql: GQL, token: str) -> dict[str, Any]:
+    data = {
+        "title": "Surgery for Sam",
+        "description": "Help pay for an operation.",
+        "category": "surgery",
+        "goalCents": 500_000,
+        "currency": "USD",
+    }
+    return gql(f.CREATE_CAMPAIGN, {"input": data}, token)
+
+
+def test_creating_campaigns_is_limited_per_principal(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    client, clock = limited(
+        app_factory,
+        rate_limit_campaign_per_principal=Rate(2, 3600),
+        rate_limit_auth_per_address=LENIENT,
+    )
+    gql = GQL(client)
+    organiser, other = f.register(gql), f.register(gql)
+    assert code(create_campaign(gql, organiser.token)) is None
+    assert code(create_campaign(gql, organiser.token)) is None
+
+    wait = rate_limited(create_campaign(gql, organiser.token))
+
+    assert wait == 1800
+    assert len(gql.ok(MY_CAMPAIGNS, token=organiser.token)["myCampaigns"]["edges"]) == 2
+    assert code(create_campaign(gql, other.token)) is None
+    clock.now += wait
+    assert code(create_campaign(gql, organiser.token)) is None
+
+
+def test_creating_campaigns_is_limited_per_address(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    client, _ = limited(
+        app_factory,
+        rate_limit_campaign_per_address=Rate(2, 3600),
+        rate_limit_auth_per_address=LENIENT,
+    )
+    gql = GQL(client)
+    accounts = [f.register(gql) for _ in range(3)]
+    for account in accounts[:2]:
+        assert code(create_campaign(gql, account.token)) is None
+    # A fresh account does not escape the address's limit.
+    rate_limited(create_campaign(gql, accounts[2].token))
+    other = from_address(client, "203.0.113.9")
+    assert code(create_campaign(other, accounts[2].token)) is None
+
+
+def test_campaign_status_changes_are_limited_per_principal(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    client, clock = limited(
+        app_factory,
+        rate_limit_campaign_status_per_principal=Rate(2, 60),
+        rate_limit_auth_per_address=LENIENT,
+    )
+    gql = GQL(client)
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)["id"]
+    for status in ("PAUSED", "ACTIVE"):
+        gql.ok(SET_STATUS, {"id": campaign, "status": status}, organiser.token)
+
+    wait = rate_limited(
+        gql(SET_STATUS, {"id": campaign, "status": "PAUSED"}, organiser.token)
+    )
+
+    assert wait == 30
+    clock.now += wait
+    gql.ok(SET_STATUS, {"id": campaign, "status": "PAUSED"}, organiser.token)
+
+
+MY_CAMPAIGNS = "{ myCampaigns(first: 100) { edges { node { id } } } }"
