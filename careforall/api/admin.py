@@ -65,7 +65,12 @@ class AdminStats:
         description="Age of the oldest pending outbox event; 0 when none waits."
     )
     dead_letters: int
-    webhook_rejects_last_hour: int
+    webhook_rejects_last_hour: int = strawberry.field(
+        description="Webhook requests refused in about the last hour: the "
+        "logged ones, plus those refused for their signature or size as counted "
+        "by the process answering (since it started; each process counts its "
+        "own). careforall_webhooks_received_total counts every one."
+    )
 
     @classmethod
     def from_stats(cls, s: admin.Stats) -> AdminStats:
@@ -176,8 +181,13 @@ class TotalsDrift:
 class AdminQuery:
     @strawberry.field(description="Admin.")
     def admin_stats(self, info: Info) -> AdminStats:
-        with info.context.runtime.db.read() as session:
-            stats = admin.stats(session, principal=info.context.principal)
+        runtime = info.context.runtime
+        with runtime.db.read() as session:
+            stats = admin.stats(
+                session,
+                principal=info.context.principal,
+                sampled_rejects=runtime.refusals.last_hour(),
+            )
         return AdminStats.from_stats(stats)
 
     @strawberry.field(
