@@ -370,6 +370,9 @@ MATRIX: dict[str, list[Case]] = {
         )
     ],
     "Query.version": [Case("{ version }", everyone())],
+    "Query.paymentProvider": [
+        Case("{ paymentProvider { name simulated notice } }", everyone())
+    ],
     "Query.campaignTotals": [
         Case(
             "query($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }",
