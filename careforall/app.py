@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 
 import httpx
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -23,7 +27,7 @@ from careforall.backup import hold_server_lock
 from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
-from careforall.endpoints.health import healthz, metrics_endpoint, readyz
+from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
 from careforall.middleware.requests import RequestMetrics
@@ -139,8 +143,68 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
     ]
 
 
+class _MetricsServer(uvicorn.Server):
+    """A second, small server for /metrics alone (CAREFORALL_METRICS_PORT).
+
+    It leaves the signals to the main server, which stops it in its lifespan.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _metrics_server(
+    app: Starlette, settings: Settings
+) -> tuple[_MetricsServer, socket.socket] | None:
+    """The metrics server and its bound socket, or None without a metrics port.
+
+    The socket is bound here so that a port in use stops the start with a
+    message that names the setting.
+    """
+    if settings.metrics_port is None:
+        return None
+    host, port = settings.metrics_host, settings.metrics_port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(
+            f"CAREFORALL_METRICS_PORT: cannot serve /metrics on {host}:{port}: {exc}"
+        ) from None
+
+    async def endpoint(request: Request) -> Response:
+        return await scrape(request, app.state)
+
+    metrics_app = Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
+    config = uvicorn.Config(
+        metrics_app, lifespan="off", log_level="warning", access_log=False
+    )
+    return _MetricsServer(config), sock
+
+
+@contextlib.asynccontextmanager
+async def _serving_metrics(app: Starlette, settings: Settings) -> AsyncIterator[None]:
+    """/metrics on its own port for as long as the app runs (when configured)."""
+    made = _metrics_server(app, settings)
+    if made is None:
+        yield
+        return
+    server, sock = made
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="metrics-server")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        sock.close()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    settings.check()
     broadcaster: Broadcaster[totals.TotalsFigures] = Broadcaster()
     graphql = GraphQLView(
         broadcaster=broadcaster,
@@ -217,7 +281,8 @@ def _lifespan(
             listener.start()
         collector.freeze_startup_heap()
         try:
-            yield
+            async with _serving_metrics(app, settings):
+                yield
         finally:
             await _stop(runtime, listener, tasks)
             tracing.uninstall(tracer_provider)

@@ -52,6 +52,12 @@ WEBHOOKS = Counter(
     "Payment webhooks received, by outcome.",
     ["outcome"],
 )
+WEBHOOK_SIGNATURE_FAILURES = Counter(
+    "careforall_webhook_signature_failures_total",
+    "Payment webhooks refused for their signature, by reason (missing, "
+    "malformed, stale, mismatch); each is counted, only samples are logged.",
+    ["reason"],
+)
 OUTBOX_DELIVERED = Counter(
     "careforall_outbox_events_delivered_total",
     "Outbox events whose handlers all succeeded.",
@@ -154,6 +160,10 @@ WEBHOOK_OUTCOMES = (
 )
 for _outcome in WEBHOOK_OUTCOMES:
     WEBHOOKS.labels(_outcome)
+# As payments/signature.py's SIGNATURE_FAILURES (the base layer imports no
+# payments module).
+for _reason in ("missing", "malformed", "stale", "mismatch"):
+    WEBHOOK_SIGNATURE_FAILURES.labels(_reason)
 
 
 def count_events(events: Sequence[Event]) -> None:

@@ -17,6 +17,7 @@ from careforall.domain.errors import ServiceBusy
 from careforall.payments.provider import PaymentProvider
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.webhook_log import RefusalSampler
 from careforall.services.write_health import WriteHealth
 from careforall.services.writer import Writer, is_busy
 from careforall.settings import Settings
@@ -38,6 +39,10 @@ class Runtime:
     writer: Writer | None = None
     # Whether writes pass lately (readiness), watching every write on `db`.
     writes: WriteHealth = field(init=False, repr=False, compare=False)
+    # Unverified webhook refusals: counted here, sampled into the webhook log.
+    refusals: RefusalSampler = field(
+        default_factory=RefusalSampler, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         health = WriteHealth.watching(

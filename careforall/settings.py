@@ -170,6 +170,43 @@ def _costs(env: Mapping[str, str]) -> dict[str, int]:
     }
 
 
+# An HMAC-SHA256 key shorter than its hash's 32 bytes makes tokens easier to forge.
+MIN_JWT_SECRET_BYTES = 32
+PAYMENT_PROVIDERS = ("simulated",)
+
+
+def _jwt_secret(env: Mapping[str, str]) -> str | None:
+    secret = env.get("CAREFORALL_JWT_SECRET") or None
+    if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise SettingsError(
+            f"CAREFORALL_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes, "
+            f"not {len(secret.encode())}: make one with `python3 -c 'import "
+            "secrets; print(secrets.token_urlsafe(48))'`, or leave it unset and "
+            "the server generates one and keeps it in the database"
+        )
+    return secret
+
+
+def _payment_provider(env: Mapping[str, str]) -> str:
+    raw = (env.get("CAREFORALL_PAYMENT_PROVIDER") or "simulated").strip().lower()
+    if raw not in PAYMENT_PROVIDERS:
+        raise SettingsError(
+            f"CAREFORALL_PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}"
+            f" (the only provider this version has), not "
+            f"{env.get('CAREFORALL_PAYMENT_PROVIDER')!r}"
+        )
+    return raw
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"{name} must be a port from 1 to 65535, not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -228,6 +265,15 @@ class Settings:
     rate_limit_campaign_per_principal: Rate = Rate(10, 3600)
     rate_limit_campaign_per_address: Rate = Rate(30, 3600)
     rate_limit_campaign_status_per_principal: Rate = Rate(30, 60)
+    # CAREFORALL_ENV: "production" refuses what is only for trials (the
+    # simulated provider, unless allowed).
+    environment: str = "development"
+    payment_provider: str = "simulated"
+    allow_simulated_payments: bool = False
+    # /metrics on a port of its own (same host), and/or behind a bearer token.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,7 +282,7 @@ class Settings:
             database_url=database_url(
                 env.get("CAREFORALL_DATABASE_URL") or DEFAULT_DATABASE_URL
             ),
-            jwt_secret=env.get("CAREFORALL_JWT_SECRET") or None,
+            jwt_secret=_jwt_secret(env),
             webhook_secret=env.get("CAREFORALL_WEBHOOK_SECRET") or None,
             admin_email=env.get("CAREFORALL_ADMIN_EMAIL") or None,
             admin_password=env.get("CAREFORALL_ADMIN_PASSWORD") or None,
@@ -265,8 +311,37 @@ class Settings:
             response_cache_seconds=max(
                 0.0, _number(env, "CAREFORALL_RESPONSE_CACHE_SECONDS", 1.0)
             ),
+            environment=(env.get("CAREFORALL_ENV") or "development").strip().lower(),
+            payment_provider=_payment_provider(env),
+            allow_simulated_payments=_flag(
+                env, "CAREFORALL_ALLOW_SIMULATED_PAYMENTS", False
+            ),
+            metrics_port=_port(env, "CAREFORALL_METRICS_PORT"),
+            metrics_host=(env.get("CAREFORALL_METRICS_HOST") or "127.0.0.1").strip(),
+            metrics_token=env.get("CAREFORALL_METRICS_TOKEN") or None,
         )
-        return settings.with_(**_rate_limits(env), **_costs(env))
+        settings = settings.with_(**_rate_limits(env), **_costs(env))
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations that must not run; `create_app` checks again."""
+        if (
+            self.environment == "production"
+            and self.payment_provider == "simulated"
+            and not self.allow_simulated_payments
+        ):
+            raise SettingsError(
+                "CAREFORALL_PAYMENT_PROVIDER=simulated takes no real money (anyone "
+                "can pay with pm_card_ok), so it does not start with "
+                "CAREFORALL_ENV=production. Configure a real payment provider, or "
+                "set CAREFORALL_ALLOW_SIMULATED_PAYMENTS=1 to run a demonstration "
+                "anyway (every payment page then says the payments are simulated)."
+            )
+
+    @property
+    def simulated_payments(self) -> bool:
+        return self.payment_provider == "simulated"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

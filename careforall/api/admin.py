@@ -65,7 +65,12 @@ class AdminStats:
         description="Age of the oldest pending outbox event; 0 when none waits."
     )
     dead_letters: int
-    webhook_rejects_last_hour: int
+    webhook_rejects_last_hour: int = strawberry.field(
+        description="Webhook requests refused in about the last hour: the "
+        "logged ones, plus those refused for their signature or size as counted "
+        "by the process answering (since it started; each process counts its "
+        "own). careforall_webhooks_received_total counts every one."
+    )
 
     @classmethod
     def from_stats(cls, s: admin.Stats) -> AdminStats:
@@ -176,8 +181,12 @@ class TotalsDrift:
 class AdminQuery:
     @strawberry.field(description="Admin.")
     async def admin_stats(self, info: Info) -> AdminStats:
+        refusals = info.context.runtime.refusals
         stats = await read_as_caller(
-            info, lambda session, principal: admin.stats(session, principal=principal)
+            info,
+            lambda session, principal: admin.stats(
+                session, principal=principal, sampled_rejects=refusals.last_hour()
+            ),
         )
         return AdminStats.from_stats(stats)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,26 @@ from careforall.domain.errors import DomainError, RateLimited
 log = logging.getLogger("careforall.api")
 
 INTERNAL_MESSAGE = "Something went wrong on our side; nothing was changed. Try again."
+
+# graphql-core's validation and coercion messages end with suggestions of
+# names the schema has (" Did you mean 'pledge'?"); with introspection off,
+# they would hand out the schema one guess at a time.
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+def without_suggestions(error: GraphQLError) -> GraphQLError:
+    """The error with graphql-core's "Did you mean ...?" taken out."""
+    message = _SUGGESTION.sub("", error.message)
+    if message == error.message:
+        return error
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=error.extensions,
+    )
 
 
 def _with_code(
@@ -92,8 +113,16 @@ class ErrorCodes(SchemaExtension):
         if result is None or not errors:
             return
         classified = [classify(error, self.phase) for error in errors]
+        if not _introspection(self.execution_context.context):
+            classified = [without_suggestions(error) for error in classified]
         for error in classified:
             metrics.GRAPHQL_ERRORS.labels(
                 str((error.extensions or {}).get("code"))
             ).inc()
         result.errors = classified
+
+
+def _introspection(context: Any) -> bool:
+    """Whether the app lets clients read the schema (CAREFORALL_INTROSPECTION)."""
+    runtime = getattr(context, "runtime", None)
+    return bool(runtime is None or runtime.settings.introspection)

@@ -25,6 +25,7 @@ from careforall.api.notifications import (
     NotificationSubscription,
 )
 from careforall.api.observability import Observability
+from careforall.api.provider_info import ProviderQuery
 from careforall.api.queries import Query
 from careforall.api.subscriptions import Subscription
 
@@ -66,7 +67,7 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(**kwargs: Any) -> Schema:
-    query = merge_types("Query", (Query, AdminQuery, NotificationQuery))
+    query = merge_types("Query", (Query, AdminQuery, NotificationQuery, ProviderQuery))
     mutation = merge_types(
         "Mutation", (Mutation, AdminMutation, NotificationMutation, AccountMutation)
     )

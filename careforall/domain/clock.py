@@ -8,8 +8,7 @@ import time
 from datetime import UTC, datetime
 
 _id_lock = threading.Lock()
-_last: tuple[int, int] = (0, 0)  # (milliseconds, random part) of the newest id
-_RANDOM_LIMIT = 1 << 40
+_last_us = 0  # the microsecond of the newest id
 
 
 def utcnow() -> datetime:
@@ -24,20 +23,18 @@ def to_utc(value: datetime) -> datetime:
 
 
 def new_id(prefix: str) -> str:
-    """`<prefix>_` + 12 hex digits of milliseconds + 10 random hex digits.
+    """`<prefix>_` + 13 hex digits of microseconds + 10 random hex digits.
 
-    Ids of one kind sort in creation order, which keyset pagination uses:
-    within one millisecond the random part counts up, so a process never
-    hands out an id lower than one it gave before.
+    Ids of one kind sort in creation order, which keyset pagination uses: the
+    time part of each id a process makes is later than that of the one
+    before (moved on by a microsecond when the clock has not, or went back).
+    The other 40 bits are random for every id, so one id does not tell the
+    next. (Ids of earlier versions had 12 hex digits of milliseconds; they
+    start with "0" and still sort before every id made now.)
     """
-    global _last
+    global _last_us
     with _id_lock:
-        ms = int(time.time() * 1000)
-        last_ms, last_random = _last
-        if ms <= last_ms and last_random + 1 < _RANDOM_LIMIT:
-            ms, random_part = last_ms, last_random + 1
-        else:
-            ms = max(ms, last_ms + (ms <= last_ms))
-            random_part = int.from_bytes(os.urandom(5), "big") >> 1  # room to count up
-        _last = (ms, random_part)
-    return f"{prefix}_{ms:012x}{random_part:010x}"
+        us = max(time.time_ns() // 1000, _last_us + 1)
+        _last_us = us
+    random_part = int.from_bytes(os.urandom(5), "big")
+    return f"{prefix}_{us:013x}{random_part:010x}"

@@ -111,6 +111,8 @@ _REJECTION_REASONS = {
     "rejected_too_large": "a body that is too large",
 }
 
+_SAMPLED_REJECTIONS = ("rejected_signature", "rejected_too_large")
+
 
 def webhooks_rejected(
     *, outcome: str, count: int, window_minutes: int, every_minutes: int
@@ -122,10 +124,16 @@ def webhooks_rejected(
         if outcome == "rejected_signature"
         else ""
     )
+    # Refusals of unverified requests are sampled, not logged one row each.
+    logged = (
+        "keeps a sample of them, each saying how many were left out"
+        if outcome in _SAMPLED_REJECTIONS
+        else "has each one"
+    )
     return Message(
         "Payment webhooks are being rejected",
         f"At least {count} requests to /webhooks/payments within {window_minutes} "
         f"minutes were refused for {reason}.{hint} The webhook log on the admin "
-        f"page has each one. (This alert comes at most once every {every_minutes} "
+        f"page {logged}. (This alert comes at most once every {every_minutes} "
         "minutes.)",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
@@ -39,8 +41,33 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-async def metrics_endpoint(request: Request) -> Response:
+def _authorized(request: Request, token: str | None) -> bool:
+    """No token configured, or the request's bearer token is that one."""
+    if token is None:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+async def scrape(request: Request, state: State) -> Response:
+    """The Prometheus text for the app whose state this is, if the request
+    carries CAREFORALL_METRICS_TOKEN (when one is set)."""
+    if not _authorized(request, state.settings.metrics_token):
+        return Response(
+            "a bearer token is needed (CAREFORALL_METRICS_TOKEN)\n",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     # Readiness is checked at scrape time, so the gauge is never stale.
-    checks = await run_in_threadpool(readiness, request.app.state)  # may probe
+    checks = await run_in_threadpool(readiness, state)  # may probe
     metrics.READY.set(1 if all(checks.values()) else 0)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    if request.app.state.settings.metrics_port is not None:
+        # Served on its own port only (CAREFORALL_METRICS_PORT).
+        return Response("not found\n", status_code=404)
+    return await scrape(request, request.app.state)

@@ -20,19 +20,33 @@ from careforall.services.payments import (
     WebhookRejected,
     apply_provider_event,
 )
-from careforall.services.webhook_log import WebhookEntry, WebhookOutcome
+from careforall.services.webhook_log import SAMPLED, WebhookEntry, WebhookOutcome
 
 log = logging.getLogger("careforall.webhooks")
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-def _refuse(status: int, outcome: str, reason: str) -> JSONResponse:
+def _refuse(
+    status: int,
+    outcome: str,
+    reason: str,
+    *,
+    logged: bool = True,
+    suppressed: int | None = None,
+) -> JSONResponse:
+    """Count the refusal and answer it; `logged`: with a log line (a sampled
+    one says how many of its reason went unlogged since the last)."""
     metrics.WEBHOOKS.labels(outcome).inc()
-    log.warning(
-        "webhook refused",
-        extra={"outcome": outcome, "reason": reason, "status": status},
-    )
+    if logged:
+        extra: dict[str, object] = {
+            "outcome": outcome,
+            "reason": reason,
+            "status": status,
+        }
+        if suppressed is not None:
+            extra["suppressed"] = suppressed
+        log.warning("webhook refused", extra=extra)
     return JSONResponse({"received": False, "error": reason}, status_code=status)
 
 
@@ -42,6 +56,8 @@ async def _log_request(
     outcome: WebhookOutcome,
     reason: str | None,
     event: ProviderEvent | None = None,
+    *,
+    recent: int | None = None,
 ) -> None:
     """Keep a webhook log row for a request that changed nothing.
 
@@ -57,7 +73,7 @@ async def _log_request(
         pledge_id=event.pledge_id if event else None,
     )
     try:
-        await runtime.write_grouped(webhook_log.record, entry=entry)
+        await runtime.write_grouped(webhook_log.record, entry=entry, recent=recent)
     except Exception:
         log.exception("webhook log not written", extra={"outcome": entry.outcome})
 
@@ -69,8 +85,18 @@ async def _refused(
     reason: str,
     event: ProviderEvent | None = None,
 ) -> JSONResponse:
-    await _log_request(runtime, status, outcome, reason, event)
-    return _refuse(status, outcome.value, reason)
+    """Answer a refusal, logged in full, or sampled when nothing in the request
+    can be trusted (anyone can send those: a flood must not cost a row each)."""
+    if outcome not in SAMPLED:
+        await _log_request(runtime, status, outcome, reason, event)
+        return _refuse(status, outcome.value, reason)
+    sample = runtime.refusals.note(outcome, reason)
+    if sample is None:
+        return _refuse(status, outcome.value, reason, logged=False)
+    await _log_request(
+        runtime, status, outcome, sample.reason(reason), event, recent=sample.recent
+    )
+    return _refuse(status, outcome.value, reason, suppressed=sample.suppressed)
 
 
 def _parse(body: bytes) -> ProviderEvent | str:
@@ -128,6 +154,7 @@ async def payments_webhook(request: Request) -> JSONResponse:
             runtime.webhook_secret, body, request.headers.get("careforall-signature")
         )
     except SignatureError as exc:
+        metrics.WEBHOOK_SIGNATURE_FAILURES.labels(exc.kind).inc()
         return await _refused(runtime, 400, WebhookOutcome.REJECTED_SIGNATURE, str(exc))
     event = _parse(body)
     if isinstance(event, str):

@@ -13,7 +13,15 @@ TOLERANCE_SECONDS = 300
 
 
 class SignatureError(ValueError):
-    """Why a signature was refused; the message is safe to return."""
+    """Why a signature was refused; the message is safe to return, and `kind`
+    (missing, malformed, stale or mismatch) names it for metrics."""
+
+    def __init__(self, message: str, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+SIGNATURE_FAILURES = ("missing", "malformed", "stale", "mismatch")
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -32,7 +40,7 @@ def verify(
 ) -> None:
     """Raise SignatureError unless `header` signs `body` within the tolerance."""
     if not header:
-        raise SignatureError("missing CareForAll-Signature header")
+        raise SignatureError("missing CareForAll-Signature header", "missing")
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header.split(","):
@@ -48,10 +56,10 @@ def verify(
         raise SignatureError("signature header needs t= and v1=")
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
-        raise SignatureError("signature timestamp is outside the tolerance")
+        raise SignatureError("signature timestamp is outside the tolerance", "stale")
     expected = hmac.new(
         secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
     ).hexdigest()
     given = [c.encode() for c in candidates if c.isascii()]
     if not any(hmac.compare_digest(expected.encode(), c) for c in given):
-        raise SignatureError("signature does not match")
+        raise SignatureError("signature does not match", "mismatch")

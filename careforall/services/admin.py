@@ -39,7 +39,7 @@ from careforall.services.pagination import (
     newest_first,
 )
 from careforall.services.unit_of_work import UnitOfWork
-from careforall.services.webhook_log import REJECTED, WebhookOutcome
+from careforall.services.webhook_log import LOGGED_REJECTED, WebhookOutcome
 
 # An audit row names at most this many ids; `count` always says how many.
 AUDIT_ID_LIMIT = 100
@@ -94,12 +94,19 @@ def _amounts(rows: Sequence[tuple[str, int]]) -> list[CurrencyAmount]:
 
 
 def stats(
-    session: Session, *, principal: Principal | None, now: datetime | None = None
+    session: Session,
+    *,
+    principal: Principal | None,
+    now: datetime | None = None,
+    sampled_rejects: int = 0,
 ) -> Stats:
     """The numbers an operator looks at first, read in one snapshot.
 
     Money is summed per currency (never across them). "Raised today" is what
     pledges captured since midnight UTC still contribute (a refund removes it).
+    Webhook refusals of the last hour are the logged ones (rows) plus
+    `sampled_rejects`, the unverified ones this process counted in memory
+    (`webhook_log.RefusalSampler`), whose rows are only samples.
     """
     require_admin(principal)
     now = now or utcnow()
@@ -136,7 +143,7 @@ def stats(
         select(func.count())
         .select_from(WebhookLog)
         .where(col(WebhookLog.received_at) >= now - timedelta(hours=1))
-        .where(col(WebhookLog.outcome).in_(REJECTED))
+        .where(col(WebhookLog.outcome).in_(LOGGED_REJECTED))
     ).one()
     return Stats(
         at=now,
@@ -146,7 +153,7 @@ def stats(
         outbox_pending=waiting.pending,
         outbox_lag_seconds=waiting.lag_seconds(now),
         dead_letters=waiting.dead,
-        webhook_rejects_last_hour=int(rejects),
+        webhook_rejects_last_hour=int(rejects) + sampled_rejects,
     )
 
 

@@ -91,7 +91,11 @@ def notify_dead_letter(
 
 
 def watch_webhook_rejections(
-    session: Session, *, outcome: str, now: datetime | None = None
+    session: Session,
+    *,
+    outcome: str,
+    now: datetime | None = None,
+    recent: int | None = None,
 ) -> int:
     """In the transaction that logs a refused webhook: when the newest
     `WEBHOOK_REJECTIONS` refusals of this kind all came within `WEBHOOK_WINDOW`
@@ -101,6 +105,10 @@ def watch_webhook_rejections(
     Written here rather than by an outbox handler: a refused webhook changes
     nothing else, not even the outbox. Cheap in a flood: while an alert is
     recent, one primary-key read.
+
+    `recent`: refusals of this kind within the window as counted in memory,
+    for the kinds that are sampled rather than logged one row each (see
+    `webhook_log.RefusalSampler`); the rows are not read then.
     """
     now = now or utcnow()
     key = f"webhooks:{outcome}"
@@ -109,20 +117,26 @@ def watch_webhook_rejections(
     ).first()
     if sent is not None and sent > now - WEBHOOK_ALERT_EVERY:
         return 0
-    # The newest N through the (outcome, id) index: never a scan of the window.
-    times = session.exec(
-        select(WebhookLog.received_at)
-        .where(WebhookLog.outcome == outcome)
-        .order_by(col(WebhookLog.id).desc())
-        .limit(WEBHOOK_REJECTIONS)
-    ).all()
-    if len(times) < WEBHOOK_REJECTIONS or min(times) < now - WEBHOOK_WINDOW:
-        return 0
+    if recent is not None:
+        count = recent
+        if count < WEBHOOK_REJECTIONS:
+            return 0
+    else:
+        # The newest N through the (outcome, id) index: never a scan of the window.
+        times = session.exec(
+            select(WebhookLog.received_at)
+            .where(WebhookLog.outcome == outcome)
+            .order_by(col(WebhookLog.id).desc())
+            .limit(WEBHOOK_REJECTIONS)
+        ).all()
+        if len(times) < WEBHOOK_REJECTIONS or min(times) < now - WEBHOOK_WINDOW:
+            return 0
+        count = len(times)
     if take_alert(session, key=key, every=WEBHOOK_ALERT_EVERY, now=now) is None:
         return 0
     message = words.webhooks_rejected(
         outcome=outcome,
-        count=len(times),
+        count=count,
         window_minutes=int(WEBHOOK_WINDOW.total_seconds() // 60),
         every_minutes=int(WEBHOOK_ALERT_EVERY.total_seconds() // 60),
     )

@@ -124,6 +124,9 @@ def authorize_payment(
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
     if not is_donor_of(donor, pledge):
+        if not donor.is_admin:
+            # As for an unknown id: nobody learns that another's pledge exists.
+            raise NotFound("There is no pledge with that id.")
         raise Forbidden("Only the pledge's donor may pay it.")
     _check_move(pledge, PledgeStatus.AUTHORIZED)
     try:

@@ -17,7 +17,6 @@ from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import (
     BadUserInput,
     CampaignNotActive,
-    Forbidden,
     IdempotencyKeyReused,
     NotFound,
     Unauthenticated,
@@ -199,13 +198,12 @@ def create_pledge(
 def get_pledge(
     session: Session, *, principal: Principal | None, pledge_id: str
 ) -> Pledge | None:
-    """A pledge for its donor or an admin; None when there is no such pledge."""
+    """A pledge for its donor or an admin; NotFound for anyone else and when
+    there is no such pledge alike, so an id tells nobody whether it exists."""
     viewer = require_principal(principal)
     pledge = session.get(Pledge, pledge_id)
-    if pledge is None:
-        return None
-    if not may_see_pledge(viewer, pledge):
-        raise Forbidden("Only the donor or an admin may see this pledge.")
+    if pledge is None or not may_see_pledge(viewer, pledge):
+        raise NotFound("There is no pledge with that id.")
     return pledge
 
 

@@ -4,7 +4,8 @@ Each field has an entry in MATRIX with what each caller gets: data, null, or the
 exact error code. A field added to the schema without an entry fails
 `test_every_root_field_has_an_entry`. Targets are made fresh for each call, and a
 refused mutation is checked to have changed nothing. Nobody but its donor (and an
-admin, for reading) gets at a donor's pledge.
+admin, for reading) gets at a donor's pledge, and to anyone else it answers as a
+pledge that does not exist.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ USERS = ("donor", "organiser", "admin")
 
 OK, NULL = "data", "null"
 UNAUTHENTICATED, FORBIDDEN = "UNAUTHENTICATED", "FORBIDDEN"
+NOT_FOUND = "NOT_FOUND"
 
 
 @dataclass
@@ -147,9 +149,9 @@ def admin_only() -> dict[str, str]:
     return signed_in() | {"donor": FORBIDDEN, "organiser": FORBIDDEN}
 
 
-def only(caller: str, *, and_admin: bool) -> dict[str, str]:
-    """Its donor (and an admin when `and_admin`); FORBIDDEN for other tokens."""
-    outcome = with_a_token() | dict.fromkeys(CALLERS[1:], FORBIDDEN) | {caller: OK}
+def only(caller: str, *, and_admin: bool, others: str = FORBIDDEN) -> dict[str, str]:
+    """Its donor (and an admin when `and_admin`); `others` for other tokens."""
+    outcome = with_a_token() | dict.fromkeys(CALLERS[1:], others) | {caller: OK}
     return outcome | ({"admin": OK} if and_admin else {})
 
 
@@ -413,6 +415,9 @@ MATRIX: dict[str, list[Case]] = {
         )
     ],
     "Query.version": [Case("{ version }", everyone())],
+    "Query.paymentProvider": [
+        Case("{ paymentProvider { name simulated notice } }", everyone())
+    ],
     "Query.campaignTotals": [
         Case(
             "query($id: ID!) { campaignTotals(campaignId: $id) { campaignId } }",
@@ -423,14 +428,15 @@ MATRIX: dict[str, list[Case]] = {
     "Query.pledge": [
         Case(
             PLEDGE_QUERY,
-            only("donor", and_admin=True),
+            # Another's pledge answers as a missing one (NOT_FOUND).
+            only("donor", and_admin=True, others=NOT_FOUND),
             prepare=lambda w: {"id": w.pledges["donor"]},
             check=_same_id,
             name="donor's",
         ),
         Case(
             PLEDGE_QUERY,
-            only("anon_a", and_admin=True),
+            only("anon_a", and_admin=True, others=NOT_FOUND),
             prepare=lambda w: {"id": w.pledges["anon_a"]},
             check=_same_id,
             name="anonymous A's",
@@ -518,7 +524,8 @@ MATRIX: dict[str, list[Case]] = {
         Case(
             "mutation($pledgeId: ID!, $pm: String!) { authorizePayment("
             "pledgeId: $pledgeId, paymentMethod: $pm) { id status } }",
-            only(donor, and_admin=False),
+            # An admin sees the pledge exists, but only its donor pays it.
+            only(donor, and_admin=False, others=NOT_FOUND) | {"admin": FORBIDDEN},
             prepare=_pending_of(donor),
             check=_status_is("AUTHORIZED"),
             after=_pledge_moved("AUTHORIZED", otherwise="PENDING"),

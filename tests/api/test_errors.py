@@ -4,6 +4,7 @@ JSON with an `extensions.code` and a message a person can read."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -598,3 +599,38 @@ def test_an_unexpected_error_is_masked(
         "extensions": {"code": "INTERNAL_SERVER_ERROR"},
     }
     assert "sqlalchemy" not in response.text and "db.py" not in response.text
+
+
+# --- no schema hints without introspection ----------------------------------------
+
+# Each misspells a name graphql-core would suggest: a field, an argument, a
+# type, an enum value in the document and one in a variable.
+BY_STATUS = "adminPledges(status: $s) { edges { node { id } } }"
+MISSPELT = [
+    ("{ campaing { id } }", None),
+    ("{ campaigns(frist: 2) { edges { node { id } } } }", None),
+    (f"query($s: PledgeStatu) {{ {BY_STATUS} }}", None),
+    ("{ adminPledges(status: CAPTURD) { edges { node { id } } } }", None),
+    (f"query($s: PledgeStatus) {{ {BY_STATUS} }}", {"s": "CAPTURD"}),
+]
+
+
+def test_without_introspection_errors_suggest_no_names(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    hidden = GQL(app_factory(introspection=False))
+    admin = f.admin(hidden).token
+    for query, variables in MISSPELT:
+        body = hidden(query, variables, admin)
+        (error,) = body["errors"]
+        assert "Did you mean" not in error["message"], query
+        assert "CAPTURED" not in error["message"], query  # the suggested value
+        assert error["extensions"]["code"] in (
+            "GRAPHQL_VALIDATION_FAILED",
+            "BAD_USER_INPUT",
+        )
+
+
+def test_with_introspection_errors_still_suggest_names(gql: GQL) -> None:
+    body = gql("{ campaing { id } }")
+    assert "Did you mean 'campaign'" in body["errors"][0]["message"]

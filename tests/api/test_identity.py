@@ -305,7 +305,7 @@ def test_register_with_anonymous_token_moves_its_pledges_to_the_account(
         == 1000
     )
     # Moved, not shared: the session no longer owns them.
-    assert gql.code(f.PLEDGE, {"id": first["id"]}, guest) == "FORBIDDEN"
+    assert gql.code(f.PLEDGE, {"id": first["id"]}, guest) == "NOT_FOUND"
 
 
 def test_login_with_anonymous_token_adds_its_pledges_to_the_account(gql: GQL) -> None:

@@ -299,11 +299,18 @@ def test_who_sees_a_pledge(gql: GQL, scene: dict[str, Any], donor_kind: str) -> 
     assert gql.ok(f.PLEDGE, pid, f.admin(gql).token)["pledge"]["id"] == pledge["id"]
     for stranger in (f.register(gql).token, f.anonymous(gql), scene["organiser"].token):
         body = gql(f.PLEDGE, pid, stranger)
-        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
         assert body["data"] == {"pledge": None}
         assert "1234" not in json.dumps(body)
     assert gql.code(f.PLEDGE, pid) == "UNAUTHENTICATED"
-    assert gql.ok(f.PLEDGE, {"id": "plg_missing"}, donor) == {"pledge": None}
+    # Another's pledge and a missing one answer alike: an id reveals nothing.
+    missing = gql(f.PLEDGE, {"id": "plg_missing"}, donor)
+    hidden = gql(f.PLEDGE, pid, f.anonymous(gql))
+    for body in (missing, hidden):
+        assert body["data"] == {"pledge": None}
+    assert [(e["message"], e["extensions"]) for e in missing["errors"]] == [
+        (e["message"], e["extensions"]) for e in hidden["errors"]
+    ]
 
 
 # --- myDonations -------------------------------------------------------------------
@@ -363,8 +370,14 @@ def test_only_the_donor_may_pay(gql: GQL, scene: dict[str, Any]) -> None:
     donor = f.anonymous(gql)
     pledge = f.pledge(gql, donor, scene["campaign"]["id"])
     variables = {"id": pledge["id"], "pm": "pm_card_ok"}
-    for stranger in (f.anonymous(gql), f.register(gql).token, f.admin(gql).token):
-        assert gql.code(f.AUTHORIZE, variables, stranger) == "FORBIDDEN"
+    missing = gql(f.AUTHORIZE, {"id": "plg_missing", "pm": "pm_card_ok"}, donor)
+    for stranger in (f.anonymous(gql), f.register(gql).token):
+        # As for a pledge that does not exist: same code, same words.
+        hidden = gql(f.AUTHORIZE, variables, stranger)
+        assert hidden["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert hidden["errors"][0]["message"] == missing["errors"][0]["message"]
+    # An admin may know it exists, but only its donor pays it.
+    assert gql.code(f.AUTHORIZE, variables, f.admin(gql).token) == "FORBIDDEN"
     assert gql.code(f.AUTHORIZE, variables) == "UNAUTHENTICATED"
     assert get_pledge(gql, pledge["id"], donor)["status"] == "PENDING"
     assert (

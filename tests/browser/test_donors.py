@@ -248,3 +248,22 @@ def test_a_guest_who_registers_finds_the_earlier_donation_and_its_receipt(
     expect(page.locator(".site-header")).to_be_hidden()
     expect(page.get_by_role("button", name="Print this receipt")).to_be_hidden()
     shot(page, "receipt-print")
+
+
+def test_the_payment_page_says_plainly_that_payments_are_simulated(
+    pages: Pages, api: ServerGQL
+) -> None:
+    campaign = new_campaign(api)
+    page = pages.open(f"#/campaigns/{campaign['id']}")
+    banner = page.get_by_test_id("simulated-payments")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Test mode")
+    expect(banner).to_contain_text("no real money moves")
+    shot(page, "campaign-simulated-payments")
+
+    donate(page)
+    expect(page.get_by_test_id("pledge-status")).to_have_attribute(
+        "data-status", "CAPTURED"
+    )
+    # Still said beside the thanks.
+    expect(page.get_by_test_id("simulated-payments")).to_be_visible()

@@ -140,6 +140,22 @@ def test_rejected_webhooks_are_logged_with_their_reason(
     assert "amount" in str(unprocessable["reason"])
 
 
+def test_forged_webhooks_are_sampled_into_the_log_not_logged_each(
+    json_logs: JsonLogs, client: TestClient, gql: GQL
+) -> None:
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    pledge = f.pledge(gql, f.anonymous(gql), campaign["id"])
+    for _ in range(30):
+        f.post_webhook(client, f.provider_event(pledge, "captured"), secret="forged")
+    lines = json_logs.where(message="webhook refused")
+    # The first, and one when the burst reached the alert's threshold.
+    assert [(line["reason"], line["suppressed"]) for line in lines] == [
+        ("signature does not match", 0),
+        ("signature does not match", 8),
+    ]
+
+
 @pytest.fixture
 def restored_root_logger() -> Iterator[logging.Logger]:
     root = logging.getLogger()

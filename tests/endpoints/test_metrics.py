@@ -3,10 +3,12 @@ exposition passes `promtool check metrics`."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import func, select
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 
 from careforall.api import observability
 from careforall.api.observability import OperationNames
+from careforall.app import create_app
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.metrics import WEBHOOK_OUTCOMES
 from careforall.middleware.requests import route_label
@@ -21,9 +24,11 @@ from careforall.models import SimWebhook
 from careforall.outbox import handlers
 from careforall.outbox.handlers import HandlerContext
 from careforall.services.webhook_log import WebhookOutcome
+from careforall.settings import Settings
 from tests import factories as f
 from tests.endpoints.conftest import JsonLogs
 from tests.helpers.api import GQL
+from tests.helpers.server import free_port
 from tests.helpers.waiting import wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -448,3 +453,45 @@ def test_ready_gauge_follows_readiness(
     assert metric(client, "careforall_ready") == 0
     monkeypatch.undo()
     assert metric(client, "careforall_ready") == 1
+
+
+# --- who may scrape ------------------------------------------------------------
+
+
+def test_a_metrics_token_is_required_when_one_is_set(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    token = "scrape-token-" + "t" * 20
+    client = app_factory(metrics_token=token)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert "careforall_" not in refused.text
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    answered = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert answered.status_code == 200
+    assert "careforall_ready" in answered.text
+
+
+def test_metrics_can_be_served_on_a_port_of_their_own(settings: Settings) -> None:
+    port = free_port()
+    with TestClient(create_app(settings.with_(metrics_port=port))) as client:
+        assert client.get("/metrics").status_code == 404  # not on the public port
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as scraper:
+            answer = scraper.get("/metrics")
+            assert answer.status_code == 200
+            assert "careforall_ready 1.0" in answer.text
+            assert scraper.get("/graphql").status_code == 404  # /metrics alone
+    # Stopped with the app.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_a_metrics_port_in_use_stops_the_start_with_the_setting_named(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(RuntimeError, match="CAREFORALL_METRICS_PORT"):
+            app_factory(metrics_port=taken.getsockname()[1])

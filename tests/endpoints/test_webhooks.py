@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlmodel import col, func, select
 from starlette.testclient import TestClient
 
@@ -20,6 +21,7 @@ from careforall.models import (
     PledgeTransition,
     SimWebhook,
     WebhookEvent,
+    WebhookLog,
 )
 from careforall.payments.signature import sign
 from tests import factories as f
@@ -626,3 +628,81 @@ def test_simulated_decline_is_delivered_as_payment_failed(
         ("PENDING", "FAILED"),
     ]
     assert settled_totals(gql, db, campaign["id"]) == (0, 0)
+
+
+# --- a flood of forged webhooks ---------------------------------------------
+
+
+def _log_rows(db: Database) -> list[tuple[str, str | None]]:
+    with db.read() as session:
+        rows = session.exec(
+            select(WebhookLog.outcome, WebhookLog.reason).order_by(col(WebhookLog.id))
+        ).all()
+    return [(outcome, reason) for outcome, reason in rows]
+
+
+def _counted(reason: str | None = None) -> float:
+    """Refusals for the signature (all, or of one reason) counted so far."""
+    if reason is None:
+        name, labels = (
+            "careforall_webhooks_received_total",
+            {"outcome": "rejected_signature"},
+        )
+    else:
+        name, labels = "careforall_webhook_signature_failures_total", {"reason": reason}
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_forged_webhooks_are_counted_and_sampled_not_logged_one_row_each(
+    manual: Setup, db: Database
+) -> None:
+    pledge = manual.new_pledge()
+    forged = event(pledge, "captured")
+    refused, mismatched = _counted(), _counted("mismatch")
+    for _ in range(50):
+        assert post(manual.client, forged, secret="forged").status_code == 400
+    for _ in range(5):
+        assert post(manual.client, forged, signed=False).status_code == 400
+    for _ in range(5):
+        answer = manual.client.post(URL, content=b"x" * (65 * 1024))
+        assert answer.status_code == 413
+
+    rows = _log_rows(db)
+    # The first of each reason, and one more when the burst reached the
+    # alert's threshold, saying how many were left out before it.
+    assert rows[:2] == [
+        ("rejected_signature", "signature does not match"),
+        (
+            "rejected_signature",
+            "signature does not match (+8 more not logged since the last row)",
+        ),
+    ]
+    assert rows[2:] == [
+        ("rejected_signature", "missing CareForAll-Signature header"),
+        ("rejected_too_large", "body is too large"),
+    ]
+    # Prometheus counts every one.
+    assert _counted() - refused == 55
+    assert _counted("mismatch") - mismatched == 50
+    # The admin's count is exact, from the process's own counts.
+    admin = f.admin(manual.gql)
+    stats = manual.gql.ok(
+        "{ adminStats { webhookRejectsLastHour } }", token=admin.token
+    )
+    assert stats["adminStats"]["webhookRejectsLastHour"] == 60
+    # And the admins heard of the flood.
+    notes = manual.gql.ok(
+        "{ notifications(first: 5) { edges { node { kind body } } } }",
+        token=admin.token,
+    )["notifications"]["edges"]
+    assert [n["node"]["kind"] for n in notes] == ["WEBHOOKS_REJECTED"]
+    assert "keeps a sample of them" in notes[0]["node"]["body"]
+
+    # A real event is still logged in full.
+    real = event(pledge, "authorized")
+    assert post(manual.client, real).json() == OK
+    with db.read() as session:
+        logged = session.exec(
+            select(WebhookLog).where(WebhookLog.event_id == real["id"])
+        ).one()
+    assert (logged.outcome, logged.pledge_id) == ("processed", pledge["id"])

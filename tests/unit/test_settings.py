@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from careforall.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
@@ -20,7 +22,7 @@ def test_variables_are_read() -> None:
     settings = Settings.from_env(
         {
             "CAREFORALL_DATABASE_URL": "sqlite:////tmp/x.db",
-            "CAREFORALL_JWT_SECRET": "j",
+            "CAREFORALL_JWT_SECRET": "j" * 32,
             "CAREFORALL_WEBHOOK_SECRET": "w",
             "CAREFORALL_ADMIN_EMAIL": "a@example.org",
             "CAREFORALL_ADMIN_PASSWORD": "password1",
@@ -29,7 +31,7 @@ def test_variables_are_read() -> None:
         }
     )
     assert settings.database_url == "sqlite:////tmp/x.db"
-    assert (settings.jwt_secret, settings.webhook_secret) == ("j", "w")
+    assert (settings.jwt_secret, settings.webhook_secret) == ("j" * 32, "w")
     assert settings.admin_email == "a@example.org"
     assert settings.auto_capture is False
     assert settings.rate_limits is False
@@ -70,3 +72,43 @@ def test_database_urls_name_psycopg_for_postgresql(given: str, used: str) -> Non
 def test_other_databases_are_refused_in_words(given: str) -> None:
     with pytest.raises(SettingsError, match="CAREFORALL_DATABASE_URL"):
         Settings.from_env({"CAREFORALL_DATABASE_URL": given})
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * 31, "é" * 15])
+def test_a_jwt_secret_shorter_than_32_bytes_is_refused(secret: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"CAREFORALL_JWT_SECRET": secret})
+    message = str(refused.value)
+    assert "CAREFORALL_JWT_SECRET must be at least 32 bytes" in message
+    assert "token_urlsafe" in message  # says how to make one
+    assert secret not in message  # and never echoes the secret
+
+
+def test_a_jwt_secret_of_32_bytes_or_none_is_taken() -> None:
+    assert Settings.from_env({"CAREFORALL_JWT_SECRET": "é" * 16}).jwt_secret
+    assert Settings.from_env({"CAREFORALL_JWT_SECRET": ""}).jwt_secret is None
+
+
+def test_the_command_refuses_a_short_jwt_secret_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from careforall.cli import main
+
+    monkeypatch.setenv("CAREFORALL_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
+    monkeypatch.setenv("CAREFORALL_JWT_SECRET", "too-short")
+    # `migrate` rather than `serve`: a server that started would not return.
+    assert main(["migrate"]) == 2
+    assert "CAREFORALL_JWT_SECRET must be at least 32 bytes" in capsys.readouterr().err
+
+
+def test_metrics_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {"CAREFORALL_METRICS_PORT": "9464", "CAREFORALL_METRICS_TOKEN": "t" * 20}
+    )
+    assert (settings.metrics_port, settings.metrics_host) == (9464, "127.0.0.1")
+    assert settings.metrics_token == "t" * 20
+    for bad in ("0", "70000", "http"):
+        with pytest.raises(SettingsError, match="CAREFORALL_METRICS_PORT"):
+            Settings.from_env({"CAREFORALL_METRICS_PORT": bad})

@@ -14,6 +14,7 @@ const AUTHORIZE = `mutation Authorize($id: ID!, $method: String!) {
   authorizePayment(pledgeId: $id, paymentMethod: $method) { ${PLEDGE_FIELDS} }
 }`;
 const PLEDGE = `query Pledge($id: ID!) { pledge(id: $id) { ${PLEDGE_FIELDS} } }`;
+const PROVIDER = `query PaymentProvider { paymentProvider { simulated notice } }`;
 
 const PRESETS = [10, 25, 50, 100];
 const CARDS = [
@@ -29,6 +30,7 @@ const STEP_HELP = {
 };
 
 let formCount = 0;
+let provider = null; // the server's answer to PROVIDER, asked once per page load
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -204,7 +206,7 @@ function thank(donation, pledge) {
     container.replaceWith(fresh);
     fresh.querySelector("input")?.focus();
   });
-  container.replaceChildren(h("h2", {}, "Thank you"), progressBox, feedback, again);
+  container.replaceChildren(h("h2", {}, "Thank you"), donation.banner, progressBox, feedback, again);
   again.focus();
 }
 
@@ -299,6 +301,34 @@ async function submitDonation(donation) {
   }
 }
 
+/** The payment provider in use; null when the server could not say. */
+function paymentProvider() {
+  provider ??= api(PROVIDER)
+    .then((data) => data.paymentProvider)
+    .catch(() => {
+      provider = null; // asked again by the next form
+      return null;
+    });
+  return provider;
+}
+
+/**
+ * A banner that says so plainly when payments are simulated (the server's
+ * CAREFORALL_PAYMENT_PROVIDER): nobody should think a test donation was real.
+ */
+function simulatedBanner() {
+  const banner = h("div", {
+    class: "notice notice-warning simulated-banner", role: "note", hidden: true,
+    "data-testid": "simulated-payments",
+  });
+  paymentProvider().then((info) => {
+    if (!info?.simulated) return;
+    banner.replaceChildren(h("strong", {}, "Test mode. "), info.notice);
+    banner.hidden = false;
+  });
+  return banner;
+}
+
 export function donateForm(campaign) {
   const n = ++formCount;
   const { currency } = campaign;
@@ -310,11 +340,12 @@ export function donateForm(campaign) {
   const progressBox = h("div", { class: "pledge-progress" });
   const form = h("form", { class: "donate-form", novalidate: true },
     amount.fieldset, about.fieldset, card.fieldset, feedback, submit);
-  const container = h("div", { class: "donate-box" }, h("h2", {}, "Donate"), progressBox, form);
+  const banner = simulatedBanner();
+  const container = h("div", { class: "donate-box" }, h("h2", {}, "Donate"), banner, progressBox, form);
   // The form's parts and its state: `attempt` is { key } for the donation
   // being tried now, `busy` while one is on its way.
   const donation = {
-    campaign, currency, amount, about, card, submit, feedback, progressBox, form, container,
+    campaign, currency, amount, about, card, submit, feedback, progressBox, form, container, banner,
     attempt: null, busy: false,
   };
   followChanges(donation);
