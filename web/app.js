@@ -1,7 +1,7 @@
 // The CareForAll web app: a hash router, the page frame, and the navigation.
 // Each view lives in views/ and talks only to /graphql, like any other client.
 import { h } from "./dom.js";
-import { currentSession, currentUser, onSessionChange, signOut } from "./session.js";
+import { currentSession, currentUser, onSessionChange, signOutEverywhere } from "./session.js";
 import { campaignsView } from "./views/campaigns.js";
 import { campaignView } from "./views/campaign.js";
 import { donationsView, receiptView } from "./views/donations.js";
@@ -143,7 +143,7 @@ function renderNav(path) {
 }
 
 function onSignOut() {
-  signOut();
+  signOutEverywhere();
   navigate("/", "You are signed out.");
 }
 

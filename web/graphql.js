@@ -12,8 +12,12 @@ export class ApiError extends Error {
 
 export const NETWORK = "NETWORK";
 
-/** POST a document; resolves to `data`, or throws ApiError with the first error's message. */
-export async function request(query, variables = {}, { token = null, signal } = {}) {
+/**
+ * POST a document; resolves to `data`, or throws ApiError with the first error's message.
+ * `onRenewed(token)` hears of a fresh token the server hands back for an old one
+ * (an anonymous session's, renewed while it is used).
+ */
+export async function request(query, variables = {}, { token = null, signal, onRenewed } = {}) {
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
@@ -31,6 +35,8 @@ export async function request(query, variables = {}, { token = null, signal } = 
       NETWORK,
     );
   }
+  const renewed = response.headers.get("X-Renewed-Token");
+  if (renewed && token && onRenewed) onRenewed(renewed);
   let body;
   try {
     body = await response.json();

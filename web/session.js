@@ -10,6 +10,7 @@ const START_ANONYMOUS = `mutation StartAnonymousSession {
   startAnonymousSession { token anonymous user { id } }
 }`;
 const ME = `query Me { me { id } }`;
+const LOGOUT = `mutation Logout { logout }`;
 
 /** { token, anonymous, user: {id, name, email, role} | null } or null. */
 export function currentSession() {
@@ -43,6 +44,26 @@ export function signOut() {
   changed();
 }
 
+/** End the token on the server too (best effort: offline, it simply lapses). */
+export async function signOutEverywhere() {
+  const session = currentSession();
+  signOut();
+  if (!session) return;
+  try {
+    await request(LOGOUT, {}, { token: session.token });
+  } catch (error) {
+    // Already ended, or unreachable: the browser has forgotten it either way.
+    if (!(error instanceof ApiError)) throw error;
+  }
+}
+
+/** Keep the renewed token, unless the session changed meanwhile. */
+function renew(sent, token) {
+  const session = currentSession();
+  if (!session || session.token !== sent) return;
+  localStorage.setItem(STORAGE_KEY, JSON.stringify({ ...session, token }));
+}
+
 export function onSessionChange(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
@@ -74,7 +95,11 @@ export async function ensureSession() {
 export async function api(query, variables = {}, { signal } = {}) {
   const session = currentSession();
   try {
-    return await request(query, variables, { token: session?.token, signal });
+    return await request(query, variables, {
+      token: session?.token,
+      signal,
+      onRenewed: (token) => renew(session.token, token),
+    });
   } catch (error) {
     if (error instanceof ApiError && error.code === "UNAUTHENTICATED" && session) {
       await forgetIfInvalid(session);

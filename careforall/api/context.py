@@ -29,11 +29,11 @@ from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.runtime import Runtime
 from careforall.services.auth import authenticate, bearer_token
-from careforall.services.tokens import read_token, renewed_token
-
-# Where a renewed anonymous token is sent back; clients keep it in place of
-# the one they sent.
-RENEWED_TOKEN_HEADER = "X-Renewed-Token"
+from careforall.services.tokens import (
+    RENEWED_TOKEN_HEADER,
+    read_token,
+    renewed_token,
+)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.http.ides import get_graphql_ide_html
 
 from careforall.middleware.http import HTTPMiddleware
+from careforall.services.tokens import RENEWED_TOKEN_HEADER
 from careforall.settings import Settings
 
 _CDN = "https://unpkg.com"
@@ -151,6 +152,8 @@ def security_middleware(settings: Settings) -> list[Middleware]:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
+            # A used anonymous token comes back renewed in this header.
+            expose_headers=[RENEWED_TOKEN_HEADER],
             max_age=600,
         ),
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),

@@ -65,6 +65,11 @@ def principal_from_token(keys: TokenKeys, token: str) -> Principal:
     return read_token(keys, token).principal
 
 
+# Where a renewed anonymous token is sent back; clients keep it in place of
+# the one they sent.
+RENEWED_TOKEN_HEADER = "X-Renewed-Token"
+
+
 def renewed_token(keys: TokenKeys, claims: TokenClaims) -> str | None:
     """A fresh token for an anonymous session whose token was issued more than
     a day ago (it was just used, so the session is alive); None otherwise.

@@ -14,8 +14,8 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from careforall.api.context import RENEWED_TOKEN_HEADER
 from careforall.app import create_app
+from careforall.services.tokens import RENEWED_TOKEN_HEADER
 from careforall.settings import Settings
 from tests import factories as f
 from tests.helpers.api import GQL

@@ -221,6 +221,9 @@ def test_a_configured_origin_passes_the_preflight(spa_client: TestClient) -> Non
     answer = spa_client.post("/graphql", json=QUERY, headers={"Origin": SPA})
     assert answer.headers["access-control-allow-origin"] == SPA
     assert answer.json() == {"data": {"__typename": "Query"}}
+    # A web app on another origin can read an anonymous token's renewal.
+    exposed = answer.headers["access-control-expose-headers"].lower()
+    assert "x-renewed-token" in exposed
 
 
 def test_other_origins_are_refused(spa_client: TestClient) -> None:
