@@ -60,14 +60,17 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _log_level(env: Mapping[str, str]) -> str:
-    level = (env.get("CAREFORALL_LOG_LEVEL") or "INFO").strip().upper()
-    if level not in LOG_LEVELS:
-        raise SettingsError(
-            f"CAREFORALL_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
-            f"not {env.get('CAREFORALL_LOG_LEVEL')!r}"
-        )
-    return level
+def _one_of(
+    env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str
+) -> str:
+    """A setting that takes one of a few words (any case)."""
+    raw = env.get(name) or default
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise SettingsError(
+        f"{name} must be one of {', '.join(choices)}, not {env.get(name)!r}"
+    )
 
 
 TRACES_EXPORTERS = ("otlp", "console", "none")
@@ -187,17 +190,6 @@ def _jwt_secret(env: Mapping[str, str]) -> str | None:
     return secret
 
 
-def _payment_provider(env: Mapping[str, str]) -> str:
-    raw = (env.get("CAREFORALL_PAYMENT_PROVIDER") or "simulated").strip().lower()
-    if raw not in PAYMENT_PROVIDERS:
-        raise SettingsError(
-            f"CAREFORALL_PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}"
-            f" (the only provider this version has), not "
-            f"{env.get('CAREFORALL_PAYMENT_PROVIDER')!r}"
-        )
-    return raw
-
-
 def _port(env: Mapping[str, str], name: str) -> int | None:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -293,7 +285,7 @@ class Settings:
             outbox_max_attempts=int(_number(env, "CAREFORALL_OUTBOX_MAX_ATTEMPTS", 8)),
             outbox_base_delay=_number(env, "CAREFORALL_OUTBOX_BASE_DELAY", 0.5),
             db_pool_size=max(1, int(_number(env, "CAREFORALL_DB_POOL_SIZE", 20))),
-            log_level=_log_level(env),
+            log_level=_one_of(env, "CAREFORALL_LOG_LEVEL", LOG_LEVELS, "INFO"),
             traces_exporter=_traces_exporter(env),
             introspection=_flag(env, "CAREFORALL_INTROSPECTION", True),
             graphql_max_depth=int(_number(env, "CAREFORALL_GRAPHQL_MAX_DEPTH", 10)),
@@ -312,7 +304,9 @@ class Settings:
                 0.0, _number(env, "CAREFORALL_RESPONSE_CACHE_SECONDS", 1.0)
             ),
             environment=(env.get("CAREFORALL_ENV") or "development").strip().lower(),
-            payment_provider=_payment_provider(env),
+            payment_provider=_one_of(
+                env, "CAREFORALL_PAYMENT_PROVIDER", PAYMENT_PROVIDERS, "simulated"
+            ),
             allow_simulated_payments=_flag(
                 env, "CAREFORALL_ALLOW_SIMULATED_PAYMENTS", False
             ),

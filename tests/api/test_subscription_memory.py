@@ -28,6 +28,24 @@ subscription($id: ID!) {
 PUSHES = 300
 
 
+async def subscribe(
+    db: Database,
+    settings: Settings,
+    broadcaster: Broadcaster[TotalsFigures],
+    campaign_id: str,
+) -> Any:
+    """A campaignTotals subscription run through the schema, fed by `broadcaster`."""
+    context = Context(
+        request=SimpleNamespace(headers={}),  # type: ignore[arg-type]
+        response=None,
+        runtime=SimpleNamespace(db=db, settings=settings),  # type: ignore[arg-type]
+        broadcaster=broadcaster,
+    )
+    return await schema.subscribe(
+        TOTALS, variable_values={"id": campaign_id}, context_value=context
+    )
+
+
 def test_an_open_subscription_holds_no_more_after_many_pushes(
     gql: GQL, db: Database, settings: Settings
 ) -> None:
@@ -36,15 +54,7 @@ def test_an_open_subscription_holds_no_more_after_many_pushes(
 
     async def held_after_pushes() -> int:
         broadcaster: Broadcaster[TotalsFigures] = Broadcaster()
-        context = Context(
-            request=SimpleNamespace(headers={}),  # type: ignore[arg-type]
-            response=None,
-            runtime=SimpleNamespace(db=db, settings=settings),  # type: ignore[arg-type]
-            broadcaster=broadcaster,
-        )
-        stream: Any = await schema.subscribe(
-            TOTALS, variable_values={"id": campaign_id}, context_value=context
-        )
+        stream = await subscribe(db, settings, broadcaster, campaign_id)
 
         async def push(cents: int) -> None:
             broadcaster.publish(
@@ -96,15 +106,7 @@ def test_each_event_gets_memos_of_its_own_under_the_libraries_names(
 
     async def two_pushes() -> None:
         broadcaster: Broadcaster[TotalsFigures] = Broadcaster()
-        context = Context(
-            request=SimpleNamespace(headers={}),  # type: ignore[arg-type]
-            response=None,
-            runtime=SimpleNamespace(db=db, settings=settings),  # type: ignore[arg-type]
-            broadcaster=broadcaster,
-        )
-        stream: Any = await schema.subscribe(
-            TOTALS, variable_values={"id": campaign_id}, context_value=context
-        )
+        stream = await subscribe(db, settings, broadcaster, campaign_id)
         try:
             for cents in (100, 200):
                 broadcaster.publish(
