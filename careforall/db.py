@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from careforall.direct import Direct
+from careforall.session_versions import SessionVersions
 from careforall.settings import Settings
 from careforall.sqlite import WriteWaiters, make_sqlite_engine, write_options
 
@@ -96,6 +97,8 @@ class Database:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
         self.write_waiters = WriteWaiters()
+        # One process writes an SQLite file: it may remember guests' versions.
+        self.session_versions = SessionVersions(enabled=not self.is_postgres)
         self._write_engine = engine.execution_options(
             **write_options(self.write_waiters)
         )

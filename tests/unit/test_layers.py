@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.db",
             "careforall.sqlite",
             "careforall.direct",
+            "careforall.session_versions",
             "careforall.backup",
         ),
     ),
