@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.concurrency",
             "careforall.collector",
             "careforall.broadcaster",
+            "careforall.mail_config",
         ),
     ),
     (
