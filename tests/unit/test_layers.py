@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("payments", ("careforall.payments",)),
+    ("mail", ("careforall.mail",)),
     ("services", ("careforall.services",)),
     ("runtime", ("careforall.runtime",)),
     (
