@@ -113,7 +113,7 @@ def mails(
     principal: Principal | None,
     first: int,
     after: str | None,
-    status: str | None = None,
+    status: MailStatus | None = None,
 ) -> Page[Mail]:
     """Every mail, newest first (optionally of one status)."""
     require_admin(principal)

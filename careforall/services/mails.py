@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, insert
@@ -38,7 +39,7 @@ from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_o
 from careforall.settings import Settings
 
 
-class MailStatus:
+class MailStatus(StrEnum):
     QUEUED = "queued"  # to send at next_attempt_at
     SENT = "sent"
     DEAD = "dead"  # refused for good: an admin may send it again
