@@ -22,9 +22,8 @@ from careforall.domain.errors import NotFound
 from careforall.domain.rules import Principal, require_admin
 from careforall.models import Mail
 from careforall.services import audit
-from careforall.services.admin import _int_cursor
 from careforall.services.mails import MailStatus
-from careforall.services.pagination import Page, check_first, make_page
+from careforall.services.pagination import Page, check_first, int_cursor, make_page
 from careforall.services.unit_of_work import UnitOfWork
 
 BATCH = 20
@@ -119,7 +118,7 @@ def mails(
     require_admin(principal)
     first = check_first(first)
     query = select(Mail)
-    before = _int_cursor(after)
+    before = int_cursor(after)
     if before is not None:
         query = query.where(col(Mail.id) < before)
     if status is not None:
