@@ -3,6 +3,8 @@ organisation; an unusable value is refused at start, naming its variable."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from careforall.mail_config import SmtpServer
@@ -93,3 +95,18 @@ def test_the_organisation_and_addresses_are_read() -> None:
     assert settings.org_name == "Hope Foundation"
     assert settings.org_address == "1 Harbour Road"
     assert settings.org_tax_id == "EIN 12-3456789"
+
+
+def test_the_command_refuses_a_bad_smtp_url_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from careforall.cli import main
+
+    monkeypatch.setenv("CAREFORALL_DATABASE_URL", f"sqlite:///{tmp_path}/x.db")
+    monkeypatch.setenv("CAREFORALL_SMTP_URL", "smtp://mail.example.org")
+    # `migrate` rather than `serve`: a server that started would not return.
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert "CAREFORALL_SMTP_URL must be smtp://" in err and "Traceback" not in err
