@@ -115,6 +115,8 @@ _IN_PROCESS = "http://careforall.local"
 
 
 def _mailer(runtime: Runtime) -> MailSender | None:
+    """The mail sender; none without an SMTP server (the mails are kept for the
+    admins to read)."""
     settings = runtime.settings
     if settings.smtp is None:
         return None
@@ -248,9 +250,9 @@ def _lifespan(
     notifications: NotificationHub,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """What runs for the server's life: the database, the writer, the outbox
-    dispatcher, the simulated provider's webhooks, the notification hub,
-    retention and (PostgreSQL) the listener; started in order, stopped after
-    the queued writes have finished."""
+    dispatcher, the simulated provider's webhooks, the mail sender, the
+    notification hub, retention and (PostgreSQL) the listener; started in
+    order, stopped after the queued writes have finished."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -275,9 +277,7 @@ def _lifespan(
         app.state.runtime = runtime
         app.state.dispatcher = dispatcher
         app.state.sender = sender
-        # No SMTP server: the mails are kept for the admins, nothing sends.
-        mailer = _mailer(runtime)
-        app.state.mailer = mailer
+        app.state.mailer = mailer = _mailer(runtime)
         app.state.broadcaster = broadcaster
         app.state.notifications = notifications
         tasks = [
