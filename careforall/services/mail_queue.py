@@ -52,11 +52,13 @@ def _due_query(now: datetime) -> SelectOfScalar[Mail]:
 
 
 def take_due(db: Database) -> tuple[list[Mail], float]:
-    """The mails due now, and how long until the next one is (at most
-    IDLE_WAIT_SECONDS: a handler in this or another process may queue one).
+    """The mails due now, and how long to wait before looking again: none
+    after a full batch, else IDLE_WAIT_SECONDS (a handler in this or another
+    process may queue a mail at any time).
 
-    On PostgreSQL several processes send: each leases the rows it takes for
-    LEASE_SECONDS (a sender that dies mid-send leaves them to the others)."""
+    SQLite has one server process (it holds the server lock). On PostgreSQL
+    several processes send: each leases the rows it takes for LEASE_SECONDS
+    (a sender that dies mid-send leaves them to the others)."""
     now = utcnow()
     if not db.is_postgres:  # one process: a read, without the write lock
         with db.read() as session:
