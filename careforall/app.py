@@ -35,6 +35,7 @@ from careforall.middleware.security import security_middleware
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
+from careforall.outbox.mailer import MailSender
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
 from careforall.runtime import Runtime
@@ -111,6 +112,15 @@ def _webhook_sender(app: Starlette, runtime: Runtime) -> WebhookSender:
 
 
 _IN_PROCESS = "http://careforall.local"
+
+
+def _mailer(runtime: Runtime) -> MailSender | None:
+    """The mail sender; none without an SMTP server (the mails are kept for the
+    admins to read)."""
+    settings = runtime.settings
+    if settings.smtp is None:
+        return None
+    return MailSender(runtime.db, settings.smtp, sender=settings.mail_from)
 
 
 def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
@@ -240,9 +250,9 @@ def _lifespan(
     notifications: NotificationHub,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """What runs for the server's life: the database, the writer, the outbox
-    dispatcher, the simulated provider's webhooks, the notification hub,
-    retention and (PostgreSQL) the listener; started in order, stopped after
-    the queued writes have finished."""
+    dispatcher, the simulated provider's webhooks, the mail sender, the
+    notification hub, retention and (PostgreSQL) the listener; started in
+    order, stopped after the queued writes have finished."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -267,6 +277,7 @@ def _lifespan(
         app.state.runtime = runtime
         app.state.dispatcher = dispatcher
         app.state.sender = sender
+        app.state.mailer = mailer = _mailer(runtime)
         app.state.broadcaster = broadcaster
         app.state.notifications = notifications
         tasks = [
@@ -275,6 +286,8 @@ def _lifespan(
             asyncio.create_task(notifications.run(db), name="notifications"),
             asyncio.create_task(run_retention(db, settings), name="retention"),
         ]
+        if mailer is not None:
+            tasks.append(asyncio.create_task(mailer.run(), name="mail-sender"))
         if listener is not None:
             # After the dispatcher's task exists, so it has a loop to push on.
             await asyncio.sleep(0)

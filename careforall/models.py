@@ -256,6 +256,43 @@ class AlertThrottle(SQLModel, table=True):
     suppressed: int = 0
 
 
+class Mail(SQLModel, table=True):
+    """One mail, written by an outbox handler in the commit that delivers its
+    cause; `cause_key` makes a redelivered cause write no second mail.
+
+    status: queued (to send at `next_attempt_at`), sent, dead (refused for
+    good), kept (no SMTP server configured: an admin reads it).
+    """
+
+    __tablename__ = "mails"
+    __table_args__ = (
+        UniqueConstraint("cause_key", name="uq_mails_cause_key"),
+        Index("ix_mails_due", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=30)
+    cause_key: str = Field(max_length=200)
+    to_address: str = Field(max_length=254)
+    subject: str = Field(max_length=300)
+    text: str
+    html: str
+    status: str = Field(default="queued", max_length=10)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class MailCounter(SQLModel, table=True):
+    """A sequence without gaps (receipt numbers): raised in the transaction
+    that writes the mail numbered with it."""
+
+    __tablename__ = "mail_counters"
+    key: str = Field(primary_key=True, max_length=40)
+    value: int = 0
+
+
 M = TypeVar("M", bound=SQLModel)
 
 

@@ -6,6 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from ipaddress import ip_network
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from careforall.mail_config import SmtpServer
 
 DEFAULT_DATABASE_URL = "sqlite:///./careforall.db"
 
@@ -266,6 +270,14 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_token: str | None = None
+    # Mail (docs/configuration.md, "Mail"): no SMTP server keeps every mail
+    # for the admins to read.
+    smtp: SmtpServer | None = None
+    mail_from: str = "CareForAll <no-reply@localhost>"
+    public_url: str = "http://127.0.0.1:8000"
+    org_name: str = "CareForAll"
+    org_address: str | None = None
+    org_tax_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -314,7 +326,12 @@ class Settings:
             metrics_host=(env.get("CAREFORALL_METRICS_HOST") or "127.0.0.1").strip(),
             metrics_token=env.get("CAREFORALL_METRICS_TOKEN") or None,
         )
-        settings = settings.with_(**_rate_limits(env), **_costs(env))
+        # Imported here: mail_config raises this module's SettingsError.
+        from careforall.mail_config import mail_settings
+
+        settings = settings.with_(
+            **_rate_limits(env), **_costs(env), **mail_settings(env)
+        )
         settings.check()
         return settings
 

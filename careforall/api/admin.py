@@ -16,10 +16,12 @@ from careforall.api.pagination import Connection
 from careforall.api.resolvers import read_as_caller, read_page, write
 from careforall.api.types import Info, Pledge
 from careforall.domain.states import PledgeStatus
-from careforall.services import admin
+from careforall.services import admin, mail_queue
+from careforall.services.mails import MailStatus
 from careforall.services.webhook_log import WebhookOutcome
 
 strawberry.enum(WebhookOutcome)
+strawberry.enum(MailStatus)
 
 
 def _json(text: str) -> JSON:
@@ -101,6 +103,34 @@ class DeadLetter:
     def from_model(cls, row: models.OutboxEvent) -> DeadLetter:
         return from_attributes(
             cls, row, id=strawberry.ID(str(row.id)), payload=_json(row.payload)
+        )
+
+
+@strawberry.type(
+    description="A mail to someone: queued, sent, dead (refused for good) or "
+    "kept (no SMTP server configured)."
+)
+class AdminMail:
+    id: strawberry.ID
+    kind: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    status: MailStatus
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: models.Mail) -> AdminMail:
+        return from_attributes(
+            cls,
+            row,
+            id=strawberry.ID(str(row.id)),
+            to=row.to_address,
+            status=MailStatus(row.status),
         )
 
 
@@ -222,6 +252,20 @@ class AdminQuery:
             info, admin.dead_letters, DeadLetter.from_model, first, after
         )
 
+    @strawberry.field(
+        description="Admin. Every mail, newest first; `status` keeps one kind."
+    )
+    async def admin_mails(
+        self,
+        info: Info,
+        first: int | None = 20,
+        after: str | None = None,
+        status: MailStatus | None = None,
+    ) -> Connection[AdminMail]:
+        return await read_page(
+            info, mail_queue.mails, AdminMail.from_model, first, after, status=status
+        )
+
     @strawberry.field(description="Admin. Newest first.")
     async def webhook_log(
         self,
@@ -259,6 +303,13 @@ class AdminMutation:
     @strawberry.mutation(description="Admin. Deliver every dead letter again.")
     async def replay_all_dead_letters(self, info: Info) -> int:
         return await write(info, admin.replay_all_dead_letters)
+
+    @strawberry.mutation(
+        description="Admin. Send a dead or kept mail again; 0 if it is queued "
+        "or sent already."
+    )
+    async def replay_mail(self, info: Info, id: strawberry.ID) -> int:
+        return await write(info, mail_queue.replay_mail, mail_id=str(id))
 
     @strawberry.mutation(
         description="Admin. Recompute totals from pledges; returns what was repaired."

@@ -51,6 +51,44 @@ def format_money(amount_cents: int, currency: str) -> str:
     return f"{major_units(amount_cents, currency):,.{digits}f} {currency}"
 
 
+# The symbols the web app shows (`money` in web/dom.js, English Intl): a
+# currency without one is shown with its code, as Intl does.
+CURRENCY_SYMBOLS = {
+    "USD": "$",
+    "EUR": "€",
+    "GBP": "£",
+    "JPY": "¥",
+    "INR": "₹",
+    "KRW": "₩",
+    "ILS": "₪",
+    "VND": "₫",
+    "PHP": "₱",
+    "CAD": "CA$",
+    "AUD": "A$",
+    "NZD": "NZ$",
+    "HKD": "HK$",
+    "MXN": "MX$",
+    "BRL": "R$",
+    "CNY": "CN¥",
+    "TWD": "NT$",
+    "XAF": "FCFA",
+    "XOF": "F\u202fCFA",
+    "XCD": "EC$",
+    "XPF": "CFPF",
+}
+
+
+def display_money(amount_cents: int, currency: str) -> str:
+    """As the web app shows an amount: 2500, "USD" -> "$25.00"; 2500, "CHF"
+    -> "CHF\u00a025.00"; a minus sign before the symbol."""
+    digits = minor_unit_exponent(currency)
+    number = f"{abs(major_units(amount_cents, currency)):,.{digits}f}"
+    symbol = CURRENCY_SYMBOLS.get(currency, currency)
+    # A symbol of letters (a code, "FCFA") is set apart by a no-break space.
+    shown = f"{symbol}\u00a0{number}" if symbol[-1].isalpha() else symbol + number
+    return f"-{shown}" if amount_cents < 0 else shown
+
+
 def check_currency(code: str) -> str:
     """Return the code if it is an ISO-4217 currency; refuse anything else."""
     if code not in ISO_4217:

@@ -31,6 +31,7 @@ from careforall.outbox.handlers import (
     SideEffectHandler,
     TransactionalHandler,
     on_dead_letter,
+    transactional_handlers,
 )
 from careforall.services import outbox
 from careforall.sqlite import TransactionLost, check_still_open
@@ -121,7 +122,7 @@ class Delivery:
         # An event without transactional handlers (PledgeCreated) needs no
         # savepoint: it is only marked delivered.
         for kind, items in _by_type(ready).items():
-            handlers = TRANSACTIONAL_HANDLERS.get(kind, [])
+            handlers = transactional_handlers(self.ctx, kind)
             if not handlers:
                 continue
 

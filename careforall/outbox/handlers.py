@@ -21,7 +21,7 @@ from careforall.domain.events import Event, PledgeStatusChanged, TotalsReconcile
 from careforall.domain.states import PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
-from careforall.services import alerts, notifications
+from careforall.services import alerts, mails, notifications
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
 from careforall.services.totals import settle_pledges
@@ -51,6 +51,28 @@ TransactionalHandler = Callable[[Connection, Sequence[Event]], Mapping[str, int]
 SideEffectHandler = Callable[[HandlerContext, Sequence[Event]], Mapping[int, Exception]]
 
 
+ConfiguredHandler = Callable[[Connection, Sequence[Event], Settings], Mapping[str, int]]
+
+
+def transactional_handlers(
+    ctx: HandlerContext, kind: type[Event]
+) -> list[TransactionalHandler]:
+    """Every transactional handler of events of `kind`, in order."""
+    bound: list[TransactionalHandler] = []
+    for handler in CONFIGURED_HANDLERS.get(kind, []):
+
+        def call(
+            conn: Connection,
+            events: Sequence[Event],
+            handler: ConfiguredHandler = handler,
+        ) -> Mapping[str, int]:
+            return handler(conn, events, ctx.settings)
+
+        call.__name__ = handler.__name__
+        bound.append(call)
+    return [*TRANSACTIONAL_HANDLERS.get(kind, []), *bound]
+
+
 def status_changes(events: Sequence[Event]) -> list[PledgeStatusChanged]:
     """A PledgeStatusChanged handler's batch, typed as such."""
     changes = [e for e in events if isinstance(e, PledgeStatusChanged)]
@@ -65,6 +87,15 @@ def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int
     settlement = settle_pledges(conn, [change.pledge_id for change in changes])
     notifications.notify_pledge_statuses(conn, changes, settlement)
     return settlement.changed
+
+
+def write_mails(
+    conn: Connection, events: Sequence[Event], settings: Settings
+) -> Mapping[str, int]:
+    """The donors' receipts and notices, each mail once per cause; sent later
+    by the mail sender (`outbox/mailer.py`), outside this transaction."""
+    mails.write_pledge_mails(conn, status_changes(events), settings)
+    return {}
 
 
 def push_reconciled_totals(
@@ -118,6 +149,11 @@ def capture_after_authorization(
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
     TotalsReconciled: [push_reconciled_totals],
+}
+# Transactional handlers that read the app's settings (the organisation named
+# in every mail): `transactional_handlers` binds them to the context.
+CONFIGURED_HANDLERS: dict[type[Event], list[ConfiguredHandler]] = {
+    PledgeStatusChanged: [write_mails],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],

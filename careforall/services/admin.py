@@ -34,7 +34,7 @@ from careforall.services import audit, outbox, totals
 from careforall.services.pagination import (
     Page,
     check_first,
-    decode_cursor,
+    int_cursor,
     make_page,
     newest_first,
 )
@@ -47,18 +47,6 @@ AUDIT_ID_LIMIT = 100
 
 # The logs admins page through by their integer ids.
 Logged = TypeVar("Logged", WebhookLog, AuditLog)
-
-
-def _int_cursor(after: str | None) -> int | None:
-    raw = decode_cursor(after)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadUserInput(
-            "'after' is not a cursor from this list; start again."
-        ) from None
 
 
 # --- stats -------------------------------------------------------------------
@@ -214,7 +202,7 @@ def dead_letters(
     """Outbox events parked after their last try, newest first."""
     require_admin(principal)
     first = check_first(first)
-    rows = outbox.dead_letters(session, first=first + 1, before_id=_int_cursor(after))
+    rows = outbox.dead_letters(session, first=first + 1, before_id=int_cursor(after))
     return make_page(rows, first, [str(r.id) for r in rows])
 
 
@@ -314,7 +302,7 @@ def _newest_by_id(
 ) -> Page[Logged]:
     """A page of a log keyed by a growing integer id, newest first."""
     first = check_first(first)
-    after_id = _int_cursor(after)
+    after_id = int_cursor(after)
     if after_id is not None:
         query = query.where(id_column < after_id)
     rows = session.exec(query.order_by(id_column.desc()).limit(first + 1)).all()

@@ -45,6 +45,19 @@ def decode_cursor(cursor: str | None) -> str | None:
     return raw[3:]
 
 
+def int_cursor(after: str | None) -> int | None:
+    """The integer id a cursor of a list by integer ids stands for."""
+    raw = decode_cursor(after)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadUserInput(
+            "'after' is not a cursor from this list; start again."
+        ) from None
+
+
 def check_first(first: int) -> int:
     if not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"'first' must be from 1 to {MAX_PAGE}.")

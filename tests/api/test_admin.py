@@ -128,6 +128,8 @@ ADMIN_DOCUMENTS = {
     "auditLog": (AUDIT, {}),
     "replayDeadLetter": (REPLAY, {"id": "1"}),
     "replayAllDeadLetters": (REPLAY_ALL, {}),
+    "adminMails": ("{ adminMails { edges { node { id } } } }", {}),
+    "replayMail": ("mutation($id: ID!) { replayMail(id: $id) }", {"id": "1"}),
     "reconcileTotals": (RECONCILE, {}),
 }
 
@@ -147,7 +149,7 @@ def test_only_an_admin_may_use_an_admin_field(
     assert audit_rows(db) == []  # a refused action leaves no trace but the refusal
 
     body = gql(query, variables, f.admin(gql).token)
-    if field == "replayDeadLetter":  # there is no outbox event 1 to replay
+    if field in {"replayDeadLetter", "replayMail"}:  # no event or mail 1 to replay
         assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     else:
         assert "errors" not in body, body

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from careforall.api.schema import schema
 from careforall.app import create_app
-from careforall.models import Notification, OutboxEvent
+from careforall.models import Mail, Notification, OutboxEvent
 from careforall.services import passwords
 from careforall.settings import Settings
 from tests import factories as f
@@ -340,6 +340,25 @@ def _donors_notification(world: World) -> Vars:
     return {"ids": [wait_until(find)]}
 
 
+def _donors_kept_mail(world: World) -> Vars:
+    """A fresh mail kept without SMTP: the receipt of a donor's capture."""
+    pledge_id = world.captured("donor")["id"]
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+
+    def find() -> str | None:
+        with runtime.db.read() as session:
+            found = session.exec(
+                select(Mail.id).where(Mail.cause_key == f"receipt:{pledge_id}")
+            ).first()
+        return None if found is None else str(found)
+
+    return {"id": wait_until(find)}
+
+
+def _is_one(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value == 1
+
+
 def _notification_read(world: World, variables: Vars, allowed: bool) -> None:
     (row,) = _notification_rows(world, variables["ids"])
     assert (row.read_at is not None) == allowed
@@ -460,6 +479,9 @@ MATRIX: dict[str, list[Case]] = {
     "Query.deadLetters": [
         Case(f"{{ deadLetters {{ {CONNECTION_IDS} }} }}", admin_only())
     ],
+    "Query.adminMails": [
+        Case(f"{{ adminMails {{ {CONNECTION_IDS} }} }}", admin_only())
+    ],
     "Query.webhookLog": [
         Case(f"{{ webhookLog {{ {CONNECTION_IDS} }} }}", admin_only())
     ],
@@ -557,6 +579,14 @@ MATRIX: dict[str, list[Case]] = {
             admin_only(),
             prepare=_first_outbox_event,
             check=_is_zero,  # delivered, not dead: nothing to replay
+        )
+    ],
+    "Mutation.replayMail": [
+        Case(
+            "mutation($id: ID!) { replayMail(id: $id) }",
+            admin_only(),
+            prepare=_donors_kept_mail,
+            check=_is_one,  # kept (no SMTP here): queued again
         )
     ],
     "Mutation.replayAllDeadLetters": [

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.concurrency",
             "careforall.collector",
             "careforall.broadcaster",
+            "careforall.mail_config",
         ),
     ),
     (
@@ -46,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("payments", ("careforall.payments",)),
+    ("mail", ("careforall.mail",)),
     ("services", ("careforall.services",)),
     ("runtime", ("careforall.runtime",)),
     (

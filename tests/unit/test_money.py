@@ -12,6 +12,7 @@ from careforall.domain.money import (
     check_goal,
     check_pledge_amount,
     check_same_currency,
+    display_money,
     format_money,
     major_units,
     minor_unit_exponent,
@@ -103,3 +104,24 @@ def test_every_exponent_names_an_accepted_currency() -> None:
     assert minor_unit_exponent("JPY") == 0
     assert minor_unit_exponent("KWD") == 3
     assert minor_unit_exponent("USD") == 2
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [
+        # What `money` in web/dom.js shows (Intl.NumberFormat in English).
+        (2500, "USD", "$25.00"),
+        (123456789, "EUR", "€1,234,567.89"),
+        (5, "GBP", "£0.05"),
+        (2500, "JPY", "¥2,500"),
+        (2500, "CAD", "CA$25.00"),
+        (2500, "CHF", "CHF\u00a025.00"),
+        (2500, "KWD", "KWD\u00a02.500"),
+        (2500, "XOF", "F\u202fCFA\u00a02,500"),
+        (-2500, "USD", "-$25.00"),
+    ],
+)
+def test_amounts_are_shown_as_the_web_app_shows_them(
+    amount: int, currency: str, shown: str
+) -> None:
+    assert display_money(amount, currency) == shown

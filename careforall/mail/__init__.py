@@ -1,0 +1,1 @@
+"""Mail: the wording (Jinja2 templates) and the SMTP client."""

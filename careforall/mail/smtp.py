@@ -1,0 +1,69 @@
+"""Sending one mail over SMTP with aiosmtplib, and what its failure means.
+
+A refusal with a 5xx reply is for good (`Refused`): the mail is parked as a
+dead letter. Anything else (no connection, a timeout, a 4xx) is worth trying
+again later.
+"""
+
+from __future__ import annotations
+
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+
+import aiosmtplib
+
+from careforall.mail_config import SmtpServer
+
+
+class Refused(Exception):
+    """The server refused the mail for good (a 5xx reply)."""
+
+
+def build_message(
+    *, sender: str, to: str, subject: str, text: str, html: str, mail_id: int
+) -> EmailMessage:
+    """The MIME message: plain text with an HTML alternative."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(usegmt=True)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid(idstring=f"mail{mail_id}", domain=domain)
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+async def send(
+    server: SmtpServer,
+    message: EmailMessage,
+    *,
+    timeout: float = 30.0,
+    tls_context: ssl.SSLContext | None = None,
+) -> None:
+    """Send `message`; raises `Refused` for a 5xx reply, another exception
+    when the mail may go through later."""
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.implicit_tls,
+            # None: STARTTLS when the server offers it; False: never.
+            start_tls=None if server.starttls else False,
+            tls_context=tls_context,
+            timeout=timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [refusal.code for refusal in exc.recipients]
+        if codes and all(code >= 500 for code in codes):
+            raise Refused(str(exc)) from exc
+        raise
+    except aiosmtplib.SMTPResponseException as exc:
+        if exc.code >= 500:
+            raise Refused(f"{exc.code} {exc.message}") from exc
+        raise

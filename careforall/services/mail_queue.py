@@ -1,0 +1,157 @@
+"""The mails waiting to be sent, what became of each try, and the admins'
+view: every mail newest first, and sending a dead or kept one again.
+
+The sender (`outbox/mailer.py`) takes the due mails, sends them outside any
+transaction, then records each outcome here: sent, tried again later with
+backoff, or dead when the server refused it for good.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from careforall.db import Database
+from careforall.domain.clock import utcnow
+from careforall.domain.errors import NotFound
+from careforall.domain.rules import Principal, require_admin
+from careforall.models import Mail
+from careforall.services import audit
+from careforall.services.mails import MailStatus
+from careforall.services.pagination import Page, check_first, int_cursor, make_page
+from careforall.services.unit_of_work import UnitOfWork
+
+BATCH = 20
+LEASE_SECONDS = 60.0
+MAX_DELAY_SECONDS = 600.0
+IDLE_WAIT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One try: `error` None when sent; `refused` when refused for good."""
+
+    mail_id: int
+    error: str | None = None
+    refused: bool = False
+
+
+def _due_query(now: datetime) -> SelectOfScalar[Mail]:
+    return (
+        select(Mail)
+        .where(Mail.status == MailStatus.QUEUED)
+        .where(col(Mail.next_attempt_at) <= now)
+        .order_by(col(Mail.id))
+        .limit(BATCH)
+    )
+
+
+def take_due(db: Database) -> tuple[list[Mail], float]:
+    """The mails due now, and how long to wait before looking again: none
+    after a full batch, else IDLE_WAIT_SECONDS (a handler in this or another
+    process may queue a mail at any time).
+
+    SQLite has one server process (it holds the server lock). On PostgreSQL
+    several processes send: each leases the rows it takes for LEASE_SECONDS
+    (a sender that dies mid-send leaves them to the others)."""
+    now = utcnow()
+    if not db.is_postgres:  # one process: a read, without the write lock
+        with db.read() as session:
+            rows = list(session.exec(_due_query(now)).all())
+        return rows, 0.0 if len(rows) == BATCH else IDLE_WAIT_SECONDS
+    with db.write_session() as session:
+        query = _due_query(now).with_for_update(skip_locked=True)
+        rows = list(session.exec(query).all())
+        if rows:
+            session.execute(
+                update(Mail)
+                .where(col(Mail.id).in_([row.id for row in rows]))
+                .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+            )
+            session.commit()
+    return rows, 0.0 if len(rows) == BATCH else IDLE_WAIT_SECONDS
+
+
+def backoff(attempts: int, base_delay: float) -> float:
+    delay = min(base_delay * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
+    return float(delay * random.uniform(0.5, 1.0))
+
+
+def record(
+    db: Database, rows: list[Mail], outcomes: list[Outcome], *, base_delay: float
+) -> None:
+    """Write what each try did: sent, retried later with backoff, or dead."""
+    now = utcnow()
+    with db.write_session() as session:
+        for row, outcome in zip(rows, outcomes, strict=True):
+            attempts = row.attempts + 1
+            values: dict[str, object] = {"attempts": attempts}
+            if outcome.error is None:
+                values.update(status=MailStatus.SENT, sent_at=now, last_error=None)
+            elif outcome.refused:
+                values.update(status=MailStatus.DEAD, last_error=outcome.error[:500])
+            else:
+                values.update(
+                    last_error=outcome.error[:500],
+                    next_attempt_at=now
+                    + timedelta(seconds=backoff(attempts, base_delay)),
+                )
+            session.execute(update(Mail).where(col(Mail.id) == row.id).values(**values))
+        session.commit()
+
+
+# --- admins ----------------------------------------------------------------------
+
+
+def mails(
+    session: Session,
+    *,
+    principal: Principal | None,
+    first: int,
+    after: str | None,
+    status: MailStatus | None = None,
+) -> Page[Mail]:
+    """Every mail, newest first (optionally of one status)."""
+    require_admin(principal)
+    first = check_first(first)
+    query = select(Mail)
+    before = int_cursor(after)
+    if before is not None:
+        query = query.where(col(Mail.id) < before)
+    if status is not None:
+        query = query.where(Mail.status == status)
+    rows = session.exec(query.order_by(col(Mail.id).desc()).limit(first + 1)).all()
+    return make_page(rows, first, [str(r.id) for r in rows])
+
+
+def replay_mail(uow: UnitOfWork, *, principal: Principal | None, mail_id: str) -> int:
+    """Send a dead or kept mail again; 0 when it is queued or sent already."""
+    admin = require_admin(principal)
+    try:
+        row_id = int(mail_id)
+    except ValueError:
+        raise NotFound("There is no mail with that id.") from None
+    with uow:
+        row = uow.session.get(Mail, row_id)
+        if row is None:
+            raise NotFound("There is no mail with that id.")
+        if row.status not in {MailStatus.DEAD, MailStatus.KEPT}:
+            return 0
+        audit.record(
+            uow,
+            actor=admin,
+            action="replay_mail",
+            target_type="mail",
+            target_id=str(row_id),
+            detail={"status": row.status, "last_error": (row.last_error or "")[:500]},
+        )
+        row.status = MailStatus.QUEUED
+        row.next_attempt_at = utcnow()
+        uow.session.add(row)
+        uow.commit()
+    return 1

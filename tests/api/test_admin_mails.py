@@ -1,0 +1,90 @@
+"""Mails through the running app: a capture's receipt reaches a real SMTP
+server through the app's mail sender; without SMTP, admins read the kept
+mails (`adminMails`) and send one again (`replayMail`), audited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from tests import factories as f
+from tests.helpers.api import GQL
+from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.waiting import wait_until
+
+__all__ = ["mail_server"]  # the fixture, used by name
+
+MAILS = """query($first: Int, $after: String, $status: MailStatus) {
+  adminMails(first: $first, after: $after, status: $status) {
+    edges { node { id kind to subject text html status attempts lastError
+                   createdAt sentAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+REPLAY = "mutation($id: ID!) { replayMail(id: $id) }"
+AUDIT = "{ auditLog(first: 5) { edges { node { action targetType targetId } } } }"
+
+
+def give_and_pay(gql: GQL, amount: int = 2500) -> tuple[f.Account, str]:
+    """A registered donor gives `amount` USD and pays (captured at once)."""
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token, title="Hip surgery for Ana")
+    donor = f.register(gql)
+    pledge = f.pledge(gql, donor.token, campaign["id"], amount=amount)
+    gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
+    return donor, pledge["id"]
+
+
+def mails(gql: GQL, token: str, **variables: Any) -> list[dict[str, Any]]:
+    data = gql.ok(MAILS, variables, token)
+    return [edge["node"] for edge in data["adminMails"]["edges"]]
+
+
+def test_a_capture_sends_its_receipt_through_the_app(
+    app_factory: Callable[..., TestClient], mail_server: MailServer
+) -> None:
+    client = app_factory(smtp=mail_server.smtp, org_name="Hope Foundation")
+    gql = GQL(client)
+    donor, pledge_id = give_and_pay(gql)
+
+    [message] = mail_server.wait_for(1)
+    assert message["To"] == donor.email
+    assert "receipt" in message["Subject"].lower()
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "$25.00" in text and "Hip surgery for Ana" in text and pledge_id in text
+    admin = f.admin(gql)
+    wait_until(lambda: mails(gql, admin.token)[0]["status"] == "SENT")
+
+
+def test_without_smtp_admins_read_kept_mails_and_send_one_again(
+    client: TestClient, gql: GQL
+) -> None:
+    admin = f.admin(gql)
+    donor, pledge_id = give_and_pay(gql, amount=700)
+    wait_until(lambda: mails(gql, admin.token))
+    [mail] = mails(gql, admin.token)
+    assert (mail["status"], mail["kind"], mail["to"]) == (
+        "KEPT",
+        "receipt",
+        donor.email,
+    )
+    assert "$7.00" in mail["text"] and pledge_id in mail["text"]
+    assert "Hip surgery for Ana" in mail["html"] and mail["sentAt"] is None
+    assert mails(gql, admin.token, status="SENT") == []
+
+    assert gql.code(MAILS, {}, donor.token) == "FORBIDDEN"
+
+    assert gql.ok(REPLAY, {"id": mail["id"]}, admin.token)["replayMail"] == 1
+    assert gql.ok(REPLAY, {"id": mail["id"]}, admin.token)["replayMail"] == 0
+    assert mails(gql, admin.token)[0]["status"] == "QUEUED"
+    audit = gql.ok(AUDIT, None, admin.token)["auditLog"]["edges"][0]["node"]
+    assert audit == {
+        "action": "replay_mail",
+        "targetType": "mail",
+        "targetId": mail["id"],
+    }
+    assert gql.code(REPLAY, {"id": "999999"}, admin.token) == "NOT_FOUND"

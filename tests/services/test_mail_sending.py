@@ -1,0 +1,186 @@
+"""Mails sent to a real SMTP server (aiosmtpd): a server that is down delays
+a receipt, which then arrives once; an address refused for good parks the
+mail as dead for an admin to replay; STARTTLS when the server offers it, and
+never with `?starttls=off`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from careforall.db import Database
+from careforall.domain.clock import utcnow
+from careforall.domain.errors import Forbidden
+from careforall.domain.rules import Principal
+from careforall.mail_config import SmtpServer
+from careforall.models import Campaign, Mail
+from careforall.services import mail_queue
+from careforall.services.unit_of_work import UnitOfWork
+from careforall.settings import Settings
+from tests.helpers.mails import (
+    ORG,
+    all_mails,
+    deliver,
+    email_of,
+    mailing,
+    make_due,
+    send_due,
+)
+from tests.helpers.pledges import give, provider_says
+from tests.helpers.smtp import MailServer, free_port, mail_server, self_signed_tls
+from tests.services.conftest import MakeUser
+
+__all__ = ["mail_server", "mailing"]  # fixtures, used by name
+
+
+def test_smtp_down_during_a_capture_then_up_the_receipt_arrives_once(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+) -> None:
+    server = MailServer(port=free_port())  # not started: nothing listens
+    mailing = settings.with_(smtp=server.smtp, **ORG)
+    donor = make_user()
+    pledge_id = give(db, donor, campaign, 2500)
+    provider_says(db, pledge_id, "captured")
+    deliver(db, mailing)
+
+    send_due(db, server.smtp, timeout=2.0)
+    [mail] = all_mails(db)
+    assert (mail.status, mail.attempts) == ("queued", 1)
+    assert mail.last_error and mail.next_attempt_at > utcnow()
+    send_due(db, server.smtp, timeout=2.0)  # not due yet: the backoff holds it
+    assert all_mails(db)[0].attempts == 1
+
+    server.start()
+    try:
+        make_due(db)
+        send_due(db, server.smtp)
+        send_due(db, server.smtp)
+        assert len(server.wait_for(1)) == 1
+        assert len(server.wait_for(2, timeout=0.3)) == 1
+    finally:
+        server.stop()
+    [mail] = all_mails(db)
+    assert (mail.status, mail.attempts, mail.last_error) == ("sent", 2, None)
+
+
+def test_an_address_refused_for_good_is_a_dead_letter_an_admin_replays(
+    db: Database,
+    mailing: Settings,
+    mail_server: MailServer,
+    make_user: MakeUser,
+    admin: Principal,
+    campaign: Campaign,
+) -> None:
+    donor = make_user()
+    mail_server.refused.add(email_of(db, donor))
+    pledge_id = give(db, donor, campaign, 2500)
+    provider_says(db, pledge_id, "captured")
+    deliver(db, mailing)
+    send_due(db, mailing.smtp)  # type: ignore[arg-type]
+
+    [mail] = all_mails(db)
+    assert (mail.status, mail.attempts) == ("dead", 1)
+    assert "550" in (mail.last_error or "")
+    assert mail_server.messages == []
+    with db.read() as session:
+        page = mail_queue.mails(
+            session, principal=admin, first=10, after=None, status="dead"
+        )
+        with pytest.raises(Forbidden):
+            mail_queue.mails(session, principal=donor, first=10, after=None)
+    assert [m.id for m in page.items] == [mail.id]
+
+    mail_server.refused.clear()  # the mailbox exists now
+    assert mail_id(mail) and replay(db, admin, mail) == 1
+    assert replay(db, admin, mail) == 0  # queued already
+    send_due(db, mailing.smtp)  # type: ignore[arg-type]
+    send_due(db, mailing.smtp)  # type: ignore[arg-type]
+    assert len(mail_server.wait_for(1)) == 1
+    assert len(mail_server.wait_for(2, timeout=0.3)) == 1
+    assert all_mails(db)[0].status == "sent"
+    assert replay(db, admin, mail) == 0  # sent: nothing to replay
+
+
+def mail_id(mail: Mail) -> str:
+    return str(mail.id)
+
+
+def replay(db: Database, admin: Principal, mail: Mail) -> int:
+    return mail_queue.replay_mail(
+        UnitOfWork(db), principal=admin, mail_id=mail_id(mail)
+    )
+
+
+def test_starttls_when_the_server_offers_it(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    tmp_path: Path,
+) -> None:
+    server_tls, client_tls = self_signed_tls(tmp_path)
+    server = MailServer(port=free_port(), tls_context=server_tls)
+    server.start()
+    try:
+        mailing = settings.with_(smtp=server.smtp, **ORG)
+        donor = make_user()
+        pledge_id = give(db, donor, campaign, 2500)
+        provider_says(db, pledge_id, "captured")
+        deliver(db, mailing)
+        send_due(db, server.smtp, tls_context=client_tls)
+        assert len(server.wait_for(1)) == 1
+        assert server.received[0].over_tls
+        assert all_mails(db)[0].status == "sent"
+    finally:
+        server.stop()
+
+
+def test_starttls_off_is_not_tried(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    tmp_path: Path,
+) -> None:
+    """`?starttls=off`: the client never upgrades, so a server that insists on
+    STARTTLS refuses the mail (530) and it waits as a dead letter."""
+    server_tls, _client_tls = self_signed_tls(tmp_path)
+    server = MailServer(port=free_port(), tls_context=server_tls)
+    server.start()
+    try:
+        plain = SmtpServer(host="127.0.0.1", port=server.port, starttls=False)
+        mailing = settings.with_(smtp=plain, **ORG)
+        donor = make_user()
+        provider_says(db, give(db, donor, campaign, 2500), "captured")
+        deliver(db, mailing)
+        send_due(db, plain)
+        assert server.messages == []
+        [mail] = all_mails(db)
+        assert mail.status == "dead" and "530" in (mail.last_error or "")
+    finally:
+        server.stop()
+
+
+def test_a_mail_due_later_is_not_sent_now(
+    db: Database,
+    mailing: Settings,
+    mail_server: MailServer,
+    make_user: MakeUser,
+    campaign: Campaign,
+) -> None:
+    donor = make_user()
+    provider_says(db, give(db, donor, campaign, 2500), "captured")
+    deliver(db, mailing)
+    with UnitOfWork(db) as uow:
+        uow.session.execute(
+            update(Mail).values(next_attempt_at=utcnow() + timedelta(hours=1))
+        )
+        uow.commit()
+    send_due(db, mailing.smtp)  # type: ignore[arg-type]
+    assert mail_server.messages == [] and all_mails(db)[0].status == "queued"
