@@ -1,10 +1,11 @@
-"""Blocking work from the event loop's background tasks."""
+"""The event loop's background tasks: blocking work in threads, and rounds."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 R = TypeVar("R")
@@ -33,3 +34,44 @@ async def in_thread(
         if not work.cancelled():
             work.exception()  # retrieved: the cancel is what the caller hears of
         raise
+
+
+class Rounds:
+    """A lifespan task that works in rounds: each round says how long to wait
+    for the next, and `wake()`, from any thread, cuts the wait short. A round
+    that fails is logged and tried again a second later, so the task outlives
+    a database or a server that is away for a moment."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.alive = False
+
+    def wake(self) -> None:
+        """Thread-safe: there may be work now."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run_rounds(self, round_: Callable[[], Awaitable[float]]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.alive = True
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    delay = await round_()
+                except Exception:
+                    self._log.exception(f"{self._what} failed; retrying")
+                    delay = 1.0
+                try:
+                    # Not asyncio.wait_for: on 3.11 it swallows a cancel that
+                    # coincides with a wake-up, and shutdown would wait forever.
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            self.alive = False

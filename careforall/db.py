@@ -15,9 +15,10 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -29,16 +30,20 @@ from sqlalchemy import (
     create_engine,
     event,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
+from sqlmodel import Session, col
+from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.direct import Direct
 from careforall.session_versions import SessionVersions
 from careforall.settings import Settings
 from careforall.sqlite import WriteWaiters, make_sqlite_engine, write_options
+
+M = TypeVar("M", bound=Any)
 
 # Marks a pooled connection that committed since it was checked out.
 _COMMITTED = "careforall_committed"
@@ -234,6 +239,24 @@ class InsertUnlessPresent:
         the rows go to the driver's executemany)."""
         if rows:
             connection.execute(self._quiet[connection.dialect.name], list(rows))
+
+
+def lease_due(db: Database, query: SelectOfScalar[M], until: datetime) -> list[M]:
+    """PostgreSQL, several processes: the rows of `query` (due work of a table
+    with `id` and `next_attempt_at`) that no other process holds, kept for this
+    one by moving their next attempt to `until`; a process that dies with them
+    leaves them to the others then."""
+    model = query.column_descriptions[0]["entity"]
+    with db.write_session() as session:
+        rows = list(session.exec(query.with_for_update(skip_locked=True)).all())
+        if rows:
+            session.execute(
+                update(model)
+                .where(col(model.id).in_([row.id for row in rows]))
+                .values(next_attempt_at=until)
+            )
+            session.commit()
+    return rows
 
 
 def _payload_parts(payload: str) -> list[str]:

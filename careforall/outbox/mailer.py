@@ -15,7 +15,7 @@ import logging
 import ssl
 from functools import partial
 
-from careforall.concurrency import in_thread
+from careforall.concurrency import Rounds, in_thread
 from careforall.db import Database
 from careforall.mail import smtp
 from careforall.mail_config import SmtpServer
@@ -26,7 +26,7 @@ from careforall.services.mail_queue import Outcome
 log = logging.getLogger("careforall.mail")
 
 
-class MailSender:
+class MailSender(Rounds):
     def __init__(
         self,
         db: Database,
@@ -43,35 +43,10 @@ class MailSender:
         self._base_delay = base_delay
         self._timeout = timeout
         self._tls_context = tls_context
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.alive = False
-
-    def wake(self) -> None:
-        """Thread-safe: a mail may be due now (an admin queued one again)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+        super().__init__(log, "mail round")
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.alive = True
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    delay = await self.send_due()
-                except Exception:
-                    # The database may be away for a moment: keep sending.
-                    log.exception("mail round failed; retrying")
-                    delay = 1.0
-                try:
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-        finally:
-            self.alive = False
+        await self.run_rounds(self.send_due)
 
     async def send_due(self) -> float:
         """Send the due mails; returns how long to wait before the next round."""

@@ -11,18 +11,17 @@ import json
 import logging
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 import httpx
 from opentelemetry.trace import SpanKind
 from sqlalchemy import update
 from sqlmodel import col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall import tracing
-from careforall.concurrency import in_thread
-from careforall.db import Database
+from careforall.concurrency import Rounds, in_thread
+from careforall.db import Database, lease_due
 from careforall.domain.clock import utcnow
 from careforall.models import SimWebhook
 from careforall.payments.signature import sign
@@ -34,7 +33,7 @@ BATCH = 64
 LEASE_SECONDS = 10.0
 
 
-class WebhookSender:
+class WebhookSender(Rounds):
     def __init__(
         self,
         db: Database,
@@ -49,38 +48,11 @@ class WebhookSender:
         self._url = url
         self._client_factory = client_factory
         self._base_delay = base_delay
-        self._wake = asyncio.Event()
-        self.alive = False
-
-    def wake(self) -> None:
-        """Thread-safe: called after the provider commits a webhook."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
-
-    _loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(log, "webhook delivery round")
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.alive = True
-        try:
-            async with self._client_factory() as client:
-                while True:
-                    self._wake.clear()
-                    try:
-                        delay = await self._deliver_due(client)
-                    except Exception:
-                        # The database may be away for a moment: keep delivering.
-                        log.exception("webhook delivery round failed; retrying")
-                        delay = 1.0
-                    try:
-                        # Not asyncio.wait_for (see Dispatcher.run).
-                        async with asyncio.timeout(delay):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
-        finally:
-            self.alive = False
+        async with self._client_factory() as client:
+            await self.run_rounds(partial(self._deliver_due, client))
 
     def _due(self) -> tuple[list[SimWebhook], float]:
         now = utcnow()
@@ -92,7 +64,11 @@ class WebhookSender:
             .limit(BATCH)
         )
         # PostgreSQL: several processes may send; each takes a lease on its rows.
-        rows = self._lease(query, now) if self._db.is_postgres else None
+        rows = (
+            lease_due(self._db, query, now + timedelta(seconds=LEASE_SECONDS))
+            if self._db.is_postgres
+            else None
+        )
         with self._db.read() as session:
             if rows is None:
                 rows = list(session.exec(query).all())
@@ -105,23 +81,6 @@ class WebhookSender:
             ).first()
         wait = (upcoming - now).total_seconds() if upcoming is not None else 5.0
         return rows, max(0.01, min(wait, 5.0))
-
-    def _lease(
-        self, query: SelectOfScalar[SimWebhook], now: datetime
-    ) -> list[SimWebhook]:
-        """PostgreSQL, several processes: take the due rows no other process holds
-        and keep them for LEASE_SECONDS, so each webhook is posted by one sender
-        (a sender that dies mid-post leaves them to the others after the lease)."""
-        with self._db.write_session() as session:
-            rows = list(session.exec(query.with_for_update(skip_locked=True)).all())
-            if rows:
-                session.execute(
-                    update(SimWebhook)
-                    .where(col(SimWebhook.id).in_([row.id for row in rows]))
-                    .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
-                )
-                session.commit()
-        return rows
 
     async def _deliver_due(self, client: httpx.AsyncClient) -> float:
         # Database work runs in a worker thread: a lock wait must not stall the loop.

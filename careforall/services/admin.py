@@ -13,11 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, exists
 from sqlmodel import Session, col, func, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.domain.clock import to_utc, utcnow
 from careforall.domain.errors import BadUserInput, NotFound
@@ -25,6 +24,7 @@ from careforall.domain.rules import Principal, require_admin
 from careforall.domain.states import PledgeStatus
 from careforall.models import (
     AuditLog,
+    Mail,
     OutboxEvent,
     Pledge,
     PledgeTransition,
@@ -36,6 +36,7 @@ from careforall.services.pagination import (
     check_first,
     int_cursor,
     make_page,
+    newest_by_int_id,
     newest_first,
 )
 from careforall.services.unit_of_work import UnitOfWork
@@ -43,10 +44,6 @@ from careforall.services.webhook_log import LOGGED_REJECTED, WebhookOutcome
 
 # An audit row names at most this many ids; `count` always says how many.
 AUDIT_ID_LIMIT = 100
-
-
-# The logs admins page through by their integer ids.
-Logged = TypeVar("Logged", WebhookLog, AuditLog)
 
 
 # --- stats -------------------------------------------------------------------
@@ -98,34 +95,7 @@ def stats(
     """
     require_admin(principal)
     now = now or utcnow()
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-    counts: dict[str, int] = defaultdict(int)
-    sums: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for status, currency, count, amount in session.exec(
-        select(
-            Pledge.status, Pledge.currency, func.count(), func.sum(Pledge.amount_cents)
-        ).group_by(Pledge.status, Pledge.currency)
-    ).all():
-        counts[status] += int(count)
-        sums[status].append((currency, int(amount)))
-    by_status = [
-        StatusStats(status=s, count=counts[s.value], amounts=_amounts(sums[s.value]))
-        for s in PledgeStatus
-    ]
-
-    captured_today = exists().where(
-        col(PledgeTransition.pledge_id) == col(Pledge.id),
-        col(PledgeTransition.to_status) == PledgeStatus.CAPTURED.value,
-        col(PledgeTransition.at) >= midnight,
-    )
-    today = session.exec(
-        select(Pledge.currency, func.sum(Pledge.amount_cents))
-        .where(Pledge.status == PledgeStatus.CAPTURED.value)
-        .where(captured_today)
-        .group_by(Pledge.currency)
-    ).all()
-
+    counts, sums = _pledges_by_status(session)
     waiting = outbox.counts(session)
     rejects = session.exec(
         select(func.count())
@@ -135,14 +105,53 @@ def stats(
     ).one()
     return Stats(
         at=now,
-        pledges_by_status=by_status,
-        raised_today=_amounts([(c, int(a)) for c, a in today]),
+        pledges_by_status=[
+            StatusStats(s, count=counts[s.value], amounts=_amounts(sums[s.value]))
+            for s in PledgeStatus
+        ],
+        raised_today=_amounts(_captured_since(session, _midnight(now))),
         raised_total=_amounts(sums[PledgeStatus.CAPTURED.value]),
         outbox_pending=waiting.pending,
         outbox_lag_seconds=waiting.lag_seconds(now),
         dead_letters=waiting.dead,
         webhook_rejects_last_hour=int(rejects) + sampled_rejects,
     )
+
+
+def _midnight(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _pledges_by_status(
+    session: Session,
+) -> tuple[dict[str, int], dict[str, list[tuple[str, int]]]]:
+    """Per status: how many pledges, and their sum per currency."""
+    counts: dict[str, int] = defaultdict(int)
+    sums: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for status, currency, count, amount in session.exec(
+        select(
+            Pledge.status, Pledge.currency, func.count(), func.sum(Pledge.amount_cents)
+        ).group_by(Pledge.status, Pledge.currency)
+    ).all():
+        counts[status] += int(count)
+        sums[status].append((currency, int(amount)))
+    return counts, sums
+
+
+def _captured_since(session: Session, since: datetime) -> list[tuple[str, int]]:
+    """Per currency, what pledges captured since `since` still contribute."""
+    captured_then = exists().where(
+        col(PledgeTransition.pledge_id) == col(Pledge.id),
+        col(PledgeTransition.to_status) == PledgeStatus.CAPTURED.value,
+        col(PledgeTransition.at) >= since,
+    )
+    rows = session.exec(
+        select(Pledge.currency, func.sum(Pledge.amount_cents))
+        .where(Pledge.status == PledgeStatus.CAPTURED.value)
+        .where(captured_then)
+        .group_by(Pledge.currency)
+    ).all()
+    return [(currency, int(amount)) for currency, amount in rows]
 
 
 # --- pledges -------------------------------------------------------------------
@@ -206,6 +215,21 @@ def dead_letters(
     return make_page(rows, first, [str(r.id) for r in rows])
 
 
+Row = TypeVar("Row", OutboxEvent, Mail)
+
+
+def row_by_id(session: Session, model: type[Row], raw_id: str, what: str) -> Row:
+    """The row an admin names by its integer id (as the API shows it), or
+    NotFound naming `what`."""
+    try:
+        row = session.get(model, int(raw_id))
+    except ValueError:
+        row = None
+    if row is None:
+        raise NotFound(f"There is no {what} with that id.")
+    return row
+
+
 def replay_dead_letter(
     uow: UnitOfWork, *, principal: Principal | None, event_id: str
 ) -> int:
@@ -214,14 +238,10 @@ def replay_dead_letter(
     Handlers are idempotent, so a replayed event has its effect once.
     """
     admin = require_admin(principal)
-    try:
-        row_id = int(event_id)
-    except ValueError:
-        raise NotFound("There is no outbox event with that id.") from None
     with uow:
-        row = uow.session.get(OutboxEvent, row_id)
-        if row is None:
-            raise NotFound("There is no outbox event with that id.")
+        row = row_by_id(uow.session, OutboxEvent, event_id, "outbox event")
+        row_id = row.id
+        assert row_id is not None  # a stored row: None would requeue them all
         replayed = outbox.requeue_dead(uow.session, now=utcnow(), row_id=row_id)
         if not replayed:
             return 0
@@ -279,7 +299,7 @@ def webhook_log(
     query = select(WebhookLog)
     if outcome is not None:
         query = query.where(WebhookLog.outcome == outcome.value)
-    return _newest_by_id(session, query, col(WebhookLog.id), first=first, after=after)
+    return newest_by_int_id(session, query, first=first, after=after)
 
 
 def audit_log(
@@ -287,26 +307,7 @@ def audit_log(
 ) -> Page[AuditLog]:
     """Admin actions, newest first."""
     require_admin(principal)
-    return _newest_by_id(
-        session, select(AuditLog), col(AuditLog.id), first=first, after=after
-    )
-
-
-def _newest_by_id(
-    session: Session,
-    query: SelectOfScalar[Logged],
-    id_column: Any,  # the model's `id` column
-    *,
-    first: int,
-    after: str | None,
-) -> Page[Logged]:
-    """A page of a log keyed by a growing integer id, newest first."""
-    first = check_first(first)
-    after_id = int_cursor(after)
-    if after_id is not None:
-        query = query.where(id_column < after_id)
-    rows = session.exec(query.order_by(id_column.desc()).limit(first + 1)).all()
-    return make_page(rows, first, [str(r.id) for r in rows])
+    return newest_by_int_id(session, select(AuditLog), first=first, after=after)
 
 
 # --- reconcile -----------------------------------------------------------------

@@ -90,6 +90,21 @@ def notify_dead_letter(
     return len(admins)
 
 
+def _logged_burst(session: Session, outcome: str, now: datetime) -> int:
+    """How many of the newest `WEBHOOK_REJECTIONS` logged refusals of this
+    kind came within the window (all of them, or 0)."""
+    # The newest N through the (outcome, id) index: never a scan of the window.
+    times = session.exec(
+        select(WebhookLog.received_at)
+        .where(WebhookLog.outcome == outcome)
+        .order_by(col(WebhookLog.id).desc())
+        .limit(WEBHOOK_REJECTIONS)
+    ).all()
+    if len(times) < WEBHOOK_REJECTIONS or min(times) < now - WEBHOOK_WINDOW:
+        return 0
+    return len(times)
+
+
 def watch_webhook_rejections(
     session: Session,
     *,
@@ -117,21 +132,9 @@ def watch_webhook_rejections(
     ).first()
     if sent is not None and sent > now - WEBHOOK_ALERT_EVERY:
         return 0
-    if recent is not None:
-        count = recent
-        if count < WEBHOOK_REJECTIONS:
-            return 0
-    else:
-        # The newest N through the (outcome, id) index: never a scan of the window.
-        times = session.exec(
-            select(WebhookLog.received_at)
-            .where(WebhookLog.outcome == outcome)
-            .order_by(col(WebhookLog.id).desc())
-            .limit(WEBHOOK_REJECTIONS)
-        ).all()
-        if len(times) < WEBHOOK_REJECTIONS or min(times) < now - WEBHOOK_WINDOW:
-            return 0
-        count = len(times)
+    count = recent if recent is not None else _logged_burst(session, outcome, now)
+    if count < WEBHOOK_REJECTIONS:
+        return 0
     if take_alert(session, key=key, every=WEBHOOK_ALERT_EVERY, now=now) is None:
         return 0
     message = words.webhooks_rejected(

@@ -59,6 +59,21 @@ _SESSION_NOW = core_select(_SESSIONS.c.token_version).where(
 )
 
 
+def new_user(
+    *, email: str, name: str, password_hash: str, role: Role = Role.DONOR
+) -> User:
+    """A new account's row, its email already normalised (and its look-alike
+    skeleton taken from it)."""
+    return User(
+        id=new_id("usr"),
+        email=email,
+        email_skeleton=email_skeleton(email),
+        name=name,
+        password_hash=password_hash,
+        role=role.value,
+    )
+
+
 def authenticate(db: Database, keys: TokenKeys, token: str) -> Principal:
     """The principal behind a token, with a user's role as it is now.
 
@@ -195,13 +210,7 @@ def register(
     password_hash = hash_password(password)
     with uow:
         _refuse_taken(uow.session, email, skeleton)
-        user = User(
-            id=new_id("usr"),
-            email=email,
-            email_skeleton=skeleton,
-            name=name,
-            password_hash=password_hash,
-        )
+        user = new_user(email=email, name=name, password_hash=password_hash)
         uow.session.add(user)
         uow.session.flush()
         if session_id is not None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from careforall.domain.clock import new_id
 from careforall.domain.states import Role
 from careforall.models import User
-from careforall.services.auth import check_name
+from careforall.services.auth import check_name, new_user
 from careforall.services.emails import email_skeleton, normalize_email
 from careforall.services.passwords import (
     check_password,
@@ -82,13 +81,8 @@ def _ensure_admin(
         )
         if user is None:
             assert new_hash is not None
-            user = User(
-                id=new_id("usr"),
-                email=email,
-                email_skeleton=skeleton,
-                name=name,
-                password_hash=new_hash,
-                role=Role.ADMIN.value,
+            user = new_user(
+                email=email, name=name, password_hash=new_hash, role=Role.ADMIN
             )
         elif user.role != Role.ADMIN.value or new_hash is not None:
             user.role = Role.ADMIN.value

@@ -16,14 +16,14 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from careforall.db import Database
+from careforall.db import Database, lease_due
 from careforall.domain.clock import utcnow
-from careforall.domain.errors import NotFound
 from careforall.domain.rules import Principal, require_admin
 from careforall.models import Mail
 from careforall.services import audit
+from careforall.services.admin import row_by_id
 from careforall.services.mails import MailStatus
-from careforall.services.pagination import Page, check_first, int_cursor, make_page
+from careforall.services.pagination import Page, newest_by_int_id
 from careforall.services.unit_of_work import UnitOfWork
 
 BATCH = 20
@@ -64,16 +64,7 @@ def take_due(db: Database) -> tuple[list[Mail], float]:
         with db.read() as session:
             rows = list(session.exec(_due_query(now)).all())
         return rows, 0.0 if len(rows) == BATCH else IDLE_WAIT_SECONDS
-    with db.write_session() as session:
-        query = _due_query(now).with_for_update(skip_locked=True)
-        rows = list(session.exec(query).all())
-        if rows:
-            session.execute(
-                update(Mail)
-                .where(col(Mail.id).in_([row.id for row in rows]))
-                .values(next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
-            )
-            session.commit()
+    rows = lease_due(db, _due_query(now), now + timedelta(seconds=LEASE_SECONDS))
     return rows, 0.0 if len(rows) == BATCH else IDLE_WAIT_SECONDS
 
 
@@ -118,28 +109,17 @@ def mails(
 ) -> Page[Mail]:
     """Every mail, newest first (optionally of one status)."""
     require_admin(principal)
-    first = check_first(first)
     query = select(Mail)
-    before = int_cursor(after)
-    if before is not None:
-        query = query.where(col(Mail.id) < before)
     if status is not None:
         query = query.where(Mail.status == status)
-    rows = session.exec(query.order_by(col(Mail.id).desc()).limit(first + 1)).all()
-    return make_page(rows, first, [str(r.id) for r in rows])
+    return newest_by_int_id(session, query, first=first, after=after)
 
 
 def replay_mail(uow: UnitOfWork, *, principal: Principal | None, mail_id: str) -> int:
     """Send a dead or kept mail again; 0 when it is queued or sent already."""
     admin = require_admin(principal)
-    try:
-        row_id = int(mail_id)
-    except ValueError:
-        raise NotFound("There is no mail with that id.") from None
     with uow:
-        row = uow.session.get(Mail, row_id)
-        if row is None:
-            raise NotFound("There is no mail with that id.")
+        row = row_by_id(uow.session, Mail, mail_id, "mail")
         if row.status not in {MailStatus.DEAD, MailStatus.KEPT}:
             return 0
         audit.record(
@@ -147,7 +127,7 @@ def replay_mail(uow: UnitOfWork, *, principal: Principal | None, mail_id: str) -
             actor=admin,
             action="replay_mail",
             target_type="mail",
-            target_id=str(row_id),
+            target_id=str(row.id),
             detail={"status": row.status, "last_error": (row.last_error or "")[:500]},
         )
         row.status = MailStatus.QUEUED

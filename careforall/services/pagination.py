@@ -78,6 +78,19 @@ def newest_first(
     return make_page(rows, first, [r.id for r in rows])
 
 
+def newest_by_int_id(
+    session: Session, query: SelectOfScalar[M], *, first: int, after: str | None
+) -> Page[M]:
+    """One page of `query`'s rows by descending integer id (logs, mails)."""
+    first = check_first(first)
+    after_id = int_cursor(after)
+    id_column = col(query.column_descriptions[0]["entity"].id)
+    if after_id is not None:
+        query = query.where(id_column < after_id)
+    rows = session.exec(query.order_by(id_column.desc()).limit(first + 1)).all()
+    return make_page(rows, first, [str(r.id) for r in rows])
+
+
 def make_page(rows: Sequence[T], first: int, ids: Sequence[str]) -> Page[T]:
     """`rows` was fetched with limit first + 1: the extra row means more follow."""
     has_next = len(rows) > first
