@@ -74,6 +74,15 @@ LIST_SIZES: dict[tuple[str, str], int] = {
 Fields = dict[str, dict[int, tuple[FieldNode, GraphQLNamedType | None]]]
 
 
+# Fields a measure may visit: a document with a few hundred fields visits a
+# few thousand; one built to explode is stopped after a few milliseconds.
+MAX_VISITS = 20_000
+
+
+class TooLongToMeasure(Exception):
+    """The document's fields, fragments unfolded, are too many to walk."""
+
+
 def _merge(into: Fields, more: Fields) -> None:
     for key, nodes in more.items():
         into.setdefault(key, {}).update(nodes)
@@ -98,6 +107,10 @@ class _Walk:
         self.read_variables = False
         self.collected: dict[int, Fields] = {}
         self.collecting: set[str] = set()
+        # Fragments spread under fields are walked again at every spread, so
+        # a short document can ask for a walk that doubles with each level:
+        # past this many fields visited it is refused unmeasured.
+        self.visits_left = MAX_VISITS
 
     def type_named(self, name: str) -> GraphQLNamedType | None:
         return self.schema.type_map.get(name)
@@ -143,6 +156,9 @@ class _Walk:
         nodes: dict[int, tuple[FieldNode, GraphQLNamedType | None]],
         page: int | None,
     ) -> int:
+        self.visits_left -= 1
+        if self.visits_left < 0:
+            raise TooLongToMeasure()
         node, parent = next(iter(nodes.values()))
         name = node.name.value
         if name.startswith("__") or not isinstance(
@@ -272,6 +288,15 @@ class QueryCost(SchemaExtension):
                 )
             except RecursionError:
                 cost = 0  # nested too deeply: the depth limit refuses it
+            except TooLongToMeasure:
+                context.pre_execution_errors = [
+                    GraphQLError(
+                        "The query unfolds into more than "
+                        f"{MAX_VISITS:,} fields; at most {limit:,} values are "
+                        "allowed. Use fewer nested fragments."
+                    )
+                ]
+                cost = 0
             if cost > limit:
                 context.pre_execution_errors = [
                     GraphQLError(

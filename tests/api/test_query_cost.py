@@ -108,3 +108,20 @@ def test_an_answer_over_the_size_limit_is_refused_not_sent(
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert "at most 2,000 are sent" in error["message"]
     assert "d" * 100 not in str(body)
+
+
+def test_fragments_that_double_at_every_level_are_refused_quickly(gql: GQL) -> None:
+    """Spread twice under a field at each of 60 levels, a fragment asks for a
+    walk of 2^60 fields: it is refused after a bounded walk, not measured."""
+    levels = 60
+    parts = ['query Q { pledge(id: "x") { ...F0 } }']
+    for i in range(levels):
+        inner = f"...F{i + 1}" if i + 1 < levels else "id"
+        parts.append(
+            f"fragment F{i} on Pledge {{ a: campaign {{ ... on Pledge {{ {inner} }} }}"
+            f" b: campaign {{ ... on Pledge {{ {inner} }} }} }}"
+        )
+    # Without the bound this call would not return for hours.
+    error = refusal(gql("\n".join(parts)))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "nested fragments" in error["message"]
