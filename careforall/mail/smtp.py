@@ -40,6 +40,7 @@ async def send(
     server: SmtpServer,
     message: EmailMessage,
     *,
+    recipient: str,
     timeout: float = 30.0,
     tls_context: ssl.SSLContext | None = None,
 ) -> None:
@@ -48,16 +49,27 @@ async def send(
     try:
         await aiosmtplib.send(
             message,
+            # The envelope names the one address, never what the To: header
+            # could be read as.
+            recipients=[recipient],
             hostname=server.host,
             port=server.port,
             username=server.username,
             password=server.password,
             use_tls=server.implicit_tls,
-            # None: STARTTLS when the server offers it; False: never.
-            start_tls=None if server.starttls else False,
+            # With a password, STARTTLS is required: "when offered" would let
+            # anyone on the path strip the offer and read the password.
+            # Without one, STARTTLS when offered; `?starttls=off`: never.
+            start_tls=(
+                (True if server.username else None) if server.starttls else False
+            ),
             tls_context=tls_context,
             timeout=timeout,
         )
+    except aiosmtplib.SMTPNotSupported as exc:
+        # Such as a non-ASCII address to a server without SMTPUTF8: trying
+        # again changes nothing.
+        raise Refused(str(exc)) from exc
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [refusal.code for refusal in exc.recipients]
         if codes and all(code >= 500 for code in codes):

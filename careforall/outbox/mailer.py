@@ -80,6 +80,7 @@ class MailSender(Rounds):
             await smtp.send(
                 self._server,
                 message,
+                recipient=row.to_address,
                 timeout=self._timeout,
                 tls_context=self._tls_context,
             )

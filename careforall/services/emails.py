@@ -9,7 +9,10 @@ import unicodedata
 from careforall.domain.errors import BadUserInput
 
 MAX_EMAIL_LENGTH = 254
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# No character that a mail header reads as a separator, a group or a comment
+# (`a:victim@x`, `a,b@x`), nor a control character: an address is one mailbox.
+_PART = r"[^@\s,;:<>()\"\[\]\\\x00-\x1f\x7f]"
+_EMAIL = re.compile(rf"^{_PART}{{1,64}}@{_PART}+\.{_PART}+$")
 
 # Characters that look like a Latin letter or digit in the fonts people read
 # mail in (after NFKD and case folding), mapped to the one they imitate. From

@@ -925,6 +925,24 @@ def test_emails_are_normalised(given: str, stored: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "given",
+    [
+        "a:victim@example.com",  # a header reads a group "a:" before the address
+        "a,b@example.com",  # two addresses
+        "<victim@example.com>@example.org",
+        "x(y)@example.org",
+        'x"y@example.org',
+        "x\x07y@example.org",
+    ],
+)
+def test_an_address_a_mail_header_would_read_otherwise_is_refused(
+    given: str,
+) -> None:
+    with pytest.raises(BadUserInput):
+        auth.normalize_email(given)
+
+
+@pytest.mark.parametrize(
     ("first", "second"),
     [
         ("paypal@example.org", "pаypal@example.org"),  # Cyrillic а

@@ -5,6 +5,7 @@ never with `?starttls=off`."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import Forbidden
 from careforall.domain.rules import Principal
+from careforall.mail import smtp
 from careforall.mail_config import SmtpServer
 from careforall.models import Campaign, Mail
 from careforall.services import mail_queue
@@ -184,3 +186,48 @@ def test_a_mail_due_later_is_not_sent_now(
         uow.commit()
     send_due(db, mailing.smtp)  # type: ignore[arg-type]
     assert mail_server.messages == [] and all_mails(db)[0].status == "queued"
+
+
+def test_the_envelope_names_only_the_mails_address(mail_server: MailServer) -> None:
+    """The recipients come from the mail's row, never from what the To:
+    header could be read as."""
+    message = smtp.build_message(
+        sender="CareForAll <no-reply@localhost>",
+        to="a:victim@example.com, other@example.com;",
+        subject="s",
+        text="t",
+        html="<p>t</p>",
+        mail_id=1,
+    )
+    asyncio.run(smtp.send(mail_server.smtp, message, recipient="donor@example.org"))
+    [received] = mail_server.received
+    assert received.rcpt_tos == ["donor@example.org"]
+
+
+def test_a_password_is_never_sent_without_starttls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a login, STARTTLS is required (someone on the path could strip the
+    server's offer and read the password); without one it is taken when
+    offered; `?starttls=off` never asks."""
+    asked: list[object] = []
+
+    async def fake_send(message: object, **options: object) -> None:
+        asked.append(options["start_tls"])
+
+    monkeypatch.setattr(smtp.aiosmtplib, "send", fake_send)
+    message = smtp.build_message(
+        sender="CareForAll <no-reply@localhost>",
+        to="donor@example.org",
+        subject="s",
+        text="t",
+        html="<p>t</p>",
+        mail_id=1,
+    )
+    for server in (
+        SmtpServer(host="h", port=25, username="u", password="p"),
+        SmtpServer(host="h", port=25),
+        SmtpServer(host="h", port=25, starttls=False),
+    ):
+        asyncio.run(smtp.send(server, message, recipient="donor@example.org"))
+    assert asked == [True, None, False]
