@@ -38,6 +38,7 @@ from careforall.services.pagination import (
     make_page,
     newest_by_int_id,
     newest_first,
+    parse_row_id,
 )
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.webhook_log import LOGGED_REJECTED, WebhookOutcome
@@ -221,10 +222,8 @@ Row = TypeVar("Row", OutboxEvent, Mail)
 def row_by_id(session: Session, model: type[Row], raw_id: str, what: str) -> Row:
     """The row an admin names by its integer id (as the API shows it), or
     NotFound naming `what`."""
-    try:
-        row = session.get(model, int(raw_id))
-    except ValueError:
-        row = None
+    row_id = parse_row_id(raw_id)
+    row = None if row_id is None else session.get(model, row_id)
     if row is None:
         raise NotFound(f"There is no {what} with that id.")
     return row

@@ -50,12 +50,20 @@ def int_cursor(after: str | None) -> int | None:
     raw = decode_cursor(after)
     if raw is None:
         return None
+    row_id = parse_row_id(raw)
+    if row_id is None:
+        raise BadUserInput("'after' is not a cursor from this list; start again.")
+    return row_id
+
+
+def parse_row_id(raw: str) -> int | None:
+    """An integer id as the API shows it; None for anything the database's
+    64-bit ids cannot hold (a larger number overflowed into a 5xx)."""
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise BadUserInput(
-            "'after' is not a cursor from this list; start again."
-        ) from None
+        return None
+    return value if -(2**63) <= value < 2**63 else None
 
 
 def check_first(first: int) -> int:

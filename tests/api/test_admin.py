@@ -19,6 +19,7 @@ from careforall.domain.clock import utcnow
 from careforall.domain.events import Event, PledgeStatusChanged
 from careforall.models import AuditLog, OutboxEvent, PledgeTransition
 from careforall.outbox import handlers
+from careforall.services.pagination import encode_cursor
 from tests import factories as f
 from tests.helpers.api import ADMIN_EMAIL, GQL
 from tests.helpers.outbox import settled
@@ -601,3 +602,19 @@ def test_an_admin_action_whose_audit_row_fails_does_not_happen(
             select(OutboxEvent).where(OutboxEvent.name == "CampaignStatusChanged")
         ).all()
     assert changes == []
+
+
+@pytest.mark.parametrize("given", ["abc", str(2**63), str(-(2**64)), "9" * 40])
+def test_an_id_no_row_can_have_is_not_found_not_a_server_error(
+    gql: GQL, given: str
+) -> None:
+    admin = f.admin(gql).token
+    body = gql(REPLAY, {"id": given}, admin)
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND", body
+    after = gql(
+        "query($after: String) { deadLetters(first: 5, after: $after) { edges "
+        "{ cursor } } }",
+        {"after": encode_cursor(given)},
+        admin,
+    )
+    assert after["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", after
