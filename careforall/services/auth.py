@@ -242,17 +242,21 @@ def login(
     that the password is known.
     """
     refused = Unauthenticated("The email or password is not right.")
+    given = email
     try:
-        email = normalize_email(email)
+        email = normalize_email(given)
     except BadUserInput:
         raise refused from None
     session_id = _anonymous_session_id(uow.db, keys, anonymous_token)
     with uow.db.read() as session:
-        user = session.exec(select(User).where(User.email == email)).first()
-    if user is None:
+        candidates = _accounts_named(session, given, email)
+    if not candidates:
         dummy_verify(password)
         raise refused
-    if not verify_password(user.password_hash, password):
+    user = next(
+        (u for u in candidates if verify_password(u.password_hash, password)), None
+    )
+    if user is None:
         raise refused
     rehashed = hash_password(password) if needs_rehash(user.password_hash) else None
     if session_id is not None or rehashed is not None:
@@ -263,6 +267,17 @@ def login(
                 _claim_session(uow, user_id=user.id, session_id=session_id)
             uow.commit()
     return _signed_in(keys, user)
+
+
+def _accounts_named(session: Session, given: str, email: str) -> list[User]:
+    """The account of the address as typed in lower case, then that of the
+    normalised address: an account older than the normalisation whose new
+    spelling was another account's kept its old one (migration 0005), and
+    signs in with it."""
+    spellings = dict.fromkeys([given.strip().lower(), email])
+    rows = session.exec(select(User).where(col(User.email).in_(list(spellings))))
+    by_email = {row.email: row for row in rows}
+    return [by_email[e] for e in spellings if e in by_email]
 
 
 def _replace_hash(uow: UnitOfWork, user: User, new_hash: str) -> None:

@@ -53,6 +53,13 @@ def ensure_admin(
         )
 
 
+def _not_promoted(email: str) -> NotPromoted:
+    return NotPromoted(
+        f"the account {email} exists and is not an admin; it was not "
+        "promoted (`careforall create-admin --promote` does it on purpose)"
+    )
+
+
 def _ensure_admin(
     uow: UnitOfWork, *, email: str, password: str, name: str, promote: bool
 ) -> User:
@@ -67,10 +74,7 @@ def _ensure_admin(
             "it was left as it is"
         )
     if found is not None and found.role != Role.ADMIN.value and not promote:
-        raise NotPromoted(
-            f"the account {email} exists and is not an admin; it was not "
-            "promoted (`careforall create-admin --promote` does it on purpose)"
-        )
+        raise _not_promoted(email)
     keep_hash = found is not None and verify_password(found.password_hash, password)
     new_hash = None if keep_hash else hash_password(password)
     with uow:
@@ -84,6 +88,9 @@ def _ensure_admin(
             user = new_user(
                 email=email, name=name, password_hash=new_hash, role=Role.ADMIN
             )
+        elif user.role != Role.ADMIN.value and not promote:
+            # Demoted between the read above and this lock: still not ours.
+            raise _not_promoted(email)
         elif user.role != Role.ADMIN.value or new_hash is not None:
             user.role = Role.ADMIN.value
             if new_hash is not None:

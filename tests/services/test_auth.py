@@ -12,8 +12,8 @@ from typing import Any
 import argon2
 import jwt
 import pytest
-from sqlalchemy import text
-from sqlmodel import select
+from sqlalchemy import text, update
+from sqlmodel import col, select
 
 from careforall.db import Database
 from careforall.domain.errors import BadUserInput, RateLimited, Unauthenticated
@@ -288,6 +288,28 @@ def test_login_with_the_right_password(
     result = auth.login(uow, keys=keys, email=" DANA@example.org", password=PASSWORD)
     assert result.user is not None and result.user.id == donor.id
     assert auth.principal_from_token(keys, result.token) == donor
+
+
+def test_an_account_that_kept_its_old_spelling_still_signs_in(
+    db: Database, uow: UnitOfWork, keys: TokenKeys, make_user: MakeUser
+) -> None:
+    """Two accounts from before the normalisation, `strasse@` and `straße@`:
+    the second kept its old spelling (migration 0005), and both sign in."""
+    first = make_user(email="strasse@example.org")
+    second = make_user(email="someone-else@example.org")
+    with db.write_session() as session:  # as migration 0005 leaves it
+        session.execute(
+            update(User)
+            .where(col(User.id) == second.id)
+            .values(email="straße@example.org", email_skeleton="strasse-kept")
+        )
+        session.commit()
+    mine = auth.login(uow, keys=keys, email="strasse@example.org", password=PASSWORD)
+    theirs = auth.login(
+        UnitOfWork(db), keys=keys, email="Straße@example.org", password=PASSWORD
+    )
+    assert mine.user is not None and mine.user.id == first.id
+    assert theirs.user is not None and theirs.user.id == second.id
 
 
 @pytest.mark.parametrize(
