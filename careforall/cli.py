@@ -46,7 +46,15 @@ SQLITE_WORKERS_REFUSED = (
     "--workers needs PostgreSQL (CAREFORALL_DATABASE_URL=postgresql://...). "
     "On SQLite one process serves the file: other processes would neither "
     "hear of its events nor push its totals to their subscribers, and every "
-    "write still queues for the one file lock. See the README, 'Scaling out'."
+    "write still queues for the one file lock. See docs/operations.md, "
+    "'Scaling out on PostgreSQL'."
+)
+
+
+METRICS_PORT_WORKERS_REFUSED = (
+    "CAREFORALL_METRICS_PORT cannot be used with --workers above 1: every "
+    "worker would open that port. Use CAREFORALL_METRICS_TOKEN instead (each "
+    "worker then answers /metrics on the main port, behind the token)."
 )
 
 
@@ -65,6 +73,9 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         return 2
     if workers > 1 and not settings.is_postgres:
         print(f"error: {SQLITE_WORKERS_REFUSED}", file=sys.stderr)
+        return 2
+    if workers > 1 and settings.metrics_port is not None:
+        print(f"error: {METRICS_PORT_WORKERS_REFUSED}", file=sys.stderr)
         return 2
     run_migrations(settings)
     if settings.provider_webhook_url is None:

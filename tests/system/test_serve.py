@@ -56,3 +56,22 @@ def test_several_workers_are_refused_on_sqlite_with_the_reason(tmp_path: Path) -
     assert "--workers needs PostgreSQL" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "one.db").exists(), "refused before touching the file"
+
+
+def test_a_metrics_port_with_several_workers_is_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREFORALL_")}
+    # Refused before any database is reached, so no server is needed.
+    env["CAREFORALL_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    env["CAREFORALL_METRICS_PORT"] = "9464"
+    done = subprocess.run(
+        [sys.executable, "-m", "careforall", "serve", "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "CAREFORALL_METRICS_PORT cannot be used with --workers" in done.stderr
+    assert "Traceback" not in done.stderr
