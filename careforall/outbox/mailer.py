@@ -25,6 +25,9 @@ from careforall.services.mail_queue import Outcome
 
 log = logging.getLogger("careforall.mail")
 
+# Half the lease a process holds on the mails it sends (PostgreSQL).
+SEND_LIMIT_SECONDS = mail_queue.LEASE_SECONDS / 2
+
 
 class MailSender(Rounds):
     def __init__(
@@ -77,13 +80,17 @@ class MailSender(Rounds):
         )
         extra = {"mail_id": row.id, "kind": row.kind, "attempts": row.attempts + 1}
         try:
-            await smtp.send(
-                self._server,
-                message,
-                recipient=row.to_address,
-                timeout=self._timeout,
-                tls_context=self._tls_context,
-            )
+            # The whole send, not each SMTP step: a server that answers slowly
+            # must not keep it past the lease, when another process would
+            # take the mail and send it again.
+            async with asyncio.timeout(SEND_LIMIT_SECONDS):
+                await smtp.send(
+                    self._server,
+                    message,
+                    recipient=row.to_address,
+                    timeout=self._timeout,
+                    tls_context=self._tls_context,
+                )
         except smtp.Refused as exc:
             log.error("mail refused for good", extra={**extra, "error": str(exc)})
             return Outcome(row.id, f"refused: {exc}", refused=True)

@@ -19,6 +19,7 @@ from careforall.domain.rules import Principal
 from careforall.mail import smtp
 from careforall.mail_config import SmtpServer
 from careforall.models import Campaign, Mail
+from careforall.outbox import mailer
 from careforall.services import mail_queue
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
@@ -231,3 +232,28 @@ def test_a_password_is_never_sent_without_starttls(
     ):
         asyncio.run(smtp.send(server, message, recipient="donor@example.org"))
     assert asked == [True, None, False]
+
+
+def test_a_send_that_outlasts_its_limit_is_tried_again_later(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that answers each step just within its timeout must not hold a
+    mail past the sender's lease: the whole send is bounded, then retried."""
+    server = SmtpServer(host="127.0.0.1", port=free_port())
+
+    async def slow_send(*args: object, **kwargs: object) -> None:
+        await asyncio.sleep(5)
+
+    monkeypatch.setattr(mailer, "SEND_LIMIT_SECONDS", 0.05)
+    monkeypatch.setattr(smtp, "send", slow_send)
+    mailing = settings.with_(smtp=server, **ORG)
+    provider_says(db, give(db, make_user(), campaign, 2500), "captured")
+    deliver(db, mailing)
+    send_due(db, server)
+    [mail] = all_mails(db)
+    assert (mail.status, mail.attempts) == ("queued", 1)
+    assert mail.last_error is not None and "Timeout" in mail.last_error
