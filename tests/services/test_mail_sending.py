@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -189,17 +190,21 @@ def test_a_mail_due_later_is_not_sent_now(
     assert mail_server.messages == [] and all_mails(db)[0].status == "queued"
 
 
-def test_the_envelope_names_only_the_mails_address(mail_server: MailServer) -> None:
-    """The recipients come from the mail's row, never from what the To:
-    header could be read as."""
-    message = smtp.build_message(
+def a_message(*, to: str) -> EmailMessage:
+    return smtp.build_message(
         sender="CareForAll <no-reply@localhost>",
-        to="a:victim@example.com, other@example.com;",
+        to=to,
         subject="s",
         text="t",
         html="<p>t</p>",
         mail_id=1,
     )
+
+
+def test_the_envelope_names_only_the_mails_address(mail_server: MailServer) -> None:
+    """The recipients come from the mail's row, never from what the To:
+    header could be read as."""
+    message = a_message(to="a:victim@example.com, other@example.com;")
     asyncio.run(smtp.send(mail_server.smtp, message, recipient="donor@example.org"))
     [received] = mail_server.received
     assert received.rcpt_tos == ["donor@example.org"]
@@ -217,14 +222,7 @@ def test_a_password_is_never_sent_without_starttls(
         asked.append(options["start_tls"])
 
     monkeypatch.setattr(smtp.aiosmtplib, "send", fake_send)
-    message = smtp.build_message(
-        sender="CareForAll <no-reply@localhost>",
-        to="donor@example.org",
-        subject="s",
-        text="t",
-        html="<p>t</p>",
-        mail_id=1,
-    )
+    message = a_message(to="donor@example.org")
     for server in (
         SmtpServer(host="h", port=25, username="u", password="p"),
         SmtpServer(host="h", port=25),
