@@ -34,6 +34,8 @@ from careforall.settings import Settings
 log = logging.getLogger("careforall.backup")
 
 LOCK_SUFFIX = ".lock"
+# Held exclusively by `careforall serve` for its life: one server per file.
+SERVING_SUFFIX = ".serving"
 
 
 class BackupError(Exception):
@@ -105,6 +107,33 @@ def hold_server_lock(settings: Settings) -> ServerLock | None:
     except BlockingIOError:
         log.warning("waiting for a restore to finish", extra={"database": str(path)})
         fcntl.flock(fd, fcntl.LOCK_SH)
+    return ServerLock(fd)
+
+
+def hold_serving_lock(settings: Settings) -> ServerLock | None:
+    """Claim the SQLite database for this `careforall serve`, or refuse.
+
+    One server process per database file: its processes see each other's
+    commits only through a poll, guests' signed-out sessions are remembered
+    by the one process, and kept mails would be sent by both. The kernel drops
+    the lock when the process dies, even by SIGKILL, so it never goes stale.
+    None when the database is not an SQLite file.
+    """
+    try:
+        path = sqlite_path(settings)
+    except BackupError:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + SERVING_SUFFIX)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BackupError(
+            f"another CareForAll server is using {path}; one server may serve an "
+            "SQLite database (use PostgreSQL for several)"
+        ) from None
     return ServerLock(fd)
 
 

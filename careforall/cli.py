@@ -62,6 +62,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     import uvicorn
 
     from careforall.app import create_app
+    from careforall.backup import BackupError, hold_serving_lock
     from careforall.db import run_migrations
 
     problem = _check_admin_bootstrap(settings)
@@ -76,6 +77,12 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         return 2
     if workers > 1 and settings.metrics_port is not None:
         print(f"error: {METRICS_PORT_WORKERS_REFUSED}", file=sys.stderr)
+        return 2
+    try:
+        # Held until the process ends (uvicorn.run returns just before).
+        serving = hold_serving_lock(settings)
+    except BackupError as refused:
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     run_migrations(settings)
     if settings.provider_webhook_url is None:
@@ -113,6 +120,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         )
     else:
         uvicorn.run(create_app(settings), **options)
+    if serving is not None:
+        serving.release()
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.server import Server
+from tests.helpers.server import Server, free_port
 
 pytestmark = pytest.mark.server
 
@@ -75,3 +75,37 @@ def test_a_metrics_port_with_several_workers_is_refused_with_the_reason(
     assert done.returncode == 2, done.stderr
     assert "CAREFORALL_METRICS_PORT cannot be used with --workers" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    """Two servers on one SQLite file would each send the kept mails and miss
+    the other's signed-out guest sessions: the second is refused, the first
+    goes on, and once it stops another may serve the file."""
+    db_path = tmp_path / "one.db"
+    first = Server(tmp_path, db_path)
+    first.start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "careforall", "serve", "--port", str(free_port())],
+            cwd=tmp_path,
+            env={
+                **{
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith("CAREFORALL_")
+                },
+                "CAREFORALL_DATABASE_URL": f"sqlite:///{db_path}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert "another CareForAll server is using" in second.stderr
+        assert "Traceback" not in second.stderr
+        with httpx.Client(base_url=first.base_url, timeout=5) as http:
+            assert http.get("/readyz").json()["ready"] is True
+    finally:
+        assert first.stop() in (0, -15), first.log_text()
+    first.start()
+    assert first.stop() in (0, -15), first.log_text()
