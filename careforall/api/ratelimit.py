@@ -212,22 +212,20 @@ def _limiter(context: Context) -> RateLimiter:
 
 def check(context: Context, field: str, arguments: dict[str, Any]) -> list[Check]:
     """Refuse with RATE_LIMITED when a call to `field` is over one of its limits;
-    otherwise count the call, and return the checks for `counted_failure`.
+    otherwise count the call, and return the checks for `limited`.
 
-    A limit of failures refuses once its bucket is empty, but the call takes
-    nothing from it (a failure does, afterwards); a refused call takes nothing
-    and makes no key.
+    A limit of failures refuses once its bucket is empty. The call reserves a
+    token of it while it runs, so a burst of concurrent tries cannot all pass
+    a bucket with one token left; `limited` gives it back unless the call was
+    a failure. A refused call takes nothing and makes no key.
     """
     if not context.runtime.settings.rate_limits or field not in LIMITS:
         return []
     checks = checks_for(context, field, arguments)
-    per_call: Sequence[tuple[str, Rate]] = [
-        (key, rate) for limit, key, rate in checks if not limit.failures
+    taken: Sequence[tuple[str, Rate]] = [
+        (key, rate) for limit, key, rate in checks if not limit.slows
     ]
-    blocking = [
-        (key, rate) for limit, key, rate in checks if limit.failures and not limit.slows
-    ]
-    wait = _limiter(context).hit(per_call, require=blocking)
+    wait = _limiter(context).hit(taken)
     if wait is not None:
         what = LIMITS[field][0].what
         raise RateLimited(
@@ -247,14 +245,22 @@ async def limited(
     while its email has many recent wrong passwords, and a wrong password
     (UNAUTHENTICATED) counted against the limits of failures."""
     checks = check(context, field, arguments)
-    limiter = _limiter(context) if checks else None
-    if limiter is not None and any(
-        limit.slows and limiter.empty(key, rate) for limit, key, rate in checks
-    ):
+    if not checks:
+        return await call()
+    limiter = _limiter(context)
+    if any(limit.slows and limiter.empty(key, rate) for limit, key, rate in checks):
         await asyncio.sleep(SLOWDOWN_SECONDS)
+    failed = False
     try:
         return await call()
     except Unauthenticated:
-        if limiter is not None:
-            limiter.take([(key, rate) for limit, key, rate in checks if limit.failures])
+        failed = True
         raise
+    finally:
+        if failed:
+            # The reserved tokens stay taken; the slowing limits count it now.
+            limiter.take([(k, r) for limit, k, r in checks if limit.slows])
+        else:
+            limiter.give_back(
+                [(k, r) for limit, k, r in checks if limit.failures and not limit.slows]
+            )

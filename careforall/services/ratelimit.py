@@ -80,6 +80,14 @@ class RateLimiter:
                 bucket = self._refilled(key, rate, now)
                 bucket.tokens = max(0.0, bucket.tokens - 1)
 
+    def give_back(self, checks: Sequence[tuple[str, Rate]]) -> None:
+        """Return one token to each bucket, up to full (a reservation undone)."""
+        with self._lock:
+            now = self.clock()
+            for key, rate in checks:
+                bucket = self._refilled(key, rate, now)
+                bucket.tokens = min(float(rate.count), bucket.tokens + 1)
+
     def empty(self, key: str, rate: Rate) -> bool:
         """Whether the key's bucket has no whole token (adds no key)."""
         with self._lock:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from careforall.api import ratelimit
-from careforall.services import passwords
+from careforall.services import auth, passwords
 from careforall.services.ratelimit import RateLimiter
 from careforall.settings import Rate, Settings
 from tests import factories as f
@@ -117,6 +118,38 @@ def test_wrong_passwords_are_limited_per_email_and_address(
     clock.now += wait
     assert code(login(gql, victim.email)) == "UNAUTHENTICATED"
     rate_limited(login(gql, victim.email))
+
+
+def test_a_burst_of_concurrent_guesses_cannot_pass_the_last_tries(
+    app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight wrong passwords sent at once, three tries left: each try holds
+    its token while its password is checked, so only three are checked."""
+    client, _ = limited(
+        app_factory,
+        rate_limit_auth_per_email=Rate(3, 600),
+        rate_limit_auth_per_address=LENIENT,
+    )
+    victim = f.register(GQL(client))
+    checked: list[str] = []
+
+    def slow_wrong(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        time.sleep(0.3)  # every try is in flight at once
+        return False
+
+    monkeypatch.setattr(auth, "verify_password", slow_wrong)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(
+            pool.map(
+                lambda _: code(
+                    login(from_address(client, "203.0.113.9"), victim.email)
+                ),
+                range(8),
+            )
+        )
+    assert sorted(map(str, outcomes)) == ["RATE_LIMITED"] * 5 + ["UNAUTHENTICATED"] * 3
+    assert len(checked) == 3
 
 
 def test_a_strangers_wrong_passwords_never_lock_the_owner_out(
