@@ -80,6 +80,13 @@ class Context:
         hub: NotificationHub = self.request.app.state.notifications
         return hub
 
+    def still_signed_in(self) -> None:
+        """Refuse (UNAUTHENTICATED) once the caller's token has been ended since
+        the subscription began: a signed-out or deleted account's socket must
+        not keep receiving its private pushes. Blocking: call in a thread."""
+        if self.token is not None:
+            authenticate(self.runtime.db, self.runtime.keys, self.token)
+
     @property
     def principal(self) -> Principal | None:
         """The caller; a token that was sent but is not valid is refused."""

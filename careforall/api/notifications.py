@@ -162,6 +162,9 @@ class NotificationSubscription:
                     return latest, notifications.unread_count(session, principal=me)
 
             def news(after: str | None) -> tuple[list[models.Notification], int]:
+                # Ends the subscription with UNAUTHENTICATED after a logout,
+                # a password change or an erased account.
+                ctx.still_signed_in()
                 with db.read() as session:
                     rows = notifications.newer_than(
                         session, principal=me, after_id=after, limit=PUSH_LIMIT

@@ -234,6 +234,28 @@ def test_the_subscription_takes_the_token_from_the_header_too(
     assert [n["pledgeId"] for n in pushed["notifications"]] == [pledge_id]
 
 
+def test_the_subscription_ends_when_its_token_is_ended(
+    client: TestClient, gql: GQL
+) -> None:
+    """Signed out in another tab: the open socket gets none of the account's
+    later notifications, only an UNAUTHENTICATED end."""
+    organiser, alice, admin = f.register(gql), f.register(gql), f.admin(gql)
+    campaign = f.campaign(gql, organiser.token)
+    pledge_id = captured(gql, alice.token, campaign["id"])
+    notified(gql, alice.token, 1)
+    with updates(client, alice.token) as ws:
+        assert update(ws) == {"unreadCount": 1, "notifications": []}
+        gql.ok("mutation { logout }", {}, alice.token)
+        # News for Alice after she signed out: her gift refunded.
+        gql.ok(f.REFUND, {"id": pledge_id}, admin.token)
+        message = receive(ws)
+        assert receive(ws) == {"id": "1", "type": "complete"}
+    assert message["payload"]["data"] is None, message
+    assert [e["extensions"]["code"] for e in message["payload"]["errors"]] == [
+        "UNAUTHENTICATED"
+    ]
+
+
 def test_the_subscription_refuses_a_caller_without_a_valid_token(
     client: TestClient,
 ) -> None:
