@@ -15,13 +15,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from careforall import metrics
+from careforall.api.http_transport import (
+    ANSWER_TYPE,
+    GRAPHQL_RESPONSE,
+    get_cache_control,
+    negotiate,
+    never_executed,
+)
 from careforall.api.loaders import Loaders
 from careforall.api.notification_hub import NotificationHub
 from careforall.api.observability import count_cached_answer
+from careforall.api.persisted_queries import (
+    NOT_FOUND,
+    PersistedQueries,
+    PersistedQueryError,
+    fill_in,
+)
 from careforall.api.response_cache import Misses, ResponseCache, public_query
 from careforall.api.response_size import encode_within
 from careforall.broadcaster import Broadcaster
@@ -111,6 +125,7 @@ class GraphQLView(GraphQL[Context, None]):
         self.broadcaster = broadcaster
         self.response_cache = response_cache
         self.misses = Misses()
+        self.persisted_queries = PersistedQueries()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -172,15 +187,25 @@ class GraphQLView(GraphQL[Context, None]):
         """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
         if isinstance(request, WebSocket):
             return await self._run_socket(request, context, root_value)
+        ANSWER_TYPE.set(negotiate(request.headers.get("accept")))
+        try:
+            await fill_in(request, self.persisted_queries)
+        except PersistedQueryError as refused:
+            # Apollo's clients read NOT_FOUND from the body and send the
+            # document; the spec's media type has no `data`, so it is a 400.
+            status = 200 if refused.code == NOT_FOUND else 400
+            return _refusal(refused.code, refused.message, status)
         cache = self.response_cache
         if (
             cache is not None
-            and isinstance(request, Request)
             and _may_share_answer(request)
             and cache.may_keep(await request.body())
         ):
             return await self._run_cached(request, cache)
-        return await self._run(request, context, root_value)
+        response = await self._run(request, context, root_value)
+        if request.method == "GET" and isinstance(response, Response):
+            _cache_headers(request, response)
+        return response
 
     async def _run(
         self, request: Request | WebSocket, context: Any, root_value: Any
@@ -190,8 +215,12 @@ class GraphQLView(GraphQL[Context, None]):
         except HTTPException as exc:
             if isinstance(request, WebSocket):
                 raise
-            error = {"message": exc.reason, "extensions": {"code": "BAD_REQUEST"}}
-            return JSONResponse({"errors": [error]}, status_code=exc.status_code)
+            if request.method == "GET" and isinstance(exc.__cause__, _WrongOperation):
+                # The spec: a mutation sent with GET is 405; POST would work.
+                return _refusal("BAD_REQUEST", exc.reason, 405, {"Allow": "POST"})
+            if exc.status_code == 405:
+                return _refusal("BAD_REQUEST", exc.reason, 405, {"Allow": "GET, POST"})
+            return _refusal("BAD_REQUEST", exc.reason, exc.status_code)
 
     async def _run_cached(self, request: Request, cache: ResponseCache) -> Any:
         """A public query: the kept answer, or a new one kept."""
@@ -210,7 +239,7 @@ class GraphQLView(GraphQL[Context, None]):
                 time.perf_counter() - start,
                 token_sent="authorization" in request.headers,
             )
-            return Response(kept.body, media_type="application/json")
+            return Response(kept.body, media_type=ANSWER_TYPE.get())
         query = public_query(body, max_tokens=runtime.settings.graphql_max_tokens)
         if query is None:
             return await self._run(request, UNSET, UNSET)
@@ -252,7 +281,38 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> GraphQLHTTPResponse:
         settings = request.app.state.runtime.settings
         _MAX_RESPONSE_BYTES.set(settings.graphql_max_response_bytes)
-        return await super().process_result(request, result)
+        answer = await super().process_result(request, result)
+        if ANSWER_TYPE.get() == GRAPHQL_RESPONSE and never_executed(
+            result.data, result.errors
+        ):
+            # A request error: the spec's media type has no `data` and a 400.
+            answer.pop("data", None)
+        return answer
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = ANSWER_TYPE.get()
+        response.headers["content-type"] = media_type
+        if (
+            media_type == GRAPHQL_RESPONSE
+            and isinstance(response_data, dict)
+            and "data" not in response_data
+            and response.status_code == 200
+        ):
+            response.status_code = 400
+        return response
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as exc:
+            if isinstance(exc.__cause__, InvalidOperationTypeError):
+                raise HTTPException(exc.status_code, exc.reason) from _WrongOperation()
+            raise
 
     def encode_json(self, data: object) -> str:
         return encode_within(data, _MAX_RESPONSE_BYTES.get())
@@ -261,6 +321,48 @@ class GraphQLView(GraphQL[Context, None]):
 # The answer size limit of the request being answered (set in process_result,
 # read in encode_json, both run by the request's task); 0 is no limit.
 _MAX_RESPONSE_BYTES: ContextVar[int] = ContextVar("max_response_bytes", default=0)
+
+
+class _WrongOperation(Exception):
+    """The operation's type cannot be sent with the request's method."""
+
+
+def _refusal(
+    code: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
+    """An answer with one error and no `data`, in the negotiated media type."""
+    error = {"message": message, "extensions": {"code": code}}
+    return JSONResponse(
+        {"errors": [error]},
+        status_code=status,
+        media_type=ANSWER_TYPE.get(),
+        headers=headers,
+    )
+
+
+def _cache_headers(request: Request, response: Response) -> None:
+    """A public query's answer to a GET may be kept by a proxy for a second;
+    any other answer to a GET is private (Vary: the media type and the token)."""
+    public = (
+        response.status_code == 200
+        and "authorization" not in request.headers
+        and isinstance(response.body, bytes)
+        and b'"errors"' not in response.body
+        and public_query(_as_body(request), max_tokens=None) is not None
+    )
+    seconds = request.app.state.runtime.settings.response_cache_seconds
+    response.headers["cache-control"] = get_cache_control(
+        public=public, max_age=seconds
+    )
+    response.headers.append("vary", "Accept, Authorization")
+
+
+def _as_body(request: Request) -> bytes:
+    """A GET's query parameters as the JSON body a POST would send."""
+    params = request.query_params
+    return json.dumps(
+        {"query": params.get("query"), "operationName": params.get("operationName")}
+    ).encode()
 
 
 def _may_share_answer(request: Request) -> bool:
