@@ -34,7 +34,7 @@ from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
 from careforall.domain.states import PledgeStatus
-from careforall.mail.templates import Organisation, render
+from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
 from careforall.settings import Settings
 
@@ -192,6 +192,33 @@ def _pledge_mail(
         "kind": kind,
         "cause_key": key,
         "to_address": found.email,
+        "subject": mail.subject[:300],
+        "text": mail.text,
+        "html": mail.html,
+        "status": MailStatus.QUEUED if settings.smtp is not None else MailStatus.KEPT,
+        "attempts": 0,
+        "last_error": None,
+        "created_at": now,
+        "next_attempt_at": now,
+        "sent_at": None,
+    }
+
+
+def mail_row(
+    *,
+    kind: str,
+    cause_key: str,
+    to_address: str,
+    mail: Rendered,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, object]:
+    """The values of a new mail's row, queued to send (or kept for the admins
+    when no SMTP server is configured)."""
+    return {
+        "kind": kind,
+        "cause_key": cause_key,
+        "to_address": to_address,
         "subject": mail.subject[:300],
         "text": mail.text,
         "html": mail.html,
