@@ -38,6 +38,9 @@ KNOWN_ROUTES = (
     "/healthz",
     "/readyz",
     "/admin/export/donations.csv",
+    "/account/data",
+    "/reset-password",
+    "/verify-email",
     "/",
 )
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert
+from sqlalchemy import Connection, Row, bindparam, case, insert
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -34,7 +34,7 @@ from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
 from careforall.domain.states import PledgeStatus
-from careforall.mail.templates import Organisation, render
+from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
 from careforall.settings import Settings
 
@@ -60,7 +60,8 @@ _PLEDGES = table_of(Pledge)
 _CAMPAIGNS = table_of(Campaign)
 _USERS = table_of(User)
 
-# Guests have no account address (yet): the inner join leaves them out.
+# A registered donor's mail goes to the account's address, a guest's to the
+# donorEmail given (if any); an erased account's donor gets none.
 _ABOUT = (
     core_select(
         _PLEDGES.c.id,
@@ -68,10 +69,14 @@ _ABOUT = (
         _PLEDGES.c.currency,
         _PLEDGES.c.failure_reason,
         _CAMPAIGNS.c.title,
-        _USERS.c.email,
+        case(
+            (_PLEDGES.c.donor_user_id.is_(None), _PLEDGES.c.donor_email),
+            (_USERS.c.erased_at.is_(None), _USERS.c.email),
+            else_=None,
+        ).label("email"),
     )
     .select_from(
-        _PLEDGES.join(_CAMPAIGNS, _CAMPAIGNS.c.id == _PLEDGES.c.campaign_id).join(
+        _PLEDGES.join(_CAMPAIGNS, _CAMPAIGNS.c.id == _PLEDGES.c.campaign_id).outerjoin(
             _USERS, _USERS.c.id == _PLEDGES.c.donor_user_id
         )
     )
@@ -137,7 +142,11 @@ def write_pledge_mails(
     if not waiting:
         return 0
     ids = list({pledge_id for _kind, pledge_id in waiting.values()})
-    about = {row.id: row for row in conn.execute(_ABOUT, {"ids": ids})}
+    about = {
+        row.id: row
+        for row in conn.execute(_ABOUT, {"ids": ids})
+        if row.email is not None
+    }
     mails = [
         (key, kind, about[pledge_id])
         for key, (kind, pledge_id) in waiting.items()
@@ -192,6 +201,33 @@ def _pledge_mail(
         "kind": kind,
         "cause_key": key,
         "to_address": found.email,
+        "subject": mail.subject[:300],
+        "text": mail.text,
+        "html": mail.html,
+        "status": MailStatus.QUEUED if settings.smtp is not None else MailStatus.KEPT,
+        "attempts": 0,
+        "last_error": None,
+        "created_at": now,
+        "next_attempt_at": now,
+        "sent_at": None,
+    }
+
+
+def mail_row(
+    *,
+    kind: str,
+    cause_key: str,
+    to_address: str,
+    mail: Rendered,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, object]:
+    """The values of a new mail's row, queued to send (or kept for the admins
+    when no SMTP server is configured)."""
+    return {
+        "kind": kind,
+        "cause_key": cause_key,
+        "to_address": to_address,
         "subject": mail.subject[:300],
         "text": mail.text,
         "html": mail.html,

@@ -38,6 +38,7 @@ USERS = ("donor", "organiser", "admin")
 OK, NULL = "data", "null"
 UNAUTHENTICATED, FORBIDDEN = "UNAUTHENTICATED", "FORBIDDEN"
 NOT_FOUND = "NOT_FOUND"
+BAD_USER_INPUT = "BAD_USER_INPUT"
 
 
 @dataclass
@@ -399,6 +400,14 @@ def _changed_password(world: World, variables: Vars, allowed: bool) -> None:
     assert world.gql.code("{ me { id } }", token=token) == "UNAUTHENTICATED"
 
 
+def _deleted(world: World, variables: Vars, allowed: bool) -> None:
+    token = variables["_token"]
+    if token is None or token not in world.stand_ins:
+        return
+    code = world.gql("{ me { id } }", token=token).get("errors")
+    assert bool(code) == allowed
+
+
 def _fresh_token_of(world: World, value: Any, variables: Vars, caller: str) -> None:
     me = world.gql.ok("{ me { id } }", token=value["token"])["me"]
     assert me["id"] == world.stand_ins[variables["_token"]]
@@ -515,6 +524,48 @@ MATRIX: dict[str, list[Case]] = {
             stand_in=_stand_in,
             check=_fresh_token_of,
             after=_changed_password,
+        )
+    ],
+    "Mutation.requestPasswordReset": [
+        Case(
+            "mutation($email: String!) { requestPasswordReset(email: $email) }",
+            everyone(),
+            prepare=_new_email,
+        )
+    ],
+    # A link's token is the only credential: whoever holds one may use it, and
+    # a made-up one is refused alike for every caller.
+    "Mutation.resetPassword": [
+        Case(
+            "mutation($token: String!) { resetPassword(token: $token, "
+            'newPassword: "a fresh passphrase") { token } }',
+            everyone(BAD_USER_INPUT),
+            prepare=lambda w: {"token": "made-up-" + "x" * 35},
+        )
+    ],
+    "Mutation.requestEmailVerification": [
+        Case("mutation { requestEmailVerification }", signed_in())
+    ],
+    "Mutation.verifyEmail": [
+        Case(
+            "mutation($token: String!) { verifyEmail(token: $token) { id } }",
+            everyone(BAD_USER_INPUT),
+            prepare=lambda w: {"token": "made-up-" + "x" * 35},
+        )
+    ],
+    "Mutation.updateProfile": [
+        Case(
+            'mutation { updateProfile(name: "Same Person") { id name } }',
+            signed_in(),
+            check=_own_user,
+        )
+    ],
+    "Mutation.deleteAccount": [
+        Case(
+            'mutation { deleteAccount(password: "correct horse") }',
+            signed_in(),
+            stand_in=_stand_in,
+            after=_deleted,
         )
     ],
     "Mutation.createCampaign": [
