@@ -36,6 +36,7 @@ from careforall.middleware.security import security_middleware
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
+from careforall.outbox.mail_rounds import MailRounds
 from careforall.outbox.mailer import MailSender
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
@@ -122,6 +123,11 @@ def _mailer(runtime: Runtime) -> MailSender | None:
     if settings.smtp is None:
         return None
     return MailSender(runtime.db, settings.smtp, sender=settings.mail_from)
+
+
+def _waker(mailer: MailSender | None) -> Callable[[], None]:
+    """What tells the mail sender that mails were written (nothing without one)."""
+    return mailer.wake if mailer is not None else lambda: None
 
 
 def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
@@ -287,6 +293,10 @@ def _lifespan(
             asyncio.create_task(sender.run(), name="webhook-sender"),
             asyncio.create_task(notifications.run(db), name="notifications"),
             asyncio.create_task(run_retention(db, settings), name="retention"),
+            asyncio.create_task(
+                MailRounds(db, settings, on_written=_waker(mailer)).run(),
+                name="periodic-mails",
+            ),
         ]
         if mailer is not None:
             tasks.append(asyncio.create_task(mailer.run(), name="mail-sender"))

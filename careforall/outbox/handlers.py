@@ -21,7 +21,7 @@ from careforall.domain.events import Event, PledgeStatusChanged, TotalsReconcile
 from careforall.domain.states import PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
-from careforall.services import alerts, mails, notifications
+from careforall.services import alerts, mails, notifications, organiser_mails
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
 from careforall.services.totals import settle_pledges
@@ -92,9 +92,13 @@ def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int
 def write_mails(
     conn: Connection, events: Sequence[Event], settings: Settings
 ) -> Mapping[str, int]:
-    """The donors' receipts and notices, each mail once per cause; sent later
-    by the mail sender (`outbox/mailer.py`), outside this transaction."""
-    mails.write_pledge_mails(conn, status_changes(events), settings)
+    """The donors' receipts and notices, and the organisers' goal-reached
+    mails and digest notes (after the totals handler: it reads the totals
+    settled), each mail once per cause; sent later by the mail sender
+    (`outbox/mailer.py`), outside this transaction."""
+    changes = status_changes(events)
+    mails.write_pledge_mails(conn, changes, settings)
+    organiser_mails.write_organiser_mails(conn, changes, settings)
     return {}
 
 

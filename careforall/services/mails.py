@@ -36,6 +36,13 @@ from careforall.domain.money import display_money
 from careforall.domain.states import PledgeStatus
 from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
+from careforall.services.mail_preferences import (
+    CHOICE_WORDS,
+    MailChoice,
+    link_key,
+    unsubscribe_token,
+    unsubscribe_url,
+)
 from careforall.settings import Settings
 
 
@@ -217,3 +224,31 @@ def mail_row(
         "sent_at": None,
         "list_unsubscribe": list_unsubscribe,
     }
+
+
+def optional_mail_row(
+    conn: Connection,
+    settings: Settings,
+    *,
+    kind: str,
+    cause_key: str,
+    to_address: str,
+    user_id: str,
+    choice: MailChoice,
+    now: datetime,
+    **values: Any,
+) -> dict[str, object]:
+    """A mail the user may turn off: its unsubscribe link in the text, the HTML
+    and the List-Unsubscribe headers."""
+    key = link_key(conn, settings.jwt_secret)
+    link = unsubscribe_url(settings.public_url, unsubscribe_token(key, user_id, choice))
+    mail = render(
+        kind,
+        organisation(settings),
+        unsubscribe_url=link,
+        unsubscribe_what=CHOICE_WORDS[choice],
+        **values,
+    )
+    return mail_row(
+        kind, cause_key, to_address, mail, settings, now, list_unsubscribe=link
+    )

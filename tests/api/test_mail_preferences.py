@@ -5,6 +5,8 @@ link is refused."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.testclient import TestClient
 
 from careforall.services.mail_preferences import (
@@ -14,11 +16,15 @@ from careforall.services.mail_preferences import (
 )
 from tests import factories as f
 from tests.helpers.api import GQL
+from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.waiting import wait_until
 
 PREFERENCES = "{ mailPreferences { donationDigest goalReached campaignUpdates } }"
 UPDATE = """mutation($input: MailPreferencesInput!) {
   updateMailPreferences(input: $input) { donationDigest goalReached campaignUpdates }
 }"""
+__all__ = ["mail_server"]  # the fixture, used by name
+
 ALL_ON = {"donationDigest": True, "goalReached": True, "campaignUpdates": True}
 
 
@@ -134,3 +140,40 @@ def test_an_altered_link_is_refused_and_changes_nothing(client: TestClient) -> N
             assert "not valid" in answer.text
     assert preferences(gql, user.token) == ALL_ON
     assert preferences(gql, victim.token) == ALL_ON
+
+
+def test_the_link_in_a_received_mail_unsubscribes_by_one_click(
+    app_factory: Callable[..., TestClient], mail_server: MailServer
+) -> None:
+    """The goal-reached mail, through the running app to a real SMTP server:
+    its link's page changes nothing; the mail client's one-click POST to the
+    List-Unsubscribe address turns the mail off."""
+    client = app_factory(smtp=mail_server.smtp, public_url="https://give.example")
+    gql = GQL(client)
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token, goalCents=2_000)
+    donor = f.register(gql)
+    pledge = f.pledge(gql, donor.token, campaign["id"], amount=2_500)
+    gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
+
+    wait_until(
+        lambda: any("reached its goal" in m["Subject"] for m in mail_server.messages)
+    )
+    [goal] = [m for m in mail_server.messages if "reached its goal" in m["Subject"]]
+    assert goal["To"] == organiser.email
+    url = goal["List-Unsubscribe"].strip("<>")
+    assert url.startswith("https://give.example/unsubscribe?token=")
+    assert goal["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = goal.get_body(("plain",))
+    assert text is not None and url in text.get_content()
+    path = url.removeprefix("https://give.example")
+
+    assert client.get(path).status_code == 200
+    assert preferences(gql, organiser.token) == ALL_ON
+    one_click = client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert one_click.status_code == 200
+    assert preferences(gql, organiser.token) == {**ALL_ON, "goalReached": False}
