@@ -14,7 +14,7 @@ from functools import partial
 
 from careforall.concurrency import Rounds, in_thread
 from careforall.db import Database
-from careforall.services import organiser_mails
+from careforall.services import alert_mails, organiser_mails
 from careforall.settings import Settings
 
 log = logging.getLogger("careforall.mail")
@@ -43,9 +43,9 @@ class MailRounds(Rounds):
 
     async def write_due(self) -> float:
         """Write the mails due now; returns how long to wait for the next round."""
-        written = await in_thread(
-            partial(organiser_mails.write_due_digests, self._db, self._settings)
-        )
+        written = 0
+        for write in (organiser_mails.write_due_digests, alert_mails.write_alert_mails):
+            written += await in_thread(partial(write, self._db, self._settings))
         if written:
             self._on_written()
         return self._every
