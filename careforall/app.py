@@ -125,11 +125,6 @@ def _mailer(runtime: Runtime) -> MailSender | None:
     return MailSender(runtime.db, settings.smtp, sender=settings.mail_from)
 
 
-def _waker(mailer: MailSender | None) -> Callable[[], None]:
-    """What tells the mail sender that mails were written (nothing without one)."""
-    return mailer.wake if mailer is not None else lambda: None
-
-
 def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
     """PostgreSQL: what other processes commit wakes this one's dispatcher
     and pushes the totals they changed."""
@@ -294,7 +289,7 @@ def _lifespan(
             asyncio.create_task(notifications.run(db), name="notifications"),
             asyncio.create_task(run_retention(db, settings), name="retention"),
             asyncio.create_task(
-                MailRounds(db, settings, on_written=_waker(mailer)).run(),
+                MailRounds(db, settings).run(),
                 name="periodic-mails",
             ),
         ]

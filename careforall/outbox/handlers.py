@@ -10,7 +10,7 @@ Two kinds, by how they touch the database:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -100,6 +100,16 @@ def write_mails(
     mails.write_pledge_mails(conn, changes, settings)
     organiser_mails.write_organiser_mails(conn, changes, settings)
     return {}
+
+
+def queues_mail(events: Iterable[Event]) -> bool:
+    """Whether delivering `events` may have queued mails (receipts, notices,
+    the goal-reached mail), so the mail sender should look now."""
+    return any(
+        isinstance(event, PledgeStatusChanged)
+        and PledgeStatus(event.to_status) in mails.PLEDGE_MAILS
+        for event in events
+    )
 
 
 def push_reconciled_totals(

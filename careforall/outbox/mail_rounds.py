@@ -1,6 +1,6 @@
 """The periodic mails: a lifespan task that writes the organisers' hourly
 digests (`services/organiser_mails.py`) and the admins' alert mails
-(`services/alert_mails.py`) when they are due, then wakes the mail sender.
+(`services/alert_mails.py`) when they are due (which wakes the mail sender).
 
 Each round is a few indexed reads when nothing is due. Every process runs
 it; the services make two processes write each mail once.
@@ -9,7 +9,6 @@ it; the services make two processes write each mail once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 
 from careforall.concurrency import Rounds, in_thread
@@ -29,12 +28,10 @@ class MailRounds(Rounds):
         db: Database,
         settings: Settings,
         *,
-        on_written: Callable[[], None] = lambda: None,
         every: float = ROUND_SECONDS,
     ) -> None:
         self._db = db
         self._settings = settings
-        self._on_written = on_written
         self._every = every
         super().__init__(log, "periodic mails round")
 
@@ -43,9 +40,6 @@ class MailRounds(Rounds):
 
     async def write_due(self) -> float:
         """Write the mails due now; returns how long to wait for the next round."""
-        written = 0
         for write in (organiser_mails.write_due_digests, alert_mails.write_alert_mails):
-            written += await in_thread(partial(write, self._db, self._settings))
-        if written:
-            self._on_written()
+            await in_thread(partial(write, self._db, self._settings))
         return self._every

@@ -49,7 +49,15 @@ class MailSender(Rounds):
         super().__init__(log, "mail round")
 
     async def run(self) -> None:
-        await self.run_rounds(self.send_due)
+        stop_listening = self._db.on_mail_queued(self.wake)
+        try:
+            # Mails kept while no SMTP server was configured go out now.
+            released = await in_thread(partial(mail_queue.release_kept, self._db))
+            if released:
+                log.info("kept mails queued to send", extra={"mails": released})
+            await self.run_rounds(self.send_due)
+        finally:
+            stop_listening()
 
     async def send_due(self) -> float:
         """Send the due mails; returns how long to wait before the next round."""

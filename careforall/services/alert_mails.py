@@ -53,7 +53,10 @@ def write_alert_mails(
                 col(AlertThrottle.key).not_like(f"{MAIL_PREFIX}%")
             )
         ).all()
-    return sum(_mail_alert(db, settings, key, now) for key in keys)
+    written = sum(_mail_alert(db, settings, key, now) for key in keys)
+    if written:
+        db.mail_queued()
+    return written
 
 
 def _mail_alert(db: Database, settings: Settings, key: str, now: datetime) -> int:

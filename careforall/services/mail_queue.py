@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.db import Database, lease_due
@@ -29,7 +29,11 @@ from careforall.services.unit_of_work import UnitOfWork
 BATCH = 20
 LEASE_SECONDS = 60.0
 MAX_DELAY_SECONDS = 600.0
-IDLE_WAIT_SECONDS = 1.0
+# The sender is woken when mails are queued in this process (`db.mail_queued`);
+# this slow look is for those queued by another process (PostgreSQL).
+IDLE_WAIT_SECONDS = 15.0
+# However soon a retry is due, the sender waits at least this long.
+MIN_WAIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,8 @@ def _due_query(now: datetime) -> SelectOfScalar[Mail]:
 
 def take_due(db: Database) -> tuple[list[Mail], float]:
     """The mails due now, and how long to wait before looking again: none
-    after a full batch, else IDLE_WAIT_SECONDS (a handler in this or another
-    process may queue a mail at any time).
+    after a full batch, else until the next retry is due, at most
+    IDLE_WAIT_SECONDS (a mail queued meanwhile wakes the sender).
 
     SQLite has one server process (it holds the server lock). On PostgreSQL
     several processes send: each leases the rows it takes for LEASE_SECONDS
@@ -63,9 +67,38 @@ def take_due(db: Database) -> tuple[list[Mail], float]:
     if not db.is_postgres:  # one process: a read, without the write lock
         with db.read() as session:
             rows = list(session.exec(_due_query(now)).all())
-        return rows, 0.0 if len(rows) == BATCH else IDLE_WAIT_SECONDS
-    rows = lease_due(db, _due_query(now), now + timedelta(seconds=LEASE_SECONDS))
-    return rows, 0.0 if len(rows) == BATCH else IDLE_WAIT_SECONDS
+    else:
+        rows = lease_due(db, _due_query(now), now + timedelta(seconds=LEASE_SECONDS))
+    if len(rows) == BATCH:
+        return rows, 0.0
+    return rows, _until_next_retry(db, now)
+
+
+def _until_next_retry(db: Database, now: datetime) -> float:
+    """Seconds until the soonest queued mail is due, within the bounds."""
+    with db.read() as session:
+        soonest = session.exec(
+            select(func.min(Mail.next_attempt_at)).where(
+                Mail.status == MailStatus.QUEUED, col(Mail.next_attempt_at) > now
+            )
+        ).one()
+    if soonest is None:
+        return IDLE_WAIT_SECONDS
+    wait = (soonest - now).total_seconds()
+    return max(MIN_WAIT_SECONDS, min(wait, IDLE_WAIT_SECONDS))
+
+
+def release_kept(db: Database) -> int:
+    """Queue every mail kept while no SMTP server was configured (at the start
+    of a sender, which has one); returns how many."""
+    with db.write_session() as session:
+        result = session.execute(
+            update(Mail)
+            .where(col(Mail.status) == MailStatus.KEPT)
+            .values(status=MailStatus.QUEUED, next_attempt_at=utcnow())
+        )
+        session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def backoff(attempts: int, base_delay: float) -> float:
@@ -134,4 +167,5 @@ def replay_mail(uow: UnitOfWork, *, principal: Principal | None, mail_id: str) -
         row.next_attempt_at = utcnow()
         uow.session.add(row)
         uow.commit()
+    uow.db.mail_queued()
     return 1

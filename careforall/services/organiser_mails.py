@@ -210,7 +210,10 @@ def write_due_digests(
     hour = hour_of(now or utcnow())
     with db.read() as session:
         due = list(session.execute(_DUE_CAMPAIGNS, {"hour": hour}).scalars())
-    return sum(_write_digest(db, settings, campaign_id, hour) for campaign_id in due)
+    written = sum(_write_digest(db, settings, campaign_id, hour) for campaign_id in due)
+    if written:
+        db.mail_queued()
+    return written
 
 
 def _write_digest(
