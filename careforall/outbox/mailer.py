@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 from careforall.concurrency import Rounds, in_thread
@@ -27,6 +29,13 @@ log = logging.getLogger("careforall.mail")
 
 # Half the lease a process holds on the mails it sends (PostgreSQL).
 SEND_LIMIT_SECONDS = mail_queue.LEASE_SECONDS / 2
+
+
+@dataclass(frozen=True)
+class _Unrecorded:
+    row: Mail
+    outcome: Outcome
+    lease: datetime | None
 
 
 class MailSender(Rounds):
@@ -46,6 +55,8 @@ class MailSender(Rounds):
         self._base_delay = base_delay
         self._timeout = timeout
         self._tls_context = tls_context
+        # Mails sent (or tried) whose outcome is not written yet, by id.
+        self._unrecorded: dict[int, _Unrecorded] = {}
         super().__init__(log, "mail round")
 
     async def run(self) -> None:
@@ -60,21 +71,56 @@ class MailSender(Rounds):
             stop_listening()
 
     async def send_due(self) -> float:
-        """Send the due mails; returns how long to wait before the next round."""
-        rows, wait = await in_thread(partial(mail_queue.take_due, self._db))
-        if not rows:
-            return wait
-        outcomes = await asyncio.gather(*(self._send(row) for row in rows))
-        await in_thread(
-            partial(
-                mail_queue.record,
-                self._db,
-                rows,
-                list(outcomes),
-                base_delay=self._base_delay,
-            )
+        """Send the due mails; returns how long to wait before the next round.
+
+        Outcomes that could not be recorded (the database away) are kept and
+        recorded first in the next rounds; their mails are not taken (and so
+        not sent) again meanwhile."""
+        await in_thread(self._record_unrecorded)
+        taken = await in_thread(
+            partial(mail_queue.take_due, self._db, skip=set(self._unrecorded))
         )
-        return wait
+        if not taken.rows:
+            return min(taken.wait, 1.0) if self._unrecorded else taken.wait
+        outcomes = await asyncio.gather(*(self._send(row) for row in taken.rows))
+        for row, outcome in zip(taken.rows, outcomes, strict=True):
+            self._unrecorded[outcome.mail_id] = _Unrecorded(row, outcome, taken.lease)
+        await in_thread(self._record_unrecorded)
+        return min(taken.wait, 1.0) if self._unrecorded else taken.wait
+
+    def _record_unrecorded(self) -> None:
+        """Record the kept outcomes: a round's together, else one by one, so
+        that one that cannot be written does not hold up the others."""
+        by_lease: dict[datetime | None, list[_Unrecorded]] = {}
+        for item in self._unrecorded.values():
+            by_lease.setdefault(item.lease, []).append(item)
+        for lease, items in by_lease.items():
+            try:
+                self._record(items, lease)
+            except Exception:
+                log.warning(
+                    "mail outcomes not recorded; trying one by one",
+                    extra={"mails": len(items)},
+                    exc_info=True,
+                )
+                for item in items:
+                    try:
+                        self._record([item], lease)
+                    except Exception:
+                        log.warning(
+                            "mail outcome not recorded; will try again",
+                            extra={"mail_id": item.outcome.mail_id},
+                        )
+
+    def _record(self, items: list[_Unrecorded], lease: datetime | None) -> None:
+        mail_queue.record(
+            self._db,
+            [(item.row, item.outcome) for item in items],
+            base_delay=self._base_delay,
+            lease=lease,
+        )
+        for item in items:
+            self._unrecorded.pop(item.outcome.mail_id, None)
 
     async def _send(self, row: Mail) -> Outcome:
         assert row.id is not None

@@ -9,6 +9,7 @@ backoff, or dead when the server refused it for good.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,33 +46,47 @@ class Outcome:
     refused: bool = False
 
 
-def _due_query(now: datetime) -> SelectOfScalar[Mail]:
-    return (
+@dataclass(frozen=True)
+class Taken:
+    """A round's mails, how long to wait before the next look, and the lease
+    this process holds on them (PostgreSQL: the `next_attempt_at` it set;
+    None on SQLite, where this process is the only sender)."""
+
+    rows: list[Mail]
+    wait: float
+    lease: datetime | None = None
+
+
+def _due_query(now: datetime, skip: Collection[int]) -> SelectOfScalar[Mail]:
+    query = (
         select(Mail)
         .where(Mail.status == MailStatus.QUEUED)
         .where(col(Mail.next_attempt_at) <= now)
-        .order_by(col(Mail.id))
-        .limit(BATCH)
     )
+    if skip:
+        query = query.where(col(Mail.id).not_in(list(skip)))
+    return query.order_by(col(Mail.id)).limit(BATCH)
 
 
-def take_due(db: Database) -> tuple[list[Mail], float]:
-    """The mails due now, and how long to wait before looking again: none
-    after a full batch, else until the next retry is due, at most
-    IDLE_WAIT_SECONDS (a mail queued meanwhile wakes the sender).
+def take_due(db: Database, *, skip: Collection[int] = ()) -> Taken:
+    """The mails due now (less `skip`: sent, their outcome not yet recorded),
+    and how long to wait before looking again: none after a full batch, else
+    until the next retry is due, at most IDLE_WAIT_SECONDS (a mail queued
+    meanwhile wakes the sender).
 
     SQLite has one server process (it holds the server lock). On PostgreSQL
     several processes send: each leases the rows it takes for LEASE_SECONDS
     (a sender that dies mid-send leaves them to the others)."""
     now = utcnow()
+    lease = None
     if not db.is_postgres:  # one process: a read, without the write lock
         with db.read() as session:
-            rows = list(session.exec(_due_query(now)).all())
+            rows = list(session.exec(_due_query(now, skip)).all())
     else:
-        rows = lease_due(db, _due_query(now), now + timedelta(seconds=LEASE_SECONDS))
-    if len(rows) == BATCH:
-        return rows, 0.0
-    return rows, _until_next_retry(db, now)
+        lease = now + timedelta(seconds=LEASE_SECONDS)
+        rows = lease_due(db, _due_query(now, skip), lease)
+    wait = 0.0 if len(rows) == BATCH else _until_next_retry(db, now)
+    return Taken(rows, wait, lease if rows else None)
 
 
 def _until_next_retry(db: Database, now: datetime) -> float:
@@ -107,26 +122,50 @@ def backoff(attempts: int, base_delay: float) -> float:
 
 
 def record(
-    db: Database, rows: list[Mail], outcomes: list[Outcome], *, base_delay: float
-) -> None:
-    """Write what each try did: sent, retried later with backoff, or dead."""
+    db: Database,
+    results: Sequence[tuple[Mail, Outcome]],
+    *,
+    base_delay: float,
+    lease: datetime | None,
+) -> int:
+    """Write what each try did: sent, retried later with backoff, or dead.
+
+    Only where this process still holds the mail: queued, and on PostgreSQL
+    still under the lease taken with it (`next_attempt_at` as this process
+    set it). A lease that ran out and was taken by another process is theirs
+    to record. Returns how many were recorded."""
     now = utcnow()
+    recorded = 0
     with db.write_session() as session:
-        for row, outcome in zip(rows, outcomes, strict=True):
-            attempts = row.attempts + 1
-            values: dict[str, object] = {"attempts": attempts}
-            if outcome.error is None:
-                values.update(status=MailStatus.SENT, sent_at=now, last_error=None)
-            elif outcome.refused:
-                values.update(status=MailStatus.DEAD, last_error=outcome.error[:500])
-            else:
-                values.update(
-                    last_error=outcome.error[:500],
-                    next_attempt_at=now
-                    + timedelta(seconds=backoff(attempts, base_delay)),
-                )
-            session.execute(update(Mail).where(col(Mail.id) == row.id).values(**values))
+        for row, outcome in results:
+            held = [col(Mail.id) == row.id, col(Mail.status) == MailStatus.QUEUED]
+            if lease is not None:
+                held.append(col(Mail.next_attempt_at) == lease)
+            result = session.execute(
+                update(Mail)
+                .where(*held)
+                .values(**_values(row, outcome, now, base_delay))
+            )
+            recorded += int(result.rowcount)  # type: ignore[attr-defined]
         session.commit()
+    return recorded
+
+
+def _values(
+    row: Mail, outcome: Outcome, now: datetime, base_delay: float
+) -> dict[str, object]:
+    attempts = row.attempts + 1
+    values: dict[str, object] = {"attempts": attempts}
+    if outcome.error is None:
+        values.update(status=MailStatus.SENT, sent_at=now, last_error=None)
+    elif outcome.refused:
+        values.update(status=MailStatus.DEAD, last_error=outcome.error[:500])
+    else:
+        values.update(
+            last_error=outcome.error[:500],
+            next_attempt_at=now + timedelta(seconds=backoff(attempts, base_delay)),
+        )
+    return values
 
 
 # --- admins ----------------------------------------------------------------------
