@@ -268,6 +268,8 @@ class Mail(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("cause_key", name="uq_mails_cause_key"),
         Index("ix_mails_due", "status", "next_attempt_at"),
+        # Retention: old sent mails of the kinds that are not kept forever.
+        Index("ix_mails_sent", "status", "kind", "sent_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=30)

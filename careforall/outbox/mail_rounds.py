@@ -13,7 +13,7 @@ from functools import partial
 
 from careforall.concurrency import Rounds, in_thread
 from careforall.db import Database
-from careforall.services import alert_mails, organiser_mails
+from careforall.services import alert_mails, mail_queue, organiser_mails
 from careforall.settings import Settings
 
 log = logging.getLogger("careforall.mail")
@@ -42,4 +42,6 @@ class MailRounds(Rounds):
         """Write the mails due now; returns how long to wait for the next round."""
         for write in (organiser_mails.write_due_digests, alert_mails.write_alert_mails):
             await in_thread(partial(write, self._db, self._settings))
+        # Also without SMTP (no sender): the mails kept show here.
+        await in_thread(partial(mail_queue.refresh_gauge, self._db))
         return self._every

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+from careforall import metrics
 from careforall.concurrency import Rounds, in_thread
 from careforall.db import Database
 from careforall.mail import smtp
@@ -86,6 +87,7 @@ class MailSender(Rounds):
         for row, outcome in zip(taken.rows, outcomes, strict=True):
             self._unrecorded[outcome.mail_id] = _Unrecorded(row, outcome, taken.lease)
         await in_thread(self._record_unrecorded)
+        await in_thread(partial(mail_queue.refresh_gauge, self._db))
         return min(taken.wait, 1.0) if self._unrecorded else taken.wait
 
     def _record_unrecorded(self) -> None:
@@ -148,9 +150,12 @@ class MailSender(Rounds):
                 )
         except smtp.Refused as exc:
             log.error("mail refused for good", extra={**extra, "error": str(exc)})
+            metrics.MAILS_DEAD.labels(row.kind).inc()
             return Outcome(row.id, f"refused: {exc}", refused=True)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("mail not sent; will retry", extra={**extra, "error": error})
+            metrics.MAILS_FAILED.labels(row.kind).inc()
             return Outcome(row.id, error)
+        metrics.MAILS_SENT.labels(row.kind).inc()
         return Outcome(row.id)

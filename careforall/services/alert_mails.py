@@ -25,7 +25,7 @@ from careforall.domain.notifications import NotificationKind
 from careforall.domain.states import Role
 from careforall.mail.templates import render
 from careforall.models import AlertThrottle, Mail, Notification, User, table_of
-from careforall.services.mails import mail_row, organisation
+from careforall.services.mails import count_written, mail_row, organisation
 from careforall.settings import Settings
 
 ALERT_MAIL_EVERY = timedelta(hours=1)
@@ -77,6 +77,7 @@ def _mail_alert(db: Database, settings: Settings, key: str, now: datetime) -> in
         except IntegrityError:  # another process mailed it first
             session.rollback()
             return 0
+        count_written(rows)
         return len(rows)
 
 

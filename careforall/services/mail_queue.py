@@ -17,13 +17,14 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from careforall import metrics
 from careforall.db import Database, lease_due
 from careforall.domain.clock import utcnow
 from careforall.domain.rules import Principal, require_admin
 from careforall.models import Mail
 from careforall.services import audit
 from careforall.services.admin import row_by_id
-from careforall.services.mails import MailStatus
+from careforall.services.mails import MailStatus, mail_counts
 from careforall.services.pagination import Page, newest_by_int_id
 from careforall.services.unit_of_work import UnitOfWork
 
@@ -114,6 +115,14 @@ def release_kept(db: Database) -> int:
         )
         session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def refresh_gauge(db: Database) -> None:
+    """careforall_mails_waiting: the mails queued, kept and dead now."""
+    with db.read() as session:
+        counts = mail_counts(session)
+    for status, count in counts.items():
+        metrics.MAILS_WAITING.labels(status.value).set(count)
 
 
 def backoff(attempts: int, base_delay: float) -> float:

@@ -25,11 +25,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert
+from sqlalchemy import Connection, Row, bindparam, func, insert
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
+from careforall import metrics
 from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
@@ -51,6 +53,28 @@ class MailStatus(StrEnum):
     SENT = "sent"
     DEAD = "dead"  # refused for good: an admin may send it again
     KEPT = "kept"  # no SMTP server configured: an admin reads it
+
+
+# The statuses of mails not sent yet, and of those refused for good.
+UNSENT = (MailStatus.QUEUED, MailStatus.KEPT, MailStatus.DEAD)
+
+
+def mail_counts(session: Session) -> dict[MailStatus, int]:
+    """How many mails are queued, kept and dead (through the status index;
+    sent ones are not counted)."""
+    rows = session.execute(
+        core_select(_MAILS.c.status, func.count())
+        .where(_MAILS.c.status.in_([s.value for s in UNSENT]))
+        .group_by(_MAILS.c.status)
+    )
+    found = {str(status): int(count) for status, count in rows}
+    return {status: int(found.get(status.value, 0)) for status in UNSENT}
+
+
+def count_written(rows: Sequence[dict[str, object]]) -> None:
+    """Count mails inserted, by kind (careforall_mails_written_total)."""
+    for row in rows:
+        metrics.MAILS_WRITTEN.labels(str(row["kind"])).inc()
 
 
 # What a pledge's donor is told, by the status it reached.
@@ -172,6 +196,7 @@ def write_pledge_mails(
     ]
     if rows:
         conn.execute(_INSERT, rows)
+        count_written(rows)
     return len(rows)
 
 

@@ -43,7 +43,7 @@ from careforall.models import (
     table_of,
 )
 from careforall.services.mail_preferences import MailChoice, who_wants
-from careforall.services.mails import optional_mail_row
+from careforall.services.mails import count_written, optional_mail_row
 from careforall.settings import Settings
 
 _ENTRIES = table_of(DigestEntry)
@@ -159,6 +159,7 @@ def _write_goal_mails(
     ]
     if rows:
         conn.execute(insert(_MAILS), rows)
+        count_written(rows)
     return len(rows)
 
 
@@ -241,6 +242,7 @@ def _write_digest(
                 session.rollback()
                 return 0
             written = True
+            count_written([row])
         conn.execute(_FORGET, {"ids": ids})
         session.commit()
         return int(written)

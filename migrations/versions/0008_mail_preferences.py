@@ -1,5 +1,6 @@
 """mail preferences: each user's choice of optional mails, the unsubscribe
-link a mail carries, and the donations waiting for an organiser's digest
+link a mail carries, the donations waiting for an organiser's digest, and
+an index for pruning old sent mails
 
 Revision ID: 0008
 Revises: 0006
@@ -58,10 +59,14 @@ def upgrade() -> None:
                 nullable=True,
             )
         )
+        batch_op.create_index(
+            "ix_mails_sent", ["status", "kind", "sent_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("mails", schema=None) as batch_op:
+        batch_op.drop_index("ix_mails_sent")
         batch_op.drop_column("list_unsubscribe")
     with op.batch_alter_table("digest_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_digest_entries_due")
