@@ -11,11 +11,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from careforall.app import create_app
-from careforall.services import mail_queue
+from careforall.db import Database
+from careforall.services import alerts, mail_queue
+from careforall.services.bootstrap import ensure_admin
+from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests import factories as f
 from tests.api.test_admin_mails import REPLAY, give_and_pay, mails
-from tests.helpers.api import GQL
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
 from tests.helpers.mails import parts
 from tests.helpers.smtp import MailServer, mail_server
 from tests.helpers.waiting import wait_until
@@ -75,3 +78,21 @@ def test_a_replayed_mail_wakes_the_sender(
     assert gql.ok(REPLAY, {"id": mail["id"]}, admin.token)["replayMail"] == 1
     [message] = mail_server.wait_for(1)
     assert message["To"] == donor.email
+
+
+def test_the_app_mails_an_alert_that_fired_while_it_was_down(
+    app_factory: Callable[..., TestClient], db: Database, mail_server: MailServer
+) -> None:
+    """The periodic mails run in the app's lifespan: a dead-letter alert of
+    the last hour reaches the admin's mailbox once the app runs."""
+    ensure_admin(UnitOfWork(db), email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
+    with db.write_session() as session:
+        alerts.notify_dead_letter(
+            session, event_id=9, name="PledgeStatusChanged", attempts=8, error="boom"
+        )
+        session.commit()
+
+    app_factory(smtp=mail_server.smtp)
+    [message] = mail_server.wait_for(1)
+    assert message["To"] == ADMIN_EMAIL
+    assert "dead letter" in message["Subject"] and "#9" in parts(message)[0]
