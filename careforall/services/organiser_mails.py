@@ -118,19 +118,28 @@ def write_organiser_mails(
             for pid, cid in captured.items()
         ],
     )
-    return _write_goal_mails(conn, set(captured.values()), settings, now)
+    # What this batch's captures added to each campaign (a pledge once).
+    added: dict[str, int] = {}
+    for pledge_id, amount in {
+        e.pledge_id: e.amount_cents for e in events if e.pledge_id in captured
+    }.items():
+        added[captured[pledge_id]] = added.get(captured[pledge_id], 0) + amount
+    return _write_goal_mails(conn, added, settings, now)
 
 
 def _write_goal_mails(
-    conn: Connection, campaign_ids: set[str], settings: Settings, now: datetime
+    conn: Connection, added: dict[str, int], settings: Settings, now: datetime
 ) -> int:
-    found = conn.execute(
-        _CAMPAIGN.where(_CAMPAIGNS.c.id.in_(sorted(campaign_ids)))
-    ).all()
+    """The goal-reached mails of the campaigns whose totals this batch took
+    across their goal: reached now, and not before its captures. A campaign
+    that was past its goal already (its organiser had turned the mail off
+    then) is not told later, when a new gift finds it still past."""
+    found = conn.execute(_CAMPAIGN.where(_CAMPAIGNS.c.id.in_(sorted(added)))).all()
     reached = [
         c
         for c in found
-        if c.raised_cents is not None and c.raised_cents >= c.goal_cents
+        if c.raised_cents is not None
+        and c.raised_cents >= c.goal_cents > c.raised_cents - added[c.id]
     ]
     if not reached:
         return 0

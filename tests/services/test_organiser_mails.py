@@ -122,6 +122,13 @@ def test_no_goal_mail_for_an_organiser_who_turned_it_off(
     pay(db, make_user(), campaign, 2_000)
     deliver(db, linked)
     assert [m.kind for m in all_mails(db)] == ["receipt"]
+    # Turned on again: the goal was reached before, so a new gift tells nothing.
+    update_mail_preferences(
+        UnitOfWork(db), principal=organiser, changes={MailChoice.GOAL_REACHED: True}
+    )
+    pay(db, make_user(), campaign, 500)
+    deliver(db, linked)
+    assert [m.kind for m in all_mails(db)] == ["receipt", "receipt"]
 
 
 def test_a_digest_lists_every_donation_of_the_hour_and_the_next_hour_another(
