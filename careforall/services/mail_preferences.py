@@ -45,7 +45,7 @@ class MailChoice(StrEnum):
 CHOICE_WORDS = {
     MailChoice.DONATION_DIGEST: "the hourly digest of new donations",
     MailChoice.GOAL_REACHED: "the mail when a campaign reaches its goal",
-    MailChoice.CAMPAIGN_UPDATES: "updates posted to campaigns you gave to",
+    MailChoice.CAMPAIGN_UPDATES: "the mail of updates to campaigns you gave to",
 }
 
 
