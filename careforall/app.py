@@ -29,6 +29,7 @@ from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
 from careforall.endpoints.personal_data import download_personal_data
+from careforall.endpoints.unsubscribe import unsubscribe_page
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
 from careforall.middleware.requests import RequestMetrics
@@ -36,6 +37,7 @@ from careforall.middleware.security import security_middleware
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
+from careforall.outbox.mail_rounds import MailRounds
 from careforall.outbox.mailer import MailSender
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
@@ -165,6 +167,7 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         # from the address and then removes it from the address bar.
         Route("/reset-password", _web_app_page, methods=["GET"]),
         Route("/verify-email", _web_app_page, methods=["GET"]),
+        Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
         Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
     ]
 
@@ -301,6 +304,10 @@ def _lifespan(
             asyncio.create_task(sender.run(), name="webhook-sender"),
             asyncio.create_task(notifications.run(db), name="notifications"),
             asyncio.create_task(run_retention(db, settings), name="retention"),
+            asyncio.create_task(
+                MailRounds(db, settings).run(),
+                name="periodic-mails",
+            ),
         ]
         if mailer is not None:
             tasks.append(asyncio.create_task(mailer.run(), name="mail-sender"))

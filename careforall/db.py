@@ -108,6 +108,7 @@ class Database:
             **write_options(self.write_waiters)
         )
         self._commit_listeners: list[Callable[[], None]] = []
+        self._mail_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._disposed = False
         self._data_version = next(_DATA_VERSIONS)
@@ -121,6 +122,24 @@ class Database:
 
     def notify_commit(self) -> None:
         for listener in list(self._commit_listeners):
+            listener()
+
+    def on_mail_queued(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after a commit that queued mails (the mail sender's
+        wake-up); returns what stops the calls."""
+        with self._lock:
+            self._mail_listeners.append(listener)
+
+        def stop() -> None:
+            with self._lock:
+                if listener in self._mail_listeners:
+                    self._mail_listeners.remove(listener)
+
+        return stop
+
+    def mail_queued(self) -> None:
+        """Mails were committed to send now (thread-safe)."""
+        for listener in list(self._mail_listeners):
             listener()
 
     @property

@@ -141,14 +141,44 @@ READY = Gauge(
 RETENTION_PRUNED = Counter(
     "careforall_retention_pruned_rows_total",
     "Rows deleted by retention (delivered outbox events, webhook log, delivered "
-    "simulated-provider webhooks), by table.",
+    "simulated-provider webhooks, sent mails other than receipts), by table.",
     ["table"],
 )
-RETENTION_TABLES = ("outbox_events", "webhook_log", "sim_webhooks")
+RETENTION_TABLES = ("outbox_events", "webhook_log", "sim_webhooks", "mails")
 for _table in RETENTION_TABLES:
     RETENTION_PRUNED.labels(_table)
 
 # Known label values start at zero, so rate() and increase() see the first event.
+MAILS_WRITTEN = Counter(
+    "careforall_mails_written_total",
+    "Mails written to send (or kept without SMTP), by kind.",
+    ["kind"],
+)
+MAILS_SENT = Counter(
+    "careforall_mails_sent_total", "Mails the SMTP server took, by kind.", ["kind"]
+)
+MAILS_FAILED = Counter(
+    "careforall_mails_failed_total",
+    "Tries to send a mail that failed and will be tried again, by kind.",
+    ["kind"],
+)
+MAILS_DEAD = Counter(
+    "careforall_mails_dead_total",
+    "Mails the SMTP server refused for good (dead, for an admin to replay), by kind.",
+    ["kind"],
+)
+MAILS_WAITING = Gauge(
+    "careforall_mails_waiting",
+    "Mails not sent: queued (to send), kept (no SMTP configured) and dead.",
+    ["status"],
+)
+MAIL_KINDS = ("receipt", "refund", "declined", "digest", "goal_reached", "alert")
+for _kind in MAIL_KINDS:
+    for _counter in (MAILS_WRITTEN, MAILS_SENT, MAILS_FAILED, MAILS_DEAD):
+        _counter.labels(_kind)
+for _status in ("queued", "kept", "dead"):
+    MAILS_WAITING.labels(_status)
+
 WEBHOOK_OUTCOMES = (
     "processed",
     "duplicate",

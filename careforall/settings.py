@@ -248,6 +248,7 @@ class Settings:
     retention_outbox_days: float = 30
     retention_webhook_log_days: float = 90
     retention_sim_webhooks_days: float = 30
+    retention_mails_days: float = 365
     retention_interval_seconds: float = 3600
     # Longest a public query's answer is reused (README,
     # "Performance"); 0 turns the response cache off.
@@ -313,6 +314,7 @@ class Settings:
             retention_outbox_days=_retention_days(env, "OUTBOX", 30),
             retention_webhook_log_days=_retention_days(env, "WEBHOOK_LOG", 90),
             retention_sim_webhooks_days=_retention_days(env, "SIM_WEBHOOKS", 30),
+            retention_mails_days=_retention_days(env, "MAILS", 365),
             retention_interval_seconds=_number(
                 env, "CAREFORALL_RETENTION_INTERVAL_SECONDS", 3600
             ),

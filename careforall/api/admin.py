@@ -73,6 +73,10 @@ class AdminStats:
         "by the process answering (since it started; each process counts its "
         "own). careforall_webhooks_received_total counts every one."
     )
+    dead_mails: int = strawberry.field(
+        description="Mails refused for good by the SMTP server, waiting for an "
+        "admin to replay them (adminMails(status: DEAD))."
+    )
 
     @classmethod
     def from_stats(cls, s: admin.Stats) -> AdminStats:

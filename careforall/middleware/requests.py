@@ -41,6 +41,7 @@ KNOWN_ROUTES = (
     "/account/data",
     "/reset-password",
     "/verify-email",
+    "/unsubscribe",
     "/",
 )
 

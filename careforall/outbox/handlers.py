@@ -10,7 +10,7 @@ Two kinds, by how they touch the database:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -26,7 +26,13 @@ from careforall.domain.events import (
 from careforall.domain.states import PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
-from careforall.services import account_mails, alerts, mails, notifications
+from careforall.services import (
+    account_mails,
+    alerts,
+    mails,
+    notifications,
+    organiser_mails,
+)
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
 from careforall.services.totals import settle_pledges
@@ -97,9 +103,13 @@ def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int
 def write_mails(
     conn: Connection, events: Sequence[Event], settings: Settings
 ) -> Mapping[str, int]:
-    """The donors' receipts and notices, each mail once per cause; sent later
-    by the mail sender (`outbox/mailer.py`), outside this transaction."""
-    mails.write_pledge_mails(conn, status_changes(events), settings)
+    """The donors' receipts and notices, and the organisers' goal-reached
+    mails and digest notes (after the totals handler: it reads the totals
+    settled), each mail once per cause; sent later by the mail sender
+    (`outbox/mailer.py`), outside this transaction."""
+    changes = status_changes(events)
+    mails.write_pledge_mails(conn, changes, settings)
+    organiser_mails.write_organiser_mails(conn, changes, settings)
     return {}
 
 
@@ -110,6 +120,19 @@ def write_account_mails(
     links' tokens, once per request."""
     account_mails.write_account_mails(conn, events, settings)
     return {}
+
+
+def queues_mail(events: Iterable[Event]) -> bool:
+    """Whether delivering `events` may have queued mails (receipts, notices,
+    the goal-reached mail, account mails), so the mail sender should look now."""
+    return any(
+        isinstance(event, AccountMailRequested)
+        or (
+            isinstance(event, PledgeStatusChanged)
+            and PledgeStatus(event.to_status) in mails.PLEDGE_MAILS
+        )
+        for event in events
+    )
 
 
 def push_reconciled_totals(

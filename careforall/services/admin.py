@@ -31,6 +31,7 @@ from careforall.models import (
     WebhookLog,
 )
 from careforall.services import audit, outbox, totals
+from careforall.services.mails import MailStatus, mail_counts
 from careforall.services.pagination import (
     Page,
     check_first,
@@ -73,6 +74,7 @@ class Stats:
     outbox_lag_seconds: float
     dead_letters: int
     webhook_rejects_last_hour: int
+    dead_mails: int = 0
 
 
 def _amounts(rows: Sequence[tuple[str, int]]) -> list[CurrencyAmount]:
@@ -116,6 +118,7 @@ def stats(
         outbox_lag_seconds=waiting.lag_seconds(now),
         dead_letters=waiting.dead,
         webhook_rejects_last_hour=int(rejects) + sampled_rejects,
+        dead_mails=mail_counts(session)[MailStatus.DEAD],
     )
 
 

@@ -25,17 +25,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, case, insert
+from sqlalchemy import Connection, Row, bindparam, case, func, insert
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
+from careforall import metrics
 from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
 from careforall.domain.states import PledgeStatus
 from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
+from careforall.services.mail_preferences import (
+    CHOICE_WORDS,
+    MailChoice,
+    link_key,
+    unsubscribe_token,
+    unsubscribe_url,
+)
 from careforall.settings import Settings
 
 
@@ -44,6 +53,28 @@ class MailStatus(StrEnum):
     SENT = "sent"
     DEAD = "dead"  # refused for good: an admin may send it again
     KEPT = "kept"  # no SMTP server configured: an admin reads it
+
+
+# The statuses of mails not sent yet, and of those refused for good.
+UNSENT = (MailStatus.QUEUED, MailStatus.KEPT, MailStatus.DEAD)
+
+
+def mail_counts(session: Session) -> dict[MailStatus, int]:
+    """How many mails are queued, kept and dead (through the status index;
+    sent ones are not counted)."""
+    rows = session.execute(
+        core_select(_MAILS.c.status, func.count())
+        .where(_MAILS.c.status.in_([s.value for s in UNSENT]))
+        .group_by(_MAILS.c.status)
+    )
+    found = {str(status): int(count) for status, count in rows}
+    return {status: int(found.get(status.value, 0)) for status in UNSENT}
+
+
+def count_written(rows: Sequence[dict[str, object]]) -> None:
+    """Count mails inserted, by kind (careforall_mails_written_total)."""
+    for row in rows:
+        metrics.MAILS_WRITTEN.labels(str(row["kind"])).inc()
 
 
 # What a pledge's donor is told, by the status it reached.
@@ -174,6 +205,7 @@ def write_pledge_mails(
     ]
     if rows:
         conn.execute(_INSERT, rows)
+        count_written(rows)
     return len(rows)
 
 
@@ -197,33 +229,20 @@ def _pledge_mail(
     if number is not None:
         values["receipt_number"] = receipt_number(number)
     mail = render(kind, org, **values)
-    return {
-        "kind": kind,
-        "cause_key": key,
-        "to_address": found.email,
-        "subject": mail.subject[:300],
-        "text": mail.text,
-        "html": mail.html,
-        "status": MailStatus.QUEUED if settings.smtp is not None else MailStatus.KEPT,
-        "attempts": 0,
-        "last_error": None,
-        "created_at": now,
-        "next_attempt_at": now,
-        "sent_at": None,
-    }
+    return mail_row(kind, key, found.email, mail, settings, now)
 
 
 def mail_row(
-    *,
     kind: str,
     cause_key: str,
     to_address: str,
     mail: Rendered,
     settings: Settings,
     now: datetime,
+    *,
+    list_unsubscribe: str | None = None,
 ) -> dict[str, object]:
-    """The values of a new mail's row, queued to send (or kept for the admins
-    when no SMTP server is configured)."""
+    """One `mails` row to insert: queued, or kept while no SMTP server is set."""
     return {
         "kind": kind,
         "cause_key": cause_key,
@@ -237,4 +256,33 @@ def mail_row(
         "created_at": now,
         "next_attempt_at": now,
         "sent_at": None,
+        "list_unsubscribe": list_unsubscribe,
     }
+
+
+def optional_mail_row(
+    conn: Connection,
+    settings: Settings,
+    *,
+    kind: str,
+    cause_key: str,
+    to_address: str,
+    user_id: str,
+    choice: MailChoice,
+    now: datetime,
+    **values: Any,
+) -> dict[str, object]:
+    """A mail the user may turn off: its unsubscribe link in the text, the HTML
+    and the List-Unsubscribe headers."""
+    key = link_key(conn, settings.jwt_secret)
+    link = unsubscribe_url(settings.public_url, unsubscribe_token(key, user_id, choice))
+    mail = render(
+        kind,
+        organisation(settings),
+        unsubscribe_url=link,
+        unsubscribe_what=CHOICE_WORDS[choice],
+        **values,
+    )
+    return mail_row(
+        kind, cause_key, to_address, mail, settings, now, list_unsubscribe=link
+    )

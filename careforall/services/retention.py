@@ -1,7 +1,9 @@
 """Retention: rows that only record finished work are deleted once they are old.
 
 What goes, each after its own number of days: outbox events delivered
-(`done`), webhook log rows, and the simulated provider's delivered webhooks.
+(`done`), webhook log rows, the simulated provider's delivered webhooks, and
+sent mails, except receipts (tax records, kept however old) and goal-reached
+mails (one per campaign: the row is what keeps it from being sent again).
 What always stays: outbox events still pending and dead letters, the audit
 log, pledges and their history, the totals ledger, and `webhook_events` (the
 dedupe keys of provider events, one small row per applied event).
@@ -28,8 +30,9 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall import metrics
 from careforall.domain.clock import utcnow
-from careforall.models import OutboxEvent, SimWebhook, WebhookLog
+from careforall.models import Mail, OutboxEvent, SimWebhook, WebhookLog
 from careforall.services import outbox
+from careforall.services.mails import MailStatus
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 
@@ -47,6 +50,7 @@ class RetentionPolicy:
     outbox_days: float = 30
     webhook_log_days: float = 90
     sim_webhooks_days: float = 30
+    mails_days: float = 365
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetentionPolicy:
@@ -54,6 +58,7 @@ class RetentionPolicy:
             outbox_days=settings.retention_outbox_days,
             webhook_log_days=settings.retention_webhook_log_days,
             sim_webhooks_days=settings.retention_sim_webhooks_days,
+            mails_days=settings.retention_mails_days,
         )
 
     def days(self) -> dict[str, float]:
@@ -62,6 +67,7 @@ class RetentionPolicy:
             "outbox_events": self.outbox_days,
             "webhook_log": self.webhook_log_days,
             "sim_webhooks": self.sim_webhooks_days,
+            "mails": self.mails_days,
         }
 
     @property
@@ -82,6 +88,18 @@ class PruneResult:
 
 def _no_more(cutoff: datetime, in_delete: bool) -> list[ColumnElement[bool]]:
     return []
+
+
+# Mails kept however old: receipts are tax records; a goal-reached mail's row
+# is what makes it once per campaign.
+KEPT_MAIL_KINDS = ("receipt", "goal_reached")
+
+
+def _sent_mail(cutoff: datetime, in_delete: bool) -> list[ColumnElement[bool]]:
+    return [
+        col(Mail.status) == MailStatus.SENT.value,
+        col(Mail.kind).not_in(KEPT_MAIL_KINDS),
+    ]
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ TABLES = (
     _Table(
         "sim_webhooks", SimWebhook, col(SimWebhook.id), col(SimWebhook.delivered_at)
     ),
+    # Through the index (status, kind, sent_at): never a scan of the receipts.
+    _Table("mails", Mail, col(Mail.id), col(Mail.sent_at), _sent_mail),
 )
 
 

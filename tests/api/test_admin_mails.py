@@ -5,45 +5,18 @@ mails (`adminMails`) and send one again (`replayMail`), audited."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from starlette.testclient import TestClient
 
 from tests import factories as f
+from tests.helpers.admin_mails import MAILS, REPLAY, give_and_pay, mails, receipts
 from tests.helpers.api import GQL
 from tests.helpers.smtp import MailServer, mail_server
 from tests.helpers.waiting import wait_until
 
 __all__ = ["mail_server"]  # the fixture, used by name
 
-MAILS = """query($first: Int, $after: String, $status: MailStatus) {
-  adminMails(first: $first, after: $after, status: $status) {
-    edges { node { id kind to subject text html status attempts lastError
-                   createdAt sentAt } }
-    pageInfo { hasNextPage endCursor }
-  }
-}"""
-REPLAY = "mutation($id: ID!) { replayMail(id: $id) }"
 AUDIT = "{ auditLog(first: 5) { edges { node { action targetType targetId } } } }"
-
-
-def give_and_pay(gql: GQL, amount: int = 2500) -> tuple[f.Account, str]:
-    """A registered donor gives `amount` USD and pays (captured at once)."""
-    organiser = f.register(gql)
-    campaign = f.campaign(gql, organiser.token, title="Hip surgery for Ana")
-    donor = f.register(gql)
-    pledge = f.pledge(gql, donor.token, campaign["id"], amount=amount)
-    gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
-    return donor, pledge["id"]
-
-
-def mails(gql: GQL, token: str, **variables: Any) -> list[dict[str, Any]]:
-    data = gql.ok(MAILS, variables, token)
-    return [edge["node"] for edge in data["adminMails"]["edges"]]
-
-
-def receipts(gql: GQL, token: str, **variables: Any) -> list[dict[str, Any]]:
-    return [m for m in mails(gql, token, **variables) if m["kind"] == "receipt"]
 
 
 def test_a_capture_sends_its_receipt_through_the_app(

@@ -249,6 +249,12 @@ def _anonymous(world: World, value: Any, variables: Vars, caller: str) -> None:
     assert value["token"] and value["anonymous"] is True and value["user"] is None
 
 
+def _own_preferences_changed(
+    world: World, value: Any, variables: Vars, caller: str
+) -> None:
+    assert value == {"campaignUpdates": False, "donationDigest": True}
+
+
 def _is_zero(world: World, value: Any, variables: Vars, caller: str) -> None:
     assert value == 0
 
@@ -659,6 +665,17 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "Query.unreadNotificationCount": [
         Case("{ unreadNotificationCount }", with_a_token())
+    ],
+    "Query.mailPreferences": [
+        Case("{ mailPreferences { donationDigest goalReached } }", signed_in())
+    ],
+    "Mutation.updateMailPreferences": [
+        Case(
+            "mutation { updateMailPreferences(input: {campaignUpdates: false}) {"
+            " campaignUpdates donationDigest } }",
+            signed_in(),
+            check=_own_preferences_changed,
+        )
     ],
     "Mutation.markNotificationsRead": [
         Case(

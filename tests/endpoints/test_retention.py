@@ -75,7 +75,12 @@ def test_the_server_prunes_old_rows_on_its_own_and_logs_each_run(
     assert count(db, model=WebhookLog) == 1
     run = json_logs.where(message="retention run")[0]
     assert run["logger"] == "careforall.retention"
-    assert run["deleted"] == {"outbox_events": 2, "webhook_log": 1, "sim_webhooks": 0}
+    assert run["deleted"] == {
+        "outbox_events": 2,
+        "webhook_log": 1,
+        "sim_webhooks": 0,
+        "mails": 0,
+    }
     assert pruned("outbox_events") - before["outbox_events"] == 2
     assert pruned("webhook_log") - before["webhook_log"] == 1
 

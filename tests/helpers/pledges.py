@@ -13,12 +13,19 @@ from careforall.services.pledges import PledgeData, create_pledge
 from careforall.services.unit_of_work import UnitOfWork
 
 
-def give(db: Database, donor: Principal, campaign: Campaign, amount: int) -> str:
+def give(
+    db: Database,
+    donor: Principal,
+    campaign: Campaign,
+    amount: int,
+    *,
+    donor_name: str | None = "Dana",
+) -> str:
     data = PledgeData(
         campaign_id=campaign.id,
         amount_cents=amount,
         idempotency_key=uuid.uuid4().hex,
-        donor_name="Dana",
+        donor_name=donor_name,
     )
     return create_pledge(UnitOfWork(db), principal=donor, data=data).id
 

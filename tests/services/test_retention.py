@@ -4,6 +4,7 @@ events, dead letters, the audit log and every money record stay."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from careforall.domain.clock import utcnow
 from careforall.models import (
     AuditLog,
     Campaign,
+    Mail,
     OutboxEvent,
     SimWebhook,
     WebhookEvent,
@@ -29,7 +31,7 @@ from tests.services.conftest import MakeAnon, count_rows
 
 NOW = utcnow()
 OUTBOX_ONLY = RetentionPolicy(outbox_days=30, webhook_log_days=0, sim_webhooks_days=0)
-RETENTION_TABLES = {"outbox_events", "webhook_log", "sim_webhooks"}
+RETENTION_TABLES = {"outbox_events", "webhook_log", "sim_webhooks", "mails"}
 
 
 def ago(days: float) -> datetime:
@@ -91,7 +93,12 @@ def test_delivered_outbox_events_go_after_their_days_pending_and_dead_never(
     result = prune(UnitOfWork(db), policy=OUTBOX_ONLY, now=NOW)
 
     assert ids(db, OutboxEvent) == set(kept)
-    assert result.deleted == {"outbox_events": 2, "webhook_log": 0, "sim_webhooks": 0}
+    assert result.deleted == {
+        "outbox_events": 2,
+        "webhook_log": 0,
+        "sim_webhooks": 0,
+        "mails": 0,
+    }
     assert {old_done, done_31}.isdisjoint(ids(db, OutboxEvent))
 
 
@@ -126,11 +133,18 @@ def test_webhook_log_and_delivered_provider_webhooks_go_after_their_days(
     # A webhook the provider still owes stays, however long it has been owed.
     assert ids(db, SimWebhook) == set(sent[2:])
     assert ids(db, OutboxEvent) == set(old_outbox)  # 0 days: kept forever
-    assert result.deleted == {"outbox_events": 0, "webhook_log": 2, "sim_webhooks": 2}
+    assert result.deleted == {
+        "outbox_events": 0,
+        "webhook_log": 2,
+        "sim_webhooks": 2,
+        "mails": 0,
+    }
 
 
 def test_zero_days_keeps_everything_forever(db: Database) -> None:
-    policy = RetentionPolicy(outbox_days=0, webhook_log_days=0, sim_webhooks_days=0)
+    policy = RetentionPolicy(
+        outbox_days=0, webhook_log_days=0, sim_webhooks_days=0, mails_days=0
+    )
     add(db, outbox("done", 3650), outbox("done", 3650))
     add(db, WebhookLog(outcome="duplicate", status_code=200, received_at=ago(3650)))
 
@@ -237,18 +251,25 @@ def test_each_run_is_counted_by_table_and_logged_once(
         prune(UnitOfWork(db), policy=RetentionPolicy(), now=NOW)
 
     after = {t: pruned_metric(t) - before[t] for t in RETENTION_TABLES}
-    assert after == {"outbox_events": 2, "webhook_log": 1, "sim_webhooks": 0}
+    assert after == {
+        "outbox_events": 2,
+        "webhook_log": 1,
+        "sim_webhooks": 0,
+        "mails": 0,
+    }
     (line,) = [r for r in caplog.records if r.name == "careforall.retention"]
     assert line.getMessage() == "retention run"
     assert line.__dict__["deleted"] == {
         "outbox_events": 2,
         "webhook_log": 1,
         "sim_webhooks": 0,
+        "mails": 0,
     }
     assert line.__dict__["keep_days"] == {
         "outbox_events": 30,
         "webhook_log": 90,
         "sim_webhooks": 30,
+        "mails": 365,
     }
 
 
@@ -289,3 +310,51 @@ def test_one_variable_sets_every_table_and_per_table_ones_override_it() -> None:
 def test_bad_retention_values_are_refused_by_name(name: str, raw: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: raw})
+
+
+# --- mails ---------------------------------------------------------------------
+
+
+def sent_mail(kind: str, days: float, status: str = "sent") -> Mail:
+    at = ago(days)
+    return Mail(
+        kind=kind,
+        cause_key=f"{kind}:{uuid.uuid4().hex}",
+        to_address="someone@example.org",
+        subject="s",
+        text="t",
+        html="h",
+        status=status,
+        attempts=1,
+        created_at=at,
+        next_attempt_at=at,
+        sent_at=at if status == "sent" else None,
+    )
+
+
+def test_sent_mails_go_after_their_days_but_receipts_stay_however_old(
+    db: Database,
+) -> None:
+    old = [sent_mail(kind, 400) for kind in ("digest", "alert", "refund", "declined")]
+    kept = [
+        sent_mail("receipt", 4000),  # a tax record
+        sent_mail("goal_reached", 4000),  # once per campaign, ever
+        sent_mail("digest", 300),  # not old enough
+        sent_mail("alert", 400, status="dead"),  # not sent: an admin replays it
+        sent_mail("digest", 400, status="kept"),
+        sent_mail("digest", 0),  # the newest row
+    ]
+    add(db, *old, *kept)
+
+    result = prune(UnitOfWork(db), policy=RetentionPolicy(), now=NOW)
+
+    assert result.deleted["mails"] == 4
+    with db.read() as session:
+        left = session.exec(select(Mail.cause_key)).all()
+    assert sorted(left) == sorted(m.cause_key for m in kept)
+
+
+def test_mail_retention_reads_its_own_variable() -> None:
+    assert Settings.from_env({}).retention_mails_days == 365
+    env = {"CAREFORALL_RETENTION_MAILS_DAYS": "0"}
+    assert Settings.from_env(env).retention_mails_days == 0
