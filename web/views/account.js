@@ -81,12 +81,18 @@ function profileSection(me) {
   return part("account-profile", "Name and email", form);
 }
 
-function passwordSection() {
+/** The account's address for password managers, which pair it with the password. */
+function username(me) {
+  return h("input", { type: "email", autocomplete: "username", value: me.email, hidden: true, tabindex: "-1" });
+}
+
+function passwordSection(me) {
   const current = h("input", { id: "account-current-password", type: "password", autocomplete: "current-password" });
   const fresh = h("input", { id: "account-new-password", type: "password", autocomplete: "new-password", minlength: 8 });
   const feedback = h("div", {});
   const submit = h("button", { type: "submit" }, "Change password");
   const form = h("form", { novalidate: true },
+    username(me),
     field(current.id, "Current password", current),
     field(fresh.id, "New password", fresh, "At least 8 characters."),
     feedback, h("div", { class: "button-row" }, submit));
@@ -120,11 +126,12 @@ function sessionsSection(ctx) {
     button);
 }
 
-function deleteSection(ctx) {
+function deleteSection(ctx, me) {
   const password = h("input", { id: "account-delete-password", type: "password", autocomplete: "current-password" });
   const feedback = h("div", {});
   const submit = h("button", { type: "submit", class: "danger" }, "Delete my account");
   const form = h("form", { novalidate: true },
+    username(me),
     field(password.id, "Your password, to confirm", password), feedback, h("div", { class: "button-row" }, submit));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -162,9 +169,9 @@ export async function accountView(ctx) {
     ctx.flash ? notice("info", ctx.flash) : null,
     h("h1", { tabindex: "-1" }, "Your account"),
     profileSection(me),
-    passwordSection(),
+    passwordSection(me),
     mailSection(ctx),
     dataSection(),
     sessionsSection(ctx),
-    deleteSection(ctx));
+    deleteSection(ctx, me));
 }
