@@ -28,6 +28,7 @@ from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
+from careforall.endpoints.unsubscribe import unsubscribe_page
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
 from careforall.middleware.requests import RequestMetrics
@@ -149,6 +150,7 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
+        Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
         Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
     ]
 

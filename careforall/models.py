@@ -282,6 +282,32 @@ class Mail(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     next_attempt_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # The unsubscribe link of a mail that carries one (RFC 8058 headers).
+    list_unsubscribe: str | None = Field(default=None, max_length=500)
+
+
+class MailPreference(SQLModel, table=True):
+    """Which optional mails a user wants; no row means every one (defaults)."""
+
+    __tablename__ = "mail_preferences"
+    user_id: str = Field(
+        primary_key=True, foreign_key="users.id", ondelete="CASCADE", max_length=40
+    )
+    donation_digest: bool = True
+    goal_reached: bool = True
+    campaign_updates: bool = True
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DigestEntry(SQLModel, table=True):
+    """A captured donation waiting for its organiser's next hourly digest;
+    deleted when the digest that lists it is written."""
+
+    __tablename__ = "digest_entries"
+    __table_args__ = (Index("ix_digest_entries_due", "campaign_id", "captured_at"),)
+    pledge_id: str = Field(primary_key=True, foreign_key="pledges.id", max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id", max_length=40)
+    captured_at: datetime = Field(default_factory=utcnow)
 
 
 class MailCounter(SQLModel, table=True):

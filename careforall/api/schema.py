@@ -18,6 +18,10 @@ from careforall.api.cost import QueryCost, Validation
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
 from careforall.api.limits import DocumentLimits, guard_root_fields
+from careforall.api.mail_preferences import (
+    MailPreferencesMutation,
+    MailPreferencesQuery,
+)
 from careforall.api.mutations import Mutation
 from careforall.api.notifications import (
     NotificationMutation,
@@ -67,9 +71,19 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(**kwargs: Any) -> Schema:
-    query = merge_types("Query", (Query, AdminQuery, NotificationQuery, ProviderQuery))
+    query = merge_types(
+        "Query",
+        (Query, AdminQuery, NotificationQuery, ProviderQuery, MailPreferencesQuery),
+    )
     mutation = merge_types(
-        "Mutation", (Mutation, AdminMutation, NotificationMutation, AccountMutation)
+        "Mutation",
+        (
+            Mutation,
+            AdminMutation,
+            NotificationMutation,
+            AccountMutation,
+            MailPreferencesMutation,
+        ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))
     guard_root_fields(query, mutation, subscription)

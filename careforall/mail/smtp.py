@@ -21,9 +21,18 @@ class Refused(Exception):
 
 
 def build_message(
-    *, sender: str, to: str, subject: str, text: str, html: str, mail_id: int
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    mail_id: int,
+    list_unsubscribe: str | None = None,
 ) -> EmailMessage:
-    """The MIME message: plain text with an HTML alternative."""
+    """The MIME message: plain text with an HTML alternative; with an
+    unsubscribe link, RFC 8058's headers for a mail client's one-click button
+    (a POST to the link, which the server takes without its page)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
@@ -31,6 +40,9 @@ def build_message(
     message["Date"] = formatdate(usegmt=True)
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(idstring=f"mail{mail_id}", domain=domain)
+    if list_unsubscribe is not None:
+        message["List-Unsubscribe"] = f"<{list_unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message

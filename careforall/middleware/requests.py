@@ -38,6 +38,7 @@ KNOWN_ROUTES = (
     "/healthz",
     "/readyz",
     "/admin/export/donations.csv",
+    "/unsubscribe",
     "/",
 )
 

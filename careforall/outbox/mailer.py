@@ -77,6 +77,7 @@ class MailSender(Rounds):
             text=row.text,
             html=row.html,
             mail_id=row.id,
+            list_unsubscribe=row.list_unsubscribe,
         )
         extra = {"mail_id": row.id, "kind": row.kind, "attempts": row.attempts + 1}
         try:

@@ -34,7 +34,7 @@ from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
 from careforall.domain.states import PledgeStatus
-from careforall.mail.templates import Organisation, render
+from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
 from careforall.settings import Settings
 
@@ -188,10 +188,24 @@ def _pledge_mail(
     if number is not None:
         values["receipt_number"] = receipt_number(number)
     mail = render(kind, org, **values)
+    return mail_row(kind, key, found.email, mail, settings, now)
+
+
+def mail_row(
+    kind: str,
+    cause_key: str,
+    to_address: str,
+    mail: Rendered,
+    settings: Settings,
+    now: datetime,
+    *,
+    list_unsubscribe: str | None = None,
+) -> dict[str, object]:
+    """One `mails` row to insert: queued, or kept while no SMTP server is set."""
     return {
         "kind": kind,
-        "cause_key": key,
-        "to_address": found.email,
+        "cause_key": cause_key,
+        "to_address": to_address,
         "subject": mail.subject[:300],
         "text": mail.text,
         "html": mail.html,
@@ -201,4 +215,5 @@ def _pledge_mail(
         "created_at": now,
         "next_attempt_at": now,
         "sent_at": None,
+        "list_unsubscribe": list_unsubscribe,
     }
