@@ -26,6 +26,28 @@ class User(SQLModel, table=True):
     # In every token; raising it ends the tokens issued before (logout,
     # a password change).
     token_version: int = 0
+    # The owner showed they read mail at `email` (a link of ours was opened).
+    email_verified: bool = False
+    # Set when the person deleted the account: the row stays, emptied of
+    # everything about them, so their pledges and campaigns keep their links.
+    erased_at: datetime | None = None
+
+
+class AccountToken(SQLModel, table=True):
+    """A single-use token of a link in a mail (password reset, address
+    verification). Only its SHA-256 hash is kept: the database alone does not
+    open anybody's account."""
+
+    __tablename__ = "account_tokens"
+    __table_args__ = (Index("ix_account_tokens_user", "user_id", "purpose"),)
+    token_hash: str = Field(primary_key=True, max_length=64)
+    purpose: str = Field(max_length=20)  # password_reset, email_verification
+    user_id: str = Field(foreign_key="users.id")
+    # The address the link was sent to: it proves only that one.
+    email: str = Field(max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
 
 
 class AnonymousSession(SQLModel, table=True):
@@ -86,6 +108,8 @@ class Pledge(SQLModel, table=True):
         default=None, foreign_key="anonymous_sessions.id"
     )
     donor_name: str | None = Field(default=None, max_length=100)
+    # Where a guest's receipt goes (normalised); never shown publicly.
+    donor_email: str | None = Field(default=None, max_length=254, index=True)
     message: str | None = Field(default=None, max_length=1000)
     payment_method: str | None = Field(default=None, max_length=100)
     failure_reason: str | None = Field(default=None, max_length=200)

@@ -261,6 +261,10 @@ class Settings:
     rate_limit_campaign_per_principal: Rate = Rate(10, 3600)
     rate_limit_campaign_per_address: Rate = Rate(30, 3600)
     rate_limit_campaign_status_per_principal: Rate = Rate(30, 60)
+    # Account mails (reset and verification links): each mail costs a send,
+    # and a flood to one address is harassment.
+    rate_limit_account_mail_per_address: Rate = Rate(20, 3600)
+    rate_limit_account_mail_per_email: Rate = Rate(5, 3600)
     # CAREFORALL_ENV: "production" refuses what is only for trials (the
     # simulated provider, unless allowed).
     environment: str = "development"

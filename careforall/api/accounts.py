@@ -1,12 +1,13 @@
-"""Account mutations of contract 0.3: ending tokens and changing a password."""
+"""Account mutations of contract 0.3: ending tokens, passwords (changed, or
+reset through a mailed link) and verified addresses."""
 
 from __future__ import annotations
 
 import strawberry
 
 from careforall.api.resolvers import signed_in, write
-from careforall.api.types import AuthPayload, Info
-from careforall.services import auth
+from careforall.api.types import AuthPayload, Info, User
+from careforall.services import auth, recovery, verification
 
 
 @strawberry.type
@@ -33,3 +34,39 @@ class AccountMutation:
             current_password=current_password,
             new_password=new_password,
         )
+
+    @strawberry.mutation(
+        description="Mails a reset link (valid 1 hour, once) when the address "
+        "has an account; always true, so nobody learns whether it has."
+    )
+    async def request_password_reset(self, info: Info, email: str) -> bool:
+        asked: bool = await write(info, recovery.request_password_reset, email=email)
+        return asked
+
+    @strawberry.mutation(
+        description="Sets a new password with the token of a reset link; every "
+        "earlier token of the user stops working, the answer holds a fresh one."
+    )
+    async def reset_password(
+        self, info: Info, token: str, new_password: str
+    ) -> AuthPayload:
+        return await signed_in(
+            info, recovery.reset_password, token=token, new_password=new_password
+        )
+
+    @strawberry.mutation(
+        description="Signed-in users: mails a link that verifies the address "
+        "(true without a mail when it is verified already)."
+    )
+    async def request_email_verification(self, info: Info) -> bool:
+        asked: bool = await write(info, verification.request_email_verification)
+        return asked
+
+    @strawberry.mutation(
+        description="Verifies the address with the token of a verification "
+        "link (valid 24 hours, once); donations given as a guest with that "
+        "address join the account."
+    )
+    async def verify_email(self, info: Info, token: str) -> User:
+        row = await write(info, verification.verify_email, token=token)
+        return User.from_model(row)

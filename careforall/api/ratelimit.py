@@ -129,6 +129,41 @@ LIMITS["setCampaignStatus"] = (
     ),
 )
 
+# Account mails: per address, and per email (a reset) or per account (a
+# verification), so nobody floods one mailbox; tokens are too long to guess,
+# so using one (resetPassword, verifyEmail) counts as a sign-in try.
+_MAIL_ADDRESS = Limit(
+    "account-mail",
+    "address",
+    lambda s: s.rate_limit_account_mail_per_address,
+    "mails asked for",
+)
+LIMITS["requestPasswordReset"] = (
+    _MAIL_ADDRESS,
+    Limit(
+        "account-mail",
+        "email",
+        lambda s: s.rate_limit_account_mail_per_email,
+        "mails asked for",
+    ),
+)
+LIMITS["requestEmailVerification"] = (
+    _MAIL_ADDRESS,
+    Limit(
+        "account-mail",
+        "principal",
+        lambda s: s.rate_limit_account_mail_per_email,
+        "mails asked for",
+    ),
+)
+LIMITS["resetPassword"] = (_AUTH_ADDRESS,)
+LIMITS["verifyEmail"] = (_AUTH_ADDRESS,)
+LIMITS["updateProfile"] = (
+    _AUTH_ADDRESS,
+    Limit("auth", "principal", lambda s: s.rate_limit_auth_per_email, "sign-in tries"),
+)
+LIMITS["deleteAccount"] = LIMITS["updateProfile"]
+
 
 @lru_cache(maxsize=8)
 def _networks(proxies: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:

@@ -30,6 +30,9 @@ class User:
     name: str
     role: Role
     created_at: datetime
+    email_verified: bool = strawberry.field(
+        description="The owner opened a verification link sent to this address."
+    )
 
     @classmethod
     def from_model(cls, row: models.User) -> User:

@@ -82,6 +82,21 @@ class TotalsReconciled(Event):
     pledge_count: int
 
 
+@dataclasses.dataclass(frozen=True)
+class AccountMailRequested(Event):
+    """A mail about an account is due: a password reset (to whichever account
+    has `address`, if one does), an address verification or the notice that
+    the address changed (to the account `user_id`). The mail, and the token
+    of its link, are written when the event is delivered: the request itself
+    does the same work whether or not the address has an account."""
+
+    name: ClassVar[str] = "AccountMailRequested"
+    kind: str  # password_reset, email_verification, email_changed
+    request_id: str  # one mail per request, however often delivered
+    address: str
+    user_id: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -91,6 +106,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PledgeStatusChanged,
         PledgesClaimed,
         TotalsReconciled,
+        AccountMailRequested,
     )
 }
 

@@ -17,11 +17,16 @@ from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall.db import Database
-from careforall.domain.events import Event, PledgeStatusChanged, TotalsReconciled
+from careforall.domain.events import (
+    AccountMailRequested,
+    Event,
+    PledgeStatusChanged,
+    TotalsReconciled,
+)
 from careforall.domain.states import PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
-from careforall.services import alerts, mails, notifications
+from careforall.services import account_mails, alerts, mails, notifications
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
 from careforall.services.totals import settle_pledges
@@ -98,6 +103,15 @@ def write_mails(
     return {}
 
 
+def write_account_mails(
+    conn: Connection, events: Sequence[Event], settings: Settings
+) -> Mapping[str, int]:
+    """Password reset, verification and address-change mails, with their
+    links' tokens, once per request."""
+    account_mails.write_account_mails(conn, events, settings)
+    return {}
+
+
 def push_reconciled_totals(
     conn: Connection, events: Sequence[Event]
 ) -> Mapping[str, int]:
@@ -154,6 +168,7 @@ TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
 # in every mail): `transactional_handlers` binds them to the context.
 CONFIGURED_HANDLERS: dict[type[Event], list[ConfiguredHandler]] = {
     PledgeStatusChanged: [write_mails],
+    AccountMailRequested: [write_account_mails],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],

@@ -15,7 +15,7 @@ from careforall.db import Database
 from careforall.direct import Direct
 from careforall.domain.clock import new_id
 from careforall.domain.errors import BadUserInput, Unauthenticated
-from careforall.domain.events import PledgesClaimed
+from careforall.domain.events import AccountMailRequested, PledgesClaimed
 from careforall.domain.rules import Principal, require_principal, require_user
 from careforall.domain.states import Role
 from careforall.models import AnonymousSession, Pledge, User, table_of
@@ -179,7 +179,7 @@ _LOOKALIKE = (
 )
 
 
-def _refuse_taken(session: Session, email: str, skeleton: str) -> None:
+def refuse_taken(session: Session, email: str, skeleton: str) -> None:
     """Refuse an address that an account has, or one that looks like it."""
     found = session.exec(
         select(User.email).where(
@@ -188,6 +188,16 @@ def _refuse_taken(session: Session, email: str, skeleton: str) -> None:
     ).first()
     if found is not None:
         raise BadUserInput(_TAKEN if found == email else _LOOKALIKE)
+
+
+def verification_requested(user: User) -> AccountMailRequested:
+    """The event that mails `user` a link to verify the address they have now."""
+    return AccountMailRequested(
+        kind="email_verification",
+        request_id=new_id("req"),
+        address=user.email,
+        user_id=user.id,
+    )
 
 
 def register(
@@ -206,23 +216,25 @@ def register(
     name = check_name(name)
     session_id = _anonymous_session_id(uow.db, keys, anonymous_token)
     with uow.db.read() as session:
-        _refuse_taken(session, email, skeleton)  # before the cost of a hash
+        refuse_taken(session, email, skeleton)  # before the cost of a hash
     password_hash = hash_password(password)
     with uow:
-        _refuse_taken(uow.session, email, skeleton)
+        refuse_taken(uow.session, email, skeleton)
         user = new_user(email=email, name=name, password_hash=password_hash)
         uow.session.add(user)
         uow.session.flush()
         if session_id is not None:
             _claim_session(uow, user_id=user.id, session_id=session_id)
+        uow.emit(verification_requested(user))
         try:
             uow.commit()
         except IntegrityError:
             raise BadUserInput(_TAKEN) from None
-    return _signed_in(keys, user)
+    return signed_in_result(keys, user)
 
 
-def _signed_in(keys: TokenKeys, user: User) -> AuthResult:
+def signed_in_result(keys: TokenKeys, user: User) -> AuthResult:
+    """The answer of a sign-in: a fresh token of the user's current version."""
     principal = Principal(kind="user", id=user.id, role=Role(user.role))
     token = issue_token(keys, principal, user.token_version)
     return AuthResult(token=token, user=user, anonymous=False)
@@ -266,7 +278,7 @@ def login(
             if session_id is not None:
                 _claim_session(uow, user_id=user.id, session_id=session_id)
             uow.commit()
-    return _signed_in(keys, user)
+    return signed_in_result(keys, user)
 
 
 def _accounts_named(session: Session, given: str, email: str) -> list[User]:
@@ -336,7 +348,7 @@ def change_password(
         row.token_version += 1
         uow.session.add(row)
         uow.commit()
-    return _signed_in(keys, row)
+    return signed_in_result(keys, row)
 
 
 def start_anonymous_session(uow: UnitOfWork, *, keys: TokenKeys) -> AuthResult:

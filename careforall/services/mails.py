@@ -217,3 +217,30 @@ def mail_row(
         "sent_at": None,
         "list_unsubscribe": list_unsubscribe,
     }
+
+
+def mail_row(
+    *,
+    kind: str,
+    cause_key: str,
+    to_address: str,
+    mail: Rendered,
+    settings: Settings,
+    now: datetime,
+) -> dict[str, object]:
+    """The values of a new mail's row, queued to send (or kept for the admins
+    when no SMTP server is configured)."""
+    return {
+        "kind": kind,
+        "cause_key": cause_key,
+        "to_address": to_address,
+        "subject": mail.subject[:300],
+        "text": mail.text,
+        "html": mail.html,
+        "status": MailStatus.QUEUED if settings.smtp is not None else MailStatus.KEPT,
+        "attempts": 0,
+        "last_error": None,
+        "created_at": now,
+        "next_attempt_at": now,
+        "sent_at": None,
+    }

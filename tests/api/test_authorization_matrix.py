@@ -38,6 +38,7 @@ USERS = ("donor", "organiser", "admin")
 OK, NULL = "data", "null"
 UNAUTHENTICATED, FORBIDDEN = "UNAUTHENTICATED", "FORBIDDEN"
 NOT_FOUND = "NOT_FOUND"
+BAD_USER_INPUT = "BAD_USER_INPUT"
 
 
 @dataclass
@@ -515,6 +516,33 @@ MATRIX: dict[str, list[Case]] = {
             stand_in=_stand_in,
             check=_fresh_token_of,
             after=_changed_password,
+        )
+    ],
+    "Mutation.requestPasswordReset": [
+        Case(
+            "mutation($email: String!) { requestPasswordReset(email: $email) }",
+            everyone(),
+            prepare=_new_email,
+        )
+    ],
+    # A link's token is the only credential: whoever holds one may use it, and
+    # a made-up one is refused alike for every caller.
+    "Mutation.resetPassword": [
+        Case(
+            "mutation($token: String!) { resetPassword(token: $token, "
+            'newPassword: "a fresh passphrase") { token } }',
+            everyone(BAD_USER_INPUT),
+            prepare=lambda w: {"token": "made-up-" + "x" * 35},
+        )
+    ],
+    "Mutation.requestEmailVerification": [
+        Case("mutation { requestEmailVerification }", signed_in())
+    ],
+    "Mutation.verifyEmail": [
+        Case(
+            "mutation($token: String!) { verifyEmail(token: $token) { id } }",
+            everyone(BAD_USER_INPUT),
+            prepare=lambda w: {"token": "made-up-" + "x" * 35},
         )
     ],
     "Mutation.createCampaign": [

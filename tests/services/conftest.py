@@ -10,12 +10,13 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
+from sqlmodel import col
 
 from careforall.db import Database
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
-from careforall.models import Campaign
+from careforall.models import Campaign, User
 from careforall.services import auth, bootstrap
 from careforall.services.auth import TokenKeys
 from careforall.services.campaigns import CampaignData, create_campaign
@@ -85,9 +86,15 @@ class MakeCampaign(Protocol):
 
 @pytest.fixture
 def make_user(db: Database, keys: TokenKeys) -> MakeUser:
-    """Register a donor through auth.register; returns its principal."""
+    """Register a donor through auth.register; returns its principal.
 
-    def make(email: str | None = None, name: str = "Dana Donor") -> Principal:
+    The address counts as verified unless `verified=False`, so the outbox
+    writes no verification mail: most tests count the mails of pledges.
+    """
+
+    def make(
+        email: str | None = None, name: str = "Dana Donor", *, verified: bool = True
+    ) -> Principal:
         result = auth.register(
             UnitOfWork(db),
             keys=keys,
@@ -95,7 +102,16 @@ def make_user(db: Database, keys: TokenKeys) -> MakeUser:
             password=PASSWORD,
             name=name,
         )
-        return user_principal(result)
+        principal = user_principal(result)
+        if verified:
+            with UnitOfWork(db) as uow:
+                uow.session.execute(
+                    update(User)
+                    .where(col(User.id) == principal.id)
+                    .values(email_verified=True)
+                )
+                uow.commit()
+        return principal
 
     return make
 

@@ -1,0 +1,79 @@
+"""accounts: verified addresses, erased accounts, the tokens of mailed links,
+and the address a guest gives for a receipt
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-07 12:30:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # Existing accounts never proved their address: not verified.
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "email_verified",
+                sa.Boolean(),
+                nullable=False,
+                server_default=sa.false(),
+            )
+        )
+        batch_op.add_column(
+            sa.Column("erased_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
+        )
+    with op.batch_alter_table("pledges", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "donor_email",
+                sqlmodel.sql.sqltypes.AutoString(length=254),
+                nullable=True,
+            )
+        )
+        batch_op.create_index("ix_pledges_donor_email", ["donor_email"], unique=False)
+    op.create_table(
+        "account_tokens",
+        sa.Column(
+            "token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False
+        ),
+        sa.Column(
+            "purpose", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False
+        ),
+        sa.Column("user_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column(
+            "email", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=False
+        ),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("used_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
+        sa.PrimaryKeyConstraint("token_hash"),
+    )
+    with op.batch_alter_table("account_tokens", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_account_tokens_user", ["user_id", "purpose"], unique=False
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("account_tokens", schema=None) as batch_op:
+        batch_op.drop_index("ix_account_tokens_user")
+    op.drop_table("account_tokens")
+    with op.batch_alter_table("pledges", schema=None) as batch_op:
+        batch_op.drop_index("ix_pledges_donor_email")
+        batch_op.drop_column("donor_email")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("erased_at")
+        batch_op.drop_column("email_verified")
