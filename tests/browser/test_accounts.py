@@ -154,7 +154,7 @@ def test_a_forgotten_password_is_reset_by_the_mailed_link(
 
     # The link works once.
     used = open_link(site, link)
-    expect(used.get_by_role("alert")).to_contain_text("expired or was already used")
+    expect(used.get_by_role("alert")).to_contain_text("This link has expired")
     used.get_by_role("link", name="Ask for a new link").click()
     expect(used.get_by_role("heading", name="Forgot your password?")).to_be_visible()
 

@@ -36,7 +36,7 @@ export function captureLinkToken() {
 function linkRefused(error) {
   return error instanceof ApiError && error.code !== NETWORK && error.code !== "RATE_LIMITED"
     && (error.code === "UNAUTHENTICATED" || error.code === "NOT_FOUND"
-      || /link|token|expired|used/i.test(error.message));
+      || /\blink\b|expired/i.test(error.message));
 }
 
 function page(ctx, title, ...children) {
@@ -108,7 +108,7 @@ export function resetView(ctx) {
       submit.disabled = false;
       if (linkRefused(error)) {
         linkTokens.delete("/reset-password");
-        form.replaceWith(askAgain("This link has expired or was already used."));
+        form.replaceWith(askAgain("This link has expired, was already used, or was replaced by a newer one."));
       } else if (error.code === "BAD_USER_INPUT") {
         fieldError(password, error.message);
         password.focus();
@@ -139,7 +139,7 @@ export async function verifyView(ctx) {
   } catch (error) {
     if (!linkRefused(error)) throw error;
     return page(ctx, "Confirm your email address",
-      notice("error", "This link has expired or was already used. ",
+      notice("error", "This link has expired, was already used, or was replaced by a newer one. ",
         currentUser() ? "Use “Send the link again” above for a new one." : ""),
       signIn);
   }
