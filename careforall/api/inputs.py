@@ -32,6 +32,12 @@ class PledgeInput:
     idempotency_key: str
     donor_name: str | None = None
     message: str | None = None
+    donor_email: str | None = strawberry.field(
+        default=None,
+        description="Where a guest's receipt goes (optional); never shown "
+        "publicly. Verifying this address later brings the donation into the "
+        "account.",
+    )
 
     def to_data(self) -> PledgeData:
         return from_attributes(PledgeData, self, campaign_id=str(self.campaign_id))

@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert
+from sqlalchemy import Connection, Row, bindparam, case, insert
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -60,7 +60,8 @@ _PLEDGES = table_of(Pledge)
 _CAMPAIGNS = table_of(Campaign)
 _USERS = table_of(User)
 
-# Guests have no account address (yet): the inner join leaves them out.
+# A registered donor's mail goes to the account's address, a guest's to the
+# donorEmail given (if any); an erased account's donor gets none.
 _ABOUT = (
     core_select(
         _PLEDGES.c.id,
@@ -68,10 +69,14 @@ _ABOUT = (
         _PLEDGES.c.currency,
         _PLEDGES.c.failure_reason,
         _CAMPAIGNS.c.title,
-        _USERS.c.email,
+        case(
+            (_PLEDGES.c.donor_user_id.is_(None), _PLEDGES.c.donor_email),
+            (_USERS.c.erased_at.is_(None), _USERS.c.email),
+            else_=None,
+        ).label("email"),
     )
     .select_from(
-        _PLEDGES.join(_CAMPAIGNS, _CAMPAIGNS.c.id == _PLEDGES.c.campaign_id).join(
+        _PLEDGES.join(_CAMPAIGNS, _CAMPAIGNS.c.id == _PLEDGES.c.campaign_id).outerjoin(
             _USERS, _USERS.c.id == _PLEDGES.c.donor_user_id
         )
     )
@@ -137,7 +142,11 @@ def write_pledge_mails(
     if not waiting:
         return 0
     ids = list({pledge_id for _kind, pledge_id in waiting.values()})
-    about = {row.id: row for row in conn.execute(_ABOUT, {"ids": ids})}
+    about = {
+        row.id: row
+        for row in conn.execute(_ABOUT, {"ids": ids})
+        if row.email is not None
+    }
     mails = [
         (key, kind, about[pledge_id])
         for key, (kind, pledge_id) in waiting.items()

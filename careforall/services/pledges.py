@@ -32,6 +32,7 @@ from careforall.domain.states import PledgeStatus
 from careforall.models import Campaign, Pledge, PledgeTransition, built, table_of
 from careforall.services.auth import principal_exists
 from careforall.services.campaigns import accepting_pledges
+from careforall.services.emails import normalize_email
 from careforall.services.pagination import (
     Page,
     newest_first,
@@ -51,6 +52,8 @@ class PledgeData:
     currency: str = "USD"
     donor_name: str | None = None
     message: str | None = None
+    # Where a guest's receipt goes; never shown publicly.
+    donor_email: str | None = None
 
 
 def _optional_text(value: str | None, field: str, limit: int) -> str | None:
@@ -76,7 +79,15 @@ def _validated(data: PledgeData) -> PledgeData:
         currency=check_currency(data.currency),
         donor_name=_optional_text(data.donor_name, "donorName", 100),
         message=_optional_text(data.message, "message", 1000),
+        donor_email=_donor_email(data.donor_email),
     )
+
+
+def _donor_email(value: str | None) -> str | None:
+    """One mailbox, spelled as accounts' addresses are; blank is none."""
+    if value is None or not value.strip():
+        return None
+    return normalize_email(value)
 
 
 def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
@@ -86,6 +97,7 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
         and pledge.currency == data.currency
         and pledge.donor_name == data.donor_name
         and pledge.message == data.message
+        and pledge.donor_email == data.donor_email
     )
 
 
@@ -101,6 +113,7 @@ _BY_KEY = Direct(
         _PLEDGES.c.currency,
         _PLEDGES.c.donor_name,
         _PLEDGES.c.message,
+        _PLEDGES.c.donor_email,
     ).where(
         _PLEDGES.c.idempotency_scope == bindparam("scope"),
         _PLEDGES.c.idempotency_key == bindparam("key"),
@@ -167,6 +180,7 @@ def create_pledge(
             "donor_session_id": None if donor.is_user else donor.id,
             "donor_name": data.donor_name,
             "message": data.message,
+            "donor_email": data.donor_email,
             "payment_method": None,
             "failure_reason": None,
             "created_at": now,

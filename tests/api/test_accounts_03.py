@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from careforall.db import Database
-from careforall.models import Mail
+from careforall.models import Mail, Pledge
 from tests import factories as f
 from tests.helpers.api import GQL
 from tests.helpers.waiting import wait_until
@@ -122,3 +122,29 @@ def test_asking_for_mails_is_rate_limited_per_email_and_per_address(
     for n in range(15):  # 20 a connection in all
         gql.ok(REQUEST_RESET, {"email": f"other-{n}@example.org"})
     assert gql.code(REQUEST_RESET, {"email": "fresh@example.org"}) == "RATE_LIMITED"
+
+
+def test_a_guest_gives_a_donor_email_that_is_never_shown(
+    client: TestClient, gql: GQL
+) -> None:
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    guest = f.anonymous(gql)
+    pledge = f.pledge(gql, guest, campaign["id"], donorEmail="Guest@Example.org")
+    assert "Guest" not in str(pledge) and "guest@" not in str(pledge)
+    with database(client).read() as session:
+        row = session.get(Pledge, pledge["id"])
+    assert row is not None and row.donor_email == "guest@example.org"
+    body = gql(
+        f.CREATE_PLEDGE,
+        {
+            "input": {
+                "campaignId": campaign["id"],
+                "amountCents": 100,
+                "idempotencyKey": f.unique("key"),
+                "donorEmail": "two@example.org, three@example.org",
+            }
+        },
+        guest,
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

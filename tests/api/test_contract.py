@@ -63,7 +63,6 @@ NOT_YET_BUILT = frozenset(
         "Campaign.updates",
         "Campaign.reviewNote",
         "Pledge.recurringDonation",
-        "PledgeInput.donorEmail",
         "Query.myRecurringDonations",
         "Mutation.updateProfile",
         "Mutation.deleteAccount",
