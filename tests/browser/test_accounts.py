@@ -95,7 +95,11 @@ def mail_to(smtp: MailServer, address: str, subject: str) -> EmailMessage:
             if m["To"] == address and subject in str(m["Subject"]).lower()
         ]
 
-    wait_until(lambda: found(), timeout=20, what=f"a '{subject}' mail to {address}")
+    try:
+        wait_until(found, timeout=20, what=f"a '{subject}' mail to {address}")
+    except AssertionError as error:
+        seen = [(m["To"], m["Subject"]) for m in smtp.messages]
+        raise AssertionError(f"{error}; the mails received: {seen}") from None
     return found()[-1]
 
 
