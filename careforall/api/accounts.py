@@ -1,5 +1,6 @@
 """Account mutations of contract 0.3: ending tokens, passwords (changed, or
-reset through a mailed link) and verified addresses."""
+reset through a mailed link), verified addresses, the profile and deleting
+the account."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import strawberry
 
 from careforall.api.resolvers import signed_in, write
 from careforall.api.types import AuthPayload, Info, User
-from careforall.services import auth, recovery, verification
+from careforall.services import auth, erasure, profile, recovery, verification
 
 
 @strawberry.type
@@ -70,3 +71,23 @@ class AccountMutation:
     async def verify_email(self, info: Info, token: str) -> User:
         row = await write(info, verification.verify_email, token=token)
         return User.from_model(row)
+
+    @strawberry.mutation(
+        description="Signed-in users: changes only the fields given. A new "
+        "email is not verified until the link mailed to it is opened; the old "
+        "address is told of the change."
+    )
+    async def update_profile(
+        self, info: Info, name: str | None = None, email: str | None = None
+    ) -> User:
+        row = await write(info, profile.update_profile, name=name, email=email)
+        return User.from_model(row)
+
+    @strawberry.mutation(
+        description="Signed-in users: erases the account (name, email, "
+        "password, every token); donations stay, anonymised, so totals are "
+        "unchanged. The last admin account cannot be deleted."
+    )
+    async def delete_account(self, info: Info, password: str) -> bool:
+        deleted: bool = await write(info, erasure.delete_account, password=password)
+        return deleted

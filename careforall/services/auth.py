@@ -173,7 +173,7 @@ def _claim_session(uow: UnitOfWork, *, user_id: str, session_id: str) -> None:
     )
 
 
-_TAKEN = "An account with this email already exists; sign in."
+TAKEN = "An account with this email already exists; sign in."
 _LOOKALIKE = (
     "This email looks like the address of another account; use another address."
 )
@@ -187,7 +187,7 @@ def refuse_taken(session: Session, email: str, skeleton: str) -> None:
         )
     ).first()
     if found is not None:
-        raise BadUserInput(_TAKEN if found == email else _LOOKALIKE)
+        raise BadUserInput(TAKEN if found == email else _LOOKALIKE)
 
 
 def verification_requested(user: User) -> AccountMailRequested:
@@ -229,7 +229,7 @@ def register(
         try:
             uow.commit()
         except IntegrityError:
-            raise BadUserInput(_TAKEN) from None
+            raise BadUserInput(TAKEN) from None
     return signed_in_result(keys, user)
 
 

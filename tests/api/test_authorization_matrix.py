@@ -400,6 +400,14 @@ def _changed_password(world: World, variables: Vars, allowed: bool) -> None:
     assert world.gql.code("{ me { id } }", token=token) == "UNAUTHENTICATED"
 
 
+def _deleted(world: World, variables: Vars, allowed: bool) -> None:
+    token = variables["_token"]
+    if token is None or token not in world.stand_ins:
+        return
+    code = world.gql("{ me { id } }", token=token).get("errors")
+    assert bool(code) == allowed
+
+
 def _fresh_token_of(world: World, value: Any, variables: Vars, caller: str) -> None:
     me = world.gql.ok("{ me { id } }", token=value["token"])["me"]
     assert me["id"] == world.stand_ins[variables["_token"]]
@@ -543,6 +551,21 @@ MATRIX: dict[str, list[Case]] = {
             "mutation($token: String!) { verifyEmail(token: $token) { id } }",
             everyone(BAD_USER_INPUT),
             prepare=lambda w: {"token": "made-up-" + "x" * 35},
+        )
+    ],
+    "Mutation.updateProfile": [
+        Case(
+            'mutation { updateProfile(name: "Same Person") { id name } }',
+            signed_in(),
+            check=_own_user,
+        )
+    ],
+    "Mutation.deleteAccount": [
+        Case(
+            'mutation { deleteAccount(password: "correct horse") }',
+            signed_in(),
+            stand_in=_stand_in,
+            after=_deleted,
         )
     ],
     "Mutation.createCampaign": [

@@ -64,8 +64,6 @@ NOT_YET_BUILT = frozenset(
         "Campaign.reviewNote",
         "Pledge.recurringDonation",
         "Query.myRecurringDonations",
-        "Mutation.updateProfile",
-        "Mutation.deleteAccount",
         "Mutation.updateCampaign",
         "Mutation.reviewCampaign",
         "Mutation.suspendCampaign",
