@@ -15,7 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -28,7 +28,7 @@ from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
-from careforall.endpoints.unsubscribe import unsubscribe_page
+from careforall.endpoints.personal_data import download_personal_data
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
 from careforall.middleware.requests import RequestMetrics
@@ -141,6 +141,16 @@ def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
     return Listener(db.engine, on_outbox=outbox_changed, on_totals=totals_changed)
 
 
+async def _web_app_page(request: Request) -> Response:
+    """The web app's page for a mailed link: never cached (the address holds a
+    token), and sent with no Referer anywhere (the security headers)."""
+    return FileResponse(
+        web_dir() / "index.html",
+        media_type="text/html; charset=utf-8",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
 def _routes(graphql: GraphQLView) -> list[BaseRoute]:
     return [
         Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -150,7 +160,11 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
-        Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
+        Route("/account/data", download_personal_data, methods=["GET"]),
+        # The links in account mails open the web app, which reads `token`
+        # from the address and then removes it from the address bar.
+        Route("/reset-password", _web_app_page, methods=["GET"]),
+        Route("/verify-email", _web_app_page, methods=["GET"]),
         Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
     ]
 

@@ -42,6 +42,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "[REDACTED_JWT]",
     ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
+    # The tokens of mailed links (/reset-password?token=…) in any logged URL.
+    (re.compile(r"(?i)\btoken=[^&\s\"']+"), "token=[REDACTED]"),
     # Webhook signatures: t=<unix>,v1=<hex>.
     (re.compile(r"\bv1=[0-9a-fA-F]{16,}"), "v1=[REDACTED]"),
     (re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,.+/_-]+"), "[REDACTED_HASH]"),

@@ -38,7 +38,9 @@ KNOWN_ROUTES = (
     "/healthz",
     "/readyz",
     "/admin/export/donations.csv",
-    "/unsubscribe",
+    "/account/data",
+    "/reset-password",
+    "/verify-email",
     "/",
 )
 
