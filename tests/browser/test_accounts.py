@@ -214,24 +214,54 @@ def test_account_settings_change_mail_choices_and_name_and_delete_the_account(
     expect(profile.get_by_role("status")).to_have_text("Saved.")
     expect(page.locator(".who")).to_have_text("Signed in as Samira Settings")
 
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password").fill("another long secret")
+    page.get_by_role("button", name="Change password").click()
+    password = page.get_by_role("region", name="Password", exact=True)
+    expect(password.get_by_role("status")).to_contain_text("Password changed")
+    assert gql.code(ME, token=donor.token) == "UNAUTHENTICATED"
+
+    new_address = f"{f.unique('moved')}@example.org"
+    page.get_by_label("Email", exact=True).fill(new_address)
+    page.get_by_role("button", name="Save name and email").click()
+    expect(profile.get_by_role("status")).to_contain_text(
+        f"We sent a link to {new_address}"
+    )
+    expect(page.get_by_test_id("verify-banner")).to_contain_text(new_address)
+
     with page.expect_download() as download:
         page.get_by_role("button", name="Download my data").click()
     assert download.value.suggested_filename == "careforall-my-data.json"
     saved = tmp_path / "data.json"
     download.value.save_as(saved)
-    assert donor.email in saved.read_text()
+    assert new_address in saved.read_text()
     json.loads(saved.read_text())
     shot(page, "account-settings")
 
     page.get_by_label("Your password, to confirm").fill("not my password")
     page.get_by_role("button", name="Delete my account").click()
     expect(page.locator("#account-delete-password-error")).not_to_be_empty()
-    page.get_by_label("Your password, to confirm").fill(PASSWORD)
+    page.get_by_label("Your password, to confirm").fill("another long secret")
     page.get_by_role("button", name="Delete my account").click()
     expect(page.get_by_text("Your account is deleted.")).to_be_visible()
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
     assert gql.code(ME, token=donor.token) == "UNAUTHENTICATED"
-    assert gql.code(LOGIN, {"e": donor.email, "p": PASSWORD}) == "UNAUTHENTICATED"
+    assert gql.code(LOGIN, {"e": new_address, "p": "another long secret"}) == (
+        "UNAUTHENTICATED"
+    )
+
+
+def test_signing_out_everywhere_ends_the_other_devices_sessions(
+    site: Pages, gql: ServerGQL
+) -> None:
+    donor = f.register(gql, name="Dev Ices")
+    page = site.open("#/signin")
+    sign_in(page, donor.email, PASSWORD)
+    page.goto("/#/account")
+    page.get_by_role("button", name="Sign out everywhere").click()
+    expect(page.get_by_text("You are signed out on every device.")).to_be_visible()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    assert gql.code(ME, token=donor.token) == "UNAUTHENTICATED"
 
 
 def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(

@@ -70,10 +70,10 @@ async function download() {
   } catch {
     throw new Error("Could not reach CareForAll: the connection dropped. Try again.");
   }
+  if (response.status === 401) throw new Error("Your session has ended: sign in again to download your data.");
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
-    throw new Error(body.error?.message || body.message || body.error
-      || `The download was refused (HTTP ${response.status}).`);
+    throw new Error(typeof body.error === "string" ? body.error : `The download was refused (HTTP ${response.status}).`);
   }
   const url = URL.createObjectURL(await response.blob());
   const link = h("a", { href: url, download: DATA_FILE, hidden: true });
