@@ -17,9 +17,11 @@ import httpx
 import pytest
 
 from tests import factories as f
+from tests import postgres
 from tests.browser.conftest import Pages, shot
 from tests.helpers.api import ServerGQL
 from tests.helpers.browser import donate, expect, sign_in
+from tests.helpers.databases import databases_under_test
 from tests.helpers.server import Server
 from tests.helpers.smtp import MailServer, free_port
 from tests.helpers.waiting import wait_until
@@ -47,26 +49,34 @@ def smtp() -> Iterator[MailServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=databases_under_test())
 def mail_web_server(
+    request: pytest.FixtureRequest,
     browser: Browser,
     smtp: MailServer,
     tmp_path_factory: pytest.TempPathFactory,
     template_db: Path,
 ) -> Iterator[Server]:
-    """A server that mails through `smtp`, its links leading back to itself."""
+    """A server that mails through `smtp`, its links leading back to itself,
+    on each database in turn."""
     workdir = tmp_path_factory.mktemp("account-server")
-    db_path = workdir / "careforall.db"
-    shutil.copy(template_db, db_path)
-    server = Server(
-        workdir, db_path, CAREFORALL_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}"
-    )
+    mail = {"CAREFORALL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}"}
+    pool: postgres.DatabasePool | None = None
+    if request.param == "postgresql":
+        pool = request.getfixturevalue("postgres_databases")
+        server = Server(workdir, database_url=pool.acquire(), **mail)
+    else:
+        db_path = workdir / "careforall.db"
+        shutil.copy(template_db, db_path)
+        server = Server(workdir, db_path, **mail)
     server.env["CAREFORALL_PUBLIC_URL"] = server.base_url
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        if pool is not None:
+            pool.release(server.database_url)
 
 
 @pytest.fixture
