@@ -14,6 +14,7 @@ from careforall.services.auth import AuthResult, TokenKeys, signed_in_result
 from careforall.services.emails import normalize_email
 from careforall.services.passwords import check_password, hash_password
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.services.verification import attach_guest_pledges
 
 
 def request_password_reset(
@@ -43,7 +44,8 @@ def reset_password(
 ) -> AuthResult:
     """Set a new password with a reset link's token (once): every earlier
     token of the user ends, the address counts as verified (its owner read the
-    mail), and the answer holds a fresh token."""
+    mail, and their guest donations with it join the account), and the answer
+    holds a fresh token."""
     with uow.db.read() as session:
         account_tokens.check(session, purpose=Purpose.PASSWORD_RESET, token=token)
     check_password(new_password)
@@ -58,9 +60,10 @@ def reset_password(
             raise Unauthenticated("This account no longer exists.")
         user.password_hash = new_hash
         user.token_version += 1
-        if found.email == user.email:
-            user.email_verified = True
         session.add(user)
+        if found.email == user.email and not user.email_verified:
+            user.email_verified = True
+            attach_guest_pledges(session, user_id=user.id, email=user.email)
         # Any other reset link of the user stops working too.
         account_tokens.end_unused(
             session.connection(),

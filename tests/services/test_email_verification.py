@@ -5,10 +5,8 @@ that address."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import timedelta
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from sqlmodel import select
@@ -18,25 +16,19 @@ from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, IdempotencyKeyReused
 from careforall.domain.rules import Principal
 from careforall.models import Campaign, Pledge, User
-from careforall.services import account_tokens, verification
+from careforall.services import account_tokens, recovery, verification
+from careforall.services.auth import TokenKeys
 from careforall.services.pledges import PledgeData, create_pledge, my_donations
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from tests.helpers.account_mails import ask_reset, link_token
 from tests.helpers.mails import all_mails, deliver, email_of
 from tests.helpers.pledges import provider_says
 from tests.services.conftest import MakeAnon, MakeUser
 
 
 def verification_token(db: Database, address: str) -> str:
-    [*_, mail] = [
-        m
-        for m in all_mails(db)
-        if m.kind == "email_verification" and m.to_address == address
-    ]
-    [url] = re.findall(r"https?://\S+\?token=\S+", mail.text)
-    assert urlparse(url).path == "/verify-email"
-    [token] = parse_qs(urlparse(url).query)["token"]
-    return token
+    return link_token(db, "email_verification", address)
 
 
 def guest_gives(
@@ -155,3 +147,23 @@ def test_verifying_an_address_brings_the_guests_pledges_given_with_it(
     verification.verify_email(UnitOfWork(db), token=verification_token(db, address))
     assert mine(db, donor) == {given.id}
     assert mine(db, guest) == {other.id, anonymous.id}
+
+
+def test_a_password_reset_verifies_the_address_and_brings_guest_pledges(
+    db: Database,
+    settings: Settings,
+    keys: TokenKeys,
+    make_user: MakeUser,
+    make_anon: MakeAnon,
+    campaign: Campaign,
+) -> None:
+    guest, _token = make_anon()
+    address = f"lee-{uuid.uuid4().hex[:6]}@example.org"
+    given = guest_gives(db, guest, campaign, address)
+    donor = make_user(email=address, verified=False)
+    token = ask_reset(db, settings, address)
+    recovery.reset_password(
+        UnitOfWork(db), keys=keys, token=token, new_password="a brand new phrase"
+    )
+    assert verified(db, donor)
+    assert mine(db, donor) == {given.id}

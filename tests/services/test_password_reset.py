@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from sqlmodel import select
@@ -21,6 +20,7 @@ from careforall.services.account_tokens import token_hash
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from tests.helpers.account_mails import ask_reset, token_in
 from tests.helpers.mails import (
     all_mails,
     deliver,
@@ -40,21 +40,6 @@ NEW_PASSWORD = "a brand new passphrase"
 
 def reset_mails(db: Database) -> list[str]:
     return [m.text for m in all_mails(db) if m.kind == "password_reset"]
-
-
-def token_in(text: str, path: str = "/reset-password") -> str:
-    [url] = re.findall(r"https?://\S+\?token=\S+", text)
-    parsed = urlparse(url)
-    assert parsed.path == path
-    [token] = parse_qs(parsed.query)["token"]
-    return token
-
-
-def ask(db: Database, settings: Settings, email: str) -> str:
-    """Ask for a reset of `email`, deliver the outbox; the newest link's token."""
-    assert recovery.request_password_reset(UnitOfWork(db), email=email) is True
-    deliver(db, settings)
-    return token_in(reset_mails(db)[-1])
 
 
 def test_a_reset_mail_arrives_and_its_link_sets_the_password(
@@ -77,7 +62,7 @@ def test_a_reset_mail_arrives_and_its_link_sets_the_password(
     assert message["To"] == email
     assert "List-Unsubscribe" not in message  # a security mail
     text, html = parts(message)
-    token = token_in(text)
+    token = token_in(text, "/reset-password")
     assert f"token={token}" in html
     assert text.startswith(
         "Someone asked to reset the password of your Hope & Care Foundation"
@@ -113,7 +98,7 @@ def test_a_link_works_once_and_one_message_covers_every_refusal(
     db: Database, settings: Settings, keys: TokenKeys, make_user: MakeUser
 ) -> None:
     donor = make_user()
-    token = ask(db, settings, email_of(db, donor))
+    token = ask_reset(db, settings, email_of(db, donor))
     recovery.reset_password(
         UnitOfWork(db), keys=keys, token=token, new_password=NEW_PASSWORD
     )
@@ -134,7 +119,7 @@ def test_a_link_expires_after_an_hour(
 ) -> None:
     donor = make_user()
     email = email_of(db, donor)
-    token = ask(db, settings, email)
+    token = ask_reset(db, settings, email)
     later = utcnow() + timedelta(hours=1, seconds=1)
     monkeypatch.setattr(account_tokens, "utcnow", lambda: later)
     message = _refused(db, keys, token)
@@ -152,8 +137,8 @@ def test_a_new_request_ends_the_earlier_links(
     db: Database, settings: Settings, keys: TokenKeys, make_user: MakeUser
 ) -> None:
     email = email_of(db, make_user())
-    first = ask(db, settings, email)
-    second = ask(db, settings, email)
+    first = ask_reset(db, settings, email)
+    second = ask_reset(db, settings, email)
     assert first != second
     _refused(db, keys, first)
     recovery.reset_password(
@@ -164,7 +149,7 @@ def test_a_new_request_ends_the_earlier_links(
 def test_a_weak_password_is_refused_and_the_link_still_works(
     db: Database, settings: Settings, keys: TokenKeys, make_user: MakeUser
 ) -> None:
-    token = ask(db, settings, email_of(db, make_user()))
+    token = ask_reset(db, settings, email_of(db, make_user()))
     for weak in ("short", "password123"):
         with pytest.raises(BadUserInput):
             recovery.reset_password(
@@ -207,7 +192,7 @@ def test_a_redelivered_request_writes_one_mail(
     db: Database, settings: Settings, make_user: MakeUser
 ) -> None:
     email = email_of(db, make_user())
-    ask(db, settings, email)
+    ask_reset(db, settings, email)
     deliver_everything_again(db, settings)
     assert len(reset_mails(db)) == 1
     with db.read() as session:

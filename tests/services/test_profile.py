@@ -15,10 +15,9 @@ from careforall.services import profile, recovery, verification
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from tests.helpers.account_mails import ask_reset, link_token
 from tests.helpers.mails import all_mails, deliver, email_of
 from tests.services.conftest import MakeUser
-from tests.services.test_email_verification import verification_token
-from tests.services.test_password_reset import ask
 
 
 def user_row(db: Database, user_id: str) -> User:
@@ -45,7 +44,7 @@ def test_a_new_address_is_verified_anew_and_the_old_one_told(
 ) -> None:
     donor = make_user()
     old = email_of(db, donor)
-    reset_token = ask(db, settings, old)
+    reset_token = ask_reset(db, settings, old)
     new = f"New-{uuid.uuid4().hex[:6]}@Example.org"
     user = profile.update_profile(UnitOfWork(db), principal=donor, email=new)
     assert user.email == new.lower() and not user.email_verified
@@ -58,7 +57,9 @@ def test_a_new_address_is_verified_anew_and_the_old_one_told(
         recovery.reset_password(
             UnitOfWork(db), keys=keys, token=reset_token, new_password="fresh words"
         )
-    verification.verify_email(UnitOfWork(db), token=verification_token(db, new.lower()))
+    verification.verify_email(
+        UnitOfWork(db), token=link_token(db, "email_verification", new.lower())
+    )
     assert user_row(db, donor.id).email_verified
 
 
