@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from tests import factories as f
 from tests import postgres
 from tests.browser.conftest import Pages, shot
+from tests.helpers.account_mails import token_in
 from tests.helpers.api import ServerGQL
 from tests.helpers.browser import donate, expect, sign_in
 from tests.helpers.databases import databases_under_test
@@ -113,12 +115,13 @@ def mail_to(smtp: MailServer, address: str, subject: str) -> EmailMessage:
     return found()[-1]
 
 
-def link_in(message: EmailMessage, path: str) -> str:
+def link_in(message: EmailMessage, path: str, server: Server) -> str:
+    """The mail's link to `path`, on the server's public address."""
     body = message.get_body(("plain",))
     assert body is not None
-    match = re.search(rf"https?://\S+{path}\?token=[^\s\"'<>]+", body.get_content())
-    assert match, f"no {path} link in {body.get_content()!r}"
-    return match.group(0)
+    token = token_in(body.get_content(), path)
+    assert f"{server.base_url}{path}?token=" in body.get_content()
+    return f"{server.base_url}{path}?{urlencode({'token': token})}"
 
 
 def open_link(site: Pages, url: str) -> Page:
@@ -132,7 +135,7 @@ def open_link(site: Pages, url: str) -> Page:
 
 
 def test_a_forgotten_password_is_reset_by_the_mailed_link(
-    site: Pages, gql: ServerGQL, smtp: MailServer
+    site: Pages, gql: ServerGQL, smtp: MailServer, mail_web_server: Server
 ) -> None:
     donor = f.register(gql, name="Fern Forgetful")
     page = site.open("#/signin")
@@ -145,7 +148,9 @@ def test_a_forgotten_password_is_reset_by_the_mailed_link(
     )
     shot(page, "account-forgot-password")
 
-    link = link_in(mail_to(smtp, donor.email, "password"), "/reset-password")
+    link = link_in(
+        mail_to(smtp, donor.email, "password"), "/reset-password", mail_web_server
+    )
     reset = open_link(site, link)
     expect(reset.get_by_role("heading", name="Choose a new password")).to_be_visible()
     assert "token" not in reset.url  # out of the address bar and the history
@@ -176,7 +181,7 @@ def test_a_forgotten_password_is_reset_by_the_mailed_link(
 
 
 def test_an_address_is_confirmed_by_the_mailed_link(
-    site: Pages, gql: ServerGQL, smtp: MailServer
+    site: Pages, gql: ServerGQL, smtp: MailServer, mail_web_server: Server
 ) -> None:
     donor = f.register(gql, name="Vera Verify")
     page = site.open("#/signin")
@@ -189,7 +194,9 @@ def test_an_address_is_confirmed_by_the_mailed_link(
     wait_until(lambda: len(smtp.messages) > sent, timeout=20, what="the new link")
     shot(page, "account-verify-banner")
 
-    link = link_in(mail_to(smtp, donor.email, "confirm"), "/verify-email")
+    link = link_in(
+        mail_to(smtp, donor.email, "confirm"), "/verify-email", mail_web_server
+    )
     page.goto(link)
     expect(page.get_by_role("heading", name="Email address confirmed")).to_be_visible()
     assert "token" not in page.url
