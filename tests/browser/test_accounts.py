@@ -295,6 +295,7 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
         page.locator(".field-error").filter(has_text="Enter an email")
     ).to_be_visible()
     expect(email).to_be_focused()
+    shot(page, "donate-receipt-address-refused")
     email.fill(receipt_to)
     page.get_by_role("button", name=re.compile(r"^Donate")).click()
     expect(page.get_by_test_id("pledge-status")).to_have_attribute(

@@ -81,7 +81,7 @@ function aboutFieldset(n) {
     h("label", { for: messageId }, "A message for the family"),
     message,
     email ? field(email.id, "Email for your receipt", email,
-      "We mail your receipt there once the payment goes through. Never shown to anyone, never used for anything else.") : null);
+      "Your receipt goes there once the payment goes through, and a notice if it is declined or refunded. Never shown to anyone.") : null);
   return { fieldset, name, message, email };
 }
 
