@@ -167,3 +167,9 @@ def test_a_password_reset_verifies_the_address_and_brings_guest_pledges(
     )
     assert verified(db, donor)
     assert mine(db, donor) == {given.id}
+
+
+def test_an_admin_made_by_the_operator_is_verified(
+    db: Database, admin: Principal
+) -> None:
+    assert verified(db, admin)

@@ -27,6 +27,7 @@ def _row() -> dict[str, Any]:
         "donor_user_id": "usr_1",
         "donor_session_id": None,
         "donor_name": "Ana",
+        "donor_email": None,
         "message": None,
         "payment_method": None,
         "failure_reason": None,
