@@ -9,7 +9,10 @@ import { registerView, signInView } from "./views/auth.js";
 import { mineView, startView } from "./views/organiser.js";
 import { adminView } from "./views/admin.js";
 import { notificationsView } from "./views/notifications.js";
+import { accountView } from "./views/account.js";
+import { captureLinkToken, forgotView, resetView, verifyView } from "./views/recovery.js";
 import { bell } from "./bell.js";
+import { refreshVerifyBanner, verifyBanner } from "./verify-banner.js";
 
 const ROUTES = [
   [/^\/$/, campaignsView],
@@ -22,6 +25,10 @@ const ROUTES = [
   [/^\/mine$/, mineView],
   [/^\/admin$/, adminView],
   [/^\/notifications$/, notificationsView],
+  [/^\/account$/, accountView],
+  [/^\/forgot-password$/, forgotView],
+  [/^\/reset-password$/, resetView],
+  [/^\/verify-email$/, verifyView],
 ];
 
 const main = document.getElementById("main");
@@ -129,6 +136,7 @@ function renderNav(path) {
         { class: "account" },
         bell,
         h("span", { class: "who" }, `Signed in as ${user.name}`),
+        link("/account", "Account"),
         h("button", { type: "button", class: "link-button", onclick: onSignOut }, "Sign out"),
       )
     : h(
@@ -154,4 +162,7 @@ document.getElementById("skip-link").addEventListener("click", (event) => {
 
 onSessionChange(() => renderNav(parseHash().path));
 window.addEventListener("hashchange", render);
+captureLinkToken();
+main.before(verifyBanner());
+refreshVerifyBanner();
 render();

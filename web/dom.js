@@ -139,3 +139,25 @@ export function notice(kind, ...children) {
     ...children,
   );
 }
+
+/**
+ * A labelled field with its hint and a place for its error, both read out
+ * with it (aria-describedby); `fieldError` fills that place.
+ */
+export function field(id, label, input, hint = null) {
+  const errorId = `${id}-error`;
+  input.setAttribute("aria-describedby", hint ? `${id}-hint ${errorId}` : errorId);
+  return h("div", { class: "field" },
+    h("label", { for: id }, label),
+    hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null,
+    input,
+    h("p", { class: "field-error", id: errorId, "aria-live": "polite" }));
+}
+
+/** Show (or, with no message, clear) the error of a field made by `field`. */
+export function fieldError(input, message = "") {
+  const slot = document.getElementById(`${input.id}-error`);
+  if (slot) slot.textContent = message;
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}

@@ -39,6 +39,16 @@ export function saveSession(payload) {
   changed();
 }
 
+/** The signed-in user's new name or email, kept with the same token. */
+export function updateUser(user) {
+  const session = currentSession();
+  if (!session || session.anonymous) return;
+  const kept = { ...session.user };
+  for (const key of ["name", "email"]) if (typeof user[key] === "string") kept[key] = user[key];
+  localStorage.setItem(STORAGE_KEY, JSON.stringify({ ...session, user: kept }));
+  changed();
+}
+
 export function signOut() {
   localStorage.removeItem(STORAGE_KEY);
   changed();

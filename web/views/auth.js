@@ -1,7 +1,7 @@
 // Sign in and register. A guest's anonymous token goes along, so the donations
 // made in this browser move to the account.
 import { api, anonymousToken, currentUser, saveSession } from "../session.js";
-import { h, notice } from "../dom.js";
+import { field, h, notice } from "../dom.js";
 
 const USER_FIELDS = `token anonymous user { id name email role }`;
 const LOGIN = `mutation Login($email: String!, $password: String!, $anonymousToken: String) {
@@ -17,15 +17,7 @@ function nextPath(ctx) {
   return /^\/[\w/-]*$/.test(next) && !next.startsWith("//") ? next : "/";
 }
 
-function field(id, label, input, hint) {
-  if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
-  return h("div", { class: "field" },
-    h("label", { for: id }, label),
-    hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null,
-    input);
-}
-
-function authForm(ctx, { title, submitText, fields, mutation, resultKey, welcome, switchTo }) {
+function authForm(ctx, { title, submitText, fields, mutation, resultKey, welcome, switchTo, extra = null }) {
   ctx.setTitle(title);
   const user = currentUser();
   const feedback = h("div", {});
@@ -58,6 +50,7 @@ function authForm(ctx, { title, submitText, fields, mutation, resultKey, welcome
       ? h("p", { class: "lead" }, "Donations you made in this browser as a guest will move to the account.")
       : null,
     form,
+    extra,
     h("p", {}, switchTo));
 }
 
@@ -79,6 +72,7 @@ export function signInView(ctx) {
     mutation: LOGIN,
     resultKey: "login",
     welcome: (user) => `Welcome back, ${user.name}.`,
+    extra: h("p", {}, h("a", { href: "#/forgot-password" }, "Forgot your password?")),
     switchTo: ["New here? ", h("a", { href: `#/register${next ? `?next=${encodeURIComponent(next)}` : ""}` }, "Register"), "."],
   });
 }

@@ -4,7 +4,7 @@
 // key, so the server returns the same pledge instead of making a second one.
 import { ApiError, NETWORK } from "../graphql.js";
 import { api, currentSession, currentUser, ensureSession } from "../session.js";
-import { PLEDGE_STATUS, h, minorDigits, money, newKey, notice, parseAmount } from "../dom.js";
+import { PLEDGE_STATUS, field, fieldError, h, minorDigits, money, newKey, notice, parseAmount } from "../dom.js";
 
 const PLEDGE_FIELDS = `id status amountCents currency failureReason history { toStatus at }`;
 const CREATE_PLEDGE = `mutation CreatePledge($input: PledgeInput!) {
@@ -63,20 +63,35 @@ function amountFieldset(n, currency) {
   return { fieldset, presets, custom, otherPill, error };
 }
 
-/** The donor's name and message, both optional. */
+/**
+ * The donor's name, message and (for a guest; an account's receipts go to its
+ * own address) where the receipt goes, all optional.
+ */
 function aboutFieldset(n) {
   const nameId = `donor-name-${n}`;
   const messageId = `donor-message-${n}`;
   const name = h("input", { id: nameId, type: "text", maxlength: 100, autocomplete: "name" });
   const message = h("textarea", { id: messageId, rows: 3, maxlength: 1000 });
+  const email = currentUser() ? null : h("input", { id: `donor-email-${n}`, type: "email", autocomplete: "email" });
   const fieldset = h("fieldset", {},
     h("legend", {}, "2. About you (optional)"),
     h("label", { for: nameId }, "Your name"),
     h("p", { class: "hint" }, "Shown with your donation. Leave it empty to give anonymously."),
     name,
     h("label", { for: messageId }, "A message for the family"),
-    message);
-  return { fieldset, name, message };
+    message,
+    email ? field(email.id, "Email for your receipt", email,
+      "Your receipt goes there once the payment goes through, and a notice if it is declined or refunded. Never shown to anyone.") : null);
+  return { fieldset, name, message, email };
+}
+
+/** The guest's receipt address: { email } (null when none), or { error } in words. */
+function chosenEmail(about) {
+  const value = about.email?.value.trim() || "";
+  if (!value) return { email: null };
+  return about.email.checkValidity() && !/\s/.test(value)
+    ? { email: value }
+    : { error: "Enter an email address like ada@example.org, or leave it empty." };
 }
 
 /** The simulated card: one that works, one that is declined. */
@@ -274,6 +289,9 @@ async function submitDonation(donation) {
   const { campaign, currency, about, card, feedback } = donation;
   const amount = chosenAmount(donation);
   if (refuseAmount(donation, amount)) return;
+  const receipt = chosenEmail(about);
+  if (about.email) fieldError(about.email, receipt.error);
+  if (receipt.error) return about.email.focus();
   const method = card.radios.find((r) => r.checked).value;
   lock(donation, true);
   feedback.replaceChildren();
@@ -286,6 +304,7 @@ async function submitDonation(donation) {
     donorName: about.name.value.trim() || null,
     message: about.message.value.trim() || null,
   };
+  if (receipt.email) input.donorEmail = receipt.email;
   try {
     const pledge = await payInSession(donation, input, method);
     donation.attempt = null; // this attempt is over: a new donation gets a new key
@@ -293,6 +312,11 @@ async function submitDonation(donation) {
   } catch (error) {
     const retry = error instanceof ApiError && error.code === NETWORK;
     if (!retry) donation.attempt = null;
+    if (receipt.email && error.code === "BAD_USER_INPUT" && /mail/i.test(error.message)) {
+      fieldError(about.email, error.message);
+      about.email.focus();
+      return;
+    }
     feedback.replaceChildren(notice("error", retry
       ? `The connection dropped before the answer arrived. Press “Donate ${money(amount.minor, currency)}” again to retry: the same donation is sent, so you are never charged twice.`
       : error.message));
