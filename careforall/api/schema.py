@@ -27,6 +27,7 @@ from careforall.api.notifications import (
 from careforall.api.observability import Observability
 from careforall.api.provider_info import ProviderQuery
 from careforall.api.queries import Query
+from careforall.api.reviews import ReviewMutation, ReviewQuery
 from careforall.api.subscriptions import Subscription
 
 
@@ -67,9 +68,18 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(**kwargs: Any) -> Schema:
-    query = merge_types("Query", (Query, AdminQuery, NotificationQuery, ProviderQuery))
+    query = merge_types(
+        "Query", (Query, AdminQuery, NotificationQuery, ProviderQuery, ReviewQuery)
+    )
     mutation = merge_types(
-        "Mutation", (Mutation, AdminMutation, NotificationMutation, AccountMutation)
+        "Mutation",
+        (
+            Mutation,
+            AdminMutation,
+            NotificationMutation,
+            AccountMutation,
+            ReviewMutation,
+        ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))
     guard_root_fields(query, mutation, subscription)

@@ -10,7 +10,9 @@ import strawberry
 from careforall import models
 from careforall.api.context import Context
 from careforall.api.mapping import from_attributes
+from careforall.concurrency import in_thread
 from careforall.domain import states
+from careforall.domain.rules import may_manage_campaign
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
@@ -106,6 +108,29 @@ class Campaign:
             accepting_pledges=accepting_pledges(row),
             row=row,
         )
+
+    @strawberry.field(
+        description="The admin's reason on REJECTED or SUSPENDED; owner and "
+        "admins only (null to others)."
+    )
+    async def review_note(self, info: Info) -> str | None:
+        if self.row.review_note is None:
+            return None
+        context = info.context
+        context.answer_is_personal()
+        principal = await in_thread(lambda: context.principal)
+        if principal is None or not may_manage_campaign(principal, self.row):
+            return None
+        return self.row.review_note
+
+    @strawberry.field(
+        description="Why an admin suspended it, for everyone to read; null "
+        "unless SUSPENDED."
+    )
+    def suspension_note(self) -> str | None:
+        if self.row.status != CampaignStatus.SUSPENDED:
+            return None
+        return self.row.review_note
 
     @strawberry.field(
         description="The organiser: never a User, an email is not public."

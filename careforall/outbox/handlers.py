@@ -17,11 +17,16 @@ from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall.db import Database
-from careforall.domain.events import Event, PledgeStatusChanged, TotalsReconciled
+from careforall.domain.events import (
+    CampaignReviewed,
+    Event,
+    PledgeStatusChanged,
+    TotalsReconciled,
+)
 from careforall.domain.states import PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
-from careforall.services import alerts, mails, notifications
+from careforall.services import alerts, campaign_notices, mails, notifications
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
 from careforall.services.totals import settle_pledges
@@ -98,6 +103,13 @@ def write_mails(
     return {}
 
 
+def tell_organisers(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """An admin's review or suspension: the organiser's notification."""
+    reviews = [e for e in events if isinstance(e, CampaignReviewed)]
+    campaign_notices.notify_reviews(conn, reviews)
+    return {}
+
+
 def push_reconciled_totals(
     conn: Connection, events: Sequence[Event]
 ) -> Mapping[str, int]:
@@ -149,6 +161,7 @@ def capture_after_authorization(
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
     TotalsReconciled: [push_reconciled_totals],
+    CampaignReviewed: [tell_organisers],
 }
 # Transactional handlers that read the app's settings (the organisation named
 # in every mail): `transactional_handlers` binds them to the context.

@@ -95,6 +95,7 @@ def world(
         admin_password=ADMIN_PASSWORD,
         auto_capture=False,
         rate_limits=False,
+        campaign_review="off",
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
@@ -295,6 +296,31 @@ def _fresh_campaign(world: World) -> Vars:
     return {"id": f.campaign(world.gql, token)["id"], "status": "PAUSED"}
 
 
+def _campaign_in_review(world: World) -> Vars:
+    """A fresh campaign IN_REVIEW (the world's app starts them ACTIVE)."""
+    campaign_id = _fresh_campaign(world)["id"]
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE campaigns SET status = 'IN_REVIEW' WHERE id = :id"),
+            {"id": campaign_id},
+        )
+    return {"id": campaign_id}
+
+
+def _campaign_is(allowed_to: str, otherwise: str) -> After:
+    def after(world: World, variables: Vars, allowed: bool) -> None:
+        admin = world.token("admin")
+        data = world.gql.ok(
+            "query($id: ID!) { campaign(id: $id) { status } }",
+            {"id": variables["id"]},
+            admin,
+        )
+        assert data["campaign"]["status"] == (allowed_to if allowed else otherwise)
+
+    return after
+
+
 def _pending_of(caller: str) -> Callable[[World], Vars]:
     return lambda world: {
         "pledgeId": world.new_pledge(caller)["id"],
@@ -485,6 +511,12 @@ MATRIX: dict[str, list[Case]] = {
     "Query.webhookLog": [
         Case(f"{{ webhookLog {{ {CONNECTION_IDS} }} }}", admin_only())
     ],
+    "Query.adminReviewQueue": [
+        Case(
+            "{ adminReviewQueue { edges { node { campaign { id } } } } }",
+            admin_only(),
+        )
+    ],
     "Query.auditLog": [Case(f"{{ auditLog {{ {CONNECTION_IDS} }} }}", admin_only())],
     "Mutation.register": [
         Case(
@@ -532,6 +564,25 @@ MATRIX: dict[str, list[Case]] = {
             signed_in() | {"donor": FORBIDDEN, "organiser": OK, "admin": OK},
             prepare=_fresh_campaign,
             after=_campaign_status,
+        )
+    ],
+    "Mutation.reviewCampaign": [
+        Case(
+            "mutation($id: ID!) { reviewCampaign(id: $id, approve: true) { status } }",
+            admin_only(),
+            prepare=_campaign_in_review,
+            check=_status_is("ACTIVE"),
+            after=_campaign_is("ACTIVE", otherwise="IN_REVIEW"),
+        )
+    ],
+    "Mutation.suspendCampaign": [
+        Case(
+            "mutation($id: ID!) { suspendCampaign(id: $id, note: \"why\") {"
+            " status suspensionNote } }",
+            admin_only(),
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+            check=_status_is("SUSPENDED"),
+            after=_campaign_is("SUSPENDED", otherwise="ACTIVE"),
         )
     ],
     "Mutation.createPledge": [

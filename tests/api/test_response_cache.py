@@ -48,7 +48,11 @@ REVIEWED_PUBLIC_FIELDS = {
     "Campaign.id",
     "Campaign.owner",
     "Campaign.recentDonations",
+    # Reads the caller, so it marks its answer as never to be kept
+    # (Context.answer_is_personal); tests/api/test_reviews.py.
+    "Campaign.reviewNote",
     "Campaign.status",
+    "Campaign.suspensionNote",
     "Campaign.title",
     "Campaign.totals",
     "CampaignConnection.edges",
