@@ -577,7 +577,7 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "Mutation.suspendCampaign": [
         Case(
-            "mutation($id: ID!) { suspendCampaign(id: $id, note: \"why\") {"
+            'mutation($id: ID!) { suspendCampaign(id: $id, note: "why") {'
             " status suspensionNote } }",
             admin_only(),
             prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
