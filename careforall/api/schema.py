@@ -15,6 +15,7 @@ from careforall.api.accounts import AccountMutation
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
 from careforall.api.cost import QueryCost, Validation
+from careforall.api.edits import EditMutation, EditQuery
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
 from careforall.api.limits import DocumentLimits, guard_root_fields
@@ -69,7 +70,8 @@ class Schema(strawberry.Schema):
 
 def build_schema(**kwargs: Any) -> Schema:
     query = merge_types(
-        "Query", (Query, AdminQuery, NotificationQuery, ProviderQuery, ReviewQuery)
+        "Query",
+        (Query, AdminQuery, NotificationQuery, ProviderQuery, ReviewQuery, EditQuery),
     )
     mutation = merge_types(
         "Mutation",
@@ -79,6 +81,7 @@ def build_schema(**kwargs: Any) -> Schema:
             NotificationMutation,
             AccountMutation,
             ReviewMutation,
+            EditMutation,
         ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))

@@ -321,6 +321,13 @@ def _campaign_is(allowed_to: str, otherwise: str) -> After:
     return after
 
 
+def _campaign_title(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { title } }", {"id": variables["id"]}
+    )
+    assert (data["campaign"]["title"] == "Edited") is allowed
+
+
 def _pending_of(caller: str) -> Callable[[World], Vars]:
     return lambda world: {
         "pledgeId": world.new_pledge(caller)["id"],
@@ -511,6 +518,14 @@ MATRIX: dict[str, list[Case]] = {
     "Query.webhookLog": [
         Case(f"{{ webhookLog {{ {CONNECTION_IDS} }} }}", admin_only())
     ],
+    "Query.adminCampaignEdits": [
+        Case(
+            f"query($id: ID!) {{ adminCampaignEdits(campaignId: $id) {{"
+            f" {CONNECTION_IDS} }} }}",
+            admin_only(),
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
     "Query.adminReviewQueue": [
         Case(
             "{ adminReviewQueue { edges { node { campaign { id } } } } }",
@@ -564,6 +579,15 @@ MATRIX: dict[str, list[Case]] = {
             signed_in() | {"donor": FORBIDDEN, "organiser": OK, "admin": OK},
             prepare=_fresh_campaign,
             after=_campaign_status,
+        )
+    ],
+    "Mutation.updateCampaign": [
+        Case(
+            'mutation($id: ID!) { updateCampaign(id: $id, input: {title: "Edited"})'
+            " { title } }",
+            signed_in() | {"donor": FORBIDDEN},
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+            after=_campaign_title,
         )
     ],
     "Mutation.reviewCampaign": [
