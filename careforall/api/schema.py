@@ -30,6 +30,7 @@ from careforall.api.provider_info import ProviderQuery
 from careforall.api.queries import Query
 from careforall.api.reviews import ReviewMutation, ReviewQuery
 from careforall.api.subscriptions import Subscription
+from careforall.api.trust import TrustMutation, TrustQuery
 
 
 class Schema(strawberry.Schema):
@@ -71,7 +72,15 @@ class Schema(strawberry.Schema):
 def build_schema(**kwargs: Any) -> Schema:
     query = merge_types(
         "Query",
-        (Query, AdminQuery, NotificationQuery, ProviderQuery, ReviewQuery, EditQuery),
+        (
+            Query,
+            AdminQuery,
+            NotificationQuery,
+            ProviderQuery,
+            ReviewQuery,
+            EditQuery,
+            TrustQuery,
+        ),
     )
     mutation = merge_types(
         "Mutation",
@@ -82,6 +91,7 @@ def build_schema(**kwargs: Any) -> Schema:
             AccountMutation,
             ReviewMutation,
             EditMutation,
+            TrustMutation,
         ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))

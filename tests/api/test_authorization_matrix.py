@@ -328,6 +328,34 @@ def _campaign_title(world: World, variables: Vars, allowed: bool) -> None:
     assert (data["campaign"]["title"] == "Edited") is allowed
 
 
+def _campaign_holding_money(world: World) -> Vars:
+    """A fresh campaign with a captured donation of 1,000 counted in its totals."""
+    campaign_id = _fresh_campaign(world)["id"]
+    token = world.token("donor")
+    assert token is not None
+    pledge = f.pledge(world.gql, token, campaign_id, 1_000)
+    world.gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, token)
+    world.gql.ok(f.CAPTURE, {"id": pledge["id"]}, world.token("admin"))
+    wait_until(lambda: f.totals(world.gql, campaign_id)[0] == 1_000)
+    return {"id": campaign_id}
+
+
+def _paid_out(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { paidOutCents } }",
+        {"id": variables["id"]},
+    )
+    assert data["campaign"]["paidOutCents"] == (500 if allowed else 0)
+
+
+def _updates_posted(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { updates { edges { cursor } } } }",
+        {"id": variables["id"]},
+    )
+    assert len(data["campaign"]["updates"]["edges"]) == (1 if allowed else 0)
+
+
 def _pending_of(caller: str) -> Callable[[World], Vars]:
     return lambda world: {
         "pledgeId": world.new_pledge(caller)["id"],
@@ -526,6 +554,9 @@ MATRIX: dict[str, list[Case]] = {
             prepare=lambda w: {"id": w.campaign_id},
         )
     ],
+    "Query.adminReports": [
+        Case(f"{{ adminReports {{ {CONNECTION_IDS} }} }}", admin_only())
+    ],
     "Query.adminReviewQueue": [
         Case(
             "{ adminReviewQueue { edges { node { campaign { id } } } } }",
@@ -588,6 +619,31 @@ MATRIX: dict[str, list[Case]] = {
             signed_in() | {"donor": FORBIDDEN},
             prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
             after=_campaign_title,
+        )
+    ],
+    "Mutation.postCampaignUpdate": [
+        Case(
+            "mutation($id: ID!) { postCampaignUpdate(campaignId: $id, "
+            'title: "News", body: "Surgery went well") { id } }',
+            signed_in() | {"donor": FORBIDDEN, "admin": FORBIDDEN},
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+            after=_updates_posted,
+        )
+    ],
+    "Mutation.recordPayout": [
+        Case(
+            "mutation($id: ID!) { recordPayout(campaignId: $id, amountCents: 500, "
+            'recipient: "City Hospital", reference: "INV-1") { amountCents } }',
+            admin_only(),
+            prepare=_campaign_holding_money,
+            after=_paid_out,
+        )
+    ],
+    "Mutation.reportCampaign": [
+        Case(
+            'mutation($id: ID!) { reportCampaign(id: $id, reason: "Fake") }',
+            with_a_token(),
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
         )
     ],
     "Mutation.reviewCampaign": [
