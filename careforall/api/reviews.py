@@ -25,7 +25,8 @@ class ReviewQueueEntry:
     campaign: Campaign
     report_count: int = strawberry.field(description="Reports against this campaign.")
     organiser_campaigns: list[OrganiserCampaign] = strawberry.field(
-        description="Every campaign of its organiser, this one too, newest first."
+        description="Its organiser's campaigns, this one too, newest first (the "
+        "newest 20)."
     )
     organiser_report_count: int = strawberry.field(
         description="Reports against any of the organiser's campaigns."

@@ -178,7 +178,7 @@ class Campaign:
     def paid_out_cents(self) -> int:
         return self.row.paid_out_cents
 
-    @strawberry.field(description="Its payouts, latest paid first.")
+    @strawberry.field(description="Its payouts, latest paid first (the latest 100).")
     async def payouts(self, info: Info) -> list[Payout]:
         rows = await info.context.loaders.payouts.load(self.row.id)
         return [Payout.from_model(r) for r in rows]

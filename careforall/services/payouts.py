@@ -21,6 +21,8 @@ from careforall.services.campaigns import locked_campaign
 from careforall.services.unit_of_work import UnitOfWork
 
 TEXT_LIMIT = 200
+# A campaign page lists its latest payouts, at most this many.
+PAYOUTS_SHOWN = 100
 # A transfer dated a little ahead (another time zone, a value date) is fine;
 # one far in the future is a typo.
 FUTURE_SLACK = timedelta(days=1)
@@ -106,7 +108,7 @@ def record_payout(
 def payouts_of(
     session: Session, campaign_ids: Sequence[str]
 ) -> dict[str, list[Payout]]:
-    """Each campaign's payouts, latest paid first."""
+    """Each campaign's payouts, latest paid first (at most PAYOUTS_SHOWN)."""
     found: dict[str, list[Payout]] = {cid: [] for cid in campaign_ids}
     if not found:
         return found
@@ -116,7 +118,8 @@ def payouts_of(
         .order_by(col(Payout.paid_at).desc(), col(Payout.id).desc())
     )
     for row in rows:
-        found[row.campaign_id].append(row)
+        if len(found[row.campaign_id]) < PAYOUTS_SHOWN:
+            found[row.campaign_id].append(row)
     return found
 
 

@@ -19,6 +19,8 @@ from careforall.services.pagination import Page, oldest_first
 from careforall.services.unit_of_work import UnitOfWork
 
 NOTE_LIMIT = 1000
+# An organiser's campaigns shown beside one waiting: the newest of them.
+ORGANISER_HISTORY = 20
 
 
 def _note(note: str | None, *, required: bool) -> str | None:
@@ -102,7 +104,7 @@ class QueueEntry:
 
     campaign: Campaign
     report_count: int
-    organiser_campaigns: Sequence[Campaign]
+    organiser_campaigns: Sequence[Campaign]  # the newest ORGANISER_HISTORY
     organiser_report_count: int
 
 
@@ -122,12 +124,10 @@ def review_queue(
             .order_by(col(Campaign.id).desc())
         )
         for row in rows:
-            history[row.owner_id].append(row)
-    ids = [c.id for h in history.values() for c in h]
-    reports = report_counts(session, ids)
-    by_owner: Counter[str] = Counter()
-    for owner, campaigns in history.items():
-        by_owner[owner] = sum(reports[c.id] for c in campaigns)
+            if len(history[row.owner_id]) < ORGANISER_HISTORY:
+                history[row.owner_id].append(row)
+    reports = report_counts(session, [c.id for c in page.items])
+    by_owner = owner_report_counts(session, list(owners))
     entries = [
         QueueEntry(
             campaign=c,
@@ -138,6 +138,22 @@ def review_queue(
         for c in page.items
     ]
     return Page(entries, page.cursors, page.has_next_page)
+
+
+def owner_report_counts(session: Session, owner_ids: Sequence[str]) -> Counter[str]:
+    """How many reports each organiser's campaigns have had, all together."""
+    counts: Counter[str] = Counter()
+    if not owner_ids:
+        return counts
+    rows = session.exec(
+        select(Campaign.owner_id, func.count())
+        .join(CampaignReport, col(CampaignReport.campaign_id) == col(Campaign.id))
+        .where(col(Campaign.owner_id).in_(list(owner_ids)))
+        .group_by(col(Campaign.owner_id))
+    )
+    for owner_id, count in rows:
+        counts[owner_id] = int(count)
+    return counts
 
 
 def report_counts(session: Session, campaign_ids: Sequence[str]) -> Counter[str]:
