@@ -48,7 +48,10 @@ class Query:
         user = await read_as_caller(info, read_me)
         return User.from_model(user) if user is not None else None
 
-    @strawberry.field
+    @strawberry.field(
+        description="Newest first. Campaigns IN_REVIEW or REJECTED are never "
+        "listed (their organiser has myCampaigns, admins adminReviewQueue)."
+    )
     async def campaigns(
         self,
         info: Info,
