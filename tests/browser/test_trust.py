@@ -112,9 +112,13 @@ def test_from_review_to_payout(
     expect(page.locator(".updates")).to_contain_text("Surgery booked")
     shot(page, "trust-campaign-organiser-update")
 
-    # --- an admin records a payout on the campaign page ---------------------------
+    # --- an admin reads the edit and records a payout on the campaign page -------
     admin.goto(f"/#/campaigns/{campaign_id}")
     admin.wait_for_selector("main:not([aria-busy])")
+    admin.get_by_text("History of changes").click()
+    expect(admin.get_by_role("list", name="Changes")).to_contain_text(
+        f"Title: {title} → {title} (updated)"
+    )
     admin.get_by_text("Record a payout").click()
     admin.get_by_label("Amount paid out (USD)").fill("250")
     admin.get_by_label("Paid to").fill("City Heart Hospital")

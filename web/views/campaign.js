@@ -8,7 +8,7 @@ import {
 import { donateForm } from "./donate.js";
 import { statusControls } from "./organiser.js";
 import {
-  TRUST_FIELDS, editForm, moneyPanel, payoutForm, reportForm, reviewNotice, suspendForm,
+  TRUST_FIELDS, editForm, editHistory, moneyPanel, payoutForm, reportForm, reviewNotice, suspendForm,
   updatesSection,
 } from "./trust.js";
 
@@ -167,6 +167,7 @@ export async function campaignView(ctx) {
               storySlot.replaceChildren(...story(saved.description));
             })
           : null,
+        isAdmin ? editHistory(campaign) : null,
         isAdmin ? payoutForm(campaign, () => moneySection.refresh()) : null,
         isAdmin && isLive(campaign) ? suspendForm(campaign, statusChanged) : null)
     : null;

@@ -24,6 +24,9 @@ const PAYOUT = `mutation RecordPayout($id: ID!, $amount: Int!, $recipient: Strin
 const SUSPEND = `mutation SuspendCampaign($id: ID!, $note: String!) {
   suspendCampaign(id: $id, note: $note) { id status acceptingPledges suspensionNote reviewNote }
 }`;
+const EDITS = `query AdminCampaignEdits($id: ID!) { adminCampaignEdits(campaignId: $id, first: 50) {
+  edges { node { id at field oldValue newValue actorId } }
+} }`;
 const REPORT = `mutation ReportCampaign($id: ID!, $reason: String!) { reportCampaign(id: $id, reason: $reason) }`;
 
 let fieldIds = 0;
@@ -219,4 +222,27 @@ export function suspendForm(campaign, onSuspended) {
     return "The campaign is suspended: it takes no donations until an admin resumes it.";
   });
   return h("details", { class: "suspend" }, h("summary", {}, "Suspend…"), form);
+}
+
+const FIELD_NAMES = { title: "Title", description: "Story", category: "Category", goal_cents: "Goal", ends_at: "Last day" };
+
+/** Admins: every change to the campaign, newest first, loaded when opened. */
+export function editHistory(campaign) {
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const box = h("details", { class: "edit-history" }, h("summary", {}, "History of changes"), body);
+  box.addEventListener("toggle", async () => {
+    if (!box.open) return;
+    try {
+      const edits = (await api(EDITS, { id: campaign.id })).adminCampaignEdits.edges.map((e) => e.node);
+      body.replaceChildren(edits.length
+        ? h("ul", { class: "edits", "aria-label": "Changes" }, edits.map((e) => h("li", {},
+            h("strong", {}, FIELD_NAMES[e.field] || e.field), ": ",
+            h("del", {}, e.oldValue ?? "none"), " → ", h("ins", {}, e.newValue ?? "none"),
+            h("span", { class: "muted" }, ` · ${dateTime(e.at)} · by ${e.actorId === campaign.owner.id ? "the organiser" : "an admin"}`))))
+        : h("p", { class: "muted" }, "Never edited."));
+    } catch (error) {
+      body.replaceChildren(notice("error", `Could not load the history: ${error.message}`));
+    }
+  });
+  return box;
 }
