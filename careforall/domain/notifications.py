@@ -27,6 +27,7 @@ class NotificationKind(enum.StrEnum):
     CAMPAIGN_REJECTED = "CAMPAIGN_REJECTED"
     CAMPAIGN_SUSPENDED = "CAMPAIGN_SUSPENDED"
     # to every admin
+    CAMPAIGN_REPORTED = "CAMPAIGN_REPORTED"
     DEAD_LETTER = "DEAD_LETTER"
     WEBHOOKS_REJECTED = "WEBHOOKS_REJECTED"
 
@@ -120,6 +121,15 @@ def campaign_reviewed(
             f"admin lifts the suspension.{why}",
         )
     raise ValueError(f"{kind} is not a review's notification")
+
+
+def campaign_reported(*, campaign_title: str) -> Message:
+    """What admins read when a campaign is reported the first time."""
+    return Message(
+        "A campaign was reported",
+        f"Someone reported “{campaign_title}”. Read the reports on the admin "
+        "page and suspend the campaign if they are right.",
+    )
 
 
 def dead_letter(

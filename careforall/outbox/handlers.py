@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from careforall.db import Database
 from careforall.domain.events import (
+    CampaignReported,
     CampaignReviewed,
     Event,
     PledgeStatusChanged,
@@ -110,6 +111,13 @@ def tell_organisers(conn: Connection, events: Sequence[Event]) -> Mapping[str, i
     return {}
 
 
+def tell_admins(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """A campaign's first report: every admin's notification."""
+    reports = [e for e in events if isinstance(e, CampaignReported)]
+    campaign_notices.notify_reports(conn, reports)
+    return {}
+
+
 def push_reconciled_totals(
     conn: Connection, events: Sequence[Event]
 ) -> Mapping[str, int]:
@@ -162,6 +170,7 @@ TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
     TotalsReconciled: [push_reconciled_totals],
     CampaignReviewed: [tell_organisers],
+    CampaignReported: [tell_admins],
 }
 # Transactional handlers that read the app's settings (the organisation named
 # in every mail): `transactional_handlers` binds them to the context.

@@ -1,8 +1,9 @@
-"""What organisers hear about their campaigns from admins: a review's outcome.
+"""What organisers hear about their campaigns from admins (a review's
+outcome), and what admins hear about campaigns (a first report).
 
 Runs inside the outbox dispatcher's transaction (`outbox/handlers.py`); each
-notification's `dedupe_key` names the event's campaign and outcome, so a
-redelivered event writes nothing the second time.
+notification's `dedupe_key` names its cause, so a redelivered event writes
+nothing the second time.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as core_select
 
 from careforall.domain import notifications as words
-from careforall.domain.events import CampaignReviewed
-from careforall.domain.states import CampaignStatus
-from careforall.models import Campaign, table_of
+from careforall.domain.events import CampaignReported, CampaignReviewed
+from careforall.domain.notifications import NotificationKind
+from careforall.domain.states import CampaignStatus, Role
+from careforall.models import Campaign, User, table_of
 from careforall.services.notifications import add_all, notification
 
 _CAMPAIGNS = table_of(Campaign)
@@ -24,12 +26,20 @@ _TITLES = core_select(_CAMPAIGNS.c.id, _CAMPAIGNS.c.title).where(
 )
 
 
+_USERS = table_of(User)
+_ADMINS = core_select(_USERS.c.id).where(_USERS.c.role == Role.ADMIN.value)
+
+
+def _titles(conn: Connection, ids: Sequence[str]) -> dict[str, str]:
+    rows = conn.execute(_TITLES, {"ids": sorted(set(ids))})
+    return {row.id: row.title for row in rows}
+
+
 def notify_reviews(conn: Connection, events: Sequence[CampaignReviewed]) -> None:
     """Tell each organiser what the admin decided, with the admin's note."""
     if not events:
         return
-    ids = sorted({e.campaign_id for e in events})
-    titles = {row.id: row.title for row in conn.execute(_TITLES, {"ids": ids})}
+    titles = _titles(conn, [e.campaign_id for e in events])
     rows = []
     for event in events:
         kind = words.REVIEW_KINDS.get(CampaignStatus(event.outcome))
@@ -50,3 +60,28 @@ def notify_reviews(conn: Connection, events: Sequence[CampaignReviewed]) -> None
             )
         )
     add_all(conn, rows)
+
+
+def notify_reports(conn: Connection, events: Sequence[CampaignReported]) -> None:
+    """Tell every admin of a campaign's first report; later reports of it add
+    to the count on the admin page, not to anyone's notifications."""
+    if not events:
+        return
+    titles = _titles(conn, [e.campaign_id for e in events])
+    admins = list(conn.execute(_ADMINS).scalars())
+    kind = NotificationKind.CAMPAIGN_REPORTED
+    add_all(
+        conn,
+        [
+            notification(
+                kind,
+                words.campaign_reported(campaign_title=titles[campaign_id]),
+                dedupe_key=f"{kind.value}:{campaign_id}:{admin}",
+                user_id=admin,
+                campaign_id=campaign_id,
+            )
+            for campaign_id in sorted({e.campaign_id for e in events})
+            if campaign_id in titles
+            for admin in admins
+        ],
+    )

@@ -1,18 +1,19 @@
 """Review through the services and the real outbox: a decision moves the
 campaign as the domain allows, writes its audit row and a CampaignReviewed
 event, and the organiser hears of it exactly once, also when the event is
-delivered again."""
+delivered again; a campaign's first report tells every admin once."""
 
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
 from careforall.db import Database
 from careforall.domain.errors import Forbidden, InvalidTransition, NotFound
 from careforall.domain.rules import Principal
-from careforall.models import AuditLog, Campaign, OutboxEvent
-from careforall.services import reviews
+from careforall.models import AuditLog, Campaign, OutboxEvent, User
+from careforall.services import reports, reviews
 from careforall.services.campaigns import get_campaign, list_campaigns
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
@@ -123,3 +124,30 @@ def test_refusals_change_nothing(
         audited = session.exec(select(AuditLog)).all()
     assert statuses == {waiting.id: "IN_REVIEW", campaign.id: "ACTIVE"}
     assert audited == []
+
+
+def test_a_campaigns_first_report_tells_every_admin_once(
+    db: Database,
+    settings: Settings,
+    uow: UnitOfWork,
+    admin: Principal,
+    make_user: MakeUser,
+    campaign: Campaign,
+) -> None:
+    second_admin = make_user()
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(User).where(col(User.id) == second_admin.id).values(role="ADMIN")
+        )
+    for n, address in enumerate(("10.0.0.1", "10.0.0.2")):
+        reports.report_campaign(
+            UnitOfWork(db),
+            principal=make_user(),
+            campaign_id=campaign.id,
+            reason=f"Doubtful {n}",
+            address=address,
+        )
+    deliver(db, settings)
+    deliver_everything_again(db, settings)
+    for who in (admin, second_admin):
+        assert feed(db, who) == [("CAMPAIGN_REPORTED", None)]
