@@ -72,6 +72,72 @@ class Campaign(SQLModel, table=True):
     owner_id: str = Field(foreign_key="users.id", index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The admin's words on the last review or suspension.
+    review_note: str | None = Field(default=None, max_length=1000)
+    # What payouts disbursed so far, raised with each one under the row's lock.
+    paid_out_cents: int = 0
+
+
+class CampaignEdit(SQLModel, table=True):
+    """One field of a campaign changed by `updateCampaign`: the kept history."""
+
+    __tablename__ = "campaign_edits"
+    __table_args__ = (Index("ix_campaign_edits_campaign", "campaign_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaigns.id")
+    # No foreign key: the record of who changed what outlives the account.
+    actor_user_id: str = Field(max_length=40)
+    at: datetime = Field(default_factory=utcnow)
+    field: str = Field(max_length=40)
+    old_value: str | None = None
+    new_value: str | None = None
+
+
+class CampaignUpdate(SQLModel, table=True):
+    """News an organiser posts on their campaign's page."""
+
+    __tablename__ = "campaign_updates"
+    __table_args__ = (Index("ix_campaign_updates_campaign", "campaign_id", "id"),)
+    id: str = Field(primary_key=True, max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id")
+    author_user_id: str = Field(max_length=40)
+    title: str = Field(max_length=200)
+    body: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Payout(SQLModel, table=True):
+    """Money disbursed to the beneficiary (e.g. the hospital), recorded by an
+    admin; public, as the proof that the money reached the treatment."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (Index("ix_payouts_campaign", "campaign_id", "id"),)
+    id: str = Field(primary_key=True, max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id")
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    recipient: str = Field(max_length=200)
+    reference: str = Field(max_length=200)
+    paid_at: datetime
+    recorded_by_user_id: str = Field(max_length=40)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignReport(SQLModel, table=True):
+    """Someone's report that a campaign is not what it says."""
+
+    __tablename__ = "campaign_reports"
+    __table_args__ = (
+        Index("ix_campaign_reports_campaign", "campaign_id", "id"),
+        Index("ix_campaign_reports_address", "reporter_address", "created_at"),
+    )
+    id: str = Field(primary_key=True, max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id")
+    # "user:<id>" or "anon:<id>"; no foreign key, the report outlives them.
+    reporter_scope: str = Field(max_length=50)
+    reporter_address: str = Field(max_length=64)
+    reason: str = Field(max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class CampaignTotals(SQLModel, table=True):

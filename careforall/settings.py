@@ -180,6 +180,7 @@ def _costs(env: Mapping[str, str]) -> dict[str, int]:
 # An HMAC-SHA256 key shorter than its hash's 32 bytes makes tokens easier to forge.
 MIN_JWT_SECRET_BYTES = 32
 PAYMENT_PROVIDERS = ("simulated",)
+CAMPAIGN_REVIEW = ("required", "off")
 
 
 def _jwt_secret(env: Mapping[str, str]) -> str | None:
@@ -266,6 +267,11 @@ class Settings:
     # and a flood to one address is harassment.
     rate_limit_account_mail_per_address: Rate = Rate(20, 3600)
     rate_limit_account_mail_per_email: Rate = Rate(5, 3600)
+
+    # Organisers post a few updates; a reporter reports a few campaigns.
+    rate_limit_campaign_update_per_principal: Rate = Rate(10, 3600)
+    rate_limit_report_per_principal: Rate = Rate(5, 3600)
+    rate_limit_report_per_address: Rate = Rate(10, 3600)
     # CAREFORALL_ENV: "production" refuses what is only for trials (the
     # simulated provider, unless allowed).
     environment: str = "development"
@@ -283,6 +289,8 @@ class Settings:
     org_name: str = "CareForAll"
     org_address: str | None = None
     org_tax_id: str | None = None
+    # "required": new campaigns wait IN_REVIEW for an admin; "off": ACTIVE at once.
+    campaign_review: str = "required"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -331,6 +339,9 @@ class Settings:
             metrics_port=_port(env, "CAREFORALL_METRICS_PORT"),
             metrics_host=(env.get("CAREFORALL_METRICS_HOST") or "127.0.0.1").strip(),
             metrics_token=env.get("CAREFORALL_METRICS_TOKEN") or None,
+            campaign_review=_one_of(
+                env, "CAREFORALL_CAMPAIGN_REVIEW", CAMPAIGN_REVIEW, "required"
+            ),
         )
         # Imported here: mail_config raises this module's SettingsError.
         from careforall.mail_config import mail_settings
@@ -355,6 +366,11 @@ class Settings:
                 "set CAREFORALL_ALLOW_SIMULATED_PAYMENTS=1 to run a demonstration "
                 "anyway (every payment page then says the payments are simulated)."
             )
+
+    @property
+    def review_required(self) -> bool:
+        """New campaigns wait IN_REVIEW for an admin's approval."""
+        return self.campaign_review == "required"
 
     @property
     def simulated_payments(self) -> bool:

@@ -135,6 +135,9 @@ def settings(db_url: str) -> Settings:
         rate_limits=False,
         outbox_base_delay=0.05,
         webhook_retry_base_delay=0.05,
+        # Most tests want the campaigns they create live at once; the review
+        # tests turn it on.
+        campaign_review="off",
     )
 
 

@@ -85,7 +85,10 @@ export function ago(iso) {
   return format.format(-Math.round(seconds / 86400), "day");
 }
 
-export const CAMPAIGN_STATUS = { ACTIVE: "Active", PAUSED: "Paused", CLOSED: "Closed" };
+export const CAMPAIGN_STATUS = {
+  ACTIVE: "Active", PAUSED: "Paused", CLOSED: "Closed",
+  IN_REVIEW: "In review", REJECTED: "Not approved", SUSPENDED: "Suspended",
+};
 
 export const PLEDGE_STATUS = {
   PENDING: "Pending",

@@ -101,6 +101,11 @@ class Context:
         if self.token is not None:
             authenticate(self.runtime.db, self.runtime.keys, self.token)
 
+    def answer_is_personal(self) -> None:
+        """This answer depends on who asks (a campaign hidden from the public,
+        a note for its organiser): the response cache never keeps it."""
+        self.request.state.personal_answer = True
+
     @property
     def principal(self) -> Principal | None:
         """The caller; a token that was sent but is not valid is refused."""
@@ -251,6 +256,7 @@ class GraphQLView(GraphQL[Context, None]):
                 response.status_code == 200
                 and isinstance(answer, bytes)
                 and b'"errors"' not in answer  # any error: never kept
+                and not getattr(request.state, "personal_answer", False)
             ):
                 done(
                     cache.put(
@@ -367,7 +373,8 @@ def _as_body(request: Request) -> bytes:
 
 def _may_share_answer(request: Request) -> bool:
     """A JSON POST: the only requests whose answers are kept. A token does not
-    matter: the public root fields never read the caller (a test keeps it so)."""
+    matter: the public root fields never read the caller (a test keeps it so),
+    but where one hidden from the public is concerned (Context.answer_is_personal)."""
     return request.method == "POST" and request.headers.get(
         "content-type", ""
     ).startswith("application/json")

@@ -56,6 +56,8 @@ from careforall.api.pagination import DEFAULT_PAGE
 from careforall.domain.money import MINOR_UNIT_EXPONENTS
 from careforall.domain.states import PledgeStatus
 from careforall.services.pagination import MAX_PAGE
+from careforall.services.payouts import PAYOUTS_SHOWN
+from careforall.services.reviews import ORGANISER_HISTORY
 
 # The most items a list without a `first` argument holds (type, field).
 LIST_SIZES: dict[tuple[str, str], int] = {
@@ -65,6 +67,8 @@ LIST_SIZES: dict[tuple[str, str], int] = {
     ("AdminStats", "raisedTotal"): len(MINOR_UNIT_EXPONENTS),
     ("PledgeStatusStats", "amounts"): len(MINOR_UNIT_EXPONENTS),
     ("NotificationUpdate", "notifications"): PUSH_LIMIT,
+    ("ReviewQueueEntry", "organiserCampaigns"): ORGANISER_HISTORY,
+    ("Campaign", "payouts"): PAYOUTS_SHOWN,
 }
 
 

@@ -12,14 +12,24 @@ from strawberry.dataloader import DataLoader
 
 from careforall.concurrency import in_thread
 from careforall.db import Database
-from careforall.models import Campaign, PledgeTransition, User
-from careforall.services import auth, campaigns, pledges, totals
+from careforall.models import Campaign, CampaignUpdate, Payout, PledgeTransition, User
+from careforall.services import (
+    auth,
+    campaign_updates,
+    campaigns,
+    payouts,
+    pledges,
+    totals,
+)
+from careforall.services.pagination import Page
 from careforall.services.totals import TotalsFigures
 
 R = TypeVar("R")
 
 # (campaign id, first) -> that campaign's newest `first` donations.
 RecentKey = tuple[str, int]
+# (campaign id, first, after) -> one page of that campaign's updates.
+UpdatesKey = tuple[str, int, str | None]
 
 
 class Loaders:
@@ -33,6 +43,11 @@ class Loaders:
         )
         self.recent_donations: DataLoader[RecentKey, list[Row[Any]]] = DataLoader(
             self._recent_donations
+        )
+        self.payouts: DataLoader[str, list[Payout]] = DataLoader(self._payouts)
+        self.refunded: DataLoader[str, int] = DataLoader(self._refunded)
+        self.updates: DataLoader[UpdatesKey, Page[CampaignUpdate]] = DataLoader(
+            self._updates
         )
 
     async def _read(self, read: Callable[[Session], R]) -> R:
@@ -75,3 +90,24 @@ class Loaders:
 
         found = await self._read(read)
         return [found[k] for k in keys]
+
+    async def _payouts(self, ids: Sequence[str]) -> list[list[Payout]]:
+        found = await self._read(lambda s: payouts.payouts_of(s, ids))
+        return [found[i] for i in ids]
+
+    async def _refunded(self, ids: Sequence[str]) -> list[int]:
+        found = await self._read(lambda s: payouts.refunded_cents(s, ids))
+        return [found[i] for i in ids]
+
+    async def _updates(self, keys: Sequence[UpdatesKey]) -> list[Page[CampaignUpdate]]:
+        """A page per key: a response rarely asks for more than one."""
+
+        def read(session: Session) -> list[Page[CampaignUpdate]]:
+            return [
+                campaign_updates.updates_page(
+                    session, campaign_id=c, first=first, after=after
+                )
+                for c, first, after in keys
+            ]
+
+        return await self._read(read)

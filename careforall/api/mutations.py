@@ -74,7 +74,12 @@ class Mutation:
 
     @strawberry.mutation(description="Signed-in users.")
     async def create_campaign(self, info: Info, input: CampaignInput) -> Campaign:
-        row = await write(info, campaigns.create_campaign, data=input.to_data())
+        row = await write(
+            info,
+            campaigns.create_campaign,
+            data=input.to_data(),
+            review=info.context.runtime.settings.review_required,
+        )
         return Campaign.from_model(row)
 
     @strawberry.mutation(description="Its owner or an admin.")

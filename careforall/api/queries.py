@@ -15,8 +15,9 @@ from careforall.api.types import (
     Pledge,
     User,
 )
+from careforall.concurrency import in_thread
 from careforall.domain.errors import Unauthenticated
-from careforall.domain.rules import Principal
+from careforall.domain.rules import Principal, hidden_from_public, may_see_campaign
 from careforall.domain.states import CampaignStatus
 from careforall.services import auth, campaigns, pledges, totals
 
@@ -47,7 +48,10 @@ class Query:
         user = await read_as_caller(info, read_me)
         return User.from_model(user) if user is not None else None
 
-    @strawberry.field
+    @strawberry.field(
+        description="Newest first. Campaigns IN_REVIEW or REJECTED are never "
+        "listed (their organiser has myCampaigns, admins adminReviewQueue)."
+    )
     async def campaigns(
         self,
         info: Info,
@@ -75,10 +79,23 @@ class Query:
             info, campaigns.my_campaigns, Campaign.from_model, first, after
         )
 
-    @strawberry.field
+    @strawberry.field(
+        description="Null for a campaign IN_REVIEW or REJECTED, but to its "
+        "organiser and admins."
+    )
     async def campaign(self, info: Info, id: strawberry.ID) -> Campaign | None:
         row = await read(info, lambda session: campaigns.get_campaign(session, str(id)))
-        return Campaign.from_model(row) if row is not None else None
+        if row is None:
+            return None
+        if hidden_from_public(row):
+            # Only now is the caller read: a public campaign's answer is the
+            # same for everyone (and a stale token does not spoil it).
+            context = info.context
+            context.answer_is_personal()
+            principal = await in_thread(lambda: context.principal)
+            if not may_see_campaign(principal, row):
+                return None
+        return Campaign.from_model(row)
 
     @strawberry.field
     def campaign_totals(  # sync: see careforall/api/resolvers.py

@@ -164,6 +164,22 @@ LIMITS["updateProfile"] = (
 )
 LIMITS["deleteAccount"] = LIMITS["updateProfile"]
 
+# Organisers post a few updates; reports come a few an hour from one caller.
+LIMITS["postCampaignUpdate"] = (
+    Limit(
+        "campaign_update",
+        "principal",
+        lambda s: s.rate_limit_campaign_update_per_principal,
+        "campaign updates",
+    ),
+)
+LIMITS["reportCampaign"] = (
+    Limit(
+        "report", "principal", lambda s: s.rate_limit_report_per_principal, "reports"
+    ),
+    Limit("report", "address", lambda s: s.rate_limit_report_per_address, "reports"),
+)
+
 
 @lru_cache(maxsize=8)
 def _networks(proxies: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:

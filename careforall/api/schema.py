@@ -15,6 +15,7 @@ from careforall.api.accounts import AccountMutation
 from careforall.api.admin import AdminMutation, AdminQuery
 from careforall.api.caching import CachedParser
 from careforall.api.cost import QueryCost, Validation
+from careforall.api.edits import EditMutation, EditQuery
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
 from careforall.api.limits import DocumentLimits, guard_root_fields
@@ -31,7 +32,9 @@ from careforall.api.notifications import (
 from careforall.api.observability import Observability
 from careforall.api.provider_info import ProviderQuery
 from careforall.api.queries import Query
+from careforall.api.reviews import ReviewMutation, ReviewQuery
 from careforall.api.subscriptions import Subscription
+from careforall.api.trust import TrustMutation, TrustQuery
 
 
 class Schema(strawberry.Schema):
@@ -73,7 +76,16 @@ class Schema(strawberry.Schema):
 def build_schema(**kwargs: Any) -> Schema:
     query = merge_types(
         "Query",
-        (Query, AdminQuery, NotificationQuery, ProviderQuery, MailPreferencesQuery),
+        (
+            Query,
+            AdminQuery,
+            NotificationQuery,
+            ProviderQuery,
+            MailPreferencesQuery,
+            ReviewQuery,
+            EditQuery,
+            TrustQuery,
+        ),
     )
     mutation = merge_types(
         "Mutation",
@@ -83,6 +95,9 @@ def build_schema(**kwargs: Any) -> Schema:
             NotificationMutation,
             AccountMutation,
             MailPreferencesMutation,
+            ReviewMutation,
+            EditMutation,
+            TrustMutation,
         ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))

@@ -10,7 +10,10 @@ import strawberry
 from careforall import models
 from careforall.api.context import Context
 from careforall.api.mapping import from_attributes
+from careforall.api.pagination import Connection, connection, page_size
+from careforall.concurrency import in_thread
 from careforall.domain import states
+from careforall.domain.rules import may_manage_campaign
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
@@ -84,6 +87,32 @@ class PublicDonation:
     created_at: datetime
 
 
+@strawberry.type(description="Money disbursed to the beneficiary, e.g. the hospital.")
+class Payout:
+    id: strawberry.ID
+    amount_cents: int
+    currency: str
+    recipient: str = strawberry.field(description="e.g. the hospital paid")
+    reference: str = strawberry.field(description="invoice or transfer reference")
+    paid_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.Payout) -> Payout:
+        return from_attributes(cls, row)
+
+
+@strawberry.type(description="News an organiser posted on their campaign.")
+class CampaignUpdate:
+    id: strawberry.ID
+    title: str
+    body: str
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, row: models.CampaignUpdate) -> CampaignUpdate:
+        return from_attributes(cls, row)
+
+
 @strawberry.type
 class Campaign:
     id: strawberry.ID
@@ -111,6 +140,29 @@ class Campaign:
         )
 
     @strawberry.field(
+        description="The admin's reason on REJECTED or SUSPENDED; owner and "
+        "admins only (null to others)."
+    )
+    async def review_note(self, info: Info) -> str | None:
+        if self.row.review_note is None:
+            return None
+        context = info.context
+        context.answer_is_personal()
+        principal = await in_thread(lambda: context.principal)
+        if principal is None or not may_manage_campaign(principal, self.row):
+            return None
+        return self.row.review_note
+
+    @strawberry.field(
+        description="Why an admin suspended it, for everyone to read; null "
+        "unless SUSPENDED."
+    )
+    def suspension_note(self) -> str | None:
+        if self.row.status != CampaignStatus.SUSPENDED:
+            return None
+        return self.row.review_note
+
+    @strawberry.field(
         description="The organiser: never a User, an email is not public."
     )
     async def owner(self, info: Info) -> PublicProfile:
@@ -124,6 +176,36 @@ class Campaign:
         if row is None:  # created before its totals row: count as empty
             row = TotalsFigures(self.row.id, 0, 0, self.row.created_at)
         return CampaignTotals.from_model(row)
+
+    @strawberry.field(description="What was disbursed to the beneficiary so far.")
+    def paid_out_cents(self) -> int:
+        return self.row.paid_out_cents
+
+    @strawberry.field(description="Its payouts, latest paid first (the latest 100).")
+    async def payouts(self, info: Info) -> list[Payout]:
+        rows = await info.context.loaders.payouts.load(self.row.id)
+        return [Payout.from_model(r) for r in rows]
+
+    @strawberry.field(description="What its refunded donations came to.")
+    async def refunded_cents(self, info: Info) -> int:
+        return await info.context.loaders.refunded.load(self.row.id)
+
+    @strawberry.field(
+        description="Raised (net of refunds) less paid out: what the platform "
+        "holds for the beneficiary (never below 0)."
+    )
+    async def held_cents(self, info: Info) -> int:
+        totals = await info.context.loaders.totals.load(self.row.id)
+        raised = totals.raised_cents if totals is not None else 0
+        return max(raised - self.row.paid_out_cents, 0)
+
+    @strawberry.field(description="Its organiser's updates, newest first.")
+    async def updates(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[CampaignUpdate]:
+        key = self.row.id, page_size(first), after
+        page = await info.context.loaders.updates.load(key)
+        return connection(page, CampaignUpdate.from_model)
 
     @strawberry.field(
         description="Its latest CAPTURED donations, newest first (first: 1 to 50)."

@@ -39,6 +39,52 @@ class CampaignStatusChanged(Event):
 
 
 @dataclasses.dataclass(frozen=True)
+class CampaignReviewed(Event):
+    """An admin approved, rejected or suspended a campaign: its organiser is
+    told (`outcome` is the campaign's new status; `note` the admin's words)."""
+
+    name: ClassVar[str] = "CampaignReviewed"
+    campaign_id: str
+    owner_id: str
+    outcome: str
+    note: str | None
+    decided_at: str  # ISO 8601: with the campaign, names this one decision
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignEdited(Event):
+    name: ClassVar[str] = "CampaignEdited"
+    campaign_id: str
+    actor_id: str
+    fields: str  # the changed fields' names, comma-separated
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignUpdatePosted(Event):
+    """An organiser posted news: the donors who opted in are told."""
+
+    name: ClassVar[str] = "CampaignUpdatePosted"
+    campaign_id: str
+    update_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PayoutRecorded(Event):
+    name: ClassVar[str] = "PayoutRecorded"
+    campaign_id: str
+    payout_id: str
+    amount_cents: int
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignReported(Event):
+    name: ClassVar[str] = "CampaignReported"
+    campaign_id: str
+    report_id: str
+
+
+@dataclasses.dataclass(frozen=True)
 class PledgeEvent(Event):
     """What every event of one pledge names (never written by itself)."""
 
@@ -102,6 +148,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         CampaignCreated,
         CampaignStatusChanged,
+        CampaignReviewed,
+        CampaignEdited,
+        CampaignUpdatePosted,
+        PayoutRecorded,
+        CampaignReported,
         PledgeCreated,
         PledgeStatusChanged,
         PledgesClaimed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from careforall.domain.states import PledgeStatus
+from careforall.domain.states import CampaignStatus, PledgeStatus
 
 TITLE_LIMIT = 200
 BODY_LIMIT = 1000
@@ -23,7 +23,11 @@ class NotificationKind(enum.StrEnum):
     # to a campaign's organiser
     DONATION_RECEIVED = "DONATION_RECEIVED"
     GOAL_REACHED = "GOAL_REACHED"
+    CAMPAIGN_APPROVED = "CAMPAIGN_APPROVED"
+    CAMPAIGN_REJECTED = "CAMPAIGN_REJECTED"
+    CAMPAIGN_SUSPENDED = "CAMPAIGN_SUSPENDED"
     # to every admin
+    CAMPAIGN_REPORTED = "CAMPAIGN_REPORTED"
     DEAD_LETTER = "DEAD_LETTER"
     WEBHOOKS_REJECTED = "WEBHOOKS_REJECTED"
 
@@ -84,6 +88,47 @@ def goal_reached(*, raised: str, goal: str, campaign_title: str) -> Message:
     return Message(
         "Your campaign reached its goal",
         f"“{campaign_title}” has raised {raised}, reaching its goal of {goal}.",
+    )
+
+
+# A review's outcome (the campaign's new status) and the kind its organiser gets.
+REVIEW_KINDS = {
+    CampaignStatus.ACTIVE: NotificationKind.CAMPAIGN_APPROVED,
+    CampaignStatus.REJECTED: NotificationKind.CAMPAIGN_REJECTED,
+    CampaignStatus.SUSPENDED: NotificationKind.CAMPAIGN_SUSPENDED,
+}
+
+
+def campaign_reviewed(
+    kind: NotificationKind, *, campaign_title: str, note: str | None
+) -> Message:
+    """What an organiser reads when an admin approves, rejects or suspends."""
+    why = f" The reviewer said: {note}" if note else ""
+    if kind is NotificationKind.CAMPAIGN_APPROVED:
+        return Message(
+            "Your campaign is live",
+            f"“{campaign_title}” was approved: it is public and takes donations.{why}",
+        )
+    if kind is NotificationKind.CAMPAIGN_REJECTED:
+        return Message(
+            "Your campaign was not approved",
+            f"“{campaign_title}” was not approved and stays hidden.{why}",
+        )
+    if kind is NotificationKind.CAMPAIGN_SUSPENDED:
+        return Message(
+            "Your campaign was suspended",
+            f"“{campaign_title}” was suspended and takes no donations until an "
+            f"admin lifts the suspension.{why}",
+        )
+    raise ValueError(f"{kind} is not a review's notification")
+
+
+def campaign_reported(*, campaign_title: str) -> Message:
+    """What admins read when a campaign is reported the first time."""
+    return Message(
+        "A campaign was reported",
+        f"Someone reported “{campaign_title}”. Read the reports on the admin "
+        "page and suspend the campaign if they are right.",
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from careforall.domain.errors import Forbidden, Unauthenticated
-from careforall.domain.states import Role
+from careforall.domain.states import HIDDEN_FROM_PUBLIC, Role
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,19 @@ def may_manage_campaign(principal: Principal, campaign: CampaignOwnership) -> bo
     return principal.is_admin or (
         principal.is_user and principal.id == campaign.owner_id
     )
+
+
+class CampaignVisibility(CampaignOwnership, Protocol):
+    status: str
+
+
+def hidden_from_public(campaign: CampaignVisibility) -> bool:
+    """A campaign waiting for review, or rejected, is not public."""
+    return campaign.status in HIDDEN_FROM_PUBLIC
+
+
+def may_see_campaign(principal: Principal | None, campaign: CampaignVisibility) -> bool:
+    """Everyone sees a reviewed campaign; its organiser and admins see it always."""
+    if not hidden_from_public(campaign):
+        return True
+    return principal is not None and may_manage_campaign(principal, campaign)

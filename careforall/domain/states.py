@@ -30,6 +30,9 @@ class CampaignStatus(enum.StrEnum):
     ACTIVE = "ACTIVE"
     PAUSED = "PAUSED"
     CLOSED = "CLOSED"
+    IN_REVIEW = "IN_REVIEW"
+    REJECTED = "REJECTED"
+    SUSPENDED = "SUSPENDED"
 
 
 class Role(enum.StrEnum):
@@ -169,6 +172,46 @@ def counts_in_totals(status: str) -> bool:
     return status == PledgeStatus.CAPTURED
 
 
-def campaign_status_allowed(current: CampaignStatus, target: CampaignStatus) -> bool:
-    """ACTIVE and PAUSED switch freely; CLOSED is final."""
-    return current != CampaignStatus.CLOSED or target == CampaignStatus.CLOSED
+class CampaignAction(enum.StrEnum):
+    """The mutation that asks for a campaign's move."""
+
+    MANAGE = "manage"  # setCampaignStatus
+    REVIEW = "review"  # reviewCampaign
+    SUSPEND = "suspend"  # suspendCampaign
+
+
+class Actor(enum.StrEnum):
+    """Who may make a move: the organiser (or an admin), or an admin only."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+
+
+_C = CampaignStatus
+# Every move a campaign may make, by the action that asks for it, and who may.
+# A review decides once (REJECTED and CLOSED are final); a suspension is
+# lifted by an admin only, so an organiser cannot undo it.
+CAMPAIGN_MOVES: dict[tuple[CampaignAction, CampaignStatus, CampaignStatus], Actor] = {
+    (CampaignAction.MANAGE, _C.ACTIVE, _C.PAUSED): Actor.OWNER,
+    (CampaignAction.MANAGE, _C.PAUSED, _C.ACTIVE): Actor.OWNER,
+    (CampaignAction.MANAGE, _C.ACTIVE, _C.CLOSED): Actor.OWNER,
+    (CampaignAction.MANAGE, _C.PAUSED, _C.CLOSED): Actor.OWNER,
+    (CampaignAction.MANAGE, _C.IN_REVIEW, _C.CLOSED): Actor.OWNER,
+    (CampaignAction.MANAGE, _C.SUSPENDED, _C.ACTIVE): Actor.ADMIN,
+    (CampaignAction.MANAGE, _C.SUSPENDED, _C.CLOSED): Actor.ADMIN,
+    (CampaignAction.REVIEW, _C.IN_REVIEW, _C.ACTIVE): Actor.ADMIN,
+    (CampaignAction.REVIEW, _C.IN_REVIEW, _C.REJECTED): Actor.ADMIN,
+    (CampaignAction.SUSPEND, _C.ACTIVE, _C.SUSPENDED): Actor.ADMIN,
+    (CampaignAction.SUSPEND, _C.PAUSED, _C.SUSPENDED): Actor.ADMIN,
+}
+
+# Not yet (or never) approved: only the organiser and admins see these.
+HIDDEN_FROM_PUBLIC = frozenset({CampaignStatus.IN_REVIEW, CampaignStatus.REJECTED})
+
+
+def campaign_move(
+    action: CampaignAction, current: CampaignStatus, target: CampaignStatus
+) -> Actor | None:
+    """Who may move a campaign from `current` to `target` by `action`; None
+    when no one may."""
+    return CAMPAIGN_MOVES.get((action, current, target))

@@ -19,6 +19,8 @@ from sqlmodel import Session
 from careforall.db import Database
 from careforall.domain.events import (
     AccountMailRequested,
+    CampaignReported,
+    CampaignReviewed,
     Event,
     PledgeStatusChanged,
     TotalsReconciled,
@@ -29,6 +31,7 @@ from careforall.payments.provider import PaymentProvider
 from careforall.services import (
     account_mails,
     alerts,
+    campaign_notices,
     mails,
     notifications,
     organiser_mails,
@@ -135,6 +138,20 @@ def queues_mail(events: Iterable[Event]) -> bool:
     )
 
 
+def tell_organisers(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """An admin's review or suspension: the organiser's notification."""
+    reviews = [e for e in events if isinstance(e, CampaignReviewed)]
+    campaign_notices.notify_reviews(conn, reviews)
+    return {}
+
+
+def tell_admins(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """A campaign's first report: every admin's notification."""
+    reports = [e for e in events if isinstance(e, CampaignReported)]
+    campaign_notices.notify_reports(conn, reports)
+    return {}
+
+
 def push_reconciled_totals(
     conn: Connection, events: Sequence[Event]
 ) -> Mapping[str, int]:
@@ -186,6 +203,8 @@ def capture_after_authorization(
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
     TotalsReconciled: [push_reconciled_totals],
+    CampaignReviewed: [tell_organisers],
+    CampaignReported: [tell_admins],
 }
 # Transactional handlers that read the app's settings (the organisation named
 # in every mail): `transactional_handlers` binds them to the context.

@@ -1,4 +1,4 @@
-"""Campaigns: create, read, list, pause and close."""
+"""Campaigns: create, read, list, pause and close; the moves of their status."""
 
 from __future__ import annotations
 
@@ -18,8 +18,19 @@ from careforall.domain.errors import (
 )
 from careforall.domain.events import CampaignCreated, CampaignStatusChanged
 from careforall.domain.money import check_currency, check_goal
-from careforall.domain.rules import Principal, may_manage_campaign, require_user
-from careforall.domain.states import CampaignStatus, campaign_status_allowed
+from careforall.domain.rules import (
+    Principal,
+    may_manage_campaign,
+    may_see_campaign,
+    require_user,
+)
+from careforall.domain.states import (
+    HIDDEN_FROM_PUBLIC,
+    Actor,
+    CampaignAction,
+    CampaignStatus,
+    campaign_move,
+)
 from careforall.models import Campaign, CampaignTotals
 from careforall.services import audit
 from careforall.services.pagination import (
@@ -46,23 +57,47 @@ def _text(value: str, field: str, low: int, high: int) -> str:
     return value
 
 
-def create_campaign(
-    uow: UnitOfWork, *, principal: Principal | None, data: CampaignData
-) -> Campaign:
-    """A signed-in user starts a campaign; it is ACTIVE with zero totals."""
-    owner = require_user(principal)
-    ends_at = to_utc(data.ends_at) if data.ends_at is not None else None
+def check_title(value: str) -> str:
+    return _text(value, "title", 1, 200)
+
+
+def check_description(value: str) -> str:
+    return _text(value, "description", 1, 20_000)
+
+
+def check_category(value: str) -> str:
+    return _text(value, "category", 1, 50)
+
+
+def check_ends_at(value: datetime | None) -> datetime | None:
+    """A deadline, when given, is in the future (stored in UTC)."""
+    ends_at = to_utc(value) if value is not None else None
     if ends_at is not None and ends_at <= utcnow():
         raise BadUserInput("endsAt must be in the future.")
+    return ends_at
+
+
+def create_campaign(
+    uow: UnitOfWork,
+    *,
+    principal: Principal | None,
+    data: CampaignData,
+    review: bool = False,
+) -> Campaign:
+    """A signed-in user starts a campaign with zero totals: ACTIVE, or
+    IN_REVIEW until an admin approves it when `review` is on."""
+    owner = require_user(principal)
+    status = CampaignStatus.IN_REVIEW if review else CampaignStatus.ACTIVE
     campaign = Campaign(
         id=new_id("cmp"),
-        title=_text(data.title, "title", 1, 200),
-        description=_text(data.description, "description", 1, 20_000),
-        category=_text(data.category, "category", 1, 50),
+        title=check_title(data.title),
+        description=check_description(data.description),
+        category=check_category(data.category),
         goal_cents=check_goal(data.goal_cents),
         currency=check_currency(data.currency),
-        ends_at=ends_at,
+        ends_at=check_ends_at(data.ends_at),
         owner_id=owner.id,
+        status=status.value,
     )
     with uow:
         uow.session.add(campaign)
@@ -73,6 +108,62 @@ def create_campaign(
     return campaign
 
 
+def locked_campaign(
+    uow: UnitOfWork, actor: Principal, campaign_id: str, *, manage: bool
+) -> Campaign:
+    """The campaign, locked for this transaction. One the caller may not see
+    answers as a missing one; with `manage`, only its organiser or an admin
+    may go on."""
+    campaign = uow.session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None or not may_see_campaign(actor, campaign):
+        raise NotFound("There is no campaign with that id.")
+    if manage and not may_manage_campaign(actor, campaign):
+        raise Forbidden("Only the campaign's organiser or an admin may do this.")
+    return campaign
+
+
+def move_campaign(
+    uow: UnitOfWork,
+    *,
+    actor: Principal,
+    campaign: Campaign,
+    action: CampaignAction,
+    target: CampaignStatus,
+) -> CampaignStatus:
+    """Move a locked campaign as the domain allows (emits and audits); returns
+    the status it had."""
+    current = CampaignStatus(campaign.status)
+    allowed = campaign_move(action, current, target)
+    if allowed is None:
+        raise InvalidTransition(f"A {current} campaign cannot become {target}.")
+    if allowed is Actor.ADMIN and not actor.is_admin:
+        raise Forbidden(f"Only an admin may make a {current} campaign {target}.")
+    campaign.status = target.value
+    campaign.updated_at = utcnow()
+    uow.session.add(campaign)
+    by_admin = actor.is_admin and actor.id != campaign.owner_id
+    uow.emit(
+        CampaignStatusChanged(
+            campaign_id=campaign.id,
+            from_status=current.value,
+            to_status=target.value,
+            source="admin" if by_admin else "owner",
+        )
+    )
+    if actor.is_admin:
+        audit.record(
+            uow,
+            actor=actor,
+            action=f"{action.value}_campaign"
+            if action is not CampaignAction.MANAGE
+            else "set_campaign_status",
+            target_type="campaign",
+            target_id=campaign.id,
+            detail={"from": current.value, "to": target.value},
+        )
+    return current
+
+
 def set_campaign_status(
     uow: UnitOfWork,
     *,
@@ -80,46 +171,27 @@ def set_campaign_status(
     campaign_id: str,
     status: CampaignStatus,
 ) -> Campaign:
-    """Pause, resume or close: by the campaign's owner or an admin (audited)."""
+    """Pause, resume or close: by the campaign's owner or an admin (audited);
+    a suspension is lifted by an admin only."""
     actor = require_user(principal)
     with uow:
-        campaign = uow.session.get(Campaign, campaign_id, with_for_update=True)
-        if campaign is None:
-            raise NotFound("There is no campaign with that id.")
-        if not may_manage_campaign(actor, campaign):
-            raise Forbidden("Only the campaign's organiser or an admin may do this.")
-        current = CampaignStatus(campaign.status)
-        if current == status:
+        campaign = locked_campaign(uow, actor, campaign_id, manage=True)
+        if campaign.status == status:
             return campaign
-        if not campaign_status_allowed(current, status):
-            raise InvalidTransition(f"A {current} campaign cannot become {status}.")
-        campaign.status = status.value
-        campaign.updated_at = utcnow()
-        uow.session.add(campaign)
-        uow.emit(
-            CampaignStatusChanged(
-                campaign_id=campaign.id,
-                from_status=current.value,
-                to_status=status.value,
-                source="admin"
-                if actor.is_admin and actor.id != campaign.owner_id
-                else "owner",
-            )
+        move_campaign(
+            uow,
+            actor=actor,
+            campaign=campaign,
+            action=CampaignAction.MANAGE,
+            target=status,
         )
-        if actor.is_admin:
-            audit.record(
-                uow,
-                actor=actor,
-                action="set_campaign_status",
-                target_type="campaign",
-                target_id=campaign.id,
-                detail={"from": current.value, "to": status.value},
-            )
         uow.commit()
     return campaign
 
 
 def get_campaign(session: Session, campaign_id: str) -> Campaign | None:
+    """The campaign, whatever its status: the caller decides who may see it
+    (`domain.rules.may_see_campaign`)."""
     return session.get(Campaign, campaign_id)
 
 
@@ -136,8 +208,11 @@ def list_campaigns(
     after: str | None,
     status: CampaignStatus | None,
 ) -> Page[Campaign]:
-    """Newest first, keyset-paged."""
-    query = select(Campaign)
+    """Newest first, keyset-paged; campaigns not reviewed (or rejected) are
+    never listed: the list is the same for everyone."""
+    query = select(Campaign).where(
+        col(Campaign.status).not_in([s.value for s in HIDDEN_FROM_PUBLIC])
+    )
     if status is not None:
         query = query.where(Campaign.status == status.value)
     return newest_first(session, query, first=first, after=after)

@@ -1,4 +1,4 @@
-"""Keyset pages over id-ordered rows, newest first, with opaque cursors."""
+"""Keyset pages over id-ordered rows, newest (or oldest) first, with opaque cursors."""
 
 from __future__ import annotations
 
@@ -83,6 +83,20 @@ def newest_first(
     if after_id is not None:
         query = query.where(id_column < after_id)
     rows = session.exec(query.order_by(id_column.desc()).limit(first + 1)).all()
+    return make_page(rows, first, [r.id for r in rows])
+
+
+def oldest_first(
+    session: Session, query: SelectOfScalar[M], *, first: int, after: str | None
+) -> Page[M]:
+    """One page of `query`'s rows by ascending string id: a queue, served in
+    the order it filled."""
+    first = check_first(first)
+    after_id = decode_cursor(after)
+    id_column = col(query.column_descriptions[0]["entity"].id)
+    if after_id is not None:
+        query = query.where(id_column > after_id)
+    rows = session.exec(query.order_by(id_column.asc()).limit(first + 1)).all()
     return make_page(rows, first, [r.id for r in rows])
 
 

@@ -17,8 +17,10 @@ from careforall import metrics, tracing
 from careforall.db import OUTBOX_CHANNEL, Database
 from careforall.domain.clock import utcnow
 from careforall.domain.events import (
+    CampaignReported,
     CampaignStatusChanged,
     Event,
+    PayoutRecorded,
     PledgeCreated,
     PledgeStatusChanged,
 )
@@ -27,11 +29,14 @@ from careforall.services import outbox
 log = logging.getLogger("careforall.events")
 
 
-# The committed events worth a log line each, with their fields as its values.
+# The committed events worth a log line each, with their fields as its values
+# (not a review's: its note may speak of someone's health).
 _LOGGED: dict[type[Event], str] = {
     PledgeCreated: "pledge created",
     PledgeStatusChanged: "pledge status changed",
     CampaignStatusChanged: "campaign status changed",
+    PayoutRecorded: "payout recorded",
+    CampaignReported: "campaign reported",
 }
 
 

@@ -21,28 +21,26 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Plain ADD COLUMNs, never a batch rebuild: on SQLite a rebuild drops the
+    # table, which the rows of campaigns and pledges that reference it refuse.
+    # The default is a literal for the same reason (SQLite rebuilds a table
+    # for a column whose default is an expression).
     # Existing accounts never proved their address: not verified.
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "email_verified",
-                sa.Boolean(),
-                nullable=False,
-                server_default=sa.false(),
-            )
-        )
-        batch_op.add_column(
-            sa.Column("erased_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
-        )
-    with op.batch_alter_table("pledges", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "donor_email",
-                sqlmodel.sql.sqltypes.AutoString(length=254),
-                nullable=True,
-            )
-        )
-        batch_op.create_index("ix_pledges_donor_email", ["donor_email"], unique=False)
+    op.add_column(
+        "users",
+        sa.Column("email_verified", sa.Boolean(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "users",
+        sa.Column("erased_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    )
+    op.add_column(
+        "pledges",
+        sa.Column(
+            "donor_email", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=True
+        ),
+    )
+    op.create_index("ix_pledges_donor_email", "pledges", ["donor_email"])
     op.create_table(
         "account_tokens",
         sa.Column(
@@ -71,9 +69,8 @@ def downgrade() -> None:
     with op.batch_alter_table("account_tokens", schema=None) as batch_op:
         batch_op.drop_index("ix_account_tokens_user")
     op.drop_table("account_tokens")
-    with op.batch_alter_table("pledges", schema=None) as batch_op:
-        batch_op.drop_index("ix_pledges_donor_email")
-        batch_op.drop_column("donor_email")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("erased_at")
-        batch_op.drop_column("email_verified")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later), for the reason above.
+    op.drop_index("ix_pledges_donor_email", table_name="pledges")
+    op.drop_column("pledges", "donor_email")
+    op.drop_column("users", "erased_at")
+    op.drop_column("users", "email_verified")

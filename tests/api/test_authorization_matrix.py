@@ -96,6 +96,7 @@ def world(
         admin_password=ADMIN_PASSWORD,
         auto_capture=False,
         rate_limits=False,
+        campaign_review="off",
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
@@ -302,6 +303,66 @@ def _fresh_campaign(world: World) -> Vars:
     return {"id": f.campaign(world.gql, token)["id"], "status": "PAUSED"}
 
 
+def _campaign_in_review(world: World) -> Vars:
+    """A fresh campaign IN_REVIEW (the world's app starts them ACTIVE)."""
+    campaign_id = _fresh_campaign(world)["id"]
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE campaigns SET status = 'IN_REVIEW' WHERE id = :id"),
+            {"id": campaign_id},
+        )
+    return {"id": campaign_id}
+
+
+def _campaign_is(allowed_to: str, otherwise: str) -> After:
+    def after(world: World, variables: Vars, allowed: bool) -> None:
+        admin = world.token("admin")
+        data = world.gql.ok(
+            "query($id: ID!) { campaign(id: $id) { status } }",
+            {"id": variables["id"]},
+            admin,
+        )
+        assert data["campaign"]["status"] == (allowed_to if allowed else otherwise)
+
+    return after
+
+
+def _campaign_title(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { title } }", {"id": variables["id"]}
+    )
+    assert (data["campaign"]["title"] == "Edited") is allowed
+
+
+def _campaign_holding_money(world: World) -> Vars:
+    """A fresh campaign with a captured donation of 1,000 counted in its totals."""
+    campaign_id = _fresh_campaign(world)["id"]
+    token = world.token("donor")
+    assert token is not None
+    pledge = f.pledge(world.gql, token, campaign_id, 1_000)
+    world.gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, token)
+    world.gql.ok(f.CAPTURE, {"id": pledge["id"]}, world.token("admin"))
+    wait_until(lambda: f.totals(world.gql, campaign_id)[0] == 1_000)
+    return {"id": campaign_id}
+
+
+def _paid_out(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { paidOutCents } }",
+        {"id": variables["id"]},
+    )
+    assert data["campaign"]["paidOutCents"] == (500 if allowed else 0)
+
+
+def _updates_posted(world: World, variables: Vars, allowed: bool) -> None:
+    data = world.gql.ok(
+        "query($id: ID!) { campaign(id: $id) { updates { edges { cursor } } } }",
+        {"id": variables["id"]},
+    )
+    assert len(data["campaign"]["updates"]["edges"]) == (1 if allowed else 0)
+
+
 def _pending_of(caller: str) -> Callable[[World], Vars]:
     return lambda world: {
         "pledgeId": world.new_pledge(caller)["id"],
@@ -500,6 +561,23 @@ MATRIX: dict[str, list[Case]] = {
     "Query.webhookLog": [
         Case(f"{{ webhookLog {{ {CONNECTION_IDS} }} }}", admin_only())
     ],
+    "Query.adminCampaignEdits": [
+        Case(
+            f"query($id: ID!) {{ adminCampaignEdits(campaignId: $id) {{"
+            f" {CONNECTION_IDS} }} }}",
+            admin_only(),
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
+    "Query.adminReports": [
+        Case(f"{{ adminReports {{ {CONNECTION_IDS} }} }}", admin_only())
+    ],
+    "Query.adminReviewQueue": [
+        Case(
+            "{ adminReviewQueue { edges { node { campaign { id } } } } }",
+            admin_only(),
+        )
+    ],
     "Query.auditLog": [Case(f"{{ auditLog {{ {CONNECTION_IDS} }} }}", admin_only())],
     "Mutation.register": [
         Case(
@@ -589,6 +667,59 @@ MATRIX: dict[str, list[Case]] = {
             signed_in() | {"donor": FORBIDDEN, "organiser": OK, "admin": OK},
             prepare=_fresh_campaign,
             after=_campaign_status,
+        )
+    ],
+    "Mutation.updateCampaign": [
+        Case(
+            'mutation($id: ID!) { updateCampaign(id: $id, input: {title: "Edited"})'
+            " { title } }",
+            signed_in() | {"donor": FORBIDDEN},
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+            after=_campaign_title,
+        )
+    ],
+    "Mutation.postCampaignUpdate": [
+        Case(
+            "mutation($id: ID!) { postCampaignUpdate(campaignId: $id, "
+            'title: "News", body: "Surgery went well") { id } }',
+            signed_in() | {"donor": FORBIDDEN, "admin": FORBIDDEN},
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+            after=_updates_posted,
+        )
+    ],
+    "Mutation.recordPayout": [
+        Case(
+            "mutation($id: ID!) { recordPayout(campaignId: $id, amountCents: 500, "
+            'recipient: "City Hospital", reference: "INV-1") { amountCents } }',
+            admin_only(),
+            prepare=_campaign_holding_money,
+            after=_paid_out,
+        )
+    ],
+    "Mutation.reportCampaign": [
+        Case(
+            'mutation($id: ID!) { reportCampaign(id: $id, reason: "Fake") }',
+            with_a_token(),
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+        )
+    ],
+    "Mutation.reviewCampaign": [
+        Case(
+            "mutation($id: ID!) { reviewCampaign(id: $id, approve: true) { status } }",
+            admin_only(),
+            prepare=_campaign_in_review,
+            check=_status_is("ACTIVE"),
+            after=_campaign_is("ACTIVE", otherwise="IN_REVIEW"),
+        )
+    ],
+    "Mutation.suspendCampaign": [
+        Case(
+            'mutation($id: ID!) { suspendCampaign(id: $id, note: "why") {'
+            " status suspensionNote } }",
+            admin_only(),
+            prepare=lambda w: {"id": _fresh_campaign(w)["id"]},
+            check=_status_is("SUSPENDED"),
+            after=_campaign_is("SUSPENDED", otherwise="ACTIVE"),
         )
     ],
     "Mutation.createPledge": [

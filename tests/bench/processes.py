@@ -74,6 +74,7 @@ def careforall_server(
     env = {
         "CAREFORALL_DATABASE_URL": f"sqlite:///{db_path}",
         "CAREFORALL_RATE_LIMITS": "off",
+        "CAREFORALL_CAMPAIGN_REVIEW": "off",
         "CAREFORALL_LOG_LEVEL": "WARNING",
         "CAREFORALL_WEBHOOK_SECRET": webhook_secret,
     }

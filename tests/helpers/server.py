@@ -227,6 +227,7 @@ class Server(ServerProcess):
         settings = {
             "CAREFORALL_DATABASE_URL": database_url,
             "CAREFORALL_RATE_LIMITS": "off",
+            "CAREFORALL_CAMPAIGN_REVIEW": "off",
             "CAREFORALL_ADMIN_EMAIL": ADMIN_EMAIL,
             "CAREFORALL_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "CAREFORALL_LOG_LEVEL": "WARNING",

@@ -162,3 +162,68 @@ def test_0005_on_existing_accounts_in_postgres(postgres_server: str) -> None:
         check_0005_on_existing_accounts(Settings(database_url=url))
     finally:
         postgres.drop_database(postgres_server, url)
+
+
+def check_0010_on_existing_campaigns(settings: Settings) -> None:
+    """Campaigns made before 0010 keep their status (ACTIVE stays ACTIVE: review
+    holds back new campaigns only) and have paid out nothing; the downgrade
+    takes the new tables and columns away and the upgrade runs again."""
+    _migrate(settings, "upgrade", "0006")
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_skeleton, name, "
+                    "password_hash, role, created_at, token_version) VALUES "
+                    "('usr_1', 'o@example.org', 'o@example.org', 'O', 'x', "
+                    "'DONOR', '2026-01-01 00:00:00', 0)"
+                )
+            )
+            for campaign_id, status in (("cmp_1", "ACTIVE"), ("cmp_2", "PAUSED")):
+                conn.execute(
+                    text(
+                        "INSERT INTO campaigns (id, title, description, category, "
+                        "goal_cents, currency, status, owner_id, created_at, "
+                        "updated_at) VALUES (:i, 'T', 'D', 'c', 100, 'USD', :s, "
+                        "'usr_1', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                    ),
+                    {"i": campaign_id, "s": status},
+                )
+        _migrate(settings, "upgrade", "head")
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT id, status, paid_out_cents, review_note FROM campaigns "
+                    "ORDER BY id"
+                )
+            ).all()
+        assert [tuple(row) for row in found] == [
+            ("cmp_1", "ACTIVE", 0, None),
+            ("cmp_2", "PAUSED", 0, None),
+        ]
+        _migrate(settings, "downgrade", "0006")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("campaigns")}
+            tables = set(inspect(conn).get_table_names())
+        assert "paid_out_cents" not in columns and "review_note" not in columns
+        assert not tables & {"payouts", "campaign_updates", "campaign_edits"}
+        _migrate(settings, "upgrade", "head")
+    finally:
+        engine.dispose()
+
+
+def test_0010_on_existing_campaigns_in_sqlite(tmp_path: Path) -> None:
+    check_0010_on_existing_campaigns(
+        Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+    )
+
+
+def test_0010_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    try:
+        check_0010_on_existing_campaigns(Settings(database_url=url))
+    finally:
+        postgres.drop_database(postgres_server, url)

@@ -81,7 +81,9 @@ MakeAnon = Callable[[], tuple[Principal, str]]
 
 
 class MakeCampaign(Protocol):
-    def __call__(self, owner: Principal, **changes: Any) -> Campaign: ...
+    def __call__(
+        self, owner: Principal, review: bool = False, **changes: Any
+    ) -> Campaign: ...
 
 
 @pytest.fixture
@@ -150,11 +152,15 @@ def campaign_data(**changes: Any) -> CampaignData:
 
 @pytest.fixture
 def make_campaign(db: Database) -> MakeCampaign:
-    """Create an ACTIVE campaign through campaigns.create_campaign."""
+    """Create a campaign through campaigns.create_campaign: ACTIVE, or
+    IN_REVIEW with `review=True`."""
 
-    def make(owner: Principal, **changes: Any) -> Campaign:
+    def make(owner: Principal, review: bool = False, **changes: Any) -> Campaign:
         return create_campaign(
-            UnitOfWork(db), principal=owner, data=campaign_data(**changes)
+            UnitOfWork(db),
+            principal=owner,
+            data=campaign_data(**changes),
+            review=review,
         )
 
     return make

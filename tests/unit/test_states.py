@@ -12,10 +12,12 @@ import pytest
 from careforall.domain.errors import InvalidTransition
 from careforall.domain.states import (
     PLEDGE_MACHINE,
+    Actor,
+    CampaignAction,
     CampaignStatus,
     PledgeStatus,
     advance,
-    campaign_status_allowed,
+    campaign_move,
     counts_in_totals,
     fire,
     path_to,
@@ -246,17 +248,41 @@ def test_only_captured_counts_in_totals(status: PledgeStatus) -> None:
 C = CampaignStatus
 
 
+A = CampaignAction
+# Every allowed move: (action, from, to) -> who may make it.
+EXPECTED_MOVES = {
+    (A.MANAGE, C.ACTIVE, C.PAUSED): Actor.OWNER,
+    (A.MANAGE, C.PAUSED, C.ACTIVE): Actor.OWNER,
+    (A.MANAGE, C.ACTIVE, C.CLOSED): Actor.OWNER,
+    (A.MANAGE, C.PAUSED, C.CLOSED): Actor.OWNER,
+    (A.MANAGE, C.IN_REVIEW, C.CLOSED): Actor.OWNER,
+    (A.MANAGE, C.SUSPENDED, C.ACTIVE): Actor.ADMIN,
+    (A.MANAGE, C.SUSPENDED, C.CLOSED): Actor.ADMIN,
+    (A.REVIEW, C.IN_REVIEW, C.ACTIVE): Actor.ADMIN,
+    (A.REVIEW, C.IN_REVIEW, C.REJECTED): Actor.ADMIN,
+    (A.SUSPEND, C.ACTIVE, C.SUSPENDED): Actor.ADMIN,
+    (A.SUSPEND, C.PAUSED, C.SUSPENDED): Actor.ADMIN,
+}
+
+
 @pytest.mark.parametrize(
-    "pair", list(itertools.product(C, C)), ids=lambda p: f"{p[0]}->{p[1]}"
+    "move",
+    list(itertools.product(A, C, C)),
+    ids=lambda m: f"{m[0]}:{m[1]}->{m[2]}",
 )
-def test_campaign_status_rules(pair: tuple[CampaignStatus, CampaignStatus]) -> None:
-    # ACTIVE and PAUSED switch freely (and may close); CLOSED is final.
-    forbidden = {(C.CLOSED, C.ACTIVE), (C.CLOSED, C.PAUSED)}
-    assert campaign_status_allowed(*pair) is (pair not in forbidden)
+def test_campaign_moves(
+    move: tuple[CampaignAction, CampaignStatus, CampaignStatus],
+) -> None:
+    assert campaign_move(*move) is EXPECTED_MOVES.get(move)
 
 
-def test_closed_campaign_cannot_reopen_or_pause() -> None:
-    assert not campaign_status_allowed(C.CLOSED, C.ACTIVE)
-    assert not campaign_status_allowed(C.CLOSED, C.PAUSED)
-    assert campaign_status_allowed(C.PAUSED, C.ACTIVE)
-    assert campaign_status_allowed(C.ACTIVE, C.CLOSED)
+def test_closed_and_rejected_campaigns_never_move() -> None:
+    for action, target in itertools.product(A, C):
+        assert campaign_move(action, C.CLOSED, target) is None
+        assert campaign_move(action, C.REJECTED, target) is None
+
+
+def test_only_an_admin_lifts_a_suspension_or_decides_a_review() -> None:
+    assert campaign_move(A.MANAGE, C.SUSPENDED, C.ACTIVE) is Actor.ADMIN
+    assert campaign_move(A.MANAGE, C.IN_REVIEW, C.ACTIVE) is None  # review it
+    assert campaign_move(A.MANAGE, C.ACTIVE, C.SUSPENDED) is None  # suspend it

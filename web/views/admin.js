@@ -1,9 +1,11 @@
-// Admins: the service's numbers, stuck pledges, dead letters, the webhook log,
-// refunds, reconcile and the donations export. Everyone else gets a message and
-// no admin data is ever requested for them.
+// Admins: the service's numbers, campaigns to review and reports, stuck
+// pledges, dead letters, the webhook log, refunds, reconcile and the donations
+// export. Everyone else gets a message and no admin data is ever requested
+// for them.
 import { api, currentSession, currentUser } from "../session.js";
 import { ApiError } from "../graphql.js";
 import { PLEDGE_STATUS, ago, badge, dateTime, h, money, notice } from "../dom.js";
+import { drawQueue, drawReports } from "./review.js";
 
 const STUCK_AFTER_MINUTES = 5;
 
@@ -310,6 +312,8 @@ export async function adminView(ctx) {
   const captured = h("div", {});
   const dead = h("div", {});
   const webhooks = h("div", {});
+  const queue = h("div", {});
+  const reports = h("div", {});
   const refreshStats = () => fill(stats, () => drawStats(signal), signal);
 
   await Promise.all([
@@ -318,11 +322,15 @@ export async function adminView(ctx) {
     fill(captured, () => drawCaptured(signal, refreshStats), signal),
     fill(dead, () => drawDeadLetters(signal, refreshStats), signal),
     fill(webhooks, () => drawWebhooks(signal), signal),
+    fill(queue, () => drawQueue(signal), signal),
+    fill(reports, () => drawReports(signal), signal),
   ]);
 
   return h("section", { class: "admin" },
     h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Admin")),
     panel("admin-stats", "Numbers", stats),
+    panel("admin-review", "Campaigns to review", h("p", { class: "hint" }, "Oldest first. Approve to publish, or reject with a note."), queue),
+    panel("admin-reports", "Reports", h("p", { class: "hint" }, "The newest 20 reports from visitors."), reports),
     panel("admin-captured", "Captured donations", h("p", { class: "hint" }, "The newest 20. A refund asks first."), captured),
     panel("admin-stuck", "Stuck pledges", stuck),
     panel("admin-dead-letters", "Dead letters", dead),

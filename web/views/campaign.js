@@ -7,6 +7,10 @@ import {
 } from "../dom.js";
 import { donateForm } from "./donate.js";
 import { statusControls } from "./organiser.js";
+import {
+  TRUST_FIELDS, editForm, editHistory, moneyPanel, payoutForm, reportForm, reviewNotice, suspendForm,
+  updatesSection,
+} from "./trust.js";
 
 const RECENT_FIELDS = `recentDonations(first: 10) { donorName amountCents currency message createdAt }`;
 const CAMPAIGN = `query Campaign($id: ID!) {
@@ -15,6 +19,7 @@ const CAMPAIGN = `query Campaign($id: ID!) {
     acceptingPledges owner { id name }
     totals { raisedCents pledgeCount updatedAt }
     ${RECENT_FIELDS}
+    ${TRUST_FIELDS}
   }
 }`;
 const RECENT = `query Recent($id: ID!) { campaign(id: $id) { ${RECENT_FIELDS} } }`;
@@ -68,6 +73,7 @@ export async function campaignView(ctx) {
     barSlot.replaceChildren(progress(totals.raisedCents, goalCents, currency));
   }
   showTotals(campaign.totals);
+  const moneySection = moneyPanel(campaign); // where the money went
 
   // --- recent donations ----------------------------------------------------
   const recentList = h("ul", { class: "recent", "aria-live": "polite" });
@@ -93,7 +99,10 @@ export async function campaignView(ctx) {
         || shown.raisedCents !== campaignTotals.raisedCents
         || shown.pledgeCount !== campaignTotals.pledgeCount;
       showTotals(campaignTotals);
-      if (changed) refreshRecent();
+      if (changed) {
+        refreshRecent();
+        moneySection.refresh().catch(() => {}); // raised and held move with the totals
+      }
     },
     onStatus: (state) => {
       live.textContent = state === "live" ? "Live: updates as donations arrive" : "Reconnecting…";
@@ -104,10 +113,17 @@ export async function campaignView(ctx) {
   });
   ctx.onCleanup(unsubscribe);
 
+  // --- the review's word ----------------------------------------------------
+  const reviewSlot = h("div", {}, reviewNotice(campaign));
+
   // --- organiser -----------------------------------------------------------
   const user = currentUser();
-  const manages = user && (user.id === campaign.owner.id || user.role === "ADMIN");
+  const owns = Boolean(user && user.id === campaign.owner.id);
+  const isAdmin = Boolean(user && user.role === "ADMIN");
+  const manages = owns || isAdmin;
   const statusBadge = h("span", {}, campaignBadge(campaign));
+  const heading = h("h1", { tabindex: "-1" }, campaign.title);
+  const storySlot = h("div", {}, story(campaign.description));
   const donateSlot = h("div", {});
   const jump = h("a", { href: "#donate", class: "jump", onclick: jumpToDonate }, "Donate now");
 
@@ -116,7 +132,7 @@ export async function campaignView(ctx) {
     if (current.acceptingPledges) {
       donateSlot.replaceChildren(donateForm(campaign));
     } else {
-      const why = current.status === "ACTIVE" ? "it has ended" : `it is ${CAMPAIGN_STATUS[current.status].toLowerCase()}`;
+      const why = current.status === "ACTIVE" ? "it has ended" : `it is ${(CAMPAIGN_STATUS[current.status] || current.status).toLowerCase()}`;
       donateSlot.replaceChildren(
         h("h2", {}, "Donate"),
         notice("info", `This campaign is not taking donations now: ${why}.`),
@@ -126,15 +142,34 @@ export async function campaignView(ctx) {
   showDonate(campaign);
 
   const flash = ctx.flash ? notice("info", ctx.flash) : null;
+  const statusSlot = h("div", {});
+  function statusChanged(updated) {
+    Object.assign(campaign, updated);
+    flash?.remove(); // "your campaign is live" may no longer be true
+    statusBadge.replaceChildren(campaignBadge(campaign));
+    reviewSlot.replaceChildren(reviewNotice(campaign) || "");
+    showDonate(campaign);
+    drawStatus();
+  }
+  function drawStatus() {
+    statusSlot.replaceChildren(statusControls(campaign, statusChanged));
+  }
+  drawStatus();
+  const isLive = (c) => c.status === "ACTIVE" || c.status === "PAUSED";
   const manage = manages
     ? h("section", { class: "panel manage", "aria-labelledby": "manage-heading" },
-        h("h2", { id: "manage-heading" }, "Manage your campaign"),
-        statusControls(campaign, (updated) => {
-          Object.assign(campaign, updated);
-          flash?.remove(); // "your campaign is live" may no longer be true
-          statusBadge.replaceChildren(campaignBadge(updated));
-          showDonate(updated);
-        }))
+        h("h2", { id: "manage-heading" }, owns ? "Manage your campaign" : "Manage this campaign"),
+        statusSlot,
+        campaign.status !== "CLOSED"
+          ? editForm(campaign, (saved) => {
+              heading.textContent = saved.title;
+              ctx.setTitle(saved.title);
+              storySlot.replaceChildren(...story(saved.description));
+            })
+          : null,
+        isAdmin ? editHistory(campaign) : null,
+        isAdmin ? payoutForm(campaign, () => moneySection.refresh()) : null,
+        isAdmin && isLive(campaign) ? suspendForm(campaign, statusChanged) : null)
     : null;
 
   return h(
@@ -142,7 +177,8 @@ export async function campaignView(ctx) {
     { class: "campaign" },
     flash,
     h("header", { class: "campaign-head" },
-      h("h1", { tabindex: "-1" }, campaign.title),
+      reviewSlot,
+      heading,
       h("p", { class: "badges" },
         h("span", { class: "badge badge-category" }, campaign.category),
         statusBadge),
@@ -157,14 +193,17 @@ export async function campaignView(ctx) {
         h("p", { class: "meta" }, count, " · ", live),
         jump),
       manage,
-      h("section", { class: "panel donate", id: "donate", "aria-label": "Donate" }, donateSlot)),
+      h("section", { class: "panel donate", id: "donate", "aria-label": "Donate" }, donateSlot),
+      moneySection),
     h("div", { class: "campaign-main" },
       h("section", { class: "story", "aria-labelledby": "story-heading" },
         h("h2", { id: "story-heading" }, "The story"),
-        story(campaign.description)),
+        storySlot),
+      updatesSection(campaign, { canPost: owns }),
       h("section", { class: "recent-donations", "aria-labelledby": "recent-heading" },
         h("h2", { id: "recent-heading" }, "Recent donations"),
-        recentList)),
+        recentList),
+      owns ? null : reportForm(campaign)),
   );
 }
 

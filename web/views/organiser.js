@@ -7,7 +7,7 @@ import { campaignCard } from "./campaigns.js";
 const CAMPAIGN_FIELDS = `id title description category status goalCents currency acceptingPledges
   totals { raisedCents pledgeCount }`;
 const CREATE = `mutation CreateCampaign($input: CampaignInput!) {
-  createCampaign(input: $input) { id }
+  createCampaign(input: $input) { id status }
 }`;
 const SET_STATUS = `mutation SetCampaignStatus($id: ID!, $status: CampaignStatus!) {
   setCampaignStatus(id: $id, status: $status) { id status acceptingPledges }
@@ -56,13 +56,21 @@ export function statusControls(campaign, onChange) {
   function draw() {
     const buttons = [];
     const label = (verb) => ({ "aria-label": `${verb} “${campaign.title}”` });
+    const admin = currentUser()?.role === "ADMIN";
     if (campaign.status === "ACTIVE") {
       buttons.push(h("button", { type: "button", class: "secondary", ...label("Pause"), onclick: () => setStatus("PAUSED") }, "Pause"));
     }
-    if (campaign.status === "PAUSED") {
+    if (campaign.status === "PAUSED" || (campaign.status === "SUSPENDED" && admin)) {
       buttons.push(h("button", { type: "button", class: "secondary", ...label("Resume"), onclick: () => setStatus("ACTIVE") }, "Resume"));
     }
-    if (campaign.status !== "CLOSED") {
+    const why = {
+      CLOSED: "This campaign is closed. Closed campaigns cannot be reopened.",
+      REJECTED: "This campaign was not approved. Start a new one with what the reviewer asked for.",
+      SUSPENDED: admin ? null : "An admin suspended this campaign; only an admin can resume it.",
+    }[campaign.status];
+    if (why) {
+      buttons.push(h("p", { class: "muted" }, why));
+    } else {
       const close = h("button", { type: "button", class: "danger", ...label("Close") }, "Close…");
       close.addEventListener("click", () => {
         const confirm = h("button", { type: "button", class: "danger", onclick: () => setStatus("CLOSED") }, "Close for good");
@@ -73,8 +81,6 @@ export function statusControls(campaign, onChange) {
         confirm.focus();
       });
       buttons.push(close);
-    } else {
-      buttons.push(h("p", { class: "muted" }, "This campaign is closed. Closed campaigns cannot be reopened."));
     }
     box.replaceChildren(
       h("p", {}, "Status: ", h("strong", { "data-testid": "campaign-status" }, CAMPAIGN_STATUS[campaign.status])),
@@ -146,8 +152,10 @@ export async function startView(ctx) {
         description: story.value.trim(),
         endsAt,
       } });
-      ctx.navigate(`/campaigns/${encodeURIComponent(data.createCampaign.id)}`,
-        "Your campaign is live. Share this page's address with the people who can help.");
+      const made = data.createCampaign;
+      ctx.navigate(`/campaigns/${encodeURIComponent(made.id)}`, made.status === "IN_REVIEW"
+        ? "Your campaign is waiting for review. An admin checks every new campaign before it is published; you will be told when it is live."
+        : "Your campaign is live. Share this page's address with the people who can help.");
     } catch (error) {
       if (error.name === "AbortError") return;
       feedback.replaceChildren(notice("error", `Could not start the campaign: ${error.message}`));
@@ -162,7 +170,7 @@ export async function startView(ctx) {
 
   return h("section", { class: "narrow" },
     h("h1", { tabindex: "-1" }, title),
-    h("p", { class: "lead" }, "Raise money for someone's medical care. Your campaign starts taking donations at once; you can pause or close it at any time from My campaigns."),
+    h("p", { class: "lead" }, "Raise money for someone's medical care. Your campaign takes donations once it is published (an admin may review it first); you can pause or close it at any time from My campaigns."),
     form);
 }
 
