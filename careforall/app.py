@@ -28,7 +28,14 @@ from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
+from careforall.endpoints.media import (
+    UPLOAD_PATH,
+    media_file,
+    upload_campaign_image,
+    upload_limit,
+)
 from careforall.endpoints.personal_data import download_personal_data
+from careforall.endpoints.share import campaign_share_page
 from careforall.endpoints.unsubscribe import unsubscribe_page
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
@@ -41,7 +48,7 @@ from careforall.outbox.mail_rounds import MailRounds
 from careforall.outbox.mailer import MailSender
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
-from careforall.runtime import Runtime
+from careforall.runtime import Runtime, media_store
 from careforall.services import totals
 from careforall.services.auth import TokenKeys
 from careforall.services.bootstrap import NotPromoted, ensure_admin
@@ -89,6 +96,7 @@ def _start_runtime(
         # Group commit is for SQLite's single writer; PostgreSQL commits
         # concurrent transactions together by itself.
         writer=None if db.is_postgres else Writer(db),
+        media=media_store(settings),
     )
 
 
@@ -168,6 +176,12 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/reset-password", _web_app_page, methods=["GET"]),
         Route("/verify-email", _web_app_page, methods=["GET"]),
         Route("/unsubscribe", unsubscribe_page, methods=["GET", "POST"]),
+        Route(
+            "/campaigns/{campaign_id}/image", upload_campaign_image, methods=["POST"]
+        ),
+        Route("/media/{name}", media_file, methods=["GET", "HEAD"]),
+        # A campaign's share link: the app, with the campaign's preview tags.
+        Route("/c/{campaign_id}", campaign_share_page, methods=["GET", "HEAD"]),
         Mount("/", StaticFiles(directory=web_dir(), html=True), name="web"),
     ]
 
@@ -241,7 +255,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app = Starlette(
         routes=_routes(graphql),
-        middleware=[Middleware(RequestMetrics), *security_middleware(settings)],
+        middleware=[
+            Middleware(RequestMetrics),
+            *security_middleware(
+                settings,
+                larger_bodies=((UPLOAD_PATH, upload_limit(settings.image_max_bytes)),),
+            ),
+        ],
         lifespan=_lifespan(settings, broadcaster, NotificationHub()),
     )
     app.state.settings = settings

@@ -76,6 +76,8 @@ class Campaign(SQLModel, table=True):
     review_note: str | None = Field(default=None, max_length=1000)
     # What payouts disbursed so far, raised with each one under the row's lock.
     paid_out_cents: int = 0
+    # The cover image: the hash naming its files (`services/images.py`).
+    image_key: str | None = Field(default=None, max_length=64)
 
 
 class CampaignEdit(SQLModel, table=True):

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from careforall import metrics, tracing
 from careforall.db import RETRY_SQLSTATES, Database, sqlstate
 from careforall.domain.errors import ServiceBusy
+from careforall.media import LocalMediaStore, MediaStore
 from careforall.payments.provider import PaymentProvider
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
@@ -37,6 +38,8 @@ class Runtime:
     provider: PaymentProvider
     webhook_secret: str
     writer: Writer | None = None
+    # Uploaded files (campaign images): `media_store(settings)` chooses it.
+    media: MediaStore = field(kw_only=True)
     # Whether writes pass lately (readiness), watching every write on `db`.
     writes: WriteHealth = field(init=False, repr=False, compare=False)
     # Unverified webhook refusals: counted here, sampled into the webhook log.
@@ -110,3 +113,9 @@ class Runtime:
                 return fn(uow, *args, **kwargs)
 
         return await self.writer.run(call)
+
+
+def media_store(settings: Settings) -> MediaStore:
+    """Where uploaded files go: a folder under the data folder. Another store
+    (an S3-compatible bucket) would be chosen here from its settings."""
+    return LocalMediaStore.for_settings(settings)

@@ -291,6 +291,11 @@ class Settings:
     org_tax_id: str | None = None
     # "required": new campaigns wait IN_REVIEW for an admin; "off": ACTIVE at once.
     campaign_review: str = "required"
+    # Where uploaded files (campaign images) are kept: None is the SQLite
+    # file's folder, or the working folder with PostgreSQL.
+    data_dir: str | None = None
+    # The largest campaign image accepted; a bigger upload is refused unread.
+    image_max_bytes: int = 10 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -341,6 +346,10 @@ class Settings:
             metrics_token=env.get("CAREFORALL_METRICS_TOKEN") or None,
             campaign_review=_one_of(
                 env, "CAREFORALL_CAMPAIGN_REVIEW", CAMPAIGN_REVIEW, "required"
+            ),
+            data_dir=(env.get("CAREFORALL_DATA_DIR") or "").strip() or None,
+            image_max_bytes=int(
+                _number(env, "CAREFORALL_IMAGE_MAX_BYTES", 10 * 1024 * 1024)
             ),
         )
         # Imported here: mail_config raises this module's SettingsError.

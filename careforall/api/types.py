@@ -17,6 +17,7 @@ from careforall.domain.rules import may_manage_campaign
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
+from careforall.services.images import image_srcset, image_url
 from careforall.services.totals import TotalsFigures
 
 # The domain's enums are the GraphQL enums (registered in place).
@@ -176,6 +177,22 @@ class Campaign:
         if row is None:  # created before its totals row: count as empty
             row = TotalsFigures(self.row.id, 0, 0, self.row.created_at)
         return CampaignTotals.from_model(row)
+
+    @strawberry.field(
+        description="The cover image, 800 pixels wide: a path on this server "
+        "(`/media/...`); null until the organiser uploads one."
+    )
+    def image_url(self) -> str | None:
+        key = self.row.image_key
+        return image_url(key) if key else None
+
+    @strawberry.field(
+        description="The cover image in every width kept, as an HTML `srcset` "
+        "(`/media/...-320.jpg 320w, ...`); null without an image."
+    )
+    def image_srcset(self) -> str | None:
+        key = self.row.image_key
+        return image_srcset(key) if key else None
 
     @strawberry.field(description="What was disbursed to the beneficiary so far.")
     def paid_out_cents(self) -> int:

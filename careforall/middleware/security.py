@@ -93,14 +93,28 @@ class BodySizeLimit(HTTPMiddleware):
     counted as it streams in.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: tuple[tuple[str, int], ...] = (),
+    ) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
+        # (path pattern, limit): paths that take bigger bodies, such as uploads.
+        self.larger = tuple((re.compile(path), limit) for path, limit in larger)
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.larger:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        max_bytes = self._limit(scope["path"])
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared.isdigit() and int(declared) > max_bytes:
+            await self._refuse(send, max_bytes)
             return
         received: list[Message] = []
         size = 0
@@ -110,8 +124,8 @@ class BodySizeLimit(HTTPMiddleware):
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(send)
+            if size > max_bytes:
+                await self._refuse(send, max_bytes)
                 return
             if not message.get("more_body", False):
                 break
@@ -121,10 +135,10 @@ class BodySizeLimit(HTTPMiddleware):
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
         error = {
             "message": (
-                f"The request body is larger than the limit of {self.max_bytes} bytes."
+                f"The request body is larger than the limit of {max_bytes} bytes."
             ),
             "extensions": {"code": "BAD_REQUEST"},
         }
@@ -143,8 +157,11 @@ class BodySizeLimit(HTTPMiddleware):
         await send({"type": "http.response.body", "body": body})
 
 
-def security_middleware(settings: Settings) -> list[Middleware]:
-    """Outermost first: headers on every answer, then CORS, then the body limit."""
+def security_middleware(
+    settings: Settings, larger_bodies: tuple[tuple[str, int], ...] = ()
+) -> list[Middleware]:
+    """Outermost first: headers on every answer, then CORS, then the body limit
+    (`larger_bodies`: path patterns allowed more, with their limits)."""
     return [
         Middleware(SecurityHeaders),
         Middleware(
@@ -156,5 +173,7 @@ def security_middleware(settings: Settings) -> list[Middleware]:
             expose_headers=[RENEWED_TOKEN_HEADER],
             max_age=600,
         ),
-        Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        Middleware(
+            BodySizeLimit, max_bytes=settings.max_body_bytes, larger=larger_bodies
+        ),
     ]

@@ -49,7 +49,6 @@ NOT_YET_BUILT = frozenset(
         "RecurringStatus",
         "RecurringDonation",
         "RecurringDonationInput",
-        "Campaign.imageUrl",
         "Pledge.recurringDonation",
         "Query.myRecurringDonations",
         "Mutation.createRecurringDonation",

@@ -227,3 +227,67 @@ def test_0010_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
         check_0010_on_existing_campaigns(Settings(database_url=url))
     finally:
         postgres.drop_database(postgres_server, url)
+
+
+def check_0012_on_existing_campaigns(settings: Settings) -> None:
+    """0012 adds the image column in place: campaigns referenced by other rows
+    keep their rows, have no image, and the downgrade takes the column away."""
+    _migrate(settings, "upgrade", "0010")
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_skeleton, name, "
+                    "password_hash, role, created_at, token_version, "
+                    "email_verified) VALUES ('usr_1', 'o@example.org', "
+                    "'o@example.org', 'O', 'x', 'DONOR', '2026-01-01 00:00:00', "
+                    "0, false)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO campaigns (id, title, description, category, "
+                    "goal_cents, currency, status, owner_id, created_at, "
+                    "updated_at, paid_out_cents) VALUES ('cmp_1', 'T', 'D', 'c', "
+                    "100, 'USD', 'ACTIVE', 'usr_1', '2026-01-01 00:00:00', "
+                    "'2026-01-01 00:00:00', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO campaign_edits (campaign_id, actor_user_id, at, "
+                    "field) VALUES ('cmp_1', 'usr_1', '2026-01-02 00:00:00', 'title')"
+                )
+            )
+        _migrate(settings, "upgrade", "head")
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT id, status, image_key FROM campaigns")
+            ).all()
+            edits = conn.execute(text("SELECT count(*) FROM campaign_edits")).one()
+        assert [tuple(row) for row in found] == [("cmp_1", "ACTIVE", None)]
+        assert edits[0] == 1
+        _migrate(settings, "downgrade", "0010")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("campaigns")}
+        assert "image_key" not in columns
+        _migrate(settings, "upgrade", "head")
+    finally:
+        engine.dispose()
+
+
+def test_0012_on_existing_campaigns_in_sqlite(tmp_path: Path) -> None:
+    check_0012_on_existing_campaigns(
+        Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+    )
+
+
+def test_0012_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    try:
+        check_0012_on_existing_campaigns(Settings(database_url=url))
+    finally:
+        postgres.drop_database(postgres_server, url)

@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.direct",
             "careforall.session_versions",
             "careforall.backup",
+            "careforall.media",
         ),
     ),
     ("payments", ("careforall.payments",)),
