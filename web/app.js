@@ -160,7 +160,16 @@ document.getElementById("skip-link").addEventListener("click", (event) => {
   main.focus();
 });
 
+/** A share link (/c/<id>) opens its campaign; the address becomes the app's own. */
+function openSharedCampaign() {
+  const shared = /^\/c\/([^/]+)$/.exec(location.pathname);
+  if (!shared) return;
+  const hash = location.hash.startsWith("#/") ? location.hash : `#/campaigns/${shared[1]}`;
+  history.replaceState(null, "", `/${location.search}${hash}`);
+}
+
 onSessionChange(() => renderNav(parseHash().path));
+openSharedCampaign();
 window.addEventListener("hashchange", render);
 captureLinkToken();
 main.before(verifyBanner());
