@@ -6,6 +6,7 @@ import {
   CAMPAIGN_STATUS, ago, campaignBadge, date, h, money, notice, percent, progress,
 } from "../dom.js";
 import { donateForm } from "./donate.js";
+import { IMAGE_FIELDS, coverImage, imageForm, shareButtons } from "./images.js";
 import { statusControls } from "./organiser.js";
 import {
   TRUST_FIELDS, editForm, editHistory, moneyPanel, payoutForm, reportForm, reviewNotice, suspendForm,
@@ -20,6 +21,7 @@ const CAMPAIGN = `query Campaign($id: ID!) {
     totals { raisedCents pledgeCount updatedAt }
     ${RECENT_FIELDS}
     ${TRUST_FIELDS}
+    ${IMAGE_FIELDS}
   }
 }`;
 const RECENT = `query Recent($id: ID!) { campaign(id: $id) { ${RECENT_FIELDS} } }`;
@@ -124,6 +126,7 @@ export async function campaignView(ctx) {
   const statusBadge = h("span", {}, campaignBadge(campaign));
   const heading = h("h1", { tabindex: "-1" }, campaign.title);
   const storySlot = h("div", {}, story(campaign.description));
+  const coverSlot = h("div", { class: "cover-slot" }, coverImage(campaign));
   const donateSlot = h("div", {});
   const jump = h("a", { href: "#donate", class: "jump", onclick: jumpToDonate }, "Donate now");
 
@@ -167,6 +170,9 @@ export async function campaignView(ctx) {
               storySlot.replaceChildren(...story(saved.description));
             })
           : null,
+        campaign.status !== "CLOSED"
+          ? imageForm(campaign, () => coverSlot.replaceChildren(coverImage(campaign)))
+          : null,
         isAdmin ? editHistory(campaign) : null,
         isAdmin ? payoutForm(campaign, () => moneySection.refresh()) : null,
         isAdmin && isLive(campaign) ? suspendForm(campaign, statusChanged) : null)
@@ -184,7 +190,9 @@ export async function campaignView(ctx) {
         statusBadge),
       h("p", { class: "muted" },
         `Organised by ${campaign.owner.name} · started ${date(campaign.createdAt)}`,
-        campaign.endsAt ? ` · ends ${date(campaign.endsAt)}` : "")),
+        campaign.endsAt ? ` · ends ${date(campaign.endsAt)}` : ""),
+      coverSlot,
+      isPublic(campaign) ? shareButtons(campaign) : null),
     h("div", { class: "campaign-side" },
       h("section", { class: "panel totals", "aria-labelledby": "totals-heading" },
         h("h2", { id: "totals-heading", class: "visually-hidden" }, "Money raised"),
@@ -205,6 +213,11 @@ export async function campaignView(ctx) {
         recentList),
       owns ? null : reportForm(campaign)),
   );
+}
+
+// A campaign waiting for review, or rejected, has no link worth sharing yet.
+function isPublic(campaign) {
+  return campaign.status !== "IN_REVIEW" && campaign.status !== "REJECTED";
 }
 
 function jumpToDonate(event) {

@@ -3,6 +3,7 @@ import { api, currentUser } from "../session.js";
 import { CAMPAIGN_STATUS, campaignBadge, h, minorDigits, notice, parseAmount } from "../dom.js";
 import { pager } from "../pager.js";
 import { campaignCard } from "./campaigns.js";
+import { IMAGE_HINT, imageInput, uploadImage } from "./images.js";
 
 const CAMPAIGN_FIELDS = `id title description category status goalCents currency acceptingPledges
   totals { raisedCents pledgeCount }`;
@@ -105,6 +106,7 @@ export async function startView(ctx) {
   const currency = h("select", { id: "c-currency" }, CURRENCIES.map((c) => h("option", { value: c }, c)));
   const ends = h("input", { id: "c-ends", type: "date", "aria-describedby": "c-ends-hint" });
   const story = h("textarea", { id: "c-story", required: true, rows: 8, maxlength: 20000, "aria-describedby": "c-story-hint" });
+  const photo = imageInput("c-image");
   const feedback = h("div", {});
   const submit = h("button", { type: "submit", class: "primary" }, "Start the campaign");
 
@@ -117,6 +119,7 @@ export async function startView(ctx) {
       field("c-currency", "Currency", currency)),
     field("c-ends", "Last day for donations (optional)", ends, "Leave empty to keep it open until you close it."),
     field("c-story", "The story", story, "Who is it for, what is the treatment, what will the money pay for? Blank lines start new paragraphs."),
+    field("c-image", "Cover image (optional)", photo, IMAGE_HINT),
     feedback,
     submit);
 
@@ -153,9 +156,17 @@ export async function startView(ctx) {
         endsAt,
       } });
       const made = data.createCampaign;
-      ctx.navigate(`/campaigns/${encodeURIComponent(made.id)}`, made.status === "IN_REVIEW"
+      let imageProblem = "";
+      if (photo.files[0]) {
+        try {
+          await uploadImage(made.id, photo.files[0]);
+        } catch (error) {
+          imageProblem = ` The image was not added (${error.message}); add another from "Manage your campaign".`;
+        }
+      }
+      ctx.navigate(`/campaigns/${encodeURIComponent(made.id)}`, (made.status === "IN_REVIEW"
         ? "Your campaign is waiting for review. An admin checks every new campaign before it is published; you will be told when it is live."
-        : "Your campaign is live. Share this page's address with the people who can help.");
+        : "Your campaign is live. Share this page's address with the people who can help.") + imageProblem);
     } catch (error) {
       if (error.name === "AbortError") return;
       feedback.replaceChildren(notice("error", `Could not start the campaign: ${error.message}`));
