@@ -272,6 +272,8 @@ class Settings:
     rate_limit_campaign_update_per_principal: Rate = Rate(10, 3600)
     rate_limit_report_per_principal: Rate = Rate(5, 3600)
     rate_limit_report_per_address: Rate = Rate(10, 3600)
+    # Decoding an image costs CPU: an organiser changes their cover a few times.
+    rate_limit_image_per_principal: Rate = Rate(20, 3600)
     # CAREFORALL_ENV: "production" refuses what is only for trials (the
     # simulated provider, unless allowed).
     environment: str = "development"

@@ -13,7 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from careforall.concurrency import in_thread
-from careforall.domain.errors import BadUserInput, DomainError, Unauthenticated
+from careforall.domain.errors import (
+    BadUserInput,
+    DomainError,
+    RateLimited,
+    Unauthenticated,
+)
 from careforall.domain.rules import Principal
 from careforall.media import NAME
 from careforall.runtime import Runtime
@@ -27,6 +32,8 @@ from careforall.services.images import (
     set_campaign_image,
     too_large,
 )
+from careforall.services.ratelimit import RateLimiter
+from careforall.settings import Settings
 
 log = logging.getLogger("careforall.images")
 
@@ -73,6 +80,21 @@ async def _file_bytes(request: Request, max_bytes: int) -> bytes:
     return data
 
 
+def _count_upload(request: Request, principal: Principal) -> None:
+    """Refuse an organiser who uploads too often (decoding costs CPU)."""
+    settings: Settings = request.app.state.runtime.settings
+    if not settings.rate_limits:
+        return
+    limiter: RateLimiter = request.app.state.rate_limiter
+    rate = settings.rate_limit_image_per_principal
+    wait = limiter.hit([(f"image:principal:{principal.id}", rate)])
+    if wait is not None:
+        raise RateLimited(
+            f"Too many image uploads; wait {wait} seconds and try again.",
+            retry_after_seconds=wait,
+        )
+
+
 def _store(runtime: Runtime, image: CoverImage) -> None:
     for name, data in image.files.items():
         runtime.media.put(name, data)
@@ -87,6 +109,7 @@ async def upload_campaign_image(request: Request) -> Response:
         if token is None:
             raise Unauthenticated("Send your token as 'Authorization: Bearer <token>'.")
         principal = await in_thread(partial(_may_set, runtime, token, campaign_id))
+        _count_upload(request, principal)
         data = await _file_bytes(request, max_bytes)
         if len(data) > max_bytes:
             return _error(too_large(len(data), max_bytes), 413)
@@ -100,6 +123,10 @@ async def upload_campaign_image(request: Request) -> Response:
             campaign_id=campaign_id,
             image_key=image.key,
         )
+    except RateLimited as exc:
+        response = _error(exc, 429)
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
     except DomainError as exc:
         return _error(exc)
     log.info("campaign image set", extra={"campaign": campaign_id})

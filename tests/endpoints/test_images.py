@@ -15,6 +15,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from careforall.services.images import WIDTHS
+from careforall.settings import Rate
 from tests import factories as f
 from tests.helpers.api import GQL
 
@@ -226,3 +227,23 @@ def test_the_raw_file_as_the_body_is_accepted(client: TestClient, gql: GQL) -> N
 def test_unknown_media_names_are_not_found(client: TestClient) -> None:
     for name in ("0" * 32 + "-800.jpg", "..%2Fcareforall.db", "x.jpg"):
         assert client.get(f"/media/{name}").status_code == 404
+
+
+def test_an_organiser_uploading_too_often_is_asked_to_wait(
+    app_factory: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    client = app_factory(
+        data_dir=str(tmp_path / "data"),
+        rate_limits=True,
+        rate_limit_image_per_principal=Rate(2, 3600),
+    )
+    gql = GQL(client)
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    data = photo_with_gps()
+    for _ in range(2):
+        assert upload(client, campaign["id"], data, organiser.token).is_success
+    refused = upload(client, campaign["id"], data, organiser.token)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) > 0
