@@ -156,6 +156,8 @@ def check_may_set_image(
         raise NotFound("There is no campaign with that id.")
     if not may_manage_campaign(actor, campaign):
         raise Forbidden("Only the campaign's organiser or an admin may do this.")
+    if campaign.status == CampaignStatus.CLOSED:
+        raise InvalidTransition("A CLOSED campaign cannot be edited.")
 
 
 def set_campaign_image(

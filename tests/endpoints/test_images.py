@@ -22,6 +22,8 @@ from tests.helpers.api import GQL
 IMAGE = "query($id: ID!) { campaign(id: $id) { imageUrl imageSrcset } }"
 EDITS = """query($id: ID!) { adminCampaignEdits(campaignId: $id, first: 10) {
   edges { node { field newValue } } } }"""
+CLOSE = """mutation($id: ID!) {
+  setCampaignStatus(id: $id, status: CLOSED) { id status } }"""
 GPS = 0x8825
 ORIENTATION = 0x0112
 
@@ -142,6 +144,18 @@ def test_nobody_else_sets_a_campaigns_image(
         assert response.json()["error"], who
     assert stored(media) == []
     assert gql.ok(IMAGE, {"id": campaign["id"]})["campaign"]["imageUrl"] is None
+
+
+def test_a_closed_campaigns_image_stays_as_it_is(
+    client: TestClient, gql: GQL, media: Path
+) -> None:
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    gql.ok(CLOSE, {"id": campaign["id"]}, organiser.token)
+    response = upload(client, campaign["id"], photo_with_gps(), organiser.token)
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_TRANSITION"
+    assert stored(media) == []
 
 
 def bomb(side: int = 10_000) -> bytes:
