@@ -60,6 +60,7 @@ def test_an_organiser_starts_a_campaign_with_a_photo_and_shares_it(
     # --- a file that is not a photo: the server says why, the image stays ---
     pages.allow(r"status of 400")
     first = cover.get_attribute("src")
+    page.get_by_text("Cover image", exact=True).click()  # folded once there is one
     manage = page.locator(".image-form")
     manage.get_by_label("Photo").set_input_files(
         {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}

@@ -56,7 +56,6 @@ export function imageForm(campaign, onSaved) {
   const feedback = h("div", {});
   const submit = h("button", { type: "submit", class: "secondary" }, campaign.imageUrl ? "Change the image" : "Add the image");
   const form = h("form", { class: "stack image-form", novalidate: true },
-    h("h3", {}, "Cover image"),
     h("div", { class: "field" },
       h("label", { for: "cover-file" }, "Photo"),
       h("p", { class: "hint", id: "cover-file-hint" }, IMAGE_HINT),
@@ -85,7 +84,9 @@ export function imageForm(campaign, onSaved) {
     }
     submit.disabled = false;
   });
-  return form;
+  // Open while the campaign has no image yet: a page with a photo gets more help.
+  return h("details", { class: "cover-edit", open: !campaign.imageUrl },
+    h("summary", {}, "Cover image"), form);
 }
 
 /** The campaign's share link: its preview (title, story, image) shows where it is pasted. */
