@@ -58,6 +58,8 @@ def _start_runtime(
     jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
     webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
     logs.keep_out(jwt_secret, webhook_secret, settings.admin_password)
+    if settings.stripe is not None:
+        logs.keep_out(settings.stripe.secret_key, settings.stripe.webhook_secret)
     if settings.admin_email and settings.admin_password:
         try:
             ensure_admin(

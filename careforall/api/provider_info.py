@@ -15,7 +15,7 @@ SIMULATED_NOTICE = (
 
 @strawberry.type(description="The payment provider in use.")
 class PaymentProviderInfo:
-    name: str = strawberry.field(description="`simulated` (the only one today).")
+    name: str = strawberry.field(description="`simulated` or `stripe`.")
     simulated: bool = strawberry.field(
         description="True when no real money moves: anyone can pay with the "
         "test card `pm_card_ok`. Clients say so on every payment page."
