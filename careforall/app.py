@@ -36,8 +36,10 @@ from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
 from careforall.outbox.mailer import MailSender
+from careforall.payments.provider import PaymentProvider
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
+from careforall.payments.stripe import StripeProvider
 from careforall.runtime import Runtime
 from careforall.services import totals
 from careforall.services.auth import TokenKeys
@@ -52,7 +54,7 @@ log = logging.getLogger("careforall")
 
 
 def _start_runtime(
-    settings: Settings, db: Database, provider: SimulatedProvider
+    settings: Settings, db: Database, provider: PaymentProvider
 ) -> Runtime:
     """Blocking start-up work: secrets, the admin, and totals repaired."""
     jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
@@ -243,6 +245,8 @@ async def _stop(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if isinstance(runtime.provider, StripeProvider):
+        runtime.provider.close()
     runtime.db.dispose()
 
 
@@ -263,9 +267,11 @@ def _lifespan(
         server_lock = await asyncio.to_thread(hold_server_lock, settings)
         db = Database(make_engine(settings))
         sender_ref: list[WebhookSender] = []
-        provider = SimulatedProvider(
+        provider: PaymentProvider = SimulatedProvider(
             db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None
         )
+        if settings.stripe is not None:
+            provider = StripeProvider(db, settings.stripe)
         runtime = await asyncio.to_thread(_start_runtime, settings, db, provider)
         dispatcher = Dispatcher(
             HandlerContext(db=db, settings=settings, provider=provider), broadcaster

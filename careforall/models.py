@@ -158,6 +158,16 @@ class SimPayment(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class StripePayment(SQLModel, table=True):
+    """Which Stripe PaymentIntent pays which pledge: kept from Stripe's first
+    answer, or from its first webhook when that answer was lost."""
+
+    __tablename__ = "stripe_payments"
+    pledge_id: str = Field(primary_key=True, max_length=40)
+    payment_intent_id: str = Field(unique=True, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class SimWebhook(SQLModel, table=True):
     """A webhook the simulated provider still owes (kept across restarts)."""
 

@@ -1,8 +1,12 @@
 """What CareForAll needs of a payment provider.
 
 A real provider (Stripe, Adyen, ...) implements `PaymentProvider` with its API
-calls; its webhooks arrive at `/webhooks/payments` in the contract's format.
+calls (`payments/stripe.py`); its webhooks arrive at an endpoint of its own
+(`/webhooks/stripe`) or at `/webhooks/payments` in the contract's format.
 Every call must be idempotent per pledge: asking twice does the thing once.
+A provider that cannot be reached, or that answers with a server error,
+raises `ProviderUnavailable`: whether the call happened is unknown, and the
+caller asks again later, the same way, never twice at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ class ProviderResult:
 
 class UnknownPaymentMethod(Exception):
     """The provider does not know this payment method; nothing was charged."""
+
+
+class ProviderUnavailable(Exception):
+    """No answer from the provider (a timeout, a refused connection, a 5xx):
+    the call may or may not have taken effect. Asking again later is safe,
+    because every call is idempotent per pledge and step."""
 
 
 class PaymentProvider(Protocol):

@@ -1,0 +1,40 @@
+"""stripe_payments: which Stripe PaymentIntent pays which pledge
+
+Revision ID: 0009
+Revises: 0006
+Create Date: 2026-12-07 12:30:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "stripe_payments",
+        sa.Column(
+            "pledge_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False
+        ),
+        sa.Column(
+            "payment_intent_id",
+            sqlmodel.sql.sqltypes.AutoString(length=255),
+            nullable=False,
+        ),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("pledge_id"),
+        sa.UniqueConstraint("payment_intent_id"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("stripe_payments")
