@@ -28,6 +28,7 @@ from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
+from careforall.endpoints.stripe_webhooks import stripe_webhook
 from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_retention
 from careforall.middleware.requests import RequestMetrics
@@ -149,6 +150,7 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/webhooks/payments", payments_webhook, methods=["POST"]),
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

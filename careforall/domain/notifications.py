@@ -137,3 +137,21 @@ def webhooks_rejected(
         f"page {logged}. (This alert comes at most once every {every_minutes} "
         "minutes.)",
     )
+
+
+def payment_mismatch(
+    *, provider: str, event_id: str, pledge_id: str, detail: str, suppressed: int
+) -> Message:
+    more = (
+        f" {suppressed} more such event{'s' if suppressed != 1 else ''} came since "
+        "the last alert."
+        if suppressed
+        else ""
+    )
+    return Message(
+        "A payment event did not match its pledge",
+        f"{provider} sent event {event_id} for pledge {pledge_id} with {detail}. "
+        "It was not applied: the pledge keeps its status and the totals are "
+        f"unchanged. Compare the payment in {provider}'s dashboard with the "
+        f"pledge, and settle it by hand.{more}",
+    )

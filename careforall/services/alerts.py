@@ -90,6 +90,44 @@ def notify_dead_letter(
     return len(admins)
 
 
+# A payment event whose amount or currency is not its pledge's: at most one
+# alert this often (each event is in the webhook log).
+MISMATCH_ALERT_EVERY = timedelta(minutes=5)
+
+
+def notify_payment_mismatch(
+    session: Session, *, provider: str, event_id: str, pledge_id: str, detail: str
+) -> int:
+    """Tell every admin that a provider's event did not match its pledge and
+    was not applied, in the caller's transaction; rate-limited. Returns how
+    many notifications were written."""
+    suppressed = take_alert(session, key="payment_mismatch", every=MISMATCH_ALERT_EVERY)
+    if suppressed is None:
+        return 0
+    message = words.payment_mismatch(
+        provider=provider,
+        event_id=event_id,
+        pledge_id=pledge_id,
+        detail=detail,
+        suppressed=suppressed,
+    )
+    admins = _admin_ids(session)
+    add_all(
+        session.connection(),
+        [
+            notification(
+                NotificationKind.WEBHOOKS_REJECTED,
+                message,
+                dedupe_key=None,
+                user_id=admin,
+                pledge_id=pledge_id,
+            )
+            for admin in admins
+        ],
+    )
+    return len(admins)
+
+
 def _logged_burst(session: Session, outcome: str, now: datetime) -> int:
     """How many of the newest `WEBHOOK_REJECTIONS` logged refusals of this
     kind came within the window (all of them, or 0)."""

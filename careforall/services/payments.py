@@ -20,6 +20,7 @@ from careforall.domain.errors import (
     Forbidden,
     InvalidTransition,
     NotFound,
+    ProviderBusy,
 )
 from careforall.domain.rules import (
     Principal,
@@ -31,6 +32,7 @@ from careforall.domain.states import TRIGGER_FOR, PledgeStatus, fire
 from careforall.models import Pledge, WebhookEvent, table_of
 from careforall.payments.provider import (
     PaymentProvider,
+    ProviderUnavailable,
     UnknownPaymentMethod,
 )
 from careforall.services import audit, webhook_log
@@ -140,6 +142,10 @@ def authorize_payment(
         raise BadUserInput(
             "That payment method is not known; nothing was charged."
         ) from None
+    except ProviderUnavailable:
+        # Not retried here: the donor (or the provider's webhook) settles it,
+        # and the same idempotency key makes a second ask harmless.
+        raise ProviderBusy() from None
     if result.approved:
         return _apply(uow, pledge.id, PledgeStatus.AUTHORIZED, source="api")
     return _apply(
@@ -197,10 +203,14 @@ def _through_provider(
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
     _check_move(pledge, target)
-    if target == PledgeStatus.CAPTURED:
-        action, result = "capture", provider.capture(pledge_id=pledge.id)
-    else:
-        action, result = "refund", provider.refund(pledge_id=pledge.id)
+    try:
+        if target == PledgeStatus.CAPTURED:
+            action, result = "capture", provider.capture(pledge_id=pledge.id)
+        else:
+            action, result = "refund", provider.refund(pledge_id=pledge.id)
+    except ProviderUnavailable:
+        # The outbox asks again later (auto-capture); an admin is told to.
+        raise ProviderBusy() from None
     if not result.approved:
         raise InvalidTransition(f"The provider refused the {action}: {result.reason}")
     move = AdminMove(admin, pledge.status) if admin is not None else None
@@ -215,10 +225,20 @@ class ProviderEvent:
     amount_cents: int
     currency: str
     reason: str | None = None  # why a payment failed, when the provider says
+    # Where the event moves the pledge; None: by `type` (EVENT_TARGETS).
+    target: PledgeStatus | None = None
 
 
 class WebhookRejected(Exception):
     """The event cannot apply (unknown pledge, other amount); nothing changed."""
+
+
+class UnknownPledge(WebhookRejected):
+    """The event names no pledge of this installation."""
+
+
+class AmountMismatch(WebhookRejected):
+    """The event's amount or currency is not the pledge's."""
 
 
 # Every webhook asks whether its event id was applied: Core, compiled once.
@@ -231,53 +251,56 @@ _APPLIED = InsertUnlessPresent(_WEBHOOK_EVENTS, "event_id")
 
 def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
     """Apply a provider event once per event id. Returns True for a duplicate."""
-    target = EVENT_TARGETS[event.type]
     with uow:
-        session = uow.session
-        conn = session.connection()
-        if _SEEN.first(conn, {"event_id": event.id}) is not None:
-            return True
-        pledge = pledge_to_move(uow, event.pledge_id)
-        if pledge is None:
-            raise WebhookRejected("unknown pledge")
-        # Recorded before anything else changes: a copy of this event applied
-        # meanwhile by another process (PostgreSQL: committed while this one
-        # waited for the pledge's lock, or still in flight, which the INSERT
-        # waits for) makes it write nothing, and this one is a duplicate.
-        applied = _APPLIED.run(
-            conn,
-            {
-                "event_id": event.id,
-                "type": event.type,
-                "pledge_id": pledge.id,
-                "received_at": utcnow(),
-            },
-        )
-        if not applied:
-            return True
-        if (
-            pledge.amount_cents != event.amount_cents
-            or pledge.currency != event.currency
-        ):
-            # Raised: the unit of work rolls the event id back with the rest.
-            raise WebhookRejected("amount or currency differs from the pledge")
-        # Logged in this commit: "processed" in the log means the effect happened.
-        webhook_log.add(
-            session,
-            webhook_log.WebhookEntry(
-                outcome=webhook_log.WebhookOutcome.PROCESSED,
-                status_code=200,
-                event_id=event.id,
-                type=event.type,
-                pledge_id=pledge.id,
-            ),
-        )
-        move_pledge(
-            uow,
-            pledge,
-            target,
-            source=f"webhook:{event.id}",
-            failure_reason=event.reason or GENERIC_DECLINE,
-        )
-        uow.commit()
+        return apply_in_transaction(uow, event)
+
+
+def apply_in_transaction(uow: UnitOfWork, event: ProviderEvent) -> bool:
+    """`apply_provider_event` inside the caller's open unit of work, which it
+    commits when the event applies (True for a duplicate: nothing written)."""
+    target = event.target or EVENT_TARGETS[event.type]
+    session = uow.session
+    conn = session.connection()
+    if _SEEN.first(conn, {"event_id": event.id}) is not None:
+        return True
+    pledge = pledge_to_move(uow, event.pledge_id)
+    if pledge is None:
+        raise UnknownPledge("unknown pledge")
+    # Recorded before anything else changes: a copy of this event applied
+    # meanwhile by another process (PostgreSQL: committed while this one
+    # waited for the pledge's lock, or still in flight, which the INSERT
+    # waits for) makes it write nothing, and this one is a duplicate.
+    applied = _APPLIED.run(
+        conn,
+        {
+            "event_id": event.id,
+            "type": event.type,
+            "pledge_id": pledge.id,
+            "received_at": utcnow(),
+        },
+    )
+    if not applied:
+        return True
+    if pledge.amount_cents != event.amount_cents or pledge.currency != event.currency:
+        # Raised: the unit of work rolls the event id back with the rest.
+        raise AmountMismatch("amount or currency differs from the pledge")
+    # Logged in this commit: "processed" in the log means the effect happened.
+    webhook_log.add(
+        session,
+        webhook_log.WebhookEntry(
+            outcome=webhook_log.WebhookOutcome.PROCESSED,
+            status_code=200,
+            event_id=event.id,
+            type=event.type,
+            pledge_id=pledge.id,
+        ),
+    )
+    move_pledge(
+        uow,
+        pledge,
+        target,
+        source=f"webhook:{event.id}",
+        failure_reason=event.reason or GENERIC_DECLINE,
+    )
+    uow.commit()
     return False

@@ -1,0 +1,349 @@
+"""Payments through Stripe in the app: the API's payment mutations call the
+stand-in of Stripe's API, and POST /webhooks/stripe applies Stripe's signed
+events through the pledge machine, once per event id (contract-0.3.md,
+"Payments through Stripe")."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from starlette.testclient import TestClient
+
+from careforall.db import Database
+from careforall.models import Notification, Pledge, WebhookLog
+from careforall.payment_config import StripeConfig
+from tests import factories as f
+from tests.helpers.api import GQL
+from tests.helpers.outbox import outbox_drained
+from tests.helpers.stripe_api import Json
+from tests.helpers.stripe_standin import (
+    SECRET_KEY,
+    WEBHOOK_SECRET,
+    StripeStandIn,
+    sign,
+)
+from tests.helpers.waiting import wait_until
+
+URL = "/webhooks/stripe"
+PROVIDER = "query { paymentProvider { name simulated notice } }"
+
+
+@pytest.fixture
+def stripe_app(
+    app_factory: Callable[..., TestClient], stripe_standin: StripeStandIn
+) -> TestClient:
+    # Webhooks are posted by each test, in the order it chooses.
+    stripe_standin.webhooks = "held"
+    config = StripeConfig(
+        secret_key=SECRET_KEY,
+        webhook_secret=WEBHOOK_SECRET,
+        api_base=stripe_standin.url,
+        timeout_seconds=2.0,
+    )
+    return app_factory(payment_provider="stripe", stripe=config, auto_capture=False)
+
+
+@pytest.fixture
+def sgql(stripe_app: TestClient) -> GQL:
+    return GQL(stripe_app)
+
+
+def post(
+    client: TestClient,
+    event: Json,
+    *,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
+) -> Any:
+    payload = json.dumps(event)
+    return client.post(
+        URL,
+        content=payload.encode(),
+        headers={
+            "Stripe-Signature": sign(secret, payload, timestamp),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def events_of(standin: StripeStandIn, kind: str) -> list[Json]:
+    return [e for e in standin.book.events if e["type"] == kind]
+
+
+def paid_pledge(gql: GQL, amount: int = 2500) -> tuple[dict[str, Any], str]:
+    """A pledge authorized through Stripe; returns it and an admin's token."""
+    admin = f.admin(gql)
+    donor = f.register(gql)
+    campaign = f.campaign(gql, admin.token)
+    pledge = f.pledge(gql, donor.token, campaign["id"], amount)
+    paid = gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor.token)
+    assert paid["authorizePayment"]["status"] == "AUTHORIZED"
+    return pledge, admin.token
+
+
+def status(db: Database, pledge_id: str) -> str:
+    with db.read() as session:
+        pledge = session.get(Pledge, pledge_id)
+        assert pledge is not None
+        return pledge.status
+
+
+def test_the_provider_says_stripe_and_not_simulated(sgql: GQL) -> None:
+    assert sgql.ok(PROVIDER)["paymentProvider"] == {
+        "name": "stripe",
+        "simulated": False,
+        "notice": None,
+    }
+
+
+def test_capture_and_refund_through_stripe_move_the_totals_once(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql, 4000)
+    captured = sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)["capturePayment"]
+    assert captured["status"] == "CAPTURED"
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, pledge["campaign"]["id"]) == (4000, 1)
+    # Stripe's events for what the API already did change nothing.
+    stripe_standin.deliver()
+    for event in stripe_standin.book.events:
+        assert post(stripe_app, event).status_code == 200
+    refunded = sgql.ok(f.REFUND, {"id": pledge["id"]}, admin)["refundPayment"]
+    assert refunded["status"] == "REFUNDED"
+    [refund_event] = events_of(stripe_standin, "charge.refunded")
+    assert post(stripe_app, refund_event).json()["received"] is True
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, pledge["campaign"]["id"]) == (0, 0)
+    assert [(e.kind, e.amount) for e in stripe_standin.effects()] == [
+        ("authorize", 4000),
+        ("capture", 4000),
+        ("refund", 4000),
+    ]
+    history = sgql.ok(f.PLEDGE, {"id": pledge["id"]}, admin)["pledge"]["history"]
+    assert [h["toStatus"] for h in history] == [
+        "PENDING",
+        "AUTHORIZED",
+        "CAPTURED",
+        "REFUNDED",
+    ]
+
+
+def test_events_alone_move_the_pledge_and_a_repeat_changes_nothing(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql)
+    # Captured in Stripe's dashboard: only the webhook tells.
+    intent = stripe_standin.intent_for(pledge["id"])
+    stripe_standin.book.handle(
+        "POST", f"/v1/payment_intents/{intent['id']}/capture", {}
+    )
+    [succeeded] = events_of(stripe_standin, "payment_intent.succeeded")
+    first = post(stripe_app, succeeded)
+    assert first.json() == {"received": True, "duplicate": False}
+    assert status(db, pledge["id"]) == "CAPTURED"
+    again = post(stripe_app, succeeded)
+    assert again.json() == {"received": True, "duplicate": True}
+    history = sgql.ok(f.PLEDGE, {"id": pledge["id"]}, admin)["pledge"]["history"]
+    assert [h["source"] for h in history][-1] == f"webhook:{succeeded['id']}"
+    assert len(history) == 3
+
+
+def test_a_late_authorization_after_the_capture_changes_nothing(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, _ = paid_pledge(sgql)
+    intent = stripe_standin.intent_for(pledge["id"])
+    stripe_standin.book.handle(
+        "POST", f"/v1/payment_intents/{intent['id']}/capture", {}
+    )
+    [authorized] = events_of(stripe_standin, "payment_intent.amount_capturable_updated")
+    [succeeded] = events_of(stripe_standin, "payment_intent.succeeded")
+    assert post(stripe_app, succeeded).status_code == 200
+    assert post(stripe_app, authorized).json()["received"] is True
+    assert status(db, pledge["id"]) == "CAPTURED"
+
+
+def test_a_declined_card_fails_the_pledge_with_stripes_reason(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    donor = f.register(sgql)
+    campaign = f.campaign(sgql, f.admin(sgql).token)
+    pledge = f.pledge(sgql, donor.token, campaign["id"], 2500)
+    paid = sgql.ok(
+        f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_chargeDeclined"}, donor.token
+    )["authorizePayment"]
+    assert (paid["status"], paid["failureReason"]) == (
+        "FAILED",
+        "Your card was declined.",
+    )
+    [failed] = events_of(stripe_standin, "payment_intent.payment_failed")
+    assert post(stripe_app, failed).status_code == 200
+    assert status(db, pledge["id"]) == "FAILED"
+
+
+def test_an_unknown_payment_method_is_bad_input_and_charges_nothing(
+    sgql: GQL, stripe_standin: StripeStandIn
+) -> None:
+    donor = f.register(sgql)
+    campaign = f.campaign(sgql, f.admin(sgql).token)
+    pledge = f.pledge(sgql, donor.token, campaign["id"], 2500)
+    code = sgql.code(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
+    assert code == "BAD_USER_INPUT"
+    assert stripe_standin.effects() == []
+
+
+def test_stripe_unavailable_is_rate_limited_and_nothing_changes(
+    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    donor = f.register(sgql)
+    campaign = f.campaign(sgql, f.admin(sgql).token)
+    pledge = f.pledge(sgql, donor.token, campaign["id"], 2500)
+    stripe_standin.fail_next("create", "500")
+    body = sgql(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor.token)
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert status(db, pledge["id"]) == "PENDING"
+    # Asked again, with the same key: authorized once.
+    again = sgql.ok(
+        f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor.token
+    )
+    assert again["authorizePayment"]["status"] == "AUTHORIZED"
+    keys = {c.idempotency_key for c in stripe_standin.calls("create")}
+    assert keys == {f"careforall:{pledge['id']}:authorize"}
+    assert len(stripe_standin.effects("authorize")) == 1
+
+
+def test_a_canceled_authorization_fails_the_pledge(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, _ = paid_pledge(sgql)
+    intent = stripe_standin.intent_for(pledge["id"])
+    stripe_standin.book.handle("POST", f"/v1/payment_intents/{intent['id']}/cancel", {})
+    [canceled] = events_of(stripe_standin, "payment_intent.canceled")
+    assert post(stripe_app, canceled).status_code == 200
+    with db.read() as session:
+        row = session.get(Pledge, pledge["id"])
+        assert row is not None
+        assert (row.status, row.failure_reason) == (
+            "FAILED",
+            "The authorization was canceled before it was captured.",
+        )
+
+
+@pytest.mark.parametrize("fault", ["secret", "stale", "missing", "garbled"])
+def test_a_bad_signature_is_400_and_changes_nothing(
+    sgql: GQL,
+    stripe_app: TestClient,
+    stripe_standin: StripeStandIn,
+    db: Database,
+    fault: str,
+) -> None:
+    pledge, _ = paid_pledge(sgql)
+    intent = stripe_standin.intent_for(pledge["id"])
+    event = stripe_standin.event("payment_intent.succeeded", intent)
+    payload = json.dumps(event)
+    header = {
+        "secret": sign("whsec_" + "someoneelse0123456789", payload),
+        "stale": sign(WEBHOOK_SECRET, payload, int(time.time()) - 301),
+        "missing": "",
+        "garbled": "t=soon,v1",
+    }[fault]
+    response = stripe_app.post(
+        URL, content=payload.encode(), headers={"Stripe-Signature": header}
+    )
+    assert response.status_code == 400
+    assert status(db, pledge["id"]) == "AUTHORIZED"
+    # Accepted as soon as it is signed right.
+    assert post(stripe_app, event).status_code == 200
+    assert status(db, pledge["id"]) == "CAPTURED"
+
+
+def test_an_event_for_a_payment_intent_of_no_pledge_is_acknowledged_and_logged(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    stranger = {
+        "id": "pi_fromtheshop",
+        "object": "payment_intent",
+        "amount": 1200,
+        "currency": "usd",
+        "metadata": {"order": "42"},
+    }
+    event = stripe_standin.event("payment_intent.succeeded", stranger)
+    response = post(stripe_app, event)
+    assert response.status_code == 200
+    assert response.json()["ignored"] is True
+    with db.read() as session:
+        [row] = session.exec(
+            select(WebhookLog).where(WebhookLog.event_id == event["id"])
+        ).all()
+    assert (row.outcome, row.status_code) == ("ignored", 200)
+    assert row.reason == "no pledge for this PaymentIntent"
+
+
+def test_a_mismatched_amount_is_not_applied_and_alerts_the_admins(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, _ = paid_pledge(sgql, 2500)
+    intent = stripe_standin.intent_for(pledge["id"]) | {"amount": 2600}
+    event = stripe_standin.event("payment_intent.succeeded", intent)
+    assert post(stripe_app, event).status_code == 200
+    assert status(db, pledge["id"]) == "AUTHORIZED"
+    other = stripe_standin.intent_for(pledge["id"]) | {"currency": "eur"}
+    assert post(stripe_app, stripe_standin.event("payment_intent.succeeded", other))
+    assert status(db, pledge["id"]) == "AUTHORIZED"
+    with db.read() as session:
+        alerts = session.exec(
+            select(Notification).where(Notification.pledge_id == pledge["id"])
+        ).all()
+        logged = session.exec(
+            select(WebhookLog.outcome).where(WebhookLog.event_id == event["id"])
+        ).all()
+    # One alert (rate-limited), naming both amounts.
+    [alert] = [a for a in alerts if a.kind == "WEBHOOKS_REJECTED"]
+    assert "2600 USD" in alert.body and "2500 USD" in alert.body
+    assert logged == ["rejected_unprocessable"]
+
+
+def test_a_refund_event_finds_its_pledge_by_the_payment_intent(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql)
+    sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)
+    intent = stripe_standin.intent_for(pledge["id"])
+    stripe_standin.book.handle("POST", "/v1/refunds", {"payment_intent": intent["id"]})
+    [refunded] = events_of(stripe_standin, "charge.refunded")
+    refunded["data"]["object"]["metadata"] = {}
+    assert post(stripe_app, refunded).json()["duplicate"] is False
+    assert status(db, pledge["id"]) == "REFUNDED"
+
+
+def test_a_partial_refund_leaves_the_pledge_captured(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql, 3000)
+    sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)
+    intent = stripe_standin.intent_for(pledge["id"])
+    stripe_standin.book.handle(
+        "POST", "/v1/refunds", {"payment_intent": intent["id"], "amount": "1000"}
+    )
+    [refunded] = events_of(stripe_standin, "charge.refunded")
+    assert post(stripe_app, refunded).json()["ignored"] is True
+    assert status(db, pledge["id"]) == "CAPTURED"
+
+
+def test_events_not_handled_are_acknowledged(
+    stripe_app: TestClient, stripe_standin: StripeStandIn
+) -> None:
+    event = stripe_standin.event("customer.created", {"id": "cus_1"})
+    response = post(stripe_app, event)
+    assert (response.status_code, response.json()["ignored"]) == (200, True)
+
+
+def test_the_endpoint_is_absent_with_the_simulated_provider(client: TestClient) -> None:
+    event = {"id": "evt_1", "type": "payment_intent.succeeded", "data": {}}
+    assert post(client, event).status_code == 404
