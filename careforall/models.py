@@ -89,6 +89,9 @@ class Pledge(SQLModel, table=True):
     message: str | None = Field(default=None, max_length=1000)
     payment_method: str | None = Field(default=None, max_length=100)
     failure_reason: str | None = Field(default=None, max_length=200)
+    # Refunded so far while CAPTURED (a partial refund); the totals count
+    # amount_cents less this.
+    refunded_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

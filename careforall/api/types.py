@@ -164,6 +164,11 @@ class Pledge:
     failure_reason: str | None = strawberry.field(
         description="Why the payment failed, in words a donor understands."
     )
+    refunded_cents: int = strawberry.field(
+        description="Given back by partial refunds so far (made in the payment "
+        "provider's dashboard); while CAPTURED, the campaign's totals count "
+        "amountCents less this. A whole refund makes the pledge REFUNDED."
+    )
     created_at: datetime
     updated_at: datetime
     row: strawberry.Private[models.Pledge]

@@ -62,6 +62,15 @@ class PledgeStatusChanged(PledgeEvent):
 
 
 @dataclasses.dataclass(frozen=True)
+class PledgeRefundedInPart(PledgeEvent):
+    """Part of a captured pledge was refunded (in the provider's dashboard):
+    it still counts, for its amount less `refunded_cents` (all refunds so far)."""
+
+    name: ClassVar[str] = "PledgeRefundedInPart"
+    refunded_cents: int
+
+
+@dataclasses.dataclass(frozen=True)
 class PledgesClaimed(Event):
     """An anonymous session's pledges moved to an account."""
 
@@ -89,6 +98,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CampaignStatusChanged,
         PledgeCreated,
         PledgeStatusChanged,
+        PledgeRefundedInPart,
         PledgesClaimed,
         TotalsReconciled,
     )

@@ -56,8 +56,6 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         if event.startswith("ignored: "):
             return await _ignore(runtime, event.removeprefix("ignored: "), None)
         return await refused(runtime, 400, WebhookOutcome.REJECTED_MALFORMED, event)
-    if event.target is None:
-        return await _ignore(runtime, "a partial refund (not applied yet)", event)
     try:
         duplicate = await runtime.write_grouped(apply_stripe_event, event=event)
     except UnknownPledge:

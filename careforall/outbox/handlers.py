@@ -17,7 +17,12 @@ from sqlalchemy import Connection
 from sqlmodel import Session
 
 from careforall.db import Database
-from careforall.domain.events import Event, PledgeStatusChanged, TotalsReconciled
+from careforall.domain.events import (
+    Event,
+    PledgeRefundedInPart,
+    PledgeStatusChanged,
+    TotalsReconciled,
+)
 from careforall.domain.states import PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
@@ -89,6 +94,18 @@ def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int
     return settlement.changed
 
 
+def settle_partial_refunds(
+    conn: Connection, events: Sequence[Event]
+) -> Mapping[str, int]:
+    """A partial refund lowers its campaign's totals: settled like a status
+    change (the ledger makes a repeat change nothing)."""
+    pledge_ids = []
+    for event in events:
+        assert isinstance(event, PledgeRefundedInPart)
+        pledge_ids.append(event.pledge_id)
+    return settle_pledges(conn, pledge_ids).changed
+
+
 def write_mails(
     conn: Connection, events: Sequence[Event], settings: Settings
 ) -> Mapping[str, int]:
@@ -148,6 +165,7 @@ def capture_after_authorization(
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
+    PledgeRefundedInPart: [settle_partial_refunds],
     TotalsReconciled: [push_reconciled_totals],
 }
 # Transactional handlers that read the app's settings (the organisation named

@@ -46,7 +46,7 @@ class StripeEvent:
     @property
     def target(self) -> PledgeStatus | None:
         """Where the event moves the pledge; None for a partial refund (which
-        does not end the pledge)."""
+        lowers what the pledge counts for, and does not end it)."""
         if self.type == "charge.refunded" and self.amount_refunded < self.amount_cents:
             return None
         return TARGETS[self.type]

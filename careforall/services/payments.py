@@ -37,7 +37,7 @@ from careforall.payments.provider import (
 )
 from careforall.services import audit, webhook_log
 from careforall.services.pledges import current_status, require_pledge
-from careforall.services.transitions import move_pledge, pledge_to_move
+from careforall.services.transitions import MovingPledge, move_pledge, pledge_to_move
 from careforall.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("careforall.payments")
@@ -259,10 +259,30 @@ def apply_in_transaction(uow: UnitOfWork, event: ProviderEvent) -> bool:
     """`apply_provider_event` inside the caller's open unit of work, which it
     commits when the event applies (True for a duplicate: nothing written)."""
     target = event.target or EVENT_TARGETS[event.type]
+    pledge = claim_event(uow, event)
+    if pledge is None:
+        return True
+    move_pledge(
+        uow,
+        pledge,
+        target,
+        source=f"webhook:{event.id}",
+        failure_reason=event.reason or GENERIC_DECLINE,
+    )
+    uow.commit()
+    return False
+
+
+def claim_event(uow: UnitOfWork, event: ProviderEvent) -> MovingPledge | None:
+    """Record in the caller's transaction that `event` applies to its pledge,
+    and return that pledge, locked; None when the event was applied before.
+
+    Raises UnknownPledge, or AmountMismatch when the event's amount or currency
+    is not the pledge's (the caller's rollback undoes the record)."""
     session = uow.session
     conn = session.connection()
     if _SEEN.first(conn, {"event_id": event.id}) is not None:
-        return True
+        return None
     pledge = pledge_to_move(uow, event.pledge_id)
     if pledge is None:
         raise UnknownPledge("unknown pledge")
@@ -280,7 +300,7 @@ def apply_in_transaction(uow: UnitOfWork, event: ProviderEvent) -> bool:
         },
     )
     if not applied:
-        return True
+        return None
     if pledge.amount_cents != event.amount_cents or pledge.currency != event.currency:
         # Raised: the unit of work rolls the event id back with the rest.
         raise AmountMismatch("amount or currency differs from the pledge")
@@ -295,12 +315,4 @@ def apply_in_transaction(uow: UnitOfWork, event: ProviderEvent) -> bool:
             pledge_id=pledge.id,
         ),
     )
-    move_pledge(
-        uow,
-        pledge,
-        target,
-        source=f"webhook:{event.id}",
-        failure_reason=event.reason or GENERIC_DECLINE,
-    )
-    uow.commit()
-    return False
+    return pledge

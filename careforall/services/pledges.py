@@ -169,6 +169,7 @@ def create_pledge(
             "message": data.message,
             "payment_method": None,
             "failure_reason": None,
+            "refunded_cents": 0,
             "created_at": now,
             "updated_at": now,
         }

@@ -4,10 +4,13 @@ same once-per-event-id record as every provider event
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from careforall.db import InsertUnlessPresent
 from careforall.domain.clock import utcnow
+from careforall.domain.events import PledgeRefundedInPart
+from careforall.domain.states import PledgeStatus
 from careforall.models import Pledge, StripePayment, table_of
 from careforall.payments.stripe_events import StripeEvent
 from careforall.services import alerts, webhook_log
@@ -15,7 +18,9 @@ from careforall.services.payments import (
     ProviderEvent,
     UnknownPledge,
     apply_in_transaction,
+    claim_event,
 )
+from careforall.services.transitions import move_pledge
 from careforall.services.unit_of_work import UnitOfWork
 
 _REMEMBER = InsertUnlessPresent(table_of(StripePayment), "pledge_id")
@@ -29,43 +34,73 @@ def pledge_of_intent(session: Session, payment_intent_id: str) -> str | None:
     ).first()
 
 
-def apply_stripe_event(uow: UnitOfWork, *, event: StripeEvent) -> bool:
-    """Apply one event that moves a pledge, once per event id; True for a
-    duplicate. The pledge is the PaymentIntent's `metadata.pledge_id`, or
-    (a Charge's event) the pledge that PaymentIntent was made for.
+def _provider_event(uow: UnitOfWork, event: StripeEvent) -> ProviderEvent:
+    """The event as every provider's, for its pledge: the PaymentIntent's
+    `metadata.pledge_id`, or (a Charge's event) the pledge that PaymentIntent
+    was made for. The PaymentIntent is remembered for its pledge in the
+    caller's transaction, so a capture can follow even when Stripe's answer
+    to the authorization was lost."""
+    session = uow.session
+    pledge_id = event.pledge_id or pledge_of_intent(session, event.payment_intent_id)
+    if pledge_id is None:
+        raise UnknownPledge("no pledge for this PaymentIntent")
+    _REMEMBER.run(
+        session.connection(),
+        {
+            "pledge_id": pledge_id,
+            "payment_intent_id": event.payment_intent_id,
+            "created_at": utcnow(),
+        },
+    )
+    return ProviderEvent(
+        id=event.id,
+        type=event.type,
+        pledge_id=pledge_id,
+        amount_cents=event.amount_cents,
+        currency=event.currency,
+        reason=event.reason,
+        target=event.target,
+    )
 
-    The PaymentIntent is remembered for its pledge in the same commit, so a
-    capture can follow even when Stripe's answer to the authorization was
-    lost. Raises UnknownPledge or AmountMismatch, changing nothing."""
-    target = event.target
-    assert target is not None, "a partial refund moves no pledge"
+
+def apply_stripe_event(uow: UnitOfWork, *, event: StripeEvent) -> bool:
+    """Apply one event, once per event id; True for a duplicate. Raises
+    UnknownPledge or AmountMismatch, changing nothing."""
     with uow:
-        session = uow.session
-        pledge_id = event.pledge_id or pledge_of_intent(
-            session, event.payment_intent_id
+        moving = _provider_event(uow, event)
+        if event.target is None:
+            return _refund_in_part(uow, moving, event.amount_refunded)
+        return apply_in_transaction(uow, moving)
+
+
+def _refund_in_part(uow: UnitOfWork, event: ProviderEvent, refunded: int) -> bool:
+    """A partial refund: the pledge counts for its amount less `refunded`
+    (Stripe's running sum of the charge's refunds, so a late or repeated
+    event never lowers it twice). A refund implies the capture: a pledge the
+    events have not captured yet is captured first."""
+    pledge = claim_event(uow, event)
+    if pledge is None:
+        return True
+    move_pledge(uow, pledge, PledgeStatus.CAPTURED, source=f"webhook:{event.id}")
+    if pledge.status == PledgeStatus.CAPTURED:
+        lowered = uow.session.execute(
+            update(Pledge)
+            .where(col(Pledge.id) == pledge.id)
+            .where(col(Pledge.refunded_cents) < refunded)
+            .values(refunded_cents=refunded, updated_at=utcnow())
         )
-        if pledge_id is None:
-            raise UnknownPledge("no pledge for this PaymentIntent")
-        _REMEMBER.run(
-            session.connection(),
-            {
-                "pledge_id": pledge_id,
-                "payment_intent_id": event.payment_intent_id,
-                "created_at": utcnow(),
-            },
-        )
-        return apply_in_transaction(
-            uow,
-            ProviderEvent(
-                id=event.id,
-                type=event.type,
-                pledge_id=pledge_id,
-                amount_cents=event.amount_cents,
-                currency=event.currency,
-                reason=event.reason,
-                target=target,
-            ),
-        )
+        if lowered.rowcount:  # type: ignore[attr-defined]
+            uow.emit(
+                PledgeRefundedInPart(
+                    pledge_id=pledge.id,
+                    campaign_id=pledge.campaign_id,
+                    amount_cents=pledge.amount_cents,
+                    currency=pledge.currency,
+                    refunded_cents=refunded,
+                )
+            )
+    uow.commit()
+    return False
 
 
 def record_mismatch(uow: UnitOfWork, *, event: StripeEvent, reason: str) -> None:

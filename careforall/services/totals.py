@@ -28,6 +28,7 @@ _PLEDGE_SHARES = (
         _PLEDGES.c.id,
         _PLEDGES.c.campaign_id,
         _PLEDGES.c.amount_cents,
+        _PLEDGES.c.refunded_cents,
         _PLEDGES.c.status,
     )
     .where(_PLEDGES.c.id.in_(bindparam("ids", expanding=True)))
@@ -170,7 +171,11 @@ def settle_pledges(conn: Connection, pledge_ids: Sequence[str]) -> Settlement:
         pledge = pledges.get(pledge_id)
         if pledge is None:
             continue
-        wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
+        wanted = (
+            pledge.amount_cents - pledge.refunded_cents
+            if counts_in_totals(pledge.status)
+            else 0
+        )
         entry = counted.get(pledge_id)
         was = entry or 0
         if wanted == was:
@@ -263,7 +268,8 @@ def lock_for_settling(session: Session, pledge_ids: Iterable[str]) -> None:
 def reconcile(
     uow: UnitOfWork, *, before_commit: Callable[[list[Drift]], None] | None = None
 ) -> list[Drift]:
-    """Recompute every campaign's totals from its CAPTURED pledges; repair drift.
+    """Recompute every campaign's totals from its CAPTURED pledges (less their
+    partial refunds); repair drift.
 
     `before_commit` runs inside the transaction with the drifts found (the
     admin API and the command line write their audit row there).
@@ -280,9 +286,11 @@ def reconcile(
     return drifts
 
 
-# Each pledge's share as its status says: its amount once CAPTURED, else 0.
+# Each pledge's share as its status says: its amount less what partial
+# refunds took back once CAPTURED, else 0.
 _SHARE = (
-    "COALESCE((SELECT CASE WHEN p.status = :captured THEN p.amount_cents ELSE 0 "
+    "COALESCE((SELECT CASE WHEN p.status = :captured "
+    "THEN p.amount_cents - p.refunded_cents ELSE 0 "
     "END FROM pledges p WHERE p.id = totals_ledger.pledge_id), 0)"
 )
 
@@ -300,7 +308,8 @@ def _rebuild_ledger(session: Session) -> None:
     session.execute(
         text(
             "INSERT INTO totals_ledger (pledge_id, campaign_id, counted_cents) "
-            "SELECT p.id, p.campaign_id, p.amount_cents FROM pledges p "
+            "SELECT p.id, p.campaign_id, p.amount_cents - p.refunded_cents "
+            "FROM pledges p "
             "WHERE p.status = :captured AND NOT EXISTS "
             "(SELECT 1 FROM totals_ledger l WHERE l.pledge_id = p.id)"
         ),

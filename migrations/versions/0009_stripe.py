@@ -1,4 +1,5 @@
-"""stripe_payments: which Stripe PaymentIntent pays which pledge
+"""stripe_payments: which Stripe PaymentIntent pays which pledge;
+pledges.refunded_cents: what partial refunds took back
 
 Revision ID: 0009
 Revises: 0006
@@ -34,7 +35,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pledge_id"),
         sa.UniqueConstraint("payment_intent_id"),
     )
+    with op.batch_alter_table("pledges", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "refunded_cents", sa.Integer(), server_default="0", nullable=False
+            )
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("pledges", schema=None) as batch_op:
+        batch_op.drop_column("refunded_cents")
     op.drop_table("stripe_payments")

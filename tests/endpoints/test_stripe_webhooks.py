@@ -17,6 +17,8 @@ from starlette.testclient import TestClient
 from careforall.db import Database
 from careforall.models import Notification, Pledge, WebhookLog
 from careforall.payment_config import StripeConfig
+from careforall.services import totals
+from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
 from tests.helpers.api import GQL
 from tests.helpers.outbox import outbox_drained
@@ -322,18 +324,73 @@ def test_a_refund_event_finds_its_pledge_by_the_payment_intent(
     assert status(db, pledge["id"]) == "REFUNDED"
 
 
-def test_a_partial_refund_leaves_the_pledge_captured(
+def refund(standin: StripeStandIn, pledge_id: str, amount: int | None = None) -> Json:
+    """Refund in Stripe's dashboard; returns the charge.refunded event."""
+    intent = standin.intent_for(pledge_id)
+    params = {"payment_intent": intent["id"]}
+    if amount is not None:
+        params["amount"] = str(amount)
+    status, _ = standin.book.handle("POST", "/v1/refunds", params)
+    assert status == 200
+    return events_of(standin, "charge.refunded")[-1]
+
+
+def counted(db: Database, pledge_id: str) -> tuple[str, int]:
+    with db.read() as session:
+        row = session.get(Pledge, pledge_id)
+        assert row is not None
+        return row.status, row.refunded_cents
+
+
+def test_partial_refunds_lower_the_totals_by_exactly_their_amount(
     sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
 ) -> None:
     pledge, admin = paid_pledge(sgql, 3000)
+    campaign_id = pledge["campaign"]["id"]
     sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)
+    first = refund(stripe_standin, pledge["id"], 1000)
+    assert post(stripe_app, first).json() == {"received": True, "duplicate": False}
+    assert counted(db, pledge["id"]) == ("CAPTURED", 1000)
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, campaign_id) == (2000, 1)
+    second = refund(stripe_standin, pledge["id"], 500)
+    # Repeated and out of order: Stripe's running sum decides, never twice.
+    assert post(stripe_app, second).status_code == 200
+    assert post(stripe_app, first).json()["duplicate"] is True
+    assert post(stripe_app, first | {"id": "evt_replayed_elsewhere"}).status_code == 200
+    assert counted(db, pledge["id"]) == ("CAPTURED", 1500)
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, campaign_id) == (1500, 1)
+    shown = sgql.ok(
+        "query($id: ID!) { pledge(id: $id) { status refundedCents } }",
+        {"id": pledge["id"]},
+        admin,
+    )["pledge"]
+    assert shown == {"status": "CAPTURED", "refundedCents": 1500}
+    # Reconcile, which recounts from the pledges, agrees.
+    assert totals.reconcile(UnitOfWork(db)) == []
+    # The rest refunded (by the admin API): the pledge ends REFUNDED, at 0.
+    assert sgql.ok(f.REFUND, {"id": pledge["id"]}, admin)["refundPayment"]
+    assert [e.amount for e in stripe_standin.effects("refund")] == [1000, 500, 1500]
+    assert post(stripe_app, events_of(stripe_standin, "charge.refunded")[-1])
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, campaign_id) == (0, 0)
+    assert counted(db, pledge["id"])[0] == "REFUNDED"
+
+
+def test_a_partial_refund_before_the_capture_event_captures_first(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, _ = paid_pledge(sgql, 3000)
     intent = stripe_standin.intent_for(pledge["id"])
     stripe_standin.book.handle(
-        "POST", "/v1/refunds", {"payment_intent": intent["id"], "amount": "1000"}
+        "POST", f"/v1/payment_intents/{intent['id']}/capture", {}
     )
-    [refunded] = events_of(stripe_standin, "charge.refunded")
-    assert post(stripe_app, refunded).json()["ignored"] is True
-    assert status(db, pledge["id"]) == "CAPTURED"
+    partial = refund(stripe_standin, pledge["id"], 700)
+    assert post(stripe_app, partial).status_code == 200
+    assert counted(db, pledge["id"]) == ("CAPTURED", 700)
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, pledge["campaign"]["id"]) == (2300, 1)
 
 
 def test_events_not_handled_are_acknowledged(

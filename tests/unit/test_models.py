@@ -30,6 +30,7 @@ def _row() -> dict[str, Any]:
         "message": None,
         "payment_method": None,
         "failure_reason": None,
+        "refunded_cents": 0,
         "created_at": at,
         "updated_at": at,
     }
