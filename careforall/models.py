@@ -92,6 +92,11 @@ class Pledge(SQLModel, table=True):
     # Refunded so far while CAPTURED (a partial refund); the totals count
     # amount_cents less this.
     refunded_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The provider's last word on a dispute about the payment (None: none),
+    # e.g. needs_response, under_review, won, lost; a lost one takes
+    # dispute_lost_cents out of what the pledge counts for.
+    dispute_status: str | None = Field(default=None, max_length=30)
+    dispute_lost_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -169,6 +169,11 @@ class Pledge:
         "provider's dashboard); while CAPTURED, the campaign's totals count "
         "amountCents less this. A whole refund makes the pledge REFUNDED."
     )
+    dispute_status: str | None = strawberry.field(
+        description="The payment provider's status of a dispute about the "
+        "payment (needs_response, under_review, won, lost...); null without one. "
+        "A lost dispute takes its amount out of the campaign's totals."
+    )
     created_at: datetime
     updated_at: datetime
     row: strawberry.Private[models.Pledge]

@@ -62,12 +62,15 @@ class PledgeStatusChanged(PledgeEvent):
 
 
 @dataclasses.dataclass(frozen=True)
-class PledgeRefundedInPart(PledgeEvent):
-    """Part of a captured pledge was refunded (in the provider's dashboard):
-    it still counts, for its amount less `refunded_cents` (all refunds so far)."""
+class PledgeAmountReduced(PledgeEvent):
+    """A captured pledge counts for less: part of it was refunded (in the
+    provider's dashboard), or a dispute about it was lost. It counts for its
+    amount less `refunded_cents` (all partial refunds so far) and
+    `dispute_lost_cents`."""
 
-    name: ClassVar[str] = "PledgeRefundedInPart"
+    name: ClassVar[str] = "PledgeAmountReduced"
     refunded_cents: int
+    dispute_lost_cents: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +101,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CampaignStatusChanged,
         PledgeCreated,
         PledgeStatusChanged,
-        PledgeRefundedInPart,
+        PledgeAmountReduced,
         PledgesClaimed,
         TotalsReconciled,
     )

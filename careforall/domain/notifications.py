@@ -26,6 +26,7 @@ class NotificationKind(enum.StrEnum):
     # to every admin
     DEAD_LETTER = "DEAD_LETTER"
     WEBHOOKS_REJECTED = "WEBHOOKS_REJECTED"
+    PAYMENT_DISPUTED = "PAYMENT_DISPUTED"
 
 
 # The pledge states a donor hears about, and the kind each one is.
@@ -154,4 +155,23 @@ def payment_mismatch(
         "It was not applied: the pledge keeps its status and the totals are "
         f"unchanged. Compare the payment in {provider}'s dashboard with the "
         f"pledge, and settle it by hand.{more}",
+    )
+
+
+def dispute(*, pledge_id: str, amount: str, status: str, closed: bool) -> Message:
+    """What admins read when a donor disputes a payment, and when it closes."""
+    said = status.replace("_", " ")
+    if not closed:
+        return Message(
+            "A donor disputed a payment",
+            f"The payment of pledge {pledge_id} ({amount}) is disputed ({said}). "
+            "Answer the dispute in the payment provider's dashboard before its "
+            "deadline; the pledge still counts until the dispute is lost.",
+        )
+    lost = (
+        f" The campaign's totals no longer count {amount}." if status == "lost" else ""
+    )
+    return Message(
+        f"A dispute was closed: {said}",
+        f"The dispute about pledge {pledge_id} ({amount}) was closed: {said}.{lost}",
     )

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from careforall.db import Database
 from careforall.domain.events import (
     Event,
-    PledgeRefundedInPart,
+    PledgeAmountReduced,
     PledgeStatusChanged,
     TotalsReconciled,
 )
@@ -94,14 +94,12 @@ def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int
     return settlement.changed
 
 
-def settle_partial_refunds(
-    conn: Connection, events: Sequence[Event]
-) -> Mapping[str, int]:
-    """A partial refund lowers its campaign's totals: settled like a status
-    change (the ledger makes a repeat change nothing)."""
+def settle_reductions(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """A partial refund or a lost dispute lowers its campaign's totals:
+    settled like a status change (the ledger makes a repeat change nothing)."""
     pledge_ids = []
     for event in events:
-        assert isinstance(event, PledgeRefundedInPart)
+        assert isinstance(event, PledgeAmountReduced)
         pledge_ids.append(event.pledge_id)
     return settle_pledges(conn, pledge_ids).changed
 
@@ -165,7 +163,7 @@ def capture_after_authorization(
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
-    PledgeRefundedInPart: [settle_partial_refunds],
+    PledgeAmountReduced: [settle_reductions],
     TotalsReconciled: [push_reconciled_totals],
 }
 # Transactional handlers that read the app's settings (the organisation named

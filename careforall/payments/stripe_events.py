@@ -22,6 +22,10 @@ TARGETS = {
     "payment_intent.canceled": PledgeStatus.FAILED,
     "charge.refunded": PledgeStatus.REFUNDED,
 }
+# Disputes move no pledge: they are shown to admins, and a lost one takes its
+# amount out of what the pledge counts for.
+DISPUTES = ("charge.dispute.created", "charge.dispute.closed")
+HANDLED = (*TARGETS, *DISPUTES)
 CANCELED = "The authorization was canceled before it was captured."
 
 
@@ -42,11 +46,19 @@ class StripeEvent:
     currency: str
     amount_refunded: int = 0
     reason: str | None = None
+    dispute_status: str | None = None  # a dispute's: needs_response, won, lost...
+
+    @property
+    def is_dispute(self) -> bool:
+        return self.type in DISPUTES
 
     @property
     def target(self) -> PledgeStatus | None:
         """Where the event moves the pledge; None for a partial refund (which
-        lowers what the pledge counts for, and does not end it)."""
+        lowers what the pledge counts for, and does not end it) and for a
+        dispute."""
+        if self.is_dispute:
+            return None
         if self.type == "charge.refunded" and self.amount_refunded < self.amount_cents:
             return None
         return TARGETS[self.type]
@@ -86,13 +98,13 @@ def parse(body: bytes) -> StripeEvent | str:
     event_id, kind = _text(data.get("id"), 120), _text(data.get("type"), 100)
     if event_id is None or kind is None:
         return "id and type must be strings"
-    if kind not in TARGETS:
+    if kind not in HANDLED:
         return f"ignored: {kind} is not handled"
     wrapper = data.get("data")
     obj = wrapper.get("object") if isinstance(wrapper, dict) else None
     if not isinstance(obj, dict):
         return "data.object must be an object"
-    charge = kind.startswith("charge.")
+    charge = kind.startswith("charge.")  # a Charge or a Dispute
     intent_id = _text(obj.get("payment_intent") if charge else obj.get("id"), 255)
     amount, currency = _amount(obj.get("amount")), _text(obj.get("currency"), 10)
     if intent_id is None or amount is None or currency is None:
@@ -109,6 +121,7 @@ def parse(body: bytes) -> StripeEvent | str:
         currency=currency.upper(),
         amount_refunded=_amount(obj.get("amount_refunded")) or 0,
         reason=_reason(kind, obj),
+        dispute_status=_text(obj.get("status"), 30) if kind in DISPUTES else None,
     )
 
 

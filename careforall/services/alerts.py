@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from careforall.domain import notifications as words
 from careforall.domain.clock import utcnow
+from careforall.domain.money import format_money
 from careforall.domain.notifications import NotificationKind
 from careforall.domain.states import Role
 from careforall.models import AlertThrottle, User, WebhookLog
@@ -117,6 +118,41 @@ def notify_payment_mismatch(
         [
             notification(
                 NotificationKind.WEBHOOKS_REJECTED,
+                message,
+                dedupe_key=None,
+                user_id=admin,
+                pledge_id=pledge_id,
+            )
+            for admin in admins
+        ],
+    )
+    return len(admins)
+
+
+def notify_dispute(
+    session: Session,
+    *,
+    pledge_id: str,
+    amount_cents: int,
+    currency: str,
+    status: str,
+    closed: bool,
+) -> int:
+    """Tell every admin that a payment was disputed, or that its dispute
+    closed, in the transaction that records it (once per provider event, so
+    not rate-limited: disputes are rare and each has a deadline)."""
+    message = words.dispute(
+        pledge_id=pledge_id,
+        amount=format_money(amount_cents, currency),
+        status=status,
+        closed=closed,
+    )
+    admins = _admin_ids(session)
+    add_all(
+        session.connection(),
+        [
+            notification(
+                NotificationKind.PAYMENT_DISPUTED,
                 message,
                 dedupe_key=None,
                 user_id=admin,

@@ -227,6 +227,9 @@ class ProviderEvent:
     reason: str | None = None  # why a payment failed, when the provider says
     # Where the event moves the pledge; None: by `type` (EVENT_TARGETS).
     target: PledgeStatus | None = None
+    # The event is about part of the payment (a dispute): its amount may be
+    # less than the pledge's, never more.
+    partial: bool = False
 
 
 class WebhookRejected(Exception):
@@ -301,7 +304,11 @@ def claim_event(uow: UnitOfWork, event: ProviderEvent) -> MovingPledge | None:
     )
     if not applied:
         return None
-    if pledge.amount_cents != event.amount_cents or pledge.currency != event.currency:
+    if pledge.currency != event.currency or not (
+        0 < event.amount_cents <= pledge.amount_cents
+        if event.partial
+        else event.amount_cents == pledge.amount_cents
+    ):
         # Raised: the unit of work rolls the event id back with the rest.
         raise AmountMismatch("amount or currency differs from the pledge")
     # Logged in this commit: "processed" in the log means the effect happened.

@@ -170,6 +170,8 @@ def create_pledge(
             "payment_method": None,
             "failure_reason": None,
             "refunded_cents": 0,
+            "dispute_status": None,
+            "dispute_lost_cents": 0,
             "created_at": now,
             "updated_at": now,
         }

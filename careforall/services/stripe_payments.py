@@ -4,12 +4,15 @@ same once-per-event-id record as every provider event
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import true, update
 from sqlmodel import Session, col, select
 
 from careforall.db import InsertUnlessPresent
 from careforall.domain.clock import utcnow
-from careforall.domain.events import PledgeRefundedInPart
+from careforall.domain.events import PledgeAmountReduced
 from careforall.domain.states import PledgeStatus
 from careforall.models import Pledge, StripePayment, table_of
 from careforall.payments.stripe_events import StripeEvent
@@ -20,8 +23,11 @@ from careforall.services.payments import (
     apply_in_transaction,
     claim_event,
 )
-from careforall.services.transitions import move_pledge
+from careforall.services.transitions import MovingPledge, move_pledge
 from careforall.services.unit_of_work import UnitOfWork
+
+# Stripe's statuses of a dispute that is over.
+CLOSED = ("won", "lost", "warning_closed", "prevented")
 
 _REMEMBER = InsertUnlessPresent(table_of(StripePayment), "pledge_id")
 
@@ -68,39 +74,88 @@ def apply_stripe_event(uow: UnitOfWork, *, event: StripeEvent) -> bool:
     UnknownPledge or AmountMismatch, changing nothing."""
     with uow:
         moving = _provider_event(uow, event)
+        if event.is_dispute:
+            return _dispute(uow, replace(moving, partial=True), event)
         if event.target is None:
             return _refund_in_part(uow, moving, event.amount_refunded)
         return apply_in_transaction(uow, moving)
 
 
+def _claim_captured(uow: UnitOfWork, event: ProviderEvent) -> MovingPledge | None:
+    """`claim_event`, and a refund or a dispute implies the capture: a pledge
+    the events have not captured yet is captured first."""
+    pledge = claim_event(uow, event)
+    if pledge is not None:
+        move_pledge(uow, pledge, PledgeStatus.CAPTURED, source=f"webhook:{event.id}")
+    return pledge
+
+
 def _refund_in_part(uow: UnitOfWork, event: ProviderEvent, refunded: int) -> bool:
     """A partial refund: the pledge counts for its amount less `refunded`
     (Stripe's running sum of the charge's refunds, so a late or repeated
-    event never lowers it twice). A refund implies the capture: a pledge the
-    events have not captured yet is captured first."""
-    pledge = claim_event(uow, event)
+    event never lowers it twice)."""
+    pledge = _claim_captured(uow, event)
     if pledge is None:
         return True
-    move_pledge(uow, pledge, PledgeStatus.CAPTURED, source=f"webhook:{event.id}")
-    if pledge.status == PledgeStatus.CAPTURED:
-        lowered = uow.session.execute(
-            update(Pledge)
-            .where(col(Pledge.id) == pledge.id)
-            .where(col(Pledge.refunded_cents) < refunded)
-            .values(refunded_cents=refunded, updated_at=utcnow())
-        )
-        if lowered.rowcount:  # type: ignore[attr-defined]
-            uow.emit(
-                PledgeRefundedInPart(
-                    pledge_id=pledge.id,
-                    campaign_id=pledge.campaign_id,
-                    amount_cents=pledge.amount_cents,
-                    currency=pledge.currency,
-                    refunded_cents=refunded,
-                )
-            )
+    _reduce(uow, pledge, Pledge.refunded_cents, refunded)
     uow.commit()
     return False
+
+
+def _dispute(uow: UnitOfWork, event: ProviderEvent, dispute: StripeEvent) -> bool:
+    """A dispute opened or closed: the pledge shows Stripe's status, admins are
+    told, and a lost one takes its amount out of what the pledge counts for."""
+    pledge = _claim_captured(uow, event)
+    if pledge is None:
+        return True
+    status = dispute.dispute_status or "unknown"
+    closed = dispute.type == "charge.dispute.closed"
+    # A late "created" never reopens a dispute already closed.
+    current = col(Pledge.dispute_status)
+    uow.session.execute(
+        update(Pledge)
+        .where(col(Pledge.id) == pledge.id)
+        .where(current.is_(None) | current.not_in(CLOSED) if not closed else true())
+        .values(dispute_status=status)
+    )
+    if closed and status == "lost":
+        _reduce(uow, pledge, Pledge.dispute_lost_cents, event.amount_cents)
+    alerts.notify_dispute(
+        uow.session,
+        pledge_id=pledge.id,
+        amount_cents=event.amount_cents,
+        currency=event.currency,
+        status=status,
+        closed=closed,
+    )
+    uow.commit()
+    return False
+
+
+def _reduce(uow: UnitOfWork, pledge: MovingPledge, column: Any, cents: int) -> None:
+    """Raise the pledge's `column` (refunded or dispute-lost cents) to `cents`,
+    never lower it; when it rose, the totals follow (an outbox event)."""
+    if pledge.status != PledgeStatus.CAPTURED:
+        return  # refunded or failed meanwhile: it counts for nothing already
+    raised = uow.session.execute(
+        update(Pledge)
+        .where(col(Pledge.id) == pledge.id)
+        .where(col(column) < cents)
+        .values({column: cents, Pledge.updated_at: utcnow()})
+        .returning(col(Pledge.refunded_cents), col(Pledge.dispute_lost_cents))
+    ).first()
+    if raised is None:
+        return
+    uow.emit(
+        PledgeAmountReduced(
+            pledge_id=pledge.id,
+            campaign_id=pledge.campaign_id,
+            amount_cents=pledge.amount_cents,
+            currency=pledge.currency,
+            refunded_cents=raised[0],
+            dispute_lost_cents=raised[1],
+        )
+    )
 
 
 def record_mismatch(uow: UnitOfWork, *, event: StripeEvent, reason: str) -> None:

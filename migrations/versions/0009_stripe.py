@@ -1,5 +1,6 @@
 """stripe_payments: which Stripe PaymentIntent pays which pledge;
-pledges.refunded_cents: what partial refunds took back
+pledges.refunded_cents: what partial refunds took back; pledges.dispute_status
+and dispute_lost_cents: a donor's dispute and what losing it took back
 
 Revision ID: 0009
 Revises: 0006
@@ -41,9 +42,23 @@ def upgrade() -> None:
                 "refunded_cents", sa.Integer(), server_default="0", nullable=False
             )
         )
+        batch_op.add_column(
+            sa.Column(
+                "dispute_status",
+                sqlmodel.sql.sqltypes.AutoString(length=30),
+                nullable=True,
+            )
+        )
+        batch_op.add_column(
+            sa.Column(
+                "dispute_lost_cents", sa.Integer(), server_default="0", nullable=False
+            )
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("pledges", schema=None) as batch_op:
+        batch_op.drop_column("dispute_lost_cents")
+        batch_op.drop_column("dispute_status")
         batch_op.drop_column("refunded_cents")
     op.drop_table("stripe_payments")

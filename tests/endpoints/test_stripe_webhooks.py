@@ -404,3 +404,63 @@ def test_events_not_handled_are_acknowledged(
 def test_the_endpoint_is_absent_with_the_simulated_provider(client: TestClient) -> None:
     event = {"id": "evt_1", "type": "payment_intent.succeeded", "data": {}}
     assert post(client, event).status_code == 404
+
+
+DISPUTE_QUERY = "query($id: ID!) { pledge(id: $id) { status disputeStatus } }"
+
+
+def admin_notices(db: Database, pledge_id: str) -> list[str]:
+    with db.read() as session:
+        rows = session.exec(
+            select(Notification)
+            .where(Notification.pledge_id == pledge_id)
+            .where(Notification.kind == "PAYMENT_DISPUTED")
+        ).all()
+        return sorted(row.title for row in rows)
+
+
+@pytest.mark.parametrize(("outcome", "raised"), [("won", 3000), ("lost", 1000)])
+def test_a_dispute_is_shown_to_admins_and_a_lost_one_lowers_the_totals(
+    sgql: GQL,
+    stripe_app: TestClient,
+    stripe_standin: StripeStandIn,
+    db: Database,
+    outcome: str,
+    raised: int,
+) -> None:
+    pledge, admin = paid_pledge(sgql, 3000)
+    campaign_id = pledge["campaign"]["id"]
+    sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)
+    intent = stripe_standin.intent_for(pledge["id"])
+    dispute = stripe_standin.book.dispute(intent["id"], amount=2000)
+    [opened] = events_of(stripe_standin, "charge.dispute.created")
+    assert post(stripe_app, opened).json()["duplicate"] is False
+    shown = sgql.ok(DISPUTE_QUERY, {"id": pledge["id"]}, admin)["pledge"]
+    assert shown == {"status": "CAPTURED", "disputeStatus": "needs_response"}
+    assert admin_notices(db, pledge["id"]) == ["A donor disputed a payment"]
+    stripe_standin.book.close_dispute(dispute["id"], outcome)
+    [closed] = events_of(stripe_standin, "charge.dispute.closed")
+    assert post(stripe_app, closed).status_code == 200
+    # Repeated, and the late "created" again: nothing moves twice or back.
+    assert post(stripe_app, closed).json()["duplicate"] is True
+    assert post(stripe_app, opened | {"id": "evt_created_again"}).status_code == 200
+    shown = sgql.ok(DISPUTE_QUERY, {"id": pledge["id"]}, admin)["pledge"]
+    assert shown == {"status": "CAPTURED", "disputeStatus": outcome}
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, campaign_id) == (raised, 1)
+    assert totals.reconcile(UnitOfWork(db)) == []
+    assert f"A dispute was closed: {outcome}" in admin_notices(db, pledge["id"])
+
+
+def test_a_dispute_for_more_than_the_pledge_is_not_applied(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql, 3000)
+    sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)
+    intent = stripe_standin.intent_for(pledge["id"])
+    stripe_standin.book.dispute(intent["id"], amount=3001)
+    [opened] = events_of(stripe_standin, "charge.dispute.created")
+    assert post(stripe_app, opened).status_code == 200
+    shown = sgql.ok(DISPUTE_QUERY, {"id": pledge["id"]}, admin)["pledge"]
+    assert shown["disputeStatus"] is None
+    assert admin_notices(db, pledge["id"]) == []

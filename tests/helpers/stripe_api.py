@@ -55,6 +55,7 @@ class StripeBook:
     payment_intents: dict[str, Json] = field(default_factory=dict)
     charges: dict[str, Json] = field(default_factory=dict)
     refunds: dict[str, Json] = field(default_factory=dict)
+    disputes: dict[str, Json] = field(default_factory=dict)
     effects: list[Effect] = field(default_factory=list)
     events: list[Json] = field(default_factory=list)
 
@@ -285,3 +286,35 @@ class StripeBook:
         self.effects.append(Effect("refund", intent_id, amount))
         self._event("charge.refunded", charge)
         return 200, refund
+
+    # --- Disputes (opened by the card's bank, not through the API) ------
+
+    def dispute(self, intent_id: str, amount: int | None = None) -> Json:
+        """The donor's bank disputes the payment: charge.dispute.created."""
+        intent = self.payment_intents[intent_id]
+        charge = self.charges[intent["latest_charge"]]
+        dispute = {
+            "id": new_id("du"),
+            "object": "dispute",
+            "amount": charge["amount"] if amount is None else amount,
+            "currency": charge["currency"],
+            "charge": charge["id"],
+            "payment_intent": intent_id,
+            "reason": "fraudulent",
+            "status": "needs_response",
+            "metadata": {},
+        }
+        self.disputes[dispute["id"]] = dispute
+        self._event("charge.dispute.created", dispute)
+        return dispute
+
+    def close_dispute(self, dispute_id: str, status: str) -> Json:
+        """The bank decides (won or lost): charge.dispute.closed."""
+        dispute = self.disputes[dispute_id]
+        dispute["status"] = status
+        if status == "lost":
+            self.effects.append(
+                Effect("dispute_lost", dispute["payment_intent"], dispute["amount"])
+            )
+        self._event("charge.dispute.closed", dispute)
+        return dispute
