@@ -30,7 +30,7 @@ from careforall.endpoints.export import export_donations
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
 from careforall.endpoints.stripe_webhooks import stripe_webhook
 from careforall.endpoints.webhooks import payments_webhook
-from careforall.maintenance import run_retention
+from careforall.maintenance import run_payment_reconcile, run_retention
 from careforall.middleware.requests import RequestMetrics
 from careforall.middleware.security import security_middleware
 from careforall.outbox.dispatcher import Dispatcher
@@ -298,6 +298,14 @@ def _lifespan(
         ]
         if mailer is not None:
             tasks.append(asyncio.create_task(mailer.run(), name="mail-sender"))
+        if isinstance(provider, StripeProvider) and settings.stripe is not None:
+            reconcile = run_payment_reconcile(
+                db,
+                provider,
+                interval=settings.stripe.reconcile_interval_seconds,
+                older_than=timedelta(minutes=settings.stripe.reconcile_after_minutes),
+            )
+            tasks.append(asyncio.create_task(reconcile, name="payment-reconcile"))
         if listener is not None:
             # After the dispatcher's task exists, so it has a loop to push on.
             await asyncio.sleep(0)

@@ -21,6 +21,10 @@ from careforall.settings import SettingsError
 _SECRET_KEY = re.compile(r"sk_(test|live)_[A-Za-z0-9]{10,}")
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]{10,}")
 DEFAULT_STRIPE_TIMEOUT_SECONDS = 30.0
+# Pledges left PENDING or AUTHORIZED this long are asked about (Stripe's
+# search, which finds a PaymentIntent whose id was lost, lags by a minute).
+DEFAULT_RECONCILE_AFTER_MINUTES = 60.0
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class StripeConfig:
     webhook_secret: str
     api_base: str | None = None
     timeout_seconds: float = DEFAULT_STRIPE_TIMEOUT_SECONDS
+    reconcile_after_minutes: float = DEFAULT_RECONCILE_AFTER_MINUTES
+    reconcile_interval_seconds: float = DEFAULT_RECONCILE_INTERVAL_SECONDS
 
     @property
     def live(self) -> bool:
@@ -69,17 +75,19 @@ def _api_base(env: Mapping[str, str]) -> str | None:
     return raw.rstrip("/")
 
 
-def _timeout(env: Mapping[str, str]) -> float:
-    name = "CAREFORALL_STRIPE_TIMEOUT_SECONDS"
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, low: float, high: float
+) -> float:
+    """A number from `low` (excluded when 0) to `high`."""
     raw = (env.get(name) or "").strip()
     if not raw:
-        return DEFAULT_STRIPE_TIMEOUT_SECONDS
+        return default
     try:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-    if not 0 < value <= 600:
-        raise SettingsError(f"{name} must be more than 0 and at most 600 seconds")
+    if not (low < value if low == 0 else low <= value) or value > high:
+        raise SettingsError(f"{name} must be from {low:g} to {high:g}, not {raw!r}")
     return value
 
 
@@ -101,5 +109,25 @@ def stripe_config(env: Mapping[str, str], provider: str) -> StripeConfig | None:
             "a webhook endpoint's signing secret, whsec_…",
         ),
         api_base=_api_base(env),
-        timeout_seconds=_timeout(env),
+        timeout_seconds=_seconds(
+            env,
+            "CAREFORALL_STRIPE_TIMEOUT_SECONDS",
+            DEFAULT_STRIPE_TIMEOUT_SECONDS,
+            0,
+            600,
+        ),
+        reconcile_after_minutes=_seconds(
+            env,
+            "CAREFORALL_STRIPE_RECONCILE_AFTER_MINUTES",
+            DEFAULT_RECONCILE_AFTER_MINUTES,
+            2,
+            7 * 24 * 60,
+        ),
+        reconcile_interval_seconds=_seconds(
+            env,
+            "CAREFORALL_STRIPE_RECONCILE_INTERVAL_SECONDS",
+            DEFAULT_RECONCILE_INTERVAL_SECONDS,
+            0,
+            86_400,
+        ),
     )

@@ -14,11 +14,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from careforall.domain.states import PledgeStatus
+
 
 @dataclass(frozen=True)
 class ProviderResult:
     approved: bool
     reason: str | None = None  # why a payment was declined, in words
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    """Where the provider says a pledge's payment is, when asked (reconcile)."""
+
+    status: PledgeStatus
+    reason: str | None = None  # why it failed, in words
+
+
+class PaymentStates(Protocol):
+    """A provider that can be asked for a payment's state, for pledges whose
+    webhooks never came (`careforall payments reconcile`)."""
+
+    def payment_state(self, *, pledge_id: str) -> PaymentState | None:
+        """None: the provider has no payment for the pledge, or it is still
+        open (the donor has not finished)."""
+        ...
 
 
 class UnknownPaymentMethod(Exception):

@@ -25,13 +25,16 @@ from sqlmodel import select
 
 from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
+from careforall.domain.states import PledgeStatus
 from careforall.models import StripePayment, table_of
 from careforall.payment_config import StripeConfig
 from careforall.payments.provider import (
+    PaymentState,
     ProviderResult,
     ProviderUnavailable,
     UnknownPaymentMethod,
 )
+from careforall.payments.stripe_events import CANCELED
 
 log = logging.getLogger("careforall.provider")
 
@@ -199,6 +202,24 @@ class StripeProvider:
             raise _unavailable(exc) from None
         return ProviderResult(approved=True)
 
+    def payment_state(self, *, pledge_id: str) -> PaymentState | None:
+        """Stripe's state of the pledge's PaymentIntent. One whose id was never
+        kept (Stripe's answer and its webhooks were all lost) is found by its
+        `metadata.pledge_id` with Stripe's search, which lags by up to a
+        minute: reconcile only asks about pledges older than that."""
+        intent_id = self.intent_id(pledge_id)
+        if intent_id is None:
+            query: Any = {"query": f"metadata['pledge_id']:'{pledge_id}'"}
+            try:
+                found = self.client.v1.payment_intents.search(query)
+            except _UNANSWERED as exc:
+                raise _unavailable(exc) from None
+            if not found.data:
+                return None
+            intent_id = found.data[0].id
+            self._remember(pledge_id, intent_id)
+        return _state_of(self._call(self.client.v1.payment_intents.retrieve, intent_id))
+
     # --- calls ----------------------------------------------------------
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> stripe.PaymentIntent:
@@ -236,3 +257,18 @@ def _result_of(intent: stripe.PaymentIntent) -> ProviderResult:
     error = intent.last_payment_error
     reason = error.message if error is not None and error.message else None
     return ProviderResult(approved=False, reason=reason or "The payment was declined.")
+
+
+def _state_of(intent: stripe.PaymentIntent) -> PaymentState | None:
+    """A PaymentIntent's status as a pledge's; None while the donor may still
+    finish (requires_action, processing, or no payment method tried yet)."""
+    if intent.status == "requires_capture":
+        return PaymentState(PledgeStatus.AUTHORIZED)
+    if intent.status == "succeeded":
+        return PaymentState(PledgeStatus.CAPTURED)
+    if intent.status == "canceled":
+        return PaymentState(PledgeStatus.FAILED, CANCELED)
+    error = intent.last_payment_error
+    if intent.status == "requires_payment_method" and error is not None:
+        return PaymentState(PledgeStatus.FAILED, error.message)
+    return None

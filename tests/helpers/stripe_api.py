@@ -12,6 +12,7 @@ change of money is also appended to `effects`, which the tests count
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class StripeBook:
         parts = path.strip("/").split("/")
         routes: dict[tuple[str, ...], Callable[..., Answer]] = {
             ("POST", "v1", "payment_intents"): self._create,
+            ("GET", "v1", "payment_intents", "search"): self._search,
             ("GET", "v1", "payment_intents", "*"): self._retrieve,
             ("POST", "v1", "payment_intents", "*", "capture"): self._capture,
             ("POST", "v1", "payment_intents", "*", "cancel"): self._cancel,
@@ -198,6 +200,24 @@ class StripeBook:
         self.effects.append(Effect("authorize", intent["id"], intent["amount"]))
         self._event("payment_intent.amount_capturable_updated", intent)
         return 200, intent
+
+    def _search(self, params: dict[str, str]) -> Answer:
+        """Only the query the adapter makes: metadata['pledge_id']:'<id>'."""
+        match = re.fullmatch(r"metadata\['(\w+)'\]:'([^']*)'", params.get("query", ""))
+        if match is None:
+            return error(400, "invalid_request_error", "Unsupported search query")
+        key, value = match.groups()
+        found = [
+            pi
+            for pi in self.payment_intents.values()
+            if pi["metadata"].get(key) == value
+        ]
+        return 200, {
+            "object": "search_result",
+            "url": "/v1/payment_intents/search",
+            "has_more": False,
+            "data": found,
+        }
 
     def _retrieve(self, params: dict[str, str], intent_id: str) -> Answer:
         intent = self._intent(intent_id)

@@ -60,10 +60,10 @@ class Delivery:
 
 
 def endpoint_of(method: str, path: str) -> str:
-    """A request's endpoint name for `fail_next`: create, retrieve, capture,
-    cancel, refund."""
+    """A request's endpoint name for `fail_next`: create, retrieve, search,
+    capture, cancel, refund."""
     parts = path.strip("/").split("/")
-    if parts[-1] in ("capture", "cancel"):
+    if parts[-1] in ("capture", "cancel", "search"):
         return parts[-1]
     if parts[1:2] == ["refunds"]:
         return "refund"
