@@ -17,6 +17,7 @@ from careforall.api.caching import CachedParser
 from careforall.api.cost import QueryCost, Validation
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
+from careforall.api.hosted_payments import HostedPaymentMutation
 from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mutations import Mutation
 from careforall.api.notifications import (
@@ -69,7 +70,14 @@ class Schema(strawberry.Schema):
 def build_schema(**kwargs: Any) -> Schema:
     query = merge_types("Query", (Query, AdminQuery, NotificationQuery, ProviderQuery))
     mutation = merge_types(
-        "Mutation", (Mutation, AdminMutation, NotificationMutation, AccountMutation)
+        "Mutation",
+        (
+            Mutation,
+            AdminMutation,
+            NotificationMutation,
+            AccountMutation,
+            HostedPaymentMutation,
+        ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))
     guard_root_fields(query, mutation, subscription)

@@ -12,7 +12,7 @@ caller asks again later, the same way, never twice at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from careforall.domain.states import PledgeStatus
 
@@ -39,6 +39,34 @@ class PaymentStates(Protocol):
         """None: the provider has no payment for the pledge, or it is still
         open (the donor has not finished)."""
         ...
+
+
+@runtime_checkable
+class HostedPayments(Protocol):
+    """A provider whose own pages or SDKs take the card (Stripe): the web app
+    sends the donor to its hosted page, a mobile app confirms the payment
+    with its SDK. Either way the webhooks tell how it went."""
+
+    def checkout_url(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        title: str,
+        return_url: str,
+    ) -> str:
+        """The hosted page where the donor pays; back to `return_url` after."""
+        ...
+
+    def client_secret(self, *, pledge_id: str, amount_cents: int, currency: str) -> str:
+        """The secret a mobile SDK confirms the pledge's payment with."""
+        ...
+
+
+class PaymentRefused(Exception):
+    """The provider refused to start a payment (an amount below its minimum,
+    say); the message says why, in words."""
 
 
 class UnknownPaymentMethod(Exception):

@@ -29,6 +29,7 @@ from careforall.domain.states import PledgeStatus
 from careforall.models import StripePayment, table_of
 from careforall.payment_config import StripeConfig
 from careforall.payments.provider import (
+    PaymentRefused,
     PaymentState,
     ProviderResult,
     ProviderUnavailable,
@@ -201,6 +202,77 @@ class StripeProvider:
         except _UNANSWERED as exc:
             raise _unavailable(exc) from None
         return ProviderResult(approved=True)
+
+    # --- hosted payments (Checkout, mobile payment sheet) ---------------
+
+    def checkout_url(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        title: str,
+        return_url: str,
+    ) -> str:
+        """A Checkout Session for the pledge: its PaymentIntent (made when the
+        donor pays) has manual capture and `metadata.pledge_id`, as ours."""
+        params: Any = {
+            "mode": "payment",
+            "client_reference_id": pledge_id,
+            "metadata": {"pledge_id": pledge_id},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount_cents,
+                        "product_data": {"name": title[:250]},
+                    },
+                }
+            ],
+            "payment_intent_data": {
+                "capture_method": "manual",
+                "metadata": {"pledge_id": pledge_id},
+            },
+            "success_url": return_url,
+            "cancel_url": return_url,
+        }
+        options: Any = {"idempotency_key": idempotency_key(pledge_id, "checkout")}
+        try:
+            session = self.client.v1.checkout.sessions.create(params, options)
+        except stripe.InvalidRequestError as refused:
+            raise PaymentRefused(refused.user_message or "refused") from None
+        except _UNANSWERED as exc:
+            raise _unavailable(exc) from None
+        if not session.url:
+            raise ProviderUnavailable("Stripe gave no Checkout page")
+        return session.url
+
+    def client_secret(self, *, pledge_id: str, amount_cents: int, currency: str) -> str:
+        """The client secret of the pledge's PaymentIntent (made unconfirmed
+        the first time), for Stripe's payment sheet in a mobile app."""
+        intent_id = self.intent_id(pledge_id)
+        if intent_id is not None:
+            intent = self._call(self.client.v1.payment_intents.retrieve, intent_id)
+        else:
+            params: Any = {
+                "amount": amount_cents,
+                "currency": currency.lower(),
+                "payment_method_types": ["card"],
+                "capture_method": "manual",
+                "metadata": {"pledge_id": pledge_id},
+            }
+            options: Any = {"idempotency_key": idempotency_key(pledge_id, "intent")}
+            try:
+                intent = self._call(
+                    self.client.v1.payment_intents.create, params, options
+                )
+            except stripe.InvalidRequestError as refused:
+                raise PaymentRefused(refused.user_message or "refused") from None
+            self._remember(pledge_id, intent.id)
+        if not intent.client_secret:
+            raise ProviderUnavailable("Stripe gave no client secret")
+        return intent.client_secret
 
     def payment_state(self, *, pledge_id: str) -> PaymentState | None:
         """Stripe's state of the pledge's PaymentIntent. One whose id was never

@@ -111,6 +111,22 @@ class _Probe:
     status: str
 
 
+def donors_pending_pledge(
+    uow: UnitOfWork, *, principal: Principal | None, pledge_id: str
+) -> Pledge:
+    """The pledge the caller may pay now: their own, and PENDING."""
+    donor = require_principal(principal)
+    with uow.db.read() as session:
+        pledge = require_pledge(session, pledge_id)
+    if not is_donor_of(donor, pledge):
+        if not donor.is_admin:
+            # As for an unknown id: nobody learns that another's pledge exists.
+            raise NotFound("There is no pledge with that id.")
+        raise Forbidden("Only the pledge's donor may pay it.")
+    _check_move(pledge, PledgeStatus.AUTHORIZED)
+    return pledge
+
+
 def authorize_payment(
     uow: UnitOfWork,
     *,
@@ -120,17 +136,10 @@ def authorize_payment(
     payment_method: str,
 ) -> Pledge:
     """The donor pays a PENDING pledge; a declined card leaves it FAILED."""
-    donor = require_principal(principal)
+    require_principal(principal)
     if not 1 <= len(payment_method) <= 100:
         raise BadUserInput("paymentMethod must be 1 to 100 characters.")
-    with uow.db.read() as session:
-        pledge = require_pledge(session, pledge_id)
-    if not is_donor_of(donor, pledge):
-        if not donor.is_admin:
-            # As for an unknown id: nobody learns that another's pledge exists.
-            raise NotFound("There is no pledge with that id.")
-        raise Forbidden("Only the pledge's donor may pay it.")
-    _check_move(pledge, PledgeStatus.AUTHORIZED)
+    pledge = donors_pending_pledge(uow, principal=principal, pledge_id=pledge_id)
     try:
         result = provider.authorize(
             pledge_id=pledge.id,

@@ -57,6 +57,8 @@ class StripeBook:
     charges: dict[str, Json] = field(default_factory=dict)
     refunds: dict[str, Json] = field(default_factory=dict)
     disputes: dict[str, Json] = field(default_factory=dict)
+    checkouts: dict[str, Json] = field(default_factory=dict)
+    base_url: str = ""  # where the stand-in serves its Checkout pages
     effects: list[Effect] = field(default_factory=list)
     events: list[Json] = field(default_factory=list)
 
@@ -69,6 +71,7 @@ class StripeBook:
             ("POST", "v1", "payment_intents", "*", "capture"): self._capture,
             ("POST", "v1", "payment_intents", "*", "cancel"): self._cancel,
             ("POST", "v1", "refunds"): self._refund,
+            ("POST", "v1", "checkout", "sessions"): self._checkout,
         }
         for route, handler in routes.items():
             if route[0] != method or len(route) != len(parts) + 1:
@@ -338,3 +341,59 @@ class StripeBook:
             )
         self._event("charge.dispute.closed", dispute)
         return dispute
+
+    # --- Checkout -------------------------------------------------------
+
+    def _checkout(self, params: dict[str, str]) -> Answer:
+        item = "line_items[0][price_data]"
+        amount = params.get(f"{item}[unit_amount]", "")
+        if not amount.isdigit() or params.get("mode") != "payment":
+            return error(400, "invalid_request_error", "Invalid line_items")
+        session_id = new_id("cs_test")
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": int(amount),
+            "currency": params.get(f"{item}[currency]"),
+            "client_reference_id": params.get("client_reference_id"),
+            "metadata": {
+                key[len("metadata[") : -1]: value
+                for key, value in params.items()
+                if key.startswith("metadata[")
+            },
+            "payment_intent": None,
+            "success_url": params.get("success_url"),
+            "cancel_url": params.get("cancel_url"),
+            "url": f"{self.base_url}/pay/{session_id}",
+            "name": params.get(f"{item}[product_data][name]"),
+        }
+        prefix = "payment_intent_data["
+        session["intent_params"] = {
+            key[len(prefix) :].replace("]", "", 1): value
+            for key, value in params.items()
+            if key.startswith(prefix)
+        }
+        self.checkouts[session_id] = session
+        return 200, {k: v for k, v in session.items() if k != "intent_params"}
+
+    def complete_checkout(self, session_id: str, method: str) -> str:
+        """The donor paid on the Checkout page: the PaymentIntent is made and
+        confirmed; returns where the donor goes next."""
+        session = self.checkouts[session_id]
+        params = {
+            **session["intent_params"],
+            "amount": str(session["amount_total"]),
+            "currency": session["currency"],
+            "payment_method": method,
+            "confirm": "true",
+        }
+        status, intent = self._create(params)
+        if status == 200:
+            session.update(status="complete", payment_status="unpaid")
+            session["payment_intent"] = intent["id"]
+            self._event("checkout.session.completed", session)
+            return str(session["success_url"])
+        return str(session["cancel_url"])

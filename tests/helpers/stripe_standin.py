@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import queue
 import threading
@@ -61,12 +62,14 @@ class Delivery:
 
 def endpoint_of(method: str, path: str) -> str:
     """A request's endpoint name for `fail_next`: create, retrieve, search,
-    capture, cancel, refund."""
+    capture, cancel, refund, checkout."""
     parts = path.strip("/").split("/")
     if parts[-1] in ("capture", "cancel", "search"):
         return parts[-1]
     if parts[1:2] == ["refunds"]:
         return "refund"
+    if parts[1:2] == ["checkout"]:
+        return "checkout"
     return "create" if method == "POST" else "retrieve"
 
 
@@ -110,6 +113,7 @@ class StripeStandIn:
         return f"http://{host!s}:{port}"
 
     def start(self) -> StripeStandIn:
+        self.book.base_url = self.url
         for thread in self._threads:
             thread.start()
         return self
@@ -211,6 +215,37 @@ class StripeStandIn:
                 self._stored[key] = (fingerprint, path, answer)
             self._record(method, path, params, key, answer[0], False)
             events = self.book.events[before:]
+        self._dispatch(events)
+        return answer, False, fault
+
+    def pay_checkout(self, session_id: str, method: str) -> str:
+        """The donor pays on the Checkout page; returns where they go next."""
+        with self._lock:
+            before = len(self.book.events)
+            back = self.book.complete_checkout(session_id, method)
+            events = self.book.events[before:]
+        self._dispatch(events)
+        return back
+
+    def checkout_page(self, session_id: str) -> str | None:
+        with self._lock:
+            session = self.book.checkouts.get(session_id)
+        if session is None:
+            return None
+        amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
+        return (
+            "<!doctype html><html><head><title>Stand-in Checkout</title></head>"
+            f"<body><h1>Pay {html.escape(amount)}</h1>"
+            f"<p>{html.escape(str(session['name']))}</p>"
+            f'<form method="post" action="/pay/{session_id}">'
+            '<button name="method" value="pm_card_visa">Pay</button>'
+            '<button name="method" value="pm_card_chargeDeclined">Pay with a '
+            "declined card</button></form>"
+            f'<a href="{html.escape(str(session["cancel_url"]))}">Back</a>'
+            "</body></html>"
+        )
+
+    def _dispatch(self, events: list[Json]) -> None:
         if self.webhooks == "before":
             for event in events:
                 self._post(event)
@@ -220,7 +255,6 @@ class StripeStandIn:
         else:
             for event in events:
                 self._outgoing.put(event)
-        return answer, False, fault
 
     def _record(
         self,
@@ -267,6 +301,14 @@ class StripeStandIn:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else url.query
                 params = dict(parse_qsl(body, keep_blank_values=True))
+                if url.path == "/favicon.ico":  # asked by the browser on /pay/
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if url.path.startswith("/pay/"):
+                    self._page(method, url.path.removeprefix("/pay/"), params)
+                    return
                 auth = self.headers.get("Authorization") or ""
                 if not auth.startswith("Bearer sk_"):
                     answer = error(401, "invalid_request_error", "Invalid API Key")
@@ -277,6 +319,25 @@ class StripeStandIn:
                 if fault == "timeout":
                     time.sleep(standin.hold_seconds)
                 self._reply(answer, replayed=replayed)
+
+            def _page(
+                self, method: str, session_id: str, params: dict[str, str]
+            ) -> None:
+                """Stripe's hosted Checkout page, as plain as can be."""
+                if method == "POST":
+                    back = standin.pay_checkout(session_id, params["method"])
+                    self.send_response(303)
+                    self.send_header("Location", back)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                page = standin.checkout_page(session_id)
+                data = (page or "no such Checkout Session").encode()
+                self.send_response(200 if page else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _reply(self, answer: Answer, *, replayed: bool) -> None:
                 status, body = answer
