@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 from careforall.concurrency import in_thread
 from careforall.db import Database
 from careforall.models import Campaign, PledgeTransition, User
-from careforall.services import auth, campaigns, pledges, totals
+from careforall.services import auth, campaigns, pledges, stripe_payments, totals
 from careforall.services.totals import TotalsFigures
 
 R = TypeVar("R")
@@ -33,6 +33,9 @@ class Loaders:
         )
         self.recent_donations: DataLoader[RecentKey, list[Row[Any]]] = DataLoader(
             self._recent_donations
+        )
+        self.payment_intents: DataLoader[str, str | None] = DataLoader(
+            self._payment_intents
         )
 
     async def _read(self, read: Callable[[Session], R]) -> R:
@@ -54,6 +57,10 @@ class Loaders:
 
     async def _totals(self, ids: Sequence[str]) -> list[TotalsFigures | None]:
         found = await self._read(lambda s: totals.read_totals(s, ids))
+        return [found.get(i) for i in ids]
+
+    async def _payment_intents(self, ids: Sequence[str]) -> list[str | None]:
+        found = await self._read(lambda s: stripe_payments.intents_of(s, list(ids)))
         return [found.get(i) for i in ids]
 
     async def _history(self, ids: Sequence[str]) -> list[list[PledgeTransition]]:

@@ -12,6 +12,7 @@ from careforall.api.context import Context
 from careforall.api.mapping import from_attributes
 from careforall.domain import states
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
+from careforall.payments.stripe import dashboard_url
 from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.totals import TotalsFigures
@@ -21,6 +22,20 @@ for _enum in (Role, CampaignStatus, PledgeStatus):
     strawberry.enum(_enum)
 
 Info = strawberry.Info[Context, None]
+
+
+@strawberry.type(description="A pledge's payment at the payment provider.")
+class PledgePayment:
+    provider: str = strawberry.field(description="`simulated` or `stripe`.")
+    payment_intent_id: str | None = strawberry.field(
+        default=None,
+        description="Stripe: the PaymentIntent that pays the pledge (none until "
+        "the donor starts paying).",
+    )
+    dashboard_url: str | None = strawberry.field(
+        default=None,
+        description="Stripe: the PaymentIntent's page in Stripe's dashboard.",
+    )
 
 
 @strawberry.type
@@ -189,6 +204,26 @@ class Pledge:
         row = await info.context.loaders.campaigns.load(self.row.campaign_id)
         assert row is not None  # a foreign key guarantees it
         return Campaign.from_model(row)
+
+    @strawberry.field(
+        description="Admin only (null for anyone else): the payment at the provider."
+    )
+    async def payment(self, info: Info) -> PledgePayment | None:
+        principal = info.context.principal
+        if principal is None or not principal.is_admin:
+            return None
+        runtime = info.context.runtime
+        provider = runtime.settings.payment_provider
+        if runtime.settings.stripe is None:
+            return PledgePayment(provider=provider)
+        intent = await info.context.loaders.payment_intents.load(self.row.id)
+        return PledgePayment(
+            provider=provider,
+            payment_intent_id=intent,
+            dashboard_url=dashboard_url(intent, live=runtime.settings.stripe.live)
+            if intent
+            else None,
+        )
 
     @strawberry.field
     async def history(self, info: Info) -> list[PledgeTransition]:

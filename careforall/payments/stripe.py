@@ -98,6 +98,12 @@ def make_client(config: StripeConfig, http: stripe.HTTPClient) -> stripe.StripeC
     )
 
 
+def dashboard_url(intent_id: str, *, live: bool) -> str:
+    """The PaymentIntent's page in Stripe's dashboard (test mode's for test keys)."""
+    mode = "" if live else "test/"
+    return f"https://dashboard.stripe.com/{mode}payments/{intent_id}"
+
+
 def _unavailable(exc: stripe.StripeError) -> ProviderUnavailable:
     log.warning(
         "Stripe did not answer",

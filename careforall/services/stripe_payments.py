@@ -69,6 +69,16 @@ def _provider_event(uow: UnitOfWork, event: StripeEvent) -> ProviderEvent:
     )
 
 
+def intents_of(session: Session, pledge_ids: list[str]) -> dict[str, str]:
+    """Pledge id -> its Stripe PaymentIntent id, for those that have one."""
+    rows = session.exec(
+        select(StripePayment.pledge_id, StripePayment.payment_intent_id).where(
+            col(StripePayment.pledge_id).in_(pledge_ids)
+        )
+    ).all()
+    return dict(rows)
+
+
 def apply_stripe_event(uow: UnitOfWork, *, event: StripeEvent) -> bool:
     """Apply one event, once per event id; True for a duplicate. Raises
     UnknownPledge or AmountMismatch, changing nothing."""

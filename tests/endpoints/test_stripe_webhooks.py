@@ -464,3 +464,48 @@ def test_a_dispute_for_more_than_the_pledge_is_not_applied(
     shown = sgql.ok(DISPUTE_QUERY, {"id": pledge["id"]}, admin)["pledge"]
     assert shown["disputeStatus"] is None
     assert admin_notices(db, pledge["id"]) == []
+
+
+PAYMENT = (
+    "query($id: ID!) { pledge(id: $id) { payment { provider paymentIntentId "
+    "dashboardUrl } } }"
+)
+
+
+def test_admins_see_the_payment_intent_with_a_dashboard_link(
+    sgql: GQL, stripe_standin: StripeStandIn
+) -> None:
+    donor = f.register(sgql)
+    admin = f.admin(sgql).token
+    campaign = f.campaign(sgql, admin)
+    pledge = f.pledge(sgql, donor.token, campaign["id"], 2500)
+    shown = sgql.ok(PAYMENT, {"id": pledge["id"]}, admin)["pledge"]["payment"]
+    assert shown == {
+        "provider": "stripe",
+        "paymentIntentId": None,
+        "dashboardUrl": None,
+    }
+    sgql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor.token)
+    intent = stripe_standin.intent_for(pledge["id"])["id"]
+    shown = sgql.ok(PAYMENT, {"id": pledge["id"]}, admin)["pledge"]["payment"]
+    assert shown == {
+        "provider": "stripe",
+        "paymentIntentId": intent,
+        "dashboardUrl": f"https://dashboard.stripe.com/test/payments/{intent}",
+    }
+    # The donor sees their pledge, not the provider's side of it.
+    assert sgql.ok(PAYMENT, {"id": pledge["id"]}, donor.token)["pledge"] == {
+        "payment": None
+    }
+
+
+def test_with_the_simulation_admins_see_the_provider_only(gql: GQL) -> None:
+    admin = f.admin(gql).token
+    donor = f.register(gql)
+    pledge = f.pledge(gql, donor.token, f.campaign(gql, admin)["id"], 2500)
+    shown = gql.ok(PAYMENT, {"id": pledge["id"]}, admin)["pledge"]["payment"]
+    assert shown == {
+        "provider": "simulated",
+        "paymentIntentId": None,
+        "dashboardUrl": None,
+    }
