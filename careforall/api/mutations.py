@@ -118,3 +118,12 @@ class Mutation:
         return await _payment(
             info, payments.move_payment, pledge_id, target=PledgeStatus.REFUNDED
         )
+
+    @strawberry.mutation(
+        description="Admin: release an AUTHORIZED pledge's authorization "
+        "without capturing it (nothing is charged); the pledge becomes FAILED."
+    )
+    async def cancel_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
+        return await _payment(
+            info, payments.move_payment, pledge_id, target=PledgeStatus.FAILED
+        )

@@ -42,6 +42,7 @@ from careforall.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("careforall.payments")
 GENERIC_DECLINE = "The payment provider declined the payment."
+CANCELED = "The authorization was canceled before it was captured."
 EVENT_TARGETS = {
     "payment.authorized": PledgeStatus.AUTHORIZED,
     "payment.captured": PledgeStatus.CAPTURED,
@@ -170,11 +171,16 @@ def move_payment(
     pledge_id: str,
     target: PledgeStatus,
 ) -> Pledge:
-    """An admin captures an AUTHORIZED pledge or refunds a CAPTURED one, through
-    the provider; a refund lowers the totals by its amount (audited)."""
+    """An admin captures an AUTHORIZED pledge, cancels its authorization (it
+    becomes FAILED, nothing charged) or refunds a CAPTURED one, through the
+    provider; a refund lowers the totals by its amount (audited)."""
     admin = require_admin(principal)
-    if target not in (PledgeStatus.CAPTURED, PledgeStatus.REFUNDED):
-        raise BadUserInput("An admin can capture or refund a payment.")
+    if target not in (
+        PledgeStatus.CAPTURED,
+        PledgeStatus.REFUNDED,
+        PledgeStatus.FAILED,
+    ):
+        raise BadUserInput("An admin can capture, cancel or refund a payment.")
     return _through_provider(
         uow, provider, pledge_id, target, source="admin", admin=admin
     )
@@ -211,10 +217,16 @@ def _through_provider(
     move (audited when an admin asked); a provider's refusal changes nothing."""
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
+    if target == PledgeStatus.FAILED and pledge.status != PledgeStatus.AUTHORIZED:
+        raise InvalidTransition(
+            f"A {pledge.status} pledge has no authorization to cancel."
+        )
     _check_move(pledge, target)
     try:
         if target == PledgeStatus.CAPTURED:
             action, result = "capture", provider.capture(pledge_id=pledge.id)
+        elif target == PledgeStatus.FAILED:
+            action, result = "cancel", provider.cancel(pledge_id=pledge.id)
         else:
             action, result = "refund", provider.refund(pledge_id=pledge.id)
     except ProviderUnavailable:
@@ -223,7 +235,10 @@ def _through_provider(
     if not result.approved:
         raise InvalidTransition(f"The provider refused the {action}: {result.reason}")
     move = AdminMove(admin, pledge.status) if admin is not None else None
-    return _apply(uow, pledge.id, target, source=source, by_admin=move)
+    reason = CANCELED if target == PledgeStatus.FAILED else None
+    return _apply(
+        uow, pledge.id, target, source=source, failure_reason=reason, by_admin=move
+    )
 
 
 @dataclass(frozen=True)

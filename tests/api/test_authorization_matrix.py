@@ -584,6 +584,15 @@ MATRIX: dict[str, list[Case]] = {
             after=_pledge_moved("CAPTURED", otherwise="AUTHORIZED"),
         )
     ],
+    "Mutation.cancelPayment": [
+        Case(
+            "mutation($id: ID!) { cancelPayment(pledgeId: $id) { id status } }",
+            admin_only(),
+            prepare=lambda w: {"id": w.authorized("donor")["id"]},
+            check=_status_is("FAILED"),
+            after=_pledge_moved("FAILED", otherwise="AUTHORIZED"),
+        )
+    ],
     "Mutation.refundPayment": [
         Case(
             "mutation($id: ID!) { refundPayment(pledgeId: $id) { id status } }",

@@ -21,7 +21,7 @@ from careforall.services import totals
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
 from tests.helpers.api import GQL
-from tests.helpers.outbox import outbox_drained
+from tests.helpers.outbox import outbox_drained, settled
 from tests.helpers.stripe_api import Json
 from tests.helpers.stripe_standin import (
     SECRET_KEY,
@@ -509,3 +509,41 @@ def test_with_the_simulation_admins_see_the_provider_only(gql: GQL) -> None:
         "paymentIntentId": None,
         "dashboardUrl": None,
     }
+
+
+CANCEL = "mutation($id: ID!) { cancelPayment(pledgeId: $id) { status failureReason } }"
+CANCELED_REASON = "The authorization was canceled before it was captured."
+
+
+def test_an_admin_cancels_an_uncaptured_authorization_at_stripe(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql, 2500)
+    canceled = sgql.ok(CANCEL, {"id": pledge["id"]}, admin)["cancelPayment"]
+    assert canceled == {"status": "FAILED", "failureReason": CANCELED_REASON}
+    assert [e.kind for e in stripe_standin.effects()] == ["authorize", "cancel"]
+    keys = {c.idempotency_key for c in stripe_standin.calls("cancel")}
+    assert keys == {f"careforall:{pledge['id']}:cancel"}
+    [event] = events_of(stripe_standin, "payment_intent.canceled")
+    assert post(stripe_app, event).json()["received"] is True
+    assert status(db, pledge["id"]) == "FAILED"
+    # A captured pledge has no authorization left to cancel.
+    other, _ = paid_pledge(sgql, 2500)
+    sgql.ok(f.CAPTURE, {"id": other["id"]}, admin)
+    assert sgql.code(CANCEL, {"id": other["id"]}, admin) == "INVALID_TRANSITION"
+    assert stripe_standin.intent_for(other["id"])["status"] == "succeeded"
+
+
+def test_an_admin_cancels_a_simulated_authorization(
+    app_factory: Callable[..., TestClient], db: Database
+) -> None:
+    gql = GQL(app_factory(auto_capture=False))
+    admin = f.admin(gql).token
+    donor = f.register(gql)
+    pledge = f.pledge(gql, donor.token, f.campaign(gql, admin)["id"], 2500)
+    gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
+    canceled = gql.ok(CANCEL, {"id": pledge["id"]}, admin)["cancelPayment"]
+    assert canceled == {"status": "FAILED", "failureReason": CANCELED_REASON}
+    wait_until(lambda: settled(db), what="the simulated webhooks delivered")
+    assert status(db, pledge["id"]) == "FAILED"
+    assert f.totals(gql, pledge["campaign"]["id"]) == (0, 0)
