@@ -76,7 +76,10 @@ def _apply(
             audit.record(
                 uow,
                 actor=by_admin.admin,
-                action=TRIGGER_FOR[target],
+                # An admin fails a pledge only by canceling its authorization.
+                action="cancel"
+                if target == PledgeStatus.FAILED
+                else TRIGGER_FOR[target],
                 target_type="pledge",
                 target_id=pledge.id,
                 detail={

@@ -547,3 +547,15 @@ def test_an_admin_cancels_a_simulated_authorization(
     wait_until(lambda: settled(db), what="the simulated webhooks delivered")
     assert status(db, pledge["id"]) == "FAILED"
     assert f.totals(gql, pledge["campaign"]["id"]) == (0, 0)
+
+
+AUDIT = "query { auditLog(first: 5) { edges { node { action targetId } } } }"
+
+
+def test_a_cancel_is_in_the_audit_log(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn
+) -> None:
+    pledge, admin = paid_pledge(sgql, 2500)
+    sgql.ok(CANCEL, {"id": pledge["id"]}, admin)
+    edges = sgql.ok(AUDIT, {}, admin)["auditLog"]["edges"]
+    assert {"action": "cancel", "targetId": pledge["id"]} in [e["node"] for e in edges]
