@@ -38,8 +38,8 @@ async def _ignore(
 
 async def stripe_webhook(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
-    stripe = runtime.settings.stripe
-    if stripe is None:
+    config = runtime.settings.stripe
+    if config is None:
         return JSONResponse({"error": "Stripe is not the payment provider"}, 404)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
@@ -47,7 +47,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
             runtime, 413, WebhookOutcome.REJECTED_TOO_LARGE, "body is too large"
         )
     try:
-        verify(body, request.headers.get("stripe-signature"), stripe.webhook_secret)
+        verify(body, request.headers.get("stripe-signature"), config.webhook_secret)
     except BadSignature as exc:
         metrics.WEBHOOK_SIGNATURE_FAILURES.labels("mismatch").inc()
         return await refused(runtime, 400, WebhookOutcome.REJECTED_SIGNATURE, str(exc))
