@@ -1,6 +1,6 @@
 """Stripe's faults against a real server: the stand-in of Stripe's API times
-out or answers 500 during a capture or a refund, sends its webhook before its
-answer, sends one for a PaymentIntent of no pledge, and the server is killed
+out or answers 500 during a capture or a refund, loses its answer to an
+authorization, sends its webhook before its answer, sends one for a PaymentIntent of no pledge, and the server is killed
 (SIGKILL) while Stripe holds the answer to a capture it made. Each time: the
 money moves once (the stand-in's effects are counted), every retry carries
 the first call's idempotency key, and the pledge and totals end right."""
@@ -224,3 +224,23 @@ def test_a_sigkill_while_stripe_holds_the_captures_answer_charges_once(
     one_key(stripe_standin, "capture", pledge["id"], "capture")
     assert [e.amount for e in stripe_standin.effects("capture")] == [5100]
     assert raised(server, pledge["campaign"]["id"]) == 5100
+
+
+def test_an_authorization_whose_answer_is_lost_is_settled_by_the_webhook(
+    stripe_server: Callable[..., Server],
+    connect: Callable[[Server], ServerGQL],
+    stripe_standin: StripeStandIn,
+) -> None:
+    server = stripe_server()
+    api = connect(server)
+    pledge, donor, _ = pledge_for(api, 3300)
+    stripe_standin.fail_next("create", "timeout")
+    first = api(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor)
+    assert first["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    # Stripe authorized it: its webhook tells, and auto-capture follows.
+    settled_as(server, pledge["id"], "CAPTURED")
+    # The donor's retry finds it paid; nothing is charged again.
+    again = api(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor)
+    assert again["errors"][0]["extensions"]["code"] == "INVALID_TRANSITION"
+    assert [e.kind for e in stripe_standin.effects()] == ["authorize", "capture"]
+    assert raised(server, pledge["campaign"]["id"]) == 3300
