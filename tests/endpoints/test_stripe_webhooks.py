@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import select
 from starlette.testclient import TestClient
 
+from careforall.api.provider_info import STRIPE_TEST_NOTICE
 from careforall.db import Database
 from careforall.models import Notification, Pledge, WebhookLog
 from careforall.payment_config import StripeConfig
@@ -96,11 +97,24 @@ def status(db: Database, pledge_id: str) -> str:
 
 
 def test_the_provider_says_stripe_and_not_simulated(sgql: GQL) -> None:
+    # A test key: the notice says that no card is charged.
     assert sgql.ok(PROVIDER)["paymentProvider"] == {
         "name": "stripe",
         "simulated": False,
-        "notice": None,
+        "notice": STRIPE_TEST_NOTICE,
     }
+
+
+def test_with_a_live_key_no_notice_is_given(
+    app_factory: Callable[..., TestClient], stripe_standin: StripeStandIn
+) -> None:
+    live = StripeConfig(
+        secret_key="sk_live_" + "a1B2c3D4e5F6g7H8",
+        webhook_secret=WEBHOOK_SECRET,
+        api_base=stripe_standin.url,
+    )
+    gql = GQL(app_factory(payment_provider="stripe", stripe=live))
+    assert gql.ok(PROVIDER)["paymentProvider"]["notice"] is None
 
 
 def test_capture_and_refund_through_stripe_move_the_totals_once(

@@ -1,7 +1,8 @@
 """Stripe's faults against a real server: the stand-in of Stripe's API times
 out or answers 500 during a capture or a refund, loses its answer to an
-authorization, sends its webhook before its answer, sends one for a PaymentIntent of no pledge, and the server is killed
-(SIGKILL) while Stripe holds the answer to a capture it made. Each time: the
+authorization, sends its webhook before its answer, sends one for a
+PaymentIntent of no pledge, and the server is killed (SIGKILL) while Stripe
+holds the answer to a capture it made. Each time: the
 money moves once (the stand-in's effects are counted), every retry carries
 the first call's idempotency key, and the pledge and totals end right."""
 
