@@ -86,7 +86,17 @@ class PaymentProvider(Protocol):
 
     def capture(self, *, pledge_id: str) -> ProviderResult: ...
 
-    def refund(self, *, pledge_id: str) -> ProviderResult: ...
+    def refund(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int | None = None,
+        refunded_cents: int = 0,
+    ) -> ProviderResult:
+        """Refund what is left, or `amount_cents` of it (a partial refund;
+        `refunded_cents` were refunded before, which makes each partial
+        refund a step of its own, idempotent on its own)."""
+        ...
 
     def cancel(self, *, pledge_id: str) -> ProviderResult:
         """Release an authorization that was not captured: nothing is charged."""

@@ -131,7 +131,18 @@ class SimulatedProvider:
     def capture(self, *, pledge_id: str) -> ProviderResult:
         return self._move(pledge_id, "authorized", "captured")
 
-    def refund(self, *, pledge_id: str) -> ProviderResult:
+    def refund(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int | None = None,
+        refunded_cents: int = 0,
+    ) -> ProviderResult:
+        if amount_cents is not None:
+            return ProviderResult(
+                approved=False,
+                reason="The simulated provider refunds whole payments only.",
+            )
         return self._move(pledge_id, "captured", "refunded")
 
     def cancel(self, *, pledge_id: str) -> ProviderResult:

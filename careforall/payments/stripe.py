@@ -193,12 +193,25 @@ class StripeProvider:
         """Release an authorization that was not captured (the donor is not charged)."""
         return self._step(pledge_id, "cancel", self.client.v1.payment_intents.cancel)
 
-    def refund(self, *, pledge_id: str) -> ProviderResult:
+    def refund(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int | None = None,
+        refunded_cents: int = 0,
+    ) -> ProviderResult:
+        """Refund what is left (`refund`), or part of it: each partial refund
+        is keyed by the running sum it reaches (`refund:1500`), so asking
+        again repeats none, and the next one is a new refund."""
         intent_id = self.intent_id(pledge_id)
         if intent_id is None:
             return ProviderResult(approved=False, reason=NOT_AUTHORIZED)
         params: Any = {"payment_intent": intent_id}
-        options: Any = {"idempotency_key": idempotency_key(pledge_id, "refund")}
+        step = "refund"
+        if amount_cents is not None:
+            params["amount"] = amount_cents
+            step = f"refund:{refunded_cents + amount_cents}"
+        options: Any = {"idempotency_key": idempotency_key(pledge_id, step)}
         try:
             self.client.v1.refunds.create(params, options)
         except stripe.InvalidRequestError as refused:

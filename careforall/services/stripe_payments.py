@@ -5,14 +5,12 @@ same once-per-event-id record as every provider event
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from sqlalchemy import true, update
 from sqlmodel import Session, col, select
 
 from careforall.db import InsertUnlessPresent
 from careforall.domain.clock import utcnow
-from careforall.domain.events import PledgeAmountReduced
 from careforall.domain.states import PledgeStatus
 from careforall.models import Pledge, StripePayment, table_of
 from careforall.payments.stripe_events import StripeEvent
@@ -23,6 +21,7 @@ from careforall.services.payments import (
     apply_in_transaction,
     claim_event,
 )
+from careforall.services.refunds import reduce_counted
 from careforall.services.transitions import MovingPledge, move_pledge
 from careforall.services.unit_of_work import UnitOfWork
 
@@ -107,7 +106,7 @@ def _refund_in_part(uow: UnitOfWork, event: ProviderEvent, refunded: int) -> boo
     pledge = _claim_captured(uow, event)
     if pledge is None:
         return True
-    _reduce(uow, pledge, Pledge.refunded_cents, refunded)
+    reduce_counted(uow, pledge, Pledge.refunded_cents, refunded)
     uow.commit()
     return False
 
@@ -129,7 +128,7 @@ def _dispute(uow: UnitOfWork, event: ProviderEvent, dispute: StripeEvent) -> boo
         .values(dispute_status=status)
     )
     if closed and status == "lost":
-        _reduce(uow, pledge, Pledge.dispute_lost_cents, event.amount_cents)
+        reduce_counted(uow, pledge, Pledge.dispute_lost_cents, event.amount_cents)
     alerts.notify_dispute(
         uow.session,
         pledge_id=pledge.id,
@@ -140,32 +139,6 @@ def _dispute(uow: UnitOfWork, event: ProviderEvent, dispute: StripeEvent) -> boo
     )
     uow.commit()
     return False
-
-
-def _reduce(uow: UnitOfWork, pledge: MovingPledge, column: Any, cents: int) -> None:
-    """Raise the pledge's `column` (refunded or dispute-lost cents) to `cents`,
-    never lower it; when it rose, the totals follow (an outbox event)."""
-    if pledge.status != PledgeStatus.CAPTURED:
-        return  # refunded or failed meanwhile: it counts for nothing already
-    raised = uow.session.execute(
-        update(Pledge)
-        .where(col(Pledge.id) == pledge.id)
-        .where(col(column) < cents)
-        .values({column: cents, Pledge.updated_at: utcnow()})
-        .returning(col(Pledge.refunded_cents), col(Pledge.dispute_lost_cents))
-    ).first()
-    if raised is None:
-        return
-    uow.emit(
-        PledgeAmountReduced(
-            pledge_id=pledge.id,
-            campaign_id=pledge.campaign_id,
-            amount_cents=pledge.amount_cents,
-            currency=pledge.currency,
-            refunded_cents=raised[0],
-            dispute_lost_cents=raised[1],
-        )
-    )
 
 
 def record_mismatch(uow: UnitOfWork, *, event: StripeEvent, reason: str) -> None:

@@ -573,3 +573,54 @@ def test_a_cancel_is_in_the_audit_log(
     sgql.ok(CANCEL, {"id": pledge["id"]}, admin)
     edges = sgql.ok(AUDIT, {}, admin)["auditLog"]["edges"]
     assert {"action": "cancel", "targetId": pledge["id"]} in [e["node"] for e in edges]
+
+
+REFUND_PART = (
+    "mutation($id: ID!, $cents: Int) { refundPayment(pledgeId: $id, "
+    "amountCents: $cents) { status refundedCents } }"
+)
+
+
+def test_an_admin_refunds_part_of_a_pledge_once_whatever_the_retries(
+    sgql: GQL, stripe_app: TestClient, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, admin = paid_pledge(sgql, 3000)
+    campaign_id = pledge["campaign"]["id"]
+    sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)
+    # Stripe refunds but its answer is lost: asked again, the same refund.
+    stripe_standin.hold_seconds = 3.0
+    stripe_standin.fail_next("refund", "timeout")
+    variables = {"id": pledge["id"], "cents": 1000}
+    assert sgql.code(REFUND_PART, variables, admin) == "RATE_LIMITED"
+    done = sgql.ok(REFUND_PART, variables, admin)["refundPayment"]
+    assert done == {"status": "CAPTURED", "refundedCents": 1000}
+    assert [e.amount for e in stripe_standin.effects("refund")] == [1000]
+    keys = {c.idempotency_key for c in stripe_standin.calls("refund")}
+    assert keys == {f"careforall:{pledge['id']}:refund:1000"}
+    # Its webhook changes nothing more.
+    [event] = events_of(stripe_standin, "charge.refunded")
+    assert post(stripe_app, event).status_code == 200
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, campaign_id) == (2000, 1)
+    # More than is left is refused; all that is left is a whole refund.
+    too_much = {"id": pledge["id"], "cents": 2001}
+    assert sgql.code(REFUND_PART, too_much, admin) == "BAD_USER_INPUT"
+    rest = sgql.ok(REFUND_PART, {"id": pledge["id"], "cents": 2000}, admin)
+    assert rest["refundPayment"]["status"] == "REFUNDED"
+    assert [e.amount for e in stripe_standin.effects("refund")] == [1000, 2000]
+    wait_until(lambda: outbox_drained(db), what="the totals settled")
+    assert f.totals(sgql, campaign_id) == (0, 0)
+
+
+def test_the_simulated_provider_refunds_whole_payments_only(
+    app_factory: Callable[..., TestClient], db: Database
+) -> None:
+    gql = GQL(app_factory())
+    admin = f.admin(gql).token
+    donor = f.register(gql)
+    pledge = f.pledge(gql, donor.token, f.campaign(gql, admin)["id"], 2500)
+    gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor.token)
+    wait_until(lambda: status(db, pledge["id"]) == "CAPTURED", what="captured")
+    variables = {"id": pledge["id"], "cents": 1000}
+    assert gql.code(REFUND_PART, variables, admin) == "INVALID_TRANSITION"
+    assert status(db, pledge["id"]) == "CAPTURED"
