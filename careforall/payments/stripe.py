@@ -23,6 +23,7 @@ import httpx
 import stripe
 from sqlmodel import select
 
+from careforall import metrics
 from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.states import PledgeStatus
@@ -71,20 +72,41 @@ class _HttpClient(stripe.HTTPClient):
         *,
         _usage: list[str] | None = None,
     ) -> tuple[str, int, Mapping[str, str]]:
+        call = _call_name(method, url)
         try:
             response = self._http.request(
                 method, url, headers=dict(headers or {}), content=post_data or None
             )
         except httpx.HTTPError as exc:
+            metrics.PROVIDER_CALLS.labels(call, "unanswered").inc()
             raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
                 f"No answer from Stripe: {type(exc).__name__}", should_retry=True
             ) from exc
+        status = response.status_code
+        outcome = "ok" if status < 400 else "refused" if status < 500 else "error"
+        metrics.PROVIDER_CALLS.labels(call, outcome).inc()
         # The library's stub says str; its own clients return the body's bytes.
         body: Any = response.content
         return body, response.status_code, response.headers
 
     def close(self) -> None:
         self._http.close()
+
+
+def _call_name(method: str, url: str) -> str:
+    """The API call a request makes, for the metric (never an object's id)."""
+    parts = httpx.URL(url).path.strip("/").split("/")[1:]  # without "v1"
+    if parts[:1] == ["payment_intents"]:
+        if len(parts) == 1:
+            return "create_payment_intent"
+        if parts[-1] in ("capture", "cancel", "search"):
+            return parts[-1]
+        return "retrieve_payment_intent"
+    if parts == ["refunds"]:
+        return "refund"
+    if parts == ["checkout", "sessions"]:
+        return "checkout"
+    return "other"
 
 
 def make_client(config: StripeConfig, http: stripe.HTTPClient) -> stripe.StripeClient:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import stripe
+from prometheus_client import REGISTRY
 
 from careforall.db import Database
 from careforall.payment_config import StripeConfig
@@ -212,3 +213,38 @@ def test_the_librarys_global_settings_stay_untouched(provider: StripeProvider) -
     authorized(provider)
     assert stripe.api_key is None
     assert stripe.api_base == "https://api.stripe.com"
+
+
+def test_every_call_to_stripe_is_counted_by_call_and_outcome(
+    provider: StripeProvider, stripe_standin: StripeStandIn
+) -> None:
+    def count(call: str, outcome: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "careforall_provider_calls_total", {"call": call, "outcome": outcome}
+        )
+        return value or 0.0
+
+    before = {
+        key: count(*key)
+        for key in (
+            ("create_payment_intent", "ok"),
+            ("capture", "error"),
+            ("capture", "unanswered"),
+            ("capture", "ok"),
+        )
+    }
+    pledge_id = authorized(provider)
+    stripe_standin.fail_next("capture", "500")
+    with pytest.raises(ProviderUnavailable):
+        provider.capture(pledge_id=pledge_id)
+    stripe_standin.fail_next("capture", "timeout")
+    with pytest.raises(ProviderUnavailable):
+        provider.capture(pledge_id=pledge_id)
+    provider.capture(pledge_id=pledge_id)
+    after = {key: count(*key) - was for key, was in before.items()}
+    assert after == {
+        ("create_payment_intent", "ok"): 1,
+        ("capture", "error"): 1,
+        ("capture", "unanswered"): 1,
+        ("capture", "ok"): 1,
+    }
