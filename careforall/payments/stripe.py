@@ -99,7 +99,7 @@ def _call_name(method: str, url: str) -> str:
     if parts[:1] == ["payment_intents"]:
         if len(parts) == 1:
             return "create_payment_intent"
-        if parts[-1] in ("capture", "cancel", "search"):
+        if parts[-1] in ("capture", "cancel", "confirm", "search"):
             return parts[-1]
         return "retrieve_payment_intent"
     if parts == ["refunds"]:
@@ -177,11 +177,7 @@ class StripeProvider:
     ) -> ProviderResult:
         known = self.intent_id(pledge_id)
         if known is not None:
-            # Asked again (a retry after the key expired, or a second click):
-            # Stripe's state of the first PaymentIntent is the answer.
-            return _result_of(
-                self._call(self.client.v1.payment_intents.retrieve, known)
-            )
+            return self._authorize_known(pledge_id, known, payment_method)
         params: Any = {
             "amount": amount_cents,
             "currency": currency.lower(),
@@ -206,6 +202,37 @@ class StripeProvider:
         except _UNANSWERED as exc:
             raise _unavailable(exc) from None
         self._remember(pledge_id, intent.id)
+        return _result_of(intent)
+
+    def _authorize_known(
+        self, pledge_id: str, intent_id: str, payment_method: str
+    ) -> ProviderResult:
+        """The pledge has a PaymentIntent already: one made for a mobile app's
+        payment sheet (still open: confirmed now with this payment method),
+        or the first try's (asked again after its answer was lost: its state
+        is the answer)."""
+        intent = self._call(self.client.v1.payment_intents.retrieve, intent_id)
+        open_ = intent.status in ("requires_payment_method", "requires_confirmation")
+        # The same card again after its decline: its answer stands, untried.
+        tried = (
+            intent.last_payment_error is not None
+            and _method_id(intent.payment_method) == payment_method
+        )
+        if not open_ or tried:
+            return _result_of(intent)
+        params: Any = {"payment_method": payment_method}
+        step = f"confirm:{payment_method}"
+        options: Any = {"idempotency_key": idempotency_key(pledge_id, step)}
+        try:
+            intent = self.client.v1.payment_intents.confirm(intent_id, params, options)
+        except stripe.CardError as declined:
+            return ProviderResult(approved=False, reason=declined.user_message)
+        except stripe.InvalidRequestError as refused:
+            if refused.param == "payment_method":
+                raise UnknownPaymentMethod(payment_method) from None
+            return ProviderResult(approved=False, reason=refused.user_message)
+        except _UNANSWERED as exc:
+            raise _unavailable(exc) from None
         return _result_of(intent)
 
     def capture(self, *, pledge_id: str) -> ProviderResult:
@@ -385,3 +412,11 @@ def _state_of(intent: stripe.PaymentIntent) -> PaymentState | None:
     if intent.status == "requires_payment_method" and error is not None:
         return PaymentState(PledgeStatus.FAILED, error.message)
     return None
+
+
+def _method_id(method: object) -> str | None:
+    """A PaymentIntent's payment method: its id, or the expanded object's."""
+    if isinstance(method, str) or method is None:
+        return method
+    found = getattr(method, "id", None)
+    return found if isinstance(found, str) else None

@@ -116,3 +116,34 @@ def test_the_simulated_provider_takes_no_hosted_payments(gql: GQL) -> None:
     pledge, donor = pending(gql)
     assert gql.code(CHECKOUT, {"id": pledge["id"]}, donor) == "BAD_USER_INPUT"
     assert gql.code(SHEET, {"id": pledge["id"]}, donor) == "BAD_USER_INPUT"
+
+
+AUTHORIZE = (
+    "mutation($id: ID!, $pm: String!) { authorizePayment(pledgeId: $id, "
+    "paymentMethod: $pm) { status failureReason } }"
+)
+
+
+def test_a_payment_sheets_intent_is_confirmed_by_authorize_payment(
+    sgql: GQL, stripe_standin: StripeStandIn
+) -> None:
+    pledge, donor = pending(sgql)
+    sgql.ok(SHEET, {"id": pledge["id"]}, donor)
+    paid = sgql.ok(AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor)
+    assert paid["authorizePayment"] == {"status": "AUTHORIZED", "failureReason": None}
+    # One PaymentIntent for the pledge, confirmed once.
+    intent = stripe_standin.intent_for(pledge["id"])
+    assert intent["status"] == "requires_capture"
+    [confirm] = stripe_standin.calls("confirm")
+    assert confirm.idempotency_key == f"careforall:{pledge['id']}:confirm:pm_card_visa"
+    assert [e.kind for e in stripe_standin.effects()] == ["authorize"]
+
+
+def test_a_declined_card_on_a_payment_sheets_intent_fails_the_pledge(
+    sgql: GQL, stripe_standin: StripeStandIn
+) -> None:
+    pledge, donor = pending(sgql)
+    sgql.ok(SHEET, {"id": pledge["id"]}, donor)
+    variables = {"id": pledge["id"], "pm": "pm_card_chargeDeclined"}
+    paid = sgql.ok(AUTHORIZE, variables, donor)["authorizePayment"]
+    assert paid == {"status": "FAILED", "failureReason": "Your card was declined."}

@@ -70,6 +70,7 @@ class StripeBook:
             ("GET", "v1", "payment_intents", "*"): self._retrieve,
             ("POST", "v1", "payment_intents", "*", "capture"): self._capture,
             ("POST", "v1", "payment_intents", "*", "cancel"): self._cancel,
+            ("POST", "v1", "payment_intents", "*", "confirm"): self._confirm_open,
             ("POST", "v1", "refunds"): self._refund,
             ("POST", "v1", "checkout", "sessions"): self._checkout,
         }
@@ -221,6 +222,26 @@ class StripeBook:
             "has_more": False,
             "data": found,
         }
+
+    def _confirm_open(self, params: dict[str, str], intent_id: str) -> Answer:
+        """Confirm a PaymentIntent made without a payment method (a mobile
+        app's payment sheet), or one whose card was declined, with a card."""
+        intent = self._intent(intent_id)
+        if intent is None:
+            return self._missing(intent_id)
+        if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
+            return self._unexpected(intent, "confirmed")
+        method = params.get("payment_method", "")
+        if method not in APPROVED and method not in DECLINED:
+            return error(
+                400,
+                "invalid_request_error",
+                f"No such PaymentMethod: '{method}'",
+                code="resource_missing",
+                param="payment_method",
+            )
+        intent["payment_method"] = method
+        return self._confirm(intent, method)
 
     def _retrieve(self, params: dict[str, str], intent_id: str) -> Answer:
         intent = self._intent(intent_id)

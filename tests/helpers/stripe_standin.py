@@ -62,9 +62,9 @@ class Delivery:
 
 def endpoint_of(method: str, path: str) -> str:
     """A request's endpoint name for `fail_next`: create, retrieve, search,
-    capture, cancel, refund, checkout."""
+    confirm, capture, cancel, refund, checkout."""
     parts = path.strip("/").split("/")
-    if parts[-1] in ("capture", "cancel", "search"):
+    if parts[-1] in ("capture", "cancel", "confirm", "search"):
         return parts[-1]
     if parts[1:2] == ["refunds"]:
         return "refund"
