@@ -29,6 +29,10 @@ from careforall.services.unit_of_work import UnitOfWork
 CLOSED = ("won", "lost", "warning_closed", "prevented")
 
 _REMEMBER = InsertUnlessPresent(table_of(StripePayment), "pledge_id")
+HOLDS_MONEY = (
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.succeeded",
+)
 
 
 def pledge_of_intent(session: Session, payment_intent_id: str) -> str | None:
@@ -49,7 +53,7 @@ def _provider_event(uow: UnitOfWork, event: StripeEvent) -> ProviderEvent:
     pledge_id = event.pledge_id or pledge_of_intent(session, event.payment_intent_id)
     if pledge_id is None:
         raise UnknownPledge("no pledge for this PaymentIntent")
-    _REMEMBER.run(
+    remembered = _REMEMBER.run(
         session.connection(),
         {
             "pledge_id": pledge_id,
@@ -57,6 +61,16 @@ def _provider_event(uow: UnitOfWork, event: StripeEvent) -> ProviderEvent:
             "created_at": utcnow(),
         },
     )
+    if not remembered and event.type in HOLDS_MONEY:
+        # The donor paid on another PaymentIntent than the one kept (started
+        # on the phone's payment sheet, finished on the web's Checkout): the
+        # one holding the money is the one to capture and refund.
+        session.execute(
+            update(StripePayment)
+            .where(col(StripePayment.pledge_id) == pledge_id)
+            .where(col(StripePayment.payment_intent_id) != event.payment_intent_id)
+            .values(payment_intent_id=event.payment_intent_id)
+        )
     return ProviderEvent(
         id=event.id,
         type=event.type,

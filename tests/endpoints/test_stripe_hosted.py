@@ -147,3 +147,21 @@ def test_a_declined_card_on_a_payment_sheets_intent_fails_the_pledge(
     variables = {"id": pledge["id"], "pm": "pm_card_chargeDeclined"}
     paid = sgql.ok(AUTHORIZE, variables, donor)["authorizePayment"]
     assert paid == {"status": "FAILED", "failureReason": "Your card was declined."}
+
+
+def test_paying_on_checkout_after_starting_a_payment_sheet_captures_checkouts(
+    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+) -> None:
+    pledge, donor = pending(sgql)
+    sgql.ok(SHEET, {"id": pledge["id"]}, donor)
+    url = sgql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
+    with httpx.Client() as browser:
+        browser.post(url, data={"method": "pm_card_visa"})
+    [authorized] = events_of(stripe_standin, "payment_intent.amount_capturable_updated")
+    assert post(sgql.client, authorized).status_code == 200
+    assert status(db, pledge["id"]) == "AUTHORIZED"
+    admin = f.admin(sgql).token
+    captured = sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)["capturePayment"]
+    assert captured["status"] == "CAPTURED"
+    paid = authorized["data"]["object"]["id"]
+    assert stripe_standin.book.payment_intents[paid]["status"] == "succeeded"
