@@ -36,9 +36,10 @@ from careforall.endpoints.media import (
 )
 from careforall.endpoints.personal_data import download_personal_data
 from careforall.endpoints.share import campaign_share_page
+from careforall.endpoints.stripe_webhooks import stripe_webhook
 from careforall.endpoints.unsubscribe import unsubscribe_page
 from careforall.endpoints.webhooks import payments_webhook
-from careforall.maintenance import run_retention
+from careforall.maintenance import run_payment_reconcile, run_retention
 from careforall.middleware.requests import RequestMetrics
 from careforall.middleware.security import security_middleware
 from careforall.outbox.dispatcher import Dispatcher
@@ -46,8 +47,10 @@ from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
 from careforall.outbox.mail_rounds import MailRounds
 from careforall.outbox.mailer import MailSender
+from careforall.payments.provider import PaymentProvider
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
+from careforall.payments.stripe import StripeProvider
 from careforall.runtime import Runtime, media_store
 from careforall.services import totals
 from careforall.services.auth import TokenKeys
@@ -62,12 +65,14 @@ log = logging.getLogger("careforall")
 
 
 def _start_runtime(
-    settings: Settings, db: Database, provider: SimulatedProvider
+    settings: Settings, db: Database, provider: PaymentProvider
 ) -> Runtime:
     """Blocking start-up work: secrets, the admin, and totals repaired."""
     jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
     webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
     logs.keep_out(jwt_secret, webhook_secret, settings.admin_password)
+    if settings.stripe is not None:
+        logs.keep_out(settings.stripe.secret_key, settings.stripe.webhook_secret)
     if settings.admin_email and settings.admin_password:
         try:
             ensure_admin(
@@ -166,6 +171,7 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/webhooks/payments", payments_webhook, methods=["POST"]),
+        Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -280,6 +286,8 @@ async def _stop(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if isinstance(runtime.provider, StripeProvider):
+        runtime.provider.close()
     runtime.db.dispose()
 
 
@@ -300,9 +308,11 @@ def _lifespan(
         server_lock = await asyncio.to_thread(hold_server_lock, settings)
         db = Database(make_engine(settings))
         sender_ref: list[WebhookSender] = []
-        provider = SimulatedProvider(
+        provider: PaymentProvider = SimulatedProvider(
             db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None
         )
+        if settings.stripe is not None:
+            provider = StripeProvider(db, settings.stripe)
         runtime = await asyncio.to_thread(_start_runtime, settings, db, provider)
         dispatcher = Dispatcher(
             HandlerContext(db=db, settings=settings, provider=provider), broadcaster
@@ -331,6 +341,14 @@ def _lifespan(
         ]
         if mailer is not None:
             tasks.append(asyncio.create_task(mailer.run(), name="mail-sender"))
+        if isinstance(provider, StripeProvider) and settings.stripe is not None:
+            reconcile = run_payment_reconcile(
+                db,
+                provider,
+                interval=settings.stripe.reconcile_interval_seconds,
+                older_than=timedelta(minutes=settings.stripe.reconcile_after_minutes),
+            )
+            tasks.append(asyncio.create_task(reconcile, name="payment-reconcile"))
         if listener is not None:
             # After the dispatcher's task exists, so it has a loop to push on.
             await asyncio.sleep(0)

@@ -241,6 +241,49 @@ def prune(settings: Settings) -> int:
     return 0
 
 
+def reconcile_payments(settings: Settings, older_than_minutes: float | None) -> int:
+    """Ask Stripe about pledges left PENDING or AUTHORIZED, and apply its answers."""
+    from datetime import timedelta
+
+    from careforall.payments.provider import ProviderUnavailable
+    from careforall.payments.stripe import StripeProvider
+    from careforall.services.payment_reconcile import reconcile_payments as run
+
+    if settings.stripe is None:
+        print(
+            "error: payments reconcile asks the provider, which needs "
+            "CAREFORALL_PAYMENT_PROVIDER=stripe (the simulation needs none)",
+            file=sys.stderr,
+        )
+        return 2
+    minutes = (
+        settings.stripe.reconcile_after_minutes
+        if older_than_minutes is None
+        else older_than_minutes
+    )
+
+    config = settings.stripe
+
+    def work(uow: UnitOfWork) -> list[Any]:
+        provider = StripeProvider(uow.db, config)
+        try:
+            return run(uow.db, provider=provider, older_than=timedelta(minutes=minutes))
+        finally:
+            provider.close()
+
+    try:
+        settled = _on_database(settings, work)
+    except ProviderUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settled is None:
+        return 2
+    for s in settled:
+        print(f"{s.pledge_id}: {s.from_status} -> {s.to_status}")
+    print(f"payments reconcile: {len(settled)} pledge(s) moved")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="careforall", description=__doc__)
     parser.add_argument(
@@ -283,6 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "reconcile", help="recompute campaign totals from pledges; print repairs"
     )
+    payments = commands.add_parser("payments", help="the payment provider")
+    payment_commands = payments.add_subparsers(dest="payments_command", required=True)
+    reconcile_cmd = payment_commands.add_parser(
+        "reconcile",
+        help="ask Stripe about pledges left PENDING or AUTHORIZED and apply its "
+        "answers (webhooks that never came)",
+    )
+    reconcile_cmd.add_argument(
+        "--older-than-minutes",
+        type=float,
+        default=None,
+        help="only pledges untouched this long (default: "
+        "CAREFORALL_STRIPE_RECONCILE_AFTER_MINUTES, 60)",
+    )
     commands.add_parser(
         "prune",
         help="delete delivered outbox events, old webhook log rows and delivered "
@@ -319,4 +376,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reconcile(settings)
     if args.command == "prune":
         return prune(settings)
+    if args.command == "payments":
+        return reconcile_payments(settings, args.older_than_minutes)
     return 2

@@ -1,4 +1,6 @@
-"""The server's periodic maintenance: retention (see `services.retention`).
+"""The server's periodic maintenance: retention (see `services.retention`),
+and asking the payment provider about pledges whose events never came
+(`services.payment_reconcile`).
 
 A lifespan task: the first run comes soon after start (so a server that
 restarts often still prunes), then one every `retention_interval_seconds`.
@@ -11,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from datetime import timedelta
 from functools import partial
 
 from careforall.concurrency import in_thread
 from careforall.db import Database
+from careforall.payments.provider import PaymentStates
+from careforall.services.payment_reconcile import reconcile_payments
 from careforall.services.retention import RetentionPolicy, prune
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 
 log = logging.getLogger("careforall.retention")
+payments_log = logging.getLogger("careforall.payments")
 
 FIRST_RUN_DELAY_S = 60.0
 
@@ -48,5 +54,39 @@ async def run_retention(db: Database, settings: Settings) -> None:
             except Exception:
                 # The database may be away or busy: the next run tries again.
                 log.exception("retention run failed; will try again")
+    finally:
+        stop.set()
+
+
+async def run_payment_reconcile(
+    db: Database,
+    provider: PaymentStates,
+    *,
+    interval: float,
+    older_than: timedelta,
+) -> None:
+    """Reconcile stuck pledges with the provider forever (returns at once
+    when the interval is 0)."""
+    if interval <= 0:
+        return
+    delay = min(interval, FIRST_RUN_DELAY_S)
+    stop = threading.Event()
+    try:
+        while True:
+            await asyncio.sleep(delay)
+            delay = interval
+            try:
+                await in_thread(
+                    partial(
+                        reconcile_payments,
+                        db,
+                        provider=provider,
+                        older_than=older_than,
+                        should_stop=stop.is_set,
+                    ),
+                    on_cancel=stop.set,
+                )
+            except Exception:
+                payments_log.exception("payment reconcile failed; will try again")
     finally:
         stop.set()

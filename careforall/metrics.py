@@ -111,6 +111,12 @@ REFUNDED_CENTS = Counter(
     "Money refunded, in minor units (cents) of its currency.",
     ["currency"],
 )
+PROVIDER_CALLS = Counter(
+    "careforall_provider_calls_total",
+    "Calls to the payment provider's API (Stripe), by call and outcome: ok, "
+    "refused (4xx), error (5xx) or unanswered (a timeout or no connection).",
+    ["call", "outcome"],
+)
 PAYMENTS_DECLINED = Counter(
     "careforall_payments_declined_total",
     "Payments the provider declined or failed (pledges that became FAILED).",

@@ -181,6 +181,14 @@ class Pledge(SQLModel, table=True):
     message: str | None = Field(default=None, max_length=1000)
     payment_method: str | None = Field(default=None, max_length=100)
     failure_reason: str | None = Field(default=None, max_length=200)
+    # Refunded so far while CAPTURED (a partial refund); the totals count
+    # amount_cents less this.
+    refunded_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The provider's last word on a dispute about the payment (None: none),
+    # e.g. needs_response, under_review, won, lost; a lost one takes
+    # dispute_lost_cents out of what the pledge counts for.
+    dispute_status: str | None = Field(default=None, max_length=30)
+    dispute_lost_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -247,6 +255,16 @@ class SimPayment(SQLModel, table=True):
     currency: str = Field(max_length=3)
     method: str = Field(max_length=100)
     status: str = Field(max_length=12)  # authorized, declined, captured, refunded
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StripePayment(SQLModel, table=True):
+    """Which Stripe PaymentIntent pays which pledge: kept from Stripe's first
+    answer, or from its first webhook when that answer was lost."""
+
+    __tablename__ = "stripe_payments"
+    pledge_id: str = Field(primary_key=True, max_length=40)
+    payment_intent_id: str = Field(unique=True, max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
 
 

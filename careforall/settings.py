@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from careforall.mail_config import SmtpServer
+    from careforall.payment_config import StripeConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///./careforall.db"
 
@@ -179,7 +180,7 @@ def _costs(env: Mapping[str, str]) -> dict[str, int]:
 
 # An HMAC-SHA256 key shorter than its hash's 32 bytes makes tokens easier to forge.
 MIN_JWT_SECRET_BYTES = 32
-PAYMENT_PROVIDERS = ("simulated",)
+PAYMENT_PROVIDERS = ("simulated", "stripe")
 CAMPAIGN_REVIEW = ("required", "off")
 
 
@@ -279,6 +280,8 @@ class Settings:
     environment: str = "development"
     payment_provider: str = "simulated"
     allow_simulated_payments: bool = False
+    # Stripe's keys and API address (docs/payments.md); set with the stripe provider.
+    stripe: StripeConfig | None = None
     # /metrics on a port of its own (same host), and/or behind a bearer token.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -356,15 +359,24 @@ class Settings:
         )
         # Imported here: mail_config raises this module's SettingsError.
         from careforall.mail_config import mail_settings
+        from careforall.payment_config import stripe_config
 
         settings = settings.with_(
-            **_rate_limits(env), **_costs(env), **mail_settings(env)
+            **_rate_limits(env),
+            **_costs(env),
+            **mail_settings(env),
+            stripe=stripe_config(env, settings.payment_provider),
         )
         settings.check()
         return settings
 
     def check(self) -> None:
         """Refuse combinations that must not run; `create_app` checks again."""
+        if self.payment_provider == "stripe" and self.stripe is None:
+            raise SettingsError(
+                "CAREFORALL_PAYMENT_PROVIDER=stripe needs "
+                "CAREFORALL_STRIPE_SECRET_KEY and CAREFORALL_STRIPE_WEBHOOK_SECRET"
+            )
         if (
             self.environment == "production"
             and self.payment_provider == "simulated"

@@ -24,6 +24,7 @@ from tests import postgres
 from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL, ServerGQL
 from tests.helpers.databases import databases_under_test, shared_by_processes
 from tests.helpers.server import Server
+from tests.helpers.stripe_standin import StripeStandIn, running
 
 
 @pytest.fixture(autouse=True)
@@ -258,3 +259,11 @@ def promtool() -> str:
             pytest.fail("promtool is missing: CI must install the package prometheus")
         pytest.skip("promtool is not installed (apt-get install prometheus)")
     return path
+
+
+@pytest.fixture
+def stripe_standin() -> Iterator[StripeStandIn]:
+    """The local stand-in for Stripe's API (tests/helpers/stripe_standin.py);
+    a test points its webhooks somewhere with `webhook_url`."""
+    with running() as standin:
+        yield standin

@@ -19,6 +19,7 @@ from careforall.services import (
     campaigns,
     payouts,
     pledges,
+    stripe_payments,
     totals,
 )
 from careforall.services.pagination import Page
@@ -49,6 +50,9 @@ class Loaders:
         self.updates: DataLoader[UpdatesKey, Page[CampaignUpdate]] = DataLoader(
             self._updates
         )
+        self.payment_intents: DataLoader[str, str | None] = DataLoader(
+            self._payment_intents
+        )
 
     async def _read(self, read: Callable[[Session], R]) -> R:
         """`read` in a session of its own, in a worker thread."""
@@ -69,6 +73,10 @@ class Loaders:
 
     async def _totals(self, ids: Sequence[str]) -> list[TotalsFigures | None]:
         found = await self._read(lambda s: totals.read_totals(s, ids))
+        return [found.get(i) for i in ids]
+
+    async def _payment_intents(self, ids: Sequence[str]) -> list[str | None]:
+        found = await self._read(lambda s: stripe_payments.intents_of(s, list(ids)))
         return [found.get(i) for i in ids]
 
     async def _history(self, ids: Sequence[str]) -> list[list[PledgeTransition]]:

@@ -16,7 +16,7 @@ from careforall.api.types import (
     Pledge,
 )
 from careforall.domain.states import CampaignStatus, PledgeStatus
-from careforall.services import auth, campaigns, payments, pledges
+from careforall.services import auth, campaigns, payments, pledges, refunds
 
 
 async def _payment(
@@ -118,8 +118,36 @@ class Mutation:
             info, payments.move_payment, pledge_id, target=PledgeStatus.CAPTURED
         )
 
-    @strawberry.mutation(description="Admin.")
-    async def refund_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
+    @strawberry.mutation(
+        description="Admin. With `amountCents` (an addition; Stripe only), "
+        "refunds that part of a CAPTURED pledge: it stays CAPTURED and the "
+        "totals drop by exactly that; all that is left is a whole refund."
+    )
+    async def refund_payment(
+        self,
+        info: Info,
+        pledge_id: strawberry.ID,
+        amount_cents: int | None = None,
+    ) -> Pledge:
+        if amount_cents is not None:
+            row = await write(
+                info,
+                refunds.refund_in_part,
+                provider=info.context.runtime.provider,
+                pledge_id=str(pledge_id),
+                amount_cents=amount_cents,
+            )
+            if row is not None:
+                return Pledge.from_model(row)
         return await _payment(
             info, payments.move_payment, pledge_id, target=PledgeStatus.REFUNDED
+        )
+
+    @strawberry.mutation(
+        description="Admin: release an AUTHORIZED pledge's authorization "
+        "without capturing it (nothing is charged); the pledge becomes FAILED."
+    )
+    async def cancel_payment(self, info: Info, pledge_id: strawberry.ID) -> Pledge:
+        return await _payment(
+            info, payments.move_payment, pledge_id, target=PledgeStatus.FAILED
         )

@@ -104,6 +104,9 @@ LIMITS: dict[str, tuple[Limit, ...]] = {
     ),
     "createPledge": _PLEDGE,
     "authorizePayment": _PAYMENT,
+    # Each asks the payment provider: the same budget as a card payment.
+    "startCheckout": _PAYMENT,
+    "startPaymentSheet": _PAYMENT,
 }
 # Campaign spam: organisers create few campaigns and change a status rarely.
 LIMITS["createCampaign"] = (

@@ -18,6 +18,7 @@ from careforall.api.cost import QueryCost, Validation
 from careforall.api.edits import EditMutation, EditQuery
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
+from careforall.api.hosted_payments import HostedPaymentMutation
 from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mail_preferences import (
     MailPreferencesMutation,
@@ -98,6 +99,7 @@ def build_schema(**kwargs: Any) -> Schema:
             ReviewMutation,
             EditMutation,
             TrustMutation,
+            HostedPaymentMutation,
         ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))

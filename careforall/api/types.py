@@ -15,6 +15,7 @@ from careforall.concurrency import in_thread
 from careforall.domain import states
 from careforall.domain.rules import may_manage_campaign
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
+from careforall.payments.stripe import dashboard_url
 from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.images import image_srcset, image_url
@@ -25,6 +26,20 @@ for _enum in (Role, CampaignStatus, PledgeStatus):
     strawberry.enum(_enum)
 
 Info = strawberry.Info[Context, None]
+
+
+@strawberry.type(description="A pledge's payment at the payment provider.")
+class PledgePayment:
+    provider: str = strawberry.field(description="`simulated` or `stripe`.")
+    payment_intent_id: str | None = strawberry.field(
+        default=None,
+        description="Stripe: the PaymentIntent that pays the pledge (none until "
+        "the donor starts paying).",
+    )
+    dashboard_url: str | None = strawberry.field(
+        default=None,
+        description="Stripe: the PaymentIntent's page in Stripe's dashboard.",
+    )
 
 
 @strawberry.type
@@ -266,6 +281,16 @@ class Pledge:
     failure_reason: str | None = strawberry.field(
         description="Why the payment failed, in words a donor understands."
     )
+    refunded_cents: int = strawberry.field(
+        description="Given back by partial refunds so far (made in the payment "
+        "provider's dashboard); while CAPTURED, the campaign's totals count "
+        "amountCents less this. A whole refund makes the pledge REFUNDED."
+    )
+    dispute_status: str | None = strawberry.field(
+        description="The payment provider's status of a dispute about the "
+        "payment (needs_response, under_review, won, lost...); null without one. "
+        "A lost dispute takes its amount out of the campaign's totals."
+    )
     created_at: datetime
     updated_at: datetime
     row: strawberry.Private[models.Pledge]
@@ -281,6 +306,26 @@ class Pledge:
         row = await info.context.loaders.campaigns.load(self.row.campaign_id)
         assert row is not None  # a foreign key guarantees it
         return Campaign.from_model(row)
+
+    @strawberry.field(
+        description="Admin only (null for anyone else): the payment at the provider."
+    )
+    async def payment(self, info: Info) -> PledgePayment | None:
+        principal = info.context.principal
+        if principal is None or not principal.is_admin:
+            return None
+        runtime = info.context.runtime
+        provider = runtime.settings.payment_provider
+        if runtime.settings.stripe is None:
+            return PledgePayment(provider=provider)
+        intent = await info.context.loaders.payment_intents.load(self.row.id)
+        return PledgePayment(
+            provider=provider,
+            payment_intent_id=intent,
+            dashboard_url=dashboard_url(intent, live=runtime.settings.stripe.live)
+            if intent
+            else None,
+        )
 
     @strawberry.field
     async def history(self, info: Info) -> list[PledgeTransition]:

@@ -60,5 +60,18 @@ class ServiceBusy(RateLimited):
         )
 
 
+class ProviderBusy(RateLimited):
+    """The payment provider did not answer: the call may have happened, and
+    asking again is safe (every call is idempotent per pledge and step)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The payment provider did not answer in time. The payment may still "
+            "go through (the pledge's status will show it); asking again never "
+            "charges twice.",
+            retry_after_seconds=10,
+        )
+
+
 # The contract's codes, in the order of their classes above.
 ERROR_CODES = tuple(cls.code for cls in DomainError.__subclasses__())

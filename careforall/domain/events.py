@@ -108,6 +108,18 @@ class PledgeStatusChanged(PledgeEvent):
 
 
 @dataclasses.dataclass(frozen=True)
+class PledgeAmountReduced(PledgeEvent):
+    """A captured pledge counts for less: part of it was refunded (in the
+    provider's dashboard), or a dispute about it was lost. It counts for its
+    amount less `refunded_cents` (all partial refunds so far) and
+    `dispute_lost_cents`."""
+
+    name: ClassVar[str] = "PledgeAmountReduced"
+    refunded_cents: int
+    dispute_lost_cents: int
+
+
+@dataclasses.dataclass(frozen=True)
 class PledgesClaimed(Event):
     """An anonymous session's pledges moved to an account."""
 
@@ -155,6 +167,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CampaignReported,
         PledgeCreated,
         PledgeStatusChanged,
+        PledgeAmountReduced,
         PledgesClaimed,
         TotalsReconciled,
         AccountMailRequested,

@@ -30,6 +30,7 @@ class NotificationKind(enum.StrEnum):
     CAMPAIGN_REPORTED = "CAMPAIGN_REPORTED"
     DEAD_LETTER = "DEAD_LETTER"
     WEBHOOKS_REJECTED = "WEBHOOKS_REJECTED"
+    PAYMENT_DISPUTED = "PAYMENT_DISPUTED"
 
 
 # The pledge states a donor hears about, and the kind each one is.
@@ -181,4 +182,41 @@ def webhooks_rejected(
         f"minutes were refused for {reason}.{hint} The webhook log on the admin "
         f"page {logged}. (This alert comes at most once every {every_minutes} "
         "minutes.)",
+    )
+
+
+def payment_mismatch(
+    *, provider: str, event_id: str, pledge_id: str, detail: str, suppressed: int
+) -> Message:
+    more = (
+        f" {suppressed} more such event{'s' if suppressed != 1 else ''} came since "
+        "the last alert."
+        if suppressed
+        else ""
+    )
+    return Message(
+        "A payment event did not match its pledge",
+        f"{provider} sent event {event_id} for pledge {pledge_id} with {detail}. "
+        "It was not applied: the pledge keeps its status and the totals are "
+        f"unchanged. Compare the payment in {provider}'s dashboard with the "
+        f"pledge, and settle it by hand.{more}",
+    )
+
+
+def dispute(*, pledge_id: str, amount: str, status: str, closed: bool) -> Message:
+    """What admins read when a donor disputes a payment, and when it closes."""
+    said = status.replace("_", " ")
+    if not closed:
+        return Message(
+            "A donor disputed a payment",
+            f"The payment of pledge {pledge_id} ({amount}) is disputed ({said}). "
+            "Answer the dispute in the payment provider's dashboard before its "
+            "deadline; the pledge still counts until the dispute is lost.",
+        )
+    lost = (
+        f" The campaign's totals no longer count {amount}." if status == "lost" else ""
+    )
+    return Message(
+        f"A dispute was closed: {said}",
+        f"The dispute about pledge {pledge_id} ({amount}) was closed: {said}.{lost}",
     )

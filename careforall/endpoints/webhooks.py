@@ -1,10 +1,14 @@
-"""POST /webhooks/payments: signed provider events, applied once per event id."""
+"""POST /webhooks/payments: signed provider events, applied once per event id.
+
+`refused` and `log_request` answer and log the requests that change nothing,
+for `/webhooks/stripe` (`endpoints/stripe_webhooks.py`) too.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,6 +27,18 @@ from careforall.services.payments import (
 from careforall.services.webhook_log import SAMPLED, WebhookEntry, WebhookOutcome
 
 log = logging.getLogger("careforall.webhooks")
+
+
+class LoggedEvent(Protocol):
+    """What the webhook log keeps of an event (any provider's)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def pledge_id(self) -> str | None: ...
+
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -50,12 +66,12 @@ def _refuse(
     return JSONResponse({"received": False, "error": reason}, status_code=status)
 
 
-async def _log_request(
+async def log_request(
     runtime: Runtime,
     status: int,
     outcome: WebhookOutcome,
     reason: str | None,
-    event: ProviderEvent | None = None,
+    event: LoggedEvent | None = None,
     *,
     recent: int | None = None,
 ) -> None:
@@ -78,22 +94,22 @@ async def _log_request(
         log.exception("webhook log not written", extra={"outcome": entry.outcome})
 
 
-async def _refused(
+async def refused(
     runtime: Runtime,
     status: int,
     outcome: WebhookOutcome,
     reason: str,
-    event: ProviderEvent | None = None,
+    event: LoggedEvent | None = None,
 ) -> JSONResponse:
     """Answer a refusal, logged in full, or sampled when nothing in the request
     can be trusted (anyone can send those: a flood must not cost a row each)."""
     if outcome not in SAMPLED:
-        await _log_request(runtime, status, outcome, reason, event)
+        await log_request(runtime, status, outcome, reason, event)
         return _refuse(status, outcome.value, reason)
     sample = runtime.refusals.note(outcome, reason)
     if sample is None:
         return _refuse(status, outcome.value, reason, logged=False)
-    await _log_request(
+    await log_request(
         runtime, status, outcome, sample.reason(reason), event, recent=sample.recent
     )
     return _refuse(status, outcome.value, reason, suppressed=sample.suppressed)
@@ -146,7 +162,7 @@ async def payments_webhook(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        return await _refused(
+        return await refused(
             runtime, 413, WebhookOutcome.REJECTED_TOO_LARGE, "body is too large"
         )
     try:
@@ -155,21 +171,21 @@ async def payments_webhook(request: Request) -> JSONResponse:
         )
     except SignatureError as exc:
         metrics.WEBHOOK_SIGNATURE_FAILURES.labels(exc.kind).inc()
-        return await _refused(runtime, 400, WebhookOutcome.REJECTED_SIGNATURE, str(exc))
+        return await refused(runtime, 400, WebhookOutcome.REJECTED_SIGNATURE, str(exc))
     event = _parse(body)
     if isinstance(event, str):
-        return await _refused(runtime, 400, WebhookOutcome.REJECTED_MALFORMED, event)
+        return await refused(runtime, 400, WebhookOutcome.REJECTED_MALFORMED, event)
     if event.type not in EVENT_TARGETS:
         # Acknowledged so the provider stops sending it; it changes nothing.
         metrics.WEBHOOKS.labels("ignored").inc()
-        await _log_request(
+        await log_request(
             runtime, 200, WebhookOutcome.IGNORED, "event type not handled", event
         )
         return JSONResponse({"received": True, "duplicate": False, "ignored": True})
     try:
         duplicate = await runtime.write_grouped(apply_provider_event, event=event)
     except WebhookRejected as exc:
-        return await _refused(
+        return await refused(
             runtime, 422, WebhookOutcome.REJECTED_UNPROCESSABLE, str(exc), event
         )
     except ServiceBusy as busy:
@@ -182,5 +198,5 @@ async def payments_webhook(request: Request) -> JSONResponse:
         )
     metrics.WEBHOOKS.labels("duplicate" if duplicate else "processed").inc()
     if duplicate:
-        await _log_request(runtime, 200, WebhookOutcome.DUPLICATE, None, event)
+        await log_request(runtime, 200, WebhookOutcome.DUPLICATE, None, event)
     return JSONResponse({"received": True, "duplicate": duplicate})

@@ -22,6 +22,7 @@ from careforall.domain.events import (
     CampaignReported,
     CampaignReviewed,
     Event,
+    PledgeAmountReduced,
     PledgeStatusChanged,
     TotalsReconciled,
 )
@@ -101,6 +102,16 @@ def update_totals(conn: Connection, events: Sequence[Event]) -> Mapping[str, int
     settlement = settle_pledges(conn, [change.pledge_id for change in changes])
     notifications.notify_pledge_statuses(conn, changes, settlement)
     return settlement.changed
+
+
+def settle_reductions(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """A partial refund or a lost dispute lowers its campaign's totals:
+    settled like a status change (the ledger makes a repeat change nothing)."""
+    pledge_ids = []
+    for event in events:
+        assert isinstance(event, PledgeAmountReduced)
+        pledge_ids.append(event.pledge_id)
+    return settle_pledges(conn, pledge_ids).changed
 
 
 def write_mails(
@@ -202,6 +213,7 @@ def capture_after_authorization(
 
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
+    PledgeAmountReduced: [settle_reductions],
     TotalsReconciled: [push_reconciled_totals],
     CampaignReviewed: [tell_organisers],
     CampaignReported: [tell_admins],

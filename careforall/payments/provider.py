@@ -1,14 +1,20 @@
 """What CareForAll needs of a payment provider.
 
 A real provider (Stripe, Adyen, ...) implements `PaymentProvider` with its API
-calls; its webhooks arrive at `/webhooks/payments` in the contract's format.
+calls (`payments/stripe.py`); its webhooks arrive at an endpoint of its own
+(`/webhooks/stripe`) or at `/webhooks/payments` in the contract's format.
 Every call must be idempotent per pledge: asking twice does the thing once.
+A provider that cannot be reached, or that answers with a server error,
+raises `ProviderUnavailable`: whether the call happened is unknown, and the
+caller asks again later, the same way, never twice at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from careforall.domain.states import PledgeStatus
 
 
 @dataclass(frozen=True)
@@ -17,8 +23,60 @@ class ProviderResult:
     reason: str | None = None  # why a payment was declined, in words
 
 
+@dataclass(frozen=True)
+class PaymentState:
+    """Where the provider says a pledge's payment is, when asked (reconcile)."""
+
+    status: PledgeStatus
+    reason: str | None = None  # why it failed, in words
+
+
+class PaymentStates(Protocol):
+    """A provider that can be asked for a payment's state, for pledges whose
+    webhooks never came (`careforall payments reconcile`)."""
+
+    def payment_state(self, *, pledge_id: str) -> PaymentState | None:
+        """None: the provider has no payment for the pledge, or it is still
+        open (the donor has not finished)."""
+        ...
+
+
+@runtime_checkable
+class HostedPayments(Protocol):
+    """A provider whose own pages or SDKs take the card (Stripe): the web app
+    sends the donor to its hosted page, a mobile app confirms the payment
+    with its SDK. Either way the webhooks tell how it went."""
+
+    def checkout_url(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        title: str,
+        return_url: str,
+    ) -> str:
+        """The hosted page where the donor pays; back to `return_url` after."""
+        ...
+
+    def client_secret(self, *, pledge_id: str, amount_cents: int, currency: str) -> str:
+        """The secret a mobile SDK confirms the pledge's payment with."""
+        ...
+
+
+class PaymentRefused(Exception):
+    """The provider refused to start a payment (an amount below its minimum,
+    say); the message says why, in words."""
+
+
 class UnknownPaymentMethod(Exception):
     """The provider does not know this payment method; nothing was charged."""
+
+
+class ProviderUnavailable(Exception):
+    """No answer from the provider (a timeout, a refused connection, a 5xx):
+    the call may or may not have taken effect. Asking again later is safe,
+    because every call is idempotent per pledge and step."""
 
 
 class PaymentProvider(Protocol):
@@ -28,4 +86,18 @@ class PaymentProvider(Protocol):
 
     def capture(self, *, pledge_id: str) -> ProviderResult: ...
 
-    def refund(self, *, pledge_id: str) -> ProviderResult: ...
+    def refund(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int | None = None,
+        refunded_cents: int = 0,
+    ) -> ProviderResult:
+        """Refund what is left, or `amount_cents` of it (a partial refund;
+        `refunded_cents` were refunded before, which makes each partial
+        refund a step of its own, idempotent on its own)."""
+        ...
+
+    def cancel(self, *, pledge_id: str) -> ProviderResult:
+        """Release an authorization that was not captured: nothing is charged."""
+        ...

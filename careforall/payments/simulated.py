@@ -1,6 +1,7 @@
 """The built-in simulated provider.
 
-It authorizes `pm_card_ok`, declines `pm_card_declined`, captures and refunds,
+It authorizes `pm_card_ok`, declines `pm_card_declined`, captures, refunds and
+cancels an authorization,
 and owes a signed webhook for each of those; the webhooks wait in
 `sim_webhooks` (committed with the payment change) until `WebhookSender`
 delivers them, so a crash loses none.
@@ -24,6 +25,7 @@ from careforall.payments.provider import ProviderResult, UnknownPaymentMethod
 CARD_OK = "pm_card_ok"
 CARD_DECLINED = "pm_card_declined"
 DECLINE_REASON = "Your card was declined."
+CANCEL_REASON = "The authorization was canceled before it was captured."
 
 
 class SimulatedProvider:
@@ -33,7 +35,13 @@ class SimulatedProvider:
         self._db = db
         self._on_webhook = on_webhook
 
-    def _owe_webhook(self, session: Session, payment: SimPayment, kind: str) -> None:
+    def _owe_webhook(
+        self,
+        session: Session,
+        payment: SimPayment,
+        kind: str,
+        reason: str = DECLINE_REASON,
+    ) -> None:
         event_id = f"evt_{os.urandom(12).hex()}"
         body = {
             "id": event_id,
@@ -43,7 +51,7 @@ class SimulatedProvider:
                 "pledgeId": payment.pledge_id,
                 "amountCents": payment.amount_cents,
                 "currency": payment.currency,
-                **({"reason": DECLINE_REASON} if kind == "failed" else {}),
+                **({"reason": reason} if kind == "failed" else {}),
             },
         }
         session.add(
@@ -95,7 +103,9 @@ class SimulatedProvider:
             return ProviderResult(approved=False, reason=DECLINE_REASON)
         return ProviderResult(approved=True)
 
-    def _move(self, pledge_id: str, allowed_from: str, to: str) -> ProviderResult:
+    def _move(
+        self, pledge_id: str, allowed_from: str, to: str, event: str | None = None
+    ) -> ProviderResult:
         with self._db.write_session() as session:
             payment = self._payment(session, pledge_id, for_update=True)
             if payment is None:
@@ -110,7 +120,10 @@ class SimulatedProvider:
                 )
             payment.status = to
             session.add(payment)
-            self._owe_webhook(session, payment, to)
+            if event == "failed":
+                self._owe_webhook(session, payment, "failed", CANCEL_REASON)
+            else:
+                self._owe_webhook(session, payment, event or to)
             session.commit()
         self._on_webhook()
         return ProviderResult(approved=True)
@@ -118,5 +131,20 @@ class SimulatedProvider:
     def capture(self, *, pledge_id: str) -> ProviderResult:
         return self._move(pledge_id, "authorized", "captured")
 
-    def refund(self, *, pledge_id: str) -> ProviderResult:
+    def refund(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int | None = None,
+        refunded_cents: int = 0,
+    ) -> ProviderResult:
+        if amount_cents is not None:
+            return ProviderResult(
+                approved=False,
+                reason="The simulated provider refunds whole payments only.",
+            )
         return self._move(pledge_id, "captured", "refunded")
+
+    def cancel(self, *, pledge_id: str) -> ProviderResult:
+        # The webhook says "failed", as a real provider's cancellation does.
+        return self._move(pledge_id, "authorized", "canceled", event="failed")

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from careforall.domain import notifications as words
 from careforall.domain.clock import utcnow
+from careforall.domain.money import format_money
 from careforall.domain.notifications import NotificationKind
 from careforall.domain.states import Role
 from careforall.models import AlertThrottle, User, WebhookLog
@@ -83,6 +84,79 @@ def notify_dead_letter(
         [
             notification(
                 NotificationKind.DEAD_LETTER, message, dedupe_key=None, user_id=admin
+            )
+            for admin in admins
+        ],
+    )
+    return len(admins)
+
+
+# A payment event whose amount or currency is not its pledge's: at most one
+# alert this often (each event is in the webhook log).
+MISMATCH_ALERT_EVERY = timedelta(minutes=5)
+
+
+def notify_payment_mismatch(
+    session: Session, *, provider: str, event_id: str, pledge_id: str, detail: str
+) -> int:
+    """Tell every admin that a provider's event did not match its pledge and
+    was not applied, in the caller's transaction; rate-limited. Returns how
+    many notifications were written."""
+    suppressed = take_alert(session, key="payment_mismatch", every=MISMATCH_ALERT_EVERY)
+    if suppressed is None:
+        return 0
+    message = words.payment_mismatch(
+        provider=provider,
+        event_id=event_id,
+        pledge_id=pledge_id,
+        detail=detail,
+        suppressed=suppressed,
+    )
+    admins = _admin_ids(session)
+    add_all(
+        session.connection(),
+        [
+            notification(
+                NotificationKind.WEBHOOKS_REJECTED,
+                message,
+                dedupe_key=None,
+                user_id=admin,
+                pledge_id=pledge_id,
+            )
+            for admin in admins
+        ],
+    )
+    return len(admins)
+
+
+def notify_dispute(
+    session: Session,
+    *,
+    pledge_id: str,
+    amount_cents: int,
+    currency: str,
+    status: str,
+    closed: bool,
+) -> int:
+    """Tell every admin that a payment was disputed, or that its dispute
+    closed, in the transaction that records it (once per provider event, so
+    not rate-limited: disputes are rare and each has a deadline)."""
+    message = words.dispute(
+        pledge_id=pledge_id,
+        amount=format_money(amount_cents, currency),
+        status=status,
+        closed=closed,
+    )
+    admins = _admin_ids(session)
+    add_all(
+        session.connection(),
+        [
+            notification(
+                NotificationKind.PAYMENT_DISPUTED,
+                message,
+                dedupe_key=None,
+                user_id=admin,
+                pledge_id=pledge_id,
             )
             for admin in admins
         ],

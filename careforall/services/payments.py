@@ -20,6 +20,7 @@ from careforall.domain.errors import (
     Forbidden,
     InvalidTransition,
     NotFound,
+    ProviderBusy,
 )
 from careforall.domain.rules import (
     Principal,
@@ -31,15 +32,17 @@ from careforall.domain.states import TRIGGER_FOR, PledgeStatus, fire
 from careforall.models import Pledge, WebhookEvent, table_of
 from careforall.payments.provider import (
     PaymentProvider,
+    ProviderUnavailable,
     UnknownPaymentMethod,
 )
 from careforall.services import audit, webhook_log
 from careforall.services.pledges import current_status, require_pledge
-from careforall.services.transitions import move_pledge, pledge_to_move
+from careforall.services.transitions import MovingPledge, move_pledge, pledge_to_move
 from careforall.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("careforall.payments")
 GENERIC_DECLINE = "The payment provider declined the payment."
+CANCELED = "The authorization was canceled before it was captured."
 EVENT_TARGETS = {
     "payment.authorized": PledgeStatus.AUTHORIZED,
     "payment.captured": PledgeStatus.CAPTURED,
@@ -73,7 +76,10 @@ def _apply(
             audit.record(
                 uow,
                 actor=by_admin.admin,
-                action=TRIGGER_FOR[target],
+                # An admin fails a pledge only by canceling its authorization.
+                action="cancel"
+                if target == PledgeStatus.FAILED
+                else TRIGGER_FOR[target],
                 target_type="pledge",
                 target_id=pledge.id,
                 detail={
@@ -109,6 +115,22 @@ class _Probe:
     status: str
 
 
+def donors_pending_pledge(
+    uow: UnitOfWork, *, principal: Principal | None, pledge_id: str
+) -> Pledge:
+    """The pledge the caller may pay now: their own, and PENDING."""
+    donor = require_principal(principal)
+    with uow.db.read() as session:
+        pledge = require_pledge(session, pledge_id)
+    if not is_donor_of(donor, pledge):
+        if not donor.is_admin:
+            # As for an unknown id: nobody learns that another's pledge exists.
+            raise NotFound("There is no pledge with that id.")
+        raise Forbidden("Only the pledge's donor may pay it.")
+    _check_move(pledge, PledgeStatus.AUTHORIZED)
+    return pledge
+
+
 def authorize_payment(
     uow: UnitOfWork,
     *,
@@ -118,17 +140,10 @@ def authorize_payment(
     payment_method: str,
 ) -> Pledge:
     """The donor pays a PENDING pledge; a declined card leaves it FAILED."""
-    donor = require_principal(principal)
+    require_principal(principal)
     if not 1 <= len(payment_method) <= 100:
         raise BadUserInput("paymentMethod must be 1 to 100 characters.")
-    with uow.db.read() as session:
-        pledge = require_pledge(session, pledge_id)
-    if not is_donor_of(donor, pledge):
-        if not donor.is_admin:
-            # As for an unknown id: nobody learns that another's pledge exists.
-            raise NotFound("There is no pledge with that id.")
-        raise Forbidden("Only the pledge's donor may pay it.")
-    _check_move(pledge, PledgeStatus.AUTHORIZED)
+    pledge = donors_pending_pledge(uow, principal=principal, pledge_id=pledge_id)
     try:
         result = provider.authorize(
             pledge_id=pledge.id,
@@ -140,6 +155,10 @@ def authorize_payment(
         raise BadUserInput(
             "That payment method is not known; nothing was charged."
         ) from None
+    except ProviderUnavailable:
+        # Not retried here: the donor (or the provider's webhook) settles it,
+        # and the same idempotency key makes a second ask harmless.
+        raise ProviderBusy() from None
     if result.approved:
         return _apply(uow, pledge.id, PledgeStatus.AUTHORIZED, source="api")
     return _apply(
@@ -155,11 +174,16 @@ def move_payment(
     pledge_id: str,
     target: PledgeStatus,
 ) -> Pledge:
-    """An admin captures an AUTHORIZED pledge or refunds a CAPTURED one, through
-    the provider; a refund lowers the totals by its amount (audited)."""
+    """An admin captures an AUTHORIZED pledge, cancels its authorization (it
+    becomes FAILED, nothing charged) or refunds a CAPTURED one, through the
+    provider; a refund lowers the totals by its amount (audited)."""
     admin = require_admin(principal)
-    if target not in (PledgeStatus.CAPTURED, PledgeStatus.REFUNDED):
-        raise BadUserInput("An admin can capture or refund a payment.")
+    if target not in (
+        PledgeStatus.CAPTURED,
+        PledgeStatus.REFUNDED,
+        PledgeStatus.FAILED,
+    ):
+        raise BadUserInput("An admin can capture, cancel or refund a payment.")
     return _through_provider(
         uow, provider, pledge_id, target, source="admin", admin=admin
     )
@@ -196,15 +220,28 @@ def _through_provider(
     move (audited when an admin asked); a provider's refusal changes nothing."""
     with uow.db.read() as session:
         pledge = require_pledge(session, pledge_id)
+    if target == PledgeStatus.FAILED and pledge.status != PledgeStatus.AUTHORIZED:
+        raise InvalidTransition(
+            f"A {pledge.status} pledge has no authorization to cancel."
+        )
     _check_move(pledge, target)
-    if target == PledgeStatus.CAPTURED:
-        action, result = "capture", provider.capture(pledge_id=pledge.id)
-    else:
-        action, result = "refund", provider.refund(pledge_id=pledge.id)
+    try:
+        if target == PledgeStatus.CAPTURED:
+            action, result = "capture", provider.capture(pledge_id=pledge.id)
+        elif target == PledgeStatus.FAILED:
+            action, result = "cancel", provider.cancel(pledge_id=pledge.id)
+        else:
+            action, result = "refund", provider.refund(pledge_id=pledge.id)
+    except ProviderUnavailable:
+        # The outbox asks again later (auto-capture); an admin is told to.
+        raise ProviderBusy() from None
     if not result.approved:
         raise InvalidTransition(f"The provider refused the {action}: {result.reason}")
     move = AdminMove(admin, pledge.status) if admin is not None else None
-    return _apply(uow, pledge.id, target, source=source, by_admin=move)
+    reason = CANCELED if target == PledgeStatus.FAILED else None
+    return _apply(
+        uow, pledge.id, target, source=source, failure_reason=reason, by_admin=move
+    )
 
 
 @dataclass(frozen=True)
@@ -215,10 +252,23 @@ class ProviderEvent:
     amount_cents: int
     currency: str
     reason: str | None = None  # why a payment failed, when the provider says
+    # Where the event moves the pledge; None: by `type` (EVENT_TARGETS).
+    target: PledgeStatus | None = None
+    # The event is about part of the payment (a dispute): its amount may be
+    # less than the pledge's, never more.
+    partial: bool = False
 
 
 class WebhookRejected(Exception):
     """The event cannot apply (unknown pledge, other amount); nothing changed."""
+
+
+class UnknownPledge(WebhookRejected):
+    """The event names no pledge of this installation."""
+
+
+class AmountMismatch(WebhookRejected):
+    """The event's amount or currency is not the pledge's."""
 
 
 # Every webhook asks whether its event id was applied: Core, compiled once.
@@ -231,53 +281,72 @@ _APPLIED = InsertUnlessPresent(_WEBHOOK_EVENTS, "event_id")
 
 def apply_provider_event(uow: UnitOfWork, *, event: ProviderEvent) -> bool:
     """Apply a provider event once per event id. Returns True for a duplicate."""
-    target = EVENT_TARGETS[event.type]
     with uow:
-        session = uow.session
-        conn = session.connection()
-        if _SEEN.first(conn, {"event_id": event.id}) is not None:
-            return True
-        pledge = pledge_to_move(uow, event.pledge_id)
-        if pledge is None:
-            raise WebhookRejected("unknown pledge")
-        # Recorded before anything else changes: a copy of this event applied
-        # meanwhile by another process (PostgreSQL: committed while this one
-        # waited for the pledge's lock, or still in flight, which the INSERT
-        # waits for) makes it write nothing, and this one is a duplicate.
-        applied = _APPLIED.run(
-            conn,
-            {
-                "event_id": event.id,
-                "type": event.type,
-                "pledge_id": pledge.id,
-                "received_at": utcnow(),
-            },
-        )
-        if not applied:
-            return True
-        if (
-            pledge.amount_cents != event.amount_cents
-            or pledge.currency != event.currency
-        ):
-            # Raised: the unit of work rolls the event id back with the rest.
-            raise WebhookRejected("amount or currency differs from the pledge")
-        # Logged in this commit: "processed" in the log means the effect happened.
-        webhook_log.add(
-            session,
-            webhook_log.WebhookEntry(
-                outcome=webhook_log.WebhookOutcome.PROCESSED,
-                status_code=200,
-                event_id=event.id,
-                type=event.type,
-                pledge_id=pledge.id,
-            ),
-        )
-        move_pledge(
-            uow,
-            pledge,
-            target,
-            source=f"webhook:{event.id}",
-            failure_reason=event.reason or GENERIC_DECLINE,
-        )
-        uow.commit()
+        return apply_in_transaction(uow, event)
+
+
+def apply_in_transaction(uow: UnitOfWork, event: ProviderEvent) -> bool:
+    """`apply_provider_event` inside the caller's open unit of work, which it
+    commits when the event applies (True for a duplicate: nothing written)."""
+    target = event.target or EVENT_TARGETS[event.type]
+    pledge = claim_event(uow, event)
+    if pledge is None:
+        return True
+    move_pledge(
+        uow,
+        pledge,
+        target,
+        source=f"webhook:{event.id}",
+        failure_reason=event.reason or GENERIC_DECLINE,
+    )
+    uow.commit()
     return False
+
+
+def claim_event(uow: UnitOfWork, event: ProviderEvent) -> MovingPledge | None:
+    """Record in the caller's transaction that `event` applies to its pledge,
+    and return that pledge, locked; None when the event was applied before.
+
+    Raises UnknownPledge, or AmountMismatch when the event's amount or currency
+    is not the pledge's (the caller's rollback undoes the record)."""
+    session = uow.session
+    conn = session.connection()
+    if _SEEN.first(conn, {"event_id": event.id}) is not None:
+        return None
+    pledge = pledge_to_move(uow, event.pledge_id)
+    if pledge is None:
+        raise UnknownPledge("unknown pledge")
+    # Recorded before anything else changes: a copy of this event applied
+    # meanwhile by another process (PostgreSQL: committed while this one
+    # waited for the pledge's lock, or still in flight, which the INSERT
+    # waits for) makes it write nothing, and this one is a duplicate.
+    applied = _APPLIED.run(
+        conn,
+        {
+            "event_id": event.id,
+            "type": event.type,
+            "pledge_id": pledge.id,
+            "received_at": utcnow(),
+        },
+    )
+    if not applied:
+        return None
+    if pledge.currency != event.currency or not (
+        0 < event.amount_cents <= pledge.amount_cents
+        if event.partial
+        else event.amount_cents == pledge.amount_cents
+    ):
+        # Raised: the unit of work rolls the event id back with the rest.
+        raise AmountMismatch("amount or currency differs from the pledge")
+    # Logged in this commit: "processed" in the log means the effect happened.
+    webhook_log.add(
+        session,
+        webhook_log.WebhookEntry(
+            outcome=webhook_log.WebhookOutcome.PROCESSED,
+            status_code=200,
+            event_id=event.id,
+            type=event.type,
+            pledge_id=pledge.id,
+        ),
+    )
+    return pledge

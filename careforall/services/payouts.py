@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import case
 from sqlmodel import Session, col, func, select
 
 from careforall.domain.clock import new_id, to_utc, utcnow
@@ -124,14 +125,23 @@ def payouts_of(
 
 
 def refunded_cents(session: Session, campaign_ids: Sequence[str]) -> dict[str, int]:
-    """What each campaign's refunded pledges came to."""
+    """What was given back of each campaign's captured gifts: refunded pledges
+    whole, and the partial refunds of pledges still CAPTURED."""
     found = dict.fromkeys(campaign_ids, 0)
     if not found:
         return found
+    given_back = case(
+        (col(Pledge.status) == PledgeStatus.REFUNDED.value, col(Pledge.amount_cents)),
+        else_=col(Pledge.refunded_cents),
+    )
     rows = session.exec(
-        select(Pledge.campaign_id, func.sum(Pledge.amount_cents))
+        select(Pledge.campaign_id, func.sum(given_back))
         .where(col(Pledge.campaign_id).in_(list(found)))
-        .where(Pledge.status == PledgeStatus.REFUNDED.value)
+        .where(
+            col(Pledge.status).in_(
+                [PledgeStatus.REFUNDED.value, PledgeStatus.CAPTURED.value]
+            )
+        )
         .group_by(col(Pledge.campaign_id))
     )
     for campaign_id, total in rows:

@@ -183,6 +183,9 @@ def create_pledge(
             "donor_email": data.donor_email,
             "payment_method": None,
             "failure_reason": None,
+            "refunded_cents": 0,
+            "dispute_status": None,
+            "dispute_lost_cents": 0,
             "created_at": now,
             "updated_at": now,
         }

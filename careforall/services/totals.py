@@ -28,6 +28,8 @@ _PLEDGE_SHARES = (
         _PLEDGES.c.id,
         _PLEDGES.c.campaign_id,
         _PLEDGES.c.amount_cents,
+        _PLEDGES.c.refunded_cents,
+        _PLEDGES.c.dispute_lost_cents,
         _PLEDGES.c.status,
     )
     .where(_PLEDGES.c.id.in_(bindparam("ids", expanding=True)))
@@ -170,7 +172,14 @@ def settle_pledges(conn: Connection, pledge_ids: Sequence[str]) -> Settlement:
         pledge = pledges.get(pledge_id)
         if pledge is None:
             continue
-        wanted = pledge.amount_cents if counts_in_totals(pledge.status) else 0
+        wanted = (
+            max(
+                0,
+                pledge.amount_cents - pledge.refunded_cents - pledge.dispute_lost_cents,
+            )
+            if counts_in_totals(pledge.status)
+            else 0
+        )
         entry = counted.get(pledge_id)
         was = entry or 0
         if wanted == was:
@@ -263,7 +272,8 @@ def lock_for_settling(session: Session, pledge_ids: Iterable[str]) -> None:
 def reconcile(
     uow: UnitOfWork, *, before_commit: Callable[[list[Drift]], None] | None = None
 ) -> list[Drift]:
-    """Recompute every campaign's totals from its CAPTURED pledges; repair drift.
+    """Recompute every campaign's totals from its CAPTURED pledges (less their
+    partial refunds and lost disputes); repair drift.
 
     `before_commit` runs inside the transaction with the drifts found (the
     admin API and the command line write their audit row there).
@@ -280,9 +290,15 @@ def reconcile(
     return drifts
 
 
-# Each pledge's share as its status says: its amount once CAPTURED, else 0.
+# Each pledge's share as its status says: once CAPTURED, its amount less what
+# partial refunds and a lost dispute took back (never below 0), else 0.
+_COUNTED_SQL = (
+    "CASE WHEN p.amount_cents - p.refunded_cents - p.dispute_lost_cents > 0 "
+    "THEN p.amount_cents - p.refunded_cents - p.dispute_lost_cents ELSE 0 END"
+)
 _SHARE = (
-    "COALESCE((SELECT CASE WHEN p.status = :captured THEN p.amount_cents ELSE 0 "
+    "COALESCE((SELECT CASE WHEN p.status = :captured "
+    f"THEN {_COUNTED_SQL} ELSE 0 "
     "END FROM pledges p WHERE p.id = totals_ledger.pledge_id), 0)"
 )
 
@@ -300,7 +316,7 @@ def _rebuild_ledger(session: Session) -> None:
     session.execute(
         text(
             "INSERT INTO totals_ledger (pledge_id, campaign_id, counted_cents) "
-            "SELECT p.id, p.campaign_id, p.amount_cents FROM pledges p "
+            f"SELECT p.id, p.campaign_id, {_COUNTED_SQL} FROM pledges p "
             "WHERE p.status = :captured AND NOT EXISTS "
             "(SELECT 1 FROM totals_ledger l WHERE l.pledge_id = p.id)"
         ),

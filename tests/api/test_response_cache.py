@@ -46,6 +46,8 @@ REVIEWED_PUBLIC_FIELDS = {
     "Campaign.endsAt",
     "Campaign.goalCents",
     "Campaign.id",
+    "Campaign.imageSrcset",
+    "Campaign.imageUrl",
     "Campaign.owner",
     "Campaign.heldCents",
     "Campaign.paidOutCents",

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.collector",
             "careforall.broadcaster",
             "careforall.mail_config",
+            "careforall.payment_config",
         ),
     ),
     (

@@ -31,6 +31,9 @@ def _row() -> dict[str, Any]:
         "message": None,
         "payment_method": None,
         "failure_reason": None,
+        "refunded_cents": 0,
+        "dispute_status": None,
+        "dispute_lost_cents": 0,
         "created_at": at,
         "updated_at": at,
     }

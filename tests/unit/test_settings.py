@@ -112,3 +112,86 @@ def test_metrics_settings_are_read() -> None:
     for bad in ("0", "70000", "http"):
         with pytest.raises(SettingsError, match="CAREFORALL_METRICS_PORT"):
             Settings.from_env({"CAREFORALL_METRICS_PORT": bad})
+
+
+STRIPE_KEY = "sk_test_" + "a1B2c3D4e5F6g7H8"
+STRIPE_WEBHOOK = "whsec_" + "q9R8s7T6u5V4w3X2"
+
+
+def test_stripe_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "CAREFORALL_PAYMENT_PROVIDER": "stripe",
+            "CAREFORALL_STRIPE_SECRET_KEY": STRIPE_KEY,
+            "CAREFORALL_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK,
+            "CAREFORALL_STRIPE_API_BASE": "http://127.0.0.1:12111/",
+        }
+    )
+    assert settings.payment_provider == "stripe"
+    assert not settings.simulated_payments
+    assert settings.stripe is not None
+    assert settings.stripe.secret_key == STRIPE_KEY
+    assert settings.stripe.webhook_secret == STRIPE_WEBHOOK
+    assert settings.stripe.api_base == "http://127.0.0.1:12111"
+    assert not settings.stripe.live
+    # The keys never reach a log line through the settings' repr.
+    assert STRIPE_KEY not in repr(settings)
+    assert STRIPE_WEBHOOK not in repr(settings)
+
+
+def test_the_simulation_stays_the_default_and_ignores_stripe_keys() -> None:
+    settings = Settings.from_env({"CAREFORALL_STRIPE_SECRET_KEY": "nonsense"})
+    assert settings.payment_provider == "simulated"
+    assert settings.stripe is None
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CAREFORALL_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK}, "SECRET_KEY"),
+        ({"CAREFORALL_STRIPE_SECRET_KEY": STRIPE_KEY}, "WEBHOOK_SECRET"),
+        (
+            {
+                "CAREFORALL_STRIPE_SECRET_KEY": "pk_test_" + "a1B2c3D4e5F6g7H8",
+                "CAREFORALL_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK,
+            },
+            "SECRET_KEY",
+        ),
+        (
+            {
+                "CAREFORALL_STRIPE_SECRET_KEY": STRIPE_KEY,
+                "CAREFORALL_STRIPE_WEBHOOK_SECRET": "sk_test_" + "a1B2c3D4e5F6g7H8",
+            },
+            "WEBHOOK_SECRET",
+        ),
+        (
+            {
+                "CAREFORALL_STRIPE_SECRET_KEY": STRIPE_KEY,
+                "CAREFORALL_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK,
+                "CAREFORALL_STRIPE_API_BASE": "api.stripe.com",
+            },
+            "API_BASE",
+        ),
+    ],
+)
+def test_stripe_without_usable_keys_is_refused_naming_the_variable(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"CAREFORALL_PAYMENT_PROVIDER": "stripe", **env})
+    assert f"CAREFORALL_STRIPE_{named}" in str(refused.value)
+    # A wrong key is described, never echoed.
+    for value in env.values():
+        if value.startswith(("pk_", "sk_")):
+            assert value not in str(refused.value)
+
+
+def test_the_command_refuses_stripe_without_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from careforall.cli import main
+
+    monkeypatch.setenv("CAREFORALL_PAYMENT_PROVIDER", "stripe")
+    monkeypatch.delenv("CAREFORALL_STRIPE_SECRET_KEY", raising=False)
+    assert main(["migrate"]) == 2
+    assert "CAREFORALL_STRIPE_SECRET_KEY" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 // The donate form: amount (presets or custom), optional name and message, a
-// simulated card, then the pledge's state as it moves. One idempotency key per
+// simulated card (or, with Stripe, a trip to Stripe's own Checkout page and
+// back to the campaign), then the pledge's state as it moves. One idempotency key per
 // attempt: a double click or a retry after a dropped connection sends the same
 // key, so the server returns the same pledge instead of making a second one.
 import { ApiError, NETWORK } from "../graphql.js";
@@ -14,7 +15,8 @@ const AUTHORIZE = `mutation Authorize($id: ID!, $method: String!) {
   authorizePayment(pledgeId: $id, paymentMethod: $method) { ${PLEDGE_FIELDS} }
 }`;
 const PLEDGE = `query Pledge($id: ID!) { pledge(id: $id) { ${PLEDGE_FIELDS} } }`;
-const PROVIDER = `query PaymentProvider { paymentProvider { simulated notice } }`;
+const PROVIDER = `query PaymentProvider { paymentProvider { name simulated notice } }`;
+const START_CHECKOUT = `mutation StartCheckout($id: ID!) { startCheckout(pledgeId: $id) { url } }`;
 
 const PRESETS = [10, 25, 50, 100];
 const CARDS = [
@@ -239,11 +241,23 @@ function finished(donation, pledge) {
   }
 }
 
+/**
+ * With Stripe the card is typed on Stripe's Checkout page, never on this
+ * app's (no Stripe script here, so the CSP stays strict): the browser goes
+ * there, and Stripe sends it back to the campaign's page.
+ */
+async function checkout(pledge) {
+  const { url } = (await api(START_CHECKOUT, { id: pledge.id })).startCheckout;
+  window.location.assign(url);
+  return new Promise(() => {}); // the page is being left
+}
+
 /** Create the pledge and authorize it, then follow it until it is paid (or not). */
 async function pay(donation, input, method) {
   const show = (pledge) => showProgress(donation.progressBox, pledge);
   let pledge = (await api(CREATE_PLEDGE, { input })).createPledge;
   show(pledge);
+  if (pledge.status === "PENDING" && donation.hosted) return checkout(pledge);
   if (pledge.status === "PENDING") {
     try {
       pledge = (await api(AUTHORIZE, { id: pledge.id, method })).authorizePayment;
@@ -292,7 +306,7 @@ async function submitDonation(donation) {
   const receipt = chosenEmail(about);
   if (about.email) fieldError(about.email, receipt.error);
   if (receipt.error) return about.email.focus();
-  const method = card.radios.find((r) => r.checked).value;
+  const method = card.radios.find((r) => r.checked)?.value;
   lock(donation, true);
   feedback.replaceChildren();
   donation.attempt ??= { key: newKey() };
@@ -370,8 +384,16 @@ export function donateForm(campaign) {
   // being tried now, `busy` while one is on its way.
   const donation = {
     campaign, currency, amount, about, card, submit, feedback, progressBox, form, container, banner,
-    attempt: null, busy: false,
+    attempt: null, busy: false, hosted: false,
   };
+  paymentProvider().then((info) => {
+    if (info?.name !== "stripe") return;
+    donation.hosted = true;
+    card.fieldset.replaceChildren(
+      h("legend", {}, "3. Card"),
+      h("p", { class: "hint", "data-testid": "hosted-payment" },
+        "You type your card on Stripe's secure page, then come back here."));
+  });
   followChanges(donation);
   updateButton(donation);
   form.addEventListener("submit", (event) => {
