@@ -318,12 +318,43 @@ def alembic_config(database_url: str) -> Config:
 
 
 def run_migrations(settings: Settings) -> None:
-    """Bring the database to the newest schema (creating the file if needed)."""
+    """Bring the database to the newest schema (creating the file if needed).
+
+    On SQLite, foreign keys are off while the migrations run: a migration that
+    rebuilds a table (copy, drop, rename: how SQLite alters a constraint)
+    could not drop one that other rows reference. Every reference is checked
+    before the migrations commit, and a broken one stops them.
+    """
     engine = make_engine(settings)
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with engine.begin() as connection:
-            config = alembic_config(settings.database_url)
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            if sqlite:
+                # Before the transaction: SQLite ignores this pragma inside one.
+                _foreign_keys(connection, on=False)
+            try:
+                with connection.begin():
+                    config = alembic_config(settings.database_url)
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                    if sqlite:
+                        broken = connection.exec_driver_sql(
+                            "PRAGMA foreign_key_check"
+                        ).all()
+                        if broken:
+                            raise RuntimeError(
+                                f"migrations left broken references: {broken[:5]}"
+                            )
+            finally:
+                if sqlite:
+                    _foreign_keys(connection, on=True)
     finally:
         engine.dispose()
+
+
+def _foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Set SQLite's foreign_keys pragma on the connection's own driver
+    connection, outside any transaction (SQLAlchemy would begin one)."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
