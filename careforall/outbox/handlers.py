@@ -35,6 +35,7 @@ from careforall.services import (
     mails,
     notifications,
     organiser_mails,
+    review_mails,
 )
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
@@ -125,11 +126,22 @@ def write_account_mails(
     return {}
 
 
+def write_review_mails(
+    conn: Connection, events: Sequence[Event], settings: Settings
+) -> Mapping[str, int]:
+    """An admin's decision on a campaign: the organiser's mail, once per
+    decision."""
+    reviews = [e for e in events if isinstance(e, CampaignReviewed)]
+    review_mails.write_review_mails(conn, reviews, settings)
+    return {}
+
+
 def queues_mail(events: Iterable[Event]) -> bool:
     """Whether delivering `events` may have queued mails (receipts, notices,
-    the goal-reached mail, account mails), so the mail sender should look now."""
+    the goal-reached mail, account and review mails), so the mail sender
+    should look now."""
     return any(
-        isinstance(event, AccountMailRequested)
+        isinstance(event, AccountMailRequested | CampaignReviewed)
         or (
             isinstance(event, PledgeStatusChanged)
             and PledgeStatus(event.to_status) in mails.PLEDGE_MAILS
@@ -211,6 +223,7 @@ TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
 CONFIGURED_HANDLERS: dict[type[Event], list[ConfiguredHandler]] = {
     PledgeStatusChanged: [write_mails],
     AccountMailRequested: [write_account_mails],
+    CampaignReviewed: [write_review_mails],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],
