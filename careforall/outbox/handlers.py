@@ -21,6 +21,7 @@ from careforall.domain.events import (
     AccountMailRequested,
     CampaignReported,
     CampaignReviewed,
+    CampaignUpdatePosted,
     Event,
     PledgeStatusChanged,
     TotalsReconciled,
@@ -36,6 +37,7 @@ from careforall.services import (
     notifications,
     organiser_mails,
     review_mails,
+    update_mails,
 )
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
@@ -136,6 +138,14 @@ def write_review_mails(
     return {}
 
 
+def mail_update(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """An organiser's update: recorded to mail to the donors who asked, in
+    batches by the periodic mail round (`services/update_mails.py`)."""
+    posted = [e for e in events if isinstance(e, CampaignUpdatePosted)]
+    update_mails.record_mailings(conn, posted)
+    return {}
+
+
 def queues_mail(events: Iterable[Event]) -> bool:
     """Whether delivering `events` may have queued mails (receipts, notices,
     the goal-reached mail, account and review mails), so the mail sender
@@ -148,6 +158,12 @@ def queues_mail(events: Iterable[Event]) -> bool:
         )
         for event in events
     )
+
+
+def leaves_mails(events: Iterable[Event]) -> bool:
+    """Whether delivering `events` left mails for the periodic writer (a
+    campaign update's), so it should write them now rather than next round."""
+    return any(isinstance(event, CampaignUpdatePosted) for event in events)
 
 
 def tell_organisers(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
@@ -217,6 +233,7 @@ TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     TotalsReconciled: [push_reconciled_totals],
     CampaignReviewed: [tell_organisers],
     CampaignReported: [tell_admins],
+    CampaignUpdatePosted: [mail_update],
 }
 # Transactional handlers that read the app's settings (the organisation named
 # in every mail): `transactional_handlers` binds them to the context.

@@ -38,6 +38,10 @@ ME = "query { me { id name email emailVerified } }"
 LOGIN = (
     "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
 )
+POST_UPDATE = """mutation($id: ID!) {
+  postCampaignUpdate(campaignId: $id, title: "The x-ray is done",
+                     body: "Thank you all.") { id }
+}"""
 PREFERENCES = "query { mailPreferences { donationDigest goalReached campaignUpdates } }"
 
 
@@ -289,6 +293,9 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     page = site.open(f"#/campaigns/{campaign['id']}")
     receipt_to = f"{f.unique('guest')}@example.org"
     email = page.get_by_label("Email for your receipt")
+    updates = page.get_by_label("Email me this campaign's updates")
+    # A guest is offered updates by mail once there is an address for them.
+    expect(updates).to_be_hidden()
     email.fill("not an address")
     donate(page, preset="$25.00")
     expect(
@@ -297,6 +304,10 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     expect(email).to_be_focused()
     shot(page, "donate-receipt-address-refused")
     email.fill(receipt_to)
+    expect(updates).to_be_visible()
+    expect(updates).not_to_be_checked()
+    updates.check()
+    shot(page, "donate-campaign-updates")
     page.get_by_role("button", name=re.compile(r"^Donate")).click()
     expect(page.get_by_test_id("pledge-status")).to_have_attribute(
         "data-status", "CAPTURED"
@@ -314,3 +325,23 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     signed_in.goto(f"/#/campaigns/{campaign['id']}")
     expect(signed_in.get_by_role("heading", name="Donate")).to_be_visible()
     expect(signed_in.get_by_label("Email for your receipt")).to_have_count(0)
+    signed_in_updates = signed_in.get_by_label("Email me this campaign's updates")
+    expect(signed_in_updates).to_be_visible()
+    expect(signed_in_updates).not_to_be_checked()
+
+    # The organiser posts an update: the guest who asked gets it by mail, and
+    # its unsubscribe link works without an account.
+    gql.ok(POST_UPDATE, {"id": campaign["id"]}, organiser.token)
+    update = mail_to(smtp, receipt_to, "the x-ray is done")
+    update_text = update.get_body(("plain",))
+    assert update_text is not None and "Thank you all." in update_text.get_content()
+    link = update["List-Unsubscribe"].strip("<>")
+    assert link.startswith(f"{site.base_url}/unsubscribe?token=")
+    confirm = site.visitor().new_page()
+    site.pages.append(confirm)
+    confirm.goto(link)
+    expect(
+        confirm.get_by_text("Stop receiving this campaign's updates?")
+    ).to_be_visible()
+    confirm.get_by_role("button", name="Unsubscribe").click()
+    expect(confirm.get_by_role("heading", name="Unsubscribed")).to_be_visible()
