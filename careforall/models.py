@@ -180,6 +180,10 @@ class Pledge(SQLModel, table=True):
     # The donor asked to be mailed this campaign's updates ("Email me this
     # campaign's updates"); never assumed.
     campaign_updates: bool = False
+    # The receipt mailed for this pledge: its number and the date it bears
+    # (set when the receipt is written; none for a guest who gave no address).
+    receipt_number: str | None = Field(default=None, max_length=20)
+    receipt_issued_at: datetime | None = None
     payment_method: str | None = Field(default=None, max_length=100)
     failure_reason: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow)

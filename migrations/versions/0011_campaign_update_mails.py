@@ -1,6 +1,7 @@
 """campaign updates by mail: the donor's choice on each pledge, the addresses
 that unsubscribed from a campaign's updates, and the updates whose mails are
-still being written
+still being written; each pledge's receipt number and date, for the printable
+receipt page
 
 Revision ID: 0011
 Revises: 0010
@@ -27,6 +28,18 @@ def upgrade() -> None:
     op.add_column(
         "pledges",
         sa.Column("campaign_updates", sa.Boolean(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "pledges",
+        sa.Column(
+            "receipt_number", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True
+        ),
+    )
+    op.add_column(
+        "pledges",
+        sa.Column(
+            "receipt_issued_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True
+        ),
     )
     op.create_table(
         "campaign_opt_outs",
@@ -61,4 +74,6 @@ def downgrade() -> None:
     op.drop_table("update_mailings")
     op.drop_table("campaign_opt_outs")
     # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later), no rebuild.
+    op.drop_column("pledges", "receipt_issued_at")
+    op.drop_column("pledges", "receipt_number")
     op.drop_column("pledges", "campaign_updates")

@@ -38,6 +38,9 @@ ME = "query { me { id name email emailVerified } }"
 LOGIN = (
     "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
 )
+ORG_NAME = "Hope & Care Foundation"
+ORG_ADDRESS = "1 Harbour Road, Springfield"
+ORG_TAX_ID = "EIN 12-3456789"
 POST_UPDATE = """mutation($id: ID!) {
   postCampaignUpdate(campaignId: $id, title: "The x-ray is done",
                      body: "Thank you all.") { id }
@@ -66,7 +69,12 @@ def mail_web_server(
     """A server that mails through `smtp`, its links leading back to itself,
     on each database in turn."""
     workdir = tmp_path_factory.mktemp("account-server")
-    mail = {"CAREFORALL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}"}
+    mail = {
+        "CAREFORALL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+        "CAREFORALL_ORG_NAME": ORG_NAME,
+        "CAREFORALL_ORG_ADDRESS": ORG_ADDRESS,
+        "CAREFORALL_ORG_TAX_ID": ORG_TAX_ID,
+    }
     pool: postgres.DatabasePool | None = None
     if request.param == "postgresql":
         pool = request.getfixturevalue("postgres_databases")
@@ -317,6 +325,32 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     assert body is not None
     assert "$25.00" in body.get_content()
     assert campaign["title"] in body.get_content()
+
+    # The printable receipt page shows what the mailed receipt says.
+    mailed = dict(
+        re.findall(
+            r"^(Receipt number|Date|Payment reference): +(.+)$",
+            body.get_content(),
+            flags=re.MULTILINE,
+        )
+    )
+    page.goto(f"/#/donations/{mailed['Payment reference']}")
+    receipt = page.locator("article.receipt")
+    expect(receipt.get_by_test_id("receipt-number")).to_have_text(
+        f"Receipt number {mailed['Receipt number']}"
+    )
+    expect(receipt.get_by_test_id("receipt-amount")).to_have_text("$25.00")
+    expect(receipt.get_by_test_id("receipt-date")).to_have_text(mailed["Date"])
+    expect(receipt.get_by_test_id("receipt-reference")).to_have_text(
+        mailed["Payment reference"]
+    )
+    expect(receipt).to_contain_text(campaign["title"])
+    expect(receipt.get_by_test_id("receipt-org-name")).to_have_text(ORG_NAME)
+    org = receipt.get_by_test_id("receipt-org")
+    for shown in (ORG_NAME, ORG_ADDRESS, f"Tax id: {ORG_TAX_ID}"):
+        expect(org).to_contain_text(shown)
+        assert shown in body.get_content()
+    shot(page, "receipt-as-mailed")
 
     # A signed-in donor's receipt goes to the account: no such field.
     donor = f.register(gql)

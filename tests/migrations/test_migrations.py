@@ -271,16 +271,21 @@ def check_0011_on_existing_pledges(settings: Settings) -> None:
         _migrate(settings, "upgrade", "head")
         with engine.connect() as conn:
             found = conn.execute(
-                text("SELECT id, status, campaign_updates FROM pledges")
+                text(
+                    "SELECT id, status, campaign_updates, receipt_number, "
+                    "receipt_issued_at FROM pledges"
+                )
             ).all()
-        assert [tuple(row) for row in found] == [("plg_1", "CAPTURED", False)]
+        assert [tuple(row) for row in found] == [
+            ("plg_1", "CAPTURED", False, None, None)
+        ]
         _migrate(settings, "downgrade", "0010")
         with engine.connect() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("pledges")}
             tables = set(inspect(conn).get_table_names())
             kept = conn.execute(text("SELECT count(*) FROM pledge_transitions"))
             assert kept.scalar_one() == 1
-        assert "campaign_updates" not in columns
+        assert not columns & {"campaign_updates", "receipt_number"}
         assert not tables & {"campaign_opt_outs", "update_mailings"}
         _migrate(settings, "upgrade", "head")
     finally:
