@@ -39,7 +39,6 @@ from careforall.domain.states import PledgeStatus
 from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
 from careforall.services.mail_preferences import (
-    CHOICE_WORDS,
     MailChoice,
     link_key,
     unsubscribe_token,
@@ -144,6 +143,7 @@ def organisation(settings: Settings) -> Organisation:
         address=settings.org_address,
         tax_id=settings.org_tax_id,
         public_url=settings.public_url,
+        language=settings.mail_language,
     )
 
 
@@ -294,7 +294,7 @@ def optional_mail_row(
         kind,
         organisation(settings),
         unsubscribe_url=link,
-        unsubscribe_what=CHOICE_WORDS[choice],
+        unsubscribe_choice=choice.value,  # the layout says why, in its words
         **values,
     )
     return mail_row(

@@ -187,6 +187,8 @@ def create_pledge(
             "message": data.message,
             "donor_email": data.donor_email,
             "campaign_updates": data.campaign_updates,
+            "receipt_number": None,  # given when its receipt is written
+            "receipt_issued_at": None,
             "payment_method": None,
             "failure_reason": None,
             "created_at": now,

@@ -244,8 +244,7 @@ def _mail(
         KIND,
         organisation(settings),
         unsubscribe_url=link,
-        unsubscribe_why="You get this mail because you asked for this campaign's "
-        "updates when you donated.",
+        unsubscribe_choice="campaign",  # one campaign's, not an account's
         campaign_id=mailing.campaign_id,
         campaign_title=mailing.campaign_title,
         update_title=mailing.title,
