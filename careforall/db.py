@@ -109,6 +109,7 @@ class Database:
         )
         self._commit_listeners: list[Callable[[], None]] = []
         self._mail_listeners: list[Callable[[], None]] = []
+        self._mails_to_write_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._disposed = False
         self._data_version = next(_DATA_VERSIONS)
@@ -140,6 +141,24 @@ class Database:
     def mail_queued(self) -> None:
         """Mails were committed to send now (thread-safe)."""
         for listener in list(self._mail_listeners):
+            listener()
+
+    def on_mails_to_write(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after a commit that left mails for the periodic
+        writer (a campaign update's); returns what stops the calls."""
+        with self._lock:
+            self._mails_to_write_listeners.append(listener)
+
+        def stop() -> None:
+            with self._lock:
+                if listener in self._mails_to_write_listeners:
+                    self._mails_to_write_listeners.remove(listener)
+
+        return stop
+
+    def mails_to_write(self) -> None:
+        """Mails were committed for the periodic writer to write (thread-safe)."""
+        for listener in list(self._mails_to_write_listeners):
             listener()
 
     @property

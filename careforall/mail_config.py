@@ -7,6 +7,7 @@ message naming its variable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -97,6 +98,19 @@ def public_url(name: str, raw: str | None) -> str:
     return value.rstrip("/")
 
 
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+
+
+def mail_language(name: str, raw: str | None) -> str:
+    """A gettext language code (en, de, pt_BR): the mails' catalogue."""
+    value = (raw or "").strip() or "en"
+    if not _LANGUAGE.fullmatch(value):
+        raise SettingsError(
+            f"{name} must be a language code like en, de or pt_BR, not {value!r}"
+        )
+    return value
+
+
 def mail_settings(env: Mapping[str, str]) -> dict[str, object]:
     """The mail fields of `Settings`, read from CAREFORALL_* variables."""
 
@@ -112,4 +126,7 @@ def mail_settings(env: Mapping[str, str]) -> dict[str, object]:
         "org_name": text("CAREFORALL_ORG_NAME") or "CareForAll",
         "org_address": text("CAREFORALL_ORG_ADDRESS"),
         "org_tax_id": text("CAREFORALL_ORG_TAX_ID"),
+        "mail_language": mail_language(
+            "CAREFORALL_MAIL_LANGUAGE", env.get("CAREFORALL_MAIL_LANGUAGE")
+        ),
     }

@@ -179,6 +179,13 @@ class Pledge(SQLModel, table=True):
     # Where a guest's receipt goes (normalised); never shown publicly.
     donor_email: str | None = Field(default=None, max_length=254, index=True)
     message: str | None = Field(default=None, max_length=1000)
+    # The donor asked to be mailed this campaign's updates ("Email me this
+    # campaign's updates"); never assumed.
+    campaign_updates: bool = False
+    # The receipt mailed for this pledge: its number and the date it bears
+    # (set when the receipt is written; none for a guest who gave no address).
+    receipt_number: str | None = Field(default=None, max_length=20)
+    receipt_issued_at: datetime | None = None
     payment_method: str | None = Field(default=None, max_length=100)
     failure_reason: str | None = Field(default=None, max_length=200)
     # Refunded so far while CAPTURED (a partial refund); the totals count
@@ -420,6 +427,34 @@ class DigestEntry(SQLModel, table=True):
     pledge_id: str = Field(primary_key=True, foreign_key="pledges.id", max_length=40)
     campaign_id: str = Field(foreign_key="campaigns.id", max_length=40)
     captured_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignOptOut(SQLModel, table=True):
+    """An address that no longer wants a campaign's updates: a guest's (or
+    anyone's) unsubscribe link from an update mail, which needs no account."""
+
+    __tablename__ = "campaign_opt_outs"
+    campaign_id: str = Field(
+        primary_key=True, foreign_key="campaigns.id", max_length=40
+    )
+    address: str = Field(primary_key=True, max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UpdateMailing(SQLModel, table=True):
+    """An update's mails, written in batches by the periodic mail round:
+    `after` is the last address done (addresses go in order), so a round picks
+    up where the last one stopped; `finished_at` once every one is written (a
+    redelivered event then starts nothing again)."""
+
+    __tablename__ = "update_mailings"
+    update_id: str = Field(
+        primary_key=True, foreign_key="campaign_updates.id", max_length=40
+    )
+    campaign_id: str = Field(foreign_key="campaigns.id", max_length=40)
+    after: str | None = Field(default=None, max_length=254)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
 
 
 class MailCounter(SQLModel, table=True):

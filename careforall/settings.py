@@ -294,6 +294,7 @@ class Settings:
     org_name: str = "CareForAll"
     org_address: str | None = None
     org_tax_id: str | None = None
+    mail_language: str = "en"
     # "required": new campaigns wait IN_REVIEW for an admin; "off": ACTIVE at once.
     campaign_review: str = "required"
     # Where uploaded files (campaign images) are kept: None is the SQLite

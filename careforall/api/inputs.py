@@ -38,6 +38,13 @@ class PledgeInput:
         "publicly. Verifying this address later brings the donation into the "
         "account.",
     )
+    campaign_updates: bool = strawberry.field(
+        default=False,
+        description="Email me this campaign's updates: the donor asks for the "
+        "organiser's updates by mail (to the account's address, or to "
+        "donorEmail for a guest), sent while the donation stands. Never on "
+        "unless asked.",
+    )
 
     def to_data(self) -> PledgeData:
         return from_attributes(PledgeData, self, campaign_id=str(self.campaign_id))

@@ -12,6 +12,7 @@ from careforall.api.types import (
     Campaign,
     CampaignTotals,
     Info,
+    Organisation,
     Pledge,
     User,
 )
@@ -29,6 +30,17 @@ class Query:
     )
     def version(self) -> str:
         return __version__
+
+    @strawberry.field(
+        description="The organisation named on receipts, as the mails name it."
+    )
+    def organisation(self, info: Info) -> Organisation:
+        settings = info.context.runtime.settings
+        return Organisation(
+            name=settings.org_name,
+            address=settings.org_address,
+            tax_id=settings.org_tax_id,
+        )
 
     @strawberry.field(description="Null when anonymous or not signed in.")
     async def me(self, info: Info) -> User | None:

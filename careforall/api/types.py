@@ -293,6 +293,15 @@ class Pledge:
     )
     created_at: datetime
     updated_at: datetime
+    receipt_number: str | None = strawberry.field(
+        default=None,
+        description="The number of the receipt mailed for this donation (as "
+        "R-000123), once it is written; null without one (a guest who gave no "
+        "donorEmail). Only the donor and admins see a pledge.",
+    )
+    receipt_issued_at: datetime | None = strawberry.field(
+        default=None, description="The date the mailed receipt bears."
+    )
     row: strawberry.Private[models.Pledge]
 
     @classmethod
@@ -331,3 +340,12 @@ class Pledge:
     async def history(self, info: Info) -> list[PledgeTransition]:
         rows = await info.context.loaders.history.load(self.row.id)
         return [PledgeTransition.from_model(r) for r in rows]
+
+
+@strawberry.type(
+    description="Who collects the donations: named on every receipt (CAREFORALL_ORG_*)."
+)
+class Organisation:
+    name: str
+    address: str | None
+    tax_id: str | None

@@ -18,8 +18,8 @@ from starlette.responses import HTMLResponse, Response
 from careforall.domain.errors import BadUserInput
 from careforall.runtime import Runtime
 from careforall.services.mail_preferences import (
-    CHOICE_WORDS,
-    read_unsubscribe_token,
+    Link,
+    read_link,
     unsubscribe,
     unsubscribe_key,
 )
@@ -37,6 +37,12 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
+def _again(link: Link) -> str:
+    if link.campaign_id is not None:
+        return "<p>Other mail from us is not affected.</p>"
+    return "<p>You can turn it on again in your account settings.</p>"
+
+
 def _refused(error: BadUserInput) -> HTMLResponse:
     return _page("Link not valid", f"<p>{escape(error.message)}</p>", status=400)
 
@@ -47,23 +53,21 @@ async def unsubscribe_page(request: Request) -> Response:
     key = unsubscribe_key(runtime.keys.secret)
     if request.method == "GET":
         try:
-            _user, choice = read_unsubscribe_token(key, token)
+            link = read_link(key, token)
         except BadUserInput as error:
             return _refused(error)
         action = f"/unsubscribe?token={escape(quote(token, safe=''))}"
         return _page(
             "Unsubscribe",
-            f"<p>Stop receiving {escape(CHOICE_WORDS[choice])}?</p>\n"
+            f"<p>Stop receiving {escape(link.words)}?</p>\n"
             f'<form method="post" action="{action}">'
-            '<button type="submit">Unsubscribe</button></form>\n'
-            "<p>You can turn it on again in your account settings.</p>",
+            '<button type="submit">Unsubscribe</button></form>\n' + _again(link),
         )
     try:
-        choice = await runtime.write(unsubscribe, runtime.uow(), key=key, token=token)
+        link = await runtime.write(unsubscribe, runtime.uow(), key=key, token=token)
     except BadUserInput as error:
         return _refused(error)
     return _page(
         "Unsubscribed",
-        f"<p>You will no longer receive {escape(CHOICE_WORDS[choice])}.</p>\n"
-        "<p>You can turn it on again in your account settings.</p>",
+        f"<p>You will no longer receive {escape(link.words)}.</p>\n" + _again(link),
     )

@@ -27,7 +27,7 @@ from careforall.domain.clock import utcnow
 from careforall.domain.events import Event
 from careforall.models import OutboxEvent
 from careforall.outbox.delivery import Delivery, start_span
-from careforall.outbox.handlers import HandlerContext, queues_mail
+from careforall.outbox.handlers import HandlerContext, leaves_mails, queues_mail
 from careforall.outbox.listener import totals_payload
 from careforall.services import outbox
 from careforall.services.totals import TotalsFigures, lock_for_settling, read_totals
@@ -191,6 +191,8 @@ class Dispatcher:
             session.commit()
         if queues_mail(events.values()):
             self._db.mail_queued()
+        if leaves_mails(events.values()):
+            self._db.mails_to_write()
         delivery.observe(rows, events, errors, spans)
         return BatchResult(
             changed_totals=fresh,

@@ -21,6 +21,7 @@ from careforall.domain.events import (
     AccountMailRequested,
     CampaignReported,
     CampaignReviewed,
+    CampaignUpdatePosted,
     Event,
     PledgeAmountReduced,
     PledgeStatusChanged,
@@ -36,6 +37,8 @@ from careforall.services import (
     mails,
     notifications,
     organiser_mails,
+    review_mails,
+    update_mails,
 )
 from careforall.services.payments import auto_capture
 from careforall.services.pledges import current_statuses
@@ -136,17 +139,42 @@ def write_account_mails(
     return {}
 
 
+def write_review_mails(
+    conn: Connection, events: Sequence[Event], settings: Settings
+) -> Mapping[str, int]:
+    """An admin's decision on a campaign: the organiser's mail, once per
+    decision."""
+    reviews = [e for e in events if isinstance(e, CampaignReviewed)]
+    review_mails.write_review_mails(conn, reviews, settings)
+    return {}
+
+
+def mail_update(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
+    """An organiser's update: recorded to mail to the donors who asked, in
+    batches by the periodic mail round (`services/update_mails.py`)."""
+    posted = [e for e in events if isinstance(e, CampaignUpdatePosted)]
+    update_mails.record_mailings(conn, posted)
+    return {}
+
+
 def queues_mail(events: Iterable[Event]) -> bool:
     """Whether delivering `events` may have queued mails (receipts, notices,
-    the goal-reached mail, account mails), so the mail sender should look now."""
+    the goal-reached mail, account and review mails), so the mail sender
+    should look now."""
     return any(
-        isinstance(event, AccountMailRequested)
+        isinstance(event, AccountMailRequested | CampaignReviewed)
         or (
             isinstance(event, PledgeStatusChanged)
             and PledgeStatus(event.to_status) in mails.PLEDGE_MAILS
         )
         for event in events
     )
+
+
+def leaves_mails(events: Iterable[Event]) -> bool:
+    """Whether delivering `events` left mails for the periodic writer (a
+    campaign update's), so it should write them now rather than next round."""
+    return any(isinstance(event, CampaignUpdatePosted) for event in events)
 
 
 def tell_organisers(conn: Connection, events: Sequence[Event]) -> Mapping[str, int]:
@@ -217,12 +245,14 @@ TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     TotalsReconciled: [push_reconciled_totals],
     CampaignReviewed: [tell_organisers],
     CampaignReported: [tell_admins],
+    CampaignUpdatePosted: [mail_update],
 }
 # Transactional handlers that read the app's settings (the organisation named
 # in every mail): `transactional_handlers` binds them to the context.
 CONFIGURED_HANDLERS: dict[type[Event], list[ConfiguredHandler]] = {
     PledgeStatusChanged: [write_mails],
     AccountMailRequested: [write_account_mails],
+    CampaignReviewed: [write_review_mails],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],

@@ -17,7 +17,14 @@ from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, Unauthenticated
 from careforall.domain.rules import Principal, require_user
 from careforall.domain.states import Role
-from careforall.models import AccountToken, Mail, Notification, Pledge, User
+from careforall.models import (
+    AccountToken,
+    CampaignOptOut,
+    Mail,
+    Notification,
+    Pledge,
+    User,
+)
 from careforall.services import audit
 from careforall.services.passwords import verify_password
 from careforall.services.unit_of_work import UnitOfWork
@@ -88,10 +95,14 @@ def _erase(uow: UnitOfWork, user: User) -> None:
     session.execute(
         update(Pledge)
         .where(col(Pledge.donor_user_id) == user.id)
-        .values(donor_name=None, donor_email=None, message=None)
+        .values(donor_name=None, donor_email=None, message=None, campaign_updates=False)
     )
     session.execute(
         delete(Notification).where(col(Notification.recipient_user_id) == user.id)
     )
     session.execute(delete(AccountToken).where(col(AccountToken.user_id) == user.id))
     session.execute(delete(Mail).where(func.lower(col(Mail.to_address)) == address))
+    # The address's opt-outs from campaigns' updates: nothing is sent to it now.
+    session.execute(
+        delete(CampaignOptOut).where(func.lower(col(CampaignOptOut.address)) == address)
+    )

@@ -8,6 +8,12 @@ notices (payment records) and security mails are not optional.
 An unsubscribe link names the user and the kind of mail, signed with HMAC
 under a key derived from the JWT secret: it never expires (a mail may be read
 years later) but cannot be altered to name someone else or another kind.
+
+A campaign update's link names instead the address and the campaign: the
+donor asked for that campaign's updates when giving, perhaps as a guest with
+no account to hold a preference, so the link stops that campaign's updates to
+that address (a `campaign_opt_outs` row). A signed-in donor's account setting
+`campaignUpdates` turns them all off.
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ from sqlmodel import Session
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput
 from careforall.domain.rules import Principal, require_user
-from careforall.models import AppSecret, MailPreference, User, table_of
+from careforall.models import (
+    AppSecret,
+    Campaign,
+    CampaignOptOut,
+    MailPreference,
+    User,
+    table_of,
+)
 from careforall.services.unit_of_work import UnitOfWork
 
 
@@ -113,55 +126,117 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(padded, altchars=b"-_", validate=True)
 
 
-def unsubscribe_token(key: bytes, user_id: str, choice: MailChoice) -> str:
-    payload = f"{user_id}:{choice.value}".encode()
+# A campaign link's payload starts so; a user id never does (ids are "usr_…").
+_CAMPAIGN_LINK = "updates:"
+CAMPAIGN_WORDS = "this campaign's updates"
+
+
+@dataclass(frozen=True)
+class Link:
+    """What an unsubscribe link turns off: an account's choice (`user_id`),
+    or one campaign's updates to one address (`campaign_id`, `address`)."""
+
+    choice: MailChoice
+    user_id: str | None = None
+    campaign_id: str | None = None
+    address: str | None = None
+
+    @property
+    def words(self) -> str:
+        return CAMPAIGN_WORDS if self.campaign_id else CHOICE_WORDS[self.choice]
+
+
+def _signed(key: bytes, payload: bytes) -> str:
     mac = hmac.new(key, payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(mac)}"
+
+
+def unsubscribe_token(key: bytes, user_id: str, choice: MailChoice) -> str:
+    return _signed(key, f"{user_id}:{choice.value}".encode())
+
+
+def campaign_unsubscribe_token(key: bytes, campaign_id: str, address: str) -> str:
+    """The link of a campaign update mail: that campaign, that address."""
+    return _signed(key, f"{_CAMPAIGN_LINK}{campaign_id}:{address}".encode())
 
 
 def unsubscribe_url(public_url: str, token: str) -> str:
     return f"{public_url}/unsubscribe?token={quote(token, safe='')}"
 
 
-def read_unsubscribe_token(key: bytes, token: str) -> tuple[str, MailChoice]:
-    """The user and choice a link names; BAD_USER_INPUT for a link altered or cut."""
+def read_link(key: bytes, token: str) -> Link:
+    """What a link turns off; BAD_USER_INPUT for a link altered or cut."""
     refused = BadUserInput(
         "This unsubscribe link is not valid; use the one in the mail."
     )
     payload_text, _, mac_text = token.strip().partition(".")
     try:
         payload, mac = _unb64(payload_text), _unb64(mac_text)
-    except ValueError:
+        text = payload.decode()
+    except ValueError:  # UnicodeDecodeError too
         raise refused from None
     expected = hmac.new(key, payload, hashlib.sha256).digest()
     if not payload or not hmac.compare_digest(mac, expected):
         raise refused
-    user_id, _, choice = payload.decode().rpartition(":")
+    if text.startswith(_CAMPAIGN_LINK):
+        campaign_id, _, address = text.removeprefix(_CAMPAIGN_LINK).partition(":")
+        return Link(
+            MailChoice.CAMPAIGN_UPDATES, campaign_id=campaign_id, address=address
+        )
+    user_id, _, choice = text.rpartition(":")
     try:
-        return user_id, MailChoice(choice)
+        return Link(MailChoice(choice), user_id=user_id)
     except ValueError:
         raise refused from None
 
 
-def unsubscribe(uow: UnitOfWork, *, key: bytes, token: str) -> MailChoice:
+def read_unsubscribe_token(key: bytes, token: str) -> tuple[str | None, MailChoice]:
+    """The user and choice an account's link names (no user: a campaign's)."""
+    link = read_link(key, token)
+    return link.user_id, link.choice
+
+
+def unsubscribe(uow: UnitOfWork, *, key: bytes, token: str) -> Link:
     """Turn off the mail a link names; the same answer when it was off already
-    or the account is gone (nothing left to send to)."""
-    user_id, choice = read_unsubscribe_token(key, token)
+    or the account or campaign is gone (nothing left to send)."""
+    link = read_link(key, token)
     with uow:
-        if uow.session.get(User, user_id) is None:
-            return choice
-        row = _row_for_update(uow.session, user_id)
-        if getattr(row, choice.value):
-            setattr(row, choice.value, False)
+        if link.campaign_id is not None and link.address is not None:
+            _opt_out(uow, link.campaign_id, link.address)
+            return link
+        assert link.user_id is not None
+        if uow.session.get(User, link.user_id) is None:
+            return link
+        row = _row_for_update(uow.session, link.user_id)
+        if getattr(row, link.choice.value):
+            setattr(row, link.choice.value, False)
             row.updated_at = utcnow()
             uow.session.add(row)
             uow.commit()
-    return choice
+    return link
+
+
+def _opt_out(uow: UnitOfWork, campaign_id: str, address: str) -> None:
+    session = uow.session
+    if session.get(Campaign, campaign_id) is None:
+        return
+    conn = session.connection()
+    # DO NOTHING: a second click (or two at once) finds the address out.
+    conn.execute(
+        _OPT_OUT[conn.dialect.name],
+        {"campaign_id": campaign_id, "address": address, "created_at": utcnow()},
+    )
+    uow.commit()
 
 
 # --- for the handlers that write mails ---------------------------------------------
 
 _PREFERENCES = table_of(MailPreference)
+_OPT_OUTS = table_of(CampaignOptOut)
+_OPT_OUT = {
+    "sqlite": sqlite_insert(_OPT_OUTS).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(_OPT_OUTS).on_conflict_do_nothing(),
+}
 _SECRETS = table_of(AppSecret)
 _SECRET = core_select(_SECRETS.c.value).where(_SECRETS.c.name == "jwt_secret")
 _MAKE_SECRET = {

@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, case, func, insert
+from sqlalchemy import Connection, Row, bindparam, case, func, insert, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -39,7 +39,6 @@ from careforall.domain.states import PledgeStatus
 from careforall.mail.templates import Organisation, Rendered, render
 from careforall.models import Campaign, Mail, MailCounter, Pledge, User, table_of
 from careforall.services.mail_preferences import (
-    CHOICE_WORDS,
     MailChoice,
     link_key,
     unsubscribe_token,
@@ -117,6 +116,11 @@ _WRITTEN = core_select(_MAILS.c.cause_key).where(
     _MAILS.c.cause_key.in_(bindparam("keys", expanding=True))
 )
 _INSERT = insert(_MAILS)
+_ISSUED = (
+    update(_PLEDGES)
+    .where(_PLEDGES.c.id == bindparam("b_id"))
+    .values(receipt_number=bindparam("b_number"), receipt_issued_at=bindparam("b_at"))
+)
 
 
 def _counter_raise(make: Any) -> Any:
@@ -139,6 +143,7 @@ def organisation(settings: Settings) -> Organisation:
         address=settings.org_address,
         tax_id=settings.org_tax_id,
         public_url=settings.public_url,
+        language=settings.mail_language,
     )
 
 
@@ -184,9 +189,12 @@ def write_pledge_mails(
         if pledge_id in about
     ]
     # Numbered in outbox order, once it is known which receipts are written.
-    numbers = iter(
-        next_numbers(
-            conn, RECEIPT_COUNTER, sum(kind == "receipt" for _k, kind, _f in mails)
+    receipts = [found.id for _key, kind, found in mails if kind == "receipt"]
+    numbers = dict(
+        zip(
+            receipts,
+            map(receipt_number, next_numbers(conn, RECEIPT_COUNTER, len(receipts))),
+            strict=True,
         )
     )
     org = organisation(settings)
@@ -199,13 +207,19 @@ def write_pledge_mails(
             org,
             settings,
             now,
-            number=next(numbers) if kind == "receipt" else None,
+            number=numbers.get(found.id) if kind == "receipt" else None,
         )
         for key, kind, found in mails
     ]
     if rows:
         conn.execute(_INSERT, rows)
         count_written(rows)
+    if numbers:
+        # The number and date each receipt bears, for the receipt page.
+        conn.execute(
+            _ISSUED,
+            [{"b_id": i, "b_number": n, "b_at": now} for i, n in numbers.items()],
+        )
     return len(rows)
 
 
@@ -217,7 +231,7 @@ def _pledge_mail(
     settings: Settings,
     now: datetime,
     *,
-    number: int | None,
+    number: str | None,
 ) -> dict[str, object]:
     values: dict[str, object] = {
         "amount": display_money(found.amount_cents, found.currency),
@@ -227,7 +241,7 @@ def _pledge_mail(
         "reason": found.failure_reason,
     }
     if number is not None:
-        values["receipt_number"] = receipt_number(number)
+        values["receipt_number"] = number
     mail = render(kind, org, **values)
     return mail_row(kind, key, found.email, mail, settings, now)
 
@@ -280,7 +294,7 @@ def optional_mail_row(
         kind,
         organisation(settings),
         unsubscribe_url=link,
-        unsubscribe_what=CHOICE_WORDS[choice],
+        unsubscribe_choice=choice.value,  # the layout says why, in its words
         **values,
     )
     return mail_row(

@@ -26,6 +26,7 @@ _PLEDGE = (
     "status",
     "donor_name",
     "donor_email",
+    "campaign_updates",
     "message",
     "payment_method",
     "failure_reason",

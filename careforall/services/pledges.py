@@ -54,6 +54,8 @@ class PledgeData:
     message: str | None = None
     # Where a guest's receipt goes; never shown publicly.
     donor_email: str | None = None
+    # "Email me this campaign's updates": only when asked.
+    campaign_updates: bool = False
 
 
 def _optional_text(value: str | None, field: str, limit: int) -> str | None:
@@ -80,6 +82,7 @@ def _validated(data: PledgeData) -> PledgeData:
         donor_name=_optional_text(data.donor_name, "donorName", 100),
         message=_optional_text(data.message, "message", 1000),
         donor_email=_donor_email(data.donor_email),
+        campaign_updates=bool(data.campaign_updates),
     )
 
 
@@ -98,6 +101,7 @@ def _same_request(pledge: Row[*tuple[Any, ...]], data: PledgeData) -> bool:
         and pledge.donor_name == data.donor_name
         and pledge.message == data.message
         and pledge.donor_email == data.donor_email
+        and bool(pledge.campaign_updates) == data.campaign_updates
     )
 
 
@@ -114,6 +118,7 @@ _BY_KEY = Direct(
         _PLEDGES.c.donor_name,
         _PLEDGES.c.message,
         _PLEDGES.c.donor_email,
+        _PLEDGES.c.campaign_updates,
     ).where(
         _PLEDGES.c.idempotency_scope == bindparam("scope"),
         _PLEDGES.c.idempotency_key == bindparam("key"),
@@ -181,6 +186,9 @@ def create_pledge(
             "donor_name": data.donor_name,
             "message": data.message,
             "donor_email": data.donor_email,
+            "campaign_updates": data.campaign_updates,
+            "receipt_number": None,  # given when its receipt is written
+            "receipt_issued_at": None,
             "payment_method": None,
             "failure_reason": None,
             "refunded_cents": 0,

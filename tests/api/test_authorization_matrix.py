@@ -510,6 +510,7 @@ MATRIX: dict[str, list[Case]] = {
         )
     ],
     "Query.version": [Case("{ version }", everyone())],
+    "Query.organisation": [Case("{ organisation { name address taxId } }", everyone())],
     "Query.paymentProvider": [
         Case("{ paymentProvider { name simulated notice } }", everyone())
     ],

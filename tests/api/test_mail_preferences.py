@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlmodel import select
 from starlette.testclient import TestClient
 
+from careforall.models import CampaignOptOut, Pledge
 from careforall.services.mail_preferences import (
     MailChoice,
+    campaign_unsubscribe_token,
     unsubscribe_key,
     unsubscribe_token,
 )
@@ -177,3 +180,60 @@ def test_the_link_in_a_received_mail_unsubscribes_by_one_click(
     )
     assert one_click.status_code == 200
     assert preferences(gql, organiser.token) == {**ALL_ON, "goalReached": False}
+
+
+def test_a_guest_asks_for_updates_and_its_link_stops_them_without_an_account(
+    client: TestClient,
+) -> None:
+    """`PledgeInput.campaignUpdates` is stored (off unless asked, and part of
+    what an idempotency key compares); a campaign update's link names the
+    address and the campaign, and a guest with no account can use it."""
+    gql = GQL(client)
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    guest = f.anonymous(gql)
+    asked = f.pledge(
+        gql,
+        guest,
+        campaign["id"],
+        donorEmail="guest@example.org",
+        campaignUpdates=True,
+        idempotencyKey="same-key",
+    )
+    silent = f.pledge(gql, guest, campaign["id"], donorEmail="guest@example.org")
+    replayed = gql(
+        f.CREATE_PLEDGE,
+        {
+            "input": {
+                "campaignId": campaign["id"],
+                "amountCents": 2500,
+                "currency": "USD",
+                "idempotencyKey": "same-key",
+                "donorEmail": "guest@example.org",
+            }
+        },
+        guest,
+    )
+    assert replayed["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.db.read() as session:
+        stored = {
+            p.id: p.campaign_updates
+            for p in session.exec(
+                select(Pledge).where(Pledge.campaign_id == campaign["id"])
+            )
+        }
+    assert stored == {asked["id"]: True, silent["id"]: False}
+
+    key = unsubscribe_key(runtime.keys.secret)
+    token = campaign_unsubscribe_token(key, campaign["id"], "guest@example.org")
+    page = client.get("/unsubscribe", params={"token": token})
+    assert page.status_code == 200 and "this campaign&#x27;s updates" in page.text
+    for _ in range(2):
+        done = client.post("/unsubscribe", params={"token": token})
+        assert done.status_code == 200 and "no longer receive" in done.text
+    with runtime.db.read() as session:
+        out = session.exec(select(CampaignOptOut)).all()
+    assert [(o.campaign_id, o.address) for o in out] == [
+        (campaign["id"], "guest@example.org")
+    ]

@@ -38,6 +38,13 @@ ME = "query { me { id name email emailVerified } }"
 LOGIN = (
     "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"
 )
+ORG_NAME = "Hope & Care Foundation"
+ORG_ADDRESS = "1 Harbour Road, Springfield"
+ORG_TAX_ID = "EIN 12-3456789"
+POST_UPDATE = """mutation($id: ID!) {
+  postCampaignUpdate(campaignId: $id, title: "The x-ray is done",
+                     body: "Thank you all.") { id }
+}"""
 PREFERENCES = "query { mailPreferences { donationDigest goalReached campaignUpdates } }"
 
 
@@ -62,7 +69,12 @@ def mail_web_server(
     """A server that mails through `smtp`, its links leading back to itself,
     on each database in turn."""
     workdir = tmp_path_factory.mktemp("account-server")
-    mail = {"CAREFORALL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}"}
+    mail = {
+        "CAREFORALL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+        "CAREFORALL_ORG_NAME": ORG_NAME,
+        "CAREFORALL_ORG_ADDRESS": ORG_ADDRESS,
+        "CAREFORALL_ORG_TAX_ID": ORG_TAX_ID,
+    }
     pool: postgres.DatabasePool | None = None
     if request.param == "postgresql":
         pool = request.getfixturevalue("postgres_databases")
@@ -289,6 +301,9 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     page = site.open(f"#/campaigns/{campaign['id']}")
     receipt_to = f"{f.unique('guest')}@example.org"
     email = page.get_by_label("Email for your receipt")
+    updates = page.get_by_label("Email me this campaign's updates")
+    # A guest is offered updates by mail once there is an address for them.
+    expect(updates).to_be_hidden()
     email.fill("not an address")
     donate(page, preset="$25.00")
     expect(
@@ -297,6 +312,10 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     expect(email).to_be_focused()
     shot(page, "donate-receipt-address-refused")
     email.fill(receipt_to)
+    expect(updates).to_be_visible()
+    expect(updates).not_to_be_checked()
+    updates.check()
+    shot(page, "donate-campaign-updates")
     page.get_by_role("button", name=re.compile(r"^Donate")).click()
     expect(page.get_by_test_id("pledge-status")).to_have_attribute(
         "data-status", "CAPTURED"
@@ -307,6 +326,32 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     assert "$25.00" in body.get_content()
     assert campaign["title"] in body.get_content()
 
+    # The printable receipt page shows what the mailed receipt says.
+    mailed = dict(
+        re.findall(
+            r"^(Receipt number|Date|Payment reference): +(.+)$",
+            body.get_content(),
+            flags=re.MULTILINE,
+        )
+    )
+    page.goto(f"/#/donations/{mailed['Payment reference']}")
+    receipt = page.locator("article.receipt")
+    expect(receipt.get_by_test_id("receipt-number")).to_have_text(
+        f"Receipt number {mailed['Receipt number']}"
+    )
+    expect(receipt.get_by_test_id("receipt-amount")).to_have_text("$25.00")
+    expect(receipt.get_by_test_id("receipt-date")).to_have_text(mailed["Date"])
+    expect(receipt.get_by_test_id("receipt-reference")).to_have_text(
+        mailed["Payment reference"]
+    )
+    expect(receipt).to_contain_text(campaign["title"])
+    expect(receipt.get_by_test_id("receipt-org-name")).to_have_text(ORG_NAME)
+    org = receipt.get_by_test_id("receipt-org")
+    for shown in (ORG_NAME, ORG_ADDRESS, f"Tax id: {ORG_TAX_ID}"):
+        expect(org).to_contain_text(shown)
+        assert shown in body.get_content()
+    shot(page, "receipt-as-mailed")
+
     # A signed-in donor's receipt goes to the account: no such field.
     donor = f.register(gql)
     signed_in = site.open("#/signin")
@@ -314,3 +359,23 @@ def test_a_guest_gets_the_receipt_at_the_address_given_on_the_donate_form(
     signed_in.goto(f"/#/campaigns/{campaign['id']}")
     expect(signed_in.get_by_role("heading", name="Donate")).to_be_visible()
     expect(signed_in.get_by_label("Email for your receipt")).to_have_count(0)
+    signed_in_updates = signed_in.get_by_label("Email me this campaign's updates")
+    expect(signed_in_updates).to_be_visible()
+    expect(signed_in_updates).not_to_be_checked()
+
+    # The organiser posts an update: the guest who asked gets it by mail, and
+    # its unsubscribe link works without an account.
+    gql.ok(POST_UPDATE, {"id": campaign["id"]}, organiser.token)
+    update = mail_to(smtp, receipt_to, "the x-ray is done")
+    update_text = update.get_body(("plain",))
+    assert update_text is not None and "Thank you all." in update_text.get_content()
+    link = update["List-Unsubscribe"].strip("<>")
+    assert link.startswith(f"{site.base_url}/unsubscribe?token=")
+    confirm = site.visitor().new_page()
+    site.pages.append(confirm)
+    confirm.goto(link)
+    expect(
+        confirm.get_by_text("Stop receiving this campaign's updates?")
+    ).to_be_visible()
+    confirm.get_by_role("button", name="Unsubscribe").click()
+    expect(confirm.get_by_role("heading", name="Unsubscribed")).to_be_visible()

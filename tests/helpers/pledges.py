@@ -20,12 +20,16 @@ def give(
     amount: int,
     *,
     donor_name: str | None = "Dana",
+    donor_email: str | None = None,
+    campaign_updates: bool = False,
 ) -> str:
     data = PledgeData(
         campaign_id=campaign.id,
         amount_cents=amount,
         idempotency_key=uuid.uuid4().hex,
         donor_name=donor_name,
+        donor_email=donor_email,
+        campaign_updates=campaign_updates,
     )
     return create_pledge(UnitOfWork(db), principal=donor, data=data).id
 

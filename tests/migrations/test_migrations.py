@@ -291,3 +291,82 @@ def test_0012_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
         check_0012_on_existing_campaigns(Settings(database_url=url))
     finally:
         postgres.drop_database(postgres_server, url)
+
+
+def check_0014_on_existing_pledges(settings: Settings) -> None:
+    """Pledges made before 0014 (with history rows pointing at them) stay, and
+    asked for no campaign updates; down and up again leave them in place."""
+    _migrate(settings, "upgrade", "0013")
+    engine = make_engine(settings)
+    stamp = "'2026-01-01 00:00:00'"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_skeleton, name, "
+                    "password_hash, role, created_at, token_version) VALUES "
+                    f"('usr_1', 'o@example.org', 'o@example.org', 'O', 'x', "
+                    f"'DONOR', {stamp}, 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO campaigns (id, title, description, category, "
+                    "goal_cents, currency, status, owner_id, created_at, "
+                    f"updated_at) VALUES ('cmp_1', 'T', 'D', 'c', 100, 'USD', "
+                    f"'ACTIVE', 'usr_1', {stamp}, {stamp})"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO pledges (id, campaign_id, amount_cents, currency, "
+                    "status, idempotency_scope, idempotency_key, donor_user_id, "
+                    f"created_at, updated_at) VALUES ('plg_1', 'cmp_1', 500, "
+                    f"'USD', 'CAPTURED', 'user:usr_1', 'k', 'usr_1', {stamp}, "
+                    f"{stamp})"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO pledge_transitions (pledge_id, to_status, at, "
+                    f"source) VALUES ('plg_1', 'PENDING', {stamp}, 'api')"
+                )
+            )
+        _migrate(settings, "upgrade", "head")
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT id, status, campaign_updates, receipt_number, "
+                    "receipt_issued_at FROM pledges"
+                )
+            ).all()
+        assert [tuple(row) for row in found] == [
+            ("plg_1", "CAPTURED", False, None, None)
+        ]
+        _migrate(settings, "downgrade", "0013")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("pledges")}
+            tables = set(inspect(conn).get_table_names())
+            kept = conn.execute(text("SELECT count(*) FROM pledge_transitions"))
+            assert kept.scalar_one() == 1
+        assert not columns & {"campaign_updates", "receipt_number"}
+        assert not tables & {"campaign_opt_outs", "update_mailings"}
+        _migrate(settings, "upgrade", "head")
+    finally:
+        engine.dispose()
+
+
+def test_0014_on_existing_pledges_in_sqlite(tmp_path: Path) -> None:
+    check_0014_on_existing_pledges(
+        Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+    )
+
+
+def test_0014_on_existing_pledges_in_postgres(postgres_server: str) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    try:
+        check_0014_on_existing_pledges(Settings(database_url=url))
+    finally:
+        postgres.drop_database(postgres_server, url)

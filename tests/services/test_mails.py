@@ -9,12 +9,13 @@ import re
 import threading
 
 import pytest
+from sqlmodel import col, select
 
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.rules import Principal
-from careforall.models import Campaign
+from careforall.models import Campaign, Pledge
 from careforall.services import mail_queue
 from careforall.services.mails import write_pledge_mails
 from careforall.settings import Settings
@@ -156,6 +157,13 @@ def receipt_numbers(db: Database) -> dict[str, str]:
         found = re.search(r"R-\d{6}", mail.text)
         assert found is not None
         numbers[mail.cause_key.removeprefix("receipt:")] = found.group()
+    # Each pledge keeps the number its receipt bears (the receipt page's).
+    with db.read() as session:
+        stored = {
+            p.id: p.receipt_number
+            for p in session.exec(select(Pledge).where(col(Pledge.id).in_(numbers)))
+        }
+    assert stored == numbers
     return numbers
 
 

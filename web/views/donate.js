@@ -75,6 +75,19 @@ function aboutFieldset(n) {
   const name = h("input", { id: nameId, type: "text", maxlength: 100, autocomplete: "name" });
   const message = h("textarea", { id: messageId, rows: 3, maxlength: 1000 });
   const email = currentUser() ? null : h("input", { id: `donor-email-${n}`, type: "email", autocomplete: "email" });
+  // Never ticked for the donor: updates by mail only when asked.
+  const updates = h("input", { id: `donor-updates-${n}`, type: "checkbox" });
+  const updatesChoice = h("label", { class: "choice", for: updates.id }, updates,
+    h("span", {}, "Email me this campaign's updates"));
+  if (email) {
+    // A guest's updates go to the receipt address: offered once there is one.
+    const offer = () => {
+      updatesChoice.hidden = !email.value.trim();
+      if (updatesChoice.hidden) updates.checked = false;
+    };
+    email.addEventListener("input", offer);
+    offer();
+  }
   const fieldset = h("fieldset", {},
     h("legend", {}, "2. About you (optional)"),
     h("label", { for: nameId }, "Your name"),
@@ -83,8 +96,9 @@ function aboutFieldset(n) {
     h("label", { for: messageId }, "A message for the family"),
     message,
     email ? field(email.id, "Email for your receipt", email,
-      "Your receipt goes there once the payment goes through, and a notice if it is declined or refunded. Never shown to anyone.") : null);
-  return { fieldset, name, message, email };
+      "Your receipt goes there once the payment goes through, and a notice if it is declined or refunded. Never shown to anyone.") : null,
+    updatesChoice);
+  return { fieldset, name, message, email, updates };
 }
 
 /** The guest's receipt address: { email } (null when none), or { error } in words. */
@@ -319,6 +333,7 @@ async function submitDonation(donation) {
     message: about.message.value.trim() || null,
   };
   if (receipt.email) input.donorEmail = receipt.email;
+  if (about.updates.checked && (currentUser() || receipt.email)) input.campaignUpdates = true;
   try {
     const pledge = await payInSession(donation, input, method);
     donation.attempt = null; // this attempt is over: a new donation gets a new key

@@ -13,10 +13,19 @@ const MY_DONATIONS = `query MyDonations($first: Int, $after: String) {
 const RECEIPT = `query Receipt($id: ID!) {
   pledge(id: $id) {
     id amountCents currency status donorName message failureReason createdAt
+    receiptNumber receiptIssuedAt
     campaign { id title owner { name } }
     history { fromStatus toStatus at source }
   }
+  organisation { name address taxId }
 }`;
+
+/** A receipt's date as the mailed receipt writes it: "7 December 2026" (UTC). */
+function receiptDate(iso) {
+  const at = new Date(iso);
+  const month = at.toLocaleString("en-GB", { month: "long", timeZone: "UTC" });
+  return `${at.getUTCDate()} ${month} ${at.getUTCFullYear()}`;
+}
 
 const SOURCES = {
   api: "you, on this site",
@@ -101,9 +110,9 @@ export async function receiptView(ctx) {
       notice("error", "This browser has no donations. Sign in to see receipts of your account."),
       h("p", {}, h("a", { href: `#/signin?next=${encodeURIComponent(ctx.path)}` }, "Sign in")));
   }
-  let pledge;
+  let pledge, org;
   try {
-    pledge = (await api(RECEIPT, { id }, { signal: ctx.signal })).pledge;
+    ({ pledge, organisation: org } = await api(RECEIPT, { id }, { signal: ctx.signal }));
   } catch (error) {
     if (error.name === "AbortError") throw error;
     return h("section", {}, h("h1", { tabindex: "-1" }, "Receipt"), notice("error", error.message),
@@ -114,7 +123,7 @@ export async function receiptView(ctx) {
       notice("error", "There is no donation with this number."),
       h("p", {}, h("a", { href: "#/donations" }, "Back to my donations")));
   }
-  ctx.setTitle(`Receipt ${pledge.id}`);
+  ctx.setTitle(`Receipt ${pledge.receiptNumber || pledge.id}`);
   const amount = money(pledge.amountCents, pledge.currency);
   const paid = ["CAPTURED", "REFUNDED"].includes(pledge.status);
   const row = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
@@ -124,14 +133,19 @@ export async function receiptView(ctx) {
   return h("article", { class: "receipt" },
     h("p", { class: "no-print" }, h("a", { href: "#/donations" }, "← My donations")),
     h("header", {},
-      h("p", { class: "receipt-brand" }, "CareForAll"),
+      h("p", { class: "receipt-brand", "data-testid": "receipt-org-name" }, org.name),
       h("h1", { tabindex: "-1" }, "Donation receipt"),
-      h("p", { class: "muted" }, `Receipt number ${pledge.id}`)),
+      h("p", { class: "muted", "data-testid": "receipt-number" }, pledge.receiptNumber
+        ? `Receipt number ${pledge.receiptNumber}`
+        : "No receipt number yet: one is given when the payment goes through and a receipt is mailed.")),
     h("dl", { class: "receipt-facts" },
       row("Amount", h("strong", { "data-testid": "receipt-amount" }, amount)),
       row("Campaign", h("a", { href: `#/campaigns/${encodeURIComponent(pledge.campaign.id)}` }, pledge.campaign.title)),
       row("Organiser", pledge.campaign.owner.name),
-      row("Date", dateTime(pledge.createdAt, true)),
+      pledge.receiptIssuedAt
+        ? row("Date", h("span", { "data-testid": "receipt-date" }, receiptDate(pledge.receiptIssuedAt)))
+        : row("Date", dateTime(pledge.createdAt, true)),
+      row("Payment reference", h("span", { "data-testid": "receipt-reference" }, pledge.id)),
       row("State", badge("pledge", pledge.status, PLEDGE_STATUS)),
       row("Name shown", pledge.donorName || "Anonymous"),
       pledge.message ? row("Message", pledge.message) : null,
@@ -153,5 +167,9 @@ export async function receiptView(ctx) {
           ? `${PLEDGE_STATUS[t.fromStatus]} → ${PLEDGE_STATUS[t.toStatus]}`
           : `Created as ${PLEDGE_STATUS[t.toStatus]}`),
         h("td", {}, sourceText(t.source)))))),
+    h("footer", { class: "receipt-org", "data-testid": "receipt-org" },
+      h("p", {}, h("strong", {}, org.name)),
+      org.address ? h("p", {}, org.address) : null,
+      org.taxId ? h("p", {}, `Tax id: ${org.taxId}`) : null),
     h("div", { class: "button-row no-print" }, printButton));
 }
