@@ -11,6 +11,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from careforall.db import Database, make_engine, run_migrations
+from careforall.models import described_by_models
 from careforall.settings import Settings
 from tests import postgres
 from tests.helpers.databases import databases_under_test
@@ -23,7 +24,13 @@ def check_migrations_build_the_models(settings: Settings) -> None:
     engine = make_engine(settings)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": described_by_models,
+                },
+            )
             assert compare_metadata(context, SQLModel.metadata) == []
             assert "pledges" in inspect(conn).get_table_names()
     finally:

@@ -1,0 +1,75 @@
+"""search and discovery: a full-text index over campaigns' titles and stories,
+a category index, and captures by time for the trending sort
+
+SQLite: an FTS5 table `campaign_search` holding its own copy of each
+campaign's title and description, keyed by campaign id and kept in step by
+triggers; filled here from the campaigns already there. (Not an
+external-content table over `campaigns`: that would key on the rowid of a
+table whose primary key is text, which VACUUM may renumber.)
+PostgreSQL: a GIN index on the same tsvector expression the search query
+uses (services/search.py), so nothing needs keeping in step.
+
+Revision ID: 0013
+Revises: 0010
+Create Date: 2026-12-07 13:05:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SQLITE_UP = [
+    "CREATE VIRTUAL TABLE campaign_search USING fts5("
+    "campaign_id UNINDEXED, title, description, "
+    "tokenize = 'unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER campaign_search_insert AFTER INSERT ON campaigns BEGIN "
+    "INSERT INTO campaign_search (campaign_id, title, description) "
+    "VALUES (new.id, new.title, new.description); END",
+    "CREATE TRIGGER campaign_search_update AFTER UPDATE OF title, description "
+    "ON campaigns BEGIN "
+    "DELETE FROM campaign_search WHERE campaign_id = old.id; "
+    "INSERT INTO campaign_search (campaign_id, title, description) "
+    "VALUES (new.id, new.title, new.description); END",
+    "CREATE TRIGGER campaign_search_delete AFTER DELETE ON campaigns BEGIN "
+    "DELETE FROM campaign_search WHERE campaign_id = old.id; END",
+    "INSERT INTO campaign_search (campaign_id, title, description) "
+    "SELECT id, title, description FROM campaigns",
+]
+SQLITE_DOWN = [
+    "DROP TRIGGER IF EXISTS campaign_search_delete",
+    "DROP TRIGGER IF EXISTS campaign_search_update",
+    "DROP TRIGGER IF EXISTS campaign_search_insert",
+    "DROP TABLE IF EXISTS campaign_search",
+]
+# The expression must stay identical to services/search.py's, or the planner
+# does not use the index.
+POSTGRES_UP = [
+    "CREATE INDEX ix_campaigns_search ON campaigns USING gin "
+    "(to_tsvector('simple'::regconfig, title || ' ' || description))",
+]
+POSTGRES_DOWN = ["DROP INDEX IF EXISTS ix_campaigns_search"]
+
+
+def upgrade() -> None:
+    op.create_index("ix_campaigns_category", "campaigns", ["category", "id"])
+    op.create_index(
+        "ix_pledge_transitions_to_status_at", "pledge_transitions", ["to_status", "at"]
+    )
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for statement in SQLITE_UP if sqlite else POSTGRES_UP:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for statement in SQLITE_DOWN if sqlite else POSTGRES_DOWN:
+        op.execute(statement)
+    op.drop_index("ix_pledge_transitions_to_status_at", "pledge_transitions")
+    op.drop_index("ix_campaigns_category", "campaigns")
