@@ -14,13 +14,14 @@ from careforall.api.pagination import Connection, connection, page_size
 from careforall.concurrency import in_thread
 from careforall.domain import states
 from careforall.domain.rules import may_manage_campaign
+from careforall.domain.search import CampaignSort
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.services import pledges as pledge_service
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.totals import TotalsFigures
 
 # The domain's enums are the GraphQL enums (registered in place).
-for _enum in (Role, CampaignStatus, PledgeStatus):
+for _enum in (Role, CampaignStatus, PledgeStatus, CampaignSort):
     strawberry.enum(_enum)
 
 Info = strawberry.Info[Context, None]
