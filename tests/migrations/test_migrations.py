@@ -234,3 +234,70 @@ def test_0010_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
         check_0010_on_existing_campaigns(Settings(database_url=url))
     finally:
         postgres.drop_database(postgres_server, url)
+
+
+def check_0013_on_existing_campaigns(settings: Settings) -> None:
+    """Campaigns made before 0013 are found by search at once; the downgrade
+    takes the index away and the upgrade builds it again."""
+    from sqlmodel import Session
+
+    from careforall.services.discovery import list_public_campaigns
+
+    _migrate(settings, "upgrade", "0010")
+    engine = make_engine(settings)
+
+    def found(word: str) -> list[str]:
+        with Session(engine) as session:
+            page = list_public_campaigns(session, first=10, after=None, search=word)
+            return [c.id for c in page.items]
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_skeleton, name, "
+                    "password_hash, role, created_at, token_version) VALUES "
+                    "('usr_1', 'o@example.org', 'o@example.org', 'O', 'x', "
+                    "'DONOR', '2026-01-01 00:00:00', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO campaigns (id, title, description, category, "
+                    "goal_cents, currency, status, owner_id, created_at, "
+                    "updated_at, paid_out_cents) VALUES ('cmp_1', 'Hip', "
+                    "'A new hip for Ida', 'c', 100, 'USD', 'ACTIVE', 'usr_1', "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
+                )
+            )
+        _migrate(settings, "upgrade", "head")
+        assert found("ida") == ["cmp_1"]
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE campaigns SET description = 'For Una'"))
+        assert found("ida") == [] and found("una") == ["cmp_1"]
+        _migrate(settings, "downgrade", "0010")
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            indexes = {i["name"] for i in inspect(conn).get_indexes("campaigns")}
+        assert "campaign_search" not in tables
+        assert not indexes & {"ix_campaigns_search", "ix_campaigns_category"}
+        _migrate(settings, "upgrade", "head")
+        assert found("una") == ["cmp_1"]
+    finally:
+        engine.dispose()
+
+
+def test_0013_on_existing_campaigns_in_sqlite(tmp_path: Path) -> None:
+    check_0013_on_existing_campaigns(
+        Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+    )
+
+
+def test_0013_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    try:
+        check_0013_on_existing_campaigns(Settings(database_url=url))
+    finally:
+        postgres.drop_database(postgres_server, url)
