@@ -419,10 +419,14 @@ class MailCounter(SQLModel, table=True):
 M = TypeVar("M", bound=SQLModel)
 
 # What the migrations make that no model describes: SQLite's full-text table
-# (and FTS5's shadow tables behind it) and PostgreSQL's full-text index, both
-# read by services/search.py alone.
+# (and FTS5's shadow tables behind it), PostgreSQL's generated tsvector column
+# and its index, all read by services/search.py alone.
 MIGRATIONS_ONLY = frozenset(
-    {("table", "campaign_search"), ("index", "ix_campaigns_search")}
+    {
+        ("table", "campaign_search"),
+        ("column", "search_vector"),
+        ("index", "ix_campaigns_search"),
+    }
 )
 
 
