@@ -105,7 +105,7 @@ def list_public_campaigns(
         query, key = _sorted(query, sort, utcnow())
     return keyed_page(
         session,
-        query.add_columns(key),
+        query,
         key=key,
         kind=kind,
         key_type=key_type,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, or_
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.domain.errors import BadUserInput
@@ -157,30 +157,40 @@ def decode_keyed_cursor(
 
 def keyed_page(
     session: Session,
-    query: Select[tuple[M, Any]],
+    query: Select[Any],
     *,
     key: ColumnElement[Any],
     kind: str,
     key_type: type[int] | type[float],
     first: int,
     after: str | None,
-) -> Page[M]:
-    """One page of `query`'s rows (an entity and its sort `key`) by
-    descending key, ties by descending id: the cursor holds both."""
+) -> Page[Any]:
+    """One page of `query`'s entity by descending `key`, ties by descending
+    id: the cursor holds both. The ordering reads ids and keys only; the page's
+    rows are loaded after (sorting thousands of whole rows, stories included,
+    cost most of a search that matches them)."""
     first = check_first(first)
     start = decode_keyed_cursor(after, kind, key_type)
-    id_column = col(query.column_descriptions[0]["entity"].id)
+    entity = query.column_descriptions[0]["entity"]
+    id_column = col(entity.id)
     if start is not None:
         after_key, after_id = start
         query = query.where(
             or_(key < after_key, and_(key == after_key, id_column < after_id))
         )
-    ordered = query.order_by(key.desc(), id_column.desc()).limit(first + 1)
-    rows = session.execute(ordered).all()
-    has_next = len(rows) > first
-    rows = rows[:first]
+    ordered = (
+        query.with_only_columns(id_column, key)
+        .order_by(key.desc(), id_column.desc())
+        .limit(first + 1)
+    )
+    keys = session.execute(ordered).all()
+    has_next = len(keys) > first
+    keys = keys[:first]
+    wanted = [row[0] for row in keys]
+    loaded = session.exec(select(entity).where(id_column.in_(wanted)))
+    by_id = {row.id: row for row in loaded}
     return Page(
-        items=[row[0] for row in rows],
-        cursors=[encode_keyed_cursor(kind, row[1], row[0].id) for row in rows],
+        items=[by_id[row_id] for row_id in wanted],
+        cursors=[encode_keyed_cursor(kind, k, row_id) for row_id, k in keys],
         has_next_page=has_next,
     )
