@@ -510,6 +510,7 @@ MATRIX: dict[str, list[Case]] = {
         )
     ],
     "Query.version": [Case("{ version }", everyone())],
+    "Query.categories": [Case("{ categories }", everyone())],
     "Query.paymentProvider": [
         Case("{ paymentProvider { name simulated notice } }", everyone())
     ],
