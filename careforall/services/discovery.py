@@ -47,6 +47,8 @@ def _sorted(
 ) -> tuple[Select[Any], ColumnElement[Any]]:
     """The query joined to what `sort` orders by, and that key (descending)."""
     if sort is CampaignSort.MOST_RAISED:
+        # In minor units whatever the currency: most campaigns share one, and
+        # converting would need exchange rates the platform does not keep.
         return _with_totals(query), _raised()
     if sort is CampaignSort.CLOSEST_TO_GOAL:
         # Nearest to its goal first; those that reached it go last (-1):

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests import factories as f
-from tests.browser.conftest import Pages, shot
+from tests.browser.conftest import PHONE, Pages, shot
 from tests.helpers.api import ServerGQL
 from tests.helpers.browser import expect
 
@@ -55,6 +55,9 @@ def test_a_donor_finds_a_campaign_by_a_word_of_its_story_and_a_category_chip(
     again = pages.open("#" + page.url.split("#", 1)[1])
     expect(again.get_by_label("Search campaigns")).to_have_value(word[:-3])
     expect(again.locator(".cards .card h2")).to_have_text([wanted["title"]])
+    phone = pages.open("#" + page.url.split("#", 1)[1], viewport=PHONE)
+    expect(phone.locator(".cards .card h2")).to_have_text([wanted["title"]])
+    shot(phone, "home-search-phone")
 
     page.locator(".chips").get_by_role("button", name="All", exact=True).click()
     page.get_by_label("Sort by").select_option("MOST_RAISED")
