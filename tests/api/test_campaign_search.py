@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from starlette.testclient import TestClient
 
 from careforall.db import Database
 from tests import factories as f
@@ -79,3 +82,19 @@ def test_search_answers_are_kept_by_the_response_cache(gql: GQL, db: Database) -
     gql.ok(CATEGORIES)
     gql.ok(CATEGORIES)
     assert counts.since() == (3, 2)
+
+
+def test_campaigns_waiting_for_review_are_never_found_nor_their_category_listed(
+    app_factory: Callable[..., TestClient],
+) -> None:
+    gql = GQL(app_factory(campaign_review="required"))
+    organiser, admin = f.register(gql), f.admin(gql)
+    f.campaign(
+        gql, organiser.token, description="Waiting: hydrotherapy.", category="spa"
+    )
+    for token in (None, organiser.token, admin.token):
+        assert gql.ok(SEARCH, {"search": "hydrotherapy"}, token)["campaigns"] == {
+            "edges": [],
+            "pageInfo": {"hasNextPage": False, "endCursor": None},
+        }
+        assert gql.ok(CATEGORIES, None, token)["categories"] == []
