@@ -30,7 +30,7 @@ from careforall.models import Campaign
 # The FTS5 table as a Core table: the table-named column is FTS5's way of
 # matching against every indexed column at once.
 _FTS = table("campaign_search", column("campaign_id"), column("campaign_search"))
-# Weights of bm25 per column: campaign_id (not indexed), title, description.
+# Weights of bm25 per column: campaign_id (never searched), title, description.
 # A word in the title says more about a campaign than one in its story.
 _BM25_WEIGHTS = (0.0, 4.0, 1.0)
 
@@ -40,10 +40,11 @@ _VECTOR: ColumnElement[Any] = literal_column("campaigns.search_vector")
 
 
 def fts5_query(words: Sequence[str]) -> str:
-    """`"w1" "w2"*`: every word, the last as a prefix; quotes make each a
-    plain string whatever it holds (words have no quotes of their own)."""
+    """`{title description} : ("w1" "w2"*)`: every word, the last as a prefix,
+    in the title or the story (not the indexed id); quotes make each a plain
+    string whatever it holds (words have no quotes of their own)."""
     quoted = [f'"{w}"' for w in words]
-    return " ".join(quoted) + "*"
+    return "{title description} : (" + " ".join(quoted) + "*)"
 
 
 def tsquery(words: Sequence[str]) -> str:

@@ -2,10 +2,13 @@
 a category index, and captures by time for the trending sort
 
 SQLite: an FTS5 table `campaign_search` holding its own copy of each
-campaign's title and description, keyed by campaign id and kept in step by
-triggers; filled here from the campaigns already there. (Not an
-external-content table over `campaigns`: that would key on the rowid of a
-table whose primary key is text, which VACUUM may renumber.)
+campaign's id, title and description, kept in step by triggers; filled here
+from the campaigns already there. (Not an external-content table over
+`campaigns`: that would key on the rowid of a table whose primary key is
+text, which VACUUM may renumber.) The id is indexed too, so a trigger finds
+a campaign's row through the index (an unindexed id meant reading the whole
+table on every edit: 20 ms on 10,000 campaigns); searches match the title
+and description columns only.
 PostgreSQL: a stored generated tsvector column `search_vector` (the title
 weighted above the story) with a GIN index; the database keeps it in step.
 Stored rather than an expression index because ranking reads each matching
@@ -28,20 +31,26 @@ down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The index row of the campaign a trigger saw (ids hold letters, digits and
+# "_" only, so quoting them as an FTS5 phrase is safe).
+_ROW_OF_OLD = (
+    "SELECT rowid FROM campaign_search WHERE campaign_search MATCH "
+    "'campaign_id : \"' || old.id || '\"'"
+)
 SQLITE_UP = [
     "CREATE VIRTUAL TABLE campaign_search USING fts5("
-    "campaign_id UNINDEXED, title, description, "
+    "campaign_id, title, description, "
     "tokenize = 'unicode61 remove_diacritics 2')",
     "CREATE TRIGGER campaign_search_insert AFTER INSERT ON campaigns BEGIN "
     "INSERT INTO campaign_search (campaign_id, title, description) "
     "VALUES (new.id, new.title, new.description); END",
     "CREATE TRIGGER campaign_search_update AFTER UPDATE OF title, description "
     "ON campaigns BEGIN "
-    "DELETE FROM campaign_search WHERE campaign_id = old.id; "
+    f"DELETE FROM campaign_search WHERE rowid IN ({_ROW_OF_OLD}); "
     "INSERT INTO campaign_search (campaign_id, title, description) "
     "VALUES (new.id, new.title, new.description); END",
     "CREATE TRIGGER campaign_search_delete AFTER DELETE ON campaigns BEGIN "
-    "DELETE FROM campaign_search WHERE campaign_id = old.id; END",
+    f"DELETE FROM campaign_search WHERE rowid IN ({_ROW_OF_OLD}); END",
     "INSERT INTO campaign_search (campaign_id, title, description) "
     "SELECT id, title, description FROM campaigns",
 ]
