@@ -20,6 +20,7 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        include_name=careforall.models.described_by_models,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -55,6 +55,7 @@ from careforall.api.notifications import PUSH_LIMIT
 from careforall.api.pagination import DEFAULT_PAGE
 from careforall.domain.money import MINOR_UNIT_EXPONENTS
 from careforall.domain.states import PledgeStatus
+from careforall.services.discovery import MAX_CATEGORIES
 from careforall.services.pagination import MAX_PAGE
 from careforall.services.payouts import PAYOUTS_SHOWN
 from careforall.services.reviews import ORGANISER_HISTORY
@@ -69,6 +70,7 @@ LIST_SIZES: dict[tuple[str, str], int] = {
     ("NotificationUpdate", "notifications"): PUSH_LIMIT,
     ("ReviewQueueEntry", "organiserCampaigns"): ORGANISER_HISTORY,
     ("Campaign", "payouts"): PAYOUTS_SHOWN,
+    ("Query", "categories"): MAX_CATEGORIES,
 }
 
 

@@ -19,8 +19,9 @@ from careforall.api.types import (
 from careforall.concurrency import in_thread
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal, hidden_from_public, may_see_campaign
+from careforall.domain.search import CampaignSort
 from careforall.domain.states import CampaignStatus
-from careforall.services import auth, campaigns, pledges, totals
+from careforall.services import auth, campaigns, discovery, pledges, totals
 
 
 @strawberry.type
@@ -61,7 +62,9 @@ class Query:
         return User.from_model(user) if user is not None else None
 
     @strawberry.field(
-        description="Newest first. Campaigns IN_REVIEW or REJECTED are never "
+        description="In `sort`'s order, ties newest first; a `search` (words "
+        "of titles and stories, the last one a prefix) in the default order "
+        "lists the best matches first. Campaigns IN_REVIEW or REJECTED are never "
         "listed (their organiser has myCampaigns, admins adminReviewQueue)."
     )
     async def campaigns(
@@ -70,16 +73,31 @@ class Query:
         first: int | None = 20,
         after: str | None = None,
         status: CampaignStatus | None = None,
+        search: str | None = None,
+        category: str | None = None,
+        sort: CampaignSort = CampaignSort.NEWEST,
     ) -> Connection[Campaign]:
         # Public: the one page read that does not depend on the caller.
         size = page_size(first)
         page = await read(
             info,
             lambda session: campaigns.list_campaigns(
-                session, first=size, after=after, status=status
+                session,
+                first=size,
+                after=after,
+                status=status,
+                search=search,
+                category=category,
+                sort=sort,
             ),
         )
         return connection(page, Campaign.from_model)
+
+    @strawberry.field(
+        description="The categories of the listed campaigns, most used first."
+    )
+    async def categories(self, info: Info) -> list[str]:
+        return await read(info, discovery.public_categories)
 
     @strawberry.field(
         description="The signed-in caller's own campaigns, every status, newest first."

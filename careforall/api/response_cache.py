@@ -32,7 +32,9 @@ from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast
 from careforall.api.caching import parse_cached
 
 # Root fields whose answer depends on the data alone, never on the caller.
-PUBLIC_ROOT_FIELDS = frozenset({"version", "campaign", "campaigns", "campaignTotals"})
+PUBLIC_ROOT_FIELDS = frozenset(
+    {"version", "campaign", "campaigns", "campaignTotals", "categories"}
+)
 DEFAULT_MAX_ENTRIES = 1024
 # Larger requests and answers are rare and cheap to make again relative to
 # their size; and a request padded with unused variables cannot fill memory.

@@ -14,6 +14,7 @@ from careforall.api.pagination import Connection, connection, page_size
 from careforall.concurrency import in_thread
 from careforall.domain import states
 from careforall.domain.rules import may_manage_campaign
+from careforall.domain.search import CampaignSort
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.payments.stripe import dashboard_url
 from careforall.services import pledges as pledge_service
@@ -22,7 +23,7 @@ from careforall.services.images import image_srcset, image_url
 from careforall.services.totals import TotalsFigures
 
 # The domain's enums are the GraphQL enums (registered in place).
-for _enum in (Role, CampaignStatus, PledgeStatus):
+for _enum in (Role, CampaignStatus, PledgeStatus, CampaignSort):
     strawberry.enum(_enum)
 
 Info = strawberry.Info[Context, None]

@@ -24,8 +24,8 @@ from careforall.domain.rules import (
     may_see_campaign,
     require_user,
 )
+from careforall.domain.search import CampaignSort
 from careforall.domain.states import (
-    HIDDEN_FROM_PUBLIC,
     Actor,
     CampaignAction,
     CampaignStatus,
@@ -33,6 +33,7 @@ from careforall.domain.states import (
 )
 from careforall.models import Campaign, CampaignTotals
 from careforall.services import audit
+from careforall.services.discovery import list_public_campaigns
 from careforall.services.pagination import (
     Page,
     newest_first,
@@ -207,15 +208,22 @@ def list_campaigns(
     first: int,
     after: str | None,
     status: CampaignStatus | None,
+    search: str | None = None,
+    category: str | None = None,
+    sort: CampaignSort = CampaignSort.NEWEST,
 ) -> Page[Campaign]:
-    """Newest first, keyset-paged; campaigns not reviewed (or rejected) are
-    never listed: the list is the same for everyone."""
-    query = select(Campaign).where(
-        col(Campaign.status).not_in([s.value for s in HIDDEN_FROM_PUBLIC])
+    """The public list (services/discovery.py): newest first unless sorted or
+    searched; campaigns not reviewed (or rejected) are never listed, so the
+    list is the same for everyone."""
+    return list_public_campaigns(
+        session,
+        first=first,
+        after=after,
+        status=status,
+        search=search,
+        category=category,
+        sort=sort,
     )
-    if status is not None:
-        query = query.where(Campaign.status == status.value)
-    return newest_first(session, query, first=first, after=after)
 
 
 def my_campaigns(

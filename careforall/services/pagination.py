@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlmodel import Session, col
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall.domain.errors import BadUserInput
@@ -119,5 +120,77 @@ def make_page(rows: Sequence[T], first: int, ids: Sequence[str]) -> Page[T]:
     return Page(
         items=rows[:first],
         cursors=[encode_cursor(i) for i in ids[:first]],
+        has_next_page=has_next,
+    )
+
+
+def encode_keyed_cursor(kind: str, key: int | float, row_id: str) -> str:
+    raw = f"v2:{kind}:{key!r}:{row_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_keyed_cursor(
+    cursor: str | None, kind: str, key_type: type[int] | type[float]
+) -> tuple[int | float, str] | None:
+    """The (sort key, id) after which a page of a list ordered by `kind`
+    starts; a cursor of another order, or none of ours, is refused."""
+    if cursor is None:
+        return None
+    wrong = BadUserInput(
+        "'after' is not a cursor from this list in this order; start again."
+    )
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise wrong from None
+    parts = raw.split(":")
+    if len(raw) > 200 or len(parts) != 4 or parts[:2] != ["v2", kind]:
+        raise wrong
+    try:
+        key = key_type(parts[2])
+    except ValueError:
+        raise wrong from None
+    if key != key or abs(key) > 2**62:  # NaN, infinities, overflow
+        raise wrong
+    return key, parts[3]
+
+
+def keyed_page(
+    session: Session,
+    query: Select[Any],
+    *,
+    key: ColumnElement[Any],
+    kind: str,
+    key_type: type[int] | type[float],
+    first: int,
+    after: str | None,
+) -> Page[Any]:
+    """One page of `query`'s entity by descending `key`, ties by descending
+    id: the cursor holds both. The ordering reads ids and keys only; the page's
+    rows are loaded after (sorting thousands of whole rows, stories included,
+    cost most of a search that matches them)."""
+    first = check_first(first)
+    start = decode_keyed_cursor(after, kind, key_type)
+    entity = query.column_descriptions[0]["entity"]
+    id_column = col(entity.id)
+    if start is not None:
+        after_key, after_id = start
+        query = query.where(
+            or_(key < after_key, and_(key == after_key, id_column < after_id))
+        )
+    ordered = (
+        query.with_only_columns(id_column, key)
+        .order_by(key.desc(), id_column.desc())
+        .limit(first + 1)
+    )
+    keys = session.execute(ordered).all()
+    has_next = len(keys) > first
+    keys = keys[:first]
+    wanted = [row[0] for row in keys]
+    loaded = session.exec(select(entity).where(id_column.in_(wanted)))
+    by_id = {row.id: row for row in loaded}
+    return Page(
+        items=[by_id[row_id] for row_id in wanted],
+        cursors=[encode_keyed_cursor(kind, k, row_id) for row_id, k in keys],
         has_next_page=has_next,
     )

@@ -511,6 +511,7 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "Query.version": [Case("{ version }", everyone())],
     "Query.organisation": [Case("{ organisation { name address taxId } }", everyone())],
+    "Query.categories": [Case("{ categories }", everyone())],
     "Query.paymentProvider": [
         Case("{ paymentProvider { name simulated notice } }", everyone())
     ],

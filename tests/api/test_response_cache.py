@@ -37,6 +37,7 @@ REVIEWED_PUBLIC_FIELDS = {
     "Query.campaign",
     "Query.campaignTotals",
     "Query.campaigns",
+    "Query.categories",
     "Query.version",
     "Campaign.acceptingPledges",
     "Campaign.category",

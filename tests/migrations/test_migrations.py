@@ -11,6 +11,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from careforall.db import Database, make_engine, run_migrations
+from careforall.models import described_by_models
 from careforall.settings import Settings
 from tests import postgres
 from tests.helpers.databases import databases_under_test
@@ -23,7 +24,13 @@ def check_migrations_build_the_models(settings: Settings) -> None:
     engine = make_engine(settings)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": described_by_models,
+                },
+            )
             assert compare_metadata(context, SQLModel.metadata) == []
             assert "pledges" in inspect(conn).get_table_names()
     finally:
@@ -368,5 +375,72 @@ def test_0014_on_existing_pledges_in_postgres(postgres_server: str) -> None:
     url = postgres.create_database(postgres_server, template=None)
     try:
         check_0014_on_existing_pledges(Settings(database_url=url))
+    finally:
+        postgres.drop_database(postgres_server, url)
+
+
+def check_0015_on_existing_campaigns(settings: Settings) -> None:
+    """Campaigns made before 0015 are found by search at once; the downgrade
+    takes the index away and the upgrade builds it again."""
+    from sqlmodel import Session
+
+    from careforall.services.discovery import list_public_campaigns
+
+    _migrate(settings, "upgrade", "0014")
+    engine = make_engine(settings)
+
+    def found(word: str) -> list[str]:
+        with Session(engine) as session:
+            page = list_public_campaigns(session, first=10, after=None, search=word)
+            return [c.id for c in page.items]
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_skeleton, name, "
+                    "password_hash, role, created_at, token_version) VALUES "
+                    "('usr_1', 'o@example.org', 'o@example.org', 'O', 'x', "
+                    "'DONOR', '2026-01-01 00:00:00', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO campaigns (id, title, description, category, "
+                    "goal_cents, currency, status, owner_id, created_at, "
+                    "updated_at, paid_out_cents) VALUES ('cmp_1', 'Hip', "
+                    "'A new hip for Ida', 'c', 100, 'USD', 'ACTIVE', 'usr_1', "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
+                )
+            )
+        _migrate(settings, "upgrade", "head")
+        assert found("ida") == ["cmp_1"]
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE campaigns SET description = 'For Una'"))
+        assert found("ida") == [] and found("una") == ["cmp_1"]
+        _migrate(settings, "downgrade", "0014")
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            indexes = {i["name"] for i in inspect(conn).get_indexes("campaigns")}
+        assert "campaign_search" not in tables
+        assert not indexes & {"ix_campaigns_search", "ix_campaigns_category"}
+        _migrate(settings, "upgrade", "head")
+        assert found("una") == ["cmp_1"]
+    finally:
+        engine.dispose()
+
+
+def test_0015_on_existing_campaigns_in_sqlite(tmp_path: Path) -> None:
+    check_0015_on_existing_campaigns(
+        Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+    )
+
+
+def test_0015_on_existing_campaigns_in_postgres(postgres_server: str) -> None:
+    if "postgresql" not in databases_under_test():
+        pytest.skip("PostgreSQL is not among CAREFORALL_TEST_DATABASES")
+    url = postgres.create_database(postgres_server, template=None)
+    try:
+        check_0015_on_existing_campaigns(Settings(database_url=url))
     finally:
         postgres.drop_database(postgres_server, url)
