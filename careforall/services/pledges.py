@@ -185,6 +185,9 @@ def create_pledge(
             "failure_reason": None,
             "created_at": now,
             "updated_at": now,
+            "recurring_donation_id": None,
+            "recurring_period": None,
+            "recurring_attempt": None,
         }
         try:
             # The INSERT, where a concurrent request with this key loses.
