@@ -120,3 +120,19 @@ class SimulatedProvider:
 
     def refund(self, *, pledge_id: str) -> ProviderResult:
         return self._move(pledge_id, "captured", "refunded")
+
+    def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
+        # The simulation's cards are their own tokens: nothing to keep.
+        if payment_method not in (CARD_OK, CARD_DECLINED):
+            raise UnknownPaymentMethod(payment_method)
+        return payment_method
+
+    def charge_saved(
+        self, *, pledge_id: str, amount_cents: int, currency: str, token: str
+    ) -> ProviderResult:
+        return self.authorize(
+            pledge_id=pledge_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            payment_method=token,
+        )
