@@ -57,6 +57,7 @@ from careforall.domain.money import MINOR_UNIT_EXPONENTS
 from careforall.domain.states import PledgeStatus
 from careforall.services.pagination import MAX_PAGE
 from careforall.services.payouts import PAYOUTS_SHOWN
+from careforall.services.recurring import PLANS_SHOWN
 from careforall.services.reviews import ORGANISER_HISTORY
 
 # The most items a list without a `first` argument holds (type, field).
@@ -69,6 +70,7 @@ LIST_SIZES: dict[tuple[str, str], int] = {
     ("NotificationUpdate", "notifications"): PUSH_LIMIT,
     ("ReviewQueueEntry", "organiserCampaigns"): ORGANISER_HISTORY,
     ("Campaign", "payouts"): PAYOUTS_SHOWN,
+    ("Query", "myRecurringDonations"): PLANS_SHOWN,
 }
 
 

@@ -32,6 +32,7 @@ from careforall.api.notifications import (
 from careforall.api.observability import Observability
 from careforall.api.provider_info import ProviderQuery
 from careforall.api.queries import Query
+from careforall.api.recurring import RecurringMutation, RecurringQuery
 from careforall.api.reviews import ReviewMutation, ReviewQuery
 from careforall.api.subscriptions import Subscription
 from careforall.api.trust import TrustMutation, TrustQuery
@@ -85,6 +86,7 @@ def build_schema(**kwargs: Any) -> Schema:
             ReviewQuery,
             EditQuery,
             TrustQuery,
+            RecurringQuery,
         ),
     )
     mutation = merge_types(
@@ -98,6 +100,7 @@ def build_schema(**kwargs: Any) -> Schema:
             ReviewMutation,
             EditMutation,
             TrustMutation,
+            RecurringMutation,
         ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))

@@ -16,6 +16,7 @@ from careforall.domain.clock import new_id, utcnow
 from careforall.domain.errors import (
     BadUserInput,
     CampaignNotActive,
+    Forbidden,
     IdempotencyKeyReused,
     InvalidTransition,
     NotFound,
@@ -47,6 +48,8 @@ from careforall.services.recurring_charges import (
 from careforall.services.unit_of_work import UnitOfWork
 
 NOT_FOUND = "There is no recurring donation with that id."
+# The most plans `myRecurringDonations` lists (the newest): bounds a query's cost.
+PLANS_SHOWN = 50
 
 
 @dataclass(frozen=True)
@@ -191,16 +194,17 @@ def create_recurring_donation(
 def _own_plan(
     uow: UnitOfWork, principal: Principal, plan_id: str, *, admin_too: bool
 ) -> RecurringDonation:
-    """The caller's plan (or any, for an admin where allowed), locked;
+    """The caller's plan, locked (an admin's: Forbidden unless `admin_too`);
     NotFound for another's, as for an unknown id."""
     plan = uow.session.exec(
         select(RecurringDonation)
         .where(RecurringDonation.id == plan_id)
         .with_for_update()
     ).first()
-    mine = plan is not None and plan.donor_user_id == principal.id
-    if plan is None or not (mine or (admin_too and principal.is_admin)):
+    if plan is None or not (plan.donor_user_id == principal.id or principal.is_admin):
         raise NotFound(NOT_FOUND)
+    if plan.donor_user_id != principal.id and not admin_too:
+        raise Forbidden("Only the plan's donor may change it.")
     return plan
 
 
@@ -315,22 +319,24 @@ def update_recurring_donation(
 def my_recurring_donations(
     session: Session, *, principal: Principal | None
 ) -> Sequence[RecurringDonation]:
-    """The caller's plans, newest first."""
+    """The caller's plans, newest first (the newest PLANS_SHOWN)."""
     donor = require_user(principal)
     return session.exec(
         select(RecurringDonation)
         .where(RecurringDonation.donor_user_id == donor.id)
         .order_by(col(RecurringDonation.id).desc())
+        .limit(PLANS_SHOWN)
     ).all()
 
 
-def charges(
-    session: Session, *, plan_id: str, first: int, after: str | None
+def plan_charges(
+    db: Database, *, plan_id: str, first: int, after: str | None
 ) -> Page[Pledge]:
     """A plan's pledges (one per try of a period), newest first. The caller
     has the plan already: whoever may see a plan may see its charges."""
     query = select(Pledge).where(Pledge.recurring_donation_id == plan_id)
-    return newest_first(session, query, first=first, after=after)
+    with db.read() as session:
+        return newest_first(session, query, first=first, after=after)
 
 
 def plan_of(db: Database, plan_id: str) -> RecurringDonation | None:

@@ -45,15 +45,7 @@ CONTRACT_03 = API / "contract-0.3.graphql"
 NOT_YET_BUILT = frozenset(
     {
         "CampaignSort",
-        "RecurringInterval",
-        "RecurringStatus",
-        "RecurringDonation",
-        "RecurringDonationInput",
         "Campaign.imageUrl",
-        "Pledge.recurringDonation",
-        "Query.myRecurringDonations",
-        "Mutation.createRecurringDonation",
-        "Mutation.cancelRecurringDonation",
     }
 )
 

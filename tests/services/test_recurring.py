@@ -15,6 +15,7 @@ from careforall.db import Database
 from careforall.domain.errors import (
     BadUserInput,
     CampaignNotActive,
+    Forbidden,
     IdempotencyKeyReused,
     InvalidTransition,
     NotFound,
@@ -317,7 +318,7 @@ def test_only_the_donor_changes_a_plan_and_an_admin_may_cancel_it(
         recurring.cancel_recurring_donation(
             UnitOfWork(db), principal=other, plan_id=plan.id
         )
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         recurring.pause_recurring_donation(
             UnitOfWork(db), principal=admin, plan_id=plan.id
         )
