@@ -39,6 +39,7 @@ from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
 from careforall.outbox.mail_rounds import MailRounds
 from careforall.outbox.mailer import MailSender
+from careforall.outbox.recurring import RecurringScheduler
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
 from careforall.runtime import Runtime
@@ -270,8 +271,9 @@ def _lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """What runs for the server's life: the database, the writer, the outbox
     dispatcher, the simulated provider's webhooks, the mail sender, the
-    notification hub, retention and (PostgreSQL) the listener; started in
-    order, stopped after the queued writes have finished."""
+    notification hub, retention, the recurring gifts' scheduler and
+    (PostgreSQL) the listener; started in order, stopped after the queued
+    writes have finished."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -307,6 +309,12 @@ def _lifespan(
             asyncio.create_task(
                 MailRounds(db, settings).run(),
                 name="periodic-mails",
+            ),
+            asyncio.create_task(
+                RecurringScheduler(
+                    db, provider, every=settings.recurring_interval_seconds
+                ).run(),
+                name="recurring-gifts",
             ),
         ]
         if mailer is not None:

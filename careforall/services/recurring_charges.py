@@ -50,9 +50,10 @@ from careforall.services.transitions import (
 )
 from careforall.services.unit_of_work import UnitOfWork
 
-# How long a scheduler holds the plans it claimed; one that dies with them
-# leaves them to the others after this.
-LEASE = timedelta(minutes=2)
+# How long a scheduler holds a plan it claimed, renewed at each period it
+# charges; one that dies with it leaves it to the others (or to itself,
+# restarted) after this.
+LEASE = timedelta(seconds=30)
 BATCH = 50
 CAMPAIGN_CLOSED = "The campaign is no longer taking donations."
 
@@ -178,6 +179,8 @@ def _begin(db: Database, plan_id: str, now: datetime) -> tuple[Pledge, str] | No
             return None
         pledge = _period_pledge(uow, plan)
         token = plan.payment_method
+        plan.claimed_until = utcnow() + LEASE
+        uow.session.add(plan)
         uow.commit()
     return pledge, token
 
