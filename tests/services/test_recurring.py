@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import col, select
 
+from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.errors import (
     BadUserInput,
@@ -25,13 +26,24 @@ from careforall.domain.events import RecurringDonationStopped
 from careforall.domain.recurring import RecurringInterval, period_due_at
 from careforall.domain.rules import Principal
 from careforall.domain.states import CampaignStatus
-from careforall.models import Campaign, OutboxEvent, Pledge, RecurringDonation
+from careforall.models import (
+    Campaign,
+    Mail,
+    Notification,
+    OutboxEvent,
+    Pledge,
+    RecurringDonation,
+)
+from careforall.outbox.dispatcher import Dispatcher
+from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import CARD_DECLINED, CARD_OK, SimulatedProvider
 from careforall.services import recurring
 from careforall.services.campaigns import set_campaign_status
 from careforall.services.recurring import RecurringData
 from careforall.services.recurring_charges import run_due
+from careforall.services.reviews import suspend_campaign
 from careforall.services.unit_of_work import UnitOfWork
+from careforall.settings import Settings
 from tests.services.conftest import MakeAnon, MakeUser
 
 
@@ -346,3 +358,61 @@ def test_a_closed_campaign_ends_its_plans_and_tells_their_donors(
     assert (ended.status, ended.next_charge_at) == ("CANCELLED", None)
     assert len(_charges(db, plan.id)) == 1
     assert _stops(db) == [(plan.id, "CANCELLED", "campaign_closed")]
+
+
+def _deliver(db: Database, settings: Settings) -> None:
+    """Run the outbox until nothing is due (a redelivery changes nothing)."""
+    dispatcher = Dispatcher(
+        HandlerContext(db=db, settings=settings, provider=SimulatedProvider(db)),
+        Broadcaster(),
+    )
+    while dispatcher.process_due().processed:
+        pass
+
+
+def _told(db: Database, user_id: str) -> tuple[list[str], list[str]]:
+    """The donor's notification kinds and the recurring mails' subjects."""
+    with db.read() as session:
+        kinds = session.exec(
+            select(Notification.kind)
+            .where(Notification.recipient_user_id == user_id)
+            .where(col(Notification.kind).startswith("RECURRING"))
+        ).all()
+        subjects = session.exec(
+            select(Mail.subject).where(Mail.kind == "recurring_stopped")
+        ).all()
+    return list(kinds), list(subjects)
+
+
+def test_a_plan_paused_by_declines_tells_its_donor_once(
+    db: Database, settings: Settings, make_user: MakeUser, campaign: Campaign
+) -> None:
+    donor = make_user()
+    plan = _start(db, donor, campaign, card=CARD_DECLINED)
+    _deliver(db, settings)
+    _deliver(db, settings)
+    kinds, subjects = _told(db, donor.id)
+    assert kinds == ["RECURRING_PAUSED"]
+    assert subjects == ["Your recurring gift of $25.00 is paused"]
+    assert _plan(db, plan.id).status == "PAUSED"
+
+
+def test_a_suspended_campaign_ends_its_plans_through_the_outbox(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    admin: Principal,
+    campaign: Campaign,
+) -> None:
+    donor = make_user()
+    plan = _start(db, donor, campaign)
+    _deliver(db, settings)
+    suspend_campaign(
+        UnitOfWork(db), principal=admin, campaign_id=campaign.id, note="Checking."
+    )
+    _deliver(db, settings)
+    ended = _plan(db, plan.id)
+    assert (ended.status, ended.next_charge_at) == ("CANCELLED", None)
+    kinds, subjects = _told(db, donor.id)
+    assert kinds == ["RECURRING_ENDED"]
+    assert subjects == ["Your recurring gift of $25.00 has ended"]

@@ -180,8 +180,9 @@ def test_two_servers_charge_each_period_once(
     _started_months_ago(beside(first), plan_ids, 6)
     first.env["CAREFORALL_RECURRING_INTERVAL_SECONDS"] = "0.2"
     second = make_server(start=False, CAREFORALL_RECURRING_INTERVAL_SECONDS="0.2")
-    first.start()
-    second.start()
+    # Busy machines start slowly; both must run at once.
+    first.start(timeout=60)
+    second.start(timeout=60)
     total = len(plan_ids) * 7
     wait_until(lambda: len(first.query(PAID)) >= total, timeout=60)
     charged, duplicates = _figures(first, plan_ids, 6)

@@ -33,6 +33,9 @@ def _row() -> dict[str, Any]:
         "failure_reason": None,
         "created_at": at,
         "updated_at": at,
+        "recurring_donation_id": None,
+        "recurring_period": None,
+        "recurring_attempt": None,
     }
 
 
