@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from careforall.api.resolvers import read_as_caller, write
+from careforall.api.mapping import from_attributes
+from careforall.api.pagination import Connection
+from careforall.api.resolvers import read_as_caller, read_page, write
 from careforall.api.types import Info, RecurringDonation
 from careforall.domain.recurring import RecurringInterval
-from careforall.services import recurring
+from careforall.services import recurring, recurring_stats
 from careforall.services.recurring import RecurringData
 
 
@@ -39,8 +41,46 @@ class RecurringDonationUpdateInput:
     )
 
 
+@strawberry.type(description="A campaign's ACTIVE recurring gifts.")
+class MonthlyGiving:
+    campaign_id: strawberry.ID
+    donors: int = strawberry.field(description="Donors with an ACTIVE plan.")
+    active_plans: int
+    monthly_amount_cents: int = strawberry.field(
+        description="What they give a month (a weekly gift counts 52/12 times)."
+    )
+    currency: str
+
+
 @strawberry.type
 class RecurringQuery:
+    @strawberry.field(description="The campaign's organiser or an admin.")
+    async def campaign_monthly_giving(
+        self, info: Info, campaign_id: strawberry.ID
+    ) -> MonthlyGiving:
+        figures = await read_as_caller(
+            info,
+            lambda session, principal: recurring_stats.monthly_giving(
+                session, principal=principal, campaign_id=str(campaign_id)
+            ),
+        )
+        return from_attributes(MonthlyGiving, figures)
+
+    @strawberry.field(
+        description="Admin. Plans whose last charge was declined (retrying or "
+        "PAUSED), newest first."
+    )
+    async def admin_failing_recurring_donations(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[RecurringDonation]:
+        return await read_page(
+            info,
+            recurring_stats.failing_plans,
+            RecurringDonation.from_model,
+            first,
+            after,
+        )
+
     @strawberry.field(
         description="Signed-in users. The caller's plans, newest first (the latest 50)."
     )

@@ -893,6 +893,20 @@ MATRIX: dict[str, list[Case]] = {
             check=_only_own_plans,
         )
     ],
+    "Query.campaignMonthlyGiving": [
+        Case(
+            "query($id: ID!) { campaignMonthlyGiving(campaignId: $id) {"
+            " campaignId donors monthlyAmountCents } }",
+            signed_in() | {"donor": FORBIDDEN},
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
+    "Query.adminFailingRecurringDonations": [
+        Case(
+            f"{{ adminFailingRecurringDonations {{ {CONNECTION_IDS} }} }}",
+            admin_only(),
+        )
+    ],
     "Mutation.createRecurringDonation": [
         Case(
             "mutation($input: RecurringDonationInput!) {"

@@ -37,7 +37,7 @@ from careforall.models import (
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import CARD_DECLINED, CARD_OK, SimulatedProvider
-from careforall.services import recurring
+from careforall.services import recurring, recurring_stats
 from careforall.services.campaigns import set_campaign_status
 from careforall.services.recurring import RecurringData
 from careforall.services.recurring_charges import run_due
@@ -416,3 +416,36 @@ def test_a_suspended_campaign_ends_its_plans_through_the_outbox(
     kinds, subjects = _told(db, donor.id)
     assert kinds == ["RECURRING_ENDED"]
     assert subjects == ["Your recurring gift of $25.00 has ended"]
+
+
+def test_organisers_see_monthly_donors_and_admins_see_failing_plans(
+    db: Database,
+    make_user: MakeUser,
+    admin: Principal,
+    campaign: Campaign,
+) -> None:
+    owner = Principal(kind="user", id=campaign.owner_id)
+    steady, weekly, failing = make_user(), make_user(), make_user()
+    _start(db, steady, campaign, amount=1_000, key="a")
+    _start(db, steady, campaign, amount=500, key="b")
+    _start(db, weekly, campaign, amount=1_200, interval=RecurringInterval.WEEKLY)
+    declined = _start(db, failing, campaign, card=CARD_DECLINED)
+    with db.read() as session:
+        figures = recurring_stats.monthly_giving(
+            session, principal=owner, campaign_id=campaign.id
+        )
+        # 1,000 + 500 a month, and 1,200 a week at 52/12 weeks a month.
+        assert (figures.donors, figures.active_plans) == (2, 3)
+        assert figures.monthly_amount_cents == 1_500 + 5_200
+        with pytest.raises(Forbidden):
+            recurring_stats.monthly_giving(
+                session, principal=steady, campaign_id=campaign.id
+            )
+        page = recurring_stats.failing_plans(
+            session, principal=admin, first=10, after=None
+        )
+        assert [p.id for p in page.items] == [declined.id]
+        with pytest.raises(Forbidden):
+            recurring_stats.failing_plans(
+                session, principal=owner, first=10, after=None
+            )
