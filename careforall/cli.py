@@ -262,7 +262,8 @@ def recurring_run(settings: Settings, now_text: str | None) -> int:
         return 2
     print(
         f"recurring run to {now.isoformat()}: {result.charged} period(s) charged, "
-        f"{result.declined} declined, {result.paused} plan(s) paused"
+        f"{result.declined} declined, {result.skipped} skipped; "
+        f"{result.paused} plan(s) paused, {result.ended} ended"
     )
     return 0
 

@@ -35,8 +35,8 @@ from careforall.domain.recurring import (
     period_due_at,
     retry_delay,
 )
-from careforall.domain.states import PledgeStatus
-from careforall.models import Campaign, Pledge, RecurringDonation, table_of
+from careforall.domain.states import CampaignStatus, PledgeStatus
+from careforall.models import Campaign, Pledge, RecurringDonation, User, table_of
 from careforall.payments.provider import (
     PaymentProvider,
     ProviderResult,
@@ -62,17 +62,19 @@ _INSERT_PLEDGE = insert(table_of(Pledge))
 
 @dataclass
 class RunResult:
-    """What a run did: periods charged (authorized), declined, plans paused
-    or ended."""
+    """What a run did: periods charged (authorized), declined or skipped (the
+    campaign PAUSED), plans paused or ended."""
 
     charged: int = 0
     declined: int = 0
+    skipped: int = 0
     paused: int = 0
     ended: int = 0
 
     def add(self, other: RunResult) -> None:
         self.charged += other.charged
         self.declined += other.declined
+        self.skipped += other.skipped
         self.paused += other.paused
         self.ended += other.ended
 
@@ -165,18 +167,51 @@ def _period_pledge(uow: UnitOfWork, plan: RecurringDonation) -> Pledge:
     return pledge
 
 
-def _begin(db: Database, plan_id: str, now: datetime) -> tuple[Pledge, str] | None:
+def _not_charged(
+    uow: UnitOfWork, plan: RecurringDonation, campaign: Campaign | None
+) -> RunResult | None:
+    """The period is not charged when the campaign takes no donations: a
+    PAUSED campaign's period is skipped (the plan goes on with the next), any
+    other ends the plan. A donor who deleted their account gives no more."""
+    donor = uow.session.get(User, plan.donor_user_id)
+    if donor is None or donor.erased_at is not None:
+        stop_plan(uow, plan, RecurringStatus.CANCELLED, "account_deleted")
+        return RunResult(ended=1)
+    if campaign is not None and accepting_pledges(campaign):
+        return None
+    if campaign is not None and campaign.status == CampaignStatus.PAUSED:
+        _skip_period(uow, plan)
+        return RunResult(skipped=1)
+    stop_plan(uow, plan, RecurringStatus.CANCELLED, "campaign_closed")
+    return RunResult(ended=1)
+
+
+def _skip_period(uow: UnitOfWork, plan: RecurringDonation) -> None:
+    plan.period += 1
+    plan.attempt = 0
+    plan.next_charge_at = period_due_at(
+        plan.started_at, RecurringInterval(plan.interval), plan.period
+    )
+    plan.claimed_until = None
+    plan.updated_at = utcnow()
+    uow.session.add(plan)
+
+
+def _begin(
+    db: Database, plan_id: str, now: datetime
+) -> tuple[Pledge, str] | RunResult | None:
     """Step 1: the period's pledge and the card's token; None when the plan
-    is not due (any more), or was ended because its campaign closed."""
+    is not due (any more); what was done instead of a charge (a period
+    skipped, the plan ended) otherwise."""
     with UnitOfWork(db) as uow:
         plan = _locked_plan(uow, plan_id)
         if plan is None or not _is_due(plan, now):
             return None
         campaign = uow.session.get(Campaign, plan.campaign_id)
-        if campaign is None or not accepting_pledges(campaign):
-            stop_plan(uow, plan, RecurringStatus.CANCELLED, "campaign_closed")
+        instead = _not_charged(uow, plan, campaign)
+        if instead is not None:
             uow.commit()
-            return None
+            return instead
         pledge = _period_pledge(uow, plan)
         token = plan.payment_method
         plan.claimed_until = utcnow() + LEASE
@@ -250,8 +285,8 @@ def charge_due_period(
     """Charge the plan's period if it is due by `now`; None when nothing was
     due. A provider that cannot be reached raises: the plan stays due."""
     begun = _begin(db, plan_id, now)
-    if begun is None:
-        return None
+    if begun is None or isinstance(begun, RunResult):
+        return begun
     pledge, token = begun
     if pledge.status != PledgeStatus.PENDING:
         # Decided before a crash (the provider's answer or its webhook):

@@ -67,8 +67,8 @@ def tell_donors(
     notes, mails, now = [], [], utcnow()
     for key, event in keys.items():
         found = about.get(event.plan_id)
-        if found is None:
-            continue
+        if found is None or event.reason == "account_deleted":
+            continue  # nobody left to tell
         paused = event.status == RecurringStatus.PAUSED
         kind = (
             NotificationKind.RECURRING_PAUSED

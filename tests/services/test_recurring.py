@@ -9,10 +9,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from careforall.broadcaster import Broadcaster
 from careforall.db import Database
+from careforall.domain.clock import utcnow
 from careforall.domain.errors import (
     BadUserInput,
     CampaignNotActive,
@@ -33,6 +35,7 @@ from careforall.models import (
     OutboxEvent,
     Pledge,
     RecurringDonation,
+    User,
 )
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
@@ -449,3 +452,44 @@ def test_organisers_see_monthly_donors_and_admins_see_failing_plans(
             recurring_stats.failing_plans(
                 session, principal=owner, first=10, after=None
             )
+
+
+def test_a_paused_campaign_skips_the_period_and_its_plans_go_on(
+    db: Database, make_user: MakeUser, campaign: Campaign
+) -> None:
+    plan = _start(db, make_user(), campaign)
+    owner = Principal(kind="user", id=campaign.owner_id)
+    _set_status(db, owner, campaign, CampaignStatus.PAUSED)
+    second = period_due_at(plan.started_at, RecurringInterval.MONTHLY, 1)
+    _run(db, second)
+    _set_status(db, owner, campaign, CampaignStatus.ACTIVE)
+    _run(db, period_due_at(plan.started_at, RecurringInterval.MONTHLY, 2))
+    after = _plan(db, plan.id)
+    assert (after.status, after.period) == ("ACTIVE", 3)
+    assert [p.recurring_period for p in _charges(db, plan.id)] == [0, 2]
+
+
+def _set_status(
+    db: Database, owner: Principal, campaign: Campaign, status: CampaignStatus
+) -> None:
+    set_campaign_status(
+        UnitOfWork(db), principal=owner, campaign_id=campaign.id, status=status
+    )
+
+
+def test_a_deleted_account_gives_nothing_more(
+    db: Database, settings: Settings, make_user: MakeUser, campaign: Campaign
+) -> None:
+    donor = make_user()
+    plan = _start(db, donor, campaign)
+    with db.write_session() as session:
+        session.execute(
+            update(User).where(col(User.id) == donor.id).values(erased_at=utcnow())
+        )
+        session.commit()
+    assert plan.next_charge_at is not None
+    _run(db, plan.next_charge_at)
+    assert _plan(db, plan.id).status == "CANCELLED"
+    assert len(_charges(db, plan.id)) == 1
+    _deliver(db, settings)
+    assert _told(db, donor.id) == ([], [])
