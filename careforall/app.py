@@ -27,6 +27,7 @@ from careforall.backup import hold_server_lock
 from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
+from careforall.endpoints.giving_summary import download_giving_summary
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
 from careforall.endpoints.personal_data import download_personal_data
 from careforall.endpoints.unsubscribe import unsubscribe_page
@@ -164,6 +165,7 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
         Route("/account/data", download_personal_data, methods=["GET"]),
+        Route("/account/giving/{year}.csv", download_giving_summary, methods=["GET"]),
         # The links in account mails open the web app, which reads `token`
         # from the address and then removes it from the address bar.
         Route("/reset-password", _web_app_page, methods=["GET"]),

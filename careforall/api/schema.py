@@ -18,6 +18,7 @@ from careforall.api.cost import QueryCost, Validation
 from careforall.api.edits import EditMutation, EditQuery
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
+from careforall.api.giving import GivingQuery
 from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mail_preferences import (
     MailPreferencesMutation,
@@ -87,6 +88,7 @@ def build_schema(**kwargs: Any) -> Schema:
             EditQuery,
             TrustQuery,
             RecurringQuery,
+            GivingQuery,
         ),
     )
     mutation = merge_types(

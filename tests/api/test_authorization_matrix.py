@@ -893,6 +893,11 @@ MATRIX: dict[str, list[Case]] = {
             check=_only_own_plans,
         )
     ],
+    "Query.myGivingSummary": [
+        Case(
+            "{ myGivingSummary(year: 2026) { year totals { currency } } }", signed_in()
+        )
+    ],
     "Query.campaignMonthlyGiving": [
         Case(
             "query($id: ID!) { campaignMonthlyGiving(campaignId: $id) {"

@@ -81,6 +81,10 @@ def test_a_donor_starts_changes_pauses_and_cancels_a_monthly_gift(
         (plan_id,),
     )
     assert paid == [(1,)]
+    # The year's summary counts it, once it is captured.
+    page.reload()
+    expect(page.get_by_test_id("giving-total-USD")).to_have_text("$25.00")
+    shot(page, "recurring-yearly-summary")
 
 
 def test_a_guest_is_not_offered_a_recurring_gift(pages: Pages, api: ServerGQL) -> None:

@@ -3,6 +3,7 @@
 import { api, currentSession, currentUser } from "../session.js";
 import { PLEDGE_STATUS, badge, dateTime, h, money, notice } from "../dom.js";
 import { pager } from "../pager.js";
+import { givingSection } from "./giving.js";
 import { plansSection } from "./recurring.js";
 
 const MY_DONATIONS = `query MyDonations($first: Int, $after: String) {
@@ -93,7 +94,8 @@ export async function donationsView(ctx) {
         h("th", { scope: "col" }, "State"),
         h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Receipt")))),
       table),
-    more);
+    more,
+    currentUser() ? givingSection() : null);
 }
 
 export async function receiptView(ctx) {
