@@ -92,3 +92,31 @@ def test_a_guest_is_not_offered_a_recurring_gift(pages: Pages, api: ServerGQL) -
     page = pages.open(f"#/campaigns/{campaign['id']}")
     expect(page.get_by_role("button", name=re.compile("^Donate"))).to_be_visible()
     expect(page.get_by_test_id("frequency")).to_have_count(0)
+
+
+def test_an_organiser_sees_monthly_donors_on_my_campaigns(
+    pages: Pages, api: ServerGQL
+) -> None:
+    organiser = f.register(api, name="Otto Organiser")
+    campaign = f.campaign(api, organiser.token, title=f.unique("Dialysis for"))
+    for amount in (1_000, 1_500):
+        api.ok(
+            "mutation($input: RecurringDonationInput!) {"
+            " createRecurringDonation(input: $input) { id } }",
+            {
+                "input": {
+                    "campaignId": campaign["id"],
+                    "amountCents": amount,
+                    "paymentMethod": "pm_card_ok",
+                    "idempotencyKey": f.unique("plan"),
+                }
+            },
+            f.register(api).token,
+        )
+    page = pages.open("#/signin")
+    sign_in(page, organiser.email, PASSWORD)
+    page.goto("/#/mine")
+    expect(page.get_by_test_id("monthly-giving")).to_have_text(
+        "2 monthly donors · $25.00 a month"
+    )
+    shot(page, "recurring-organiser-monthly-donors")
