@@ -12,7 +12,7 @@ import pytest
 from tests import factories as f
 from tests.browser.conftest import Pages, shot
 from tests.browser.test_donors import new_campaign
-from tests.helpers.api import ServerGQL
+from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, ServerGQL
 from tests.helpers.browser import donate, expect, sign_in
 from tests.helpers.server import Server
 
@@ -120,3 +120,28 @@ def test_an_organiser_sees_monthly_donors_on_my_campaigns(
         "2 monthly donors · $25.00 a month"
     )
     shot(page, "recurring-organiser-monthly-donors")
+
+
+def test_an_admin_sees_a_failing_recurring_gift(pages: Pages, api: ServerGQL) -> None:
+    campaign = new_campaign(api)
+    api.ok(
+        "mutation($input: RecurringDonationInput!) {"
+        " createRecurringDonation(input: $input) { id status } }",
+        {
+            "input": {
+                "campaignId": campaign["id"],
+                "amountCents": 1_700,
+                "paymentMethod": "pm_card_declined",
+                "idempotencyKey": f.unique("plan"),
+            }
+        },
+        f.register(api).token,
+    )
+    page = pages.open("#/signin?next=/admin")
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    panel = page.get_by_test_id("admin-failing-plans")
+    row = panel.get_by_role("row").filter(has_text=campaign["title"])
+    expect(row).to_contain_text("$17.00")
+    expect(row).to_contain_text("paused")
+    expect(row).to_contain_text("Your card was declined.")
+    shot(page, "recurring-admin-failing")
