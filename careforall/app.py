@@ -27,6 +27,7 @@ from careforall.backup import hold_server_lock
 from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine, web_dir
 from careforall.endpoints.export import export_donations
+from careforall.endpoints.giving_summary import download_giving_summary
 from careforall.endpoints.health import healthz, metrics_endpoint, readyz, scrape
 from careforall.endpoints.media import (
     UPLOAD_PATH,
@@ -47,6 +48,7 @@ from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
 from careforall.outbox.mail_rounds import MailRounds
 from careforall.outbox.mailer import MailSender
+from careforall.outbox.recurring import RecurringScheduler
 from careforall.payments.provider import PaymentProvider
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
@@ -177,6 +179,7 @@ def _routes(graphql: GraphQLView) -> list[BaseRoute]:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/admin/export/donations.csv", export_donations, methods=["GET"]),
         Route("/account/data", download_personal_data, methods=["GET"]),
+        Route("/account/giving/{year}.csv", download_giving_summary, methods=["GET"]),
         # The links in account mails open the web app, which reads `token`
         # from the address and then removes it from the address bar.
         Route("/reset-password", _web_app_page, methods=["GET"]),
@@ -298,8 +301,9 @@ def _lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """What runs for the server's life: the database, the writer, the outbox
     dispatcher, the simulated provider's webhooks, the mail sender, the
-    notification hub, retention and (PostgreSQL) the listener; started in
-    order, stopped after the queued writes have finished."""
+    notification hub, retention, the recurring gifts' scheduler and
+    (PostgreSQL) the listener; started in order, stopped after the queued
+    writes have finished."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -337,6 +341,12 @@ def _lifespan(
             asyncio.create_task(
                 MailRounds(db, settings).run(),
                 name="periodic-mails",
+            ),
+            asyncio.create_task(
+                RecurringScheduler(
+                    db, provider, every=settings.recurring_interval_seconds
+                ).run(),
+                name="recurring-gifts",
             ),
         ]
         if mailer is not None:

@@ -284,6 +284,42 @@ def reconcile_payments(settings: Settings, older_than_minutes: float | None) -> 
     return 0
 
 
+def recurring_run(settings: Settings, now_text: str | None) -> int:
+    """Charge every recurring gift's period due by `now_text` (default: now)."""
+    from datetime import datetime
+
+    from careforall.domain.clock import to_utc, utcnow
+    from careforall.payments.simulated import SimulatedProvider
+    from careforall.services.recurring_charges import run_due
+
+    if settings.payment_provider != "simulated":
+        # Charging a saved card off-session is built for the simulation only:
+        # never charge a real donor's period through the wrong provider.
+        print(
+            "error: recurring gifts are charged through the simulated provider "
+            f"only; CAREFORALL_PAYMENT_PROVIDER is {settings.payment_provider}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        now = to_utc(datetime.fromisoformat(now_text)) if now_text else utcnow()
+    except ValueError:
+        print(f"error: --now {now_text!r} is not an ISO-8601 time", file=sys.stderr)
+        return 2
+    result = _on_database(
+        settings,
+        lambda uow: run_due(uow.db, provider=SimulatedProvider(uow.db), now=now),
+    )
+    if result is None:
+        return 2
+    print(
+        f"recurring run to {now.isoformat()}: {result.charged} period(s) charged, "
+        f"{result.declined} declined, {result.skipped} skipped; "
+        f"{result.paused} plan(s) paused, {result.ended} ended"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="careforall", description=__doc__)
     parser.add_argument(
@@ -345,6 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete delivered outbox events, old webhook log rows and delivered "
         "provider webhooks past their retention (CAREFORALL_RETENTION_*)",
     )
+    recurring_cmd = commands.add_parser("recurring", help="recurring gifts")
+    recurring_commands = recurring_cmd.add_subparsers(
+        dest="recurring_command", required=True
+    )
+    run_cmd = recurring_commands.add_parser(
+        "run", help="charge every period due by --now (default: now) and exit"
+    )
+    run_cmd.add_argument(
+        "--now", help="ISO-8601 time (UTC unless it says); catch up or move time"
+    )
     return parser
 
 
@@ -378,4 +424,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return prune(settings)
     if args.command == "payments":
         return reconcile_payments(settings, args.older_than_minutes)
+    if args.command == "recurring":
+        return recurring_run(settings, args.now)
     return 2

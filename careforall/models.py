@@ -164,6 +164,14 @@ class Pledge(SQLModel, table=True):
         Index("ix_pledges_campaign_status", "campaign_id", "status"),
         Index("ix_pledges_donor_user", "donor_user_id", "id"),
         Index("ix_pledges_donor_session", "donor_session_id", "id"),
+        # A period's try is one pledge, whatever restarts or processes run.
+        Index(
+            "uq_pledges_recurring_period",
+            "recurring_donation_id",
+            "recurring_period",
+            "recurring_attempt",
+            unique=True,
+        ),
     )
     id: str = Field(primary_key=True, max_length=40)
     campaign_id: str = Field(foreign_key="campaigns.id")
@@ -199,6 +207,49 @@ class Pledge(SQLModel, table=True):
     # dispute_lost_cents out of what the pledge counts for.
     dispute_status: str | None = Field(default=None, max_length=30)
     dispute_lost_cents: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    # A recurring gift's charge: its plan, period (0 = the first) and try of
+    # that period (0, then one per retry after a decline). No foreign key: an
+    # added column must not make SQLite rebuild `pledges`, which others reference.
+    recurring_donation_id: str | None = Field(default=None, max_length=40)
+    recurring_period: int | None = None
+    recurring_attempt: int | None = None
+
+
+class RecurringDonation(SQLModel, table=True):
+    """A signed-in donor's plan to give every week or month: one pledge per
+    period, charged with a payment method token the provider keeps."""
+
+    __tablename__ = "recurring_donations"
+    __table_args__ = (
+        UniqueConstraint(
+            "donor_user_id", "idempotency_key", name="uq_recurring_idempotency"
+        ),
+        Index("ix_recurring_due", "status", "next_charge_at"),
+        Index("ix_recurring_donor", "donor_user_id", "id"),
+        Index("ix_recurring_campaign", "campaign_id", "status"),
+    )
+    id: str = Field(primary_key=True, max_length=40)
+    donor_user_id: str = Field(foreign_key="users.id", max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id", max_length=40)
+    amount_cents: int
+    currency: str = Field(max_length=3)
+    interval: str = Field(max_length=10)  # WEEKLY, MONTHLY
+    status: str = Field(default="ACTIVE", max_length=10)  # ACTIVE, PAUSED, CANCELLED
+    # The provider's token for the card, never the card itself.
+    payment_method: str = Field(max_length=100)
+    idempotency_key: str = Field(max_length=255)
+    # Period n is due at started_at + n intervals (months keep the day,
+    # clamped to the month's last): counted from the start, so never drifts.
+    started_at: datetime
+    period: int = 0  # the next period to charge
+    attempt: int = 0  # that period's declined tries so far
+    next_charge_at: datetime | None = None  # None once PAUSED or CANCELLED
+    # A scheduler working on the plan holds it until then; one that died
+    # leaves it to the others afterwards.
+    claimed_until: datetime | None = None
+    failure_reason: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

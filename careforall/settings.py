@@ -252,6 +252,9 @@ class Settings:
     retention_sim_webhooks_days: float = 30
     retention_mails_days: float = 365
     retention_interval_seconds: float = 3600
+    # How often the server charges the recurring gifts due; 0: never (use
+    # `careforall recurring run`).
+    recurring_interval_seconds: float = 60
     # Longest a public query's answer is reused (README,
     # "Performance"); 0 turns the response cache off.
     response_cache_seconds: float = 1.0
@@ -336,6 +339,9 @@ class Settings:
             retention_mails_days=_retention_days(env, "MAILS", 365),
             retention_interval_seconds=_number(
                 env, "CAREFORALL_RETENTION_INTERVAL_SECONDS", 3600
+            ),
+            recurring_interval_seconds=_number(
+                env, "CAREFORALL_RECURRING_INTERVAL_SECONDS", 60
             ),
             response_cache_seconds=max(
                 0.0, _number(env, "CAREFORALL_RESPONSE_CACHE_SECONDS", 1.0)

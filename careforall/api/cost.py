@@ -58,6 +58,7 @@ from careforall.domain.states import PledgeStatus
 from careforall.services.discovery import MAX_CATEGORIES
 from careforall.services.pagination import MAX_PAGE
 from careforall.services.payouts import PAYOUTS_SHOWN
+from careforall.services.recurring import PLANS_SHOWN
 from careforall.services.reviews import ORGANISER_HISTORY
 
 # The most items a list without a `first` argument holds (type, field).
@@ -71,6 +72,7 @@ LIST_SIZES: dict[tuple[str, str], int] = {
     ("ReviewQueueEntry", "organiserCampaigns"): ORGANISER_HISTORY,
     ("Campaign", "payouts"): PAYOUTS_SHOWN,
     ("Query", "categories"): MAX_CATEGORIES,
+    ("Query", "myRecurringDonations"): PLANS_SHOWN,
 }
 
 

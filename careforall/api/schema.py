@@ -18,6 +18,7 @@ from careforall.api.cost import QueryCost, Validation
 from careforall.api.edits import EditMutation, EditQuery
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
+from careforall.api.giving import GivingQuery
 from careforall.api.hosted_payments import HostedPaymentMutation
 from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mail_preferences import (
@@ -33,6 +34,7 @@ from careforall.api.notifications import (
 from careforall.api.observability import Observability
 from careforall.api.provider_info import ProviderQuery
 from careforall.api.queries import Query
+from careforall.api.recurring import RecurringMutation, RecurringQuery
 from careforall.api.reviews import ReviewMutation, ReviewQuery
 from careforall.api.subscriptions import Subscription
 from careforall.api.trust import TrustMutation, TrustQuery
@@ -86,6 +88,8 @@ def build_schema(**kwargs: Any) -> Schema:
             ReviewQuery,
             EditQuery,
             TrustQuery,
+            RecurringQuery,
+            GivingQuery,
         ),
     )
     mutation = merge_types(
@@ -100,6 +104,7 @@ def build_schema(**kwargs: Any) -> Schema:
             EditMutation,
             TrustMutation,
             HostedPaymentMutation,
+            RecurringMutation,
         ),
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))

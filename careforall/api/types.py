@@ -13,17 +13,26 @@ from careforall.api.mapping import from_attributes
 from careforall.api.pagination import Connection, connection, page_size
 from careforall.concurrency import in_thread
 from careforall.domain import states
+from careforall.domain.recurring import RecurringInterval, RecurringStatus
 from careforall.domain.rules import may_manage_campaign
 from careforall.domain.search import CampaignSort
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
 from careforall.payments.stripe import dashboard_url
 from careforall.services import pledges as pledge_service
+from careforall.services import recurring as recurring_service
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.images import image_srcset, image_url
 from careforall.services.totals import TotalsFigures
 
 # The domain's enums are the GraphQL enums (registered in place).
-for _enum in (Role, CampaignStatus, PledgeStatus, CampaignSort):
+for _enum in (
+    Role,
+    CampaignStatus,
+    PledgeStatus,
+    CampaignSort,
+    RecurringInterval,
+    RecurringStatus,
+):
     strawberry.enum(_enum)
 
 Info = strawberry.Info[Context, None]
@@ -341,6 +350,69 @@ class Pledge:
     async def history(self, info: Info) -> list[PledgeTransition]:
         rows = await info.context.loaders.history.load(self.row.id)
         return [PledgeTransition.from_model(r) for r in rows]
+
+    @strawberry.field(
+        description="The plan this pledge charged; null for a one-off gift."
+    )
+    async def recurring_donation(self, info: Info) -> RecurringDonation | None:
+        plan_id = self.row.recurring_donation_id
+        if plan_id is None:
+            return None
+        db = info.context.runtime.db
+        plan = await in_thread(lambda: recurring_service.plan_of(db, plan_id))
+        return None if plan is None else RecurringDonation.from_model(plan)
+
+
+@strawberry.type(
+    description="A signed-in donor's weekly or monthly gift: one pledge per period."
+)
+class RecurringDonation:
+    id: strawberry.ID
+    amount_cents: int = strawberry.field(
+        description="What each period to come is charged."
+    )
+    currency: str
+    interval: RecurringInterval
+    status: RecurringStatus
+    next_charge_at: datetime | None = strawberry.field(
+        description="When the next charge (or retry) is due; null unless ACTIVE."
+    )
+    failure_reason: str | None = strawberry.field(
+        description="Why the last charge was declined, until one succeeds."
+    )
+    created_at: datetime
+    row: strawberry.Private[models.RecurringDonation]
+
+    @classmethod
+    def from_model(cls, row: models.RecurringDonation) -> RecurringDonation:
+        return from_attributes(
+            cls,
+            row,
+            interval=RecurringInterval(row.interval),
+            status=RecurringStatus(row.status),
+            row=row,
+        )
+
+    @strawberry.field
+    async def campaign(self, info: Info) -> Campaign:
+        row = await info.context.loaders.campaigns.load(self.row.campaign_id)
+        assert row is not None  # a foreign key guarantees it
+        return Campaign.from_model(row)
+
+    @strawberry.field(
+        description="One pledge per try of a period (a declined period is tried "
+        "again as a new pledge), newest first."
+    )
+    async def charges(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> Connection[Pledge]:
+        db, size, plan_id = info.context.runtime.db, page_size(first), self.row.id
+        page = await in_thread(
+            lambda: recurring_service.plan_charges(
+                db, plan_id=plan_id, first=size, after=after
+            )
+        )
+        return connection(page, Pledge.from_model)
 
 
 @strawberry.type(

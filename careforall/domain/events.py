@@ -155,6 +155,21 @@ class AccountMailRequested(Event):
     user_id: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class RecurringDonationStopped(Event):
+    """A plan stopped charging without its donor asking: PAUSED after its
+    last retry was declined, or CANCELLED because its campaign closed or was
+    suspended. The donor is told."""
+
+    name: ClassVar[str] = "RecurringDonationStopped"
+    plan_id: str
+    donor_user_id: str
+    campaign_id: str
+    status: str  # PAUSED or CANCELLED
+    reason: str  # declined, campaign_closed
+    at: str  # ISO 8601: with the plan, names this one stop
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -171,6 +186,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PledgesClaimed,
         TotalsReconciled,
         AccountMailRequested,
+        RecurringDonationStopped,
     )
 }
 

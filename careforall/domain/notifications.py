@@ -20,6 +20,9 @@ class NotificationKind(enum.StrEnum):
     PAYMENT_CAPTURED = "PAYMENT_CAPTURED"
     PAYMENT_FAILED = "PAYMENT_FAILED"
     PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
+    # to a recurring gift's donor
+    RECURRING_PAUSED = "RECURRING_PAUSED"
+    RECURRING_ENDED = "RECURRING_ENDED"
     # to a campaign's organiser
     DONATION_RECEIVED = "DONATION_RECEIVED"
     GOAL_REACHED = "GOAL_REACHED"
@@ -74,6 +77,28 @@ def donor_message(
             f"{gift} was refunded: the money goes back to your card.",
         )
     raise ValueError(f"{kind} is not a donor's notification")
+
+
+def recurring_stopped(
+    kind: NotificationKind, *, amount: str, campaign_title: str
+) -> Message:
+    """What a donor reads when their recurring gift stops without their asking:
+    PAUSED after its retries were declined, or ended with its campaign."""
+    gift = f"Your recurring gift of {amount} to “{campaign_title}”"
+    if kind is NotificationKind.RECURRING_PAUSED:
+        return Message(
+            "Your recurring gift is paused",
+            f"{gift} is paused: the card was declined four times. Update the "
+            "card in My donations and resume it; nothing more is charged until "
+            "then.",
+        )
+    if kind is NotificationKind.RECURRING_ENDED:
+        return Message(
+            "Your recurring gift has ended",
+            f"{gift} has ended: the campaign no longer takes donations. Nothing "
+            "more is charged; your past gifts stay with the campaign.",
+        )
+    raise ValueError(f"{kind} is not a recurring gift's notification")
 
 
 def donation_received(

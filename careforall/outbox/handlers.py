@@ -21,13 +21,15 @@ from careforall.domain.events import (
     AccountMailRequested,
     CampaignReported,
     CampaignReviewed,
+    CampaignStatusChanged,
     CampaignUpdatePosted,
     Event,
     PledgeAmountReduced,
     PledgeStatusChanged,
+    RecurringDonationStopped,
     TotalsReconciled,
 )
-from careforall.domain.states import PledgeStatus
+from careforall.domain.states import CampaignStatus, PledgeStatus
 from careforall.models import OutboxEvent
 from careforall.payments.provider import PaymentProvider
 from careforall.services import (
@@ -37,6 +39,8 @@ from careforall.services import (
     mails,
     notifications,
     organiser_mails,
+    recurring,
+    recurring_notices,
     review_mails,
     update_mails,
 )
@@ -239,6 +243,39 @@ def capture_after_authorization(
     return failed
 
 
+def tell_recurring_donors(
+    conn: Connection, events: Sequence[Event], settings: Settings
+) -> Mapping[str, int]:
+    stopped = [e for e in events if isinstance(e, RecurringDonationStopped)]
+    recurring_notices.tell_donors(conn, stopped, settings)
+    return {}
+
+
+# A campaign in one of these takes no donations again soon (or ever): its
+# recurring gifts end. A PAUSED campaign keeps them; their charges wait.
+_ENDS_PLANS = {CampaignStatus.CLOSED.value, CampaignStatus.SUSPENDED.value}
+
+
+def end_recurring_plans(
+    ctx: HandlerContext, events: Sequence[Event]
+) -> Mapping[int, Exception]:
+    """The plans of a campaign that closed or was suspended end (their donors
+    are told through the event that says so); none the second time."""
+    failed: dict[int, Exception] = {}
+    for at, event in enumerate(events):
+        if not isinstance(event, CampaignStatusChanged):
+            continue
+        if event.to_status not in _ENDS_PLANS:
+            continue
+        try:
+            recurring.end_campaign_plans(
+                UnitOfWork(ctx.db), campaign_id=event.campaign_id
+            )
+        except Exception as exc:  # the database is away: retried with backoff
+            failed[at] = exc
+    return failed
+
+
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
     PledgeAmountReduced: [settle_reductions],
@@ -253,7 +290,9 @@ CONFIGURED_HANDLERS: dict[type[Event], list[ConfiguredHandler]] = {
     PledgeStatusChanged: [write_mails],
     AccountMailRequested: [write_account_mails],
     CampaignReviewed: [write_review_mails],
+    RecurringDonationStopped: [tell_recurring_donors],
 }
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],
+    CampaignStatusChanged: [end_recurring_plans],
 }

@@ -100,4 +100,23 @@ class PaymentProvider(Protocol):
 
     def cancel(self, *, pledge_id: str) -> ProviderResult:
         """Release an authorization that was not captured: nothing is charged."""
+
+
+@runtime_checkable
+class SavesPaymentMethods(Protocol):
+    """A provider that keeps a donor's card for later charges (recurring gifts).
+
+    The card stays with the provider: CareForAll keeps only its token.
+    """
+
+    def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
+        """The token to charge `payment_method` with later; raises
+        `UnknownPaymentMethod` for one the provider does not know."""
+        ...
+
+    def charge_saved(
+        self, *, pledge_id: str, amount_cents: int, currency: str, token: str
+    ) -> ProviderResult:
+        """Authorize `pledge_id` off-session with a saved card; idempotent per
+        pledge, as `authorize` is."""
         ...

@@ -148,3 +148,19 @@ class SimulatedProvider:
     def cancel(self, *, pledge_id: str) -> ProviderResult:
         # The webhook says "failed", as a real provider's cancellation does.
         return self._move(pledge_id, "authorized", "canceled", event="failed")
+
+    def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
+        # The simulation's cards are their own tokens: nothing to keep.
+        if payment_method not in (CARD_OK, CARD_DECLINED):
+            raise UnknownPaymentMethod(payment_method)
+        return payment_method
+
+    def charge_saved(
+        self, *, pledge_id: str, amount_cents: int, currency: str, token: str
+    ) -> ProviderResult:
+        return self.authorize(
+            pledge_id=pledge_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            payment_method=token,
+        )

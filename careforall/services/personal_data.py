@@ -12,7 +12,14 @@ from sqlmodel import Session, SQLModel, col, select
 
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal, require_user
-from careforall.models import Campaign, Mail, Notification, Pledge, PledgeTransition
+from careforall.models import (
+    Campaign,
+    Mail,
+    Notification,
+    Pledge,
+    PledgeTransition,
+    RecurringDonation,
+)
 from careforall.models import User as UserRow
 
 # What of each row is the person's (not the server's bookkeeping: idempotency
@@ -56,6 +63,19 @@ _NOTIFICATION = (
     "read_at",
 )
 _MAIL = ("kind", "subject", "text", "status", "created_at", "sent_at")
+# A recurring gift's terms; the card's token is the provider's, not the person's.
+_PLAN = (
+    "id",
+    "campaign_id",
+    "amount_cents",
+    "currency",
+    "interval",
+    "status",
+    "next_charge_at",
+    "failure_reason",
+    "created_at",
+    "updated_at",
+)
 
 
 def _value(value: object) -> object:
@@ -105,10 +125,16 @@ def personal_data(session: Session, *, principal: Principal | None) -> dict[str,
     mails = session.exec(
         select(Mail).where(col(Mail.to_address) == user.email).order_by(col(Mail.id))
     ).all()
+    plans = session.exec(
+        select(RecurringDonation)
+        .where(col(RecurringDonation.donor_user_id) == user.id)
+        .order_by(col(RecurringDonation.id))
+    ).all()
     return {
         "profile": _fields(user, _PROFILE),
         "pledges": [_fields(p, _PLEDGE) | {"history": history[p.id]} for p in pledges],
         "campaignsOrganised": [_fields(c, _CAMPAIGN) for c in campaigns],
         "notifications": [_fields(n, _NOTIFICATION) for n in notes],
         "mails": [_fields(m, _MAIL) | {"to": m.to_address} for m in mails],
+        "recurringDonations": [_fields(p, _PLAN) for p in plans],
     }

@@ -196,6 +196,9 @@ def create_pledge(
             "dispute_lost_cents": 0,
             "created_at": now,
             "updated_at": now,
+            "recurring_donation_id": None,
+            "recurring_period": None,
+            "recurring_attempt": None,
         }
         try:
             # The INSERT, where a concurrent request with this key loses.

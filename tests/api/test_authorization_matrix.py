@@ -485,6 +485,70 @@ def _fresh_token_of(world: World, value: Any, variables: Vars, caller: str) -> N
 PLEDGE_QUERY = "query($id: ID!) { pledge(id: $id) { id status } }"
 CONNECTION_IDS = "edges { node { id } } pageInfo { hasNextPage }"
 
+PLAN_FIELDS = "id status amountCents charges { edges { node { id } } }"
+
+
+def _plan_input(world: World) -> Vars:
+    return {
+        "input": {
+            "campaignId": world.campaign_id,
+            "amountCents": 1_500,
+            "paymentMethod": "pm_card_ok",
+            "idempotencyKey": f.unique("plan"),
+        }
+    }
+
+
+def _donors_plan(world: World) -> Vars:
+    data = world.gql.ok(
+        "mutation($input: RecurringDonationInput!) {"
+        " createRecurringDonation(input: $input) { id } }",
+        _plan_input(world),
+        world.token("donor"),
+    )
+    return {"id": data["createRecurringDonation"]["id"]}
+
+
+def _plan_status(world: World, plan_id: str) -> str:
+    data = world.gql.ok(
+        "{ myRecurringDonations { id status } }", None, world.token("donor")
+    )
+    [status] = [p["status"] for p in data["myRecurringDonations"] if p["id"] == plan_id]
+    return str(status)
+
+
+def _plan_is(allowed_to: str) -> After:
+    def after(world: World, variables: Vars, allowed: bool) -> None:
+        assert _plan_status(world, variables["id"]) == (
+            allowed_to if allowed else "ACTIVE"
+        )
+
+    return after
+
+
+def _only_own_plans(world: World, value: Any, variables: Vars, caller: str) -> None:
+    for plan in value:
+        for edge in plan["charges"]["edges"]:
+            assert world.owner.get(edge["node"]["id"], caller) == caller
+
+
+def _plan_charged(world: World, value: Any, variables: Vars, caller: str) -> None:
+    assert value["status"] == "ACTIVE"
+    for edge in value["charges"]["edges"]:
+        world.owner[edge["node"]["id"]] = caller
+
+
+def _donors_plan_only(*, and_admin: bool) -> dict[str, str]:
+    """Its donor (and an admin when `and_admin`; else FORBIDDEN); another user's
+    answers as a missing plan; anonymous sessions hold no plans."""
+    admin = OK if and_admin else FORBIDDEN
+    return (
+        only("donor", and_admin=False, others=NOT_FOUND)
+        | dict.fromkeys(ANONYMOUS, UNAUTHENTICATED)
+        | {"admin": admin}
+    )
+
+
 MATRIX: dict[str, list[Case]] = {
     "Query.me": [
         Case(
@@ -852,6 +916,74 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "Subscription.notificationUpdates": [
         Case("subscription { notificationUpdates { unreadCount } }", with_a_token())
+    ],
+    "Query.myRecurringDonations": [
+        Case(
+            f"{{ myRecurringDonations {{ {PLAN_FIELDS} }} }}",
+            signed_in(),
+            check=_only_own_plans,
+        )
+    ],
+    "Query.myGivingSummary": [
+        Case(
+            "{ myGivingSummary(year: 2026) { year totals { currency } } }", signed_in()
+        )
+    ],
+    "Query.campaignMonthlyGiving": [
+        Case(
+            "query($id: ID!) { campaignMonthlyGiving(campaignId: $id) {"
+            " campaignId donors monthlyAmountCents } }",
+            signed_in() | {"donor": FORBIDDEN},
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
+    "Query.adminFailingRecurringDonations": [
+        Case(
+            f"{{ adminFailingRecurringDonations {{ {CONNECTION_IDS} }} }}",
+            admin_only(),
+        )
+    ],
+    "Mutation.createRecurringDonation": [
+        Case(
+            "mutation($input: RecurringDonationInput!) {"
+            f" createRecurringDonation(input: $input) {{ {PLAN_FIELDS} }} }}",
+            signed_in(),
+            prepare=_plan_input,
+            check=_plan_charged,
+        )
+    ],
+    "Mutation.cancelRecurringDonation": [
+        Case(
+            "mutation($id: ID!) { cancelRecurringDonation(id: $id) { id status } }",
+            _donors_plan_only(and_admin=True),
+            prepare=_donors_plan,
+            after=_plan_is("CANCELLED"),
+        )
+    ],
+    "Mutation.pauseRecurringDonation": [
+        Case(
+            "mutation($id: ID!) { pauseRecurringDonation(id: $id) { id status } }",
+            _donors_plan_only(and_admin=False),
+            prepare=_donors_plan,
+            after=_plan_is("PAUSED"),
+        )
+    ],
+    "Mutation.resumeRecurringDonation": [
+        Case(
+            "mutation($id: ID!) { resumeRecurringDonation(id: $id) { id status } }",
+            _donors_plan_only(and_admin=False),
+            prepare=_donors_plan,
+            after=_plan_is("ACTIVE"),
+        )
+    ],
+    "Mutation.updateRecurringDonation": [
+        Case(
+            "mutation($id: ID!) { updateRecurringDonation(id: $id,"
+            " input: {amountCents: 2000}) { id amountCents } }",
+            _donors_plan_only(and_admin=False),
+            prepare=_donors_plan,
+            after=_plan_is("ACTIVE"),
+        )
     ],
     "Subscription.campaignTotals": [
         Case(

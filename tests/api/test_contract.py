@@ -42,18 +42,7 @@ CONTRACT_03 = API / "contract-0.3.graphql"
 # What contract 0.3 names that is not built yet: a type, "Type.field" or
 # "Enum.VALUE". Everything else of 0.3 must be served as written. (The three
 # optional arguments 0.3 gives Query.campaigns are in a comment there.)
-NOT_YET_BUILT = frozenset(
-    {
-        "RecurringInterval",
-        "RecurringStatus",
-        "RecurringDonation",
-        "RecurringDonationInput",
-        "Pledge.recurringDonation",
-        "Query.myRecurringDonations",
-        "Mutation.createRecurringDonation",
-        "Mutation.cancelRecurringDonation",
-    }
-)
+NOT_YET_BUILT = frozenset({})
 
 
 def _default(arg: GraphQLArgument | GraphQLInputField) -> str | None:

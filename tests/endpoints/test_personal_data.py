@@ -88,3 +88,32 @@ def test_mailed_links_open_the_web_app_uncached_and_unlogged(
         assert response.headers["referrer-policy"] == "no-referrer"
     assert json_logs.where(path="/verify-email")  # logged, without the query
     assert secret not in json_logs.text()
+
+
+def test_a_donors_recurring_gifts_are_in_their_data_without_the_card(
+    client: TestClient, gql: GQL
+) -> None:
+    campaign = f.campaign(gql, f.register(gql).token)
+    donor = f.register(gql)
+    plan = gql.ok(
+        "mutation($input: RecurringDonationInput!) {"
+        " createRecurringDonation(input: $input) { id } }",
+        {
+            "input": {
+                "campaignId": campaign["id"],
+                "amountCents": 900,
+                "paymentMethod": "pm_card_ok",
+                "idempotencyKey": f.unique("plan"),
+                "interval": "WEEKLY",
+            }
+        },
+        donor.token,
+    )["createRecurringDonation"]
+    response = client.get(URL, headers={"Authorization": f"Bearer {donor.token}"})
+    [mine] = response.json()["recurringDonations"]
+    assert (mine["id"], mine["amountCents"], mine["interval"]) == (
+        plan["id"],
+        900,
+        "WEEKLY",
+    )
+    assert "paymentMethod" not in mine

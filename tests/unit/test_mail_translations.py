@@ -56,6 +56,8 @@ VALUES = {
     "update_title": "Surgery done",
     "unsubscribe_url": "https://give.example/unsubscribe?token=t",
     "unsubscribe_choice": "campaign",
+    "paused": True,
+    "plan_id": "rcg_1",
 }
 
 
@@ -147,6 +149,7 @@ def test_every_sentence_of_the_templates_is_in_the_shipped_catalogue_template(
                         "count": 1,
                     },
                 )
+                render(kind, ORG, **{**VALUES, "paused": False})
                 render(
                     kind,
                     ORG,

@@ -39,6 +39,9 @@ def _row() -> dict[str, Any]:
         "dispute_lost_cents": 0,
         "created_at": at,
         "updated_at": at,
+        "recurring_donation_id": None,
+        "recurring_period": None,
+        "recurring_attempt": None,
     }
 
 

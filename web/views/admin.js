@@ -30,6 +30,9 @@ const DEAD_LETTERS = `query DeadLetters { deadLetters(first: 50) {
 const WEBHOOKS = `query WebhookLog { webhookLog(first: 20) {
   edges { node { id receivedAt outcome reason statusCode eventId type pledgeId } }
 } }`;
+const FAILING_PLANS = `query FailingPlans { adminFailingRecurringDonations(first: 20) {
+  edges { node { id amountCents currency interval status nextChargeAt failureReason campaign { id title } } }
+} }`;
 const REFUND = `mutation RefundPayment($pledgeId: ID!) { refundPayment(pledgeId: $pledgeId) { id status } }`;
 const REPLAY = `mutation ReplayDeadLetter($id: ID!) { replayDeadLetter(id: $id) }`;
 const REPLAY_ALL = `mutation ReplayAllDeadLetters { replayAllDeadLetters }`;
@@ -221,6 +224,19 @@ async function drawWebhooks(signal) {
     "No webhooks received yet.");
 }
 
+async function drawFailingPlans(signal) {
+  const data = await api(FAILING_PLANS, {}, { signal });
+  const rows = nodes(data.adminFailingRecurringDonations).map((p) => h("tr", {},
+    h("td", {}, h("a", { href: `#/campaigns/${encodeURIComponent(p.campaign.id)}` }, p.campaign.title)),
+    h("td", { class: "num" }, money(p.amountCents, p.currency)),
+    h("td", {}, p.interval === "WEEKLY" ? "weekly" : "monthly"),
+    h("td", {}, p.status === "PAUSED" ? "paused" : "retrying"),
+    h("td", {}, p.nextChargeAt ? dateTime(p.nextChargeAt) : "—"),
+    h("td", { class: "wrap" }, p.failureReason || "—")));
+  return table("failing-plans", "Failing recurring gifts",
+    ["Campaign", "Amount", "Every", "State", "Next try", "Reason"], rows, "No recurring gift is failing.");
+}
+
 /** What reconcile repaired: each drifted campaign's totals, was and now. */
 async function drifted(drifts) {
   const campaigns = await Promise.all(drifts.map((d) => api(CAMPAIGN, { id: d.campaignId }).then((r) => r.campaign).catch(() => null)));
@@ -314,6 +330,7 @@ export async function adminView(ctx) {
   const webhooks = h("div", {});
   const queue = h("div", {});
   const reports = h("div", {});
+  const failing = h("div", {});
   const refreshStats = () => fill(stats, () => drawStats(signal), signal);
 
   await Promise.all([
@@ -324,6 +341,7 @@ export async function adminView(ctx) {
     fill(webhooks, () => drawWebhooks(signal), signal),
     fill(queue, () => drawQueue(signal), signal),
     fill(reports, () => drawReports(signal), signal),
+    fill(failing, () => drawFailingPlans(signal), signal),
   ]);
 
   return h("section", { class: "admin" },
@@ -334,6 +352,8 @@ export async function adminView(ctx) {
     panel("admin-captured", "Captured donations", h("p", { class: "hint" }, "The newest 20. A refund asks first."), captured),
     panel("admin-stuck", "Stuck pledges", stuck),
     panel("admin-dead-letters", "Dead letters", dead),
+    panel("admin-failing-plans", "Failing recurring gifts",
+      h("p", { class: "hint" }, "Declined charges being retried, and gifts paused after their last retry."), failing),
     panel("admin-reconcile", "Reconcile totals",
       h("p", { class: "hint" }, "Recompute each campaign's totals from its pledges and repair any that drifted."),
       reconcileControls(refreshStats)),

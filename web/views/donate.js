@@ -6,6 +6,7 @@
 import { ApiError, NETWORK } from "../graphql.js";
 import { api, currentSession, currentUser, ensureSession } from "../session.js";
 import { PLEDGE_STATUS, field, fieldError, h, minorDigits, money, newKey, notice, parseAmount } from "../dom.js";
+import { frequencyFieldset, planStarted, startPlan } from "./recurring.js";
 
 const PLEDGE_FIELDS = `id status amountCents currency failureReason history { toStatus at }`;
 const CREATE_PLEDGE = `mutation CreatePledge($input: PledgeInput!) {
@@ -334,7 +335,18 @@ async function submitDonation(donation) {
   };
   if (receipt.email) input.donorEmail = receipt.email;
   if (about.updates.checked && (currentUser() || receipt.email)) input.campaignUpdates = true;
+  const interval = donation.frequency?.chosen() ?? "ONCE";
   try {
+    if (interval !== "ONCE") {
+      // A plan has no name or message of its own: its periods are plain gifts.
+      const plan = await startPlan({
+        campaignId: campaign.id, amountCents: amount.minor, currency, interval,
+        paymentMethod: method, idempotencyKey: donation.attempt.key,
+      });
+      donation.attempt = null;
+      feedback.replaceChildren(planStarted(plan));
+      return;
+    }
     const pledge = await payInSession(donation, input, method);
     donation.attempt = null; // this attempt is over: a new donation gets a new key
     finished(donation, pledge);
@@ -388,17 +400,19 @@ export function donateForm(campaign) {
   const amount = amountFieldset(n, currency);
   const about = aboutFieldset(n);
   const card = cardFieldset(n);
+  // Recurring gifts belong to an account: only a signed-in donor is asked.
+  const frequency = currentUser() ? frequencyFieldset(n) : null;
   const submit = h("button", { type: "submit", class: "primary" });
   const feedback = h("div", { class: "feedback" });
   const progressBox = h("div", { class: "pledge-progress" });
   const form = h("form", { class: "donate-form", novalidate: true },
-    amount.fieldset, about.fieldset, card.fieldset, feedback, submit);
+    amount.fieldset, frequency?.fieldset ?? null, about.fieldset, card.fieldset, feedback, submit);
   const banner = simulatedBanner();
   const container = h("div", { class: "donate-box" }, h("h2", {}, "Donate"), banner, progressBox, form);
   // The form's parts and its state: `attempt` is { key } for the donation
   // being tried now, `busy` while one is on its way.
   const donation = {
-    campaign, currency, amount, about, card, submit, feedback, progressBox, form, container, banner,
+    campaign, currency, amount, frequency, about, card, submit, feedback, progressBox, form, container, banner,
     attempt: null, busy: false, hosted: false,
   };
   paymentProvider().then((info) => {

@@ -3,6 +3,8 @@
 import { api, currentSession, currentUser } from "../session.js";
 import { PLEDGE_STATUS, badge, dateTime, h, money, notice } from "../dom.js";
 import { pager } from "../pager.js";
+import { givingSection } from "./giving.js";
+import { plansSection } from "./recurring.js";
 
 const MY_DONATIONS = `query MyDonations($first: Int, $after: String) {
   myDonations(first: $first, after: $after) {
@@ -89,7 +91,9 @@ export async function donationsView(ctx) {
   // A payment captured, declined or refunded elsewhere: show its new state.
   window.addEventListener("careforall:notification", () => load(true), { signal: ctx.signal });
   await load();
-  return h("section", {}, head, status,
+  // A signed-in donor's recurring gifts come first; each charge is a row below.
+  const plans = currentUser() ? await plansSection(ctx.signal).catch(() => null) : null;
+  return h("section", {}, head, plans, status,
     h("table", { class: "donations" },
       h("caption", { class: "visually-hidden" }, "Your donations, newest first"),
       h("thead", {}, h("tr", {},
@@ -99,7 +103,8 @@ export async function donationsView(ctx) {
         h("th", { scope: "col" }, "State"),
         h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Receipt")))),
       table),
-    more);
+    more,
+    currentUser() ? givingSection() : null);
 }
 
 export async function receiptView(ctx) {

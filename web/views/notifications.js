@@ -34,6 +34,8 @@ export async function markAllRead(upTo) {
 /** Where a notification leads: the receipt, the campaign, or the admin page. */
 export function notificationLink(n) {
   if (n.kind.startsWith("PAYMENT_") && n.pledgeId) return `#/donations/${encodeURIComponent(n.pledgeId)}`;
+  // A recurring gift that paused or ended: the donor acts on it in My donations.
+  if (n.kind.startsWith("RECURRING_")) return "#/donations";
   if (n.campaignId) return `#/campaigns/${encodeURIComponent(n.campaignId)}`;
   if (n.kind === "DEAD_LETTER" || n.kind === "WEBHOOKS_REJECTED") return "#/admin";
   return null;

@@ -1,6 +1,6 @@
 // Organisers: start a campaign, list your own, pause, resume or close them.
 import { api, currentUser } from "../session.js";
-import { CAMPAIGN_STATUS, campaignBadge, h, minorDigits, notice, parseAmount } from "../dom.js";
+import { CAMPAIGN_STATUS, campaignBadge, h, minorDigits, money, notice, parseAmount } from "../dom.js";
 import { pager } from "../pager.js";
 import { campaignCard } from "./campaigns.js";
 import { IMAGE_HINT, imageInput, uploadImage } from "./images.js";
@@ -19,6 +19,21 @@ const MINE = `query MyCampaigns($first: Int, $after: String) {
     pageInfo { hasNextPage endCursor }
   }
 }`;
+
+const MONTHLY = `query MonthlyGiving($id: ID!) {
+  campaignMonthlyGiving(campaignId: $id) { donors monthlyAmountCents currency }
+}`;
+
+/** "3 monthly donors · $75.00 a month", filled in once asked; empty without any. */
+function monthlyGiving(campaignId) {
+  const line = h("p", { class: "meta", "data-testid": "monthly-giving" });
+  api(MONTHLY, { id: campaignId }).then(({ campaignMonthlyGiving: m }) => {
+    if (!m.donors) return;
+    const donors = `${m.donors} monthly donor${m.donors === 1 ? "" : "s"}`;
+    line.textContent = `${donors} · ${money(m.monthlyAmountCents, m.currency)} a month`;
+  }).catch(() => {});
+  return line;
+}
 
 const CURRENCIES = ["USD", "EUR", "GBP", "CAD", "AUD", "CHF", "INR", "JPY", "NZD", "SEK"];
 const CATEGORIES = ["surgery", "cancer care", "emergency", "therapy", "medicine", "rehabilitation", "other"];
@@ -188,6 +203,7 @@ export async function startView(ctx) {
 /** One of my campaigns: its card with the status controls, its badge kept true. */
 function mineRow(campaign) {
   const card = campaignCard(campaign);
+  card.append(monthlyGiving(campaign.id));
   card.append(statusControls(campaign, (updated) => {
     card.querySelector(".badge-campaign")?.replaceWith(campaignBadge(updated));
   }));
