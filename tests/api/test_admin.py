@@ -127,10 +127,10 @@ ADMIN_DOCUMENTS = {
     "deadLetters": (DEAD, {}),
     "webhookLog": (WEBHOOK_LOG, {}),
     "auditLog": (AUDIT, {}),
-    "replayDeadLetter": (REPLAY, {"id": "1"}),
+    "replayDeadLetter": (REPLAY, {"id": "999999"}),
     "replayAllDeadLetters": (REPLAY_ALL, {}),
     "adminMails": ("{ adminMails { edges { node { id } } } }", {}),
-    "replayMail": ("mutation($id: ID!) { replayMail(id: $id) }", {"id": "1"}),
+    "replayMail": ("mutation($id: ID!) { replayMail(id: $id) }", {"id": "999999"}),
     "reconcileTotals": (RECONCILE, {}),
 }
 
@@ -150,7 +150,7 @@ def test_only_an_admin_may_use_an_admin_field(
     assert audit_rows(db) == []  # a refused action leaves no trace but the refusal
 
     body = gql(query, variables, f.admin(gql).token)
-    if field in {"replayDeadLetter", "replayMail"}:  # no event or mail 1 to replay
+    if field in {"replayDeadLetter", "replayMail"}:  # no such event or mail
         assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     else:
         assert "errors" not in body, body
