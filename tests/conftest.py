@@ -46,6 +46,19 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Run by two xdist workers (pyproject.toml). The tests that start real
+# servers and measure them (faults, system) stay together on one worker, in
+# order, and the browser tests on one: neither pair competes with itself.
+_GROUPS = {"faults": "real-servers", "system": "real-servers", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in _GROUPS:
+            item.add_marker(pytest.mark.xdist_group(_GROUPS[folder]))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses a database runs once per database kind, except
     those marked `sqlite_only` or `postgres_only` (what they test is that
