@@ -47,9 +47,9 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Run by two xdist workers (pyproject.toml). The tests that start real
-# servers and measure them (faults, system) stay together on one worker, in
-# order, and the browser tests on one: neither pair competes with itself.
-_GROUPS = {"faults": "real-servers", "system": "real-servers", "browser": "browser"}
+# servers and measure them stay on one worker per folder, in order (a fault
+# test never competes with another fault test), and so do the browser tests.
+_GROUPS = {"faults": "faults", "system": "system", "browser": "browser"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

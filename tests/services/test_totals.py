@@ -308,7 +308,9 @@ def test_the_dispatcher_settles_a_batch_in_one_write_transaction(
     )
     with statements_sent(db) as sent:
         result = dispatcher.process_due()
-    assert result.processed == 4  # campaign and pledge created, authorized, captured
+    # The organiser's verification mail, the campaign and the pledge created,
+    # the pledge authorized and captured.
+    assert result.processed == 5
     assert len([s for s in sent if s.startswith("BEGIN IMMEDIATE")]) == 1
     (pushed,) = result.changed_totals
     assert (pushed.campaign_id, pushed.raised_cents, pushed.pledge_count) == (
