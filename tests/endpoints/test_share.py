@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 
 from PIL import Image
@@ -16,43 +15,10 @@ from starlette.testclient import TestClient
 from careforall.endpoints.share import shortened
 from tests import factories as f
 from tests.helpers.api import GQL
+from tests.helpers.link_preview import head
 
 PUBLIC_URL = "https://give.example.org"
 EVIL_TITLE = '"<script>alert(1)</script> & more'
-
-
-class Head(HTMLParser):
-    """The page's meta tags and scripts, as a browser or a link preview reads them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.meta: dict[str, str] = {}
-        self.scripts: list[dict[str, str | None]] = []
-        self.title = ""
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if tag == "meta":
-            key = found.get("property") or found.get("name")
-            if key:
-                self.meta[key] = found.get("content") or ""
-        if tag == "script":
-            self.scripts.append(found)
-        self._in_title = tag == "title"
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-
-
-def head(html: str) -> Head:
-    parser = Head()
-    parser.feed(html)
-    return parser
 
 
 def start(
