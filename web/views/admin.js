@@ -1,10 +1,11 @@
 // Admins: the service's numbers, campaigns to review and reports, stuck
-// pledges, dead letters, the webhook log, refunds, reconcile and the donations
-// export. Everyone else gets a message and no admin data is ever requested
+// pledges, dead letters, the webhook log, payments (refunds, cancels), reconcile
+// and the donations export. Everyone else gets a message and no admin data is ever requested
 // for them.
 import { api, currentSession, currentUser } from "../session.js";
 import { ApiError } from "../graphql.js";
 import { PLEDGE_STATUS, ago, badge, dateTime, h, money, notice } from "../dom.js";
+import { PAYMENT_FIELDS, cancelCell, disputeCell, paymentCell, refundCell, refundedCell } from "./admin-payments.js";
 import { drawQueue, drawReports } from "./review.js";
 
 const STUCK_AFTER_MINUTES = 5;
@@ -18,7 +19,7 @@ const STATS = `query AdminStats {
     raisedTotal { currency amountCents }
   }
 }`;
-const PLEDGE_FIELDS = `id amountCents currency status donorName createdAt campaign { id title }`;
+const PLEDGE_FIELDS = `id amountCents currency status donorName createdAt campaign { id title } ${PAYMENT_FIELDS}`;
 const PLEDGES = `query AdminPledges($status: PledgeStatus, $createdTo: DateTime, $first: Int) {
   adminPledges(status: $status, createdTo: $createdTo, first: $first) {
     edges { node { ${PLEDGE_FIELDS} } }
@@ -33,7 +34,6 @@ const WEBHOOKS = `query WebhookLog { webhookLog(first: 20) {
 const FAILING_PLANS = `query FailingPlans { adminFailingRecurringDonations(first: 20) {
   edges { node { id amountCents currency interval status nextChargeAt failureReason campaign { id title } } }
 } }`;
-const REFUND = `mutation RefundPayment($pledgeId: ID!) { refundPayment(pledgeId: $pledgeId) { id status } }`;
 const REPLAY = `mutation ReplayDeadLetter($id: ID!) { replayDeadLetter(id: $id) }`;
 const REPLAY_ALL = `mutation ReplayAllDeadLetters { replayAllDeadLetters }`;
 const RECONCILE = `mutation ReconcileTotals { reconcileTotals {
@@ -120,52 +120,39 @@ function pledgeCells(p) {
 
 const nodes = (connection) => connection.edges.map((e) => e.node);
 
-async function drawStuck(signal) {
+/**
+ * A pledge's row: `columns(p)` are its figures, redrawn when `action(p,
+ * changed)` (its last cell, which keeps what it says) changes the pledge.
+ */
+function pledgeRow(p, columns, action, refreshStats) {
+  const row = h("tr", { "data-pledge-id": p.id });
+  const last = action(p, () => {
+    row.replaceChildren(...columns(p), last);
+    refreshStats();
+  });
+  row.replaceChildren(...columns(p), last);
+  return row;
+}
+
+async function drawStuck(signal, refreshStats) {
   const before = new Date(Date.now() - STUCK_AFTER_MINUTES * 60_000).toISOString();
   const lists = await Promise.all(["AUTHORIZED", "PENDING"].map((status) =>
     api(PLEDGES, { status, createdTo: before, first: 50 }, { signal })));
+  const columns = (p) => [...pledgeCells(p), paymentCell(p),
+    h("td", {}, h("a", { href: `#/donations/${encodeURIComponent(p.id)}` }, "Receipt"))];
   const rows = lists.flatMap((d) => nodes(d.adminPledges))
-    .map((p) => h("tr", {}, pledgeCells(p),
-      h("td", {}, h("a", { href: `#/donations/${encodeURIComponent(p.id)}` }, "Receipt"))));
-  return table("stuck", "Stuck pledges", ["Campaign", "Donor", "Amount", "Status", "Created", "Details"], rows,
+    .map((p) => pledgeRow(p, columns, cancelCell, refreshStats));
+  return table("stuck", "Stuck pledges",
+    ["Campaign", "Donor", "Amount", "Status", "Created", "Payment", "Details", "Cancel"], rows,
     `No pledge has waited in Pending or Authorized for more than ${STUCK_AFTER_MINUTES} minutes.`);
-}
-
-/** A captured donation's refund cell: a button, a question, then the outcome. */
-function refundCell(p, refreshStats) {
-  const cell = h("td", {});
-  const what = `${money(p.amountCents, p.currency)} to “${p.campaign.title}”`;
-  function ask() {
-    const yes = h("button", { type: "button", class: "danger", onclick: () => refund() }, "Refund now");
-    const no = h("button", { type: "button", class: "secondary", onclick: () => { idle(); cell.querySelector("button")?.focus(); } }, "Keep it");
-    cell.replaceChildren(
-      h("p", { role: "alert" }, `Refund ${what}? The money goes back to the donor and the campaign's total falls.`),
-      h("div", { class: "button-row" }, yes, no));
-    yes.focus();
-  }
-  async function refund() {
-    for (const b of cell.querySelectorAll("button")) b.disabled = true;
-    try {
-      await api(REFUND, { pledgeId: p.id });
-      cell.replaceChildren(notice("success", `Refunded ${what}.`));
-      refreshStats();
-    } catch (error) {
-      idle();
-      cell.prepend(notice("error", `Could not refund: ${error.message}`));
-    }
-  }
-  function idle() {
-    cell.replaceChildren(h("button", { type: "button", class: "danger", "aria-label": `Refund ${what}`, onclick: ask }, "Refund…"));
-  }
-  idle();
-  return cell;
 }
 
 async function drawCaptured(signal, refreshStats) {
   const data = await api(PLEDGES, { status: "CAPTURED", first: 20 }, { signal });
-  const rows = nodes(data.adminPledges).map((p) =>
-    h("tr", { "data-pledge-id": p.id }, pledgeCells(p), refundCell(p, refreshStats)));
-  return table("captured", "Captured donations", ["Campaign", "Donor", "Amount", "Status", "Created", "Refund"], rows,
+  const columns = (p) => [...pledgeCells(p), paymentCell(p), refundedCell(p), disputeCell(p)];
+  const rows = nodes(data.adminPledges).map((p) => pledgeRow(p, columns, refundCell, refreshStats));
+  return table("captured", "Captured donations",
+    ["Campaign", "Donor", "Amount", "Status", "Created", "Payment", "Refunded", "Dispute", "Refund"], rows,
     "No captured donations.");
 }
 
@@ -335,7 +322,7 @@ export async function adminView(ctx) {
 
   await Promise.all([
     refreshStats(),
-    fill(stuck, () => drawStuck(signal), signal),
+    fill(stuck, () => drawStuck(signal, refreshStats), signal),
     fill(captured, () => drawCaptured(signal, refreshStats), signal),
     fill(dead, () => drawDeadLetters(signal, refreshStats), signal),
     fill(webhooks, () => drawWebhooks(signal), signal),
@@ -349,8 +336,10 @@ export async function adminView(ctx) {
     panel("admin-stats", "Numbers", stats),
     panel("admin-review", "Campaigns to review", h("p", { class: "hint" }, "Oldest first. Approve to publish, or reject with a note."), queue),
     panel("admin-reports", "Reports", h("p", { class: "hint" }, "The newest 20 reports from visitors."), reports),
-    panel("admin-captured", "Captured donations", h("p", { class: "hint" }, "The newest 20. A refund asks first."), captured),
-    panel("admin-stuck", "Stuck pledges", stuck),
+    panel("admin-captured", "Captured donations", h("p", { class: "hint" },
+      "The newest 20. A refund asks first; refunding part of a donation needs Stripe."), captured),
+    panel("admin-stuck", "Stuck pledges", h("p", { class: "hint" },
+      "An authorization can be canceled: the card is not charged."), stuck),
     panel("admin-dead-letters", "Dead letters", dead),
     panel("admin-failing-plans", "Failing recurring gifts",
       h("p", { class: "hint" }, "Declined charges being retried, and gifts paused after their last retry."), failing),
