@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, exists
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, func, select
 
 from careforall.domain.clock import to_utc, utcnow
@@ -98,7 +99,7 @@ def stats(
     """
     require_admin(principal)
     now = now or utcnow()
-    counts, sums = _pledges_by_status(session)
+    counts, sums, raised = _pledges_by_status(session)
     waiting = outbox.counts(session)
     rejects = session.exec(
         select(func.count())
@@ -113,7 +114,7 @@ def stats(
             for s in PledgeStatus
         ],
         raised_today=_amounts(_captured_since(session, _midnight(now))),
-        raised_total=_amounts(sums[PledgeStatus.CAPTURED.value]),
+        raised_total=_amounts(raised),
         outbox_pending=waiting.pending,
         outbox_lag_seconds=waiting.lag_seconds(now),
         dead_letters=waiting.dead,
@@ -126,20 +127,37 @@ def _midnight(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+# What a pledge still counts for: its amount less partial refunds and lost
+# disputes (as the campaigns' totals count it).
+_COUNTED = (
+    col(Pledge.amount_cents)
+    - col(Pledge.refunded_cents)
+    - col(Pledge.dispute_lost_cents)
+)
+
+
 def _pledges_by_status(
     session: Session,
-) -> tuple[dict[str, int], dict[str, list[tuple[str, int]]]]:
-    """Per status: how many pledges, and their sum per currency."""
+) -> tuple[dict[str, int], dict[str, list[tuple[str, int]]], list[tuple[str, int]]]:
+    """Per status: how many pledges and their sum per currency; and per
+    currency, what the CAPTURED ones still count for."""
     counts: dict[str, int] = defaultdict(int)
     sums: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for status, currency, count, amount in session.exec(
-        select(
-            Pledge.status, Pledge.currency, func.count(), func.sum(Pledge.amount_cents)
-        ).group_by(Pledge.status, Pledge.currency)
+    raised: list[tuple[str, int]] = []
+    for status, currency, count, amount, counted in session.execute(
+        core_select(
+            col(Pledge.status),
+            col(Pledge.currency),
+            func.count(),
+            func.sum(Pledge.amount_cents),
+            func.sum(_COUNTED),
+        ).group_by(col(Pledge.status), col(Pledge.currency))
     ).all():
         counts[status] += int(count)
         sums[status].append((currency, int(amount)))
-    return counts, sums
+        if status == PledgeStatus.CAPTURED.value:
+            raised.append((currency, int(counted)))
+    return counts, sums, raised
 
 
 def _captured_since(session: Session, since: datetime) -> list[tuple[str, int]]:
@@ -150,7 +168,7 @@ def _captured_since(session: Session, since: datetime) -> list[tuple[str, int]]:
         col(PledgeTransition.at) >= since,
     )
     rows = session.exec(
-        select(Pledge.currency, func.sum(Pledge.amount_cents))
+        select(Pledge.currency, func.sum(_COUNTED))
         .where(Pledge.status == PledgeStatus.CAPTURED.value)
         .where(captured_then)
         .group_by(Pledge.currency)

@@ -214,6 +214,21 @@ def test_admin_stats_count_real_donations_by_status_and_currency(
     ]
     assert stats["raisedTotal"] == raised
     assert stats["raisedToday"] == raised
+
+    # A partial refund or a lost dispute (Stripe's) is no longer raised.
+    with db.write_session() as session:
+        session.execute(
+            text(
+                "UPDATE pledges SET refunded_cents = 500, dispute_lost_cents = 200 "
+                "WHERE id = :id"
+            ),
+            {"id": kept["id"]},
+        )
+        session.commit()
+    again = usd.admin_ok(STATS)["adminStats"]
+    still = [raised[0], {"currency": "USD", "amountCents": 1800}]
+    assert again["raisedTotal"] == still
+    assert again["raisedToday"] == still
     assert stats["outboxPending"] == 0
     assert stats["outboxLagSeconds"] == 0
     assert stats["deadLetters"] == 0
