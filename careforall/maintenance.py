@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 
@@ -33,29 +34,14 @@ FIRST_RUN_DELAY_S = 60.0
 async def run_retention(db: Database, settings: Settings) -> None:
     """Prune old finished rows forever (returns at once when retention is off)."""
     policy = RetentionPolicy.from_settings(settings)
-    interval = settings.retention_interval_seconds
-    if interval <= 0 or not policy.enabled:
+    if not policy.enabled:
         return
-    delay = min(interval, FIRST_RUN_DELAY_S)
-    stop = threading.Event()
-    try:
-        while True:
-            await asyncio.sleep(delay)
-            delay = interval
-            try:
-                # On shutdown the run stops after its batch, before the
-                # engine it uses is disposed.
-                await in_thread(
-                    partial(
-                        prune, UnitOfWork(db), policy=policy, should_stop=stop.is_set
-                    ),
-                    on_cancel=stop.set,
-                )
-            except Exception:
-                # The database may be away or busy: the next run tries again.
-                log.exception("retention run failed; will try again")
-    finally:
-        stop.set()
+    await _every(
+        settings.retention_interval_seconds,
+        lambda stop: prune(UnitOfWork(db), policy=policy, should_stop=stop),
+        log,
+        "retention run failed; will try again",
+    )
 
 
 async def run_payment_reconcile(
@@ -67,6 +53,27 @@ async def run_payment_reconcile(
 ) -> None:
     """Reconcile stuck pledges with the provider forever (returns at once
     when the interval is 0)."""
+    await _every(
+        interval,
+        lambda stop: reconcile_payments(
+            db, provider=provider, older_than=older_than, should_stop=stop
+        ),
+        payments_log,
+        "payment reconcile failed; will try again",
+    )
+
+
+async def _every(
+    interval: float,
+    run: Callable[[Callable[[], bool]], object],
+    logger: logging.Logger,
+    failed: str,
+) -> None:
+    """Call `run(should_stop)` in a thread soon after start, then every
+    `interval` seconds, forever (never when the interval is 0). A failed run
+    is logged and tried again next time; on shutdown a run in progress is
+    asked to stop after its current batch, before the engine it uses is
+    disposed."""
     if interval <= 0:
         return
     delay = min(interval, FIRST_RUN_DELAY_S)
@@ -76,17 +83,9 @@ async def run_payment_reconcile(
             await asyncio.sleep(delay)
             delay = interval
             try:
-                await in_thread(
-                    partial(
-                        reconcile_payments,
-                        db,
-                        provider=provider,
-                        older_than=older_than,
-                        should_stop=stop.is_set,
-                    ),
-                    on_cancel=stop.set,
-                )
+                await in_thread(partial(run, stop.is_set), on_cancel=stop.set)
             except Exception:
-                payments_log.exception("payment reconcile failed; will try again")
+                # The database or the provider may be away: the next run tries.
+                logger.exception(failed)
     finally:
         stop.set()

@@ -16,7 +16,13 @@ from starlette.responses import JSONResponse
 
 from careforall import metrics
 from careforall.domain.errors import ServiceBusy
-from careforall.endpoints.webhooks import MAX_BODY_BYTES, log_request, refused
+from careforall.endpoints.webhooks import (
+    MAX_BODY_BYTES,
+    applied_answer,
+    busy_answer,
+    log_request,
+    refused,
+)
 from careforall.payments.stripe_events import BadSignature, StripeEvent, parse, verify
 from careforall.runtime import Runtime
 from careforall.services.payments import AmountMismatch, UnknownPledge
@@ -67,14 +73,5 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         )
         return _ignored()
     except ServiceBusy as busy:
-        # Nothing was applied; Stripe retries a non-2xx answer later.
-        metrics.WEBHOOKS.labels("busy").inc()
-        return JSONResponse(
-            {"received": False, "error": busy.message},
-            status_code=429,
-            headers={"Retry-After": str(busy.retry_after_seconds)},
-        )
-    metrics.WEBHOOKS.labels("duplicate" if duplicate else "processed").inc()
-    if duplicate:
-        await log_request(runtime, 200, WebhookOutcome.DUPLICATE, None, event)
-    return JSONResponse({"received": True, "duplicate": duplicate})
+        return busy_answer(busy)
+    return await applied_answer(runtime, duplicate, event)

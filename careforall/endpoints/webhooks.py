@@ -189,13 +189,22 @@ async def payments_webhook(request: Request) -> JSONResponse:
             runtime, 422, WebhookOutcome.REJECTED_UNPROCESSABLE, str(exc), event
         )
     except ServiceBusy as busy:
-        # Nothing was applied; the provider retries a non-2xx answer later.
-        metrics.WEBHOOKS.labels("busy").inc()
-        return JSONResponse(
-            {"received": False, "error": busy.message},
-            status_code=429,
-            headers={"Retry-After": str(busy.retry_after_seconds)},
-        )
+        return busy_answer(busy)
+    return await applied_answer(runtime, duplicate, event)
+
+
+def busy_answer(busy: ServiceBusy) -> JSONResponse:
+    """Nothing was applied; the provider retries a non-2xx answer later."""
+    metrics.WEBHOOKS.labels("busy").inc()
+    return JSONResponse(
+        {"received": False, "error": busy.message},
+        status_code=429,
+        headers={"Retry-After": str(busy.retry_after_seconds)},
+    )
+
+
+async def applied_answer(runtime: Runtime, duplicate: bool, event: Any) -> JSONResponse:
+    """An event applied now, or before (a duplicate, logged as one)."""
     metrics.WEBHOOKS.labels("duplicate" if duplicate else "processed").inc()
     if duplicate:
         await log_request(runtime, 200, WebhookOutcome.DUPLICATE, None, event)

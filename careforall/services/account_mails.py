@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert
+from sqlalchemy import Connection, Row, bindparam
 from sqlalchemy import select as core_select
 
 from careforall.domain.clock import utcnow
@@ -23,7 +23,7 @@ from careforall.mail.templates import render
 from careforall.models import Mail, User, table_of
 from careforall.services import account_tokens
 from careforall.services.account_tokens import Purpose
-from careforall.services.mails import mail_row, organisation
+from careforall.services.mails import add_mails, mail_row, organisation
 from careforall.settings import Settings
 
 _USERS = table_of(User)
@@ -36,7 +36,6 @@ _BY_ID = _ACCOUNT.where(_USERS.c.id == bindparam("id"))
 _WRITTEN = core_select(_MAILS.c.cause_key).where(
     _MAILS.c.cause_key.in_(bindparam("keys", expanding=True))
 )
-_INSERT = insert(_MAILS)
 
 
 def cause_key(event: AccountMailRequested) -> str:
@@ -62,7 +61,7 @@ def write_account_mails(
             continue
         row = _mail(conn, event, settings, now)
         if row is not None:
-            conn.execute(_INSERT, row)
+            add_mails(conn, [row])
             count += 1
         written.add(key)
     return count

@@ -78,12 +78,23 @@ def notify_dead_letter(
         error=error,
         suppressed=suppressed,
     )
+    return _tell_admins(session, NotificationKind.DEAD_LETTER, message)
+
+
+def _tell_admins(
+    session: Session,
+    kind: NotificationKind,
+    message: words.Message,
+    pledge_id: str | None = None,
+) -> int:
+    """One notification to every admin, in the caller's transaction (never
+    deduplicated: the callers decide how often); returns how many."""
     admins = _admin_ids(session)
     add_all(
         session.connection(),
         [
             notification(
-                NotificationKind.DEAD_LETTER, message, dedupe_key=None, user_id=admin
+                kind, message, dedupe_key=None, user_id=admin, pledge_id=pledge_id
             )
             for admin in admins
         ],
@@ -112,21 +123,7 @@ def notify_payment_mismatch(
         detail=detail,
         suppressed=suppressed,
     )
-    admins = _admin_ids(session)
-    add_all(
-        session.connection(),
-        [
-            notification(
-                NotificationKind.WEBHOOKS_REJECTED,
-                message,
-                dedupe_key=None,
-                user_id=admin,
-                pledge_id=pledge_id,
-            )
-            for admin in admins
-        ],
-    )
-    return len(admins)
+    return _tell_admins(session, NotificationKind.WEBHOOKS_REJECTED, message, pledge_id)
 
 
 def notify_dispute(
@@ -147,21 +144,7 @@ def notify_dispute(
         status=status,
         closed=closed,
     )
-    admins = _admin_ids(session)
-    add_all(
-        session.connection(),
-        [
-            notification(
-                NotificationKind.PAYMENT_DISPUTED,
-                message,
-                dedupe_key=None,
-                user_id=admin,
-                pledge_id=pledge_id,
-            )
-            for admin in admins
-        ],
-    )
-    return len(admins)
+    return _tell_admins(session, NotificationKind.PAYMENT_DISPUTED, message, pledge_id)
 
 
 def _logged_burst(session: Session, outcome: str, now: datetime) -> int:

@@ -115,7 +115,15 @@ def locked_campaign(
     """The campaign, locked for this transaction. One the caller may not see
     answers as a missing one; with `manage`, only its organiser or an admin
     may go on."""
-    campaign = uow.session.get(Campaign, campaign_id, with_for_update=True)
+    found = uow.session.get(Campaign, campaign_id, with_for_update=True)
+    return reachable_campaign(actor, found, manage=manage)
+
+
+def reachable_campaign(
+    actor: Principal, campaign: Campaign | None, *, manage: bool
+) -> Campaign:
+    """The campaign, if the actor may see it (else as a missing one) and,
+    with `manage`, change it (its organiser or an admin)."""
     if campaign is None or not may_see_campaign(actor, campaign):
         raise NotFound("There is no campaign with that id.")
     if manage and not may_manage_campaign(actor, campaign):

@@ -15,21 +15,17 @@ from sqlmodel import Session
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import (
     BadUserInput,
-    Forbidden,
     InvalidTransition,
-    NotFound,
 )
 from careforall.domain.events import CampaignEdited
 from careforall.domain.rules import (
     Principal,
-    may_manage_campaign,
-    may_see_campaign,
     require_user,
 )
 from careforall.domain.states import CampaignStatus
 from careforall.models import Campaign, CampaignEdit
 from careforall.services import audit
-from careforall.services.campaigns import locked_campaign
+from careforall.services.campaigns import locked_campaign, reachable_campaign
 from careforall.services.unit_of_work import UnitOfWork
 
 # The widths kept (a phone's card, the campaign page, a large screen and
@@ -151,11 +147,8 @@ def check_may_set_image(
     """Refuse before any work is done for someone who may not change the
     campaign's image (the write checks again, under the row's lock)."""
     actor = require_user(principal)
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None or not may_see_campaign(actor, campaign):
-        raise NotFound("There is no campaign with that id.")
-    if not may_manage_campaign(actor, campaign):
-        raise Forbidden("Only the campaign's organiser or an admin may do this.")
+    found = session.get(Campaign, campaign_id)
+    campaign = reachable_campaign(actor, found, manage=True)
     if campaign.status == CampaignStatus.CLOSED:
         raise InvalidTransition("A CLOSED campaign cannot be edited.")
 

@@ -28,10 +28,9 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from careforall.db import InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput
 from careforall.domain.rules import Principal, require_user
@@ -222,8 +221,8 @@ def _opt_out(uow: UnitOfWork, campaign_id: str, address: str) -> None:
         return
     conn = session.connection()
     # DO NOTHING: a second click (or two at once) finds the address out.
-    conn.execute(
-        _OPT_OUT[conn.dialect.name],
+    _OPT_OUT.run(
+        conn,
         {"campaign_id": campaign_id, "address": address, "created_at": utcnow()},
     )
     uow.commit()
@@ -233,16 +232,10 @@ def _opt_out(uow: UnitOfWork, campaign_id: str, address: str) -> None:
 
 _PREFERENCES = table_of(MailPreference)
 _OPT_OUTS = table_of(CampaignOptOut)
-_OPT_OUT = {
-    "sqlite": sqlite_insert(_OPT_OUTS).on_conflict_do_nothing(),
-    "postgresql": postgresql_insert(_OPT_OUTS).on_conflict_do_nothing(),
-}
+_OPT_OUT = InsertUnlessPresent(_OPT_OUTS, "campaign_id", "address")
 _SECRETS = table_of(AppSecret)
 _SECRET = core_select(_SECRETS.c.value).where(_SECRETS.c.name == "jwt_secret")
-_MAKE_SECRET = {
-    "sqlite": sqlite_insert(_SECRETS).on_conflict_do_nothing(),
-    "postgresql": postgresql_insert(_SECRETS).on_conflict_do_nothing(),
-}
+_MAKE_SECRET = InsertUnlessPresent(_SECRETS, "name")
 
 
 def link_key(conn: Connection, jwt_secret: str | None) -> bytes:
@@ -253,8 +246,8 @@ def link_key(conn: Connection, jwt_secret: str | None) -> bytes:
         return unsubscribe_key(jwt_secret)
     kept = conn.execute(_SECRET).scalar()
     if kept is None:
-        conn.execute(
-            _MAKE_SECRET[conn.dialect.name],
+        _MAKE_SECRET.run(
+            conn,
             {"name": "jwt_secret", "value": random_secrets.token_urlsafe(48)},
         )
         kept = conn.execute(_SECRET).scalar_one()

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from careforall import metrics
+from careforall.db import InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
@@ -211,9 +212,7 @@ def write_pledge_mails(
         )
         for key, kind, found in mails
     ]
-    if rows:
-        conn.execute(_INSERT, rows)
-        count_written(rows)
+    add_mails(conn, rows)
     if numbers:
         # The number and date each receipt bears, for the receipt page.
         conn.execute(
@@ -244,6 +243,33 @@ def _pledge_mail(
         values["receipt_number"] = number
     mail = render(kind, org, **values)
     return mail_row(kind, key, found.email, mail, settings, now)
+
+
+def add_mails(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Insert new mails' rows (see `mail_row`), counted as written."""
+    if rows:
+        conn.execute(_INSERT, list(rows))
+        count_written(rows)
+
+
+# A mail whose cause key is there already was written by another process.
+_ONCE = InsertUnlessPresent(_MAILS, "cause_key")
+
+
+def add_mail_once(conn: Connection, row: dict[str, object]) -> bool:
+    """Insert a mail unless one of its cause is there; whether it was."""
+    written = _ONCE.run(conn, row)
+    if written:
+        count_written([row])
+    return written
+
+
+def add_mails_once(conn: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Insert each mail whose cause has none yet (the caller left out those
+    it knows of, so each row counts as written)."""
+    if rows:
+        _ONCE.run_many(conn, rows)
+        count_written(rows)
 
 
 def mail_row(

@@ -23,12 +23,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert
+from sqlalchemy import Connection, Row, bindparam, delete
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from careforall.db import Database
+from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.events import PledgeStatusChanged
 from careforall.domain.money import display_money
@@ -43,7 +41,7 @@ from careforall.models import (
     table_of,
 )
 from careforall.services.mail_preferences import MailChoice, who_wants
-from careforall.services.mails import count_written, optional_mail_row
+from careforall.services.mails import add_mail_once, add_mails, optional_mail_row
 from careforall.settings import Settings
 
 _ENTRIES = table_of(DigestEntry)
@@ -53,18 +51,7 @@ _CAMPAIGNS = table_of(Campaign)
 _TOTALS = table_of(CampaignTotals)
 _USERS = table_of(User)
 
-_NOTE = {
-    "sqlite": sqlite_insert(_ENTRIES).on_conflict_do_nothing(),
-    "postgresql": postgresql_insert(_ENTRIES).on_conflict_do_nothing(),
-}
-_ADD_MAIL = {
-    "sqlite": sqlite_insert(_MAILS)
-    .on_conflict_do_nothing(index_elements=[_MAILS.c.cause_key])
-    .returning(_MAILS.c.id),
-    "postgresql": postgresql_insert(_MAILS)
-    .on_conflict_do_nothing(index_elements=[_MAILS.c.cause_key])
-    .returning(_MAILS.c.id),
-}
+_NOTE = InsertUnlessPresent(_ENTRIES, "pledge_id")
 _CAPTURED_PLEDGES = core_select(_PLEDGES.c.id, _PLEDGES.c.campaign_id).where(
     _PLEDGES.c.id.in_(bindparam("ids", expanding=True)),
     _PLEDGES.c.status == PledgeStatus.CAPTURED.value,
@@ -111,8 +98,8 @@ def write_organiser_mails(
     if not captured:
         return 0
     now = utcnow()
-    conn.execute(
-        _NOTE[conn.dialect.name],
+    _NOTE.run_many(
+        conn,
         [
             {"pledge_id": pid, "campaign_id": cid, "captured_at": now}
             for pid, cid in captured.items()
@@ -167,8 +154,7 @@ def _write_goal_mails(
         if goal_key(c.id) not in written and c.owner_id in wanted
     ]
     if rows:
-        conn.execute(insert(_MAILS), rows)
-        count_written(rows)
+        add_mails(conn, rows)
     return len(rows)
 
 
@@ -246,12 +232,10 @@ def _write_digest(
         written = False
         if listed and who_wants(conn, MailChoice.DONATION_DIGEST, [campaign.owner_id]):
             row = _digest_row(conn, settings, campaign, listed, key)
-            added = conn.execute(_ADD_MAIL[conn.dialect.name], row).first()
-            if added is None:  # another process wrote this hour's digest
+            if not add_mail_once(conn, row):  # another process wrote it
                 session.rollback()
                 return 0
             written = True
-            count_written([row])
         conn.execute(_FORGET, {"ids": ids})
         session.commit()
         return int(written)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, insert
@@ -202,16 +203,7 @@ def create_pledge(
         }
         try:
             # The INSERT, where a concurrent request with this key loses.
-            _INSERT_PLEDGE.run(conn, row)
-            record_creation(conn, row["id"], at=now)
-            uow.emit(
-                PledgeCreated(
-                    pledge_id=row["id"],
-                    campaign_id=campaign.id,
-                    amount_cents=data.amount_cents,
-                    currency=data.currency,
-                )
-            )
+            insert_pledge(uow, conn, row, at=now)
             uow.commit()
         except IntegrityError:
             # Another request won the race for this key: answer with its pledge.
@@ -221,6 +213,23 @@ def create_pledge(
                 raise
             return winner
     return built(Pledge, row)
+
+
+def insert_pledge(
+    uow: UnitOfWork, conn: Connection, row: dict[str, Any], *, at: datetime
+) -> None:
+    """A new pledge's row, its first history entry and its PledgeCreated
+    event, in the caller's transaction (a gift, or a recurring gift's period)."""
+    _INSERT_PLEDGE.run(conn, row)
+    record_creation(conn, row["id"], at=at)
+    uow.emit(
+        PledgeCreated(
+            pledge_id=row["id"],
+            campaign_id=row["campaign_id"],
+            amount_cents=row["amount_cents"],
+            currency=row["currency"],
+        )
+    )
 
 
 def get_pledge(

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from careforall.db import Database
 from careforall.domain.clock import new_id, utcnow
-from careforall.domain.events import PledgeCreated, RecurringDonationStopped
+from careforall.domain.events import RecurringDonationStopped
 from careforall.domain.recurring import (
     RecurringInterval,
     RecurringStatus,
@@ -36,17 +36,17 @@ from careforall.domain.recurring import (
     retry_delay,
 )
 from careforall.domain.states import CampaignStatus, PledgeStatus
-from careforall.models import Campaign, Pledge, RecurringDonation, User, table_of
+from careforall.models import Campaign, Pledge, RecurringDonation, User
 from careforall.payments.provider import (
     PaymentProvider,
     ProviderResult,
     SavesPaymentMethods,
 )
 from careforall.services.campaigns import accepting_pledges
+from careforall.services.pledges import insert_pledge
 from careforall.services.transitions import (
     move_pledge,
     pledge_to_move,
-    record_creation,
 )
 from careforall.services.unit_of_work import UnitOfWork
 
@@ -56,8 +56,6 @@ from careforall.services.unit_of_work import UnitOfWork
 LEASE = timedelta(seconds=30)
 BATCH = 50
 CAMPAIGN_CLOSED = "The campaign is no longer taking donations."
-
-_INSERT_PLEDGE = insert(table_of(Pledge))
 
 
 @dataclass
@@ -143,25 +141,21 @@ def _period_pledge(uow: UnitOfWork, plan: RecurringDonation) -> Pledge:
         "donor_name": None,
         "message": None,
         "donor_email": None,
+        "campaign_updates": False,
+        "receipt_number": None,  # given when its receipt is written
+        "receipt_issued_at": None,
         "payment_method": None,
         "failure_reason": None,
+        "refunded_cents": 0,
+        "dispute_status": None,
+        "dispute_lost_cents": 0,
         "created_at": now,
         "updated_at": now,
         "recurring_donation_id": plan.id,
         "recurring_period": plan.period,
         "recurring_attempt": plan.attempt,
     }
-    conn = session.connection()
-    conn.execute(_INSERT_PLEDGE, row)
-    record_creation(conn, row["id"], at=now)
-    uow.emit(
-        PledgeCreated(
-            pledge_id=row["id"],
-            campaign_id=plan.campaign_id,
-            amount_cents=plan.amount_cents,
-            currency=plan.currency,
-        )
-    )
+    insert_pledge(uow, session.connection(), row, at=now)
     pledge = session.get(Pledge, row["id"])
     assert pledge is not None
     return pledge

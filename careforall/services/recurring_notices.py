@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as core_select
 
 from careforall.domain import notifications as words
@@ -21,7 +21,7 @@ from careforall.domain.notifications import NotificationKind
 from careforall.domain.recurring import RecurringStatus
 from careforall.mail.templates import render
 from careforall.models import Campaign, Mail, RecurringDonation, User, table_of
-from careforall.services.mails import count_written, mail_row, organisation
+from careforall.services.mails import add_mails, mail_row, organisation
 from careforall.services.notifications import add_all, notification
 from careforall.settings import Settings
 
@@ -102,5 +102,4 @@ def tell_donors(
         mails.append(mail_row(MAIL_KIND, key, found.email, mail, settings, now))
     add_all(conn, notes)
     if mails:
-        conn.execute(insert(_MAILS), mails)
-        count_written(mails)
+        add_mails(conn, mails)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, insert
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as core_select
 
 from careforall.domain.clock import utcnow
@@ -22,7 +22,7 @@ from careforall.domain.notifications import REVIEW_KINDS
 from careforall.domain.states import CampaignStatus
 from careforall.mail.templates import render
 from careforall.models import Campaign, Mail, User, table_of
-from careforall.services.mails import count_written, mail_row, organisation
+from careforall.services.mails import add_mails, mail_row, organisation
 from careforall.settings import Settings
 
 KIND = "campaign_reviewed"
@@ -87,6 +87,5 @@ def write_review_mails(
         if e.campaign_id in found
     ]
     if rows:
-        conn.execute(insert(_MAILS), rows)
-        count_written(rows)
+        add_mails(conn, rows)
     return len(rows)

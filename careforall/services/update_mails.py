@@ -32,10 +32,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, case, exists, func, update
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from careforall.db import Database
+from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.events import CampaignUpdatePosted
 from careforall.domain.states import PledgeStatus
@@ -57,7 +55,7 @@ from careforall.services.mail_preferences import (
     unsubscribe_url,
     who_wants,
 )
-from careforall.services.mails import count_written, mail_row, organisation
+from careforall.services.mails import add_mails_once, mail_row, organisation
 from careforall.settings import Settings
 
 KIND = "campaign_update"
@@ -73,18 +71,7 @@ _OPT_OUTS = table_of(CampaignOptOut)
 _UPDATES = table_of(CampaignUpdate)
 _CAMPAIGNS = table_of(Campaign)
 
-_RECORD = {
-    "sqlite": sqlite_insert(_MAILINGS).on_conflict_do_nothing(),
-    "postgresql": postgresql_insert(_MAILINGS).on_conflict_do_nothing(),
-}
-_ADD_MAILS = {
-    "sqlite": sqlite_insert(_MAILS).on_conflict_do_nothing(
-        index_elements=[_MAILS.c.cause_key]
-    ),
-    "postgresql": postgresql_insert(_MAILS).on_conflict_do_nothing(
-        index_elements=[_MAILS.c.cause_key]
-    ),
-}
+_RECORD = InsertUnlessPresent(_MAILINGS, "update_id")
 
 # A registered donor's mail goes to the account's address (none once erased),
 # a guest's to the donorEmail given.
@@ -151,8 +138,8 @@ def record_mailings(conn: Connection, events: Sequence[CampaignUpdatePosted]) ->
     """In the dispatcher's transaction: the updates to mail, each once."""
     if events:
         now = utcnow()
-        conn.execute(
-            _RECORD[conn.dialect.name],
+        _RECORD.run_many(
+            conn,
             [
                 {
                     "update_id": e.update_id,
@@ -215,8 +202,7 @@ def _write_batch(
             if update_key(update_id, address) not in done
         ]
         if rows:
-            conn.execute(_ADD_MAILS[conn.dialect.name], rows)
-            count_written(rows)
+            add_mails_once(conn, rows)
         finished = len(found) < batch
         conn.execute(
             _MOVE,
