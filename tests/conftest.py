@@ -46,10 +46,10 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-# Run by two xdist workers (pyproject.toml). The fault tests start real
-# servers and measure how they hold up: they run on one worker, in order, so
-# no fault test competes with another.
-_GROUPS = {"faults": "faults"}
+# Run by two xdist workers (pyproject.toml). The tests that start real
+# servers and measure them stay on one worker per folder, in order (a fault
+# test never competes with another fault test), and so do the browser tests.
+_GROUPS = {"faults": "faults", "system": "system", "browser": "browser"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
