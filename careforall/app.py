@@ -337,7 +337,9 @@ def _lifespan(
             asyncio.create_task(dispatcher.run(), name="outbox-dispatcher"),
             asyncio.create_task(sender.run(), name="webhook-sender"),
             asyncio.create_task(notifications.run(db), name="notifications"),
-            asyncio.create_task(run_retention(db, settings), name="retention"),
+            asyncio.create_task(
+                run_retention(db, settings, runtime.media), name="retention"
+            ),
             asyncio.create_task(
                 MailRounds(db, settings).run(),
                 name="periodic-mails",

@@ -227,16 +227,21 @@ def reconcile(settings: Settings) -> int:
 
 
 def prune(settings: Settings) -> int:
+    from careforall.runtime import media_store
     from careforall.services.retention import RetentionPolicy
     from careforall.services.retention import prune as run_prune
 
     policy = RetentionPolicy.from_settings(settings)
-    result = _on_database(settings, lambda uow: run_prune(uow, policy=policy))
+    media = media_store(settings)
+    result = _on_database(
+        settings, lambda uow: run_prune(uow, policy=policy, media=media)
+    )
     if result is None:
         return 2
     for table, days in policy.days().items():
         kept = f"older than {days:g} days" if days > 0 else "kept forever"
         print(f"{table}: {result.deleted[table]} row(s) deleted ({kept})")
+    print(f"media: {result.files_deleted} file(s) of replaced images deleted")
     print(f"prune: {result.total} row(s) deleted in {result.seconds:.2f} s")
     return 0
 

@@ -19,6 +19,7 @@ from functools import partial
 
 from careforall.concurrency import in_thread
 from careforall.db import Database
+from careforall.media import MediaStore
 from careforall.payments.provider import PaymentStates
 from careforall.services.payment_reconcile import reconcile_payments
 from careforall.services.retention import RetentionPolicy, prune
@@ -31,14 +32,17 @@ payments_log = logging.getLogger("careforall.payments")
 FIRST_RUN_DELAY_S = 60.0
 
 
-async def run_retention(db: Database, settings: Settings) -> None:
-    """Prune old finished rows forever (returns at once when retention is off)."""
+async def run_retention(db: Database, settings: Settings, media: MediaStore) -> None:
+    """Prune old finished rows and replaced images' files forever (returns
+    at once when retention is off)."""
     policy = RetentionPolicy.from_settings(settings)
     if not policy.enabled:
         return
     await _every(
         settings.retention_interval_seconds,
-        lambda stop: prune(UnitOfWork(db), policy=policy, should_stop=stop),
+        lambda stop: prune(
+            UnitOfWork(db), policy=policy, should_stop=stop, media=media
+        ),
         log,
         "retention run failed; will try again",
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +33,12 @@ class MediaStore(Protocol):
 
     def get(self, name: str) -> bytes | None:
         """The bytes stored as `name`, or None."""
+
+    def stored(self) -> Iterator[tuple[str, datetime]]:
+        """Every stored file's name and when it was last put."""
+
+    def delete(self, name: str) -> None:
+        """Remove `name`; one already gone is no error."""
 
 
 def data_folder(settings: Settings) -> Path:
@@ -64,7 +72,10 @@ class LocalMediaStore:
     def put(self, name: str, data: bytes) -> None:
         target = self.folder / _checked(name)
         if target.exists():
-            return  # named by its content: the same bytes are there already
+            # Named by its content: the same bytes are there already. Put
+            # again now, though: the sweep of unused files goes by this time.
+            os.utime(target)
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         # Written aside, then renamed: a reader never sees half a file.
         fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".upload-")
@@ -85,3 +96,19 @@ class LocalMediaStore:
             return (self.folder / name).read_bytes()
         except FileNotFoundError:
             return None
+
+    def stored(self) -> Iterator[tuple[str, datetime]]:
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if NAME.fullmatch(entry.name):
+                try:
+                    modified = entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                yield entry.name, datetime.fromtimestamp(modified, UTC)
+
+    def delete(self, name: str) -> None:
+        (self.folder / _checked(name)).unlink(missing_ok=True)

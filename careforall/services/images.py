@@ -8,9 +8,10 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import (
@@ -23,6 +24,7 @@ from careforall.domain.rules import (
     require_user,
 )
 from careforall.domain.states import CampaignStatus
+from careforall.media import MediaStore
 from careforall.models import Campaign, CampaignEdit
 from careforall.services import audit
 from careforall.services.campaigns import locked_campaign, reachable_campaign
@@ -42,6 +44,9 @@ EXTENSION = "jpg"
 QUALITY = 85
 TOO_MANY_PIXELS = f"the largest accepted is {MAX_PIXELS // 1_000_000} megapixels."
 UNREADABLE = "The file is not an image we can read: send a JPEG, PNG or WebP."
+# A file no campaign shows (its image was replaced) is deleted once it is
+# this old: an upload puts its files a moment before the campaign names them.
+UNUSED_KEPT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -193,3 +198,22 @@ def set_campaign_image(
             )
         uow.commit()
     return campaign
+
+
+def sweep_unused_images(
+    uow: UnitOfWork, media: MediaStore, *, now: datetime | None = None
+) -> int:
+    """Delete the stored files of images no campaign shows any more, once
+    they are `UNUSED_KEPT` old; returns how many files went. The edit
+    history keeps the replaced image's key, not its files."""
+    cutoff = (now or utcnow()) - UNUSED_KEPT
+    with uow.db.read() as session:
+        shown = select(Campaign.image_key).where(col(Campaign.image_key).is_not(None))
+        in_use = set(session.exec(shown.distinct()).all())
+    deleted = 0
+    for name, put_at in media.stored():
+        key = name.partition("-")[0]
+        if key not in in_use and put_at < cutoff:
+            media.delete(name)
+            deleted += 1
+    return deleted

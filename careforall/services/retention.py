@@ -7,6 +7,8 @@ mails (one per campaign: the row is what keeps it from being sent again).
 What always stays: outbox events still pending and dead letters, the audit
 log, pledges and their history, the totals ledger, and `webhook_events` (the
 dedupe keys of provider events, one small row per applied event).
+A run also deletes the files of campaign images that were replaced a day
+or more ago (`images.sweep_unused_images`).
 
 A run works in batches: a read finds at most `batch_size` ids through an
 index, then a short write transaction deletes them by primary key (checking
@@ -30,8 +32,10 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from careforall import metrics
 from careforall.domain.clock import utcnow
+from careforall.media import MediaStore
 from careforall.models import Mail, OutboxEvent, SimWebhook, WebhookLog
 from careforall.services import outbox
+from careforall.services.images import sweep_unused_images
 from careforall.services.mails import MailStatus
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
@@ -80,6 +84,7 @@ class PruneResult:
     deleted: dict[str, int] = field(default_factory=dict)  # rows, by table
     seconds: float = 0.0
     stopped: bool = False  # asked to stop before it was done
+    files_deleted: int = 0  # stored files of replaced campaign images
 
     @property
     def total(self) -> int:
@@ -159,8 +164,10 @@ def prune(
     now: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     should_stop: Callable[[], bool] = lambda: False,
+    media: MediaStore | None = None,
 ) -> PruneResult:
-    """Delete old finished rows, one short transaction per batch; logs the run.
+    """Delete old finished rows, one short transaction per batch, and the
+    files of replaced images in `media`; logs the run.
 
     `should_stop` is asked before each batch (the server's shutdown).
     """
@@ -176,12 +183,15 @@ def prune(
         result.deleted[table.name] = _prune_table(
             uow, table, cutoff, max(1, batch_size), should_stop, result
         )
+    if media is not None and not result.stopped:
+        result.files_deleted = sweep_unused_images(uow, media, now=now)
     result.seconds = time.monotonic() - began
     log.info(
         "retention run",
         extra={
             "deleted": result.deleted,
             "total_deleted": result.total,
+            "files_deleted": result.files_deleted,
             "keep_days": days,
             "stopped": result.stopped,
             "duration_s": round(result.seconds, 3),

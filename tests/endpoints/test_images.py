@@ -6,7 +6,9 @@ is stored."""
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,10 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from careforall.domain.clock import utcnow
+from careforall.runtime import Runtime
 from careforall.services.images import WIDTHS
+from careforall.services.retention import RetentionPolicy, prune
 from careforall.settings import Rate
 from tests import factories as f
 from tests.helpers.api import GQL
@@ -261,3 +266,53 @@ def test_an_organiser_uploading_too_often_is_asked_to_wait(
     assert refused.status_code == 429
     assert refused.json()["code"] == "RATE_LIMITED"
     assert int(refused.headers["retry-after"]) > 0
+
+
+def test_replaced_images_files_go_a_day_later_and_shown_ones_stay(
+    client: TestClient, gql: GQL, media: Path
+) -> None:
+    organiser = f.register(gql)
+    first, second = (f.campaign(gql, organiser.token) for _ in range(2))
+    old_photo, new_photo = photo_with_gps((300, 200)), photo_with_gps((200, 300))
+    for campaign in (first, second):
+        assert upload(client, campaign["id"], old_photo, organiser.token).is_success
+    old_files = stored(media)
+    # The first campaign's photo is replaced; the second still shows the old one.
+    assert upload(client, first["id"], new_photo, organiser.token).is_success
+    new_files = sorted(set(stored(media)) - set(old_files))
+    assert len(old_files) == len(new_files) == 3
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    policy = RetentionPolicy(outbox_days=0, webhook_log_days=0, sim_webhooks_days=0)
+
+    def prune_at(now: datetime) -> int:
+        result = prune(runtime.uow(), policy=policy, media=runtime.media, now=now)
+        return result.files_deleted
+
+    assert prune_at(utcnow() + timedelta(days=2)) == 0  # both images are shown
+    assert upload(client, second["id"], new_photo, organiser.token).is_success
+    assert prune_at(utcnow() + timedelta(hours=23)) == 0  # replaced a moment ago
+    assert stored(media) == sorted(old_files + new_files)
+    assert prune_at(utcnow() + timedelta(days=1, minutes=1)) == 3
+    assert stored(media) == new_files
+    for campaign in (first, second):
+        shown = gql.ok(IMAGE, {"id": campaign["id"]})["campaign"]["imageUrl"]
+        assert client.get(shown).status_code == 200
+
+
+def test_an_image_put_again_counts_as_new_for_the_sweep(
+    client: TestClient, gql: GQL, media: Path
+) -> None:
+    """A photo uploaded again after it was replaced is not swept away under
+    the campaign that shows it again: putting it refreshes its files' time."""
+    organiser = f.register(gql)
+    campaign = f.campaign(gql, organiser.token)
+    photo = photo_with_gps()
+    assert upload(client, campaign["id"], photo, organiser.token).is_success
+    long_ago = (utcnow() - timedelta(days=10)).timestamp()
+    for name in stored(media):
+        os.utime(media / name, (long_ago, long_ago))
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert upload(client, campaign["id"], photo, organiser.token).is_success
+    put_at = [when for _, when in runtime.media.stored()]
+    assert len(put_at) == len(WIDTHS)
+    assert all(when > utcnow() - timedelta(minutes=5) for when in put_at)
