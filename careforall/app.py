@@ -284,7 +284,9 @@ def _rate_limiter(settings: Settings) -> Limiter:
     file that the processes of `serve --workers N` share."""
     if settings.rate_limit_store is None:
         return RateLimiter()
-    return SharedRateLimiter(settings.rate_limit_store)
+    shared = SharedRateLimiter(settings.rate_limit_store)
+    shared.open()
+    return shared
 
 
 async def _stop(

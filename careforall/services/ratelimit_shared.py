@@ -137,6 +137,17 @@ class SharedRateLimiter:
         with self._transaction() as conn:
             self._prune(conn, self.clock())
 
+    def open(self) -> None:
+        """Open the file now, so one that cannot be used stops the start
+        (RuntimeError) rather than every limited call later."""
+        try:
+            with self._lock:
+                self._connection()
+        except sqlite3.Error as exc:
+            raise RuntimeError(
+                f"CAREFORALL_RATE_LIMIT_STORE: cannot count in {self.path}: {exc}"
+            ) from None
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

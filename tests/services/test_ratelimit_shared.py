@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from careforall.app import create_app
 from careforall.services.ratelimit import RateLimiter
 from careforall.services.ratelimit_shared import SharedRateLimiter
-from careforall.settings import Rate
+from careforall.settings import Rate, Settings
 
 
 class Clock:
@@ -188,3 +189,9 @@ def test_two_processes_on_one_key_pass_the_buckets_count_between_them(
     print(f"passes per process: {counts}")
     assert sum(counts) == BUCKET.count
     assert min(counts) > 0  # both took tokens: they did race
+
+
+def test_a_store_that_cannot_be_opened_stops_the_start(tmp_path: Path) -> None:
+    missing = tmp_path / "no such folder" / "counts.sqlite"
+    with pytest.raises(RuntimeError, match="CAREFORALL_RATE_LIMIT_STORE"):
+        create_app(Settings(rate_limit_store=str(missing)))
