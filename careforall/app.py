@@ -57,7 +57,8 @@ from careforall.runtime import Runtime, media_store
 from careforall.services import totals
 from careforall.services.auth import TokenKeys
 from careforall.services.bootstrap import NotPromoted, ensure_admin
-from careforall.services.ratelimit import RateLimiter
+from careforall.services.ratelimit import Limiter, RateLimiter
+from careforall.services.ratelimit_shared import SharedRateLimiter
 from careforall.services.secrets import kept_secret
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.writer import Writer
@@ -274,8 +275,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=_lifespan(settings, broadcaster, NotificationHub()),
     )
     app.state.settings = settings
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = _rate_limiter(settings)
     return app
+
+
+def _rate_limiter(settings: Settings) -> Limiter:
+    """Counts in the process (one process serves: the fastest), or in the
+    file that the processes of `serve --workers N` share."""
+    if settings.rate_limit_store is None:
+        return RateLimiter()
+    shared = SharedRateLimiter(settings.rate_limit_store)
+    shared.open()
+    return shared
 
 
 async def _stop(
@@ -371,6 +382,7 @@ def _lifespan(
                 yield
         finally:
             await _stop(runtime, listener, tasks)
+            app.state.rate_limiter.close()
             tracing.uninstall(tracer_provider)
             if server_lock is not None:
                 server_lock.release()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from careforall import __version__
@@ -56,6 +59,23 @@ METRICS_PORT_WORKERS_REFUSED = (
     "worker would open that port. Use CAREFORALL_METRICS_TOKEN instead (each "
     "worker then answers /metrics on the main port, behind the token)."
 )
+
+
+@contextlib.contextmanager
+def _shared_rate_limits(settings: Settings) -> Iterator[None]:
+    """The workers count rate limits in one file, so a client spreading its
+    calls over them gets no more than from one process: a folder of this
+    command's own for as long as it serves (unless the operator chose a file)."""
+    if settings.rate_limit_store is not None:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="careforall-ratelimits-")
+    os.environ["CAREFORALL_RATE_LIMIT_STORE"] = os.path.join(folder, "counts.sqlite")
+    try:
+        yield
+    finally:
+        del os.environ["CAREFORALL_RATE_LIMIT_STORE"]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
@@ -115,9 +135,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         os.environ["CAREFORALL_PROVIDER_WEBHOOK_URL"] = str(
             settings.provider_webhook_url
         )
-        uvicorn.run(
-            "careforall.app:create_app", factory=True, workers=workers, **options
-        )
+        with _shared_rate_limits(settings):
+            uvicorn.run(
+                "careforall.app:create_app", factory=True, workers=workers, **options
+            )
     else:
         uvicorn.run(create_app(settings), **options)
     if serving is not None:

@@ -215,6 +215,9 @@ class Settings:
     admin_password: str | None = None
     auto_capture: bool = True
     rate_limits: bool = True
+    # The file in which the processes of one server share their rate-limit
+    # counts; None counts in this process alone. `serve --workers` sets it.
+    rate_limit_store: str | None = None
     # Where the simulated provider posts its webhooks; `serve` fills it in from
     # its own address. None delivers in-process (tests without a socket).
     provider_webhook_url: str | None = None
@@ -319,6 +322,8 @@ class Settings:
             admin_password=env.get("CAREFORALL_ADMIN_PASSWORD") or None,
             auto_capture=_flag(env, "CAREFORALL_AUTO_CAPTURE", True),
             rate_limits=_flag(env, "CAREFORALL_RATE_LIMITS", True),
+            rate_limit_store=(env.get("CAREFORALL_RATE_LIMIT_STORE") or "").strip()
+            or None,
             provider_webhook_url=env.get("CAREFORALL_PROVIDER_WEBHOOK_URL") or None,
             user_token_hours=_number(env, "CAREFORALL_TOKEN_HOURS", 24),
             outbox_max_attempts=int(_number(env, "CAREFORALL_OUTBOX_MAX_ATTEMPTS", 8)),

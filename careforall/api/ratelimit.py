@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 
 from careforall.api.context import Context
 from careforall.domain.errors import RateLimited, Unauthenticated
-from careforall.services.ratelimit import RateLimiter
+from careforall.services.ratelimit import Limiter
 from careforall.settings import Rate, Settings
 
 # What a try on an email with too many recent wrong passwords waits.
@@ -259,8 +259,8 @@ def checks_for(context: Context, field: str, arguments: dict[str, Any]) -> list[
     return checks
 
 
-def _limiter(context: Context) -> RateLimiter:
-    limiter: RateLimiter = context.request.app.state.rate_limiter
+def _limiter(context: Context) -> Limiter:
+    limiter: Limiter = context.request.app.state.rate_limiter
     return limiter
 
 

@@ -32,7 +32,7 @@ from careforall.services.images import (
     set_campaign_image,
     too_large,
 )
-from careforall.services.ratelimit import RateLimiter
+from careforall.services.ratelimit import Limiter
 from careforall.settings import Settings
 
 log = logging.getLogger("careforall.images")
@@ -85,7 +85,7 @@ def _count_upload(request: Request, principal: Principal) -> None:
     settings: Settings = request.app.state.runtime.settings
     if not settings.rate_limits:
         return
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter: Limiter = request.app.state.rate_limiter
     rate = settings.rate_limit_image_per_principal
     wait = limiter.hit([(f"image:principal:{principal.id}", rate)])
     if wait is not None:

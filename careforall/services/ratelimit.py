@@ -1,4 +1,7 @@
-"""An in-process rate limiter: one token bucket per key, thread-safe, bounded."""
+"""Rate limiting by token buckets: the bucket arithmetic, the interface the
+entry points use, and the in-process limiter (one token bucket per key,
+thread-safe, bounded). `ratelimit_shared` keeps the same buckets in a file
+that several processes share."""
 
 from __future__ import annotations
 
@@ -8,10 +11,42 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from careforall.settings import Rate
 
 DEFAULT_MAX_KEYS = 100_000
+
+Checks = Sequence[tuple[str, Rate]]
+
+
+def refill(tokens: float, at: float, now: float, rate: Rate) -> float:
+    """A bucket's tokens at `now`, from `tokens` at `at`: refilled evenly over
+    `rate.seconds`, never above `rate.count` (a clock gone back adds none)."""
+    elapsed = max(0.0, now - at)
+    return min(float(rate.count), tokens + elapsed * rate.count / rate.seconds)
+
+
+def wait_seconds(tokens: float, rate: Rate) -> float:
+    """How long a bucket holding `tokens` (less than one) takes to hold one."""
+    return (1 - tokens) * rate.seconds / rate.count
+
+
+class Limiter(Protocol):
+    """What the entry points ask of a rate limiter, in one process or shared
+    by several (see RateLimiter for what each call means)."""
+
+    def hit(self, checks: Checks, require: Checks = ()) -> int | None: ...
+
+    def take(self, checks: Checks) -> None: ...
+
+    def give_back(self, checks: Checks) -> None: ...
+
+    def empty(self, key: str, rate: Rate) -> bool: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -27,7 +62,7 @@ class RateLimiter:
     `rate.seconds`, so a burst of `count` requests passes and then one more
     every `seconds / count`. Only the `max_keys` most recently used keys are
     kept; an evicted key starts again with a full bucket. One process only:
-    several processes would each keep their own counts.
+    several processes share theirs through `SharedRateLimiter`.
     """
 
     def __init__(
@@ -60,7 +95,7 @@ class RateLimiter:
             now = self.clock()
             wait = max(
                 (
-                    (1 - tokens) * rate.seconds / rate.count
+                    wait_seconds(tokens, rate)
                     for key, rate in (*checks, *require)
                     if (tokens := self._tokens(key, rate, now)) < 1
                 ),
@@ -97,14 +132,14 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is None:
             return float(rate.count)
-        elapsed = max(0.0, now - bucket.at)
-        return min(
-            float(rate.count), bucket.tokens + elapsed * rate.count / rate.seconds
-        )
+        return refill(bucket.tokens, bucket.at, now, rate)
 
     def reset(self) -> None:
         with self._lock:
             self._buckets.clear()
+
+    def close(self) -> None:
+        """Nothing to release: the counts go with the process."""
 
     def _refilled(self, key: str, rate: Rate, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -114,9 +149,6 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-            elapsed = max(0.0, now - bucket.at)
-            bucket.tokens = min(
-                float(rate.count), bucket.tokens + elapsed * rate.count / rate.seconds
-            )
+            bucket.tokens = refill(bucket.tokens, bucket.at, now, rate)
             bucket.at = now
         return bucket

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from starlette.testclient import TestClient
 from careforall.api import ratelimit
 from careforall.services import auth, passwords
 from careforall.services.ratelimit import RateLimiter
+from careforall.services.ratelimit_shared import SharedRateLimiter
 from careforall.settings import Rate, Settings
 from tests import factories as f
 from tests.helpers.api import GQL
@@ -170,6 +172,42 @@ def test_a_strangers_wrong_passwords_never_lock_the_owner_out(
     for i in range(3):
         other = from_address(client, f"192.0.2.{i + 1}")
         assert code(login(other, bob.email)) == "UNAUTHENTICATED"
+
+
+def test_two_processes_sharing_a_store_limit_as_one(
+    app_factory: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Two apps on one rate-limit store, as the workers of `serve --workers 2`:
+    a guesser alternating between them is refused at the count of one, and
+    the owner, on the other, is slowed down, not refused."""
+    monkeypatch.setattr(ratelimit, "SLOWDOWN_SECONDS", 0.3)
+    store, clock = tmp_path / "counts.sqlite", Clock()
+    workers = []
+    for _ in range(2):
+        client = app_factory(
+            rate_limits=True,
+            rate_limit_store=str(store),
+            rate_limit_auth_per_email=Rate(4, 60),
+            rate_limit_auth_per_address=LENIENT,
+        )
+        state = client.app.state  # type: ignore[attr-defined]
+        assert isinstance(state.rate_limiter, SharedRateLimiter)
+        state.rate_limiter = SharedRateLimiter(store, clock=clock)
+        workers.append(client)
+    bob = f.register(GQL(workers[0]))
+    guesser = [from_address(worker, "203.0.113.9") for worker in workers]
+    outcomes = [code(login(guesser[i % 2], bob.email)) for i in range(4)]
+    assert outcomes == ["UNAUTHENTICATED"] * 4
+    assert rate_limited(login(guesser[0], bob.email)) == 15
+    assert rate_limited(login(guesser[1], bob.email)) == 15
+    began = time.monotonic()
+    assert code(login(from_address(workers[1], "198.51.100.7"), bob.email, PW)) is None
+    assert time.monotonic() - began >= 0.3  # slowed down, not refused
+    clock.now += 15
+    assert code(login(guesser[1], bob.email)) == "UNAUTHENTICATED"
+    rate_limited(login(guesser[0], bob.email))
 
 
 def test_right_passwords_are_not_counted(

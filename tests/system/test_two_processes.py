@@ -167,3 +167,46 @@ def test_serve_with_two_workers_shares_the_work_on_postgres(
     admins = server.scalar("SELECT count(*) FROM users WHERE role = 'ADMIN'")
     assert admins == 1
     assert server.logged_errors() == []
+
+
+WRONG_LOGINS = 6  # CAREFORALL_RATE_LIMIT_AUTH_PER_EMAIL's count below
+
+
+def fresh_login(server: Server, email: str) -> str:
+    """A wrong password sent on a connection of its own (either worker may
+    accept it); the error code answered."""
+    body = httpx.post(
+        f"{server.base_url}/graphql",
+        json={"query": f.LOGIN, "variables": {"email": email, "password": "wrong"}},
+        timeout=30,
+    ).json()
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+def test_two_workers_refuse_wrong_passwords_at_the_count_of_one_process(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(
+        start=False,
+        serve_args=("--workers", "2"),
+        CAREFORALL_RATE_LIMITS="on",
+        CAREFORALL_RATE_LIMIT_AUTH_PER_EMAIL=f"{WRONG_LOGINS}/3600",
+        CAREFORALL_RATE_LIMIT_AUTH_PER_ADDRESS="1000/60",
+    )
+    # Each worker imports and builds the app by itself: slow on a busy machine.
+    server.start(timeout=60)
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        victim = f.register(ServerGQL(http))
+
+    codes = [fresh_login(server, victim.email) for _ in range(WRONG_LOGINS + 1)]
+
+    # Each worker answers /metrics with its own counts: one that answered
+    # some of the wrong passwords, not all, shows that both served.
+    seen = {
+        metric(server, "careforall_graphql_errors_total", 'code="UNAUTHENTICATED"')
+        for _ in range(10)
+    }
+    print(f"wrong passwords answered per worker: {sorted(seen)}")
+    assert codes == ["UNAUTHENTICATED"] * WRONG_LOGINS + ["RATE_LIMITED"]
+    assert any(0 < count < WRONG_LOGINS for count in seen)
+    assert server.logged_errors() == []

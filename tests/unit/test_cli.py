@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from careforall.cli import main
+from careforall.cli import _shared_rate_limits, main
 from careforall.db import Database, make_engine, run_migrations
 from careforall.models import User
 from careforall.services import auth
@@ -134,3 +135,22 @@ def test_serve_defaults_to_loopback_port_8000() -> None:
 
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+def test_serve_gives_its_workers_one_rate_limit_store_while_it_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CAREFORALL_RATE_LIMIT_STORE", raising=False)
+    with _shared_rate_limits(Settings()):
+        store = Path(os.environ["CAREFORALL_RATE_LIMIT_STORE"])
+        # The workers read it from the environment; the folder is serve's own.
+        assert Settings.from_env().rate_limit_store == str(store)
+        assert store.parent.is_dir() and store.parent.stat().st_mode & 0o077 == 0
+    assert "CAREFORALL_RATE_LIMIT_STORE" not in os.environ
+    assert not store.parent.exists()
+    # A file the operator chose is used as it is, and kept.
+    monkeypatch.setenv("CAREFORALL_RATE_LIMIT_STORE", "/srv/careforall/counts.sqlite")
+    with _shared_rate_limits(Settings.from_env()):
+        assert os.environ["CAREFORALL_RATE_LIMIT_STORE"] == (
+            "/srv/careforall/counts.sqlite"
+        )
