@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--subscribers", type=int, help="viral page subscribers")
     parser.add_argument(
+        "--pledge-rate",
+        type=int,
+        help="createPledge req/s of the fixed-rate runs and the stampede",
+    )
+    parser.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -85,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         large_pledges=args.large_pledges,
         subscribers=args.subscribers,
+        pledge_rate=args.pledge_rate,
     )
     profiling = (not args.smoke) if args.profile is None else args.profile
     workdir = Path(tempfile.mkdtemp(prefix="careforall-bench-"))
