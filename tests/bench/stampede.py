@@ -19,8 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.bench import phases, seed
+import httpx
+
+from tests.bench import phases, profile, seed
 from tests.bench.client import CREATE_PLEDGE, TOTALS, Api, graphql_body
+from tests.bench.processes import Process
 from tests.bench.runner import Bench
 from tests.bench.wrk import WrkRun, write_data_file
 
@@ -103,6 +106,19 @@ def _both(
         return reading.result(), writing.result()
 
 
+def cache_counts(base_url: str) -> tuple[float, float]:
+    """The server's response cache (hits, misses) so far, from /metrics."""
+    found = {"hit": 0.0, "miss": 0.0}
+    text = httpx.get(base_url + "/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith("careforall_graphql_response_cache_total{"):
+            labels, _, value = line.rpartition(" ")
+            for result in found:
+                if f'result="{result}"' in labels:
+                    found[result] = float(value)
+    return found["hit"], found["miss"]
+
+
 def _side(runs: list[WrkRun], alone: dict[str, Any] | None) -> dict[str, Any]:
     """One side's medians over the runs, and its ratio to its run alone."""
     rps = statistics.median(r.rps for r in runs)
@@ -134,6 +150,8 @@ def together(
     connections = mode.paced_connections if rate else mode.connections
     read_runs: list[WrkRun] = []
     write_runs: list[WrkRun] = []
+    base_url = url.removesuffix("/graphql")
+    hits_before, misses_before = cache_counts(base_url)
     for i in range(mode.runs):
         label = f"{name}-run{i + 1}"
         read, write = _both(
@@ -159,17 +177,57 @@ def together(
                     f"{run.failures} failed {side} of {run.requests}; "
                     f"first: {run.sample[:300]}",
                 )
+    hits, misses = cache_counts(base_url)
+    readers = _side(read_runs, bench.scenarios.get(alone[0]))
+    # Which share of the reads the response cache answered while pledges
+    # were made (the writes' commits must not end its answers).
+    answered = (hits - hits_before) + (misses - misses_before)
+    readers["cache_hit_share"] = (
+        round((hits - hits_before) / answered, 4) if answered else None
+    )
     return bench.record(
         name,
         kind="stampede",
         rate=rate,
-        readers=_side(read_runs, bench.scenarios.get(alone[0])),
+        readers=readers,
         writers=_side(write_runs, bench.scenarios.get(alone[1])),
         runs={
             "readers": [r.__dict__ for r in read_runs],
             "writers": [w.__dict__ for w in write_runs],
         },
     )
+
+
+def _profile(
+    bench: Bench, server: Process, url: str, readers: Script, writers: Script
+) -> None:
+    """Sample the server with py-spy while both sides run flat out (unmeasured):
+    where the event loop's and the writer's time goes when they share it."""
+    if not bench.profiling or bench.mode.profile_seconds <= 0:
+        return
+    if not profile.available():
+        bench.notes.append("py-spy is not installed: no profiles")
+        return
+    output = bench.workdir / "profile-stampede.txt"
+    spy = profile.start(server.pid, bench.mode.profile_seconds, output)
+    time.sleep(0.3)
+    _both(
+        bench,
+        url,
+        readers("profile"),
+        writers("profile"),
+        writer_connections=bench.mode.connections,
+        lead=0.0,
+    )
+    _, err = spy.communicate(timeout=60)
+    if spy.returncode != 0 or not output.exists():
+        bench.notes.append(f"py-spy failed on the stampede: {err.decode()[-300:]}")
+        return
+    summary = profile.summarise(output)
+    summary["raw"] = str(output)
+    bench.profiles["stampede_flat"] = summary
+    top = ", ".join(f"{p['frame']} {p['share']:.0%}" for p in summary["layers"][:5])
+    bench.log(f"  profile stampede_flat: {summary['samples']} samples; {top}")
 
 
 def stampede_phase(bench: Bench) -> None:
@@ -226,6 +284,7 @@ def stampede_phase(bench: Bench) -> None:
             flat,
             alone=("stampede_totals_alone", "stampede_pledges_alone"),
         )
+        _profile(bench, server, url, cached, flat)
         _check_pledges(bench, db, before)
         bench.check_totals("stampede", db)
 

@@ -100,14 +100,19 @@ _ROWS = [
 ]
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def table(scenarios: Scenarios) -> str:
     """Each side alone, then together: throughput, latency, share kept."""
     if not any(name in scenarios for name, _ in _ROWS):
         return ""
     lines = [
         "| stampede (one campaign) | reads req/s | reads p50 ms | reads p99 ms |"
-        " reads x alone | writes req/s | writes p99 ms | writes x alone |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " reads x alone | reads from cache | writes req/s | writes p99 ms |"
+        " writes x alone |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, text in (
         ("stampede_totals_alone", "campaignTotals alone"),
@@ -117,12 +122,12 @@ def table(scenarios: Scenarios) -> str:
         if run:
             lines.append(
                 f"| {text} | {_fmt(run.get('rps'), 0)} | {_fmt(run.get('p50_ms'), 2)}"
-                f" | {_fmt(run.get('p99_ms'), 2)} | - | - | - | - |"
+                f" | {_fmt(run.get('p99_ms'), 2)} | - | - | - | - | - |"
             )
     run = scenarios.get("stampede_pledges_alone")
     if run:
         lines.append(
-            f"| createPledge alone | - | - | - | - | {_fmt(run.get('rps'), 0)} |"
+            f"| createPledge alone | - | - | - | - | - | {_fmt(run.get('rps'), 0)} |"
             f" {_fmt(run.get('p99_ms'), 2)} | - |"
         )
     for name, text in _ROWS:
@@ -134,6 +139,7 @@ def table(scenarios: Scenarios) -> str:
             f"| {text.replace('{rate}', _fmt(run.get('rate')))} |"
             f" {_fmt(reads['rps'], 0)} | {_fmt(reads['p50_ms'], 2)} |"
             f" {_fmt(reads['p99_ms'], 2)} | {_x(reads['ratio'])} |"
+            f" {_share(reads.get('cache_hit_share'))} |"
             f" {_fmt(writes['rps'], 0)} | {_fmt(writes['p99_ms'], 2)} |"
             f" {_x(writes['ratio'] if not run.get('rate') else None)} |"
         )
