@@ -119,6 +119,14 @@ def cache_counts(base_url: str) -> tuple[float, float]:
     return found["hit"], found["miss"]
 
 
+def _hit_share(base_url: str, hits_before: float, misses_before: float) -> float | None:
+    """The share of the reads since the counts given that the response cache
+    answered (while pledges were made, their commits must not end its answers)."""
+    hits, misses = cache_counts(base_url)
+    answered = (hits - hits_before) + (misses - misses_before)
+    return round((hits - hits_before) / answered, 4) if answered else None
+
+
 def _side(runs: list[WrkRun], alone: dict[str, Any] | None) -> dict[str, Any]:
     """One side's medians over the runs, and its ratio to its run alone."""
     rps = statistics.median(r.rps for r in runs)
@@ -177,14 +185,8 @@ def together(
                     f"{run.failures} failed {side} of {run.requests}; "
                     f"first: {run.sample[:300]}",
                 )
-    hits, misses = cache_counts(base_url)
     readers = _side(read_runs, bench.scenarios.get(alone[0]))
-    # Which share of the reads the response cache answered while pledges
-    # were made (the writes' commits must not end its answers).
-    answered = (hits - hits_before) + (misses - misses_before)
-    readers["cache_hit_share"] = (
-        round((hits - hits_before) / answered, 4) if answered else None
-    )
+    readers["cache_hit_share"] = _hit_share(base_url, hits_before, misses_before)
     return bench.record(
         name,
         kind="stampede",
