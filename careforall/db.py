@@ -47,6 +47,8 @@ M = TypeVar("M", bound=Any)
 
 # Marks a pooled connection that committed since it was checked out.
 _COMMITTED = "careforall_committed"
+# Marks a transaction whose writes change no public answer (keep_answers).
+_KEEPS_ANSWERS = "careforall_keeps_answers"
 # Data versions are unique in the process, across Database objects: a value
 # kept from an earlier start of the app can never match a current one.
 _DATA_VERSIONS = itertools.count(1)
@@ -114,6 +116,7 @@ class Database:
         self._disposed = False
         self._data_version = next(_DATA_VERSIONS)
         event.listen(engine, "commit", self._committing)
+        event.listen(engine, "rollback", self._rolling_back)
         event.listen(engine, "checkin", self._checked_in)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
@@ -168,10 +171,24 @@ class Database:
         Bumped as this process begins a commit and again once that connection
         is back in the pool (after the commit, before the writer's answer is
         sent), and by `data_changed_elsewhere()`. A value read before a read
-        that is still current after it means no commit of this process can
-        have happened in between (the response cache relies on this).
+        that is still current after it means no commit of this process that
+        may change a public answer can have happened in between (the response
+        cache relies on this); see `keep_answers` for the commits that cannot.
         """
         return self._data_version
+
+    def keep_answers(self, connection: Connection) -> None:
+        """The transaction open on `connection` writes nothing a public answer
+        reads (a new PENDING pledge, its history, its outbox event; outbox
+        events marked delivered), so its commit leaves the data version alone.
+
+        A stampede of new pledges on a busy campaign would otherwise end the
+        response cache's answers many times a second, and every read of the
+        campaign's page would be executed again. Say so only when sure: an
+        answer kept past a change it should show stays wrong until
+        `CAREFORALL_RESPONSE_CACHE_SECONDS` end it.
+        """
+        connection.info[_KEEPS_ANSWERS] = True
 
     def data_changed_elsewhere(self) -> None:
         """Another process committed (PostgreSQL notifications)."""
@@ -233,10 +250,19 @@ class Database:
         self.engine.dispose()
 
     def _committing(self, connection: Connection) -> None:
+        if connection.info.pop(_KEEPS_ANSWERS, False):
+            return
         self._bump_data_version()
         connection.info[_COMMITTED] = True
 
+    def _rolling_back(self, connection: Connection) -> None:
+        # The info lives as long as the pooled connection: the next
+        # transaction on it starts without the mark.
+        connection.info.pop(_KEEPS_ANSWERS, None)
+
     def _checked_in(self, dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info.pop(_KEEPS_ANSWERS, None)
         if record is not None and record.info.pop(_COMMITTED, False):
             # The commit has finished: reads from before it are stale.
             self._bump_data_version()

@@ -65,6 +65,12 @@ class Delivery:
         self.max_attempts = max(1, ctx.settings.outbox_max_attempts)
         self.base_delay = ctx.settings.outbox_base_delay
 
+    def writes_only_outbox(self, events: Iterable[Event]) -> bool:
+        """Whether delivering `events` writes nothing but their outbox rows:
+        no transactional handler takes them (PledgeCreated), so its commit
+        changes no public answer."""
+        return not any(transactional_handlers(self.ctx, type(e)) for e in events)
+
     def side_effects(
         self, rows: list[OutboxEvent], spans: dict[int | None, Span]
     ) -> tuple[dict[int, Event], dict[int, str]]:

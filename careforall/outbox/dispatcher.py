@@ -188,6 +188,9 @@ class Dispatcher:
             fresh = (
                 [] if postgres else list(read_totals(session, sorted(changed)).values())
             )
+            if delivery.writes_only_outbox(events.values()):
+                # New pledges arriving: the response cache's answers stay.
+                self._db.keep_answers(session.connection())
             session.commit()
         if queues_mail(events.values()):
             self._db.mail_queued()

@@ -204,6 +204,9 @@ def create_pledge(
         try:
             # The INSERT, where a concurrent request with this key loses.
             insert_pledge(uow, conn, row, at=now)
+            # A PENDING pledge shows in no public answer (totals, recent
+            # donations and trending count CAPTURED ones).
+            uow.keep_answers()
             uow.commit()
         except IntegrityError:
             # Another request won the race for this key: answer with its pledge.

@@ -68,6 +68,9 @@ class SharedTransaction:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.events: list[Event] = []
+        # Whether a unit of work committed writes a public answer may read
+        # (its owner tells the database before the real commit).
+        self.changes_answers = False
 
     def session(self) -> Session:
         return Session(
@@ -85,6 +88,7 @@ class UnitOfWork:
         self.shared = shared
         self._session: Session | None = None
         self._emitted: list[Event] = []
+        self._keeps_answers = False
 
     @property
     def session(self) -> Session:
@@ -98,6 +102,7 @@ class UnitOfWork:
         else:
             self._session = self.db.write_session()
         self._emitted = []
+        self._keeps_answers = False
         return self
 
     def __exit__(
@@ -134,7 +139,17 @@ class UnitOfWork:
         )
         self._emitted.extend(events)
 
+    def keep_answers(self) -> None:
+        """What this unit commits changes no answer to a public query
+        (`Database.keep_answers`): the response cache's answers stay current."""
+        self._keeps_answers = True
+
     def commit(self) -> None:
+        if self.shared is not None:
+            if not self._keeps_answers:
+                self.shared.changes_answers = True
+        elif self._keeps_answers:
+            self.db.keep_answers(self.session.connection())
         self.session.commit()
         if self._emitted:
             emitted, self._emitted = self._emitted, []

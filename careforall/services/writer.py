@@ -259,6 +259,9 @@ class Writer:
                         events = shared.events[start:]
                         outcomes.append((job, result, error, events))
                         check_still_open(connection)
+                    if not shared.changes_answers:
+                        # Only new pledges (say): the kept answers stay current.
+                        self.db.keep_answers(connection)
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing in this batch was written.
             _answer([(job, None, exc) for job in jobs])

@@ -198,6 +198,27 @@ def test_a_change_is_seen_by_the_next_query_after_its_answer(
     assert (seen["status"], seen["acceptingPledges"]) == ("PAUSED", False)
 
 
+@pytest.mark.sqlite_only  # PostgreSQL: each commit's notification ends them
+def test_new_pledges_leave_kept_answers_in_place(
+    long_lived_gql: GQL, db: Database
+) -> None:
+    gql = long_lived_gql
+    organiser = f.register(gql)
+    campaign_id = f.campaign(gql, organiser.token)["id"]
+    donor = f.anonymous(gql)
+    wait_until(lambda: outbox_drained(db))
+    before = gql.ok(EVERYTHING_PUBLIC, {"id": campaign_id})
+    counts = Counts()
+
+    for amount in (1000, 2000, 3000):
+        f.pledge(gql, donor, campaign_id, amount)
+    wait_until(lambda: outbox_drained(db))  # delivered: PledgeCreated events
+
+    # PENDING pledges show in no public answer: it is still the kept one.
+    assert gql.ok(EVERYTHING_PUBLIC, {"id": campaign_id}) == before
+    assert counts.since() == (1, 0)
+
+
 def test_answers_that_depend_on_the_caller_are_never_shared(gql: GQL) -> None:
     alice, bob = f.register(gql), f.register(gql)
     counts = Counts()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import phases, report
+from tests.bench import phases, report, stampede, stampede_report
 from tests.bench.config import mode_named
 from tests.bench.runner import Bench
 from tests.bench.wrk import Wrk, WrkMissing, wrk_version
@@ -28,6 +28,7 @@ PHASES: dict[str, Callable[[Bench], None]] = {
     "webhooks": phases.webhook_phase,
     "large": phases.large_phase,
     "viral": phases.viral_phase,
+    "stampede": stampede.stampede_phase,
 }
 
 
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--large-pledges", type=int, help="pledges in the large database"
     )
     parser.add_argument("--subscribers", type=int, help="viral page subscribers")
+    parser.add_argument(
+        "--pledge-rate",
+        type=int,
+        help="createPledge req/s of the fixed-rate runs and the stampede",
+    )
     parser.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         large_pledges=args.large_pledges,
         subscribers=args.subscribers,
+        pledge_rate=args.pledge_rate,
     )
     profiling = (not args.smoke) if args.profile is None else args.profile
     workdir = Path(tempfile.mkdtemp(prefix="careforall-bench-"))
@@ -108,10 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
-    targets = report.evaluate(bench.scenarios, verdicts=mode.name == "full")
+    targets = report.evaluate(
+        bench.scenarios, verdicts=mode.name == "full", more=stampede_report.TARGETS
+    )
     print()
     print(report.scenario_table(bench.scenarios))
     print()
+    if stampede_report.table(bench.scenarios):
+        print(stampede_report.table(bench.scenarios))
+        print()
     print(report.target_table(targets))
     print()
     print(report.memory_lines(bench.scenarios))
