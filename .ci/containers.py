@@ -10,12 +10,14 @@ and lower ulimits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -34,7 +36,10 @@ with (ROOT / "pyproject.toml").open("rb") as _file:
     VERSION: str = tomllib.load(_file)["project"]["version"]
 PREVIOUS_RELEASE = "0.2.0"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-IMAGE = f"localhost/careforall:{VERSION}"
+IMAGE = os.environ.get("CAREFORALL_CHECK_IMAGE", f"localhost/careforall:{VERSION}")
+# Containers and volumes are named after the checkout, so that two checkouts
+# on one machine never remove each other's.
+PREFIX = "careforall-check-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
 BASE_IMAGE = os.environ.get(
     "CAREFORALL_CHECK_BASE_IMAGE", "localhost/careforall-check-base:bookworm"
 )
@@ -136,26 +141,66 @@ def base_image() -> str:
     return BASE_IMAGE
 
 
-def build(base: str) -> str:
-    log = Path(tempfile.gettempdir()) / "careforall-container-build.log"
+def requirements() -> list[str]:
+    """What the image installs: the dependencies, and what `pip install .`
+    builds the package with."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        project = tomllib.load(file)
+    needed: list[str] = project["project"]["dependencies"]
+    return needed + project["build-system"]["requires"]
+
+
+def python_of(image: str) -> str:
+    return podman("run", "--rm", *ULIMITS, "--entrypoint=python3", image, "-c",
+                  "import sys; print('%d.%d' % sys.version_info[:2])")  # fmt: skip
+
+
+def wheelhouse(base: str, folder: Path) -> Path | None:
+    """The image's wheels, made by the host's pip (from its cache, which
+    `pip install -e '.[test]'` filled) when the base runs the host's Python:
+    the build then installs them without the package index. None otherwise."""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python_of(base) != host:
+        report(f"the base's Python is not the host's {host}: pip uses the index")
+        return None
     done = subprocess.run(
-        [
-            *PODMAN,
-            "build",
-            "--format=docker",
-            "--network=host",
-            "--volume=/etc/ssl/certs:/etc/ssl/certs:ro",
-            *ULIMITS,
-            f"--build-arg=BASE={base}",
-            f"--build-arg=VERSION={VERSION}",
-            f"--tag={IMAGE}",
-            str(ROOT),
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        timeout=900,
-        check=False,
-    )
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+         f"--wheel-dir={folder}", *requirements()],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        report(f"pip wheel failed, pip uses the index: {done.stderr[-500:]}")
+        return None
+    return folder
+
+
+def build(base: str) -> str:
+    log = Path(tempfile.gettempdir()) / f"{PREFIX}-build.log"
+    fresh = os.environ.get("CAREFORALL_CHECK_FRESH") == "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels = wheelhouse(base, Path(tmp))
+        mount = [f"--volume={wheels}:/wheels:ro", "--build-arg=WHEELS=/wheels"]
+        done = subprocess.run(
+            [
+                *PODMAN,
+                "build",
+                "--format=docker",
+                "--network=host",
+                "--volume=/etc/ssl/certs:/etc/ssl/certs:ro",
+                *(mount if wheels else []),
+                # As a clean machine builds: no layer reused.
+                *(["--no-cache"] if fresh else []),
+                *ULIMITS,
+                f"--build-arg=BASE={base}",
+                f"--build-arg=VERSION={VERSION}",
+                f"--tag={IMAGE}",
+                str(ROOT),
+            ],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            timeout=900,
+            check=False,
+        )
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-40:])
         raise CheckFailed(f"the build failed (whole log: {log}):\n{tail}")
