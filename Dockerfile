@@ -55,6 +55,12 @@ COPY web ./web
 # - stripe/params (8 MB, 840 files): TypedDicts of every API call's
 #   parameters, imported only under TYPE_CHECKING (the grep below fails the
 #   build if a release of the library starts importing them at run time);
+#   stripe/events (1.5 MB): the classes of Stripe's v2 "thin" events, which
+#   the library loads only for a v2 API answer; CareForAll calls the v1 API
+#   and reads v1 webhooks;
+# - SQLAlchemy's MySQL, SQL Server and Oracle dialects (and its mypy
+#   plugin): the service takes only SQLite and PostgreSQL URLs, and Alembic
+#   names the others only for type checkers;
 # - Pillow's AVIF codec (5 MB) and its font renderer (FreeType, HarfBuzz,
 #   libpng, Brotli: 3 MB), and its Tk bridge: uploads are read as JPEG, PNG
 #   or WebP and written as JPEG (careforall/services/images.py), and
@@ -72,7 +78,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && if grep -rlE '^(from|import) stripe\.params' "$site/stripe" --include='*.py' \
             | grep -v '/stripe/params/'; then \
         echo 'stripe imports stripe.params at run time: keep it' >&2; exit 1; fi \
-    && rm -rf "$site/stripe/params" \
+    && rm -rf "$site/stripe/params" "$site/stripe/events" \
+        "$site"/sqlalchemy/dialects/mysql "$site"/sqlalchemy/dialects/mssql \
+        "$site"/sqlalchemy/dialects/oracle "$site"/sqlalchemy/ext/mypy \
     && rm -f "$site"/PIL/_avif.*.so "$site"/pillow.libs/libavif-* \
         "$site"/PIL/_imagingft.*.so "$site"/pillow.libs/libfreetype-* \
         "$site"/pillow.libs/libharfbuzz-* "$site"/pillow.libs/libpng16-* \
@@ -81,15 +89,17 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         -o -name '*.pxd' -o -name '*.pxi' \) -delete \
     && find /opt/careforall -type f \( -name '*.cpython-*.so' -o -name '*.abi3.so' \) \
         -exec strip --strip-unneeded {} +
-# Bytecode only for what a start imports (Python writes it as it imports):
-# the migrations on a throwaway database, the app, uvicorn's protocols. A
-# start then takes 6 s instead of 20 on a small machine; the other 10 MB of
-# bytecode would rarely be read. The images' formats are checked on the way.
+# Bytecode only for what a start imports: the migrations on a throwaway
+# database, the app, uvicorn's protocols, in one process whose modules are
+# then compiled. A start then takes 6 s instead of 20 on a small machine;
+# the other 10 MB of bytecode would rarely be read. The bytecode is
+# "unchecked-hash": Python never compares it with the source's mtime, which
+# a builder may not keep when it copies the files to the run stage (stale
+# bytecode is recompiled at every start, as the service cannot write it).
+# The images' formats are checked on the way.
 RUN cd /tmp \
-    && unset PYTHONDONTWRITEBYTECODE \
-    && export CAREFORALL_DATABASE_URL=sqlite:////tmp/warm.db \
-    && /opt/careforall/bin/careforall migrate \
-    && /opt/careforall/bin/python -c 'import uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, uvicorn.protocols.websockets.websockets_sansio_impl, uvicorn.lifespan.on; from careforall.settings import Settings; from careforall.app import create_app; create_app(Settings.from_env())' \
+    && export CAREFORALL_DATABASE_URL=sqlite:////tmp/warm.db PYTHONDONTWRITEBYTECODE=1 \
+    && /opt/careforall/bin/python -c 'import sys, glob, py_compile; import uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, uvicorn.protocols.websockets.websockets_sansio_impl, uvicorn.lifespan.on; from careforall.cli import main; main(["migrate"]); from careforall.settings import Settings; from careforall.app import create_app; create_app(Settings.from_env()); files = {m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith("/opt/careforall/")} | set(glob.glob("/opt/careforall/lib/python3*/site-packages/careforall/migrations/**/*.py", recursive=True)); [py_compile.compile(f, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH) for f in files if f.endswith(".py")]; print(len(files), "modules compiled")' \
     && /opt/careforall/bin/python -c 'from PIL import features; assert all(features.check(f) for f in ("jpg", "zlib", "webp")), "Pillow lost a format"' \
     && rm -f /tmp/warm.db*
 
