@@ -48,8 +48,9 @@ COPY web ./web
 #   log-config readers (the service configures itself from CAREFORALL_*
 #   variables); the test suites SQLAlchemy and Alembic ship;
 # - psycopg's binary build (10 MB: its own libpq, OpenSSL, Kerberos and
-#   LDAP): psycopg uses Debian's libpq5 instead (2 MB, most of what it needs
-#   is in the base already), installed in the run stage;
+#   LDAP): psycopg's pure-Python build loads the base's libpq5 instead,
+#   installed in the run stage (1.4 MB on Debian's Python, which has most
+#   of what it needs already);
 # - tzdata: python-dateutil's fallback time zone database; the service
 #   names no time zone (it keeps UTC), and Debian bases have their own;
 # - stripe/params (8 MB, 840 files): TypedDicts of every API call's
