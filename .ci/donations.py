@@ -1,11 +1,14 @@
 """Donations through the public API of a running server (a container, or a
-release run from its source), for .ci/container-check and
+release run from its source), and a release's database (the fixture the
+upgrade check starts from), for .ci/container-check and
 .ci/make-release-database. The documents are the tests' own
 (tests/factories.py), so they stay in step with the contract."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,9 @@ from tests import factories as f  # noqa: E402
 from tests.helpers.api import ServerGQL  # noqa: E402
 from tests.helpers.waiting import wait_until  # noqa: E402
 
-__all__ = ["ROOT", "Api", "Donation", "f"]
+__all__ = ["ROOT", "Api", "Donation", "Fixture", "f"]
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 CAPTURE_WAIT = 30.0
 
@@ -91,3 +96,38 @@ class Api:
         donation = self.pledge(campaign_id, amount)
         self.wait_status(donation)
         return donation
+
+
+@dataclass
+class Fixture:
+    """A release's database (.ci/fixtures/careforall-VERSION.sql, made by
+    .ci/make-release-database) and what an upgrade must keep of it."""
+
+    sql: str
+    totals: dict[str, tuple[int, int]]
+    counts: dict[str, int]
+
+    @classmethod
+    def load(cls, release: str) -> Fixture:
+        sql = (FIXTURES / f"careforall-{release}.sql").read_text()
+        db = sqlite3.connect(":memory:")
+        db.executescript(sql)
+        totals = {
+            row[0]: (row[1], row[2])
+            for row in db.execute(
+                "SELECT campaign_id, raised_cents, pledge_count FROM campaign_totals"
+            )
+        }
+        tables = ("users", "campaigns", "pledges", "pledge_transitions")
+        counts = {
+            t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables
+        }
+        return cls(sql, totals, counts)
+
+    def database_bytes(self) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "careforall.db"
+            with sqlite3.connect(path) as db:
+                db.executescript(self.sql)
+            db.close()
+            return path.read_bytes()
