@@ -111,12 +111,21 @@ class SavesPaymentMethods(Protocol):
 
     def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
         """The token to charge `payment_method` with later; raises
-        `UnknownPaymentMethod` for one the provider does not know."""
+        `UnknownPaymentMethod` for one the provider does not know, and
+        `PaymentRefused` for a card it will not keep (declined)."""
         ...
 
     def charge_saved(
-        self, *, pledge_id: str, amount_cents: int, currency: str, token: str
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        token: str,
+        donor_present: bool = False,
     ) -> ProviderResult:
-        """Authorize `pledge_id` off-session with a saved card; idempotent per
-        pledge, as `authorize` is."""
+        """Authorize `pledge_id` with a saved card; idempotent per pledge, as
+        `authorize` is. `donor_present`: the donor is there (a plan's first
+        period), otherwise the charge is off-session (and a bank that wants
+        the donor to confirm it declines it)."""
         ...

@@ -61,8 +61,9 @@ class Delivery:
 
 
 def endpoint_of(method: str, path: str) -> str:
-    """A request's endpoint name for `fail_next`: create, retrieve, search,
-    confirm, capture, cancel, refund, checkout."""
+    """A request's endpoint name for `fail_next`: create (a PaymentIntent),
+    retrieve, search, confirm, capture, cancel, refund, checkout, customer,
+    setup (a SetupIntent)."""
     parts = path.strip("/").split("/")
     if parts[-1] in ("capture", "cancel", "confirm", "search"):
         return parts[-1]
@@ -70,6 +71,10 @@ def endpoint_of(method: str, path: str) -> str:
         return "refund"
     if parts[1:2] == ["checkout"]:
         return "checkout"
+    if parts[1:2] == ["customers"]:
+        return "customer"
+    if parts[1:2] == ["setup_intents"]:
+        return "setup"
     return "create" if method == "POST" else "retrieve"
 
 
