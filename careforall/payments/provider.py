@@ -63,6 +63,13 @@ class HostedPayments(Protocol):
         """The secret a mobile SDK confirms the pledge's payment with."""
         ...
 
+    def card_setup_url(self, *, donor_id: str, return_url: str) -> str:
+        """The hosted page where the donor saves a card for later charges
+        (recurring gifts); back to `return_url` after, where
+        `{CHECKOUT_SESSION_ID}` names the page's session, which
+        `save_payment_method` then takes as the payment method."""
+        ...
+
 
 class PaymentRefused(Exception):
     """The provider refused to start a payment (an amount below its minimum,

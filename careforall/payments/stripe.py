@@ -270,6 +270,9 @@ class StripeProvider:
     def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
         return self.cards.save(donor_id=donor_id, payment_method=payment_method)
 
+    def card_setup_url(self, *, donor_id: str, return_url: str) -> str:
+        return self.cards.setup_url(donor_id=donor_id, return_url=return_url)
+
     def charge_saved(
         self,
         *,

@@ -107,9 +107,62 @@ class SavedCards:
 
     # --- saving a card --------------------------------------------------
 
+    def setup_url(self, *, donor_id: str, return_url: str) -> str:
+        """A Checkout Session in setup mode for the donor's Customer: Stripe's
+        page saves the card (asking the bank's confirmation if it wants one),
+        then sends the donor to `return_url`. No money moves, so no key: a
+        page whose answer was lost is never used and expires."""
+        params: Any = {
+            "mode": "setup",
+            "customer": self.customer_id(donor_id),
+            "payment_method_types": ["card"],
+            "setup_intent_data": {"metadata": {"user_id": donor_id}},
+            "success_url": return_url,
+            "cancel_url": return_url.split("?")[0],
+        }
+        try:
+            session = self._client.v1.checkout.sessions.create(params)
+        except stripe.InvalidRequestError as refused:
+            raise PaymentRefused(refused.user_message or "refused") from None
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
+        if not session.url:
+            raise PaymentRefused("Stripe gave no Checkout page.")
+        return session.url
+
+    def _from_checkout(self, donor_id: str, session_id: str) -> str:
+        """The card a donor saved on a setup-mode Checkout page of their own
+        Customer (another donor's page is not known here)."""
+        customer_id = self.customer_id(donor_id)
+        try:
+            session = self._client.v1.checkout.sessions.retrieve(session_id)
+            done = (
+                session.mode == "setup"
+                and session.status == "complete"
+                and session.customer == customer_id
+                and isinstance(session.setup_intent, str)
+            )
+            if not done:
+                raise UnknownPaymentMethod(session_id)
+            assert isinstance(session.setup_intent, str)
+            setup = self._client.v1.setup_intents.retrieve(session.setup_intent)
+        except stripe.InvalidRequestError:
+            raise UnknownPaymentMethod(session_id) from None
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
+        method = setup.payment_method
+        method_id = method if isinstance(method, str) else getattr(method, "id", None)
+        if setup.status != "succeeded" or not method_id:
+            raise PaymentRefused("The card was not saved.")
+        return token_of(customer_id, method_id)
+
     def save(self, *, donor_id: str, payment_method: str) -> str:
         """Save the card to the donor's Customer with a SetupIntent (usage
-        off_session); its token. A card Stripe refuses raises PaymentRefused."""
+        off_session); its token. A card Stripe refuses raises PaymentRefused.
+        A setup-mode Checkout Session's id (`cs_…`) names the card the donor
+        saved on that page."""
+        if payment_method.startswith("cs_"):
+            return self._from_checkout(donor_id, payment_method)
         customer_id = self.customer_id(donor_id)
         params: Any = {
             "customer": customer_id,

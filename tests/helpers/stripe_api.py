@@ -80,6 +80,8 @@ class StripeBook(SavedCardsBook):
             ("POST", "v1", "checkout", "sessions"): self._checkout,
             ("POST", "v1", "customers"): self.create_customer,
             ("POST", "v1", "setup_intents"): self.create_setup_intent,
+            ("GET", "v1", "setup_intents", "*"): self.retrieve_setup_intent,
+            ("GET", "v1", "checkout", "sessions", "*"): self.retrieve_checkout,
         }
         for route, handler in routes.items():
             if route[0] != method or len(route) != len(parts) + 1:
@@ -381,6 +383,8 @@ class StripeBook(SavedCardsBook):
     # --- Checkout -------------------------------------------------------
 
     def _checkout(self, params: dict[str, str]) -> Answer:
+        if params.get("mode") == "setup":
+            return self.create_setup_checkout(params)
         item = "line_items[0][price_data]"
         amount = params.get(f"{item}[unit_amount]", "")
         if not amount.isdigit() or params.get("mode") != "payment":
@@ -419,6 +423,8 @@ class StripeBook(SavedCardsBook):
         """The donor paid on the Checkout page: the PaymentIntent is made and
         confirmed; returns where the donor goes next."""
         session = self.checkouts[session_id]
+        if session["mode"] == "setup":
+            return self.complete_setup_checkout(session, method)
         params = {
             **session["intent_params"],
             "amount": str(session["amount_total"]),

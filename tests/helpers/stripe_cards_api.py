@@ -41,6 +41,8 @@ class SavedCardsBook:
     customers: dict[str, Json]
     payment_methods: dict[str, Json]
     setup_intents: dict[str, Json]
+    checkouts: dict[str, Json]
+    base_url: str
 
     def _known_card(self, card: str) -> bool:
         raise NotImplementedError  # StripeBook's
@@ -157,6 +159,76 @@ class SavedCardsBook:
         self._effect("setup", setup["id"], 0)
         self._event("setup_intent.succeeded", setup)
         return 200, setup
+
+    def retrieve_setup_intent(self, params: dict[str, str], setup_id: str) -> Answer:
+        setup = self.setup_intents.get(setup_id)
+        if setup is None:
+            return _error(
+                404,
+                "invalid_request_error",
+                f"No such setupintent: '{setup_id}'",
+                code="resource_missing",
+            )
+        return 200, setup
+
+    # --- Checkout in setup mode (a card saved on Stripe's page) ---------
+
+    def create_setup_checkout(self, params: dict[str, str]) -> Answer:
+        customer = params.get("customer", "")
+        if customer not in self.customers:
+            return _error(
+                400,
+                "invalid_request_error",
+                f"No such customer: '{customer}'",
+                param="customer",
+            )
+        session_id = self._new_id("cs_test")
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "setup",
+            "status": "open",
+            "customer": customer,
+            "setup_intent": None,
+            "amount_total": None,
+            "currency": None,
+            "metadata": _metadata(params),
+            "success_url": params.get("success_url"),
+            "cancel_url": params.get("cancel_url"),
+            "url": f"{self.base_url}/pay/{session_id}",
+            "name": "Save a card",
+        }
+        self.checkouts[session_id] = session
+        return 200, session
+
+    def retrieve_checkout(self, params: dict[str, str], session_id: str) -> Answer:
+        session = self.checkouts.get(session_id)
+        if session is None:
+            return _error(
+                404,
+                "invalid_request_error",
+                f"No such checkout.session: '{session_id}'",
+                code="resource_missing",
+            )
+        return 200, {k: v for k, v in session.items() if k != "intent_params"}
+
+    def complete_setup_checkout(self, session: Json, method: str) -> str:
+        """The donor saved the card on the page (passing their bank's check
+        if it asked): where they go next, with the session's id."""
+        status, setup = self.create_setup_intent(
+            {
+                "customer": session["customer"],
+                "payment_method": method,
+                "usage": "off_session",
+                "confirm": "true",
+            }
+        )
+        if status != 200:
+            return str(session["cancel_url"])
+        session.update(status="complete", setup_intent=setup["id"])
+        self._event("checkout.session.completed", session)
+        back = str(session["success_url"])
+        return back.replace("{CHECKOUT_SESSION_ID}", session["id"])
 
     def off_session_refusal(self, intent: Json, method: str) -> Answer | None:
         """An off-session charge of a card whose bank wants the donor there:
