@@ -322,6 +322,12 @@ def recurring_run(settings: Settings, now_text: str | None) -> int:
         f"{result.declined} declined, {result.skipped} skipped; "
         f"{result.paused} plan(s) paused, {result.ended} ended"
     )
+    for plan_id in result.unknown_cards:
+        print(
+            f"warning: {plan_id} was not charged: its card was saved with another "
+            f"payment provider than {settings.payment_provider}",
+            file=sys.stderr,
+        )
     if result.unanswered is not None:
         print(
             f"error: stopped early, the payment provider did not answer "

@@ -18,7 +18,7 @@ SKIP LOCKED` (PostgreSQL) and a lease, so several processes share the work.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ from careforall.payments.provider import (
     ProviderResult,
     ProviderUnavailable,
     SavesPaymentMethods,
+    UnknownPaymentMethod,
 )
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.pledges import insert_pledge
@@ -63,7 +64,9 @@ CAMPAIGN_CLOSED = "The campaign is no longer taking donations."
 class RunResult:
     """What a run did: periods charged (authorized), declined or skipped (the
     campaign PAUSED), plans paused or ended; `unanswered`: why the run
-    stopped early (the provider did not answer), None when it did not."""
+    stopped early (the provider did not answer), None when it did not;
+    `unknown_cards`: plans left due because the provider does not know their
+    card (one saved with another provider)."""
 
     charged: int = 0
     declined: int = 0
@@ -71,6 +74,7 @@ class RunResult:
     paused: int = 0
     ended: int = 0
     unanswered: str | None = None
+    unknown_cards: list[str] = field(default_factory=list)
 
     def add(self, other: RunResult) -> None:
         self.charged += other.charged
@@ -78,6 +82,7 @@ class RunResult:
         self.skipped += other.skipped
         self.paused += other.paused
         self.ended += other.ended
+        self.unknown_cards += other.unknown_cards
 
 
 def _locked_plan(uow: UnitOfWork, plan_id: str) -> RecurringDonation | None:
@@ -378,4 +383,8 @@ def run_due(
                 release(db, ids[index:])
                 total.unanswered = str(exc)
                 return total
+            except UnknownPaymentMethod:
+                # Saved with another provider than this server's: charging
+                # it is not this run's to decide; the plan waits, untouched.
+                total.unknown_cards.append(plan_id)
     return total

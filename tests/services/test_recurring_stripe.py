@@ -31,6 +31,7 @@ from careforall.models import (
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payment_config import StripeConfig
+from careforall.payments.simulated import SimulatedProvider
 from careforall.payments.stripe import StripeProvider
 from careforall.payments.stripe_cards import AUTHENTICATION_REQUIRED
 from careforall.services import recurring
@@ -344,3 +345,33 @@ def test_a_first_period_stripe_did_not_answer_is_charged_once_when_asked_again(
     assert first.status == "AUTHORIZED"
     assert len(stripe_standin.effects("authorize")) == 1
     assert _authorize_keys(stripe_standin) == [f"careforall:{first.id}:authorize"] * 2
+
+
+def test_a_card_saved_with_another_provider_is_left_alone(
+    db: Database,
+    provider: StripeProvider,
+    stripe_standin: StripeStandIn,
+    make_user: MakeUser,
+    campaign: Campaign,
+) -> None:
+    """A plan started under the simulation, charged after a switch to Stripe:
+    the run charges nothing for it, says so, and goes on with the others."""
+    donor = make_user()
+    simulated = recurring.create_recurring_donation(
+        UnitOfWork(db),
+        provider=SimulatedProvider(db),
+        principal=donor,
+        data=RecurringData(
+            campaign_id=campaign.id,
+            amount_cents=2_500,
+            payment_method="pm_card_ok",
+            idempotency_key="simulated",
+        ),
+    )
+    on_stripe = _start(db, provider, make_user(), campaign)
+    done = run_due(db, provider=provider, now=_due(on_stripe, 1))
+    assert done.unknown_cards == [simulated.id]
+    assert done.charged == 1
+    assert _plan(db, simulated.id).period == 1  # still due
+    assert [p.recurring_period for p in _charges(db, on_stripe.id)] == [0, 1]
+    assert len(stripe_standin.effects("authorize")) == 2
