@@ -30,6 +30,8 @@ DECLINED = {
     "pm_card_chargeDeclined": "generic_decline",
     "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
     "pm_card_chargeDeclinedExpiredCard": "expired_card",
+    # Saved to a Customer without trouble; every charge of it is declined.
+    "pm_card_chargeCustomerFail": "generic_decline",
 }
 MINIMUM_AMOUNT = 50  # Stripe refuses charges below about 0.50 in most currencies
 

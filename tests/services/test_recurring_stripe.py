@@ -375,3 +375,27 @@ def test_a_card_saved_with_another_provider_is_left_alone(
     assert _plan(db, simulated.id).period == 1  # still due
     assert [p.recurring_period for p in _charges(db, on_stripe.id)] == [0, 1]
     assert len(stripe_standin.effects("authorize")) == 2
+
+
+def test_a_saved_card_declined_off_session_is_retried_on_the_schedule(
+    db: Database,
+    provider: StripeProvider,
+    stripe_standin: StripeStandIn,
+    make_user: MakeUser,
+    campaign: Campaign,
+) -> None:
+    plan = _start(db, provider, make_user(), campaign)
+    _update_card(db, provider, plan, "pm_card_chargeCustomerFail")
+    due = _due(plan, 1)
+    run_due(db, provider=provider, now=due)
+    after = _plan(db, plan.id)
+    assert (after.status, after.attempt) == ("ACTIVE", 1)
+    assert after.next_charge_at == due + timedelta(days=1)
+    assert after.failure_reason == "Your card was declined."
+    declined = _charges(db, plan.id)[1]
+    assert (declined.recurring_period, declined.status) == (1, "FAILED")
+    assert stripe_standin.intent_for(declined.id)["off_session"] is True
+    assert [e.kind for e in stripe_standin.effects() if e.kind != "setup"] == [
+        "authorize",
+        "decline",
+    ]
