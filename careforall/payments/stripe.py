@@ -15,14 +15,11 @@ its meaning (off: an admin captures).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-import httpx
 import stripe
 from sqlmodel import select
 
-from careforall import metrics
 from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.states import PledgeStatus
@@ -37,7 +34,9 @@ from careforall.payments.provider import (
 )
 from careforall.payments.stripe_calls import (
     UNANSWERED,
+    HttpClient,
     idempotency_key,
+    make_client,
     result_of,
     unavailable,
 )
@@ -46,81 +45,6 @@ from careforall.payments.stripe_events import CANCELED
 
 NOT_AUTHORIZED = "No payment was authorized."
 _REMEMBER = InsertUnlessPresent(table_of(StripePayment), "pledge_id")
-
-
-class _HttpClient(stripe.HTTPClient):
-    """The library's calls over httpx, with the configured timeout.
-
-    The library's own httpx client posts the form as `data=<str>`, which httpx
-    deprecates (a warning on every call); this one sends it as `content`.
-    A timeout or a refused connection is the library's APIConnectionError.
-    """
-
-    name: ClassVar[str] = "careforall-httpx"
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._http = httpx.Client(timeout=timeout)
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        *,
-        _usage: list[str] | None = None,
-    ) -> tuple[str, int, Mapping[str, str]]:
-        call = _call_name(method, url)
-        try:
-            response = self._http.request(
-                method, url, headers=dict(headers or {}), content=post_data or None
-            )
-        except httpx.HTTPError as exc:
-            metrics.PROVIDER_CALLS.labels(call, "unanswered").inc()
-            raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
-                f"No answer from Stripe: {type(exc).__name__}", should_retry=True
-            ) from exc
-        status = response.status_code
-        outcome = "ok" if status < 400 else "refused" if status < 500 else "error"
-        metrics.PROVIDER_CALLS.labels(call, outcome).inc()
-        # The library's stub says str; its own clients return the body's bytes.
-        body: Any = response.content
-        return body, response.status_code, response.headers
-
-    def close(self) -> None:
-        self._http.close()
-
-
-def _call_name(method: str, url: str) -> str:
-    """The API call a request makes, for the metric (never an object's id)."""
-    parts = httpx.URL(url).path.strip("/").split("/")[1:]  # without "v1"
-    if parts[:1] == ["payment_intents"]:
-        if len(parts) == 1:
-            return "create_payment_intent"
-        if parts[-1] in ("capture", "cancel", "confirm", "search"):
-            return parts[-1]
-        return "retrieve_payment_intent"
-    if parts == ["refunds"]:
-        return "refund"
-    if parts == ["checkout", "sessions"]:
-        return "checkout"
-    if parts == ["customers"]:
-        return "create_customer"
-    if parts == ["setup_intents"]:
-        return "create_setup_intent"
-    return "other"
-
-
-def make_client(config: StripeConfig, http: stripe.HTTPClient) -> stripe.StripeClient:
-    """A client of its own (the library's global settings stay untouched)."""
-    addresses: Any = {"api": config.api_base} if config.api_base else None
-    return stripe.StripeClient(
-        config.secret_key,
-        base_addresses=addresses,
-        max_network_retries=0,
-        http_client=http,
-    )
 
 
 def dashboard_url(intent_id: str, *, live: bool) -> str:
@@ -132,7 +56,7 @@ def dashboard_url(intent_id: str, *, live: bool) -> str:
 class StripeProvider:
     def __init__(self, db: Database, config: StripeConfig) -> None:
         self._db = db
-        self._http = _HttpClient(config.timeout_seconds)
+        self._http = HttpClient(config.timeout_seconds)
         self.client = make_client(config, self._http)
         self.cards = SavedCards(
             db, self.client, remember=self._remember, known=self.intent_id
