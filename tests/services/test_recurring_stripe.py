@@ -7,16 +7,20 @@ stops the charges."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from careforall.broadcaster import Broadcaster
 from careforall.cli import recurring_run
 from careforall.db import Database
+from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, ProviderBusy
 from careforall.domain.recurring import RecurringInterval, period_due_at
 from careforall.domain.rules import Principal
@@ -30,6 +34,7 @@ from careforall.models import (
 )
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
+from careforall.outbox.recurring import RecurringScheduler
 from careforall.payment_config import StripeConfig
 from careforall.payments.simulated import SimulatedProvider
 from careforall.payments.stripe import StripeProvider
@@ -399,3 +404,32 @@ def test_a_saved_card_declined_off_session_is_retried_on_the_schedule(
         "authorize",
         "decline",
     ]
+
+
+def test_the_servers_scheduler_says_so_when_stripe_does_not_answer(
+    db: Database,
+    provider: StripeProvider,
+    stripe_standin: StripeStandIn,
+    make_user: MakeUser,
+    campaign: Campaign,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plan = _start(db, provider, make_user(), campaign)
+    with db.write_session() as session:
+        session.execute(
+            update(RecurringDonation)
+            .where(col(RecurringDonation.id) == plan.id)
+            .values(next_charge_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+    stripe_standin.fail_next("create", "timeout")
+    scheduler = RecurringScheduler(db, provider, every=60)
+    with caplog.at_level(logging.WARNING, logger="careforall.recurring"):
+        assert asyncio.run(scheduler.charge_due()) == 60
+    assert "recurring gifts run stopped: no answer" in caplog.text
+    assert asyncio.run(scheduler.charge_due()) == 60  # the next round
+    assert [(p.recurring_period, p.status) for p in _charges(db, plan.id)] == [
+        (0, "AUTHORIZED"),
+        (1, "AUTHORIZED"),
+    ]
+    assert len(stripe_standin.effects("authorize")) == 2
