@@ -311,31 +311,36 @@ def reconcile_payments(settings: Settings, older_than_minutes: float | None) -> 
 
 
 def recurring_run(settings: Settings, now_text: str | None) -> int:
-    """Charge every recurring gift's period due by `now_text` (default: now)."""
+    """Charge every recurring gift's period due by `now_text` (default: now),
+    through the configured provider (with Stripe: the saved cards, off-session)."""
     from datetime import datetime
 
     from careforall.domain.clock import to_utc, utcnow
+    from careforall.payments.provider import PaymentProvider
     from careforall.payments.simulated import SimulatedProvider
-    from careforall.services.recurring_charges import run_due
+    from careforall.payments.stripe import StripeProvider
+    from careforall.services.recurring_charges import RunResult, run_due
 
-    if settings.payment_provider != "simulated":
-        # Charging a saved card off-session is built for the simulation only:
-        # never charge a real donor's period through the wrong provider.
-        print(
-            "error: recurring gifts are charged through the simulated provider "
-            f"only; CAREFORALL_PAYMENT_PROVIDER is {settings.payment_provider}",
-            file=sys.stderr,
-        )
-        return 2
     try:
         now = to_utc(datetime.fromisoformat(now_text)) if now_text else utcnow()
     except ValueError:
         print(f"error: --now {now_text!r} is not an ISO-8601 time", file=sys.stderr)
         return 2
-    result = _on_database(
-        settings,
-        lambda uow: run_due(uow.db, provider=SimulatedProvider(uow.db), now=now),
-    )
+    config = settings.stripe
+
+    def work(uow: UnitOfWork) -> RunResult:
+        provider: PaymentProvider = (
+            StripeProvider(uow.db, config)
+            if config is not None
+            else SimulatedProvider(uow.db)
+        )
+        try:
+            return run_due(uow.db, provider=provider, now=now)
+        finally:
+            if isinstance(provider, StripeProvider):
+                provider.close()
+
+    result = _on_database(settings, work)
     if result is None:
         return 2
     print(
@@ -343,6 +348,19 @@ def recurring_run(settings: Settings, now_text: str | None) -> int:
         f"{result.declined} declined, {result.skipped} skipped; "
         f"{result.paused} plan(s) paused, {result.ended} ended"
     )
+    for plan_id in result.unknown_cards:
+        print(
+            f"warning: {plan_id} was not charged: its card was saved with another "
+            f"payment provider than {settings.payment_provider}",
+            file=sys.stderr,
+        )
+    if result.unanswered is not None:
+        print(
+            f"error: stopped early, the payment provider did not answer "
+            f"({result.unanswered}); run it again: nothing is charged twice",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

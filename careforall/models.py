@@ -331,6 +331,16 @@ class StripePayment(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class StripeCustomer(SQLModel, table=True):
+    """The Stripe Customer that keeps a donor's saved cards (recurring gifts):
+    made once per donor, kept from Stripe's first answer."""
+
+    __tablename__ = "stripe_customers"
+    user_id: str = Field(primary_key=True, max_length=40)
+    customer_id: str = Field(unique=True, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class SimWebhook(SQLModel, table=True):
     """A webhook the simulated provider still owes (kept across restarts)."""
 

@@ -1,6 +1,8 @@
 """Mutation.startCheckout and Mutation.startPaymentSheet: paying on the
-payment provider's own page (web) or with its SDK (mobile). Additions to the
-contract, answered only when the provider takes hosted payments (Stripe)."""
+payment provider's own page (web) or with its SDK (mobile); and
+Mutation.startCardSetup: saving a card there for a recurring gift. Additions
+to the contract, answered only when the provider takes hosted payments
+(Stripe)."""
 
 from __future__ import annotations
 
@@ -59,3 +61,22 @@ class HostedPaymentMutation:
             pledge_id=str(pledge_id),
         )
         return PaymentSheet(client_secret=secret)
+
+    @strawberry.mutation(
+        description="Signed-in users, with Stripe: the Checkout page that saves a "
+        "card for a recurring gift. The donor comes back to the campaign's page "
+        "(with campaignId) or to My donations, with `card_setup=<id>` in the "
+        "address: that id is the paymentMethod of createRecurringDonation or "
+        "updateRecurringDonation. BAD_USER_INPUT with the simulated provider."
+    )
+    async def start_card_setup(
+        self, info: Info, campaign_id: strawberry.ID | None = None
+    ) -> CheckoutSession:
+        url = await write(
+            info,
+            hosted_payments.start_card_setup,
+            provider=info.context.runtime.provider,
+            campaign_id=None if campaign_id is None else str(campaign_id),
+            public_url=info.context.runtime.settings.public_url,
+        )
+        return CheckoutSession(url=url)

@@ -107,6 +107,7 @@ LIMITS: dict[str, tuple[Limit, ...]] = {
     # Each asks the payment provider: the same budget as a card payment.
     "startCheckout": _PAYMENT,
     "startPaymentSheet": _PAYMENT,
+    "startCardSetup": _PAYMENT,
 }
 # Campaign spam: organisers create few campaigns and change a status rarely.
 LIMITS["createCampaign"] = (

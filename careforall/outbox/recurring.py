@@ -51,6 +51,15 @@ class RecurringScheduler(Rounds):
             ),
             on_cancel=self._stop.set,
         )
+        figures = {k: v for k, v in vars(result).items() if k not in ("unknown_cards",)}
         if result.charged or result.declined or result.ended:
-            log.info("recurring gifts charged", extra=vars(result))
+            log.info("recurring gifts charged", extra=figures)
+        if result.unanswered is not None:
+            # The periods stay due; the next round asks again, same keys.
+            log.warning("recurring gifts run stopped: no answer", extra=figures)
+        if result.unknown_cards:
+            log.warning(
+                "recurring gifts left uncharged: card saved with another provider",
+                extra={"plans": result.unknown_cards},
+            )
         return self._every

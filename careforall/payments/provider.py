@@ -63,6 +63,13 @@ class HostedPayments(Protocol):
         """The secret a mobile SDK confirms the pledge's payment with."""
         ...
 
+    def card_setup_url(self, *, donor_id: str, return_url: str) -> str:
+        """The hosted page where the donor saves a card for later charges
+        (recurring gifts); back to `return_url` after, where
+        `{CHECKOUT_SESSION_ID}` names the page's session, which
+        `save_payment_method` then takes as the payment method."""
+        ...
+
 
 class PaymentRefused(Exception):
     """The provider refused to start a payment (an amount below its minimum,
@@ -111,12 +118,21 @@ class SavesPaymentMethods(Protocol):
 
     def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
         """The token to charge `payment_method` with later; raises
-        `UnknownPaymentMethod` for one the provider does not know."""
+        `UnknownPaymentMethod` for one the provider does not know, and
+        `PaymentRefused` for a card it will not keep (declined)."""
         ...
 
     def charge_saved(
-        self, *, pledge_id: str, amount_cents: int, currency: str, token: str
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        token: str,
+        donor_present: bool = False,
     ) -> ProviderResult:
-        """Authorize `pledge_id` off-session with a saved card; idempotent per
-        pledge, as `authorize` is."""
+        """Authorize `pledge_id` with a saved card; idempotent per pledge, as
+        `authorize` is. `donor_present`: the donor is there (a plan's first
+        period), otherwise the charge is off-session (and a bank that wants
+        the donor to confirm it declines it)."""
         ...

@@ -156,7 +156,13 @@ class SimulatedProvider:
         return payment_method
 
     def charge_saved(
-        self, *, pledge_id: str, amount_cents: int, currency: str, token: str
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        token: str,
+        donor_present: bool = False,
     ) -> ProviderResult:
         return self.authorize(
             pledge_id=pledge_id,

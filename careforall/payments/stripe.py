@@ -15,15 +15,11 @@ its meaning (off: an admin captures).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-import httpx
 import stripe
 from sqlmodel import select
 
-from careforall import metrics
 from careforall.db import Database, InsertUnlessPresent
 from careforall.domain.clock import utcnow
 from careforall.domain.states import PledgeStatus
@@ -36,88 +32,19 @@ from careforall.payments.provider import (
     ProviderUnavailable,
     UnknownPaymentMethod,
 )
+from careforall.payments.stripe_calls import (
+    UNANSWERED,
+    HttpClient,
+    idempotency_key,
+    make_client,
+    result_of,
+    unavailable,
+)
+from careforall.payments.stripe_cards import SavedCards
 from careforall.payments.stripe_events import CANCELED
-
-log = logging.getLogger("careforall.provider")
 
 NOT_AUTHORIZED = "No payment was authorized."
 _REMEMBER = InsertUnlessPresent(table_of(StripePayment), "pledge_id")
-
-
-def idempotency_key(pledge_id: str, step: str) -> str:
-    """The key of one step of one pledge: the same on every retry."""
-    return f"careforall:{pledge_id}:{step}"
-
-
-class _HttpClient(stripe.HTTPClient):
-    """The library's calls over httpx, with the configured timeout.
-
-    The library's own httpx client posts the form as `data=<str>`, which httpx
-    deprecates (a warning on every call); this one sends it as `content`.
-    A timeout or a refused connection is the library's APIConnectionError.
-    """
-
-    name: ClassVar[str] = "careforall-httpx"
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._http = httpx.Client(timeout=timeout)
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        *,
-        _usage: list[str] | None = None,
-    ) -> tuple[str, int, Mapping[str, str]]:
-        call = _call_name(method, url)
-        try:
-            response = self._http.request(
-                method, url, headers=dict(headers or {}), content=post_data or None
-            )
-        except httpx.HTTPError as exc:
-            metrics.PROVIDER_CALLS.labels(call, "unanswered").inc()
-            raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
-                f"No answer from Stripe: {type(exc).__name__}", should_retry=True
-            ) from exc
-        status = response.status_code
-        outcome = "ok" if status < 400 else "refused" if status < 500 else "error"
-        metrics.PROVIDER_CALLS.labels(call, outcome).inc()
-        # The library's stub says str; its own clients return the body's bytes.
-        body: Any = response.content
-        return body, response.status_code, response.headers
-
-    def close(self) -> None:
-        self._http.close()
-
-
-def _call_name(method: str, url: str) -> str:
-    """The API call a request makes, for the metric (never an object's id)."""
-    parts = httpx.URL(url).path.strip("/").split("/")[1:]  # without "v1"
-    if parts[:1] == ["payment_intents"]:
-        if len(parts) == 1:
-            return "create_payment_intent"
-        if parts[-1] in ("capture", "cancel", "confirm", "search"):
-            return parts[-1]
-        return "retrieve_payment_intent"
-    if parts == ["refunds"]:
-        return "refund"
-    if parts == ["checkout", "sessions"]:
-        return "checkout"
-    return "other"
-
-
-def make_client(config: StripeConfig, http: stripe.HTTPClient) -> stripe.StripeClient:
-    """A client of its own (the library's global settings stay untouched)."""
-    addresses: Any = {"api": config.api_base} if config.api_base else None
-    return stripe.StripeClient(
-        config.secret_key,
-        base_addresses=addresses,
-        max_network_retries=0,
-        http_client=http,
-    )
 
 
 def dashboard_url(intent_id: str, *, live: bool) -> str:
@@ -126,23 +53,14 @@ def dashboard_url(intent_id: str, *, live: bool) -> str:
     return f"https://dashboard.stripe.com/{mode}payments/{intent_id}"
 
 
-def _unavailable(exc: stripe.StripeError) -> ProviderUnavailable:
-    log.warning(
-        "Stripe did not answer",
-        extra={"error": type(exc).__name__, "status": exc.http_status},
-    )
-    return ProviderUnavailable(f"Stripe: {type(exc).__name__}: {exc.user_message}")
-
-
-# No answer, or Stripe's own trouble: the call may have happened.
-_UNANSWERED = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
-
-
 class StripeProvider:
     def __init__(self, db: Database, config: StripeConfig) -> None:
         self._db = db
-        self._http = _HttpClient(config.timeout_seconds)
+        self._http = HttpClient(config.timeout_seconds)
         self.client = make_client(config, self._http)
+        self.cards = SavedCards(
+            db, self.client, remember=self._remember, known=self.intent_id
+        )
 
     def close(self) -> None:
         """Close the connections to Stripe (at the app's end)."""
@@ -199,10 +117,10 @@ class StripeProvider:
             if refused.param == "payment_method":
                 raise UnknownPaymentMethod(payment_method) from None
             return ProviderResult(approved=False, reason=refused.user_message)
-        except _UNANSWERED as exc:
-            raise _unavailable(exc) from None
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
         self._remember(pledge_id, intent.id)
-        return _result_of(intent)
+        return result_of(intent)
 
     def _authorize_known(
         self, pledge_id: str, intent_id: str, payment_method: str
@@ -219,7 +137,7 @@ class StripeProvider:
             and _method_id(intent.payment_method) == payment_method
         )
         if not open_ or tried:
-            return _result_of(intent)
+            return result_of(intent)
         params: Any = {"payment_method": payment_method}
         step = f"confirm:{payment_method}"
         options: Any = {"idempotency_key": idempotency_key(pledge_id, step)}
@@ -231,9 +149,9 @@ class StripeProvider:
             if refused.param == "payment_method":
                 raise UnknownPaymentMethod(payment_method) from None
             return ProviderResult(approved=False, reason=refused.user_message)
-        except _UNANSWERED as exc:
-            raise _unavailable(exc) from None
-        return _result_of(intent)
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
+        return result_of(intent)
 
     def capture(self, *, pledge_id: str) -> ProviderResult:
         return self._step(pledge_id, "capture", self.client.v1.payment_intents.capture)
@@ -267,9 +185,34 @@ class StripeProvider:
             if refused.code == "charge_already_refunded":
                 return ProviderResult(approved=True)
             return ProviderResult(approved=False, reason=refused.user_message)
-        except _UNANSWERED as exc:
-            raise _unavailable(exc) from None
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
         return ProviderResult(approved=True)
+
+    # --- saved cards (recurring gifts, payments/stripe_cards.py) --------
+
+    def save_payment_method(self, *, donor_id: str, payment_method: str) -> str:
+        return self.cards.save(donor_id=donor_id, payment_method=payment_method)
+
+    def card_setup_url(self, *, donor_id: str, return_url: str) -> str:
+        return self.cards.setup_url(donor_id=donor_id, return_url=return_url)
+
+    def charge_saved(
+        self,
+        *,
+        pledge_id: str,
+        amount_cents: int,
+        currency: str,
+        token: str,
+        donor_present: bool = False,
+    ) -> ProviderResult:
+        return self.cards.charge(
+            pledge_id=pledge_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            token=token,
+            donor_present=donor_present,
+        )
 
     # --- hosted payments (Checkout, mobile payment sheet) ---------------
 
@@ -310,8 +253,8 @@ class StripeProvider:
             session = self.client.v1.checkout.sessions.create(params, options)
         except stripe.InvalidRequestError as refused:
             raise PaymentRefused(refused.user_message or "refused") from None
-        except _UNANSWERED as exc:
-            raise _unavailable(exc) from None
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
         if not session.url:
             raise ProviderUnavailable("Stripe gave no Checkout page")
         return session.url
@@ -352,8 +295,8 @@ class StripeProvider:
             query: Any = {"query": f"metadata['pledge_id']:'{pledge_id}'"}
             try:
                 found = self.client.v1.payment_intents.search(query)
-            except _UNANSWERED as exc:
-                raise _unavailable(exc) from None
+            except UNANSWERED as exc:
+                raise unavailable(exc) from None
             if not found.data:
                 return None
             intent_id = found.data[0].id
@@ -365,8 +308,8 @@ class StripeProvider:
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> stripe.PaymentIntent:
         try:
             intent: stripe.PaymentIntent = method(*args, **kwargs)
-        except _UNANSWERED as exc:
-            raise _unavailable(exc) from None
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
         return intent
 
     def _step(self, pledge_id: str, step: str, method: Any) -> ProviderResult:
@@ -388,15 +331,6 @@ class StripeProvider:
                 return ProviderResult(approved=True)
             return ProviderResult(approved=False, reason=refused.user_message)
         return ProviderResult(approved=True)
-
-
-def _result_of(intent: stripe.PaymentIntent) -> ProviderResult:
-    """An authorization's outcome, from its PaymentIntent."""
-    if intent.status in ("requires_capture", "succeeded", "processing"):
-        return ProviderResult(approved=True)
-    error = intent.last_payment_error
-    reason = error.message if error is not None and error.message else None
-    return ProviderResult(approved=False, reason=reason or "The payment was declined.")
 
 
 def _state_of(intent: stripe.PaymentIntent) -> PaymentState | None:

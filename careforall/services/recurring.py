@@ -20,6 +20,7 @@ from careforall.domain.errors import (
     IdempotencyKeyReused,
     InvalidTransition,
     NotFound,
+    ProviderBusy,
 )
 from careforall.domain.money import (
     check_currency,
@@ -35,6 +36,8 @@ from careforall.domain.rules import Principal, require_user
 from careforall.models import Campaign, Pledge, RecurringDonation
 from careforall.payments.provider import (
     PaymentProvider,
+    PaymentRefused,
+    ProviderUnavailable,
     SavesPaymentMethods,
     UnknownPaymentMethod,
 )
@@ -86,6 +89,12 @@ def _token(provider: PaymentProvider, donor_id: str, payment_method: str) -> str
         raise BadUserInput(
             "That payment method is not known; nothing was charged."
         ) from None
+    except PaymentRefused as refused:
+        raise BadUserInput(
+            f"The card could not be saved: {refused}; nothing was charged."
+        ) from None
+    except ProviderUnavailable:
+        raise ProviderBusy() from None
 
 
 def _replay(
@@ -178,9 +187,14 @@ def create_recurring_donation(
     token = _token(provider, donor.id, data.payment_method)
     plan = _new_plan(uow, donor, data, token)
     if plan.period == 0 and plan.status == RecurringStatus.ACTIVE:
-        charge_due_period(
-            uow.db, provider=provider, plan_id=plan.id, now=plan.started_at
-        )
+        try:
+            charge_due_period(
+                uow.db, provider=provider, plan_id=plan.id, now=plan.started_at
+            )
+        except ProviderUnavailable:
+            # The first period stays due with its pledge: the same request
+            # again (same key) asks the provider again, as the scheduler would.
+            raise ProviderBusy() from None
         with UnitOfWork(uow.db) as first:
             first_plan = first.session.get(RecurringDonation, plan.id)
             assert first_plan is not None

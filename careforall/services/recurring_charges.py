@@ -18,7 +18,7 @@ SKIP LOCKED` (PostgreSQL) and a lease, so several processes share the work.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,9 @@ from careforall.models import Campaign, Pledge, RecurringDonation, User
 from careforall.payments.provider import (
     PaymentProvider,
     ProviderResult,
+    ProviderUnavailable,
     SavesPaymentMethods,
+    UnknownPaymentMethod,
 )
 from careforall.services.campaigns import accepting_pledges
 from careforall.services.pledges import insert_pledge
@@ -61,13 +63,18 @@ CAMPAIGN_CLOSED = "The campaign is no longer taking donations."
 @dataclass
 class RunResult:
     """What a run did: periods charged (authorized), declined or skipped (the
-    campaign PAUSED), plans paused or ended."""
+    campaign PAUSED), plans paused or ended; `unanswered`: why the run
+    stopped early (the provider did not answer), None when it did not;
+    `unknown_cards`: plans left due because the provider does not know their
+    card (one saved with another provider)."""
 
     charged: int = 0
     declined: int = 0
     skipped: int = 0
     paused: int = 0
     ended: int = 0
+    unanswered: str | None = None
+    unknown_cards: list[str] = field(default_factory=list)
 
     def add(self, other: RunResult) -> None:
         self.charged += other.charged
@@ -75,6 +82,7 @@ class RunResult:
         self.skipped += other.skipped
         self.paused += other.paused
         self.ended += other.ended
+        self.unknown_cards += other.unknown_cards
 
 
 def _locked_plan(uow: UnitOfWork, plan_id: str) -> RecurringDonation | None:
@@ -289,11 +297,16 @@ def charge_due_period(
         result = ProviderResult(approved=approved, reason=pledge.failure_reason)
     else:
         assert isinstance(provider, SavesPaymentMethods)
+        # The first try of the first period is charged while the donor is
+        # there (starting the plan); every retry of it asks the same way,
+        # since a provider's idempotency key stands for one request.
+        first = (pledge.recurring_period, pledge.recurring_attempt) == (0, 0)
         result = provider.charge_saved(
             pledge_id=pledge.id,
             amount_cents=pledge.amount_cents,
             currency=pledge.currency,
             token=token,
+            donor_present=first,
         )
     return _finish(db, plan_id, pledge, result, now)
 
@@ -329,6 +342,18 @@ def claim_due(db: Database, *, now: datetime, limit: int = BATCH) -> list[str]:
     return ids
 
 
+def release(db: Database, plan_ids: list[str]) -> None:
+    """Let go of plans this run claimed but will not charge now, so the next
+    run (this process's or another's) takes them at once."""
+    with db.write_session() as session:
+        session.execute(
+            update(RecurringDonation)
+            .where(col(RecurringDonation.id).in_(plan_ids))
+            .values(claimed_until=None)
+        )
+        session.commit()
+
+
 def run_due(
     db: Database,
     *,
@@ -337,18 +362,29 @@ def run_due(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunResult:
     """Charge every period due by `now`: a plan behind by several periods is
-    charged for each of them, oldest first."""
+    charged for each of them, oldest first. The run stops at the first call
+    the provider does not answer: the period stays due, and the next run
+    asks again with the same pledge (the same idempotency key)."""
     total = RunResult()
     while not should_stop():
         ids = claim_due(db, now=now)
         if not ids:
             break
-        for plan_id in ids:
-            while not should_stop():
-                done = charge_due_period(
-                    db, provider=provider, plan_id=plan_id, now=now
-                )
-                if done is None:
-                    break
-                total.add(done)
+        for index, plan_id in enumerate(ids):
+            try:
+                while not should_stop():
+                    done = charge_due_period(
+                        db, provider=provider, plan_id=plan_id, now=now
+                    )
+                    if done is None:
+                        break
+                    total.add(done)
+            except ProviderUnavailable as exc:
+                release(db, ids[index:])
+                total.unanswered = str(exc)
+                return total
+            except UnknownPaymentMethod:
+                # Saved with another provider than this server's: charging
+                # it is not this run's to decide; the plan waits, untouched.
+                total.unknown_cards.append(plan_id)
     return total

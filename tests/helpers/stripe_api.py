@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.helpers.stripe_cards_api import AUTHENTICATION_REQUIRED, SavedCardsBook
+
 Json = dict[str, Any]
 Answer = tuple[int, Json]
 
@@ -28,6 +30,8 @@ DECLINED = {
     "pm_card_chargeDeclined": "generic_decline",
     "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
     "pm_card_chargeDeclinedExpiredCard": "expired_card",
+    # Saved to a Customer without trouble; every charge of it is declined.
+    "pm_card_chargeCustomerFail": "generic_decline",
 }
 MINIMUM_AMOUNT = 50  # Stripe refuses charges below about 0.50 in most currencies
 
@@ -46,14 +50,17 @@ def error(status: int, kind: str, message: str, **more: Any) -> Answer:
 class Effect:
     """A change of money the stand-in made: what, on which PaymentIntent, how much."""
 
-    kind: str  # authorize, decline, capture, cancel, refund
+    kind: str  # authorize, decline, capture, cancel, refund, setup (a card saved)
     payment_intent: str
     amount: int
 
 
 @dataclass
-class StripeBook:
+class StripeBook(SavedCardsBook):
     payment_intents: dict[str, Json] = field(default_factory=dict)
+    customers: dict[str, Json] = field(default_factory=dict)
+    payment_methods: dict[str, Json] = field(default_factory=dict)
+    setup_intents: dict[str, Json] = field(default_factory=dict)
     charges: dict[str, Json] = field(default_factory=dict)
     refunds: dict[str, Json] = field(default_factory=dict)
     disputes: dict[str, Json] = field(default_factory=dict)
@@ -73,6 +80,10 @@ class StripeBook:
             ("POST", "v1", "payment_intents", "*", "confirm"): self._confirm_open,
             ("POST", "v1", "refunds"): self._refund,
             ("POST", "v1", "checkout", "sessions"): self._checkout,
+            ("POST", "v1", "customers"): self.create_customer,
+            ("POST", "v1", "setup_intents"): self.create_setup_intent,
+            ("GET", "v1", "setup_intents", "*"): self.retrieve_setup_intent,
+            ("GET", "v1", "checkout", "sessions", "*"): self.retrieve_checkout,
         }
         for route, handler in routes.items():
             if route[0] != method or len(route) != len(parts) + 1:
@@ -81,6 +92,15 @@ class StripeBook:
             if all(r in ("*", p) for r, p in zip(route[1:], parts, strict=True)):
                 return handler(params, *ids)
         return error(404, "invalid_request_error", f"Unrecognized request URL ({path})")
+
+    def _known_card(self, card: str) -> bool:
+        return card in APPROVED or card in DECLINED or card in AUTHENTICATION_REQUIRED
+
+    def _new_id(self, prefix: str) -> str:
+        return new_id(prefix)
+
+    def _effect(self, kind: str, target: str, amount: int) -> None:
+        self.effects.append(Effect(kind, target, amount))
 
     # --- events ---------------------------------------------------------
 
@@ -129,15 +149,13 @@ class StripeBook:
                 400, "invalid_request_error", "Invalid currency", param="currency"
             )
         method = params.get("payment_method")
-        if method is not None and method not in APPROVED and method not in DECLINED:
-            return error(
-                400,
-                "invalid_request_error",
-                f"No such PaymentMethod: '{method}'",
-                code="resource_missing",
-                param="payment_method",
-            )
-        intent = {
+        if method is not None and not self._known_card(self.card_of(method)):
+            return self.no_such_method(method)
+        if method is not None:
+            refused = self.check_owner(method, params.get("customer"))
+            if refused is not None:
+                return refused
+        intent: Json = {
             "id": new_id("pi"),
             "object": "payment_intent",
             "amount": int(amount),
@@ -147,6 +165,9 @@ class StripeBook:
             "capture_method": params.get("capture_method", "automatic_async"),
             "status": "requires_payment_method",
             "payment_method": method,
+            "customer": params.get("customer"),
+            "setup_future_usage": params.get("setup_future_usage"),
+            "off_session": params.get("off_session") == "true",
             "latest_charge": None,
             "last_payment_error": None,
             "livemode": False,
@@ -178,8 +199,12 @@ class StripeBook:
         }
         self.charges[charge["id"]] = charge
         intent["latest_charge"] = charge["id"]
-        if method in DECLINED:
-            code = DECLINED[method]
+        refused = self.off_session_refusal(intent, method)
+        if refused is not None:
+            return refused
+        card = self.card_of(method)
+        if card in DECLINED:
+            code = DECLINED[card]
             intent["last_payment_error"] = {
                 "type": "card_error",
                 "code": "card_declined",
@@ -232,14 +257,8 @@ class StripeBook:
         if intent["status"] not in ("requires_payment_method", "requires_confirmation"):
             return self._unexpected(intent, "confirmed")
         method = params.get("payment_method", "")
-        if method not in APPROVED and method not in DECLINED:
-            return error(
-                400,
-                "invalid_request_error",
-                f"No such PaymentMethod: '{method}'",
-                code="resource_missing",
-                param="payment_method",
-            )
+        if not self._known_card(self.card_of(method)):
+            return self.no_such_method(method)
         intent["payment_method"] = method
         return self._confirm(intent, method)
 
@@ -366,6 +385,8 @@ class StripeBook:
     # --- Checkout -------------------------------------------------------
 
     def _checkout(self, params: dict[str, str]) -> Answer:
+        if params.get("mode") == "setup":
+            return self.create_setup_checkout(params)
         item = "line_items[0][price_data]"
         amount = params.get(f"{item}[unit_amount]", "")
         if not amount.isdigit() or params.get("mode") != "payment":
@@ -404,6 +425,8 @@ class StripeBook:
         """The donor paid on the Checkout page: the PaymentIntent is made and
         confirmed; returns where the donor goes next."""
         session = self.checkouts[session_id]
+        if session["mode"] == "setup":
+            return self.complete_setup_checkout(session, method)
         params = {
             **session["intent_params"],
             "amount": str(session["amount_total"]),

@@ -61,8 +61,9 @@ class Delivery:
 
 
 def endpoint_of(method: str, path: str) -> str:
-    """A request's endpoint name for `fail_next`: create, retrieve, search,
-    confirm, capture, cancel, refund, checkout."""
+    """A request's endpoint name for `fail_next`: create (a PaymentIntent),
+    retrieve, search, confirm, capture, cancel, refund, checkout, customer,
+    setup (a SetupIntent)."""
     parts = path.strip("/").split("/")
     if parts[-1] in ("capture", "cancel", "confirm", "search"):
         return parts[-1]
@@ -70,6 +71,10 @@ def endpoint_of(method: str, path: str) -> str:
         return "refund"
     if parts[1:2] == ["checkout"]:
         return "checkout"
+    if parts[1:2] == ["customers"]:
+        return "customer"
+    if parts[1:2] == ["setup_intents"]:
+        return "setup"
     return "create" if method == "POST" else "retrieve"
 
 
@@ -232,15 +237,21 @@ class StripeStandIn:
             session = self.book.checkouts.get(session_id)
         if session is None:
             return None
-        amount = f"{session['amount_total'] / 100:.2f} {session['currency'].upper()}"
+        if session["mode"] == "setup":
+            heading = "Save a card"
+        else:
+            total = session["amount_total"] / 100
+            heading = f"Pay {total:.2f} {session['currency'].upper()}"
         return (
             "<!doctype html><html><head><title>Stand-in Checkout</title></head>"
-            f"<body><h1>Pay {html.escape(amount)}</h1>"
+            f"<body><h1>{html.escape(heading)}</h1>"
             f"<p>{html.escape(str(session['name']))}</p>"
             f'<form method="post" action="/pay/{session_id}">'
             '<button name="method" value="pm_card_visa">Pay</button>'
             '<button name="method" value="pm_card_chargeDeclined">Pay with a '
-            "declined card</button></form>"
+            "declined card</button>"
+            '<button name="method" value="pm_card_authenticationRequired">Pay '
+            "with a card whose bank asks the donor each time</button></form>"
             f'<a href="{html.escape(str(session["cancel_url"]))}">Back</a>'
             "</body></html>"
         )

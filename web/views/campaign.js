@@ -6,6 +6,7 @@ import {
   CAMPAIGN_STATUS, ago, campaignBadge, date, h, money, notice, percent, progress,
 } from "../dom.js";
 import { donateForm } from "./donate.js";
+import { finishCardSetup } from "./recurring.js";
 import { IMAGE_FIELDS, coverImage, imageForm, shareButtons } from "./images.js";
 import { statusControls } from "./organiser.js";
 import {
@@ -143,6 +144,9 @@ export async function campaignView(ctx) {
     }
   }
   showDonate(campaign);
+  // Back from Stripe's page where a monthly donor saved their card.
+  const cardSetupSlot = h("div", { role: "status" });
+  finishCardSetup(ctx.query).then((done) => done && cardSetupSlot.replaceChildren(done));
 
   const flash = ctx.flash ? notice("info", ctx.flash) : null;
   const statusSlot = h("div", {});
@@ -201,7 +205,7 @@ export async function campaignView(ctx) {
         h("p", { class: "meta" }, count, " · ", live),
         jump),
       manage,
-      h("section", { class: "panel donate", id: "donate", "aria-label": "Donate" }, donateSlot),
+      h("section", { class: "panel donate", id: "donate", "aria-label": "Donate" }, cardSetupSlot, donateSlot),
       moneySection),
     h("div", { class: "campaign-main" },
       h("section", { class: "story", "aria-labelledby": "story-heading" },

@@ -6,7 +6,7 @@
 import { ApiError, NETWORK } from "../graphql.js";
 import { api, currentSession, currentUser, ensureSession } from "../session.js";
 import { PLEDGE_STATUS, field, fieldError, h, minorDigits, money, newKey, notice, parseAmount } from "../dom.js";
-import { frequencyFieldset, planStarted, startPlan } from "./recurring.js";
+import { frequencyFieldset, planStarted, saveCardOnStripe, startPlan } from "./recurring.js";
 
 const PLEDGE_FIELDS = `id status amountCents currency failureReason history { toStatus at }`;
 const CREATE_PLEDGE = `mutation CreatePledge($input: PledgeInput!) {
@@ -339,10 +339,14 @@ async function submitDonation(donation) {
   try {
     if (interval !== "ONCE") {
       // A plan has no name or message of its own: its periods are plain gifts.
-      const plan = await startPlan({
+      const start = {
         campaignId: campaign.id, amountCents: amount.minor, currency, interval,
-        paymentMethod: method, idempotencyKey: donation.attempt.key,
-      });
+        idempotencyKey: donation.attempt.key,
+      };
+      // With Stripe the card is saved on Stripe's page; the gift starts when
+      // the donor is back (recurring.js finishCardSetup).
+      if (donation.hosted) return await saveCardOnStripe(campaign.id, { start });
+      const plan = await startPlan({ ...start, paymentMethod: method });
       donation.attempt = null;
       feedback.replaceChildren(planStarted(plan));
       return;

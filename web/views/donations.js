@@ -92,7 +92,7 @@ export async function donationsView(ctx) {
   window.addEventListener("careforall:notification", () => load(true), { signal: ctx.signal });
   await load();
   // A signed-in donor's recurring gifts come first; each charge is a row below.
-  const plans = currentUser() ? await plansSection(ctx.signal).catch(() => null) : null;
+  const plans = currentUser() ? await plansSection(ctx.signal, ctx.query).catch(() => null) : null;
   return h("section", {}, head, plans, status,
     h("table", { class: "donations" },
       h("caption", { class: "visually-hidden" }, "Your donations, newest first"),

@@ -1,7 +1,10 @@
 // Recurring gifts: "how often" on the donate form (signed-in donors only),
 // starting a plan, and the plans in My donations with their changes (amount,
-// pause, resume, cancel). Each plan's periods are ordinary pledges: they show
-// in the donations list below, each with its receipt.
+// card, pause, resume, cancel). Each plan's periods are ordinary pledges: they
+// show in the donations list below, each with its receipt. With Stripe the
+// card is saved on Stripe's own page (Checkout in setup mode): the gift to
+// start, or the plan to give the card to, waits in sessionStorage meanwhile,
+// and is finished when Stripe sends the donor back with `card_setup=<id>`.
 import { api } from "../session.js";
 import { badge, dateTime, field, fieldError, h, money, notice, parseAmount } from "../dom.js";
 
@@ -10,7 +13,14 @@ const PLAN_FIELDS = `id amountCents currency interval status nextChargeAt failur
 const CREATE_PLAN = `mutation CreatePlan($input: RecurringDonationInput!) {
   createRecurringDonation(input: $input) { ${PLAN_FIELDS} }
 }`;
-const MY_PLANS = `query MyPlans { myRecurringDonations { ${PLAN_FIELDS} } }`;
+const MY_PLANS = `query MyPlans {
+  myRecurringDonations { ${PLAN_FIELDS} }
+  paymentProvider { name }
+}`;
+const START_CARD_SETUP = `mutation CardSetup($campaignId: ID) {
+  startCardSetup(campaignId: $campaignId) { url }
+}`;
+const CARD_SETUP_KEY = "careforall.cardSetup";
 const PAUSE = `mutation Pause($id: ID!) { pauseRecurringDonation(id: $id) { ${PLAN_FIELDS} } }`;
 const RESUME = `mutation Resume($id: ID!) { resumeRecurringDonation(id: $id) { ${PLAN_FIELDS} } }`;
 const CANCEL = `mutation Cancel($id: ID!) { cancelRecurringDonation(id: $id) { ${PLAN_FIELDS} } }`;
@@ -43,6 +53,42 @@ export async function startPlan(input) {
   return (await api(CREATE_PLAN, { input })).createRecurringDonation;
 }
 
+/**
+ * Save a card on Stripe's page, then come back: `pending` is what to do with
+ * it then ({ start: plan input without its card } or { update: plan id }).
+ */
+export async function saveCardOnStripe(campaignId, pending) {
+  const { url } = (await api(START_CARD_SETUP, { campaignId })).startCardSetup;
+  sessionStorage.setItem(CARD_SETUP_KEY, JSON.stringify(pending));
+  window.location.assign(url);
+  return new Promise(() => {}); // the page is being left
+}
+
+/**
+ * Back from Stripe's page (`card_setup` in the address): start the gift or
+ * give the plan its new card; the notice to show, or null when there was
+ * nothing to finish. A reload asks again with the same key: one gift.
+ */
+export async function finishCardSetup(query) {
+  const card = query.get("card_setup");
+  const pending = JSON.parse(sessionStorage.getItem(CARD_SETUP_KEY) || "null");
+  if (!card || !pending) return null;
+  try {
+    if (pending.start) {
+      const plan = await startPlan({ ...pending.start, paymentMethod: card });
+      sessionStorage.removeItem(CARD_SETUP_KEY);
+      return planStarted(plan);
+    }
+    await api(UPDATE, { id: pending.update, input: { paymentMethod: card } });
+    sessionStorage.removeItem(CARD_SETUP_KEY);
+    return notice("success", h("strong", {}, "Card updated. "),
+      "The next gift is charged to the new card; resume a paused gift to try it now.");
+  } catch (error) {
+    sessionStorage.removeItem(CARD_SETUP_KEY);
+    return notice("error", error.message);
+  }
+}
+
 /** What the donate form says once a plan has started (or its first card was declined). */
 export function planStarted(plan) {
   const amount = `${money(plan.amountCents, plan.currency)} every ${EVERY[plan.interval]}`;
@@ -62,7 +108,7 @@ function nextCharge(plan) {
 }
 
 /** One plan: its facts, then its actions; `replace` redraws it after a change. */
-function planCard(plan, replace) {
+function planCard(plan, replace, hosted) {
   const status = h("div", { role: "status" });
   const act = async (document, variables, field) => {
     status.replaceChildren();
@@ -93,6 +139,16 @@ function planCard(plan, replace) {
     return b;
   };
   const open = plan.status !== "CANCELLED";
+  // With Stripe, a new card is saved on Stripe's page (then back here).
+  let newCard = null;
+  if (open && hosted) {
+    newCard = h("button", { type: "button", class: "secondary" }, "Update card");
+    newCard.addEventListener("click", () => {
+      status.replaceChildren();
+      saveCardOnStripe(null, { update: id })
+        .catch((error) => status.replaceChildren(notice("error", error.message)));
+    });
+  }
   return h("li", { class: "plan", "data-plan-id": id },
     h("p", {},
       h("strong", {}, `${money(plan.amountCents, plan.currency)} every ${EVERY[plan.interval]}`),
@@ -105,14 +161,20 @@ function planCard(plan, replace) {
         ? button("Pause", PAUSE, "pauseRecurringDonation")
         : button("Resume", RESUME, "resumeRecurringDonation"),
       button("Cancel", CANCEL, "cancelRecurringDonation",
-        "Cancel this gift? Nothing more is charged; past gifts stay with the campaign.")) : null,
+        "Cancel this gift? Nothing more is charged; past gifts stay with the campaign."),
+      newCard) : null,
     open ? change : null,
     status);
 }
 
 /** The signed-in donor's plans, for My donations; null when there are none. */
-export async function plansSection(signal) {
-  const plans = (await api(MY_PLANS, {}, { signal })).myRecurringDonations;
+export async function plansSection(signal, query = new URLSearchParams()) {
+  const data = await api(MY_PLANS, {}, { signal });
+  const plans = data.myRecurringDonations;
+  const hosted = data.paymentProvider?.name === "stripe";
+  // Back from Stripe's page with a new card: give it to its plan first.
+  const finished = await finishCardSetup(query);
+  if (finished) return plansSection(signal).then((section) => h("div", {}, finished, section));
   if (!plans.length) return null;
   const list = h("ul", { class: "plans" });
   const draw = (plan) => {
@@ -120,7 +182,7 @@ export async function plansSection(signal) {
       const fresh = draw(changed);
       item.replaceWith(fresh);
       fresh.querySelector("button")?.focus();
-    });
+    }, hosted);
     return item;
   };
   list.append(...plans.map(draw));
