@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.bench.client import CREATE_PLEDGE, TOTALS, Api, graphql_body
 from tests.bench.phases import _static, _varied, serving
-from tests.bench.processes import Process
+from tests.bench.processes import Process, cpu_seconds
 from tests.bench.report import LOGGING_TARGET
 from tests.bench.runner import Bench
 from tests.bench.wrk import WrkRun, write_data_file
@@ -70,7 +70,7 @@ def pledge_script(bench: Bench, server: Process, campaign: str, side: str) -> Sc
 def compare(
     bench: Bench,
     name: str,
-    urls: dict[str, str],
+    servers: dict[str, Process],
     scripts: dict[str, Script],
     after: Callable[[str], object] = lambda side: None,
 ) -> None:
@@ -79,6 +79,7 @@ def compare(
     each of a side's runs (a write scenario waits for its outbox there)."""
     mode = bench.mode
     sides = [side for side, _level in SIDES]
+    urls = {side: server.base_url + "/graphql" for side, server in servers.items()}
     if mode.warmup > 0:
         for side in sides:
             bench.wrk.run(
@@ -89,27 +90,42 @@ def compare(
             )
             after(side)
     runs: dict[str, list[WrkRun]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     for i in range(mode.runs):
         for side in sides if i % 2 == 0 else sides[::-1]:
+            script = scripts[side](f"run{i + 1}")
+            used = cpu_seconds(servers[side].pid)
             run = bench.wrk.run(
-                urls[side],
-                scripts[side](f"run{i + 1}"),
-                duration=mode.duration,
-                connections=mode.connections,
+                urls[side], script, duration=mode.duration, connections=mode.connections
             )
+            used = cpu_seconds(servers[side].pid) - used
             runs[side].append(run)
+            cpu[side].append(used * 1e6 / max(run.requests, 1))
             bench.log(
                 f"  logging {name} [{side}] run {i + 1}: {run.rps:,.0f} req/s,"
-                f" p99 {run.p99_ms:.2f} ms, failures {run.failures}"
+                f" p99 {run.p99_ms:.2f} ms, server CPU {cpu[side][-1]:.0f} us/request,"
+                f" failures {run.failures}"
             )
             after(side)
-    record(bench, name, runs)
+    record(bench, name, runs, cpu)
 
 
-def record(bench: Bench, name: str, runs: dict[str, list[WrkRun]]) -> None:
+def _median_ratio(pairs: list[tuple[float, float]]) -> float | None:
+    ratios = [a / b for a, b in pairs if b]
+    return statistics.median(ratios) if ratios else None
+
+
+def record(
+    bench: Bench,
+    name: str,
+    runs: dict[str, list[WrkRun]],
+    cpu: dict[str, list[float]],
+) -> None:
     default, off = runs["default"], runs["off"]
-    ratios = [d.rps / o.rps for d, o in zip(default, off, strict=True) if o.rps]
-    ratio = statistics.median(ratios) if ratios else None
+    ratio = _median_ratio([(d.rps, o.rps) for d, o in zip(default, off, strict=True)])
+    # The server's CPU time per request: steadier than throughput on a busy
+    # machine (it does not count the time the server waited for a core).
+    cpu_ratio = _median_ratio(list(zip(cpu["off"], cpu["default"], strict=True)))
     failures = sum(r.failures for r in default + off)
     bench.record(
         f"logging_{name}",
@@ -120,18 +136,23 @@ def record(bench: Bench, name: str, runs: dict[str, list[WrkRun]]) -> None:
         p99_ms_default=round(statistics.median(r.p99_ms for r in default), 3),
         p99_ms_off=round(statistics.median(r.p99_ms for r in off), 3),
         ratio=None if ratio is None else round(ratio, 3),
-        pair_ratios=[round(r, 3) for r in ratios],
+        cpu_us_default=round(statistics.median(cpu["default"]), 1),
+        cpu_us_off=round(statistics.median(cpu["off"]), 1),
+        cpu_ratio=None if cpu_ratio is None else round(cpu_ratio, 3),
         failures=failures,
         connections=bench.mode.connections,
     )
     bench.log(
-        f"  logging {name}: default / off = "
-        + ("-" if ratio is None else f"{ratio:.2f}")
-        + f" (target >= {LOGGING_TARGET:.2f})"
+        f"  logging {name}: req/s default / off = {_x(ratio)} (target >= "
+        f"{LOGGING_TARGET:.2f}); CPU per request off / default = {_x(cpu_ratio)}"
     )
     if failures:
         sample = next((r.sample for r in default + off if r.sample), "")
         bench.fail(f"logging_{name}", f"{failures} failed requests; {sample[:300]}")
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def logging_phase(bench: Bench) -> None:
@@ -150,11 +171,10 @@ def logging_phase(bench: Bench) -> None:
             )
             servers[side], dbs[side] = server, db
             campaign[side] = seeded.campaign_ids[0]
-        urls = {side: server.base_url + "/graphql" for side, server in servers.items()}
         compare(
             bench,
             "campaign_totals",
-            urls,
+            servers,
             {
                 side: _static(
                     bench, graphql_body(TOTALS, {"id": campaign[side]}), graphql=True
@@ -165,13 +185,13 @@ def logging_phase(bench: Bench) -> None:
         compare(
             bench,
             "campaign_totals_uncached",
-            urls,
+            servers,
             {side: _varied(bench, TOTALS, {"id": campaign[side]}) for side in servers},
         )
         compare(
             bench,
             "create_pledge",
-            urls,
+            servers,
             {
                 side: pledge_script(bench, server, campaign[side], side)
                 for side, server in servers.items()

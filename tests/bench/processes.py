@@ -9,6 +9,7 @@ fill up and block the server.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,17 @@ def proc_status_kib(pid: int, field: str) -> int | None:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, all its threads;
+    0 if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # utime and stime, the 14th and 15th fields (the 12th and 13th after the name).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Process(ServerProcess):
@@ -58,18 +70,6 @@ class Process(ServerProcess):
 
     def stop(self, timeout: float = 15.0, *, kill_when_hung: bool = True) -> int:
         return super().stop(timeout, kill_when_hung=kill_when_hung)
-
-    def logged_errors(self) -> list[str]:
-        """As ServerProcess's, read line by line: at INFO a run logs a line per
-        request, hundreds of megabytes."""
-        if not self.log_path.exists():
-            return []
-        with self.log_path.open(errors="replace") as lines:
-            return [
-                line.rstrip("\n")
-                for line in lines
-                if '"level": "error"' in line or '"level": "critical"' in line
-            ]
 
     def rss_mb(self) -> float:
         """Resident memory now (VmRSS), in MB (10^6 bytes); 0 if unreadable."""

@@ -134,7 +134,8 @@ def _logging_target(name: str, text: str) -> Target:
         run = s.get(f"logging_{name}") or {}
         return (
             f"INFO {_fmt(run.get('rps_default'), 0)} vs off "
-            f"{_fmt(run.get('rps_off'), 0)} req/s"
+            f"{_fmt(run.get('rps_off'), 0)} req/s; server CPU per request: INFO "
+            f"{_fmt(run.get('cpu_us_default'))} vs off {_fmt(run.get('cpu_us_off'))} us"
         )
 
     return Target(
