@@ -135,7 +135,7 @@ def redact_fields(
     commonest case, a text seen before under a key that is not sensitive."""
     texts, keys = _REDACTED_TEXT, _SENSITIVE_KEYS
     for key, value in items:
-        if key in skip or key.startswith("_"):
+        if key in skip or key[:1] == "_":
             continue
         kind = value.__class__
         if keys.get(key) is not False:
@@ -320,10 +320,23 @@ class JsonLines(logging.StreamHandler[IO[str]]):
     the stream keeps what it is given (stdout run unbuffered, as the image
     and the tests run it, writes through at once)."""
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        lock = self.lock
+        if self.filters or lock is None:
+            return bool(super().handle(record))
+        # Handler.handle without a pass over no filters and the lock's wrappers.
+        with lock:
+            self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            formatter = self.formatter
+            line = (
+                self.format(record) if formatter is None else formatter.format(record)
+            )
             stream = self.stream
-            stream.write(self.format(record) + "\n")
+            stream.write(line + "\n")
             if not getattr(stream, "write_through", False):
                 stream.flush()
         except RecursionError:
