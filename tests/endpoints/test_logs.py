@@ -238,3 +238,18 @@ def test_log_line_writes_what_logging_would_and_honours_levels(
     assert record.duration_ms == 1.5 and record.name == "careforall.test"  # type: ignore[attr-defined]
     with pytest.raises(KeyError):  # as logging refuses it
         log_line(logger, logging.INFO, "clash", {"message": "mine"})
+
+
+def test_a_filter_on_the_json_handler_still_applies(
+    restored_root_logger: logging.Logger,
+) -> None:
+    configure_logging("INFO")
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    handler.addFilter(lambda record: record.getMessage() != "dropped")
+    restored_root_logger.handlers[:] = [handler]
+    logger = logging.getLogger("careforall.test")
+    log_line(logger, logging.INFO, "dropped", {})
+    log_line(logger, logging.INFO, "kept", {"n": 1})
+    (line,) = (json.loads(text) for text in stream.getvalue().splitlines())
+    assert line["message"] == "kept" and line["n"] == 1
