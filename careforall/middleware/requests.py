@@ -18,7 +18,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from careforall import metrics, tracing
-from careforall.logs import CURRENT_REQUEST, RequestLog
+from careforall.logs import CURRENT_REQUEST, RequestLog, log_line
 from careforall.middleware.http import HTTPMiddleware
 
 log = logging.getLogger("careforall.http")
@@ -131,4 +131,4 @@ class RequestMetrics(HTTPMiddleware):
                 fields["user_id"] = entry.user_id
             if entry.errors:
                 fields["errors"] = entry.errors
-        log.log(level, "request", extra=fields)
+        log_line(log, level, "request", fields)

@@ -24,6 +24,7 @@ from careforall.domain.events import (
     PledgeCreated,
     PledgeStatusChanged,
 )
+from careforall.logs import log_line
 from careforall.services import outbox
 
 log = logging.getLogger("careforall.events")
@@ -47,7 +48,7 @@ def log_events(events: Sequence[Event]) -> None:
     for event in events:
         message = _LOGGED.get(type(event))
         if message is not None:
-            log.info(message, extra=vars(event))
+            log_line(log, logging.INFO, message, vars(event))
 
 
 def publish(db: Database, events: Sequence[Event]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import phases, report, stampede, stampede_report
+from tests.bench import logging_cost, phases, report, stampede, stampede_report
 from tests.bench.config import mode_named
 from tests.bench.runner import Bench
 from tests.bench.wrk import Wrk, WrkMissing, wrk_version
@@ -25,6 +25,7 @@ from tests.bench.wrk import Wrk, WrkMissing, wrk_version
 PHASES: dict[str, Callable[[Bench], None]] = {
     "floors": phases.floors,
     "main": phases.main_phase,
+    "logging": logging_cost.logging_phase,
     "webhooks": phases.webhook_phase,
     "large": phases.large_phase,
     "viral": phases.viral_phase,

@@ -55,9 +55,15 @@ def _varied(
 
 @contextmanager
 def serving(
-    bench: Bench, name: str, *, captured: int, pending: int = 0
+    bench: Bench,
+    name: str,
+    *,
+    captured: int,
+    pending: int = 0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Process, seed.Seeded, Path]]:
-    """A migrated, seeded database served by `careforall serve`; stopped after."""
+    """A migrated, seeded database served by `careforall serve` (with `env`
+    on top of the benchmark's settings); stopped after."""
     workdir = bench.workdir / name
     workdir.mkdir()
     db_path = workdir / "careforall.db"
@@ -70,6 +76,7 @@ def serving(
         f" in {seeded.seconds:.1f}s"
     )
     server = careforall_server(workdir, db_path, webhook_secret=WEBHOOK_SECRET)
+    server.env.update(env or {})
     started = server.start(timeout=1800)
     bench.log(f"[{name}] server ready in {started:.1f}s (pid {server.pid})")
     try:

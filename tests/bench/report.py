@@ -122,6 +122,33 @@ def _slowest_others(s: Scenarios) -> float | None:
     return None if value is None else float(value)
 
 
+# The least share of a scenario's throughput without logs it keeps with them.
+LOGGING_TARGET = 0.90
+
+
+def _logging_target(name: str, text: str) -> Target:
+    """Request logging at the default keeps >= 0.90x of a scenario's throughput
+    with logging off (tests/bench/logging_cost.py)."""
+
+    def note(s: Scenarios) -> str:
+        run = s.get(f"logging_{name}") or {}
+        return (
+            f"INFO {_fmt(run.get('rps_default'), 0)} vs off "
+            f"{_fmt(run.get('rps_off'), 0)} req/s; server CPU per request: INFO "
+            f"{_fmt(run.get('cpu_us_default'))} vs off {_fmt(run.get('cpu_us_off'))} us"
+        )
+
+    return Target(
+        f"logging_{name}",
+        f"request logging: {text} keeps >= {LOGGING_TARGET:.2f}x of its req/s"
+        " without logs",
+        "x",
+        _float(f"logging_{name}.ratio"),
+        lambda v: v >= LOGGING_TARGET,
+        note=note,
+    )
+
+
 TARGETS = [
     Target(
         "totals_rps",
@@ -220,6 +247,9 @@ TARGETS = [
             " by the slow one"
         ),
     ),
+    _logging_target("campaign_totals", "campaignTotals"),
+    _logging_target("campaign_totals_uncached", "campaignTotals (cache misses)"),
+    _logging_target("create_pledge", "createPledge"),
 ]
 
 

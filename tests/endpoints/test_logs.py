@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from careforall.logs import configure_logging, json_handler
+from careforall.logs import configure_logging, json_handler, log_line
 from careforall.settings import Settings, SettingsError
 from tests import factories as f
 from tests.endpoints.conftest import JsonLogs
 from tests.helpers.api import GQL
+from tests.helpers.server import ERROR_LINE
 from tests.helpers.waiting import wait_until
 
 ME = "query Me { me { id } }"
@@ -157,9 +158,12 @@ def test_forged_webhooks_are_sampled_into_the_log_not_logged_each(
 
 
 @pytest.fixture
-def restored_root_logger() -> Iterator[logging.Logger]:
+def restored_root_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # configure_logging turns off logging's caller, thread and process lookups.
+    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, flag, getattr(logging, flag))
     try:
         yield root
     finally:
@@ -181,3 +185,71 @@ def test_the_level_is_configurable(restored_root_logger: logging.Logger) -> None
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["message"] == "written" and line["level"] == "warning"
     assert line["detail"] == 1
+
+
+def test_errors_keep_their_traceback_and_are_found_by_the_log_scan(
+    restored_root_logger: logging.Logger,
+) -> None:
+    configure_logging("INFO")
+    stream = io.StringIO()
+    restored_root_logger.handlers[:] = [json_handler(stream)]
+    logger = logging.getLogger("careforall.test")
+    try:
+        raise RuntimeError("the disk is full")
+    except RuntimeError:
+        logger.exception("could not write", extra={"attempt": 2})
+    logger.critical("giving up")
+    logger.info("still serving", extra={"level_hint": "info"})
+    lines = stream.getvalue().splitlines()
+    error, critical, info = (json.loads(line) for line in lines)
+    assert error["level"] == "error" and error["attempt"] == 2
+    assert "RuntimeError: the disk is full" in error["exception"]
+    assert "Traceback" in error["exception"]
+    assert critical["level"] == "critical" and info["level"] == "info"
+    assert [bool(ERROR_LINE.search(line)) for line in lines] == [True, True, False]
+
+
+def test_log_line_writes_what_logging_would_and_honours_levels(
+    restored_root_logger: logging.Logger,
+) -> None:
+    configure_logging("INFO")
+    stream = io.StringIO()
+    restored_root_logger.handlers[:] = [json_handler(stream)]
+    logger = logging.getLogger("careforall.test")
+    fields = {"pledge_id": "plg_019a", "amount_cents": 3100, "token": "tok-123456"}
+    log_line(logger, logging.INFO, "pledge created", fields)
+    logger.info("pledge created", extra=fields)
+    log_line(logger, logging.DEBUG, "not written at INFO", fields)
+    fast, usual = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert fast.pop("time") and usual.pop("time")
+    assert fast == usual
+    assert fast["token"] == "[REDACTED]" and fast["amount_cents"] == 3100
+    # Other handlers get a record as logging makes it.
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(catcher)
+    try:
+        log_line(logger, logging.WARNING, "slow", {"duration_ms": 1.5})
+    finally:
+        logger.removeHandler(catcher)
+    (record,) = records
+    assert record.getMessage() == "slow" and record.levelname == "WARNING"
+    assert record.duration_ms == 1.5 and record.name == "careforall.test"  # type: ignore[attr-defined]
+    with pytest.raises(KeyError):  # as logging refuses it
+        log_line(logger, logging.INFO, "clash", {"message": "mine"})
+
+
+def test_a_filter_on_the_json_handler_still_applies(
+    restored_root_logger: logging.Logger,
+) -> None:
+    configure_logging("INFO")
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    handler.addFilter(lambda record: record.getMessage() != "dropped")
+    restored_root_logger.handlers[:] = [handler]
+    logger = logging.getLogger("careforall.test")
+    log_line(logger, logging.INFO, "dropped", {})
+    log_line(logger, logging.INFO, "kept", {"n": 1})
+    (line,) = (json.loads(text) for text in stream.getvalue().splitlines())
+    assert line["message"] == "kept" and line["n"] == 1

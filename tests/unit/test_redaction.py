@@ -134,3 +134,61 @@ def test_ids_times_and_amounts_are_left_alone() -> None:
     assert entry["amount_cents"] == 100_000_000
     assert entry["request_id"] == "0123456789abcdef0123456789abcdef"
     assert redact_text("12 donors gave 4200 cents") == "12 donors gave 4200 cents"
+
+
+def test_a_card_number_alone_is_redacted_and_plain_ids_are_not() -> None:
+    assert redact_text("4242424242424242") == "[REDACTED_CARD]"
+    assert redact_text("4000056655665556123") == "[REDACTED_CARD]"
+    for kept in (
+        "424242424242",  # 12 digits: too short for a card
+        "42424242424242424242",  # 20 digits: too long
+        "0123456789abcdef0123456789abcdef",
+        "plg_0193456789012345678901",
+        "CampaignTotals",
+        "",
+    ):
+        assert redact_text(kept) == kept
+    entry = json.loads(formatted("request", request_id="4242424242424242"))
+    assert entry["request_id"] == "[REDACTED_CARD]"
+
+
+def test_a_secret_kept_out_later_is_redacted_from_text_seen_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "_SECRETS", type(logs._SECRETS)(maxlen=32))
+    monkeypatch.setattr(logs, "_REDACTED_TEXT", {})
+    text = "the value Zx81-late-secret-value"
+    assert redact_text(text) == text  # checked, and remembered as clean
+    keep_out("Zx81-late-secret-value")
+    assert redact_text(text) == "the value [REDACTED]"
+    assert "Zx81" not in formatted(text)
+
+
+def test_the_same_values_are_redacted_the_same_on_every_line() -> None:
+    lines = [
+        json.loads(formatted("login", token="t0k3n-value", path=f"/p?token={n}x"))
+        for n in range(3)
+    ]
+    for n, entry in enumerate(lines):
+        assert entry["token"] == "[REDACTED]"
+        assert entry["path"] == "/p?token=[REDACTED]"
+        assert entry["message"] == "login"
+        assert f"{n}x" not in json.dumps(entry)
+
+
+def test_lines_stay_ascii_json_whatever_they_hold() -> None:
+    line = formatted(
+        "donor %s gave", "Zoë Ñúñez 💚", note="naïve", keys={1: "one", (2, 3): "x"}
+    )
+    assert line.isascii() and "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "donor Zoë Ñúñez 💚 gave"
+    assert entry["note"] == "naïve"
+    assert entry["keys"] == {"1": "one", "(2, 3)": "x"}
+    assert set(entry) >= {"time", "level", "logger", "message"}
+
+
+def test_the_time_is_utc_to_the_millisecond() -> None:
+    assert logs.timestamp(1_764_230_727.0019) == "2025-11-27T08:05:27.001+00:00"
+    assert logs.timestamp(1_764_230_727.9999) == "2025-11-27T08:05:27.999+00:00"
+    assert logs.timestamp(1_764_230_728.5) == "2025-11-27T08:05:28.500+00:00"
