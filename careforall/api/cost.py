@@ -48,8 +48,9 @@ from graphql import (
     get_nullable_type,
     is_list_type,
 )
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 
+from careforall.api.caching import KNOWN, validated
 from careforall.api.limits import settings_of
 from careforall.api.notifications import PUSH_LIMIT
 from careforall.api.pagination import DEFAULT_PAGE
@@ -221,23 +222,34 @@ class _Walk:
         return None  # null, or a value of the wrong type (refused elsewhere)
 
 
-# Costs that depend on no variable, per document (parsed once, see caching.py),
-# by the document's id: a node's own hash walks its whole tree. The entry holds
-# the document, so its id is not reused while it is kept.
-_STATIC: dict[int, tuple[DocumentNode, dict[str | None, int]]] = {}
-_STATIC_SIZE = 512
-
-
 def query_cost(
     schema: GraphQLSchema,
     document: DocumentNode,
     operation_name: str | None = None,
     variables: Mapping[str, Any] | None = None,
 ) -> int:
-    """The cost of the operation that runs (of the dearest when none is named)."""
-    kept = _STATIC.get(id(document))
-    if kept is not None and kept[0] is document and operation_name in kept[1]:
-        return kept[1][operation_name]
+    """The cost of the operation that runs (of the dearest when none is named).
+
+    A cost that reads no variable is kept with the known document (see
+    caching.py): measured once, not on every request."""
+    known = KNOWN.of(document)
+    key = ("cost", schema, operation_name)
+    kept = known.recall(key) if known is not None else None
+    if isinstance(kept, int):
+        return kept
+    cost, reads_variables = _measure(schema, document, operation_name, variables)
+    if known is not None and not reads_variables:
+        known.keep(key, cost)
+    return cost
+
+
+def _measure(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+) -> tuple[int, bool]:
+    """The cost, and whether it read any variable."""
     fragments = {
         d.name.value: d
         for d in document.definitions
@@ -255,13 +267,7 @@ def query_cost(
         root = schema.get_root_type(operation.operation)
         cost = max(cost, walk.of(walk.collect(operation.selection_set, root), None))
         reads_variables = reads_variables or walk.read_variables
-    if not reads_variables:
-        if kept is None or kept[0] is not document:
-            if len(_STATIC) >= _STATIC_SIZE:
-                del _STATIC[next(iter(_STATIC))]  # the oldest
-            kept = _STATIC[id(document)] = document, {}
-        kept[1][operation_name] = cost
-    return cost
+    return cost, reads_variables
 
 
 def _operations(
@@ -316,11 +322,15 @@ class QueryCost(SchemaExtension):
         yield
 
 
-class Validation(ValidationCache):
-    """Strawberry's validation cache, but for a document already refused."""
+class Validation(SchemaExtension):
+    """Validation worked out once per known document and set of rules
+    (caching.py), and skipped for a document already refused."""
 
     def on_validate(self) -> Iterator[None]:
-        if self.execution_context.pre_execution_errors:
-            yield
-        else:
-            yield from super().on_validate()
+        context = self.execution_context
+        document = context.graphql_document
+        if not context.pre_execution_errors and document is not None:
+            context.pre_execution_errors = validated(
+                context.schema._schema, document, tuple(context.validation_rules)
+            )
+        yield

@@ -27,9 +27,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationType,
+    get_operation_ast,
+)
 
-from careforall.api.caching import parse_cached
+from careforall.api.caching import KNOWN
 
 # Root fields whose answer depends on the data alone, never on the caller.
 PUBLIC_ROOT_FIELDS = frozenset(
@@ -71,9 +77,14 @@ def public_query(body: bytes, *, max_tokens: int | None) -> PublicQuery | None:
     if not isinstance(query, str) or not (name is None or isinstance(name, str)):
         return None
     try:
-        document = parse_cached(query, max_tokens)
+        known = KNOWN.get(query, max_tokens)
     except GraphQLError:
         return None
+    # The verdict depends on the document and the name alone: worked out once.
+    return known.remember(("public", name), lambda: _public(known.document, name))
+
+
+def _public(document: DocumentNode, name: str | None) -> PublicQuery | None:
     operation = get_operation_ast(document, name)
     if operation is None or operation.operation is not OperationType.QUERY:
         return None

@@ -120,12 +120,13 @@ def build_schema(**kwargs: Any) -> Schema:
             ErrorCodes,
             DocumentLimits,
             # Parsing and validating the same document again is most of the
-            # cost of a small query; both caches are bounded LRUs keyed by text.
+            # cost of a small query: both are done once per known document
+            # (caching.py, a bounded LRU keyed by its text).
             CachedParser,
             # The cost first: a dear document is refused before the rest of
             # validation, which leaves it alone.
             QueryCost,
-            lambda: Validation(maxsize=512),
+            Validation,
         ],
         **kwargs,
     )

@@ -167,6 +167,14 @@ TARGETS = [
         note=_paced_note("campaign_totals_paced"),
     ),
     Target(
+        "totals_uncached_vs_graphql",
+        "campaignTotals (cache misses) >= 0.8x GraphQL `{ __typename }`",
+        "x",
+        lambda s: _ratio(s, "campaign_totals_uncached", "floor_graphql"),
+        lambda v: v >= 0.8,
+        note=lambda s: "same run; the cost of executing a known operation",
+    ),
+    Target(
         "pledge_rps",
         "createPledge >= 1,000 req/s, synchronous=FULL",
         "req/s",

@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from careforall.db import Database
 from careforall.direct import Direct
@@ -201,3 +201,40 @@ def test_outside_a_transaction_sqlalchemy_begins_one(db: Database) -> None:
         conn.rollback()
     with db.engine.connect() as conn:
         assert conn.execute(EVENT_IDS, {"pledge_id": "plg_direct"}).all() == []
+
+
+def test_a_single_read_on_a_pooled_connection_reads_what_sqlalchemy_reads(
+    db: Database, make_campaign: MakeCampaign, organiser: Principal
+) -> None:
+    """read_one: on SQLite straight on a pooled driver connection, outside any
+    transaction (no SQLAlchemy execution); PostgreSQL the usual way. Either
+    way the same row, typed by the columns, and None for no row."""
+    ends = datetime(2031, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    campaign = make_campaign(organiser, ends_at=ends)
+    with statements_sent(db) as seen:
+        direct = Direct(CAMPAIGN_BY_ID).read_one(db.engine, {"id": campaign.id})
+        missing = Direct(CAMPAIGN_BY_ID).read_one(db.engine, {"id": "cmp_none"})
+    with db.engine.connect() as conn:
+        usual = conn.execute(CAMPAIGN_BY_ID, {"id": campaign.id}).one()
+
+    assert missing is None
+    assert direct is not None
+    assert tuple(direct) == tuple(usual)
+    assert (direct.id, direct.ends_at) == (campaign.id, ends)
+    assert direct.created_at.tzinfo is not None
+    sent = [s for s in seen if "FROM campaigns" in s]
+    assert len(sent) == (0 if db.engine.dialect.name == "sqlite" else 2)
+    if db.engine.dialect.name == "sqlite":
+        # Back in the pool with no transaction left open.
+        with db.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            assert not driver.in_transaction
+
+
+def test_a_single_read_that_fails_raises_sqlalchemys_own_error(db: Database) -> None:
+    missing = Table("no_such_table", MetaData(), Column("id", String))
+    statement = select(missing.c.id).where(missing.c.id == bindparam("id"))
+
+    with pytest.raises(DBAPIError, match="no_such_table"):
+        Direct(statement).read_one(db.engine, {"id": "x"})
