@@ -187,8 +187,10 @@ def test_two_processes_on_one_key_pass_the_buckets_count_between_them(
         worker.join(timeout=30)
         assert worker.exitcode == 0
     print(f"passes per process: {counts}")
+    # Each would pass BUCKET.count alone. However the two interleaved (on a
+    # busy machine one may even finish before the other starts, [2000, 0]),
+    # together they pass exactly one bucket's count.
     assert sum(counts) == BUCKET.count
-    assert min(counts) > 0  # both took tokens: they did race
 
 
 def test_a_store_that_cannot_be_opened_stops_the_start(tmp_path: Path) -> None:
