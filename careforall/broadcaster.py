@@ -7,11 +7,12 @@ other subscribers, and memory stays bounded.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
+
+from careforall.signals import Flag
 
 T = TypeVar("T")
 
@@ -20,7 +21,8 @@ class Subscriber(Generic[T]):
     __slots__ = ("_ready", "_value")
 
     def __init__(self) -> None:
-        self._ready = asyncio.Event()
+        # A Flag, not an asyncio.Event: thousands wait on one campaign.
+        self._ready = Flag()
         self._value: T | None = None
 
     def offer(self, value: T) -> None:
