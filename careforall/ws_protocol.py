@@ -34,4 +34,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_complete and getattr(self, "response", None) is not None:
             # The 101 answer is written: neither it nor the request is read
             # again (the app has its own copy of the headers in the scope).
+            # The request's headers are emptied in place, as the parser of
+            # `websockets` keeps the request itself for the socket's life.
+            self.request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
