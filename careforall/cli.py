@@ -121,7 +121,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         "host": host,
         "port": port,
         "log_config": None,
-        "ws": "websockets-sansio",
+        # uvicorn's websockets-sansio protocol, keeping less for each socket.
+        "ws": "careforall.ws_protocol:WebSocketProtocol",
         # Browsers offer permessage-deflate, and each connection that takes it
         # keeps zlib's buffers (about 40 KB) to shrink pushes of a few hundred
         # bytes: 5,000 subscribers would hold 200 MB more for nothing.

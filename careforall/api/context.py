@@ -38,6 +38,7 @@ from careforall.api.persisted_queries import (
 )
 from careforall.api.response_cache import Misses, ResponseCache, public_query
 from careforall.api.response_size import encode_within
+from careforall.api.transport_ws import TransportWSHandler
 from careforall.broadcaster import Broadcaster
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
@@ -117,6 +118,8 @@ class Context:
 
 class GraphQLView(GraphQL[Context, None]):
     """Reads the app's runtime (made in the lifespan) for each request."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(
         self,

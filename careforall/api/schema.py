@@ -7,6 +7,8 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -18,6 +20,7 @@ from careforall.api.cost import QueryCost, Validation
 from careforall.api.edits import EditMutation, EditQuery
 from careforall.api.errors import ErrorCodes
 from careforall.api.execution import EventScopedExecutionContext
+from careforall.api.extension_runner import ExtensionsRunner
 from careforall.api.giving import GivingQuery
 from careforall.api.hosted_payments import HostedPaymentMutation
 from careforall.api.limits import DocumentLimits, guard_root_fields
@@ -41,6 +44,11 @@ from careforall.api.trust import TrustMutation, TrustQuery
 
 
 class Schema(strawberry.Schema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return ExtensionsRunner(execution_context, extensions)
+
     def process_errors(
         self,
         errors: list[GraphQLError],

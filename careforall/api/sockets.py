@@ -11,8 +11,7 @@ Both are counted per app (a process serves one app; tests make several).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -75,18 +74,27 @@ async def admit_socket(socket: WebSocket, serve: Callable[[], Awaitable[Any]]) -
             del limits.connections[address]
 
 
-@asynccontextmanager
-async def subscription_slot(socket: Any, cap: int) -> AsyncIterator[None]:
+class subscription_slot:  # named as the function it replaces
     """Around a subscription's life: refused (RATE_LIMITED) when the app has
-    `cap` open already; 0 is no cap."""
-    limits = socket_limits(getattr(socket, "app", None))
-    if cap and limits.subscriptions >= cap:
-        raise RateLimited(
-            "The server has too many live updates open; try again in a minute.",
-            retry_after_seconds=SUBSCRIPTION_RETRY_SECONDS,
-        )
-    limits.subscriptions += 1
-    try:
-        yield
-    finally:
-        limits.subscriptions -= 1
+    `cap` open already; 0 is no cap.
+
+    A class rather than an @asynccontextmanager: its generator and wrapper
+    would stay with each of thousands of open subscriptions.
+    """
+
+    __slots__ = ("_cap", "_limits")
+
+    def __init__(self, socket: Any, cap: int) -> None:
+        self._limits = socket_limits(getattr(socket, "app", None))
+        self._cap = cap
+
+    async def __aenter__(self) -> None:
+        if self._cap and self._limits.subscriptions >= self._cap:
+            raise RateLimited(
+                "The server has too many live updates open; try again in a minute.",
+                retry_after_seconds=SUBSCRIPTION_RETRY_SECONDS,
+            )
+        self._limits.subscriptions += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._limits.subscriptions -= 1

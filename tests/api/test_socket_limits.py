@@ -97,3 +97,25 @@ def test_subscriptions_past_the_process_cap_are_refused(
             time.sleep(0.05)
         else:
             raise AssertionError("the first subscription's place was never freed")
+
+
+def test_a_websocket_anywhere_but_graphql_is_refused(client: TestClient) -> None:
+    # GraphQL sockets go straight to their route; any other path still meets
+    # the router, which has no WebSocket there.
+    for path in ("/", "/graphql/", "/healthz", "/c/anything"):
+        with (
+            pytest.raises(WebSocketDisconnect),
+            client.websocket_connect(path, subprotocols=PROTOCOL) as ws,
+        ):
+            ws.receive_json()
+
+
+def test_a_graphql_socket_is_served_with_the_app_state(gql: GQL) -> None:
+    # The per-address cap and the runtime are read from the app's state.
+    organiser = f.register(gql)
+    campaign_id = f.campaign(gql, organiser.token)["id"]
+    with open_socket(gql.client) as ws:
+        init(ws)
+        message = subscribe(ws, "1", campaign_id)
+    assert message["type"] == "next", message
+    assert message["payload"]["data"]["campaignTotals"]["raisedCents"] == 0

@@ -157,6 +157,7 @@ def viral_page(bench: Bench, server: Process, campaign_id: str, db: Path) -> Non
     and one connection that never reads, while donations are captured."""
     mode = bench.mode
     ctx = multiprocessing.get_context("spawn")
+    rss_idle = server.rss_mb()
     slow = SlowSubscriber(server.port, campaign_id, mode.slow_operations)
     shares = [
         mode.subscribers // mode.subscriber_processes
@@ -186,9 +187,14 @@ def viral_page(bench: Bench, server: Process, campaign_id: str, db: Path) -> Non
                 )
         open_s = time.monotonic() - began
         rss_open = server.rss_mb()
+        # What each open subscription holds: the growth over the idle server.
+        per_subscription_kb = (
+            round((rss_open - rss_idle) * 1000 / opened, 1) if opened else None
+        )
         bench.log(
             f"  viral_page: {opened:,} subscriptions open in {open_s:.1f}s,"
-            f" server RSS {rss_open:.0f} MB"
+            f" server RSS {rss_idle:.0f} MB idle, {rss_open:.0f} MB open"
+            f" ({per_subscription_kb} KB a subscription)"
         )
         base = seed.scalar(
             db,
@@ -252,7 +258,9 @@ def viral_page(bench: Bench, server: Process, campaign_id: str, db: Path) -> Non
             "operations": mode.slow_operations,
             "unread_bytes": unread,
         },
+        rss_idle_mb=rss_idle,
         rss_open_mb=rss_open,
+        per_subscription_kb=per_subscription_kb,
         rss_mb=server.rss_mb(),
         peak_rss_mb=server.peak_rss_mb(),
     )

@@ -238,11 +238,15 @@ TARGETS = [
     ),
     Target(
         "viral_rss",
-        "subscribers: server < 500 MB",
+        "subscribers: server < 250 MB",
         "MB",
         _float("viral_page.peak_rss_mb"),
-        lambda v: v < 500,
-        note=lambda s: "peak RSS (VmHWM)",
+        lambda v: v < 250,
+        note=lambda s: (
+            f"peak RSS (VmHWM); {_fmt(_get(s, 'viral_page.subscribers'))}"
+            f" subscribers, {_fmt(_get(s, 'viral_page.per_subscription_kb'))} KB"
+            f" each over {_fmt(_get(s, 'viral_page.rss_idle_mb'))} MB idle"
+        ),
     ),
     Target(
         "viral_slow",

@@ -4,16 +4,20 @@ against uvicorn: current totals first, then each change, within a second."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from tests import factories as f
 from tests.helpers.api import ServerGQL
 from tests.helpers.server import Server
 from tests.helpers.subscriptions import (
+    TOTALS_SUBSCRIPTION,
     captured_donation,
     donation_pushed,
     gql_async,
@@ -207,3 +211,46 @@ def test_subscribing_to_an_unknown_campaign_gets_not_found(server: Server) -> No
     assert [e["extensions"]["code"] for e in invalid[0]["payload"]] == [
         "GRAPHQL_VALIDATION_FAILED"
     ]
+
+
+def test_a_socket_answers_pings_at_both_levels_and_serves_the_older_protocol(
+    server: Server, api: ServerGQL
+) -> None:
+    """What each open socket keeps is trimmed (careforall/ws_protocol.py): a
+    WebSocket ping, a graphql-transport-ws ping and the legacy graphql-ws
+    protocol still work through uvicorn."""
+    organiser = f.register(api)
+    campaign_id = f.campaign(api, organiser.token)["id"]
+
+    async def modern() -> tuple[float, dict[str, Any], dict[str, Any]]:
+        async with totals_feed(server, campaign_id) as feed:
+            current = await feed.totals()
+            latency = await asyncio.wait_for(await feed.ws.ping(), 5)
+            await feed.ws.send(json.dumps({"type": "ping"}))
+            pong = json.loads(await asyncio.wait_for(feed.ws.recv(), 5))
+            return latency, pong, current
+
+    latency, pong, current = asyncio.run(modern())
+    assert latency >= 0
+    assert pong == {"type": "pong"}
+    assert pair(current) == (0, 0)
+
+    async def legacy() -> dict[str, Any]:
+        async with connect(
+            server.ws_url, subprotocols=[Subprotocol("graphql-ws")], open_timeout=5
+        ) as ws:
+            assert ws.subprotocol == "graphql-ws"
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            payload = {"query": TOTALS_SUBSCRIPTION, "variables": {"id": campaign_id}}
+            await ws.send(json.dumps({"id": "1", "type": "start", "payload": payload}))
+            while True:
+                message: dict[str, Any] = json.loads(
+                    await asyncio.wait_for(ws.recv(), 5)
+                )
+                if message["type"] in ("connection_ack", "ka"):
+                    continue
+                return message
+
+    data = asyncio.run(legacy())
+    assert data["type"] == "data", data
+    assert pair(data["payload"]["data"]["campaignTotals"]) == (0, 0)

@@ -32,6 +32,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.concurrency",
             "careforall.collector",
             "careforall.broadcaster",
+            "careforall.signals",
+            "careforall.ws_protocol",
             "careforall.mail_config",
             "careforall.payment_config",
         ),
