@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import phases, report
+from tests.bench import phases, report, workers
 from tests.bench.config import mode_named
 from tests.bench.runner import Bench
 from tests.bench.wrk import Wrk, WrkMissing, wrk_version
@@ -28,6 +28,7 @@ PHASES: dict[str, Callable[[Bench], None]] = {
     "webhooks": phases.webhook_phase,
     "large": phases.large_phase,
     "viral": phases.viral_phase,
+    "workers": workers.workers_phase,
 }
 
 

@@ -69,7 +69,12 @@ class Process(ServerProcess):
 
 
 def careforall_server(
-    workdir: Path, db_path: Path, *, webhook_secret: str, name: str = "server"
+    workdir: Path,
+    db_path: Path,
+    *,
+    webhook_secret: str,
+    name: str = "server",
+    workers: int = 1,
 ) -> Process:
     env = {
         "CAREFORALL_DATABASE_URL": f"sqlite:///{db_path}",
@@ -79,9 +84,8 @@ def careforall_server(
         "CAREFORALL_WEBHOOK_SECRET": webhook_secret,
     }
     port = free_port()
-    return Process(
-        name, serve_command(port), env, workdir, port=port, ready_path="/readyz"
-    )
+    argv = serve_command(port, "--workers", str(workers))
+    return Process(name, argv, env, workdir, port=port, ready_path="/readyz")
 
 
 def floor_server(workdir: Path, db_path: Path) -> Process:

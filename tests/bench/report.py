@@ -33,6 +33,22 @@ ROWS: list[tuple[str, str, str | None, bool]] = [
     ("create_pledge", "createPledge, unique keys", "floor_insert", True),
     ("webhooks", "webhooks: payment.captured, new ids", "floor_insert", False),
     ("webhooks_duplicate", "webhooks: replays (deduplicated)", "floor_insert", False),
+    ("workers1_campaign_totals", "1 process: campaignTotals", "floor_read", True),
+    ("workers2_campaign_totals", "2 workers: campaignTotals", "floor_read", True),
+    (
+        "workers1_campaign_totals_uncached",
+        "1 process: campaignTotals, every request a cache miss",
+        "floor_read",
+        True,
+    ),
+    (
+        "workers2_campaign_totals_uncached",
+        "2 workers: campaignTotals, every request a cache miss",
+        "floor_read",
+        True,
+    ),
+    ("workers1_create_pledge", "1 process: createPledge", "floor_insert", True),
+    ("workers2_create_pledge", "2 workers: createPledge", "floor_insert", True),
 ]
 
 
@@ -122,6 +138,24 @@ def _slowest_others(s: Scenarios) -> float | None:
     return None if value is None else float(value)
 
 
+def _workers(name: str) -> Callable[[Scenarios], float | None]:
+    """`--workers 2` against one process, same database and run."""
+
+    def measure(s: Scenarios) -> float | None:
+        return _ratio(s, f"workers2_{name}", f"workers1_{name}")
+
+    return measure
+
+
+def _workers_note(name: str) -> Callable[[Scenarios], str]:
+    def note(s: Scenarios) -> str:
+        one = _get(s, f"workers1_{name}.rps")
+        two = _get(s, f"workers2_{name}.rps")
+        return f"{_fmt(two, 0)} against {_fmt(one, 0)} req/s"
+
+    return note
+
+
 TARGETS = [
     Target(
         "totals_rps",
@@ -208,6 +242,30 @@ TARGETS = [
         _float("viral_page.peak_rss_mb"),
         lambda v: v < 500,
         note=lambda s: "peak RSS (VmHWM)",
+    ),
+    Target(
+        "workers_totals",
+        "2 workers: campaignTotals >= 1.5x one process",
+        "x",
+        _workers("campaign_totals"),
+        lambda v: v >= 1.5,
+        note=_workers_note("campaign_totals"),
+    ),
+    Target(
+        "workers_totals_uncached",
+        "2 workers: campaignTotals (cache misses) >= 1.5x one process",
+        "x",
+        _workers("campaign_totals_uncached"),
+        lambda v: v >= 1.5,
+        note=_workers_note("campaign_totals_uncached"),
+    ),
+    Target(
+        "workers_pledges",
+        "2 workers: createPledge no worse than one process (>= 1.0x)",
+        "x",
+        _workers("create_pledge"),
+        lambda v: v >= 1.0,
+        note=_workers_note("create_pledge"),
     ),
     Target(
         "viral_slow",

@@ -1,7 +1,8 @@
 """Several processes on one SQLite file (`serve --workers N`): each outbox
 event is leased by one dispatcher, a lease that ran out is taken over and
-no longer the first's, and two dispatchers delivering at once deliver every
-event exactly once, with exact totals. Also checked on PostgreSQL, whose
+no longer the first's, two dispatchers delivering at once deliver every
+event exactly once, with exact totals, and a guest signed out in one
+process is refused by the other at once. Also checked on PostgreSQL, whose
 dispatchers claim with FOR UPDATE SKIP LOCKED."""
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from sqlalchemy import Connection
 from careforall.broadcaster import Broadcaster
 from careforall.db import Database, make_engine
 from careforall.domain.clock import utcnow
+from careforall.domain.errors import DomainError
 from careforall.models import Campaign
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import SimulatedProvider
-from careforall.services import outbox
+from careforall.services import auth, outbox
+from careforall.services.auth import TokenKeys
+from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.helpers.pledges import give, provider_says
-from tests.services.conftest import MakeUser, totals
+from tests.services.conftest import MakeAnon, MakeUser, totals
 
 
 @pytest.fixture
@@ -111,3 +115,15 @@ def test_two_dispatchers_at_once_deliver_every_event_once_with_exact_totals(
         thread.join(60)
     assert len(delivered) == len(set(delivered)) == waiting
     assert totals(processes[0], campaign.id) == (sum(amounts), len(amounts))
+
+
+def test_a_guest_signed_out_in_one_process_is_refused_by_the_other_at_once(
+    processes: list[Database], keys: TokenKeys, make_anon: MakeAnon
+) -> None:
+    one, two = processes
+    principal, token = make_anon()
+    for db in processes:  # each process has seen the token once
+        assert auth.authenticate(db, keys, token) == principal
+    auth.logout(UnitOfWork(one), principal=principal)
+    with pytest.raises(DomainError):
+        auth.authenticate(two, keys, token)

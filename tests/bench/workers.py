@@ -1,0 +1,57 @@
+"""The `workers` phase: one SQLite database served by `careforall serve`
+with one process, then by `--workers 2`, in the same run: campaignTotals
+(answers kept, and every request a cache miss) and createPledge, so that the
+report can say what the second process (and core) gives."""
+
+from __future__ import annotations
+
+from tests.bench import seed
+from tests.bench.client import TOTALS, graphql_body
+from tests.bench.phases import pledge_scripts, serving, static, varied
+from tests.bench.runner import Bench
+
+COUNTS = (1, 2)
+
+
+def scenario(workers: int, name: str) -> str:
+    """`workers2_campaign_totals` and the like."""
+    return f"workers{workers}_{name}"
+
+
+def workers_phase(bench: Bench) -> None:
+    mode = bench.mode
+    for count in COUNTS:
+        name = f"workers{count}"
+        with serving(bench, name, captured=mode.small_pledges, workers=count) as (
+            server,
+            seeded,
+            db,
+        ):
+            url = server.base_url + "/graphql"
+            campaign = seeded.campaign_ids[0]
+            bench.throughput(
+                scenario(count, "campaign_totals"),
+                url,
+                static(bench, graphql_body(TOTALS, {"id": campaign}), graphql=True),
+                kind="read",
+                workers=count,
+            )
+            bench.throughput(
+                scenario(count, "campaign_totals_uncached"),
+                url,
+                varied(bench, TOTALS, {"id": campaign}),
+                kind="read",
+                workers=count,
+            )
+            pledges, tokens = pledge_scripts(bench, server, campaign)
+            before = seed.scalar(db, "SELECT count(*) FROM pledges")
+            label = scenario(count, "create_pledge")
+            summary = bench.throughput(
+                label, url, pledges, kind="write", workers=count, tokens=len(tokens)
+            )
+            bench.settle(label, db)
+            made = seed.scalar(db, "SELECT count(*) FROM pledges") - before
+            bench.scenarios[label]["pledges_made"] = made
+            if made < summary.requests - summary.failures:
+                bench.fail(label, f"{made} pledges for {summary.requests} answers")
+            bench.check_totals(name, db)
