@@ -148,7 +148,25 @@ def worker_app() -> Starlette:
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    _end_with_parent()
     return create_app(settings)
+
+
+def _end_with_parent() -> None:
+    """Linux: this worker is sent SIGTERM when `serve`'s process dies, even
+    by SIGKILL, so that no worker goes on serving after the serve lock that
+    process held is gone (another `serve` could then take the file)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return  # not Linux: the workers end when their pipes close
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def create_admin(

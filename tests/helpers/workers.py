@@ -5,13 +5,36 @@ accepts it; /healthz says which one answered), and their metrics."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 
 from tests.helpers.server import Server
+
+# Each worker starts afresh (spawned): on a busy machine that takes a while.
+WORKERS_READY_TIMEOUT = 90.0
+
+
+def start_workers(
+    make_server: Callable[..., Server], workers: int = 2, **env: str
+) -> Server:
+    """`careforall serve --workers N` on the test's database, started."""
+    server = make_server(start=False, serve_args=("--workers", str(workers)), **env)
+    server.start(timeout=WORKERS_READY_TIMEOUT)
+    return server
+
+
+def serve_processes(
+    make_server: Callable[..., Server], database_kind: str, processes: int, **env: str
+) -> list[Server]:
+    """`processes` server processes on one database: on PostgreSQL that many
+    servers (as behind a load balancer); on SQLite, where one server serves a
+    file, one server with that many workers (connections land on either)."""
+    if database_kind == "postgresql" or processes == 1:
+        return [make_server(**env) for _ in range(processes)]
+    return [start_workers(make_server, processes, **env)]
 
 
 @dataclass

@@ -31,21 +31,11 @@ from tests.helpers.subscriptions import (
     totals_feed,
 )
 from tests.helpers.waiting import wait_until
-from tests.helpers.workers import Worker, each_worker, metric_of
+from tests.helpers.workers import Worker, each_worker, metric_of, start_workers
 
 __all__ = ["mail_server"]  # the fixture, used by name
 
 pytestmark = [pytest.mark.server]
-
-WORKERS = ("--workers", "2")
-# Each worker starts afresh (spawned): on a busy machine that takes a while.
-WORKERS_READY_TIMEOUT = 90.0
-
-
-def start_workers(make_server: Callable[..., Server], **env: str) -> Server:
-    server = make_server(start=False, serve_args=WORKERS, **env)
-    server.start(timeout=WORKERS_READY_TIMEOUT)
-    return server
 
 
 def webhooks_to(server: Server) -> dict[str, str]:
@@ -110,7 +100,7 @@ def test_webhook_on_the_other_process_reaches_this_ones_subscriber(
 def test_a_donation_through_one_worker_reaches_the_other_ones_subscribers_and_answers(
     make_server: Callable[..., Server],
 ) -> None:
-    server = start_workers(make_server, **LONG_CACHE)
+    server = start_workers(make_server, 2, **LONG_CACHE)
     with each_worker(server) as workers:
         api = ServerGQL(workers[0].http)
         organiser = f.register(api)
@@ -200,7 +190,7 @@ def burst_servers(
         one.start()
         yield [one, two]
     else:
-        yield [start_workers(make_server, **LONG_CACHE, **mails)]
+        yield [start_workers(make_server, 2, **LONG_CACHE, **mails)]
 
 
 def test_a_burst_through_both_processes_counts_every_donation_once(
@@ -299,7 +289,7 @@ def delivered_by_process(servers: list[Server]) -> dict[int, float]:
 def test_serve_with_two_workers_shares_the_work(
     make_server: Callable[..., Server],
 ) -> None:
-    server = start_workers(make_server)
+    server = start_workers(make_server, 2)
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
         api = ServerGQL(http)
         # Both workers made sure the admin exists at once: one admin, signed in.
