@@ -27,7 +27,12 @@ from careforall.domain.clock import utcnow
 from careforall.domain.events import Event
 from careforall.models import OutboxEvent
 from careforall.outbox.delivery import Delivery, start_span
-from careforall.outbox.handlers import HandlerContext, leaves_mails, queues_mail
+from careforall.outbox.handlers import (
+    HandlerContext,
+    has_side_effects,
+    leaves_mails,
+    queues_mail,
+)
 from careforall.outbox.listener import totals_payload
 from careforall.services import outbox
 from careforall.services.totals import TotalsFigures, lock_for_settling, read_totals
@@ -179,22 +184,26 @@ class Dispatcher:
         at a time, and the totals changed are announced to every process
         (NOTIFY) rather than pushed from here. On SQLite the write lock is
         taken only after the side effects (which write in transactions of
-        their own): with one process the batch is simply read first; with
-        several it is leased first (`outbox.lease`), and only the events
-        still held are delivered, and the change feed pushes their totals.
+        their own): with one process the batch is simply read first. With
+        several (see `_take`), a batch with side effects is leased first
+        (`outbox.lease`) and only the events still held are delivered; one
+        without is read again under the write lock, which keeps the other
+        processes out until it commits. The change feed pushes their totals.
         """
         now = utcnow()
         postgres = self._db.is_postgres
-        until: datetime | None = None
-        if self._leases:
-            until = now + timedelta(seconds=LEASE_SECONDS)
-            rows = self._lease(now, until)
-        elif not postgres:
-            with self._db.read() as reader:
-                rows = self._due(reader, now, claim=False)
+        rows, until, under_lock = ([], None, False) if postgres else self._take(now)
         with self._db.write_session() as session:
             if postgres:
                 rows = self._due(session, now, claim=True)
+            elif under_lock:
+                rows = [
+                    row
+                    for row in outbox.due(
+                        session, now=now, limit=self._batch_size, claim=False
+                    )
+                    if not has_side_effects(row.name)
+                ]
             if not rows:
                 session.rollback()
                 return BatchResult(next_wait=self._next_wait())
@@ -241,12 +250,22 @@ class Dispatcher:
         self._refresh_gauges(session, now, idle=not rows)
         return rows
 
-    def _lease(self, now: datetime, until: datetime) -> list[OutboxEvent]:
+    def _take(self, now: datetime) -> tuple[list[OutboxEvent], datetime | None, bool]:
+        """SQLite: the batch read, and with several processes, how this one
+        takes it: (rows, the lease's end, whether to read them again under
+        the write lock). A batch whose events have no side effects (new
+        pledges under load) needs no lease, and so no second commit."""
+        with self._db.read() as reader:
+            rows = self._due(reader, now, claim=False)
+        if not self._leases or not rows:
+            return rows, None, False
+        if not any(has_side_effects(row.name) for row in rows):
+            return rows, None, True
+        until = now + timedelta(seconds=LEASE_SECONDS)
         with self._db.write_session() as session:
             rows = outbox.lease(session, now=now, limit=self._batch_size, until=until)
-            self._refresh_gauges(session, now, idle=not rows)
             session.commit()
-        return rows
+        return rows, until, False
 
     def _still_held(
         self,

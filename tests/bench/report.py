@@ -268,6 +268,19 @@ TARGETS = [
         note=_workers_note("create_pledge"),
     ),
     Target(
+        "workers_e2e_p50",
+        "2 workers: donation -> subscriber p50 < 50 ms",
+        "ms",
+        _float("workers2_donation_e2e.answer_to_push.p50_ms"),
+        lambda v: v < 50,
+        note=lambda s: (
+            "one process: "
+            f"{_fmt(_get(s, 'workers1_donation_e2e.answer_to_push.p50_ms'))} ms; "
+            "p99 "
+            f"{_fmt(_get(s, 'workers2_donation_e2e.answer_to_push.p99_ms'))} ms"
+        ),
+    ),
+    Target(
         "viral_slow",
         "a slow subscriber delays nobody (slowest other < 1 s)",
         "ms",

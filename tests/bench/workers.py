@@ -1,11 +1,12 @@
 """The `workers` phase: one SQLite database served by `careforall serve`
 with one process, then by `--workers 2`, in the same run: campaignTotals
 (answers kept, and every request a cache miss) and createPledge, so that the
-report can say what the second process (and core) gives."""
+report can say what the second process (and core) gives; then donations
+watched by a subscriber, whose pushes follow either process's commits."""
 
 from __future__ import annotations
 
-from tests.bench import seed
+from tests.bench import live, seed
 from tests.bench.client import TOTALS, graphql_body
 from tests.bench.phases import pledge_scripts, serving, static, varied
 from tests.bench.runner import Bench
@@ -54,4 +55,14 @@ def workers_phase(bench: Bench) -> None:
             bench.scenarios[label]["pledges_made"] = made
             if made < summary.requests - summary.failures:
                 bench.fail(label, f"{made} pledges for {summary.requests} answers")
+            # The subscriber and each donation's requests land on either
+            # process: with two, about half the pushes follow a commit made
+            # by the other process (the change feed's delay is in them).
+            live.donation_e2e(
+                bench,
+                server,
+                seeded.campaign_ids[1],
+                db,
+                name=scenario(count, "donation_e2e"),
+            )
             bench.check_totals(name, db)
