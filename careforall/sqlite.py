@@ -232,3 +232,18 @@ def check_still_open(connection: Connection) -> None:
         raise TransactionLost(
             "the write transaction was rolled back by the database", None, Exception()
         )
+
+
+def watching_connection(path: str) -> sqlite3.Connection:
+    """A plain driver connection for `data_version` (the change feed's): in
+    autocommit mode, so it never holds a read transaction open (which would
+    keep the WAL from being checkpointed)."""
+    return sqlite3.connect(path, isolation_level=None, timeout=5.0)
+
+
+def data_version(connection: sqlite3.Connection) -> int:
+    """SQLite's `PRAGMA data_version`: a number that changes when another
+    connection, of any process, has committed; reading it costs no disk read
+    (a counter in the WAL's shared memory)."""
+    row = connection.execute("PRAGMA data_version").fetchone()
+    return int(row[0])

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from contextlib import closing
 
+from careforall.sqlite import data_version, watching_connection
+
 log = logging.getLogger("careforall.listener")
 
 # Processes see each other's commits within this long (plus the reads).
@@ -80,11 +82,7 @@ class ChangeFeed:
         first = True
         while not self._stop.is_set():
             try:
-                # Autocommit: it never holds a read transaction open (which
-                # would keep the WAL from being checkpointed).
-                with closing(
-                    sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-                ) as conn:
+                with closing(watching_connection(self._path)) as conn:
                     self.listening.set()
                     delay = 0.1
                     if not first:
@@ -105,17 +103,12 @@ class ChangeFeed:
                 first = False
 
     def _follow(self, conn: sqlite3.Connection) -> None:
-        seen = _data_version(conn)
+        seen = data_version(conn)
         while not self._stop.is_set():
             self._poked.wait(self._interval)
             poked = self._poked.is_set()
             self._poked.clear()
-            version = _data_version(conn)
+            version = data_version(conn)
             if version != seen or poked:
                 seen = version
                 self._changed()
-
-
-def _data_version(conn: sqlite3.Connection) -> int:
-    row = conn.execute("PRAGMA data_version").fetchone()
-    return int(row[0])
