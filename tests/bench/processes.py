@@ -88,7 +88,7 @@ def careforall_server(
     return Process(name, argv, env, workdir, port=port, ready_path="/readyz")
 
 
-def floor_server(workdir: Path, db_path: Path) -> Process:
+def floor_server(workdir: Path, db_path: Path, *, workers: int = 1) -> Process:
     port = free_port()
     argv = [
         sys.executable,
@@ -98,8 +98,11 @@ def floor_server(workdir: Path, db_path: Path) -> Process:
         str(db_path),
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
-    return Process("floor", argv, {}, workdir, port=port, ready_path="/ready")
+    name = "floor" if workers == 1 else f"floor{workers}"
+    return Process(name, argv, {}, workdir, port=port, ready_path="/ready")
 
 
 def migrate(db_path: Path) -> None:

@@ -33,6 +33,7 @@ ROWS: list[tuple[str, str, str | None, bool]] = [
     ("create_pledge", "createPledge, unique keys", "floor_insert", True),
     ("webhooks", "webhooks: payment.captured, new ids", "floor_insert", False),
     ("webhooks_duplicate", "webhooks: replays (deduplicated)", "floor_insert", False),
+    ("workers2_floor_read", "floor: Starlette read, 2 workers", "floor_read", False),
     ("workers1_campaign_totals", "1 process: campaignTotals", "floor_read", True),
     ("workers2_campaign_totals", "2 workers: campaignTotals", "floor_read", True),
     (
@@ -151,7 +152,8 @@ def _workers_note(name: str) -> Callable[[Scenarios], str]:
     def note(s: Scenarios) -> str:
         one = _get(s, f"workers1_{name}.rps")
         two = _get(s, f"workers2_{name}.rps")
-        return f"{_fmt(two, 0)} against {_fmt(one, 0)} req/s"
+        floor = _x(_ratio(s, "workers2_floor_read", "floor_read"))
+        return f"{_fmt(two, 0)} against {_fmt(one, 0)} req/s; Starlette floor {floor}"
 
     return note
 

@@ -6,9 +6,12 @@ watched by a subscriber, whose pushes follow either process's commits."""
 
 from __future__ import annotations
 
+import json
+
 from tests.bench import live, seed
 from tests.bench.client import TOTALS, graphql_body
 from tests.bench.phases import pledge_scripts, serving, static, varied
+from tests.bench.processes import floor_server
 from tests.bench.runner import Bench
 
 COUNTS = (1, 2)
@@ -19,8 +22,28 @@ def scenario(workers: int, name: str) -> str:
     return f"workers{workers}_{name}"
 
 
+def floor_read_by_two(bench: Bench) -> None:
+    """The Starlette floor's read served by two processes: what a second
+    process gives the least an endpoint can cost (floor_read is one)."""
+    workdir = bench.workdir / "floor2"
+    workdir.mkdir()
+    server = floor_server(workdir, workdir / "floor.db", workers=2)
+    server.start(timeout=120)
+    try:
+        bench.throughput(
+            "workers2_floor_read",
+            server.base_url + "/read",
+            static(bench, json.dumps({"id": 500}), graphql=False),
+            kind="floor",
+            workers=2,
+        )
+    finally:
+        server.stop()
+
+
 def workers_phase(bench: Bench) -> None:
     mode = bench.mode
+    bench.guard("workers2_floor_read", lambda: floor_read_by_two(bench))
     for count in COUNTS:
         name = f"workers{count}"
         with serving(bench, name, captured=mode.small_pledges, workers=count) as (
