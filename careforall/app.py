@@ -44,6 +44,7 @@ from careforall.endpoints.webhooks import payments_webhook
 from careforall.maintenance import run_payment_reconcile, run_retention
 from careforall.middleware.requests import RequestMetrics
 from careforall.middleware.security import security_middleware
+from careforall.outbox.change_feed import ChangeFeed
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.outbox.listener import Listener
@@ -143,10 +144,11 @@ def _mailer(runtime: Runtime) -> MailSender | None:
     return MailSender(runtime.db, settings.smtp, sender=settings.mail_from)
 
 
-def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
-    """PostgreSQL: what other processes commit wakes this one's dispatcher
-    and pushes the totals they changed."""
-    if not db.is_postgres:
+def _listener(db: Database, dispatcher: Dispatcher) -> Listener | ChangeFeed | None:
+    """Several processes: what the others commit wakes this one's dispatcher,
+    moves its response cache on and pushes the totals they changed
+    (PostgreSQL's notifications; SQLite's change feed). None for one process."""
+    if not db.shared:
         return None
 
     def outbox_changed() -> None:
@@ -157,7 +159,13 @@ def _listener(db: Database, dispatcher: Dispatcher) -> Listener | None:
         db.data_changed_elsewhere()
         dispatcher.push_from_database(campaigns)
 
-    return Listener(db.engine, on_outbox=outbox_changed, on_totals=totals_changed)
+    if db.is_postgres:
+        return Listener(db.engine, on_outbox=outbox_changed, on_totals=totals_changed)
+    path = db.engine.url.database
+    assert path, "several processes serve an SQLite file, never :memory:"
+    feed = ChangeFeed(path, on_outbox=outbox_changed, on_totals=totals_changed)
+    dispatcher.settled = feed.poke
+    return feed
 
 
 async def _web_app_page(request: Request) -> Response:
@@ -314,7 +322,9 @@ def _rate_limiter(settings: Settings) -> Limiter:
 
 
 async def _stop(
-    runtime: Runtime, listener: Listener | None, tasks: list[asyncio.Task[None]]
+    runtime: Runtime,
+    listener: Listener | ChangeFeed | None,
+    tasks: list[asyncio.Task[None]],
 ) -> None:
     # Queued writes finish (and are published) before anything stops.
     if runtime.writer is not None:
@@ -336,8 +346,8 @@ def _lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """What runs for the server's life: the database, the writer, the outbox
     dispatcher, the simulated provider's webhooks, the mail sender, the
-    notification hub, retention, the recurring gifts' scheduler and
-    (PostgreSQL) the listener; started in order, stopped after the queued
+    notification hub, retention, the recurring gifts' scheduler and (several
+    processes) the listener or change feed; started in order, stopped after the queued
     writes have finished."""
 
     @contextlib.asynccontextmanager
@@ -345,7 +355,7 @@ def _lifespan(
         tracer_provider = tracing.install(settings.traces_exporter)
         # Held for the server's life: `careforall restore` refuses meanwhile.
         server_lock = await asyncio.to_thread(hold_server_lock, settings)
-        db = Database(make_engine(settings))
+        db = Database(make_engine(settings), processes=settings.workers)
         sender_ref: list[WebhookSender] = []
         provider: PaymentProvider = SimulatedProvider(
             db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None

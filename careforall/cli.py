@@ -17,6 +17,8 @@ from careforall import __version__
 from careforall.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from careforall.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger("careforall")
@@ -45,12 +47,10 @@ def _check_admin_bootstrap(settings: Settings) -> str | None:
     return None
 
 
-SQLITE_WORKERS_REFUSED = (
-    "--workers needs PostgreSQL (CAREFORALL_DATABASE_URL=postgresql://...). "
-    "On SQLite one process serves the file: other processes would neither "
-    "hear of its events nor push its totals to their subscribers, and every "
-    "write still queues for the one file lock. See docs/operations.md, "
-    "'Scaling out on PostgreSQL'."
+SQLITE_MEMORY_WORKERS_REFUSED = (
+    "--workers above 1 needs a database file (or PostgreSQL): the processes "
+    "of one server share it, and an in-memory SQLite database is one "
+    "process's own."
 )
 
 
@@ -78,6 +78,16 @@ def _shared_rate_limits(settings: Settings) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _sqlite_file(settings: Settings) -> bool:
+    from careforall.backup import BackupError, sqlite_path
+
+    try:
+        sqlite_path(settings)
+    except BackupError:
+        return False
+    return True
+
+
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     import uvicorn
 
@@ -92,14 +102,18 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    if workers > 1 and not settings.is_postgres:
-        print(f"error: {SQLITE_WORKERS_REFUSED}", file=sys.stderr)
+    if workers > 1 and settings.is_sqlite and not _sqlite_file(settings):
+        print(f"error: {SQLITE_MEMORY_WORKERS_REFUSED}", file=sys.stderr)
         return 2
     if workers > 1 and settings.metrics_port is not None:
         print(f"error: {METRICS_PORT_WORKERS_REFUSED}", file=sys.stderr)
         return 2
+    # Each process knows how many serve together (SQLite: they then follow
+    # each other's commits, see outbox/change_feed.py).
+    settings = settings.with_(workers=workers)
     try:
-        # Held until the process ends (uvicorn.run returns just before).
+        # Held until the process ends (uvicorn.run returns just before); with
+        # --workers, by this supervising process for all of its workers.
         serving = hold_serving_lock(settings)
     except BackupError as refused:
         print(f"error: {refused}", file=sys.stderr)
@@ -133,18 +147,48 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
     if workers > 1:
         # Each worker process builds its app from the environment.
         os.environ["CAREFORALL_DATABASE_URL"] = settings.database_url
+        os.environ["CAREFORALL_WORKERS"] = str(workers)
         os.environ["CAREFORALL_PROVIDER_WEBHOOK_URL"] = str(
             settings.provider_webhook_url
         )
         with _shared_rate_limits(settings):
             uvicorn.run(
-                "careforall.app:create_app", factory=True, workers=workers, **options
+                "careforall.cli:worker_app", factory=True, workers=workers, **options
             )
     else:
         uvicorn.run(create_app(settings), **options)
     if serving is not None:
         serving.release()
     return 0
+
+
+def worker_app() -> Starlette:
+    """The app of one of `serve --workers N`'s processes, which starts afresh
+    (spawned) and reads its settings from the environment `serve` left."""
+    from careforall.app import create_app
+    from careforall.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    _end_with_parent()
+    return create_app(settings)
+
+
+def _end_with_parent() -> None:
+    """Linux: this worker is sent SIGTERM when `serve`'s process dies, even
+    by SIGKILL, so that no worker goes on serving after the serve lock that
+    process held is gone (another `serve` could then take the file)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return  # not Linux: the workers end when their pipes close
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def create_admin(
@@ -378,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="worker processes (PostgreSQL only; SQLite serves from one)",
+        help="worker processes serving together (one core each; on SQLite "
+        "they share the file and follow each other's commits)",
     )
     commands.add_parser("migrate", help="apply pending migrations and exit")
     admin = commands.add_parser("create-admin", help="create or promote an admin")

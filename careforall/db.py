@@ -100,12 +100,16 @@ def make_engine(settings: Settings) -> Engine:
 class Database:
     """The engine plus the two ways in: read sessions and write transactions."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, processes: int = 1) -> None:
         self.engine = engine
         self.is_postgres = engine.dialect.name == "postgresql"
+        # Whether other server processes write this database too: PostgreSQL
+        # always may; an SQLite file when `serve --workers` runs several.
+        self.shared = self.is_postgres or processes > 1
         self.write_waiters = WriteWaiters()
-        # One process writes an SQLite file: it may remember guests' versions.
-        self.session_versions = SessionVersions(enabled=not self.is_postgres)
+        # One process writes an SQLite file: it may remember guests' versions
+        # (a sign-out in another process must be refused here at once).
+        self.session_versions = SessionVersions(enabled=not self.shared)
         self._write_engine = engine.execution_options(
             **write_options(self.write_waiters)
         )
@@ -191,7 +195,8 @@ class Database:
         connection.info[_KEEPS_ANSWERS] = True
 
     def data_changed_elsewhere(self) -> None:
-        """Another process committed (PostgreSQL notifications)."""
+        """Another process committed (PostgreSQL's notifications, SQLite's
+        change feed)."""
         self._bump_data_version()
 
     def _bump_data_version(self) -> None:
@@ -306,10 +311,12 @@ class InsertUnlessPresent:
 
 
 def lease_due(db: Database, query: SelectOfScalar[M], until: datetime) -> list[M]:
-    """PostgreSQL, several processes: the rows of `query` (due work of a table
-    with `id` and `next_attempt_at`) that no other process holds, kept for this
-    one by moving their next attempt to `until`; a process that dies with them
-    leaves them to the others then."""
+    """Several processes: the rows of `query` (due work of a table with `id`
+    and `next_attempt_at`) that no other process holds, kept for this one by
+    moving their next attempt to `until`; a process that dies with them leaves
+    them to the others then. PostgreSQL skips the rows others have locked;
+    on SQLite the write transaction (BEGIN IMMEDIATE) keeps the others out
+    until the lease is written."""
     model = query.column_descriptions[0]["entity"]
     with db.write_session() as session:
         rows = list(session.exec(query.with_for_update(skip_locked=True)).all())

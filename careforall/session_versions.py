@@ -6,8 +6,9 @@ session's (a logout raises it). Guests make most requests, and reading the
 version each time cost createPledge about a third of its throughput; so on
 SQLite, where this process is the only writer of that column, the version
 read is remembered. A logout in this process moves the epoch on, so a read
-that began before the logout can never store the old version after it. On
-PostgreSQL other processes may log a session out, so nothing is remembered.
+that began before the logout can never store the old version after it.
+Where other processes may log a session out (PostgreSQL, SQLite served by
+`serve --workers N`), nothing is remembered.
 """
 
 from __future__ import annotations

@@ -230,6 +230,9 @@ class Settings:
     # PostgreSQL: connections kept per process (as many again may be opened
     # under a burst).
     db_pool_size: int = 20
+    # Processes serving together (`careforall serve --workers N` sets it for
+    # its workers): above 1 on SQLite, each process follows the others' commits.
+    workers: int = 1
     log_level: str = "INFO"
     # Standard OpenTelemetry variable (README, "Observability"); "none" is off.
     traces_exporter: str = "none"
@@ -329,6 +332,7 @@ class Settings:
             outbox_max_attempts=int(_number(env, "CAREFORALL_OUTBOX_MAX_ATTEMPTS", 8)),
             outbox_base_delay=_number(env, "CAREFORALL_OUTBOX_BASE_DELAY", 0.5),
             db_pool_size=max(1, int(_number(env, "CAREFORALL_DB_POOL_SIZE", 20))),
+            workers=max(1, int(_number(env, "CAREFORALL_WORKERS", 1))),
             log_level=_one_of(env, "CAREFORALL_LOG_LEVEL", LOG_LEVELS, "INFO"),
             traces_exporter=_traces_exporter(env),
             introspection=_flag(env, "CAREFORALL_INTROSPECTION", True),

@@ -66,7 +66,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     A test marked `processes(1, 2, ...)` runs once per database and count of
     server processes (its `processes` argument) that can share it: several
-    processes only on PostgreSQL, so no case exists that could only skip.
+    processes on PostgreSQL, and on SQLite too when the marker says
+    `sqlite_workers=True` (one `serve --workers N`, tests/helpers/workers.py
+    `serve_processes`), so no case exists that could only skip.
     """
     if "database_kind" not in metafunc.fixturenames:
         return
@@ -85,7 +87,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             (kind, count)
             for kind in kinds
             for count in counts.args
-            if count == 1 or shared_by_processes(kind)
+            if count == 1
+            or shared_by_processes(kind)
+            or counts.kwargs.get("sqlite_workers", False)
         ],
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +15,8 @@ from careforall import __version__, metrics
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok", "version": __version__})
+    # The process id tells which of `serve --workers N`'s processes answered.
+    return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
 def readiness(state: State) -> dict[str, bool]:

@@ -296,3 +296,11 @@ SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],
     CampaignStatusChanged: [end_recurring_plans],
 }
+
+# Event names whose delivery has side effects (run before the write lock).
+_SIDE_EFFECT_NAMES = frozenset(kind.name for kind in SIDE_EFFECT_HANDLERS)
+
+
+def has_side_effects(name: str) -> bool:
+    """Whether an outbox row of this event name runs side-effect handlers."""
+    return name in _SIDE_EFFECT_NAMES

@@ -63,10 +63,11 @@ class WebhookSender(Rounds):
             .order_by(col(SimWebhook.id))
             .limit(BATCH)
         )
-        # PostgreSQL: several processes may send; each takes a lease on its rows.
+        # Several processes may send (PostgreSQL, SQLite's workers); each
+        # takes a lease on its rows.
         rows = (
             lease_due(self._db, query, now + timedelta(seconds=LEASE_SECONDS))
-            if self._db.is_postgres
+            if self._db.shared
             else None
         )
         with self._db.read() as session:

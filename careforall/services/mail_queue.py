@@ -75,12 +75,13 @@ def take_due(db: Database, *, skip: Collection[int] = ()) -> Taken:
     until the next retry is due, at most IDLE_WAIT_SECONDS (a mail queued
     meanwhile wakes the sender).
 
-    SQLite has one server process (it holds the server lock). On PostgreSQL
-    several processes send: each leases the rows it takes for LEASE_SECONDS
-    (a sender that dies mid-send leaves them to the others)."""
+    One server process (SQLite without --workers) reads them. Where several
+    processes send (PostgreSQL, SQLite's workers), each leases the rows it
+    takes for LEASE_SECONDS (a sender that dies mid-send leaves them to the
+    others)."""
     now = utcnow()
     lease = None
-    if not db.is_postgres:  # one process: a read, without the write lock
+    if not db.shared:  # one process: a read, without the write lock
         with db.read() as session:
             rows = list(session.exec(_due_query(now, skip)).all())
     else:

@@ -86,6 +86,40 @@ def due(
     return list(session.scalars(_CLAIM if claim else _DUE, params).all())
 
 
+def lease(
+    session: Session, *, now: datetime, limit: int, until: datetime
+) -> list[OutboxEvent]:
+    """SQLite with several processes: up to `limit` due events, held for this
+    one until `until` (their `available_at`), in the caller's write
+    transaction, which keeps the other processes out until it commits. A
+    process that dies holding them leaves them to the others then."""
+    rows = due(session, now=now, limit=limit, claim=False)
+    if rows:
+        ids = [row.id for row in rows]
+        session.execute(
+            update(OutboxEvent)
+            .where(col(OutboxEvent.id).in_(ids))
+            .values(available_at=until)
+        )
+    return rows
+
+
+def still_held(session: Session, ids: Sequence[int], *, until: datetime) -> set[int]:
+    """Which of the events leased until `until` are still this process's:
+    pending, with the lease as it was written (one that ran out may have
+    been taken by another process, whose delivery it is now)."""
+    if not ids:
+        return set()
+    held = session.exec(
+        select(OutboxEvent.id).where(
+            col(OutboxEvent.id).in_(list(ids)),
+            OutboxEvent.status == OutboxStatus.PENDING,
+            OutboxEvent.available_at == until,
+        )
+    ).all()
+    return {int(i) for i in held if i is not None}
+
+
 def mark_delivered(conn: Connection, ids: Sequence[int], *, at: datetime) -> None:
     """One statement for a batch's delivered events: most only need this."""
     if ids:

@@ -225,8 +225,13 @@ class Writer:
                 log.exception("write batch failed")
                 _answer([(job, None, exc) for job in batch])
             # Under load the next batch would begin at once, and SQLite's busy
-            # handler (polling) would rarely let another writer in.
-            self.db.write_waiters.wait_until_none(YIELD_TIMEOUT_S)
+            # handler (polling) would rarely let another writer in. Several
+            # processes take turns instead (sqlite.TakingTurns: every writer
+            # of every process queues in the kernel), and waiting here for
+            # this process's writers, themselves queued behind the other
+            # process's, would only leave the lock idle.
+            if not self.db.shared:
+                self.db.write_waiters.wait_until_none(YIELD_TIMEOUT_S)
 
     def _drain_unstarted(self) -> None:
         while True:

@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench import logging_cost, phases, report, stampede, stampede_report
+from tests.bench import (
+    logging_cost,
+    phases,
+    report,
+    stampede,
+    stampede_report,
+    workers,
+)
 from tests.bench.config import mode_named
 from tests.bench.runner import Bench
 from tests.bench.wrk import Wrk, WrkMissing, wrk_version
@@ -30,6 +37,7 @@ PHASES: dict[str, Callable[[Bench], None]] = {
     "large": phases.large_phase,
     "viral": phases.viral_phase,
     "stampede": stampede.stampede_phase,
+    "workers": workers.workers_phase,
 }
 
 

@@ -1,7 +1,8 @@
 """The floor: the least a Starlette + SQLite endpoint can cost on this machine.
 
-`python -m tests.bench.floor --db PATH --port N` serves, with the same uvicorn
-settings as `careforall serve`:
+`python -m tests.bench.floor --db PATH --port N [--workers W]` serves, with
+the same uvicorn settings as `careforall serve` (and, like it, W processes
+on one file):
 
 - `POST /read` with `{"id": n}`: reads one row, answers it as JSON;
 - `POST /insert` with `{"amount": n}`: inserts one row and commits it
@@ -14,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -93,21 +96,40 @@ def create_app(path: Path) -> Starlette:
     )
 
 
+_DB_VARIABLE = "CAREFORALL_FLOOR_DB"
+
+
+def app_from_env() -> Starlette:
+    """One worker's app (`--workers` above 1): the file is in the environment."""
+    return create_app(Path(os.environ[_DB_VARIABLE]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "ws": "websockets-sansio",
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 5,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(args.db), **options)
+        return
+    open_db(args.db).close()  # made once, before the workers open it
+    os.environ[_DB_VARIABLE] = str(args.db)
     uvicorn.run(
-        create_app(args.db),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        ws="websockets-sansio",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
+        "tests.bench.floor:app_from_env",
+        factory=True,
+        workers=args.workers,
+        **options,
     )
 
 

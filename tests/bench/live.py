@@ -100,21 +100,28 @@ async def _donations(
     }
 
 
-def donation_e2e(bench: Bench, server: Process, campaign_id: str, db: Path) -> None:
+def donation_e2e(
+    bench: Bench,
+    server: Process,
+    campaign_id: str,
+    db: Path,
+    *,
+    name: str = "donation_e2e",
+) -> None:
     """Pledge, authorize (pm_card_ok), auto-capture, and one subscriber's push:
     the time from the authorizePayment answer to the new total's arrival."""
     result = asyncio.run(
         _donations(server, campaign_id, bench.mode.e2e_donations, 10.0)
     )
-    bench.record("donation_e2e", kind="live", **result)
+    bench.record(name, kind="live", **result)
     lat = result["answer_to_push"]
     bench.log(
-        f"  donation_e2e: {result['donations']} donations, answer->push p50 "
+        f"  {name}: {result['donations']} donations, answer->push p50 "
         f"{lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms,"
         f" missing {result['missing']}"
     )
     if result["missing"]:
-        bench.fail("donation_e2e", f"{result['missing']} totals never pushed")
+        bench.fail(name, f"{result['missing']} totals never pushed")
 
 
 def _receive(pipe: Connection, timeout: float, what: str) -> Any:

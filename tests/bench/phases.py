@@ -27,12 +27,12 @@ from tests.bench.wrk import write_data_file
 WEBHOOK_SECRET = "whsec_bench_" + os.urandom(8).hex()
 
 
-def _static(bench: Bench, body: str, *, graphql: bool) -> Callable[[str], Path]:
+def static(bench: Bench, body: str, *, graphql: bool) -> Callable[[str], Path]:
     path = bench.wrk.script("static", {"body": body, "check_graphql": graphql})
     return lambda _label: path
 
 
-def _varied(
+def varied(
     bench: Bench, query: str, variables: dict[str, str]
 ) -> Callable[[str], Path]:
     """The query with a new body on every request: each misses the response
@@ -61,9 +61,10 @@ def serving(
     captured: int,
     pending: int = 0,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[tuple[Process, seed.Seeded, Path]]:
-    """A migrated, seeded database served by `careforall serve` (with `env`
-    on top of the benchmark's settings); stopped after."""
+    """A migrated, seeded database served by `careforall serve` with `workers`
+    processes (and `env` on top of the benchmark's settings); stopped after."""
     workdir = bench.workdir / name
     workdir.mkdir()
     db_path = workdir / "careforall.db"
@@ -75,7 +76,9 @@ def serving(
         f"[{name}] seeded {captured:,} captured + {pending:,} pending pledges"
         f" in {seeded.seconds:.1f}s"
     )
-    server = careforall_server(workdir, db_path, webhook_secret=WEBHOOK_SECRET)
+    server = careforall_server(
+        workdir, db_path, webhook_secret=WEBHOOK_SECRET, workers=workers
+    )
     server.env.update(env or {})
     started = server.start(timeout=1800)
     bench.log(f"[{name}] server ready in {started:.1f}s (pid {server.pid})")
@@ -97,13 +100,13 @@ def floors(bench: Bench) -> None:
         bench.throughput(
             "floor_read",
             server.base_url + "/read",
-            _static(bench, json.dumps({"id": 500}), graphql=False),
+            static(bench, json.dumps({"id": 500}), graphql=False),
             kind="floor",
         )
         bench.throughput(
             "floor_insert",
             server.base_url + "/insert",
-            _static(bench, json.dumps({"amount": 1000}), graphql=False),
+            static(bench, json.dumps({"amount": 1000}), graphql=False),
             kind="floor",
         )
     finally:
@@ -119,24 +122,24 @@ def main_phase(bench: Bench) -> None:
         bench.throughput(
             "floor_graphql",
             url,
-            _static(bench, graphql_body(TYPENAME), graphql=True),
+            static(bench, graphql_body(TYPENAME), graphql=True),
             kind="floor",
         )
-        totals = _static(bench, graphql_body(TOTALS, {"id": campaign}), graphql=True)
+        totals = static(bench, graphql_body(TOTALS, {"id": campaign}), graphql=True)
         bench.throughput(
             "campaign_totals", url, totals, kind="read", pledges=mode.small_pledges
         )
         bench.throughput(
             "campaign_totals_uncached",
             url,
-            _varied(bench, TOTALS, {"id": campaign}),
+            varied(bench, TOTALS, {"id": campaign}),
             kind="read",
             pledges=mode.small_pledges,
         )
         bench.throughput(
             "campaigns_list",
             url,
-            _static(bench, graphql_body(CAMPAIGNS), graphql=True),
+            static(bench, graphql_body(CAMPAIGNS), graphql=True),
             kind="read",
             campaigns=mode.campaigns,
         )
@@ -155,40 +158,7 @@ def main_phase(bench: Bench) -> None:
         )
         bench.profile("campaign_totals", server, url, totals)
 
-        with Api(server.base_url) as api:
-            tokens = [api.anonymous_token() for _ in range(mode.token_pool)]
-        tokens_file = write_data_file(
-            bench.workdir / "tokens.txt", [[t] for t in tokens]
-        )
-        body_format = (
-            graphql_body(
-                CREATE_PLEDGE,
-                {
-                    "input": {
-                        "campaignId": campaign,
-                        "amountCents": 1000,
-                        "idempotencyKey": "KEY",
-                        "donorName": "Bench Donor",
-                    }
-                },
-            )
-            .replace("%", "%%")
-            .replace('"KEY"', '"%s"')
-        )
-
-        def pledges(label: str, rate: int = 0) -> Path:
-            return bench.wrk.script(
-                "pledge",
-                {
-                    "path": "/graphql",
-                    "body_format": body_format,
-                    "data_file": str(tokens_file),
-                    "run_id": f"{label}-{uuid.uuid4().hex[:8]}",
-                    "check_graphql": True,
-                    "rate": rate,
-                },
-            )
-
+        pledges, tokens = pledge_scripts(bench, server, campaign)
         before = seed.scalar(db, "SELECT count(*) FROM pledges")
         summary = bench.throughput(
             "create_pledge", url, pledges, kind="write", tokens=len(tokens)
@@ -220,6 +190,48 @@ def main_phase(bench: Bench) -> None:
             "rss_mb": server.rss_mb(),
             "peak_rss_mb": server.peak_rss_mb(),
         }
+
+
+def pledge_scripts(
+    bench: Bench, server: Process, campaign: str
+) -> tuple[Callable[..., Path], list[str]]:
+    """createPledge with a new idempotency key on every request, by a pool of
+    guests: the script maker (`label`, `rate`) and the guests' tokens."""
+    with Api(server.base_url) as api:
+        tokens = [api.anonymous_token() for _ in range(bench.mode.token_pool)]
+    tokens_file = write_data_file(
+        bench.workdir / f"tokens-{server.port}.txt", [[t] for t in tokens]
+    )
+    body_format = (
+        graphql_body(
+            CREATE_PLEDGE,
+            {
+                "input": {
+                    "campaignId": campaign,
+                    "amountCents": 1000,
+                    "idempotencyKey": "KEY",
+                    "donorName": "Bench Donor",
+                }
+            },
+        )
+        .replace("%", "%%")
+        .replace('"KEY"', '"%s"')
+    )
+
+    def pledges(label: str, rate: int = 0) -> Path:
+        return bench.wrk.script(
+            "pledge",
+            {
+                "path": "/graphql",
+                "body_format": body_format,
+                "data_file": str(tokens_file),
+                "run_id": f"{label}-{uuid.uuid4().hex[:8]}",
+                "check_graphql": True,
+                "rate": rate,
+            },
+        )
+
+    return pledges, tokens
 
 
 def _webhook_rows(events: list[tuple[str, str, int]]) -> list[list[str]]:
@@ -343,7 +355,7 @@ def large_phase(bench: Bench) -> None:
     with serving(bench, "large", captured=mode.large_pledges) as (server, seeded, db):
         rss_start = server.rss_mb()
         url = server.base_url + "/graphql"
-        totals = _static(
+        totals = static(
             bench, graphql_body(TOTALS, {"id": seeded.campaign_ids[0]}), graphql=True
         )
         bench.throughput(
@@ -358,7 +370,7 @@ def large_phase(bench: Bench) -> None:
         bench.throughput(
             "campaign_totals_large_uncached",
             url,
-            _varied(bench, TOTALS, {"id": seeded.campaign_ids[0]}),
+            varied(bench, TOTALS, {"id": seeded.campaign_ids[0]}),
             kind="read",
             pledges=mode.large_pledges,
         )

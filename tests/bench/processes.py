@@ -83,7 +83,12 @@ class Process(ServerProcess):
 
 
 def careforall_server(
-    workdir: Path, db_path: Path, *, webhook_secret: str, name: str = "server"
+    workdir: Path,
+    db_path: Path,
+    *,
+    webhook_secret: str,
+    name: str = "server",
+    workers: int = 1,
 ) -> Process:
     # The shipped defaults (logs at INFO included), but for two: the load
     # comes from one address, which the rate limits would refuse after a few
@@ -95,12 +100,11 @@ def careforall_server(
         "CAREFORALL_WEBHOOK_SECRET": webhook_secret,
     }
     port = free_port()
-    return Process(
-        name, serve_command(port), env, workdir, port=port, ready_path="/readyz"
-    )
+    argv = serve_command(port, "--workers", str(workers))
+    return Process(name, argv, env, workdir, port=port, ready_path="/readyz")
 
 
-def floor_server(workdir: Path, db_path: Path) -> Process:
+def floor_server(workdir: Path, db_path: Path, *, workers: int = 1) -> Process:
     port = free_port()
     argv = [
         sys.executable,
@@ -110,8 +114,11 @@ def floor_server(workdir: Path, db_path: Path) -> Process:
         str(db_path),
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
-    return Process("floor", argv, {}, workdir, port=port, ready_path="/ready")
+    name = "floor" if workers == 1 else f"floor{workers}"
+    return Process(name, argv, {}, workdir, port=port, ready_path="/ready")
 
 
 def migrate(db_path: Path) -> None:

@@ -33,6 +33,23 @@ ROWS: list[tuple[str, str, str | None, bool]] = [
     ("create_pledge", "createPledge, unique keys", "floor_insert", True),
     ("webhooks", "webhooks: payment.captured, new ids", "floor_insert", False),
     ("webhooks_duplicate", "webhooks: replays (deduplicated)", "floor_insert", False),
+    ("workers2_floor_read", "floor: Starlette read, 2 workers", "floor_read", False),
+    ("workers1_campaign_totals", "1 process: campaignTotals", "floor_read", True),
+    ("workers2_campaign_totals", "2 workers: campaignTotals", "floor_read", True),
+    (
+        "workers1_campaign_totals_uncached",
+        "1 process: campaignTotals, every request a cache miss",
+        "floor_read",
+        True,
+    ),
+    (
+        "workers2_campaign_totals_uncached",
+        "2 workers: campaignTotals, every request a cache miss",
+        "floor_read",
+        True,
+    ),
+    ("workers1_create_pledge", "1 process: createPledge", "floor_insert", True),
+    ("workers2_create_pledge", "2 workers: createPledge", "floor_insert", True),
 ]
 
 
@@ -149,6 +166,25 @@ def _logging_target(name: str, text: str) -> Target:
     )
 
 
+def _workers(name: str) -> Callable[[Scenarios], float | None]:
+    """`--workers 2` against one process, same database and run."""
+
+    def measure(s: Scenarios) -> float | None:
+        return _ratio(s, f"workers2_{name}", f"workers1_{name}")
+
+    return measure
+
+
+def _workers_note(name: str) -> Callable[[Scenarios], str]:
+    def note(s: Scenarios) -> str:
+        one = _get(s, f"workers1_{name}.rps")
+        two = _get(s, f"workers2_{name}.rps")
+        floor = _x(_ratio(s, "workers2_floor_read", "floor_read"))
+        return f"{_fmt(two, 0)} against {_fmt(one, 0)} req/s; Starlette floor {floor}"
+
+    return note
+
+
 TARGETS = [
     Target(
         "totals_rps",
@@ -246,6 +282,43 @@ TARGETS = [
             f"peak RSS (VmHWM); {_fmt(_get(s, 'viral_page.subscribers'))}"
             f" subscribers, {_fmt(_get(s, 'viral_page.per_subscription_kb'))} KB"
             f" each over {_fmt(_get(s, 'viral_page.rss_idle_mb'))} MB idle"
+        ),
+    ),
+    Target(
+        "workers_totals",
+        "2 workers: campaignTotals >= 1.5x one process",
+        "x",
+        _workers("campaign_totals"),
+        lambda v: v >= 1.5,
+        note=_workers_note("campaign_totals"),
+    ),
+    Target(
+        "workers_totals_uncached",
+        "2 workers: campaignTotals (cache misses) >= 1.5x one process",
+        "x",
+        _workers("campaign_totals_uncached"),
+        lambda v: v >= 1.5,
+        note=_workers_note("campaign_totals_uncached"),
+    ),
+    Target(
+        "workers_pledges",
+        "2 workers: createPledge no worse than one process (>= 1.0x)",
+        "x",
+        _workers("create_pledge"),
+        lambda v: v >= 1.0,
+        note=_workers_note("create_pledge"),
+    ),
+    Target(
+        "workers_e2e_p50",
+        "2 workers: donation -> subscriber p50 < 50 ms",
+        "ms",
+        _float("workers2_donation_e2e.answer_to_push.p50_ms"),
+        lambda v: v < 50,
+        note=lambda s: (
+            "one process: "
+            f"{_fmt(_get(s, 'workers1_donation_e2e.answer_to_push.p50_ms'))} ms; "
+            "p99 "
+            f"{_fmt(_get(s, 'workers2_donation_e2e.answer_to_push.p99_ms'))} ms"
         ),
     ),
     Target(

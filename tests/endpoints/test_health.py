@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -30,10 +31,15 @@ def pledges_created(client: TestClient) -> float:
     return samples(client).get(("careforall_pledges_created_total", ()), 0.0)
 
 
-def test_healthz_is_ok_with_the_version(client: TestClient) -> None:
+def test_healthz_is_ok_with_the_version_and_the_process(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "version": __version__}
+    # The process id tells which of `serve --workers N`'s processes answered.
+    assert response.json() == {
+        "status": "ok",
+        "version": __version__,
+        "pid": os.getpid(),
+    }
 
 
 def test_readyz_is_ready_when_running(client: TestClient) -> None:

@@ -47,6 +47,7 @@ from tests.helpers.storm import (
 )
 from tests.helpers.subscriptions import pair, totals_feed
 from tests.helpers.waiting import wait_until
+from tests.helpers.workers import serve_processes
 
 pytestmark = pytest.mark.server
 
@@ -188,20 +189,24 @@ def deliver(client: httpx.Client, d: Delivery) -> Answer:
     return d.event_id, response.status_code, response.json()
 
 
-@pytest.mark.processes(1, 2)
+@pytest.mark.processes(1, 2, sqlite_workers=True)
 def test_a_storm_of_provider_events_lands_every_pledge_where_its_events_lead(
     make_server: Callable[..., Server], database_kind: str, processes: int
 ) -> None:
-    """With two processes (PostgreSQL), the senders and the pledges are spread
-    over both and the subscribers watch the second."""
+    """With two processes (two servers on PostgreSQL, `--workers 2` on
+    SQLite), the senders and the pledges are spread over both and the
+    subscribers watch the second (on SQLite, either)."""
     rng = random.Random(SEED)
     for recipe in RECIPES:
         events = [(f"e{i}", kind) for i, kind in enumerate(recipe)]
         assert len(outcomes(events)) == 1, recipe  # no order changes the end
-    servers = [
-        make_server(CAREFORALL_AUTO_CAPTURE="false", CAREFORALL_WEBHOOK_SECRET=SECRET)
-        for _ in range(processes)
-    ]
+    servers = serve_processes(
+        make_server,
+        database_kind,
+        processes,
+        CAREFORALL_AUTO_CAPTURE="false",
+        CAREFORALL_WEBHOOK_SECRET=SECRET,
+    )
     server = servers[0]
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
         api = ServerGQL(http)

@@ -13,6 +13,7 @@ def databases_under_test() -> list[str]:
 
 
 def shared_by_processes(kind: str) -> bool:
-    """Whether several server processes can serve one database of this kind:
-    PostgreSQL's, not a SQLite file (each process has its own writer)."""
+    """Whether several separate servers can serve one database of this kind:
+    PostgreSQL's, not a SQLite file (one `serve` per file; its `--workers`
+    share it, see tests/helpers/workers.py)."""
     return kind == "postgresql"

@@ -42,20 +42,22 @@ def test_serve_migrates_an_empty_database_and_answers(tmp_path: Path) -> None:
     assert {"pledges", "outbox_events", "campaign_totals", "app_secrets"} <= tables
 
 
-def test_several_workers_are_refused_on_sqlite_with_the_reason(tmp_path: Path) -> None:
+def test_several_workers_on_an_in_memory_sqlite_database_are_refused(
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREFORALL_")}
-    env["CAREFORALL_DATABASE_URL"] = f"sqlite:///{tmp_path / 'one.db'}"
+    env["CAREFORALL_DATABASE_URL"] = "sqlite:///:memory:"
     done = subprocess.run(
         [sys.executable, "-m", "careforall", "serve", "--workers", "2"],
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 2
-    assert "--workers needs PostgreSQL" in done.stderr
+    assert "--workers above 1 needs a database file" in done.stderr
     assert "Traceback" not in done.stderr
-    assert not (tmp_path / "one.db").exists(), "refused before touching the file"
 
 
 def test_a_metrics_port_with_several_workers_is_refused_with_the_reason(
@@ -77,13 +79,16 @@ def test_a_metrics_port_with_several_workers_is_refused_with_the_reason(
     assert "Traceback" not in done.stderr
 
 
-def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_server_on_the_same_sqlite_file_is_refused(
+    tmp_path: Path, workers: int
+) -> None:
     """Two servers on one SQLite file would each send the kept mails and miss
     the other's signed-out guest sessions: the second is refused, the first
-    goes on, and once it stops another may serve the file."""
+    (with its workers) goes on, and once it stops another may serve the file."""
     db_path = tmp_path / "one.db"
-    first = Server(tmp_path, db_path)
-    first.start()
+    first = Server(tmp_path, db_path, serve_args=("--workers", str(workers)))
+    first.start(timeout=90)
     try:
         second = subprocess.run(
             [sys.executable, "-m", "careforall", "serve", "--port", str(free_port())],
@@ -107,5 +112,5 @@ def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> N
             assert http.get("/readyz").json()["ready"] is True
     finally:
         assert first.stop() in (0, -15), first.log_text()
-    first.start()
+    first.start(timeout=90)
     assert first.stop() in (0, -15), first.log_text()
