@@ -12,17 +12,16 @@ each back-to-back pair.
 from __future__ import annotations
 
 import statistics
-import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.bench.client import CREATE_PLEDGE, TOTALS, Api, graphql_body
-from tests.bench.phases import _static, _varied, serving
+from tests.bench.client import TOTALS, graphql_body
+from tests.bench.phases import pledge_scripts, serving, static, varied
 from tests.bench.processes import Process, cpu_seconds
 from tests.bench.report import LOGGING_TARGET
 from tests.bench.runner import Bench
-from tests.bench.wrk import WrkRun, write_data_file
+from tests.bench.wrk import WrkRun
 
 # Each side of the comparison: its name and its CAREFORALL_LOG_LEVEL (None:
 # the shipped default).
@@ -34,37 +33,6 @@ SCENARIOS = {
 }
 
 Script = Callable[[str], Path]
-
-
-def pledge_script(bench: Bench, server: Process, campaign: str, side: str) -> Script:
-    """createPledge with a new idempotency key on every request, from a pool
-    of anonymous sessions of `server`."""
-    with Api(server.base_url) as api:
-        tokens = [api.anonymous_token() for _ in range(bench.mode.token_pool)]
-    tokens_file = write_data_file(
-        bench.workdir / f"logging-tokens-{side}.txt", [[t] for t in tokens]
-    )
-    pledge = {
-        "campaignId": campaign,
-        "amountCents": 1000,
-        "idempotencyKey": "KEY",
-        "donorName": "Bench Donor",
-    }
-    body_format = (
-        graphql_body(CREATE_PLEDGE, {"input": pledge})
-        .replace("%", "%%")
-        .replace('"KEY"', '"%s"')
-    )
-    return lambda label: bench.wrk.script(
-        "pledge",
-        {
-            "path": "/graphql",
-            "body_format": body_format,
-            "data_file": str(tokens_file),
-            "run_id": f"log-{side}-{label}-{uuid.uuid4().hex[:8]}",
-            "check_graphql": True,
-        },
-    )
 
 
 def compare(
@@ -176,7 +144,7 @@ def logging_phase(bench: Bench) -> None:
             "campaign_totals",
             servers,
             {
-                side: _static(
+                side: static(
                     bench, graphql_body(TOTALS, {"id": campaign[side]}), graphql=True
                 )
                 for side in servers
@@ -186,14 +154,14 @@ def logging_phase(bench: Bench) -> None:
             bench,
             "campaign_totals_uncached",
             servers,
-            {side: _varied(bench, TOTALS, {"id": campaign[side]}) for side in servers},
+            {side: varied(bench, TOTALS, {"id": campaign[side]}) for side in servers},
         )
         compare(
             bench,
             "create_pledge",
             servers,
             {
-                side: pledge_script(bench, server, campaign[side], side)
+                side: pledge_scripts(bench, server, campaign[side])[0]
                 for side, server in servers.items()
             },
             # The outbox's work after a run would slow the other side's next run.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,57 +21,16 @@ from typing import Any
 import httpx
 
 from tests.bench import phases, profile, seed
-from tests.bench.client import CREATE_PLEDGE, TOTALS, Api, graphql_body
+from tests.bench.client import TOTALS, graphql_body
 from tests.bench.processes import Process
 from tests.bench.runner import Bench
-from tests.bench.wrk import WrkRun, write_data_file
+from tests.bench.wrk import WrkRun
 
 # Paced writers start this much before the readers and stop as long after,
 # so every read is measured under writes (wrk runs whole seconds).
 WRITER_LEAD_S = 0.5
 
 Script = Callable[[str], Path]
-
-
-def pledge_scripts(
-    bench: Bench, base_url: str, campaign: str
-) -> Callable[[str, int], Path]:
-    """createPledge on `campaign` with a new key each; `rate` 0 is flat out."""
-    with Api(base_url) as api:
-        tokens = [api.anonymous_token() for _ in range(bench.mode.token_pool)]
-    tokens_file = write_data_file(
-        bench.workdir / "stampede-tokens.txt", [[t] for t in tokens]
-    )
-    body_format = (
-        graphql_body(
-            CREATE_PLEDGE,
-            {
-                "input": {
-                    "campaignId": campaign,
-                    "amountCents": 1000,
-                    "idempotencyKey": "KEY",
-                    "donorName": "Stampede Donor",
-                }
-            },
-        )
-        .replace("%", "%%")
-        .replace('"KEY"', '"%s"')
-    )
-
-    def script(label: str, rate: int = 0) -> Path:
-        return bench.wrk.script(
-            "pledge",
-            {
-                "path": "/graphql",
-                "body_format": body_format,
-                "data_file": str(tokens_file),
-                "run_id": f"stampede-{label}-{uuid.uuid4().hex[:8]}",
-                "check_graphql": True,
-                "rate": rate,
-            },
-        )
-
-    return script
 
 
 def _both(
@@ -185,13 +143,13 @@ def together(
                     f"{run.failures} failed {side} of {run.requests}; "
                     f"first: {run.sample[:300]}",
                 )
-    readers = _side(read_runs, bench.scenarios.get(alone[0]))
-    readers["cache_hit_share"] = _hit_share(base_url, hits_before, misses_before)
+    read_side = _side(read_runs, bench.scenarios.get(alone[0]))
+    read_side["cache_hit_share"] = _hit_share(base_url, hits_before, misses_before)
     return bench.record(
         name,
         kind="stampede",
         rate=rate,
-        readers=readers,
+        readers=read_side,
         writers=_side(write_runs, bench.scenarios.get(alone[1])),
         runs={
             "readers": [r.__dict__ for r in read_runs],
@@ -243,9 +201,9 @@ def stampede_phase(bench: Bench) -> None:
         url = server.base_url + "/graphql"
         campaign = seeded.campaign_ids[0]
         body = graphql_body(TOTALS, {"id": campaign})
-        cached = phases._static(bench, body, graphql=True)
-        uncached = phases._varied(bench, TOTALS, {"id": campaign})
-        pledges = pledge_scripts(bench, server.base_url, campaign)
+        cached = phases.static(bench, body, graphql=True)
+        uncached = phases.varied(bench, TOTALS, {"id": campaign})
+        pledges, _tokens = phases.pledge_scripts(bench, server, campaign)
 
         def paced(label: str) -> Path:
             return pledges(label, mode.pledge_rate)
