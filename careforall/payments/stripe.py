@@ -35,6 +35,7 @@ from careforall.payments.provider import (
 from careforall.payments.stripe_calls import (
     UNANSWERED,
     HttpClient,
+    authorize_intent,
     idempotency_key,
     make_client,
     result_of,
@@ -105,22 +106,13 @@ class StripeProvider:
             "capture_method": "manual",
             "metadata": {"pledge_id": pledge_id},
         }
-        options: Any = {"idempotency_key": idempotency_key(pledge_id, "authorize")}
-        try:
-            intent = self.client.v1.payment_intents.create(params, options)
-        except stripe.CardError as declined:
-            refused = declined.error.payment_intent if declined.error else None
-            if refused is not None:
-                self._remember(pledge_id, refused.id)
-            return ProviderResult(approved=False, reason=declined.user_message)
-        except stripe.InvalidRequestError as refused:
-            if refused.param == "payment_method":
-                raise UnknownPaymentMethod(payment_method) from None
-            return ProviderResult(approved=False, reason=refused.user_message)
-        except UNANSWERED as exc:
-            raise unavailable(exc) from None
-        self._remember(pledge_id, intent.id)
-        return result_of(intent)
+        return authorize_intent(
+            self.client,
+            params,
+            pledge_id=pledge_id,
+            payment_method=payment_method,
+            remember=self._remember,
+        )
 
     def _authorize_known(
         self, pledge_id: str, intent_id: str, payment_method: str

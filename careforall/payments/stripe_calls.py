@@ -6,7 +6,7 @@ PaymentIntent."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -14,7 +14,11 @@ import stripe
 
 from careforall import metrics
 from careforall.payment_config import StripeConfig
-from careforall.payments.provider import ProviderResult, ProviderUnavailable
+from careforall.payments.provider import (
+    ProviderResult,
+    ProviderUnavailable,
+    UnknownPaymentMethod,
+)
 
 log = logging.getLogger("careforall.provider")
 
@@ -42,6 +46,46 @@ def result_of(intent: stripe.PaymentIntent) -> ProviderResult:
     error = intent.last_payment_error
     reason = error.message if error is not None and error.message else None
     return ProviderResult(approved=False, reason=reason or "The payment was declined.")
+
+
+# What the donor reads when their bank wanted to confirm a charge made while
+# they were away (Stripe's `authentication_required`).
+AUTHENTICATION_REQUIRED = (
+    "Your bank asked you to confirm this payment, which it cannot do while "
+    "you are away; update your card in My donations."
+)
+
+
+def authorize_intent(
+    client: stripe.StripeClient,
+    params: Any,
+    *,
+    pledge_id: str,
+    payment_method: str,
+    remember: Callable[[str, str], None],
+) -> ProviderResult:
+    """Create and confirm `pledge_id`'s PaymentIntent under its authorize key,
+    remembering the intent (a declined one too). A decline, or a bank asking
+    for an away donor's confirmation, is a refused result; a payment method
+    Stripe does not know raises `UnknownPaymentMethod`."""
+    options: Any = {"idempotency_key": idempotency_key(pledge_id, "authorize")}
+    try:
+        intent = client.v1.payment_intents.create(params, options)
+    except stripe.CardError as declined:
+        refused = declined.error.payment_intent if declined.error else None
+        if refused is not None:
+            remember(pledge_id, refused.id)
+        if declined.code == "authentication_required":
+            return ProviderResult(approved=False, reason=AUTHENTICATION_REQUIRED)
+        return ProviderResult(approved=False, reason=declined.user_message)
+    except stripe.InvalidRequestError as refused:
+        if refused.param == "payment_method":
+            raise UnknownPaymentMethod(payment_method) from None
+        return ProviderResult(approved=False, reason=refused.user_message)
+    except UNANSWERED as exc:
+        raise unavailable(exc) from None
+    remember(pledge_id, intent.id)
+    return result_of(intent)
 
 
 class HttpClient(stripe.HTTPClient):

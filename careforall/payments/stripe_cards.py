@@ -31,18 +31,13 @@ from careforall.payments.provider import (
 )
 from careforall.payments.stripe_calls import (
     UNANSWERED,
+    authorize_intent,
     idempotency_key,
     result_of,
     unavailable,
 )
 
 _KEEP_CUSTOMER = InsertUnlessPresent(table_of(StripeCustomer), "user_id")
-# What the donor reads when their bank wanted to confirm a charge made while
-# they were away (Stripe's `authentication_required`).
-AUTHENTICATION_REQUIRED = (
-    "Your bank asked you to confirm this payment, which it cannot do while "
-    "you are away; update your card in My donations."
-)
 
 
 def token_of(customer_id: str, payment_method_id: str) -> str:
@@ -233,26 +228,10 @@ class SavedCards:
             params["setup_future_usage"] = "off_session"
         else:
             params["off_session"] = True
-        options: Any = {"idempotency_key": idempotency_key(pledge_id, "authorize")}
-        try:
-            intent = self._client.v1.payment_intents.create(params, options)
-        except stripe.CardError as declined:
-            return self._declined(pledge_id, declined)
-        except stripe.InvalidRequestError as refused:
-            if refused.param == "payment_method":
-                raise UnknownPaymentMethod(token) from None
-            return ProviderResult(approved=False, reason=refused.user_message)
-        except UNANSWERED as exc:
-            raise unavailable(exc) from None
-        self._remember(pledge_id, intent.id)
-        return result_of(intent)
-
-    def _declined(self, pledge_id: str, declined: stripe.CardError) -> ProviderResult:
-        """A decline, or `authentication_required` (the bank wants the donor,
-        who is away): both a declined period, retried on the plan's schedule."""
-        refused = declined.error.payment_intent if declined.error else None
-        if refused is not None:
-            self._remember(pledge_id, refused.id)
-        if declined.code == "authentication_required":
-            return ProviderResult(approved=False, reason=AUTHENTICATION_REQUIRED)
-        return ProviderResult(approved=False, reason=declined.user_message)
+        return authorize_intent(
+            self._client,
+            params,
+            pledge_id=pledge_id,
+            payment_method=token,
+            remember=self._remember,
+        )

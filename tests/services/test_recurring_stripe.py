@@ -38,7 +38,7 @@ from careforall.outbox.recurring import RecurringScheduler
 from careforall.payment_config import StripeConfig
 from careforall.payments.simulated import SimulatedProvider
 from careforall.payments.stripe import StripeProvider
-from careforall.payments.stripe_cards import AUTHENTICATION_REQUIRED
+from careforall.payments.stripe_calls import AUTHENTICATION_REQUIRED
 from careforall.services import recurring
 from careforall.services.recurring import RecurringData
 from careforall.services.recurring_charges import run_due
