@@ -6,6 +6,7 @@ totals, the campaigns' accounts and receipt numbers are unchanged, and a
 campaign it organised stays visible under "Deleted account". Everything else
 about the person goes: their words on pledges, the address a guest gift named,
 notifications, the tokens of mailed links and the mails to their address.
+Their recurring gifts end at once (their past charges stay).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlmodel import col, select
 
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, Unauthenticated
+from careforall.domain.recurring import RecurringStatus
 from careforall.domain.rules import Principal, require_user
 from careforall.domain.states import Role
 from careforall.models import (
@@ -23,10 +25,12 @@ from careforall.models import (
     Mail,
     Notification,
     Pledge,
+    RecurringDonation,
     User,
 )
 from careforall.services import audit
 from careforall.services.passwords import verify_password
+from careforall.services.recurring_charges import stop_plan
 from careforall.services.unit_of_work import UnitOfWork
 
 ERASED_NAME = "Deleted account"
@@ -106,3 +110,11 @@ def _erase(uow: UnitOfWork, user: User) -> None:
     session.execute(
         delete(CampaignOptOut).where(func.lower(col(CampaignOptOut.address)) == address)
     )
+    # Gifts that would still come: ended now, so organisers' counts of monthly
+    # donors drop at once instead of at each plan's next due date.
+    giving = select(RecurringDonation).where(
+        col(RecurringDonation.donor_user_id) == user.id,
+        col(RecurringDonation.status) != RecurringStatus.CANCELLED.value,
+    )
+    for plan in session.exec(giving.with_for_update()).all():
+        stop_plan(uow, plan, RecurringStatus.CANCELLED, "account_deleted")

@@ -40,14 +40,14 @@ from careforall.models import (
 from careforall.outbox.dispatcher import Dispatcher
 from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import CARD_DECLINED, CARD_OK, SimulatedProvider
-from careforall.services import recurring, recurring_stats
+from careforall.services import erasure, recurring, recurring_stats
 from careforall.services.campaigns import set_campaign_status
 from careforall.services.recurring import RecurringData
 from careforall.services.recurring_charges import run_due
 from careforall.services.reviews import suspend_campaign
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.services.conftest import MakeAnon, MakeUser
+from tests.services.conftest import PASSWORD, MakeAnon, MakeUser
 
 
 def _start(
@@ -493,3 +493,37 @@ def test_a_deleted_account_gives_nothing_more(
     assert len(_charges(db, plan.id)) == 1
     _deliver(db, settings)
     assert _told(db, donor.id) == ([], [])
+
+
+def test_deleting_the_account_ends_its_gifts_at_once_and_keeps_past_charges(
+    db: Database,
+    settings: Settings,
+    make_user: MakeUser,
+    campaign: Campaign,
+    organiser: Principal,
+) -> None:
+    donor = make_user()
+    monthly = _start(db, donor, campaign, key="monthly")
+    weekly = _start(
+        db, donor, campaign, key="weekly", interval=RecurringInterval.WEEKLY
+    )
+    other = _start(db, make_user(), campaign, key="someone else's")
+    erasure.delete_account(UnitOfWork(db), principal=donor, password=PASSWORD)
+    for plan in (monthly, weekly):
+        ended = _plan(db, plan.id)
+        assert (ended.status, ended.next_charge_at) == ("CANCELLED", None)
+        [first] = _charges(db, plan.id)  # the first period's charge stays
+        assert first.status in ("AUTHORIZED", "CAPTURED")
+        assert first.amount_cents == plan.amount_cents
+    assert _plan(db, other.id).status == "ACTIVE"
+    with db.read() as session:
+        giving = recurring_stats.monthly_giving(
+            session, principal=organiser, campaign_id=campaign.id
+        )
+    assert (giving.donors, giving.active_plans) == (1, 1)
+    assert giving.monthly_amount_cents == other.amount_cents
+    assert other.next_charge_at is not None
+    _run(db, other.next_charge_at + timedelta(days=40))
+    assert len(_charges(db, monthly.id)) == len(_charges(db, weekly.id)) == 1
+    _deliver(db, settings)
+    assert _told(db, donor.id) == ([], [])  # nobody left to tell
