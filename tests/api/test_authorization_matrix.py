@@ -829,6 +829,18 @@ MATRIX: dict[str, list[Case]] = {
             ("startPaymentSheet", "clientSecret"),
         )
     },
+    # A card saved for a recurring gift: anyone signed in, at a provider with
+    # hosted pages (the world's simulated one has none: it says so).
+    "Mutation.startCardSetup": [
+        Case(
+            "mutation($id: ID) { startCardSetup(campaignId: $id) { url } }",
+            {
+                caller: "BAD_USER_INPUT" if outcome == OK else outcome
+                for caller, outcome in signed_in().items()
+            },
+            prepare=lambda w: {"id": w.campaign_id},
+        )
+    ],
     "Mutation.capturePayment": [
         Case(
             "mutation($id: ID!) { capturePayment(pledgeId: $id) { id status } }",

@@ -20,7 +20,8 @@ from careforall.domain.errors import ERROR_CODES
 from tests import factories as f
 from tests.helpers.api import GQL
 
-EXAMPLES_PER_OPERATION = 100
+# Each operation's share of a run that CI can afford on both databases.
+EXAMPLES_PER_OPERATION = 50
 CONTRACT_CODES = {*ERROR_CODES, "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
 LEAKS = ("Traceback", "sqlalchemy", 'File "')
 

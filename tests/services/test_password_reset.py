@@ -57,7 +57,7 @@ def test_a_reset_mail_arrives_and_its_link_sets_the_password(
     deliver(db, mailing)
     send_due(db, mailing.smtp)  # type: ignore[arg-type]
     [message] = [
-        m for m in mail_server.wait_for(2) if "password" in str(m["Subject"]).lower()
+        m for m in mail_server.wait_for(1) if "password" in str(m["Subject"]).lower()
     ]
     assert message["To"] == email
     assert "List-Unsubscribe" not in message  # a security mail
