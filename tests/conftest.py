@@ -46,7 +46,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-# Run by two xdist workers (pyproject.toml). The tests that start real
+# Run by three xdist workers (pyproject.toml). The tests that start real
 # servers and measure them stay on one worker per folder, in order (a fault
 # test never competes with another fault test), and so do the browser tests.
 _GROUPS = {"faults": "faults", "system": "system", "browser": "browser"}

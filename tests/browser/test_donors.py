@@ -199,7 +199,9 @@ def test_a_guest_who_registers_finds_the_earlier_donation_and_its_receipt(
     guest_token = session_of(page)["token"]
 
     page.get_by_role("link", name="My donations").click()
-    rows = page.locator("table.donations tbody tr")
+    rows = page.get_by_role("table", name="Your donations, newest first").locator(
+        "tbody tr"
+    )
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(campaign["title"])
     shot(page, "my-donations-guest")

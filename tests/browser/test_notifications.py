@@ -58,7 +58,9 @@ def test_a_donors_bell_rises_live_when_their_payment_is_captured(
     expect(bell).to_have_attribute("aria-label", "Notifications: 1 unread")
     assert page.evaluate("window.__sameDocument") is True
     # The open My donations page shows the donation too, already paid.
-    row = page.locator("table.donations tbody tr")
+    row = page.get_by_role("table", name="Your donations, newest first").locator(
+        "tbody tr"
+    )
     expect(row).to_have_count(1)
     expect(row).to_contain_text(campaign["title"])
     expect(row).to_contain_text("$25.00")
