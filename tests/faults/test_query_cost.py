@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.server, pytest.mark.sqlite_only]
 CAMPAIGNS = 101
 DONATIONS_EACH = 60
 ANSWER_WITHIN = 0.250
-HEALTHZ_WITHIN = 0.050
+# Far below the seconds the refused query would have held the event loop; the
+# margin is for a machine busy with other tests.
+HEALTHZ_WITHIN = 0.200
 GROWTH_WITHIN_MB = 50.0
 
 PAGE = (
