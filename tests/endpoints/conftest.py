@@ -1,11 +1,12 @@
-"""Fixtures for what operators see: the JSON log lines and the spans of the app."""
+"""Fixtures for what operators see (the JSON log lines and the spans of the
+app) and an app paying through the local Stripe stand-in."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,9 +15,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
+from starlette.testclient import TestClient
 
 from careforall import tracing
 from careforall.logs import json_handler
+from careforall.payment_config import StripeConfig
+from tests.helpers.api import GQL
+from tests.helpers.stripe_standin import (
+    PUBLIC_URL,
+    SECRET_KEY,
+    WEBHOOK_SECRET,
+    StripeStandIn,
+)
 
 
 class JsonLogs:
@@ -78,3 +88,25 @@ def spans() -> Iterator[Spans]:
     finally:
         tracing.use_provider(None)
         provider.shutdown()
+
+
+@pytest.fixture
+def hosted_gql(
+    app_factory: Callable[..., TestClient], stripe_standin: StripeStandIn
+) -> GQL:
+    """The API of an app on Stripe whose hosted pages lead back to PUBLIC_URL;
+    the stand-in holds its webhooks until a test sends them."""
+    stripe_standin.webhooks = "held"
+    config = StripeConfig(
+        secret_key=SECRET_KEY,
+        webhook_secret=WEBHOOK_SECRET,
+        api_base=stripe_standin.url,
+    )
+    return GQL(
+        app_factory(
+            payment_provider="stripe",
+            stripe=config,
+            auto_capture=False,
+            public_url=PUBLIC_URL,
+        )
+    )

@@ -5,43 +5,20 @@ donor whose Customer saved the card can use it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 from sqlmodel import select
-from starlette.testclient import TestClient
 
 from careforall.db import Database
 from careforall.models import RecurringDonation
-from careforall.payment_config import StripeConfig
 from tests import factories as f
 from tests.api.test_recurring import CREATE, UPDATE
 from tests.helpers.api import GQL
-from tests.helpers.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandIn
+from tests.helpers.stripe_standin import PUBLIC_URL, StripeStandIn
 
 SETUP = "mutation($c: ID) { startCardSetup(campaignId: $c) { url } }"
-PUBLIC = "https://give.example.org"
-
-
-@pytest.fixture
-def sgql(app_factory: Callable[..., TestClient], stripe_standin: StripeStandIn) -> GQL:
-    stripe_standin.webhooks = "held"
-    config = StripeConfig(
-        secret_key=SECRET_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=stripe_standin.url,
-    )
-    return GQL(
-        app_factory(
-            payment_provider="stripe",
-            stripe=config,
-            auto_capture=False,
-            public_url=PUBLIC,
-        )
-    )
 
 
 def _save_card(
@@ -55,7 +32,7 @@ def _save_card(
         saved = browser.post(url, data={"method": card})
     assert saved.status_code == 303
     back = saved.headers["location"]
-    assert back.startswith(f"{PUBLIC}/#/")
+    assert back.startswith(f"{PUBLIC_URL}/#/")
     route, _, query = urlsplit(back).fragment.partition("?")
     [session_id] = parse_qs(query)["card_setup"]
     return route, session_id
@@ -74,11 +51,13 @@ def _plan_input(campaign_id: str, card: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_gift_starts_with_the_card_saved_on_stripes_page(
-    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+    hosted_gql: GQL, stripe_standin: StripeStandIn, db: Database
 ) -> None:
-    donor = f.register(sgql)
-    campaign = f.campaign(sgql, f.admin(sgql).token)
-    route, session_id = _save_card(sgql, donor.token, "pm_card_visa", campaign["id"])
+    donor = f.register(hosted_gql)
+    campaign = f.campaign(hosted_gql, f.admin(hosted_gql).token)
+    route, session_id = _save_card(
+        hosted_gql, donor.token, "pm_card_visa", campaign["id"]
+    )
     assert route == f"/campaigns/{campaign['id']}"
     [checkout] = stripe_standin.book.checkouts.values()
     assert (checkout["mode"], checkout["id"]) == ("setup", session_id)
@@ -86,7 +65,7 @@ def test_a_gift_starts_with_the_card_saved_on_stripes_page(
     assert checkout["customer"] == customer["id"]
     assert customer["metadata"] == {"user_id": donor.id}
 
-    plan = sgql.ok(CREATE, _plan_input(campaign["id"], session_id), donor.token)[
+    plan = hosted_gql.ok(CREATE, _plan_input(campaign["id"], session_id), donor.token)[
         "createRecurringDonation"
     ]
     assert plan["status"] == "ACTIVE"
@@ -104,17 +83,19 @@ def test_a_gift_starts_with_the_card_saved_on_stripes_page(
 
 
 def test_a_new_card_saved_on_stripes_page_replaces_the_gifts_card(
-    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+    hosted_gql: GQL, stripe_standin: StripeStandIn, db: Database
 ) -> None:
-    donor = f.register(sgql)
-    campaign = f.campaign(sgql, f.admin(sgql).token)
-    _, first = _save_card(sgql, donor.token, "pm_card_visa", campaign["id"])
-    plan = sgql.ok(CREATE, _plan_input(campaign["id"], first), donor.token)[
+    donor = f.register(hosted_gql)
+    campaign = f.campaign(hosted_gql, f.admin(hosted_gql).token)
+    _, first = _save_card(hosted_gql, donor.token, "pm_card_visa", campaign["id"])
+    plan = hosted_gql.ok(CREATE, _plan_input(campaign["id"], first), donor.token)[
         "createRecurringDonation"
     ]
-    route, second = _save_card(sgql, donor.token, "pm_card_mastercard")
+    route, second = _save_card(hosted_gql, donor.token, "pm_card_mastercard")
     assert route == "/donations"
-    sgql.ok(UPDATE, {"id": plan["id"], "input": {"paymentMethod": second}}, donor.token)
+    hosted_gql.ok(
+        UPDATE, {"id": plan["id"], "input": {"paymentMethod": second}}, donor.token
+    )
     with db.read() as session:
         row = session.get(RecurringDonation, plan["id"])
         assert row is not None
@@ -125,26 +106,26 @@ def test_a_new_card_saved_on_stripes_page_replaces_the_gifts_card(
 
 
 def test_another_donors_page_or_an_unfinished_one_is_refused(
-    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+    hosted_gql: GQL, stripe_standin: StripeStandIn, db: Database
 ) -> None:
-    donor, other = f.register(sgql), f.register(sgql)
-    campaign = f.campaign(sgql, f.admin(sgql).token)
-    _, session_id = _save_card(sgql, donor.token, "pm_card_visa", campaign["id"])
+    donor, other = f.register(hosted_gql), f.register(hosted_gql)
+    campaign = f.campaign(hosted_gql, f.admin(hosted_gql).token)
+    _, session_id = _save_card(hosted_gql, donor.token, "pm_card_visa", campaign["id"])
     stolen = _plan_input(campaign["id"], session_id)
-    assert sgql.code(CREATE, stolen, other.token) == "BAD_USER_INPUT"
-    url = sgql.ok(SETUP, {"c": None}, other.token)["startCardSetup"]["url"]
+    assert hosted_gql.code(CREATE, stolen, other.token) == "BAD_USER_INPUT"
+    url = hosted_gql.ok(SETUP, {"c": None}, other.token)["startCardSetup"]["url"]
     unfinished = url.rsplit("/", 1)[1]
     unfinished_plan = _plan_input(campaign["id"], unfinished)
-    assert sgql.code(CREATE, unfinished_plan, other.token) == "BAD_USER_INPUT"
+    assert hosted_gql.code(CREATE, unfinished_plan, other.token) == "BAD_USER_INPUT"
     with db.read() as session:
         assert session.exec(select(RecurringDonation)).all() == []
     assert stripe_standin.book.payment_intents == {}
 
 
-def test_card_setup_needs_an_account(sgql: GQL) -> None:
-    assert sgql.code(SETUP, {"c": None}) == "UNAUTHENTICATED"
-    donor = f.register(sgql)
-    assert sgql.code(SETUP, {"c": "cmp_nothing"}, donor.token) == "NOT_FOUND"
+def test_card_setup_needs_an_account(hosted_gql: GQL) -> None:
+    assert hosted_gql.code(SETUP, {"c": None}) == "UNAUTHENTICATED"
+    donor = f.register(hosted_gql)
+    assert hosted_gql.code(SETUP, {"c": "cmp_nothing"}, donor.token) == "NOT_FOUND"
 
 
 def test_card_setup_needs_a_provider_with_hosted_pages(gql: GQL) -> None:

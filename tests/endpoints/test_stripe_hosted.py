@@ -5,42 +5,19 @@ webhooks move the pledge."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
-from starlette.testclient import TestClient
 
 from careforall.db import Database
 from careforall.models import Pledge
-from careforall.payment_config import StripeConfig
 from tests import factories as f
 from tests.endpoints.test_stripe_webhooks import events_of, post
 from tests.helpers.api import GQL
-from tests.helpers.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandIn
+from tests.helpers.stripe_standin import PUBLIC_URL, StripeStandIn
 
 CHECKOUT = "mutation($id: ID!) { startCheckout(pledgeId: $id) { url } }"
 SHEET = "mutation($id: ID!) { startPaymentSheet(pledgeId: $id) { clientSecret } }"
-PUBLIC = "https://give.example.org"
-
-
-@pytest.fixture
-def sgql(app_factory: Callable[..., TestClient], stripe_standin: StripeStandIn) -> GQL:
-    stripe_standin.webhooks = "held"
-    config = StripeConfig(
-        secret_key=SECRET_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=stripe_standin.url,
-    )
-    return GQL(
-        app_factory(
-            payment_provider="stripe",
-            stripe=config,
-            auto_capture=False,
-            public_url=PUBLIC,
-        )
-    )
 
 
 def pending(gql: GQL) -> tuple[dict[str, Any], str]:
@@ -57,13 +34,16 @@ def status(db: Database, pledge_id: str) -> str:
 
 
 def test_checkout_takes_the_payment_and_brings_the_donor_back(
-    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+    hosted_gql: GQL, stripe_standin: StripeStandIn, db: Database
 ) -> None:
-    pledge, donor = pending(sgql)
-    url = sgql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
+    pledge, donor = pending(hosted_gql)
+    url = hosted_gql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
     assert url.startswith(f"{stripe_standin.url}/pay/cs_test_")
     # Asked twice (a double click): the same page.
-    assert sgql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"] == url
+    assert (
+        hosted_gql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
+        == url
+    )
     [session] = stripe_standin.book.checkouts.values()
     assert session["amount_total"] == 4500 and session["currency"] == "usd"
     assert session["client_reference_id"] == pledge["id"]
@@ -72,23 +52,23 @@ def test_checkout_takes_the_payment_and_brings_the_donor_back(
         paid = browser.post(url, data={"method": "pm_card_visa"})
     assert paid.status_code == 303
     campaign_id = pledge["campaign"]["id"]
-    assert paid.headers["location"] == f"{PUBLIC}/#/campaigns/{campaign_id}"
+    assert paid.headers["location"] == f"{PUBLIC_URL}/#/campaigns/{campaign_id}"
     intent = stripe_standin.intent_for(pledge["id"])
     assert (intent["capture_method"], intent["status"]) == (
         "manual",
         "requires_capture",
     )
     [authorized] = events_of(stripe_standin, "payment_intent.amount_capturable_updated")
-    assert post(sgql.client, authorized).status_code == 200
+    assert post(hosted_gql.client, authorized).status_code == 200
     assert status(db, pledge["id"]) == "AUTHORIZED"
 
 
 def test_the_payment_sheet_secret_is_the_same_payment_intent_each_time(
-    sgql: GQL, stripe_standin: StripeStandIn
+    hosted_gql: GQL, stripe_standin: StripeStandIn
 ) -> None:
-    pledge, donor = pending(sgql)
-    first = sgql.ok(SHEET, {"id": pledge["id"]}, donor)["startPaymentSheet"]
-    again = sgql.ok(SHEET, {"id": pledge["id"]}, donor)["startPaymentSheet"]
+    pledge, donor = pending(hosted_gql)
+    first = hosted_gql.ok(SHEET, {"id": pledge["id"]}, donor)["startPaymentSheet"]
+    again = hosted_gql.ok(SHEET, {"id": pledge["id"]}, donor)["startPaymentSheet"]
     assert first == again
     intent = stripe_standin.intent_for(pledge["id"])
     assert first["clientSecret"] == intent["client_secret"]
@@ -96,20 +76,22 @@ def test_the_payment_sheet_secret_is_the_same_payment_intent_each_time(
     assert stripe_standin.effects() == []
 
 
-def test_only_the_donor_may_start_paying(sgql: GQL) -> None:
-    pledge, _ = pending(sgql)
-    stranger = f.register(sgql)
-    assert sgql.code(CHECKOUT, {"id": pledge["id"]}, stranger.token) == "NOT_FOUND"
-    assert sgql.code(SHEET, {"id": pledge["id"]}, None) == "UNAUTHENTICATED"
+def test_only_the_donor_may_start_paying(hosted_gql: GQL) -> None:
+    pledge, _ = pending(hosted_gql)
+    stranger = f.register(hosted_gql)
+    assert (
+        hosted_gql.code(CHECKOUT, {"id": pledge["id"]}, stranger.token) == "NOT_FOUND"
+    )
+    assert hosted_gql.code(SHEET, {"id": pledge["id"]}, None) == "UNAUTHENTICATED"
 
 
 def test_stripe_unavailable_is_rate_limited(
-    sgql: GQL, stripe_standin: StripeStandIn
+    hosted_gql: GQL, stripe_standin: StripeStandIn
 ) -> None:
-    pledge, donor = pending(sgql)
+    pledge, donor = pending(hosted_gql)
     stripe_standin.fail_next("checkout", "500")
-    assert sgql.code(CHECKOUT, {"id": pledge["id"]}, donor) == "RATE_LIMITED"
-    assert sgql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
+    assert hosted_gql.code(CHECKOUT, {"id": pledge["id"]}, donor) == "RATE_LIMITED"
+    assert hosted_gql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
 
 
 def test_the_simulated_provider_takes_no_hosted_payments(gql: GQL) -> None:
@@ -125,11 +107,11 @@ AUTHORIZE = (
 
 
 def test_a_payment_sheets_intent_is_confirmed_by_authorize_payment(
-    sgql: GQL, stripe_standin: StripeStandIn
+    hosted_gql: GQL, stripe_standin: StripeStandIn
 ) -> None:
-    pledge, donor = pending(sgql)
-    sgql.ok(SHEET, {"id": pledge["id"]}, donor)
-    paid = sgql.ok(AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor)
+    pledge, donor = pending(hosted_gql)
+    hosted_gql.ok(SHEET, {"id": pledge["id"]}, donor)
+    paid = hosted_gql.ok(AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_visa"}, donor)
     assert paid["authorizePayment"] == {"status": "AUTHORIZED", "failureReason": None}
     # One PaymentIntent for the pledge, confirmed once.
     intent = stripe_standin.intent_for(pledge["id"])
@@ -140,28 +122,28 @@ def test_a_payment_sheets_intent_is_confirmed_by_authorize_payment(
 
 
 def test_a_declined_card_on_a_payment_sheets_intent_fails_the_pledge(
-    sgql: GQL, stripe_standin: StripeStandIn
+    hosted_gql: GQL, stripe_standin: StripeStandIn
 ) -> None:
-    pledge, donor = pending(sgql)
-    sgql.ok(SHEET, {"id": pledge["id"]}, donor)
+    pledge, donor = pending(hosted_gql)
+    hosted_gql.ok(SHEET, {"id": pledge["id"]}, donor)
     variables = {"id": pledge["id"], "pm": "pm_card_chargeDeclined"}
-    paid = sgql.ok(AUTHORIZE, variables, donor)["authorizePayment"]
+    paid = hosted_gql.ok(AUTHORIZE, variables, donor)["authorizePayment"]
     assert paid == {"status": "FAILED", "failureReason": "Your card was declined."}
 
 
 def test_paying_on_checkout_after_starting_a_payment_sheet_captures_checkouts(
-    sgql: GQL, stripe_standin: StripeStandIn, db: Database
+    hosted_gql: GQL, stripe_standin: StripeStandIn, db: Database
 ) -> None:
-    pledge, donor = pending(sgql)
-    sgql.ok(SHEET, {"id": pledge["id"]}, donor)
-    url = sgql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
+    pledge, donor = pending(hosted_gql)
+    hosted_gql.ok(SHEET, {"id": pledge["id"]}, donor)
+    url = hosted_gql.ok(CHECKOUT, {"id": pledge["id"]}, donor)["startCheckout"]["url"]
     with httpx.Client() as browser:
         browser.post(url, data={"method": "pm_card_visa"})
     [authorized] = events_of(stripe_standin, "payment_intent.amount_capturable_updated")
-    assert post(sgql.client, authorized).status_code == 200
+    assert post(hosted_gql.client, authorized).status_code == 200
     assert status(db, pledge["id"]) == "AUTHORIZED"
-    admin = f.admin(sgql).token
-    captured = sgql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)["capturePayment"]
+    admin = f.admin(hosted_gql).token
+    captured = hosted_gql.ok(f.CAPTURE, {"id": pledge["id"]}, admin)["capturePayment"]
     assert captured["status"] == "CAPTURED"
     paid = authorized["data"]["object"]["id"]
     assert stripe_standin.book.payment_intents[paid]["status"] == "succeeded"

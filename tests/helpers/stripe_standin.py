@@ -41,6 +41,8 @@ from tests.helpers.stripe_api import Answer, Json, StripeBook, error, new_id
 
 SECRET_KEY = "sk_test_" + "standin0123456789abcdef"
 WEBHOOK_SECRET = "whsec_" + "standin0123456789abcdef"
+# Where the hosted pages of the tests' apps send donors back.
+PUBLIC_URL = "https://give.example.org"
 
 
 @dataclass(frozen=True)
