@@ -62,7 +62,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses a database runs once per database kind, except
     those marked `sqlite_only` or `postgres_only` (what they test is that
-    database's own).
+    database's own) and `any_database` (slow, and the same on either: run on
+    SQLite).
 
     A test marked `processes(1, 2, ...)` runs once per database and count of
     server processes (its `processes` argument) that can share it: several
@@ -73,9 +74,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "database_kind" not in metafunc.fixturenames:
         return
     kinds = databases_under_test()
-    if metafunc.definition.get_closest_marker("sqlite_only"):
+    marked = metafunc.definition.get_closest_marker
+    if marked("sqlite_only") or marked("any_database"):
         kinds = [kind for kind in kinds if kind == "sqlite"]
-    if metafunc.definition.get_closest_marker("postgres_only"):
+    if marked("postgres_only"):
         kinds = [kind for kind in kinds if kind == "postgresql"]
     counts = metafunc.definition.get_closest_marker("processes")
     if counts is None:

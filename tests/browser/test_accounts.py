@@ -18,12 +18,10 @@ import httpx
 import pytest
 
 from tests import factories as f
-from tests import postgres
 from tests.browser.conftest import Pages, shot
 from tests.helpers.account_mails import token_in
 from tests.helpers.api import ServerGQL
 from tests.helpers.browser import donate, expect, sign_in
-from tests.helpers.databases import databases_under_test
 from tests.helpers.server import Server
 from tests.helpers.smtp import MailServer, free_port
 from tests.helpers.waiting import wait_until
@@ -58,39 +56,35 @@ def smtp() -> Iterator[MailServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module", params=databases_under_test())
+@pytest.fixture(scope="module")
 def mail_web_server(
-    request: pytest.FixtureRequest,
     browser: Browser,
     smtp: MailServer,
     tmp_path_factory: pytest.TempPathFactory,
     template_db: Path,
 ) -> Iterator[Server]:
-    """A server that mails through `smtp`, its links leading back to itself,
-    on each database in turn."""
+    """A server that mails through `smtp`, its links leading back to itself.
+
+    On SQLite only: these pages' database work (tokens, preferences, the
+    account's deletion) is tested on both databases in tests/api and
+    tests/services; here it is the pages and the mails' links."""
     workdir = tmp_path_factory.mktemp("account-server")
-    mail = {
-        "CAREFORALL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
-        "CAREFORALL_ORG_NAME": ORG_NAME,
-        "CAREFORALL_ORG_ADDRESS": ORG_ADDRESS,
-        "CAREFORALL_ORG_TAX_ID": ORG_TAX_ID,
-    }
-    pool: postgres.DatabasePool | None = None
-    if request.param == "postgresql":
-        pool = request.getfixturevalue("postgres_databases")
-        server = Server(workdir, database_url=pool.acquire(), **mail)
-    else:
-        db_path = workdir / "careforall.db"
-        shutil.copy(template_db, db_path)
-        server = Server(workdir, db_path, **mail)
+    db_path = workdir / "careforall.db"
+    shutil.copy(template_db, db_path)
+    server = Server(
+        workdir,
+        db_path,
+        CAREFORALL_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
+        CAREFORALL_ORG_NAME=ORG_NAME,
+        CAREFORALL_ORG_ADDRESS=ORG_ADDRESS,
+        CAREFORALL_ORG_TAX_ID=ORG_TAX_ID,
+    )
     server.env["CAREFORALL_PUBLIC_URL"] = server.base_url
     server.start()
     try:
         yield server
     finally:
         server.stop()
-        if pool is not None:
-            pool.release(server.database_url)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests import factories as f
 from tests.helpers.api import GQL
 
 # Each operation's share of a run that CI can afford on both databases.
-EXAMPLES_PER_OPERATION = 50
+EXAMPLES_PER_OPERATION = 30
 CONTRACT_CODES = {*ERROR_CODES, "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"}
 LEAKS = ("Traceback", "sqlalchemy", 'File "')
 

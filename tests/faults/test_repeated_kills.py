@@ -29,7 +29,7 @@ from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.server
 
-KILLS = int(os.environ.get("CAREFORALL_KILLS", "4"))
+KILLS = int(os.environ.get("CAREFORALL_KILLS", "3"))
 CLIENTS = 6
 CAMPAIGNS = 3
 CLIENT_DEADLINE = 60.0  # a client gives up retrying after this long

@@ -114,6 +114,9 @@ def _figures(server: Server, plan_ids: list[str], periods: int) -> tuple[int, in
     return len(rows), duplicates
 
 
+# The calendar is the command's: the database's part (each period charged
+# once) is the kill and two-server tests' below, on both databases.
+@pytest.mark.any_database
 def test_thirteen_months_of_runs_give_twelve_periods_after_the_first(
     make_server: Callable[..., Server],
     beside: Callable[[Server], Database],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -81,12 +82,13 @@ def test_a_metrics_port_with_several_workers_is_refused_with_the_reason(
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_second_server_on_the_same_sqlite_file_is_refused(
-    tmp_path: Path, workers: int
+    tmp_path: Path, template_db: Path, workers: int
 ) -> None:
     """Two servers on one SQLite file would each send the kept mails and miss
     the other's signed-out guest sessions: the second is refused, the first
     (with its workers) goes on, and once it stops another may serve the file."""
     db_path = tmp_path / "one.db"
+    shutil.copy(template_db, db_path)
     first = Server(tmp_path, db_path, serve_args=("--workers", str(workers)))
     first.start(timeout=90)
     try:
