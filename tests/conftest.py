@@ -52,7 +52,11 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _GROUPS = {"faults": "faults", "system": "system", "browser": "browser"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):  # `-p no:xdist`: one process
+        return
     for item in items:
         folder = item.path.parent.name
         if folder in _GROUPS:
