@@ -28,12 +28,15 @@ def run_phase(
         return
     kept, bench.scenarios = bench.scenarios, {}
     sqlite, bench.database = bench.database, backend
+    # The phase's folders beside SQLite's, not in them.
+    workdir, bench.workdir = bench.workdir, bench.workdir / backend.name
+    bench.workdir.mkdir(exist_ok=True)
     try:
         bench.guard(f"{PREFIX}{name}", lambda: phase(bench))
     finally:
         for scenario, result in bench.scenarios.items():
             kept[PREFIX + scenario] = {**result, "database": "postgresql"}
-        bench.scenarios, bench.database = kept, sqlite
+        bench.scenarios, bench.database, bench.workdir = kept, sqlite, workdir
 
 
 def insert_floor(bench: Bench) -> None:

@@ -66,8 +66,9 @@ def _row(s: Scenarios, name: str) -> str:
     pg = PREFIX + name
     floor = _FLOOR.get(name)
     text = _TEXT.get(name) or _EXTRA[name]
-    text = text.replace("{pledges}", _fmt(_get(s, f"{pg}.pledges")))
-    text = text.replace("{rate}", _fmt(_get(s, f"{pg}.rate")))
+    for key in ("pledges", "rate"):
+        value = _get(s, f"{pg}.{key}") or _get(s, f"{name}.{key}")
+        text = text.replace("{" + key + "}", _fmt(value))
     sqlite_floor = floor
     if name == "floor_insert":
         text = "floor: Starlette, insert 1 row, 1 commit (each database's own)"
