@@ -60,9 +60,11 @@ class Cluster:
             self.stop()
 
 
-def start_cluster() -> Cluster | None:
+def start_cluster(*, durable: bool = False) -> Cluster | None:
     """Start a throwaway cluster on 127.0.0.1 (None if no server is installed).
 
+    The tests' cluster does not wait for the disk (fsync and synchronous
+    commits off); a `durable` one does, as a deployment's (the benchmark).
     initdb refuses to run as root, so as root it runs as the `postgres` user.
     """
     bindir = _bindir()
@@ -98,9 +100,10 @@ def start_cluster() -> Cluster | None:
     )
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         "-c max_connections=300"
     )
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
         [
             *as_user,

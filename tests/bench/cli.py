@@ -18,8 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench import (
+    databases,
     logging_cost,
+    on_postgresql,
     phases,
+    postgresql_report,
     report,
     stampede,
     stampede_report,
@@ -69,8 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sample the server with py-spy (default: on in full mode)",
     )
+    parser.add_argument(
+        "--database",
+        nargs="+",
+        choices=databases.NAMES,
+        default=["sqlite"],
+        help="serve the phases on these databases (postgresql: a throwaway "
+        "cluster on 127.0.0.1; phases "
+        + ", ".join(databases.ON_POSTGRESQL)
+        + "); the floors always run on SQLite too",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     return parser
+
+
+def phase_databases(name: str, wanted: Sequence[str]) -> list[str]:
+    """The databases a phase runs on: those asked, and always SQLite for the
+    floors (every ratio is against SQLite's floors)."""
+    if name == "floors" and "sqlite" not in wanted:
+        return ["sqlite", *wanted]
+    return list(wanted)
 
 
 def machine() -> dict[str, object]:
@@ -79,6 +100,7 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
+        "postgresql": databases.server_version(),
         "wrk": wrk_version(),
         "load_average": os.getloadavg(),
     }
@@ -114,22 +136,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
     machine_before = machine()
     bench.log(f"careforall benchmark, {mode.name} mode, {version}, work in {workdir}")
+    backends = {name: databases.Backend(name) for name in args.database}
+    backends.setdefault("sqlite", databases.Backend("sqlite"))
     try:
         for name, phase in PHASES.items():
             if args.only and name not in args.only:
                 continue
-            bench.log(f"[{name}] load average {os.getloadavg()[0]:.2f}")
-            bench.guard(name, lambda phase=phase: phase(bench))  # type: ignore[misc]
+            for database in phase_databases(name, args.database):
+                bench.log(
+                    f"[{name}] on {database}, load average {os.getloadavg()[0]:.2f}"
+                )
+                on_postgresql.run_phase(bench, backends[database], name, phase)
     finally:
+        for backend in backends.values():
+            backend.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
-    targets = report.evaluate(
-        bench.scenarios, verdicts=mode.name == "full", more=stampede_report.TARGETS
-    )
+    more = stampede_report.TARGETS
+    if "postgresql" in args.database:
+        more = more + postgresql_report.TARGETS
+    targets = report.evaluate(bench.scenarios, verdicts=mode.name == "full", more=more)
     print()
+    print("SQLite:" if "sqlite" in args.database else "SQLite (floors only):")
     print(report.scenario_table(bench.scenarios))
     print()
+    if postgresql_report.table(bench.scenarios):
+        print("PostgreSQL beside SQLite:")
+        print(postgresql_report.table(bench.scenarios))
+        print()
     if stampede_report.table(bench.scenarios):
         print(stampede_report.table(bench.scenarios))
         print()

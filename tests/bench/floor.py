@@ -2,7 +2,8 @@
 
 `python -m tests.bench.floor --db PATH --port N [--workers W]` serves, with
 the same uvicorn settings as `careforall serve` (and, like it, W processes
-on one file):
+on one file); `--db postgresql://...` serves a PostgreSQL database instead
+(psycopg, one connection, a commit per insert):
 
 - `POST /read` with `{"id": n}`: reads one row, answers it as JSON;
 - `POST /insert` with `{"amount": n}`: inserts one row and commits it
@@ -49,38 +50,85 @@ def open_db(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def create_app(path: Path) -> Starlette:
-    state: dict[str, sqlite3.Connection] = {}
+class Postgres:
+    """The same table and statements on PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS items (id BIGSERIAL PRIMARY KEY, "
+            "name TEXT NOT NULL, amount BIGINT NOT NULL)"
+        )
+        if self.conn.execute("SELECT count(*) FROM items").fetchone() == (0,):
+            with self.conn.cursor().copy("COPY items (name, amount) FROM STDIN") as c:
+                for i in range(1, ROWS + 1):
+                    c.write_row((f"item {i}", i * 100))
+
+    def read(self, item: int) -> tuple[Any, ...] | None:
+        return self.conn.execute(
+            "SELECT id, name, amount FROM items WHERE id = %s", (item,)
+        ).fetchone()
+
+    def insert(self, amount: int) -> int:
+        with self.conn.transaction():
+            row = self.conn.execute(
+                "INSERT INTO items (name, amount) VALUES (%s, %s) RETURNING id",
+                ("pledge", amount),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Sqlite:
+    def __init__(self, path: Path) -> None:
+        self.conn = open_db(path)
+
+    def read(self, item: int) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.conn.execute(
+            "SELECT id, name, amount FROM items WHERE id = ?", (item,)
+        ).fetchone()
+        return row
+
+    def insert(self, amount: int) -> int:
+        self.conn.execute("BEGIN IMMEDIATE")
+        cursor = self.conn.execute(
+            "INSERT INTO items (name, amount) VALUES (?, ?)", ("pledge", amount)
+        )
+        self.conn.execute("COMMIT")
+        return int(cursor.lastrowid or 0)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _store(db: str) -> Sqlite | Postgres:
+    return Postgres(db) if db.startswith("postgresql://") else Sqlite(Path(db))
+
+
+def create_app(db: str) -> Starlette:
+    state: dict[str, Sqlite | Postgres] = {}
 
     async def read(request: Request) -> Response:
         data = json.loads(await request.body())
-        row = (
-            state["db"]
-            .execute(
-                "SELECT id, name, amount FROM items WHERE id = ?",
-                (int(data["id"]),),
-            )
-            .fetchone()
-        )
+        row = state["db"].read(int(data["id"]))
+        assert row is not None
         return JSONResponse({"id": row[0], "name": row[1], "amount": row[2]})
 
     async def insert(request: Request) -> Response:
         data = json.loads(await request.body())
-        db = state["db"]
-        db.execute("BEGIN IMMEDIATE")
-        cursor = db.execute(
-            "INSERT INTO items (name, amount) VALUES (?, ?)",
-            ("pledge", int(data["amount"])),
-        )
-        db.execute("COMMIT")
-        return JSONResponse({"id": cursor.lastrowid})
+        return JSONResponse({"id": state["db"].insert(int(data["amount"]))})
 
     async def ready(_: Request) -> Response:
         return JSONResponse({"ready": True})
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        state["db"] = open_db(path)
+        state["db"] = _store(db)
         try:
             yield
         finally:
@@ -101,12 +149,12 @@ _DB_VARIABLE = "CAREFORALL_FLOOR_DB"
 
 def app_from_env() -> Starlette:
     """One worker's app (`--workers` above 1): the file is in the environment."""
-    return create_app(Path(os.environ[_DB_VARIABLE]))
+    return create_app(os.environ[_DB_VARIABLE])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--db", required=True, help="a SQLite file or postgresql://")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
@@ -123,8 +171,8 @@ def main() -> None:
     if args.workers == 1:
         uvicorn.run(create_app(args.db), **options)
         return
-    open_db(args.db).close()  # made once, before the workers open it
-    os.environ[_DB_VARIABLE] = str(args.db)
+    _store(args.db).close()  # made once, before the workers open it
+    os.environ[_DB_VARIABLE] = args.db
     uvicorn.run(
         "tests.bench.floor:app_from_env",
         factory=True,

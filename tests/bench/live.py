@@ -9,13 +9,13 @@ import time
 import uuid
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.bench import seed
 from tests.bench.client import ANONYMOUS, AUTHORIZE, CREATE_PLEDGE, Api, check
+from tests.bench.databases import Database
 from tests.bench.processes import Process
 from tests.bench.runner import Bench
 from tests.bench.subscribers import Feed, SlowSubscriber, listen, open_feed
@@ -104,7 +104,7 @@ def donation_e2e(
     bench: Bench,
     server: Process,
     campaign_id: str,
-    db: Path,
+    db: Database,
     *,
     name: str = "donation_e2e",
 ) -> None:
@@ -133,7 +133,7 @@ def _receive(pipe: Connection, timeout: float, what: str) -> Any:
     return message
 
 
-def _captured_at(db: Path, pledge_ids: list[str]) -> dict[str, float]:
+def _captured_at(db: Database, pledge_ids: list[str]) -> dict[str, float]:
     marks = ",".join("?" * len(pledge_ids))
     rows = seed.query(
         db,
@@ -147,7 +147,7 @@ def _captured_at(db: Path, pledge_ids: list[str]) -> dict[str, float]:
     }
 
 
-def _wait_captured(db: Path, pledge_id: str, timeout: float = 30.0) -> bool:
+def _wait_captured(db: Database, pledge_id: str, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = seed.scalar(
@@ -159,7 +159,7 @@ def _wait_captured(db: Path, pledge_id: str, timeout: float = 30.0) -> bool:
     return False
 
 
-def viral_page(bench: Bench, server: Process, campaign_id: str, db: Path) -> None:
+def viral_page(bench: Bench, server: Process, campaign_id: str, db: Database) -> None:
     """`subscribers` open subscriptions on one campaign (from several processes)
     and one connection that never reads, while donations are captured."""
     mode = bench.mode

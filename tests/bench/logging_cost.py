@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tests.bench.client import TOTALS, graphql_body
+from tests.bench.databases import Database
 from tests.bench.phases import pledge_scripts, serving, static, varied
 from tests.bench.processes import Process, cpu_seconds
 from tests.bench.report import LOGGING_TARGET
@@ -128,7 +129,7 @@ def logging_phase(bench: Bench) -> None:
     against logs off."""
     with ExitStack() as stack:
         servers: dict[str, Process] = {}
-        dbs: dict[str, Path] = {}
+        dbs: dict[str, Database] = {}
         campaign: dict[str, str] = {}
         for side, level in SIDES:
             env = {} if level is None else {"CAREFORALL_LOG_LEVEL": level}

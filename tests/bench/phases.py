@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from careforall.payments.signature import sign
-from tests.bench import live, seed
+from tests.bench import live, on_postgresql, seed
 from tests.bench.client import (
     CAMPAIGNS,
     CREATE_PLEDGE,
@@ -20,7 +20,8 @@ from tests.bench.client import (
     Api,
     graphql_body,
 )
-from tests.bench.processes import Process, careforall_server, floor_server, migrate
+from tests.bench.databases import Database
+from tests.bench.processes import Process, careforall_server, floor_server
 from tests.bench.runner import Bench
 from tests.bench.wrk import write_data_file
 
@@ -62,13 +63,13 @@ def serving(
     pending: int = 0,
     env: dict[str, str] | None = None,
     workers: int = 1,
-) -> Iterator[tuple[Process, seed.Seeded, Path]]:
-    """A migrated, seeded database served by `careforall serve` with `workers`
-    processes (and `env` on top of the benchmark's settings); stopped after."""
+) -> Iterator[tuple[Process, seed.Seeded, Database]]:
+    """A migrated, seeded database (SQLite, or PostgreSQL when the run is on
+    it) served by `careforall serve` with `workers` processes (and `env` on
+    top of the benchmark's settings); stopped after."""
     workdir = bench.workdir / name
     workdir.mkdir()
-    db_path = workdir / "careforall.db"
-    migrate(db_path)
+    db_path = bench.database.fresh(workdir)
     seeded = seed.seed(
         db_path, campaigns=bench.mode.campaigns, captured=captured, pending=pending
     )
@@ -91,6 +92,9 @@ def serving(
 
 def floors(bench: Bench) -> None:
     """Starlette + SQLite, one row read and one row inserted, with no framework."""
+    if bench.database.name == "postgresql":
+        on_postgresql.insert_floor(bench)
+        return
     workdir = bench.workdir / "floor"
     workdir.mkdir()
     server = floor_server(workdir, workdir / "floor.db")

@@ -10,11 +10,12 @@ fill up and block the server.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers.server import ServerProcess, clean_env, free_port, serve_command
+from tests.bench import databases
+from tests.bench.databases import Database, url_of
+from tests.helpers.server import ServerProcess, free_port, serve_command
 
 ROOT = Path(__file__).resolve().parents[2]
 NOFILE = 65_536
@@ -84,7 +85,7 @@ class Process(ServerProcess):
 
 def careforall_server(
     workdir: Path,
-    db_path: Path,
+    db: Database,
     *,
     webhook_secret: str,
     name: str = "server",
@@ -94,7 +95,7 @@ def careforall_server(
     # comes from one address, which the rate limits would refuse after a few
     # dozen pledges a minute, and campaigns are seeded open, not reviewed.
     env = {
-        "CAREFORALL_DATABASE_URL": f"sqlite:///{db_path}",
+        "CAREFORALL_DATABASE_URL": url_of(db),
         "CAREFORALL_RATE_LIMITS": "off",
         "CAREFORALL_CAMPAIGN_REVIEW": "off",
         "CAREFORALL_WEBHOOK_SECRET": webhook_secret,
@@ -104,14 +105,14 @@ def careforall_server(
     return Process(name, argv, env, workdir, port=port, ready_path="/readyz")
 
 
-def floor_server(workdir: Path, db_path: Path, *, workers: int = 1) -> Process:
+def floor_server(workdir: Path, db: Database, *, workers: int = 1) -> Process:
     port = free_port()
     argv = [
         sys.executable,
         "-m",
         "tests.bench.floor",
         "--db",
-        str(db_path),
+        str(db) if isinstance(db, Path) else db.libpq,
         "--port",
         str(port),
         "--workers",
@@ -121,15 +122,6 @@ def floor_server(workdir: Path, db_path: Path, *, workers: int = 1) -> Process:
     return Process(name, argv, {}, workdir, port=port, ready_path="/ready")
 
 
-def migrate(db_path: Path) -> None:
+def migrate(db: Database) -> None:
     """Create the schema with the project's own migrations."""
-    subprocess.run(
-        [sys.executable, "-m", "careforall", "migrate"],
-        cwd=ROOT,
-        env=clean_env(
-            CAREFORALL_DATABASE_URL=f"sqlite:///{db_path}",
-            CAREFORALL_LOG_LEVEL="WARNING",
-        ),
-        check=True,
-        capture_output=True,
-    )
+    databases.migrate(db)

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.bench import profile, seed
 from tests.bench.config import Mode
+from tests.bench.databases import Backend, Database
 from tests.bench.processes import Process
 from tests.bench.wrk import Summary, Wrk, WrkRun
 
@@ -26,6 +27,8 @@ class Bench:
     failures: list[str] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Where the phases' databases are made (SQLite unless --database says).
+    database: Backend = field(default_factory=Backend)
 
     def fail(self, scenario: str, message: str) -> None:
         self.failures.append(f"{scenario}: {message}")
@@ -154,7 +157,7 @@ class Bench:
         top = ", ".join(f"{p['frame']} {p['share']:.0%}" for p in summary["layers"][:5])
         self.log(f"  profile {name}: {summary['samples']} samples; {top}")
 
-    def settle(self, name: str, db_path: Path, quiet: float = 1.0) -> float:
+    def settle(self, name: str, db_path: Database, quiet: float = 1.0) -> float:
         """Wait until the server is done: the outbox and the provider's webhooks
         drained, and no request still writing (the newest outbox event has not
         changed for `quiet` seconds; wrk leaves requests in flight when it
@@ -184,7 +187,7 @@ class Bench:
                 return now - began
             time.sleep(0.1)
 
-    def check_totals(self, name: str, db_path: Path) -> None:
+    def check_totals(self, name: str, db_path: Database) -> None:
         """Once the outbox has drained, every campaign's kept totals equal the
         sums of its CAPTURED pledges."""
         self.settle(name, db_path)

@@ -1,4 +1,5 @@
-"""Seed a migrated database directly with SQL, before its server starts.
+"""Seed a migrated database (SQLite or PostgreSQL) directly with SQL, before
+its server starts.
 
 Rows are written the way the services write them (same id shapes, UTC
 timestamps), and consistently: every CAPTURED pledge has its `totals_ledger`
@@ -8,14 +9,14 @@ server start finds nothing to repair.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+
+from tests.bench import databases
+from tests.bench.databases import Database, Postgres, Writer
 
 # Seeded ids sort before any id the server makes (they are "older").
 _SEED_MS = int(time.time() * 1000) - 86_400_000
@@ -33,8 +34,11 @@ def amount_of(n: int) -> int:
     return 500 + (n % 50) * 100
 
 
-def _now() -> str:
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+def _now(db: Database) -> datetime | str:
+    """Now, in UTC, as the database keeps it: SQLite holds the text SQLAlchemy
+    writes, PostgreSQL a `timestamp`."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now if isinstance(db, Postgres) else now.isoformat(" ", "microseconds")
 
 
 @dataclass
@@ -46,24 +50,38 @@ class Seeded:
     seconds: float = 0.0
 
 
+_PLEDGE_COLUMNS = (
+    "id",
+    "campaign_id",
+    "amount_cents",
+    "currency",
+    "status",
+    "idempotency_scope",
+    "idempotency_key",
+    "donor_session_id",
+    "created_at",
+    "updated_at",
+)
+
+
 def seed(
-    db_path: Path,
+    db: Database,
     *,
     campaigns: int,
     captured: int,
     pending: int = 0,
 ) -> Seeded:
     """Campaigns with `captured` CAPTURED pledges spread over them, plus
-    `pending` PENDING pledges on the first campaign."""
+    `pending` PENDING pledges on the first campaign, in a migrated SQLite file
+    or PostgreSQL database (the same SQL on both)."""
     began = time.monotonic()
-    now = _now()
+    now = _now(db)
     campaign_ids = [seed_id("cmp", i) for i in range(campaigns)]
-    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("PRAGMA cache_size=-262144")  # 256 MiB while building indexes
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("BEGIN")
-        conn.execute(
+    pending_rows = [
+        (seed_id("plg", captured + i), amount_of(i)) for i in range(pending)
+    ]
+    with Writer(db) as out:
+        out.execute(
             "INSERT INTO users (id, email, email_skeleton, name, password_hash, "
             "role, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -76,14 +94,25 @@ def seed(
                 now,
             ),
         )
-        conn.execute(
+        out.execute(
             "INSERT INTO anonymous_sessions (id, created_at) VALUES (?, ?)",
             (SESSION_ID, now),
         )
-        conn.executemany(
-            "INSERT INTO campaigns (id, title, description, category, goal_cents, "
-            "currency, status, ends_at, owner_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, 'USD', 'ACTIVE', NULL, ?, ?, ?)",
+        out.insert(
+            "campaigns",
+            (
+                "id",
+                "title",
+                "description",
+                "category",
+                "goal_cents",
+                "currency",
+                "status",
+                "ends_at",
+                "owner_id",
+                "created_at",
+                "updated_at",
+            ),
             (
                 (
                     cid,
@@ -91,6 +120,9 @@ def seed(
                     "Help with the cost of a treatment.",
                     "medical",
                     50_000_000,
+                    "USD",
+                    "ACTIVE",
+                    None,
                     OWNER_ID,
                     now,
                     now,
@@ -98,36 +130,31 @@ def seed(
                 for i, cid in enumerate(campaign_ids)
             ),
         )
-        conn.executemany(
-            "INSERT INTO pledges (id, campaign_id, amount_cents, currency, status, "
-            "idempotency_scope, idempotency_key, donor_session_id, created_at, "
-            "updated_at) VALUES (?, ?, ?, 'USD', 'CAPTURED', ?, ?, ?, ?, ?)",
-            _captured_rows(campaign_ids, captured, now),
+        out.insert(
+            "pledges", _PLEDGE_COLUMNS, _captured_rows(campaign_ids, captured, now)
         )
-        conn.execute(
+        out.execute(
             "INSERT INTO totals_ledger (pledge_id, campaign_id, counted_cents) "
             "SELECT id, campaign_id, amount_cents FROM pledges "
             "WHERE status = 'CAPTURED'"
         )
-        conn.execute(
+        out.execute(
             "INSERT INTO campaign_totals (campaign_id, raised_cents, pledge_count, "
             "updated_at) SELECT c.id, COALESCE(SUM(l.counted_cents), 0), "
             "COUNT(l.pledge_id), ? FROM campaigns c LEFT JOIN totals_ledger l "
             "ON l.campaign_id = c.id GROUP BY c.id",
             (now,),
         )
-        pending_rows = [
-            (seed_id("plg", captured + i), amount_of(i)) for i in range(pending)
-        ]
-        conn.executemany(
-            "INSERT INTO pledges (id, campaign_id, amount_cents, currency, status, "
-            "idempotency_scope, idempotency_key, donor_session_id, created_at, "
-            "updated_at) VALUES (?, ?, ?, 'USD', 'PENDING', ?, ?, ?, ?, ?)",
+        out.insert(
+            "pledges",
+            _PLEDGE_COLUMNS,
             (
                 (
                     pid,
                     campaign_ids[0],
                     amount,
+                    "USD",
+                    "PENDING",
                     SCOPE,
                     f"seed-p{i}",
                     SESSION_ID,
@@ -137,8 +164,6 @@ def seed(
                 for i, (pid, amount) in enumerate(pending_rows)
             ),
         )
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return Seeded(
         campaign_ids=campaign_ids,
         captured=captured,
@@ -148,13 +173,15 @@ def seed(
 
 
 def _captured_rows(
-    campaign_ids: list[str], count: int, now: str
-) -> Iterator[tuple[str, str, int, str, str, str, str, str]]:
+    campaign_ids: list[str], count: int, now: object
+) -> Iterator[tuple[object, ...]]:
     for n in range(count):
         yield (
             seed_id("plg", n),
             campaign_ids[n % len(campaign_ids)],
             amount_of(n),
+            "USD",
+            "CAPTURED",
             SCOPE,
             f"seed-{n}",
             SESSION_ID,
@@ -163,15 +190,10 @@ def _captured_rows(
         )
 
 
-def query(
-    db_path: Path, sql: str, params: tuple[object, ...] = ()
-) -> list[tuple[Any, ...]]:
-    """Read the database beside its running server (WAL allows it)."""
-    with closing(
-        sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-    ) as conn:
-        return conn.execute(sql, params).fetchall()
+def query(db: Database, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+    """Read the database beside its running server (`?` placeholders)."""
+    return databases.query(db, sql, params)
 
 
-def scalar(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> Any:
-    return query(db_path, sql, params)[0][0]
+def scalar(db: Database, sql: str, params: tuple[object, ...] = ()) -> Any:
+    return query(db, sql, params)[0][0]

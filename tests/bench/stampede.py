@@ -22,6 +22,7 @@ import httpx
 
 from tests.bench import phases, profile, seed
 from tests.bench.client import TOTALS, graphql_body
+from tests.bench.databases import Database
 from tests.bench.processes import Process
 from tests.bench.runner import Bench
 from tests.bench.wrk import WrkRun
@@ -249,7 +250,7 @@ def stampede_phase(bench: Bench) -> None:
         bench.check_totals("stampede", db)
 
 
-def _check_pledges(bench: Bench, db: Path, before: int) -> None:
+def _check_pledges(bench: Bench, db: Database, before: int) -> None:
     """Every createPledge answered without error made its pledge."""
     made = seed.scalar(db, "SELECT count(*) FROM pledges") - before
     answered = sum(
