@@ -29,11 +29,12 @@ _WAITERS = "careforall_write_waiters"
 
 
 class WriteWaiters:
-    """How many of this process's connections wait for SQLite's write lock.
+    """How many of this process's connections wait to write (their turn, then
+    SQLite's write lock).
 
-    SQLite's busy handler polls with growing sleeps, so a writer that commits
-    and begins again at once (the group-commit writer under load) could starve
-    the others; it lets them in first (`wait_until_none`).
+    A writer that commits and begins again at once (the group-commit writer
+    under load) could pass the others; it lets them in first
+    (`wait_until_none`).
     """
 
     def __init__(self) -> None:
