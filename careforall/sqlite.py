@@ -12,6 +12,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,11 +29,12 @@ _WAITERS = "careforall_write_waiters"
 
 
 class WriteWaiters:
-    """How many of this process's connections wait for SQLite's write lock.
+    """How many of this process's connections wait to write (their turn, then
+    SQLite's write lock).
 
-    SQLite's busy handler polls with growing sleeps, so a writer that commits
-    and begins again at once (the group-commit writer under load) could starve
-    the others; it lets them in first (`wait_until_none`).
+    A writer that commits and begins again at once (the group-commit writer
+    under load) could pass the others; it lets them in first
+    (`wait_until_none`).
     """
 
     def __init__(self) -> None:
@@ -55,6 +57,46 @@ class WriteWaiters:
             return self._changed.wait_for(lambda: self._count == 0, timeout)
 
 
+class Turns:
+    """A lock that its holder hands straight to the longest waiting thread.
+
+    A plain `threading.Lock` lets a thread that comes along take it before
+    the woken waiter runs, so under steady writes one thread (a readiness
+    probe, the dispatcher) could wait its whole timeout; here each waits
+    its turn in the order it came.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: deque[threading.Lock] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the turn; False if it did not come."""
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            handed = threading.Lock()
+            handed.acquire()
+            self._waiting.append(handed)
+        if handed.acquire(timeout=max(timeout, 0.0)):
+            return True
+        with self._mutex:
+            if handed in self._waiting:
+                self._waiting.remove(handed)
+                return False
+        # Handed over just as the wait ran out: it is this thread's now.
+        return True
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()  # still held, by the next
+            else:
+                self._held = False
+
+
 def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
@@ -70,43 +112,76 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
 
 
 class TakingTurns(sqlite3.Connection):
-    """A driver connection that takes its turn to write, across processes.
+    """A driver connection that waits its turn to write, handed over at once.
 
-    Several processes serving one file (`serve --workers N`) would otherwise
-    queue for SQLite's write lock through its busy handler, which sleeps ever
-    longer between tries (up to 100 ms): a writer that commits and begins
-    again at once (the group-commit writer) then keeps the lock from the
-    other process for seconds. Instead each write transaction first takes an
-    exclusive `flock` on `<database>.writer`, through a descriptor of its own
-    (so threads of one process queue too), which the kernel hands to a
-    waiter as soon as it is released, and releases it after COMMIT or
-    ROLLBACK (the dialect's `do_commit`, `do_rollback`). The kernel drops the
-    lock of a process that dies.
+    SQLite's busy handler polls for a taken write lock with ever longer
+    sleeps (1, 2, 5, 10 ... up to 100 ms), so a writer that arrives while
+    another holds the lock sleeps well past its release: in one process the
+    group-commit writer and the outbox dispatcher, each committing many
+    times a second, would leave the lock idle between them and add those
+    sleeps to every waiting request. Instead each write transaction first
+    takes its engine's turn (`Turns`), which its releaser hands straight to
+    the longest waiting thread of this process, and gives it back after COMMIT or
+    ROLLBACK (the dialect's `do_commit`, `do_rollback`).
+
+    Several processes serving one file (`serve --workers N`) take turns
+    across processes too: the turn then also holds an exclusive `flock` on
+    `<database>.writer`, through a descriptor of each connection, which the
+    kernel hands to a waiting process as soon as it is released (and drops
+    when a process dies). Other programs writing the file (a `careforall`
+    command) still meet SQLite's own lock and busy handler.
     """
 
-    turns_path: str = ""
+    turns_path: str = ""  # several processes: the file they flock
+    turn: Turns  # this engine's turn, shared by its connections
+    turn_timeout: float = 5.0  # seconds; the connection's busy timeout
     _fd: int | None = None
     holds_turn = False
 
     def take_turn(self) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.turns_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        """Wait for the turn; past the busy timeout, go on without it (SQLite's
+        lock and busy handler still decide, and refuse through SQLAlchemy's
+        error handling as every refused write is)."""
+        if not self.turn.acquire(timeout=self.turn_timeout):
+            return
+        try:
+            if self.turns_path:
+                if self._fd is None:
+                    self._fd = os.open(self.turns_path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.turn.release()
+            raise
         self.holds_turn = True
 
     def end_turn(self) -> None:
-        if self.holds_turn and self._fd is not None:
-            self.holds_turn = False
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if not self.holds_turn:
+            return
+        self.holds_turn = False
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self.turn.release()
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            if self._fd is not None:
-                os.close(self._fd)  # drops the lock too
-                self._fd = None
+            if self.holds_turn:
                 self.holds_turn = False
+                self.turn.release()
+            if self._fd is not None:
+                os.close(self._fd)  # drops the flock too
+                self._fd = None
+
+
+def set_busy_timeout(raw: sqlite3.Connection, milliseconds: int) -> None:
+    """How long a write on this driver connection waits for the lock: its
+    turn (TakingTurns) and SQLite's own busy timeout. Outside a transaction."""
+    raw.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
+    if isinstance(raw, TakingTurns):
+        raw.turn_timeout = milliseconds / 1000
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -197,12 +272,16 @@ def make_sqlite_engine(settings: Settings) -> Engine:
         "check_same_thread": False,
         "timeout": settings.busy_timeout_ms / 1000,
     }
-    if settings.workers > 1 and url.database and url.database != ":memory:":
-        # Several processes write the file: they take turns (TakingTurns).
-        path = url.database + ".writer"
+    if url.database and url.database != ":memory:":
+        # This engine's write transactions take turns (TakingTurns); those
+        # of several processes on one file, across processes too.
+        several = settings.workers > 1
+        path = url.database + ".writer" if several else ""
 
         class Connection(TakingTurns):
             turns_path = path
+            turn = Turns()
+            turn_timeout = settings.busy_timeout_ms / 1000
 
         connect_args["factory"] = Connection
     engine = create_engine(url, connect_args=connect_args)

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from careforall.db import Database, sqlstate
 from careforall.services.writer import is_busy
+from careforall.sqlite import set_busy_timeout
 
 log = logging.getLogger("careforall.health")
 
@@ -181,7 +182,7 @@ class WriteHealth:
                 sqlite = conn.dialect.name == "sqlite"
                 if sqlite:  # outside a transaction, so no lock is taken yet
                     (usual,) = raw.execute("PRAGMA busy_timeout").fetchone()
-                    raw.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+                    set_busy_timeout(raw, int(wait * 1000))
                 try:
                     with conn.begin():
                         conn.execute(NO_OP_WRITE)
@@ -201,7 +202,7 @@ class WriteHealth:
 def _set_busy_timeout(conn: Connection, raw: Any, milliseconds: int) -> None:
     """Back to what every write expects before the connection returns to the pool."""
     try:
-        raw.execute(f"PRAGMA busy_timeout={milliseconds}")
+        set_busy_timeout(raw, milliseconds)
     except Exception:
         conn.invalidate()  # never reused with the probe's short wait
         raise

@@ -224,8 +224,10 @@ class Writer:
             except BaseException as exc:  # pragma: no cover - a bug; keep serving
                 log.exception("write batch failed")
                 _answer([(job, None, exc) for job in batch])
-            # Under load the next batch would begin at once, and SQLite's busy
-            # handler (polling) would rarely let another writer in. Several
+            # Under load the next batch would begin at once, ahead of this
+            # process's writers still on their way to their turn (the
+            # dispatcher, the provider): they go first, and the batch grows
+            # meanwhile. Several
             # processes take turns instead (sqlite.TakingTurns: every writer
             # of every process queues in the kernel), and waiting here for
             # this process's writers, themselves queued behind the other

@@ -196,7 +196,13 @@ def test_readiness_stays_true_under_write_load(
     probes_before = writes.probes
     with ThreadPoolExecutor(len(donors) + 1) as pool:
         futures = [pool.submit(donate, d) for d in donors] + [pool.submit(ask)]
-        time.sleep(2.0)  # how long the load lasts, not an assertion
+        # The load lasts until it means something (at most 20 s): each probe
+        # waits its turn behind the writes queued before it.
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and (
+            len(paid) < 20 or writes.probes - probes_before < 20
+        ):
+            time.sleep(0.1)
         stop.set()
         for future in futures:
             future.result(timeout=10)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from careforall.db import Database, InsertUnlessPresent
+from careforall.db import Database, InsertUnlessPresent, make_engine
 from careforall.domain.clock import utcnow
 from careforall.models import WebhookEvent, table_of
+from careforall.services.writer import is_busy
+from careforall.settings import Settings
+from careforall.sqlite import TakingTurns
 
 
 def test_a_connection_given_back_after_dispose_is_closed(db: Database) -> None:
@@ -153,3 +158,70 @@ def test_a_read_session_sees_one_snapshot(db: Database) -> None:
         assert session.execute(count).scalar_one() == before
     with db.read() as session:
         assert session.execute(count).scalar_one() == before + 1
+
+
+@pytest.mark.sqlite_only
+def test_write_transactions_of_one_process_take_turns_handed_over_at_commit(
+    db: Database,
+) -> None:
+    """A second writer of the process waits for the first's COMMIT, then
+    begins at once (no busy-handler sleep), and a ROLLBACK gives the turn
+    back too."""
+    began = threading.Event()
+
+    def write() -> None:
+        with db.write_connection() as conn, conn.begin():
+            began.set()
+            conn.exec_driver_sql("UPDATE app_secrets SET value = value")
+
+    with db.write_connection() as conn:
+        transaction = conn.begin()
+        conn.exec_driver_sql("UPDATE app_secrets SET value = value")
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, TakingTurns) and raw.holds_turn
+        waiting = threading.Thread(target=write)
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and not began.is_set()  # waits its turn
+        transaction.commit()
+        assert not raw.holds_turn
+        waiting.join(10)
+        assert began.is_set() and not waiting.is_alive()
+
+        began.clear()
+        transaction = conn.begin()
+        conn.exec_driver_sql("UPDATE app_secrets SET value = value")
+        transaction.rollback()
+        assert not raw.holds_turn
+    write()
+    assert began.is_set()
+
+
+@pytest.mark.sqlite_only
+def test_a_turn_kept_past_the_busy_timeout_is_refused_as_busy(
+    settings: Settings,
+) -> None:
+    """A write of the process that holds the lock too long: the next one is
+    refused as SQLite refuses it (locked), never left waiting for good."""
+    db = Database(make_engine(replace(settings, busy_timeout_ms=100)))
+    try:
+        with db.write_connection() as conn, conn.begin():
+            conn.exec_driver_sql("UPDATE app_secrets SET value = value")
+            refused: list[BaseException] = []
+
+            def write() -> None:
+                try:
+                    with db.write_connection() as other, other.begin():
+                        other.exec_driver_sql("UPDATE app_secrets SET value = value")
+                except OperationalError as exc:
+                    refused.append(exc)
+
+            waiting = threading.Thread(target=write)
+            waiting.start()
+            waiting.join(10)
+            assert not waiting.is_alive()
+            assert len(refused) == 1 and is_busy(refused[0])  # type: ignore[arg-type]
+        with db.write_connection() as conn, conn.begin():  # the turn came back
+            conn.exec_driver_sql("UPDATE app_secrets SET value = value")
+    finally:
+        db.dispose()
