@@ -1,5 +1,6 @@
-"""Service-layer fixtures: token keys with a fixed secret, and makers for users,
-anonymous sessions and campaigns that go through the services themselves."""
+"""Service-layer fixtures: token keys with a fixed secret, makers for users,
+anonymous sessions and campaigns that go through the services themselves, and
+the Stripe adapter on the local stand-in."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from careforall.db import Database
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
 from careforall.models import Campaign, User
+from careforall.payment_config import StripeConfig
+from careforall.payments.stripe import StripeProvider
 from careforall.services import auth, bootstrap
 from careforall.services.auth import TokenKeys
 from careforall.services.campaigns import CampaignData, create_campaign
 from careforall.services.unit_of_work import UnitOfWork
+from tests.helpers.stripe_standin import StripeStandIn
 
 # 64 bytes: long enough that PyJWT does not warn, even for HS512.
 SECRET = "test-secret-" + "k" * 52
@@ -174,3 +178,20 @@ def organiser(make_user: MakeUser) -> Principal:
 @pytest.fixture
 def campaign(make_campaign: MakeCampaign, organiser: Principal) -> Campaign:
     return make_campaign(organiser)
+
+
+@pytest.fixture
+def stripe_config(stripe_standin: StripeStandIn) -> StripeConfig:
+    """Stripe as the stand-in plays it, with a short timeout: the stand-in
+    holds a "timed out" answer (1.5 s) for longer than a call waits (0.5 s)."""
+    stripe_standin.hold_seconds = 1.5
+    return stripe_standin.config(timeout_seconds=0.5)
+
+
+@pytest.fixture
+def stripe_provider(
+    db: Database, stripe_config: StripeConfig
+) -> Iterator[StripeProvider]:
+    provider = StripeProvider(db, stripe_config)
+    yield provider
+    provider.close()
