@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pytest
 from sqlalchemy import event, text, update
@@ -20,7 +20,7 @@ from careforall.domain.states import Role
 from careforall.models import Campaign, User
 from careforall.payment_config import StripeConfig
 from careforall.payments.stripe import StripeProvider
-from careforall.services import auth, bootstrap
+from careforall.services import auth, bootstrap, reviews
 from careforall.services.auth import TokenKeys
 from careforall.services.campaigns import CampaignData, create_campaign
 from careforall.services.unit_of_work import UnitOfWork
@@ -195,3 +195,36 @@ def stripe_provider(
     provider = StripeProvider(db, stripe_config)
     yield provider
     provider.close()
+
+
+class Decided(NamedTuple):
+    approved: Campaign  # and then suspended
+    rejected: Campaign
+
+
+@pytest.fixture
+def decided(
+    uow: UnitOfWork,
+    admin: Principal,
+    organiser: Principal,
+    make_campaign: MakeCampaign,
+) -> Decided:
+    """An admin's three decisions on two of the organiser's campaigns sent to
+    review: one approved, then suspended ("Checking a report."); the other
+    rejected, with a note holding markup ("No medical <estimate>.")."""
+    approved = make_campaign(organiser, review=True)
+    rejected = make_campaign(organiser, review=True)
+    reviews.review_campaign(
+        uow, principal=admin, campaign_id=approved.id, approve=True, note=None
+    )
+    reviews.review_campaign(
+        uow,
+        principal=admin,
+        campaign_id=rejected.id,
+        approve=False,
+        note="No medical <estimate>.",
+    )
+    reviews.suspend_campaign(
+        uow, principal=admin, campaign_id=approved.id, note="Checking a report."
+    )
+    return Decided(approved, rejected)

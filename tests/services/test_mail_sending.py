@@ -24,20 +24,11 @@ from careforall.outbox import mailer
 from careforall.services import mail_queue
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    ORG,
-    all_mails,
-    deliver,
-    email_of,
-    mailing,
-    make_due,
-    send_due,
-)
-from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, free_port, mail_server, self_signed_tls
+from tests.helpers.mails import ORG, all_mails, email_of, make_due, send_due
+from tests.helpers.outbox import deliver
+from tests.helpers.pledges import give, paid, provider_says
+from tests.helpers.smtp import MailServer, free_port, self_signed_tls
 from tests.services.conftest import MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 
 def test_smtp_down_during_a_capture_then_up_the_receipt_arrives_once(
@@ -161,7 +152,7 @@ def test_starttls_off_is_not_tried(
         plain = SmtpServer(host="127.0.0.1", port=server.port, starttls=False)
         mailing = settings.with_(smtp=plain, **ORG)
         donor = make_user()
-        provider_says(db, give(db, donor, campaign, 2500), "captured")
+        paid(db, donor, campaign, 2500)
         deliver(db, mailing)
         send_due(db, plain)
         assert server.messages == []
@@ -179,7 +170,7 @@ def test_a_mail_due_later_is_not_sent_now(
     campaign: Campaign,
 ) -> None:
     donor = make_user()
-    provider_says(db, give(db, donor, campaign, 2500), "captured")
+    paid(db, donor, campaign, 2500)
     deliver(db, mailing)
     with UnitOfWork(db) as uow:
         uow.session.execute(

@@ -19,21 +19,11 @@ from careforall.models import Campaign, Pledge
 from careforall.services import mail_queue
 from careforall.services.mails import write_pledge_mails
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    ORG,
-    all_mails,
-    deliver,
-    deliver_everything_again,
-    email_of,
-    mailing,
-    parts,
-    send_due,
-)
+from tests.helpers.mails import ORG, all_mails, email_of, parts, send_due
+from tests.helpers.outbox import deliver, deliver_everything_again
 from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 
 def test_a_capture_sends_exactly_one_receipt(

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import Forbidden, NotFound, Unauthenticated
@@ -24,15 +23,14 @@ from careforall.models import (
     OutboxEvent,
     User,
 )
-from careforall.outbox.dispatcher import Dispatcher
-from careforall.outbox.handlers import HandlerContext, on_dead_letter
-from careforall.payments.simulated import SimulatedProvider
+from careforall.outbox.handlers import on_dead_letter
 from careforall.services import alerts, auth, notifications, webhook_log
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.webhook_log import WebhookEntry, WebhookOutcome
 from careforall.settings import Settings
-from tests.helpers.pledges import give, provider_says
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.pledges import give, paid, provider_says
 from tests.services.conftest import (
     PASSWORD,
     MakeAnon,
@@ -43,40 +41,6 @@ from tests.services.conftest import (
 )
 
 # --- helpers -------------------------------------------------------------------
-
-
-def deliver(db: Database, settings: Settings, *, all_succeed: bool = True) -> int:
-    """Run the outbox dispatcher until no event is due; returns how many ran."""
-    dispatcher = Dispatcher(
-        HandlerContext(
-            db=db,
-            settings=settings.with_(auto_capture=False),
-            provider=SimulatedProvider(db),
-        ),
-        Broadcaster(),
-    )
-    delivered = 0
-    while batch := dispatcher.process_due().processed:
-        delivered += batch
-    with db.read() as session:
-        failed = session.exec(
-            select(OutboxEvent.name, OutboxEvent.last_error).where(
-                OutboxEvent.status != "done"
-            )
-        ).all()
-    if all_succeed:
-        assert not failed, failed  # every handler succeeded, also the second time
-    return delivered
-
-
-def deliver_everything_again(db: Database, settings: Settings) -> int:
-    """At-least-once delivery at its worst: every event is delivered again."""
-    with UnitOfWork(db) as uow:
-        uow.session.execute(
-            update(OutboxEvent).values(status="pending", available_at=utcnow())
-        )
-        uow.commit()
-    return deliver(db, settings)
 
 
 def feed(db: Database, who: Principal) -> list[tuple[str, str | None]]:
@@ -292,7 +256,7 @@ def test_marking_all_up_to_an_id_leaves_newer_ones_unread(
 ) -> None:
     donor = make_user()
     for amount in (100, 200, 300):
-        provider_says(db, give(db, donor, campaign, amount), "captured")
+        paid(db, donor, campaign, amount)
         deliver(db, settings)
     with db.read() as session:
         newest, middle, oldest = notifications.feed(
