@@ -41,6 +41,10 @@ class OldDatabase:
         finally:
             engine.dispose()
 
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+
     def columns(self, table: str) -> set[str]:
         with self.engine.connect() as conn:
             return {c["name"] for c in inspect(conn).get_columns(table)}

@@ -51,8 +51,6 @@ def test_0017_on_existing_plans(old_database: OldDatabase) -> None:
         ).all()
     assert [tuple(row) for row in plans] == [("rec_1", "pm_card_ok", 1)]
     old_database.downgrade("0016")
-    with old_database.engine.connect() as conn:
-        kept = conn.execute(text("SELECT count(*) FROM recurring_donations"))
-        assert kept.scalar_one() == 1
+    assert old_database.rows("SELECT count(*) FROM recurring_donations") == [(1,)]
     assert "stripe_customers" not in old_database.tables()
     old_database.upgrade()

@@ -89,14 +89,11 @@ def test_0005_on_existing_accounts(old_database: OldDatabase) -> None:
             insert_user(conn, "0004", user_id, email, name="N", created_at=created)
         insert(conn, "anonymous_sessions", id="anon_1", created_at=STAMP)
     old_database.upgrade()
-    with old_database.engine.connect() as conn:
-        found = conn.execute(
-            text("SELECT id, email_skeleton, token_version FROM users ORDER BY id")
-        ).all()
-        anon = conn.execute(
-            text("SELECT token_version FROM anonymous_sessions")
-        ).scalar_one()
-    assert [tuple(row) for row in found] == [
+    found = old_database.rows(
+        "SELECT id, email_skeleton, token_version FROM users ORDER BY id"
+    )
+    [(anon,)] = old_database.rows("SELECT token_version FROM anonymous_sessions")
+    assert found == [
         ("usr_1", "ops@example.org", 0),
         ("usr_2", "ops@example.org#usr_2", 0),
         ("usr_3", "dana@example.org", 0),
@@ -118,14 +115,10 @@ def test_0010_on_existing_campaigns(old_database: OldDatabase) -> None:
         insert_campaign(conn, "0006", "cmp_1", status="ACTIVE")
         insert_campaign(conn, "0006", "cmp_2", status="PAUSED")
     old_database.upgrade()
-    with old_database.engine.connect() as conn:
-        found = conn.execute(
-            text(
-                "SELECT id, status, paid_out_cents, review_note FROM campaigns "
-                "ORDER BY id"
-            )
-        ).all()
-    assert [tuple(row) for row in found] == [
+    found = old_database.rows(
+        "SELECT id, status, paid_out_cents, review_note FROM campaigns ORDER BY id"
+    )
+    assert found == [
         ("cmp_1", "ACTIVE", 0, None),
         ("cmp_2", "PAUSED", 0, None),
     ]
@@ -156,10 +149,9 @@ def test_0012_on_existing_campaigns(old_database: OldDatabase) -> None:
             field="title",
         )
     old_database.upgrade()
-    with old_database.engine.connect() as conn:
-        found = conn.execute(text("SELECT id, status, image_key FROM campaigns")).all()
-        edits = conn.execute(text("SELECT count(*) FROM campaign_edits")).one()
-    assert [tuple(row) for row in found] == [("cmp_1", "ACTIVE", None)]
+    found = old_database.rows("SELECT id, status, image_key FROM campaigns")
+    [edits] = old_database.rows("SELECT count(*) FROM campaign_edits")
+    assert found == [("cmp_1", "ACTIVE", None)]
     assert edits[0] == 1
     old_database.downgrade("0010")
     assert "image_key" not in old_database.columns("campaigns")
@@ -183,18 +175,13 @@ def test_0014_on_existing_pledges(old_database: OldDatabase) -> None:
             source="api",
         )
     old_database.upgrade()
-    with old_database.engine.connect() as conn:
-        found = conn.execute(
-            text(
-                "SELECT id, status, campaign_updates, receipt_number, "
-                "receipt_issued_at FROM pledges"
-            )
-        ).all()
-    assert [tuple(row) for row in found] == [("plg_1", "CAPTURED", False, None, None)]
+    found = old_database.rows(
+        "SELECT id, status, campaign_updates, receipt_number, receipt_issued_at "
+        "FROM pledges"
+    )
+    assert found == [("plg_1", "CAPTURED", False, None, None)]
     old_database.downgrade("0013")
-    with old_database.engine.connect() as conn:
-        kept = conn.execute(text("SELECT count(*) FROM pledge_transitions"))
-        assert kept.scalar_one() == 1
+    assert old_database.rows("SELECT count(*) FROM pledge_transitions") == [(1,)]
     assert not old_database.columns("pledges") & {"campaign_updates", "receipt_number"}
     assert not old_database.tables() & {"campaign_opt_outs", "update_mailings"}
     old_database.upgrade()
