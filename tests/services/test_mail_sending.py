@@ -40,8 +40,7 @@ def test_smtp_down_during_a_capture_then_up_the_receipt_arrives_once(
     server = MailServer(port=free_port())  # not started: nothing listens
     mailing = settings.with_(smtp=server.smtp, **ORG)
     donor = make_user()
-    pledge_id = give(db, donor, campaign, 2500)
-    provider_says(db, pledge_id, "captured")
+    paid(db, donor, campaign, 2500)
     deliver(db, mailing)
 
     send_due(db, server.smtp, timeout=2.0)
@@ -74,8 +73,7 @@ def test_an_address_refused_for_good_is_a_dead_letter_an_admin_replays(
 ) -> None:
     donor = make_user()
     mail_server.refused.add(email_of(db, donor))
-    pledge_id = give(db, donor, campaign, 2500)
-    provider_says(db, pledge_id, "captured")
+    paid(db, donor, campaign, 2500)
     deliver(db, mailing)
     send_due(db, mailing.smtp)  # type: ignore[arg-type]
 
@@ -125,8 +123,7 @@ def test_starttls_when_the_server_offers_it(
     try:
         mailing = settings.with_(smtp=server.smtp, **ORG)
         donor = make_user()
-        pledge_id = give(db, donor, campaign, 2500)
-        provider_says(db, pledge_id, "captured")
+        paid(db, donor, campaign, 2500)
         deliver(db, mailing)
         send_due(db, server.smtp, tls_context=client_tls)
         assert len(server.wait_for(1)) == 1

@@ -157,8 +157,7 @@ def test_the_goal_is_announced_once_when_the_total_first_reaches_it(
 def test_a_gift_to_ones_own_campaign_is_no_news_to_its_organiser(
     db: Database, settings: Settings, organiser: Principal, campaign: Campaign
 ) -> None:
-    pledge_id = give(db, organiser, campaign, 1200)
-    provider_says(db, pledge_id, "captured")
+    pledge_id = paid(db, organiser, campaign, 1200)
     deliver(db, settings)
     assert feed(db, organiser) == [("PAYMENT_CAPTURED", pledge_id)]
 
@@ -172,8 +171,7 @@ def test_a_guests_notifications_follow_them_to_their_account(
     campaign: Campaign,
 ) -> None:
     guest, token = make_anon()
-    pledge_id = give(db, guest, campaign, 4000)
-    provider_says(db, pledge_id, "captured")
+    pledge_id = paid(db, guest, campaign, 4000)
     deliver(db, settings)
     assert feed(db, guest) == [("PAYMENT_CAPTURED", pledge_id)]
 
@@ -216,8 +214,7 @@ def test_feeds_and_marking_read_are_each_persons_own(
     guest = make_anon()[0]
     ids = {}
     for who in (alice, bob, guest):
-        pledge_id = give(db, who, campaign, 500)
-        provider_says(db, pledge_id, "captured")
+        paid(db, who, campaign, 500)
         deliver(db, settings)
         with db.read() as session:
             page = notifications.feed(session, principal=who, first=10, after=None)
