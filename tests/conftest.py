@@ -26,6 +26,10 @@ from tests.helpers.databases import databases_under_test, shared_by_processes
 from tests.helpers.server import Server
 from tests.helpers.stripe_standin import StripeStandIn, running
 
+# Fixtures of the helper modules, for every test that names them: a real SMTP
+# server (`mail_server`) and the settings that mail through it (`mailing`).
+pytest_plugins = ["tests.helpers.smtp", "tests.helpers.mails"]
+
 
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:

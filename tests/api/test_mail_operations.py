@@ -12,10 +12,8 @@ from starlette.testclient import TestClient
 from tests import factories as f
 from tests.helpers.admin_mails import REPLAY, mails, receipt_statuses, receipts
 from tests.helpers.api import GQL
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.smtp import MailServer
 from tests.helpers.waiting import wait_until
-
-__all__ = ["mail_server"]  # the fixture, used by name
 
 DEAD_MAILS = "{ adminStats { deadMails } }"
 

@@ -19,14 +19,13 @@ from careforall.services.mail_preferences import (
 )
 from tests import factories as f
 from tests.helpers.api import GQL
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.smtp import MailServer
 from tests.helpers.waiting import wait_until
 
 PREFERENCES = "{ mailPreferences { donationDigest goalReached campaignUpdates } }"
 UPDATE = """mutation($input: MailPreferencesInput!) {
   updateMailPreferences(input: $input) { donationDigest goalReached campaignUpdates }
 }"""
-__all__ = ["mail_server"]  # the fixture, used by name
 
 ALL_ON = {"donationDigest": True, "goalReached": True, "campaignUpdates": True}
 

@@ -26,10 +26,8 @@ from tests.helpers.admin_mails import (
 )
 from tests.helpers.api import ADMIN_EMAIL, ADMIN_PASSWORD, GQL
 from tests.helpers.mails import parts
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.smtp import MailServer
 from tests.helpers.waiting import wait_until
-
-__all__ = ["mail_server"]  # the fixture, used by name
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlmodel import col, func, select
 from starlette.testclient import TestClient
 
-from careforall.models import OutboxEvent, SimWebhook
+from careforall.db import Database
 from careforall.payments.signature import sign
 from tests import factories as f
 from tests.helpers.api import GQL
+from tests.helpers.outbox import outbox_drained, settled
 from tests.helpers.waiting import wait_until
 
 MY_DONATIONS = """
@@ -39,20 +39,9 @@ def pledge_input(campaign_id: str, **overrides: Any) -> dict[str, Any]:
     } | overrides
 
 
-def quiet(client: TestClient) -> bool:
-    """Every outbox event handled and every provider webhook delivered."""
-    with client.app.state.runtime.db.read() as session:  # type: ignore[attr-defined]
-        pending = session.exec(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(OutboxEvent.status == "pending")
-        ).one()
-        owed = session.exec(
-            select(func.count())
-            .select_from(SimWebhook)
-            .where(col(SimWebhook.delivered_at).is_(None))
-        ).one()
-    return bool(pending == 0 and owed == 0)
+def app_db(client: TestClient) -> Database:
+    db: Database = client.app.state.runtime.db  # type: ignore[attr-defined]
+    return db
 
 
 def get_pledge(gql: GQL, pledge_id: str, token: str) -> dict[str, Any]:
@@ -405,7 +394,7 @@ def test_declined_card_fails_the_pledge_and_leaves_totals(
         and from_provider(declined[2]) == "provider"
     )
 
-    wait_until(lambda: quiet(client))
+    wait_until(lambda: settled(app_db(client)))
     assert f.totals(gql, campaign_id) == (0, 0)
     final = get_pledge(gql, pledge["id"], donor)
     assert final["status"] == "FAILED"
@@ -489,16 +478,6 @@ def manual(
     return GQL(client), client
 
 
-def outbox_done(client: TestClient) -> bool:
-    with client.app.state.runtime.db.read() as session:  # type: ignore[attr-defined]
-        pending = session.exec(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(OutboxEvent.status == "pending")
-        ).one()
-    return bool(pending == 0)
-
-
 def authorized_pledge(gql: GQL, amount: int = 3000) -> tuple[str, dict[str, Any], str]:
     """(campaign id, pledge, anonymous donor's token) for a pledge just authorized."""
     organiser = f.register(gql)
@@ -537,7 +516,7 @@ def test_a_signed_in_donor_may_not_capture_or_refund(
 def test_admin_captures_an_authorized_pledge(manual: tuple[GQL, TestClient]) -> None:
     gql, client = manual
     campaign_id, pledge, donor = authorized_pledge(gql, amount=3000)
-    wait_until(lambda: outbox_done(client))
+    wait_until(lambda: outbox_drained(app_db(client)))
     # With auto-capture off nothing captures it, and it is not counted yet.
     assert get_pledge(gql, pledge["id"], donor)["status"] == "AUTHORIZED"
     assert f.totals(gql, campaign_id) == (0, 0)
@@ -667,7 +646,7 @@ def test_with_webhooks_delivered_every_move_is_recorded_once(
     pledge = f.pledge(gql, donor, campaign_id, amount=800)
     gql.ok(f.AUTHORIZE, {"id": pledge["id"], "pm": "pm_card_ok"}, donor)
     wait_until(lambda: f.totals(gql, campaign_id) == (800, 1))
-    wait_until(lambda: quiet(client))
+    wait_until(lambda: settled(app_db(client)))
     final = get_pledge(gql, pledge["id"], donor)
     created, authorized, captured = moves(final)
     assert created == (None, "PENDING", "api")

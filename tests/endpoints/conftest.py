@@ -19,12 +19,9 @@ from starlette.testclient import TestClient
 
 from careforall import tracing
 from careforall.logs import json_handler
-from careforall.payment_config import StripeConfig
 from tests.helpers.api import GQL
 from tests.helpers.stripe_standin import (
     PUBLIC_URL,
-    SECRET_KEY,
-    WEBHOOK_SECRET,
     StripeStandIn,
 )
 
@@ -97,11 +94,7 @@ def hosted_gql(
     """The API of an app on Stripe whose hosted pages lead back to PUBLIC_URL;
     the stand-in holds its webhooks until a test sends them."""
     stripe_standin.webhooks = "held"
-    config = StripeConfig(
-        secret_key=SECRET_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=stripe_standin.url,
-    )
+    config = stripe_standin.config()
     return GQL(
         app_factory(
             payment_provider="stripe",

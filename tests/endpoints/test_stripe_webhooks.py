@@ -17,7 +17,6 @@ from starlette.testclient import TestClient
 from careforall.api.provider_info import STRIPE_TEST_NOTICE
 from careforall.db import Database
 from careforall.models import Notification, Pledge, WebhookLog
-from careforall.payment_config import StripeConfig
 from careforall.services import totals
 from careforall.services.unit_of_work import UnitOfWork
 from tests import factories as f
@@ -25,7 +24,6 @@ from tests.helpers.api import GQL
 from tests.helpers.outbox import outbox_drained, settled
 from tests.helpers.stripe_api import Json
 from tests.helpers.stripe_standin import (
-    SECRET_KEY,
     WEBHOOK_SECRET,
     StripeStandIn,
     sign,
@@ -42,12 +40,7 @@ def stripe_app(
 ) -> TestClient:
     # Webhooks are posted by each test, in the order it chooses.
     stripe_standin.webhooks = "held"
-    config = StripeConfig(
-        secret_key=SECRET_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=stripe_standin.url,
-        timeout_seconds=2.0,
-    )
+    config = stripe_standin.config(timeout_seconds=2.0)
     return app_factory(payment_provider="stripe", stripe=config, auto_capture=False)
 
 
@@ -108,11 +101,7 @@ def test_the_provider_says_stripe_and_not_simulated(sgql: GQL) -> None:
 def test_with_a_live_key_no_notice_is_given(
     app_factory: Callable[..., TestClient], stripe_standin: StripeStandIn
 ) -> None:
-    live = StripeConfig(
-        secret_key="sk_live_" + "a1B2c3D4e5F6g7H8",
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=stripe_standin.url,
-    )
+    live = stripe_standin.config(secret_key="sk_live_" + "a1B2c3D4e5F6g7H8")
     gql = GQL(app_factory(payment_provider="stripe", stripe=live))
     assert gql.ok(PROVIDER)["paymentProvider"]["notice"] is None
 

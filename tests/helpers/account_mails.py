@@ -10,7 +10,8 @@ from careforall.db import Database
 from careforall.services import recovery
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import all_mails, deliver
+from tests.helpers.mails import all_mails
+from tests.helpers.outbox import deliver
 
 PATHS = {"password_reset": "/reset-password", "email_verification": "/verify-email"}
 

@@ -1,5 +1,6 @@
-"""Helpers of the mail tests: the organisation they configure, the outbox run
-to its end (and again), one round of the mail sender, and the mails kept."""
+"""Helpers of the mail tests: the organisation they configure, one round of
+the mail sender, and the mails kept (the outbox that writes them is run by
+tests/helpers/outbox.py `deliver`)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.rules import Principal
 from careforall.mail_config import SmtpServer
-from careforall.models import Mail, OutboxEvent, User
-from careforall.outbox.dispatcher import Dispatcher
-from careforall.outbox.handlers import HandlerContext
+from careforall.models import Mail, User
 from careforall.outbox.mailer import MailSender
-from careforall.payments.simulated import SimulatedProvider
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.helpers.smtp import MailServer
@@ -30,34 +27,6 @@ ORG = {
     "org_tax_id": "EIN 12-3456789",
     "mail_from": "Hope & Care <receipts@hope.example>",
 }
-
-
-def deliver(db: Database, settings: Settings) -> None:
-    """Run the outbox dispatcher until no event is due; every event succeeds."""
-    dispatcher = Dispatcher(
-        HandlerContext(
-            db=db,
-            settings=settings.with_(auto_capture=False),
-            provider=SimulatedProvider(db),
-        ),
-        Broadcaster(),
-    )
-    while dispatcher.process_due().processed:
-        pass
-    with db.read() as session:
-        failed = session.exec(
-            select(OutboxEvent.last_error).where(OutboxEvent.status != "done")
-        ).all()
-    assert not failed, failed
-
-
-def deliver_everything_again(db: Database, settings: Settings) -> None:
-    with UnitOfWork(db) as uow:
-        uow.session.execute(
-            update(OutboxEvent).values(status="pending", available_at=utcnow())
-        )
-        uow.commit()
-    deliver(db, settings)
 
 
 def send_due(db: Database, server: SmtpServer, **kwargs: object) -> None:

@@ -4,6 +4,7 @@ webhooks would."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from careforall.db import Database
 from careforall.domain.rules import Principal
@@ -32,6 +33,16 @@ def give(
         campaign_updates=campaign_updates,
     )
     return create_pledge(UnitOfWork(db), principal=donor, data=data).id
+
+
+def paid(
+    db: Database, donor: Principal, campaign: Campaign, amount: int, **kw: Any
+) -> str:
+    """A pledge given (`kw` as `give` takes them) and captured, as the
+    provider's webhook says."""
+    pledge_id = give(db, donor, campaign, amount, **kw)
+    provider_says(db, pledge_id, "captured")
+    return pledge_id
 
 
 def provider_says(

@@ -298,4 +298,6 @@ class Server(ServerProcess):
     def settled(self) -> bool:
         """No outbox event waits and the provider owes no webhook (as
         `tests.helpers.outbox.settled`, read beside the server)."""
-        return self.scalar(PENDING_EVENTS) == 0 and self.scalar(OWED_WEBHOOKS) == 0
+        return bool(
+            self.scalar(PENDING_EVENTS) == 0 and self.scalar(OWED_WEBHOOKS) == 0
+        )

@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from careforall.payment_config import StripeConfig
 from tests.helpers.stripe_api import Answer, Json, StripeBook, error, new_id
 
 SECRET_KEY = "sk_test_" + "standin0123456789abcdef"
@@ -118,6 +119,16 @@ class StripeStandIn:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def config(self, **changes: Any) -> StripeConfig:
+        """How the app reaches this stand-in: its URL, the test key and the
+        secret its webhooks are signed with (`changes`: a timeout, a live key)."""
+        values: dict[str, Any] = {
+            "secret_key": SECRET_KEY,
+            "webhook_secret": self.webhook_secret,
+            "api_base": self.url,
+        }
+        return StripeConfig(**(values | changes))
 
     def start(self) -> StripeStandIn:
         self.book.base_url = self.url

@@ -1,5 +1,6 @@
-"""Service-layer fixtures: token keys with a fixed secret, and makers for users,
-anonymous sessions and campaigns that go through the services themselves."""
+"""Service-layer fixtures: token keys with a fixed secret, makers for users,
+anonymous sessions and campaigns that go through the services themselves, and
+the Stripe adapter on the local stand-in."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pytest
 from sqlalchemy import event, text, update
@@ -17,10 +18,13 @@ from careforall.db import Database
 from careforall.domain.rules import Principal
 from careforall.domain.states import Role
 from careforall.models import Campaign, User
-from careforall.services import auth, bootstrap
+from careforall.payment_config import StripeConfig
+from careforall.payments.stripe import StripeProvider
+from careforall.services import auth, bootstrap, reviews
 from careforall.services.auth import TokenKeys
 from careforall.services.campaigns import CampaignData, create_campaign
 from careforall.services.unit_of_work import UnitOfWork
+from tests.helpers.stripe_standin import StripeStandIn
 
 # 64 bytes: long enough that PyJWT does not warn, even for HS512.
 SECRET = "test-secret-" + "k" * 52
@@ -174,3 +178,53 @@ def organiser(make_user: MakeUser) -> Principal:
 @pytest.fixture
 def campaign(make_campaign: MakeCampaign, organiser: Principal) -> Campaign:
     return make_campaign(organiser)
+
+
+@pytest.fixture
+def stripe_config(stripe_standin: StripeStandIn) -> StripeConfig:
+    """Stripe as the stand-in plays it, with a short timeout: the stand-in
+    holds a "timed out" answer (1.5 s) for longer than a call waits (0.5 s)."""
+    stripe_standin.hold_seconds = 1.5
+    return stripe_standin.config(timeout_seconds=0.5)
+
+
+@pytest.fixture
+def stripe_provider(
+    db: Database, stripe_config: StripeConfig
+) -> Iterator[StripeProvider]:
+    provider = StripeProvider(db, stripe_config)
+    yield provider
+    provider.close()
+
+
+class Decided(NamedTuple):
+    approved: Campaign  # and then suspended
+    rejected: Campaign
+
+
+@pytest.fixture
+def decided(
+    uow: UnitOfWork,
+    admin: Principal,
+    organiser: Principal,
+    make_campaign: MakeCampaign,
+) -> Decided:
+    """An admin's three decisions on two of the organiser's campaigns sent to
+    review: one approved, then suspended ("Checking a report."); the other
+    rejected, with a note holding markup ("No medical <estimate>.")."""
+    approved = make_campaign(organiser, review=True)
+    rejected = make_campaign(organiser, review=True)
+    reviews.review_campaign(
+        uow, principal=admin, campaign_id=approved.id, approve=True, note=None
+    )
+    reviews.review_campaign(
+        uow,
+        principal=admin,
+        campaign_id=rejected.id,
+        approve=False,
+        note="No medical <estimate>.",
+    )
+    reviews.suspend_campaign(
+        uow, principal=admin, campaign_id=approved.id, note="Checking a report."
+    )
+    return Decided(approved, rejected)

@@ -24,7 +24,8 @@ from careforall.services import auth, erasure, totals
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import deliver, email_of
+from tests.helpers.mails import email_of
+from tests.helpers.outbox import deliver
 from tests.helpers.pledges import give, provider_says
 from tests.services.conftest import PASSWORD, MakeUser
 from tests.services.conftest import totals as stored_totals

@@ -13,11 +13,9 @@ from careforall.models import AlertThrottle, User
 from careforall.services import alerts
 from careforall.services.alert_mails import write_alert_mails
 from careforall.settings import Settings
-from tests.helpers.mails import all_mails, email_of, mailing, parts, send_due
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.mails import all_mails, email_of, parts, send_due
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 
 def dead_letter(db: Database, event_id: int, *, at: datetime | None = None) -> None:

@@ -22,7 +22,8 @@ from careforall.services.pledges import PledgeData, create_pledge, my_donations
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.helpers.account_mails import ask_reset, link_token
-from tests.helpers.mails import all_mails, deliver, email_of
+from tests.helpers.mails import all_mails, email_of
+from tests.helpers.outbox import deliver
 from tests.helpers.pledges import provider_says
 from tests.services.conftest import MakeAnon, MakeUser
 

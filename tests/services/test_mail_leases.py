@@ -18,12 +18,11 @@ from careforall.services import mail_queue
 from careforall.services.mail_queue import Outcome
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import ORG, all_mails, deliver, mailing
-from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.mails import ORG, all_mails
+from tests.helpers.outbox import deliver
+from tests.helpers.pledges import paid
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 
 def queue_receipts(
@@ -31,7 +30,7 @@ def queue_receipts(
 ) -> None:
     donor = make_user()
     for _ in range(n):
-        provider_says(db, give(db, donor, campaign, 1_000), "captured")
+        paid(db, donor, campaign, 1_000)
     deliver(db, settings)
 
 

@@ -24,20 +24,11 @@ from careforall.outbox import mailer
 from careforall.services import mail_queue
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    ORG,
-    all_mails,
-    deliver,
-    email_of,
-    mailing,
-    make_due,
-    send_due,
-)
-from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, free_port, mail_server, self_signed_tls
+from tests.helpers.mails import ORG, all_mails, email_of, make_due, send_due
+from tests.helpers.outbox import deliver
+from tests.helpers.pledges import give, paid, provider_says
+from tests.helpers.smtp import MailServer, free_port, self_signed_tls
 from tests.services.conftest import MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 
 def test_smtp_down_during_a_capture_then_up_the_receipt_arrives_once(
@@ -49,8 +40,7 @@ def test_smtp_down_during_a_capture_then_up_the_receipt_arrives_once(
     server = MailServer(port=free_port())  # not started: nothing listens
     mailing = settings.with_(smtp=server.smtp, **ORG)
     donor = make_user()
-    pledge_id = give(db, donor, campaign, 2500)
-    provider_says(db, pledge_id, "captured")
+    paid(db, donor, campaign, 2500)
     deliver(db, mailing)
 
     send_due(db, server.smtp, timeout=2.0)
@@ -83,8 +73,7 @@ def test_an_address_refused_for_good_is_a_dead_letter_an_admin_replays(
 ) -> None:
     donor = make_user()
     mail_server.refused.add(email_of(db, donor))
-    pledge_id = give(db, donor, campaign, 2500)
-    provider_says(db, pledge_id, "captured")
+    paid(db, donor, campaign, 2500)
     deliver(db, mailing)
     send_due(db, mailing.smtp)  # type: ignore[arg-type]
 
@@ -134,8 +123,7 @@ def test_starttls_when_the_server_offers_it(
     try:
         mailing = settings.with_(smtp=server.smtp, **ORG)
         donor = make_user()
-        pledge_id = give(db, donor, campaign, 2500)
-        provider_says(db, pledge_id, "captured")
+        paid(db, donor, campaign, 2500)
         deliver(db, mailing)
         send_due(db, server.smtp, tls_context=client_tls)
         assert len(server.wait_for(1)) == 1
@@ -161,7 +149,7 @@ def test_starttls_off_is_not_tried(
         plain = SmtpServer(host="127.0.0.1", port=server.port, starttls=False)
         mailing = settings.with_(smtp=plain, **ORG)
         donor = make_user()
-        provider_says(db, give(db, donor, campaign, 2500), "captured")
+        paid(db, donor, campaign, 2500)
         deliver(db, mailing)
         send_due(db, plain)
         assert server.messages == []
@@ -179,7 +167,7 @@ def test_a_mail_due_later_is_not_sent_now(
     campaign: Campaign,
 ) -> None:
     donor = make_user()
-    provider_says(db, give(db, donor, campaign, 2500), "captured")
+    paid(db, donor, campaign, 2500)
     deliver(db, mailing)
     with UnitOfWork(db) as uow:
         uow.session.execute(

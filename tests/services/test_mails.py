@@ -19,21 +19,11 @@ from careforall.models import Campaign, Pledge
 from careforall.services import mail_queue
 from careforall.services.mails import write_pledge_mails
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    ORG,
-    all_mails,
-    deliver,
-    deliver_everything_again,
-    email_of,
-    mailing,
-    parts,
-    send_due,
-)
-from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.mails import ORG, all_mails, email_of, parts, send_due
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.pledges import give, paid, provider_says
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 
 def test_a_capture_sends_exactly_one_receipt(
@@ -44,8 +34,7 @@ def test_a_capture_sends_exactly_one_receipt(
     campaign: Campaign,
 ) -> None:
     donor = make_user()
-    pledge_id = give(db, donor, campaign, 2500)
-    provider_says(db, pledge_id, "captured")
+    pledge_id = paid(db, donor, campaign, 2500)
     deliver(db, mailing)
     deliver_everything_again(db, mailing)  # a redelivered capture writes nothing
     send_due(db, mailing.smtp)  # type: ignore[arg-type]

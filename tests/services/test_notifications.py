@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import Forbidden, NotFound, Unauthenticated
@@ -24,15 +23,14 @@ from careforall.models import (
     OutboxEvent,
     User,
 )
-from careforall.outbox.dispatcher import Dispatcher
-from careforall.outbox.handlers import HandlerContext, on_dead_letter
-from careforall.payments.simulated import SimulatedProvider
+from careforall.outbox.handlers import on_dead_letter
 from careforall.services import alerts, auth, notifications, webhook_log
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.webhook_log import WebhookEntry, WebhookOutcome
 from careforall.settings import Settings
-from tests.helpers.pledges import give, provider_says
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.pledges import give, paid, provider_says
 from tests.services.conftest import (
     PASSWORD,
     MakeAnon,
@@ -43,40 +41,6 @@ from tests.services.conftest import (
 )
 
 # --- helpers -------------------------------------------------------------------
-
-
-def deliver(db: Database, settings: Settings, *, all_succeed: bool = True) -> int:
-    """Run the outbox dispatcher until no event is due; returns how many ran."""
-    dispatcher = Dispatcher(
-        HandlerContext(
-            db=db,
-            settings=settings.with_(auto_capture=False),
-            provider=SimulatedProvider(db),
-        ),
-        Broadcaster(),
-    )
-    delivered = 0
-    while batch := dispatcher.process_due().processed:
-        delivered += batch
-    with db.read() as session:
-        failed = session.exec(
-            select(OutboxEvent.name, OutboxEvent.last_error).where(
-                OutboxEvent.status != "done"
-            )
-        ).all()
-    if all_succeed:
-        assert not failed, failed  # every handler succeeded, also the second time
-    return delivered
-
-
-def deliver_everything_again(db: Database, settings: Settings) -> int:
-    """At-least-once delivery at its worst: every event is delivered again."""
-    with UnitOfWork(db) as uow:
-        uow.session.execute(
-            update(OutboxEvent).values(status="pending", available_at=utcnow())
-        )
-        uow.commit()
-    return deliver(db, settings)
 
 
 def feed(db: Database, who: Principal) -> list[tuple[str, str | None]]:
@@ -193,8 +157,7 @@ def test_the_goal_is_announced_once_when_the_total_first_reaches_it(
 def test_a_gift_to_ones_own_campaign_is_no_news_to_its_organiser(
     db: Database, settings: Settings, organiser: Principal, campaign: Campaign
 ) -> None:
-    pledge_id = give(db, organiser, campaign, 1200)
-    provider_says(db, pledge_id, "captured")
+    pledge_id = paid(db, organiser, campaign, 1200)
     deliver(db, settings)
     assert feed(db, organiser) == [("PAYMENT_CAPTURED", pledge_id)]
 
@@ -208,8 +171,7 @@ def test_a_guests_notifications_follow_them_to_their_account(
     campaign: Campaign,
 ) -> None:
     guest, token = make_anon()
-    pledge_id = give(db, guest, campaign, 4000)
-    provider_says(db, pledge_id, "captured")
+    pledge_id = paid(db, guest, campaign, 4000)
     deliver(db, settings)
     assert feed(db, guest) == [("PAYMENT_CAPTURED", pledge_id)]
 
@@ -252,8 +214,7 @@ def test_feeds_and_marking_read_are_each_persons_own(
     guest = make_anon()[0]
     ids = {}
     for who in (alice, bob, guest):
-        pledge_id = give(db, who, campaign, 500)
-        provider_says(db, pledge_id, "captured")
+        paid(db, who, campaign, 500)
         deliver(db, settings)
         with db.read() as session:
             page = notifications.feed(session, principal=who, first=10, after=None)
@@ -292,7 +253,7 @@ def test_marking_all_up_to_an_id_leaves_newer_ones_unread(
 ) -> None:
     donor = make_user()
     for amount in (100, 200, 300):
-        provider_says(db, give(db, donor, campaign, amount), "captured")
+        paid(db, donor, campaign, amount)
         deliver(db, settings)
     with db.read() as session:
         newest, middle, oldest = notifications.feed(

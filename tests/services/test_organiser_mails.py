@@ -24,21 +24,11 @@ from careforall.services.mail_preferences import (
 from careforall.services.organiser_mails import write_due_digests
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    ORG,
-    all_mails,
-    deliver,
-    deliver_everything_again,
-    email_of,
-    mailing,
-    parts,
-    send_due,
-)
-from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.mails import ORG, all_mails, email_of, parts, send_due
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.pledges import paid, provider_says
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import MakeCampaign, MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 SECRET = "organiser-mails-secret-" + "s" * 40
 
@@ -47,14 +37,6 @@ SECRET = "organiser-mails-secret-" + "s" * 40
 def linked(mailing: Settings) -> Settings:
     """Mail settings with a known JWT secret (the links' key derives from it)."""
     return mailing.with_(jwt_secret=SECRET, public_url="https://give.example")
-
-
-def pay(
-    db: Database, donor: Principal, campaign: Campaign, amount: int, **kw: object
-) -> str:
-    pledge_id = give(db, donor, campaign, amount, **kw)  # type: ignore[arg-type]
-    provider_says(db, pledge_id, "captured")
-    return pledge_id
 
 
 def turn_off(db: Database, user: Principal, choice: MailChoice) -> None:
@@ -84,14 +66,14 @@ def test_goal_reached_is_mailed_once_even_when_totals_are_redelivered(
 ) -> None:
     campaign = make_campaign(organiser, goal_cents=10_000)
     donor = make_user()
-    pay(db, donor, campaign, 6_000)
+    paid(db, donor, campaign, 6_000)
     deliver(db, linked)
     assert [m.kind for m in all_mails(db)] == ["receipt"]  # not reached yet
 
-    pay(db, donor, campaign, 5_000)  # 110.00 of 100.00
+    paid(db, donor, campaign, 5_000)  # 110.00 of 100.00
     deliver(db, linked)
     deliver_everything_again(db, linked)
-    pay(db, donor, campaign, 1_000)  # above the goal again: no second mail
+    paid(db, donor, campaign, 1_000)  # above the goal again: no second mail
     deliver(db, linked)
     goal = [m for m in all_mails(db) if m.kind == "goal_reached"]
     assert len(goal) == 1 and goal[0].to_address == email_of(db, organiser)
@@ -119,14 +101,14 @@ def test_no_goal_mail_for_an_organiser_who_turned_it_off(
 ) -> None:
     turn_off(db, organiser, MailChoice.GOAL_REACHED)
     campaign = make_campaign(organiser, goal_cents=1_000)
-    pay(db, make_user(), campaign, 2_000)
+    paid(db, make_user(), campaign, 2_000)
     deliver(db, linked)
     assert [m.kind for m in all_mails(db)] == ["receipt"]
     # Turned on again: the goal was reached before, so a new gift tells nothing.
     update_mail_preferences(
         UnitOfWork(db), principal=organiser, changes={MailChoice.GOAL_REACHED: True}
     )
-    pay(db, make_user(), campaign, 500)
+    paid(db, make_user(), campaign, 500)
     deliver(db, linked)
     assert [m.kind for m in all_mails(db)] == ["receipt", "receipt"]
 
@@ -142,9 +124,9 @@ def test_a_digest_lists_every_donation_of_the_hour_and_the_next_hour_another(
     donor = make_user()
     amounts = [1_000, 2_550, 300_00]
     for amount in amounts[:2]:
-        pay(db, donor, campaign, amount)
-    pay(db, donor, campaign, amounts[2], donor_name=None)
-    refunded = pay(db, donor, campaign, 777)
+        paid(db, donor, campaign, amount)
+    paid(db, donor, campaign, amounts[2], donor_name=None)
+    refunded = paid(db, donor, campaign, 777)
     deliver(db, linked)
     provider_says(db, refunded, "refunded")  # refunded before its digest
     deliver(db, linked)
@@ -155,7 +137,7 @@ def test_a_digest_lists_every_donation_of_the_hour_and_the_next_hour_another(
     assert write_due_digests(db, linked, now=next_hour) == 1
     assert write_due_digests(db, linked, now=next_hour) == 0  # nothing twice
 
-    pay(db, donor, campaign, 4_200)
+    paid(db, donor, campaign, 4_200)
     deliver(db, linked)
     # The hour's digest went out: this one waits for the next hour's.
     assert write_due_digests(db, linked, now=next_hour) == 0
@@ -185,7 +167,7 @@ def test_no_digest_for_an_organiser_who_turned_it_off(
     organiser: Principal,
 ) -> None:
     turn_off(db, organiser, MailChoice.DONATION_DIGEST)
-    pay(db, make_user(), campaign, 1_000)
+    paid(db, make_user(), campaign, 1_000)
     deliver(db, linked)
     assert write_due_digests(db, linked, now=utcnow() + timedelta(hours=1)) == 0
     assert [m.kind for m in all_mails(db)] == ["receipt"]
@@ -210,7 +192,7 @@ def test_two_processes_writing_digests_at_once_write_one(
     donor = make_user()
     for campaign in campaigns:
         for amount in (1_000, 2_000):
-            pay(db, donor, campaign, amount)
+            paid(db, donor, campaign, amount)
     deliver(db, linked)
     later = utcnow() + timedelta(hours=1)
     counts: list[int] = []

@@ -21,19 +21,10 @@ from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.helpers.account_mails import ask_reset, token_in
-from tests.helpers.mails import (
-    all_mails,
-    deliver,
-    deliver_everything_again,
-    email_of,
-    mailing,
-    parts,
-    send_due,
-)
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.mails import all_mails, email_of, parts, send_due
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import PASSWORD, MakeUser, statements_sent
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 NEW_PASSWORD = "a brand new passphrase"
 

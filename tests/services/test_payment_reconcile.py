@@ -15,7 +15,6 @@ from careforall.cli import main
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.models import Campaign, Pledge, PledgeTransition
-from careforall.payment_config import StripeConfig
 from careforall.payments.stripe import StripeProvider
 from careforall.services.payment_reconcile import Settled, reconcile_payments
 from tests.helpers.pledges import give
@@ -28,12 +27,7 @@ HOUR = timedelta(hours=1)
 @pytest.fixture
 def provider(db: Database, stripe_standin: StripeStandIn) -> Iterator[StripeProvider]:
     stripe_standin.webhooks = "held"  # lost: no webhook ever comes
-    config = StripeConfig(
-        secret_key=SECRET_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=stripe_standin.url,
-    )
-    provider = StripeProvider(db, config)
+    provider = StripeProvider(db, stripe_standin.config())
     yield provider
     provider.close()
 

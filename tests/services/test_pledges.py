@@ -135,16 +135,17 @@ def test_a_principal_that_does_not_exist_is_unauthenticated(
 # --- idempotency ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["user", "anon"])
+@pytest.fixture(params=["user", "anon"])
+def donor(
+    request: pytest.FixtureRequest, make_user: MakeUser, make_anon: MakeAnon
+) -> Principal:
+    """A donor of each kind in turn: an account, then an anonymous session."""
+    return make_user() if request.param == "user" else make_anon()[0]
+
+
 def test_same_key_and_parameters_return_the_same_pledge_and_write_nothing_more(
-    kind: str,
-    db: Database,
-    uow: UnitOfWork,
-    campaign: Campaign,
-    make_user: MakeUser,
-    make_anon: MakeAnon,
+    db: Database, uow: UnitOfWork, campaign: Campaign, donor: Principal
 ) -> None:
-    donor = make_user() if kind == "user" else make_anon()[0]
     first = create_pledge(uow, principal=donor, data=_data(campaign))
     after_first = _counts(db)
 
@@ -442,16 +443,9 @@ def _pledge_many(
     ]
 
 
-@pytest.mark.parametrize("kind", ["user", "anon"])
 def test_my_donations_lists_newest_first_in_pages(
-    kind: str,
-    db: Database,
-    uow: UnitOfWork,
-    campaign: Campaign,
-    make_user: MakeUser,
-    make_anon: MakeAnon,
+    db: Database, uow: UnitOfWork, campaign: Campaign, donor: Principal
 ) -> None:
-    donor = make_user() if kind == "user" else make_anon()[0]
     created = _pledge_many(uow, donor, campaign, 5, "mine")
 
     seen: list[str] = []

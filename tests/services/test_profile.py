@@ -16,7 +16,8 @@ from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from tests.helpers.account_mails import ask_reset, link_token
-from tests.helpers.mails import all_mails, deliver, email_of
+from tests.helpers.mails import all_mails, email_of
+from tests.helpers.outbox import deliver
 from tests.services.conftest import MakeUser
 
 

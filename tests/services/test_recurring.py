@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from careforall.broadcaster import Broadcaster
 from careforall.db import Database
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import (
@@ -25,7 +24,7 @@ from careforall.domain.errors import (
     Unauthenticated,
 )
 from careforall.domain.events import RecurringDonationStopped
-from careforall.domain.recurring import RecurringInterval, period_due_at
+from careforall.domain.recurring import RecurringInterval
 from careforall.domain.rules import Principal
 from careforall.domain.states import CampaignStatus
 from careforall.models import (
@@ -33,20 +32,17 @@ from careforall.models import (
     Mail,
     Notification,
     OutboxEvent,
-    Pledge,
     RecurringDonation,
     User,
 )
-from careforall.outbox.dispatcher import Dispatcher
-from careforall.outbox.handlers import HandlerContext
 from careforall.payments.simulated import CARD_DECLINED, CARD_OK, SimulatedProvider
 from careforall.services import erasure, recurring, recurring_stats
 from careforall.services.campaigns import set_campaign_status
-from careforall.services.recurring import RecurringData
 from careforall.services.recurring_charges import run_due
 from careforall.services.reviews import suspend_campaign
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
+from tests.helpers.recurring import deliver, due, plan_charges, plan_row, start_plan
 from tests.services.conftest import PASSWORD, MakeAnon, MakeUser
 
 
@@ -60,36 +56,16 @@ def _start(
     amount: int = 2_500,
     interval: RecurringInterval = RecurringInterval.MONTHLY,
 ) -> RecurringDonation:
-    return recurring.create_recurring_donation(
-        UnitOfWork(db),
-        provider=SimulatedProvider(db),
-        principal=donor,
-        data=RecurringData(
-            campaign_id=campaign.id,
-            amount_cents=amount,
-            payment_method=card,
-            idempotency_key=key,
-            interval=interval,
-        ),
+    return start_plan(
+        db,
+        SimulatedProvider(db),
+        donor,
+        campaign,
+        card=card,
+        key=key,
+        amount=amount,
+        interval=interval,
     )
-
-
-def _plan(db: Database, plan_id: str) -> RecurringDonation:
-    with db.read() as session:
-        plan = session.get(RecurringDonation, plan_id)
-        assert plan is not None
-        return plan
-
-
-def _charges(db: Database, plan_id: str) -> list[Pledge]:
-    with db.read() as session:
-        return list(
-            session.exec(
-                select(Pledge)
-                .where(Pledge.recurring_donation_id == plan_id)
-                .order_by(col(Pledge.id))
-            ).all()
-        )
 
 
 def _run(db: Database, now: datetime) -> None:
@@ -111,10 +87,8 @@ def test_the_first_period_is_charged_at_once_as_a_pledge(
     plan = _start(db, donor, campaign)
     assert plan.status == "ACTIVE"
     assert plan.period == 1
-    assert plan.next_charge_at == period_due_at(
-        plan.started_at, RecurringInterval.MONTHLY, 1
-    )
-    [first] = _charges(db, plan.id)
+    assert plan.next_charge_at == due(plan, 1)
+    [first] = plan_charges(db, plan.id)
     assert (first.status, first.amount_cents, first.currency) == (
         "AUTHORIZED",
         2_500,
@@ -129,9 +103,9 @@ def test_thirteen_months_give_twelve_charged_periods_after_the_first(
     db: Database, make_user: MakeUser, campaign: Campaign
 ) -> None:
     plan = _start(db, make_user(), campaign)
-    end = period_due_at(plan.started_at, RecurringInterval.MONTHLY, 13)
+    end = due(plan, 13)
     _move_time(db, plan.started_at, end - timedelta(seconds=1))
-    charges = _charges(db, plan.id)
+    charges = plan_charges(db, plan.id)
     periods = Counter(p.recurring_period for p in charges)
     print(
         f"\nperiods due 13 (the first and 12 after), charged {len(charges)}, "
@@ -141,7 +115,7 @@ def test_thirteen_months_give_twelve_charged_periods_after_the_first(
     assert sorted(periods) == list(range(13))
     assert set(periods.values()) == {1}
     assert {p.status for p in charges} == {"AUTHORIZED"}
-    assert _plan(db, plan.id).period == 13
+    assert plan_row(db, plan.id).period == 13
 
 
 def test_a_run_long_after_charges_every_missed_period_once(
@@ -153,9 +127,9 @@ def test_a_run_long_after_charges_every_missed_period_once(
     later = plan.started_at + timedelta(weeks=5, hours=1)
     _run(db, later)
     _run(db, later)  # a second run finds nothing due
-    charges = _charges(db, plan.id)
+    charges = plan_charges(db, plan.id)
     assert [p.recurring_period for p in charges] == [0, 1, 2, 3, 4, 5]
-    assert _plan(db, plan.id).next_charge_at == plan.started_at + timedelta(weeks=6)
+    assert plan_row(db, plan.id).next_charge_at == plan.started_at + timedelta(weeks=6)
 
 
 def test_declines_are_retried_after_1_3_and_7_days_then_the_plan_pauses(
@@ -174,16 +148,16 @@ def test_declines_are_retried_after_1_3_and_7_days_then_the_plan_pauses(
     now = due
     for delay in (1, 3, 7):
         _run(db, now)
-        after = _plan(db, plan.id)
+        after = plan_row(db, plan.id)
         assert after.status == "ACTIVE"
         assert after.next_charge_at == now + timedelta(days=delay)
         _run(db, now + timedelta(days=delay) - timedelta(seconds=1))  # not yet
         now += timedelta(days=delay)
     _run(db, now)
-    paused = _plan(db, plan.id)
+    paused = plan_row(db, plan.id)
     assert (paused.status, paused.next_charge_at) == ("PAUSED", None)
     assert paused.failure_reason == "Your card was declined."
-    tries = [p for p in _charges(db, plan.id) if p.recurring_period == 1]
+    tries = [p for p in plan_charges(db, plan.id) if p.recurring_period == 1]
     assert [(p.recurring_attempt, p.status) for p in tries] == [
         (0, "FAILED"),
         (1, "FAILED"),
@@ -192,7 +166,7 @@ def test_declines_are_retried_after_1_3_and_7_days_then_the_plan_pauses(
     ]
     assert _stops(db) == [(plan.id, "PAUSED", "declined")]
     _run(db, now + timedelta(days=90))
-    assert len(_charges(db, plan.id)) == 5  # paused: nothing more
+    assert len(plan_charges(db, plan.id)) == 5  # paused: nothing more
 
 
 def _stops(db: Database) -> list[tuple[str, str, str]]:
@@ -212,7 +186,7 @@ def test_a_declined_first_period_leaves_the_plan_paused_and_resume_charges_it(
     donor = make_user()
     plan = _start(db, donor, campaign, card=CARD_DECLINED)
     assert plan.status == "PAUSED"
-    [failed] = _charges(db, plan.id)
+    [failed] = plan_charges(db, plan.id)
     assert failed.status == "FAILED"
     uow = UnitOfWork(db)
     recurring.update_recurring_donation(
@@ -228,12 +202,12 @@ def test_a_declined_first_period_leaves_the_plan_paused_and_resume_charges_it(
     assert resumed.status == "ACTIVE"
     assert resumed.next_charge_at is not None
     _run(db, resumed.next_charge_at)
-    charges = _charges(db, plan.id)
+    charges = plan_charges(db, plan.id)
     assert [(p.recurring_period, p.recurring_attempt, p.status) for p in charges] == [
         (0, 0, "FAILED"),
         (0, 1, "AUTHORIZED"),
     ]
-    assert _plan(db, plan.id).period == 1
+    assert plan_row(db, plan.id).period == 1
 
 
 def test_cancel_between_periods_stops_further_charges_and_keeps_past_ones(
@@ -241,14 +215,14 @@ def test_cancel_between_periods_stops_further_charges_and_keeps_past_ones(
 ) -> None:
     donor = make_user()
     plan = _start(db, donor, campaign)
-    second = period_due_at(plan.started_at, RecurringInterval.MONTHLY, 1)
+    second = due(plan, 1)
     _run(db, second)
     cancelled = recurring.cancel_recurring_donation(
         UnitOfWork(db), principal=donor, plan_id=plan.id
     )
     assert (cancelled.status, cancelled.next_charge_at) == ("CANCELLED", None)
     _run(db, second + timedelta(days=400))
-    charges = _charges(db, plan.id)
+    charges = plan_charges(db, plan.id)
     assert [(p.recurring_period, p.status) for p in charges] == [
         (0, "AUTHORIZED"),
         (1, "AUTHORIZED"),
@@ -266,7 +240,7 @@ def test_pause_skips_the_periods_it_covers_and_a_new_amount_applies_ahead(
     plan = _start(db, donor, campaign, interval=RecurringInterval.WEEKLY)
     recurring.pause_recurring_donation(UnitOfWork(db), principal=donor, plan_id=plan.id)
     _run(db, plan.started_at + timedelta(weeks=3))
-    assert len(_charges(db, plan.id)) == 1
+    assert len(plan_charges(db, plan.id)) == 1
     recurring.update_recurring_donation(
         UnitOfWork(db),
         provider=SimulatedProvider(db),
@@ -281,7 +255,7 @@ def test_pause_skips_the_periods_it_covers_and_a_new_amount_applies_ahead(
     assert resumed.period == 1
     assert resumed.next_charge_at is not None
     _run(db, resumed.next_charge_at)
-    amounts = [p.amount_cents for p in _charges(db, plan.id)]
+    amounts = [p.amount_cents for p in plan_charges(db, plan.id)]
     assert amounts == [2_500, 4_000]
 
 
@@ -292,7 +266,7 @@ def test_a_replayed_key_answers_with_the_plan_and_charges_nothing_more(
     plan = _start(db, donor, campaign)
     again = _start(db, donor, campaign)
     assert again.id == plan.id
-    assert len(_charges(db, plan.id)) == 1
+    assert len(plan_charges(db, plan.id)) == 1
     with pytest.raises(IdempotencyKeyReused):
         _start(db, donor, campaign, amount=9_999)
 
@@ -357,20 +331,10 @@ def test_a_closed_campaign_ends_its_plans_and_tells_their_donors(
     )
     assert plan.next_charge_at is not None
     _run(db, plan.next_charge_at)
-    ended = _plan(db, plan.id)
+    ended = plan_row(db, plan.id)
     assert (ended.status, ended.next_charge_at) == ("CANCELLED", None)
-    assert len(_charges(db, plan.id)) == 1
+    assert len(plan_charges(db, plan.id)) == 1
     assert _stops(db) == [(plan.id, "CANCELLED", "campaign_closed")]
-
-
-def _deliver(db: Database, settings: Settings) -> None:
-    """Run the outbox until nothing is due (a redelivery changes nothing)."""
-    dispatcher = Dispatcher(
-        HandlerContext(db=db, settings=settings, provider=SimulatedProvider(db)),
-        Broadcaster(),
-    )
-    while dispatcher.process_due().processed:
-        pass
 
 
 def _told(db: Database, user_id: str) -> tuple[list[str], list[str]]:
@@ -392,12 +356,12 @@ def test_a_plan_paused_by_declines_tells_its_donor_once(
 ) -> None:
     donor = make_user()
     plan = _start(db, donor, campaign, card=CARD_DECLINED)
-    _deliver(db, settings)
-    _deliver(db, settings)
+    deliver(db, settings, SimulatedProvider(db))
+    deliver(db, settings, SimulatedProvider(db))
     kinds, subjects = _told(db, donor.id)
     assert kinds == ["RECURRING_PAUSED"]
     assert subjects == ["Your recurring gift of $25.00 is paused"]
-    assert _plan(db, plan.id).status == "PAUSED"
+    assert plan_row(db, plan.id).status == "PAUSED"
 
 
 def test_a_suspended_campaign_ends_its_plans_through_the_outbox(
@@ -409,12 +373,12 @@ def test_a_suspended_campaign_ends_its_plans_through_the_outbox(
 ) -> None:
     donor = make_user()
     plan = _start(db, donor, campaign)
-    _deliver(db, settings)
+    deliver(db, settings, SimulatedProvider(db))
     suspend_campaign(
         UnitOfWork(db), principal=admin, campaign_id=campaign.id, note="Checking."
     )
-    _deliver(db, settings)
-    ended = _plan(db, plan.id)
+    deliver(db, settings, SimulatedProvider(db))
+    ended = plan_row(db, plan.id)
     assert (ended.status, ended.next_charge_at) == ("CANCELLED", None)
     kinds, subjects = _told(db, donor.id)
     assert kinds == ["RECURRING_ENDED"]
@@ -460,13 +424,13 @@ def test_a_paused_campaign_skips_the_period_and_its_plans_go_on(
     plan = _start(db, make_user(), campaign)
     owner = Principal(kind="user", id=campaign.owner_id)
     _set_status(db, owner, campaign, CampaignStatus.PAUSED)
-    second = period_due_at(plan.started_at, RecurringInterval.MONTHLY, 1)
+    second = due(plan, 1)
     _run(db, second)
     _set_status(db, owner, campaign, CampaignStatus.ACTIVE)
-    _run(db, period_due_at(plan.started_at, RecurringInterval.MONTHLY, 2))
-    after = _plan(db, plan.id)
+    _run(db, due(plan, 2))
+    after = plan_row(db, plan.id)
     assert (after.status, after.period) == ("ACTIVE", 3)
-    assert [p.recurring_period for p in _charges(db, plan.id)] == [0, 2]
+    assert [p.recurring_period for p in plan_charges(db, plan.id)] == [0, 2]
 
 
 def _set_status(
@@ -489,9 +453,9 @@ def test_a_deleted_account_gives_nothing_more(
         session.commit()
     assert plan.next_charge_at is not None
     _run(db, plan.next_charge_at)
-    assert _plan(db, plan.id).status == "CANCELLED"
-    assert len(_charges(db, plan.id)) == 1
-    _deliver(db, settings)
+    assert plan_row(db, plan.id).status == "CANCELLED"
+    assert len(plan_charges(db, plan.id)) == 1
+    deliver(db, settings, SimulatedProvider(db))
     assert _told(db, donor.id) == ([], [])
 
 
@@ -510,12 +474,12 @@ def test_deleting_the_account_ends_its_gifts_at_once_and_keeps_past_charges(
     other = _start(db, make_user(), campaign, key="someone else's")
     erasure.delete_account(UnitOfWork(db), principal=donor, password=PASSWORD)
     for plan in (monthly, weekly):
-        ended = _plan(db, plan.id)
+        ended = plan_row(db, plan.id)
         assert (ended.status, ended.next_charge_at) == ("CANCELLED", None)
-        [first] = _charges(db, plan.id)  # the first period's charge stays
+        [first] = plan_charges(db, plan.id)  # the first period's charge stays
         assert first.status in ("AUTHORIZED", "CAPTURED")
         assert first.amount_cents == plan.amount_cents
-    assert _plan(db, other.id).status == "ACTIVE"
+    assert plan_row(db, other.id).status == "ACTIVE"
     with db.read() as session:
         giving = recurring_stats.monthly_giving(
             session, principal=organiser, campaign_id=campaign.id
@@ -524,6 +488,6 @@ def test_deleting_the_account_ends_its_gifts_at_once_and_keeps_past_charges(
     assert giving.monthly_amount_cents == other.amount_cents
     assert other.next_charge_at is not None
     _run(db, other.next_charge_at + timedelta(days=40))
-    assert len(_charges(db, monthly.id)) == len(_charges(db, weekly.id)) == 1
-    _deliver(db, settings)
+    assert len(plan_charges(db, monthly.id)) == len(plan_charges(db, weekly.id)) == 1
+    deliver(db, settings, SimulatedProvider(db))
     assert _told(db, donor.id) == ([], [])  # nobody left to tell

@@ -7,49 +7,21 @@ from __future__ import annotations
 
 from careforall.db import Database
 from careforall.domain.rules import Principal
-from careforall.services import reviews
-from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    ORG,
-    all_mails,
-    deliver,
-    deliver_everything_again,
-    email_of,
-    mailing,
-    parts,
-    send_due,
-)
-from tests.helpers.smtp import MailServer, mail_server
-from tests.services.conftest import MakeCampaign
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
+from tests.helpers.mails import ORG, all_mails, email_of, parts, send_due
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.smtp import MailServer
+from tests.services.conftest import Decided
 
 
 def test_each_decision_is_mailed_once_with_its_note(
     db: Database,
     mailing: Settings,
     mail_server: MailServer,
-    uow: UnitOfWork,
-    admin: Principal,
     organiser: Principal,
-    make_campaign: MakeCampaign,
+    decided: Decided,
 ) -> None:
-    approved = make_campaign(organiser, review=True)
-    rejected = make_campaign(organiser, review=True)
-    reviews.review_campaign(
-        uow, principal=admin, campaign_id=approved.id, approve=True, note=None
-    )
-    reviews.review_campaign(
-        uow,
-        principal=admin,
-        campaign_id=rejected.id,
-        approve=False,
-        note="No medical <estimate>.",
-    )
-    reviews.suspend_campaign(
-        uow, principal=admin, campaign_id=approved.id, note="Checking a report."
-    )
+    approved, rejected = decided
     deliver(db, mailing)
     deliver_everything_again(db, mailing)
     written = [m for m in all_mails(db) if m.kind == "campaign_reviewed"]

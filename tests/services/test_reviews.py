@@ -17,8 +17,9 @@ from careforall.services import reports, reviews
 from careforall.services.campaigns import get_campaign, list_campaigns
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from tests.services.conftest import MakeCampaign, MakeUser
-from tests.services.test_notifications import deliver, deliver_everything_again, feed
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.services.conftest import Decided, MakeCampaign, MakeUser
+from tests.services.test_notifications import feed
 
 
 @pytest.fixture
@@ -40,26 +41,10 @@ def test_a_new_campaign_under_review_is_in_review_and_unlisted(
 def test_decisions_are_audited_and_told_once(
     db: Database,
     settings: Settings,
-    uow: UnitOfWork,
-    admin: Principal,
     organiser: Principal,
-    make_campaign: MakeCampaign,
+    decided: Decided,
 ) -> None:
-    approved = make_campaign(organiser, review=True)
-    rejected = make_campaign(organiser, review=True)
-    reviews.review_campaign(
-        uow, principal=admin, campaign_id=approved.id, approve=True, note=None
-    )
-    reviews.review_campaign(
-        uow,
-        principal=admin,
-        campaign_id=rejected.id,
-        approve=False,
-        note="No medical estimate.",
-    )
-    reviews.suspend_campaign(
-        uow, principal=admin, campaign_id=approved.id, note="Checking a report."
-    )
+    approved, rejected = decided
     deliver(db, settings)
     told = feed(db, organiser)
     assert sorted(kind for kind, _ in told) == [

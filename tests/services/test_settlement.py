@@ -30,7 +30,7 @@ from careforall.services.totals import Move, Settlement, reconcile, settle_pledg
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
 from careforall.sqlite import TransactionLost
-from tests.helpers.pledges import give, provider_says
+from tests.helpers.pledges import give, paid, provider_says
 from tests.services.conftest import MakeCampaign, MakeUser, statements_sent, totals
 
 
@@ -154,8 +154,7 @@ def test_a_batch_settles_and_tells_what_one_by_one_delivery_would(
         if mode == "traced":
             tracing.use_provider(TracerProvider())
         campaign = make_campaign(organiser, goal_cents=5000)
-        earlier = give(db, donor, campaign, 2000)
-        provider_says(db, earlier, "captured")
+        earlier = paid(db, donor, campaign, 2000)
         deliver(db, settings, batch_size=batch_size)
         assert totals(db, campaign.id) == (2000, 1)
 

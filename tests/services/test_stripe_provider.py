@@ -5,41 +5,20 @@ cancel, each once per pledge whatever happens to the answers."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import stripe
 from prometheus_client import REGISTRY
 
-from careforall.db import Database
-from careforall.payment_config import StripeConfig
 from careforall.payments.provider import (
     ProviderResult,
     ProviderUnavailable,
     UnknownPaymentMethod,
 )
 from careforall.payments.stripe import StripeProvider
-from tests.helpers.stripe_standin import SECRET_KEY, WEBHOOK_SECRET, StripeStandIn
+from tests.helpers.stripe_standin import StripeStandIn
 
 APPROVED = ProviderResult(approved=True)
-
-
-def config(standin: StripeStandIn) -> StripeConfig:
-    # A short timeout: the stand-in holds a "timed out" answer for longer.
-    return StripeConfig(
-        secret_key=SECRET_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_base=standin.url,
-        timeout_seconds=0.5,
-    )
-
-
-@pytest.fixture
-def provider(db: Database, stripe_standin: StripeStandIn) -> Iterator[StripeProvider]:
-    stripe_standin.hold_seconds = 1.5
-    provider = StripeProvider(db, config(stripe_standin))
-    yield provider
-    provider.close()
 
 
 def new_pledge() -> str:
@@ -65,25 +44,25 @@ def captured(provider: StripeProvider, amount: int = 2500) -> str:
 
 
 def test_an_authorization_is_a_payment_intent_with_manual_capture(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
-    pledge_id = authorized(provider, 2500)
+    pledge_id = authorized(stripe_provider, 2500)
     intent = stripe_standin.intent_for(pledge_id)
     assert intent["status"] == "requires_capture"
     assert intent["capture_method"] == "manual"
     assert (intent["amount"], intent["currency"]) == (2500, "usd")
     assert intent["metadata"] == {"pledge_id": pledge_id}
-    assert provider.intent_id(pledge_id) == intent["id"]
+    assert stripe_provider.intent_id(pledge_id) == intent["id"]
     [call] = stripe_standin.calls("create")
     assert call.idempotency_key == f"careforall:{pledge_id}:authorize"
     assert [e.kind for e in stripe_standin.effects()] == ["authorize"]
 
 
 def test_a_declined_card_is_a_refusal_with_stripes_reason(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
     pledge_id = new_pledge()
-    result = provider.authorize(
+    result = stripe_provider.authorize(
         pledge_id=pledge_id,
         amount_cents=2500,
         currency="EUR",
@@ -92,7 +71,7 @@ def test_a_declined_card_is_a_refusal_with_stripes_reason(
     assert result == ProviderResult(approved=False, reason="Your card was declined.")
     assert stripe_standin.intent_for(pledge_id)["status"] == "requires_payment_method"
     # Asked again: the same PaymentIntent's answer, no second attempt at the card.
-    again = provider.authorize(
+    again = stripe_provider.authorize(
         pledge_id=pledge_id,
         amount_cents=2500,
         currency="EUR",
@@ -103,10 +82,10 @@ def test_a_declined_card_is_a_refusal_with_stripes_reason(
 
 
 def test_an_unknown_payment_method_charges_nothing(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
     with pytest.raises(UnknownPaymentMethod):
-        provider.authorize(
+        stripe_provider.authorize(
             pledge_id=new_pledge(),
             amount_cents=2500,
             currency="USD",
@@ -116,10 +95,10 @@ def test_an_unknown_payment_method_charges_nothing(
 
 
 def test_authorizing_twice_uses_the_first_payment_intent(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
-    pledge_id = authorized(provider)
-    again = provider.authorize(
+    pledge_id = authorized(stripe_provider)
+    again = stripe_provider.authorize(
         pledge_id=pledge_id,
         amount_cents=2500,
         currency="USD",
@@ -130,12 +109,12 @@ def test_authorizing_twice_uses_the_first_payment_intent(
 
 
 def test_capture_and_refund_each_happen_once_with_their_own_key(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
-    pledge_id = captured(provider, 4000)
-    assert provider.capture(pledge_id=pledge_id) == APPROVED
-    assert provider.refund(pledge_id=pledge_id) == APPROVED
-    assert provider.refund(pledge_id=pledge_id) == APPROVED
+    pledge_id = captured(stripe_provider, 4000)
+    assert stripe_provider.capture(pledge_id=pledge_id) == APPROVED
+    assert stripe_provider.refund(pledge_id=pledge_id) == APPROVED
+    assert stripe_provider.refund(pledge_id=pledge_id) == APPROVED
     assert [(e.kind, e.amount) for e in stripe_standin.effects()] == [
         ("authorize", 4000),
         ("capture", 4000),
@@ -149,15 +128,15 @@ def test_capture_and_refund_each_happen_once_with_their_own_key(
 
 @pytest.mark.parametrize("fault", ["timeout", "500"])
 def test_an_unanswered_capture_is_unavailable_then_retried_and_charged_once(
-    provider: StripeProvider, stripe_standin: StripeStandIn, fault: str
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn, fault: str
 ) -> None:
-    pledge_id = authorized(provider)
+    pledge_id = authorized(stripe_provider)
     stripe_standin.fail_next("capture", fault)
     with pytest.raises(ProviderUnavailable):
-        provider.capture(pledge_id=pledge_id)
+        stripe_provider.capture(pledge_id=pledge_id)
     # The library did not try again by itself: one request so far.
     assert len(stripe_standin.calls("capture")) == 1
-    assert provider.capture(pledge_id=pledge_id) == APPROVED
+    assert stripe_provider.capture(pledge_id=pledge_id) == APPROVED
     first, second = stripe_standin.calls("capture")
     assert first.idempotency_key == second.idempotency_key
     # A timed-out call had taken effect: the retry got the stored answer.
@@ -168,40 +147,40 @@ def test_an_unanswered_capture_is_unavailable_then_retried_and_charged_once(
 
 @pytest.mark.parametrize("fault", ["timeout", "500"])
 def test_an_unanswered_refund_is_unavailable_then_retried_and_refunded_once(
-    provider: StripeProvider, stripe_standin: StripeStandIn, fault: str
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn, fault: str
 ) -> None:
-    pledge_id = captured(provider)
+    pledge_id = captured(stripe_provider)
     stripe_standin.fail_next("refund", fault)
     with pytest.raises(ProviderUnavailable):
-        provider.refund(pledge_id=pledge_id)
-    assert provider.refund(pledge_id=pledge_id) == APPROVED
+        stripe_provider.refund(pledge_id=pledge_id)
+    assert stripe_provider.refund(pledge_id=pledge_id) == APPROVED
     assert [e.amount for e in stripe_standin.effects("refund")] == [2500]
 
 
 def test_an_uncaptured_authorization_can_be_canceled_and_then_not_captured(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
-    pledge_id = authorized(provider)
-    assert provider.cancel(pledge_id=pledge_id) == APPROVED
-    assert provider.cancel(pledge_id=pledge_id) == APPROVED
-    refused = provider.capture(pledge_id=pledge_id)
+    pledge_id = authorized(stripe_provider)
+    assert stripe_provider.cancel(pledge_id=pledge_id) == APPROVED
+    assert stripe_provider.cancel(pledge_id=pledge_id) == APPROVED
+    refused = stripe_provider.capture(pledge_id=pledge_id)
     assert not refused.approved and "canceled" in (refused.reason or "")
     assert [e.kind for e in stripe_standin.effects()] == ["authorize", "cancel"]
 
 
 def test_steps_without_an_authorization_are_refused_without_a_call(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
     pledge_id = new_pledge()
-    assert not provider.capture(pledge_id=pledge_id).approved
-    assert not provider.refund(pledge_id=pledge_id).approved
+    assert not stripe_provider.capture(pledge_id=pledge_id).approved
+    assert not stripe_provider.refund(pledge_id=pledge_id).approved
     assert stripe_standin.requests == []
 
 
 def test_a_key_reused_with_other_parameters_is_refused_by_the_standin(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
-    client = provider.client
+    client = stripe_provider.client
     options: stripe.RequestOptions = {"idempotency_key": "careforall:x:authorize"}
     client.v1.payment_intents.create({"amount": 100, "currency": "usd"}, options)
     with pytest.raises(stripe.IdempotencyError):
@@ -209,14 +188,16 @@ def test_a_key_reused_with_other_parameters_is_refused_by_the_standin(
     assert len(stripe_standin.book.payment_intents) == 1
 
 
-def test_the_librarys_global_settings_stay_untouched(provider: StripeProvider) -> None:
-    authorized(provider)
+def test_the_librarys_global_settings_stay_untouched(
+    stripe_provider: StripeProvider,
+) -> None:
+    authorized(stripe_provider)
     assert stripe.api_key is None
     assert stripe.api_base == "https://api.stripe.com"
 
 
 def test_every_call_to_stripe_is_counted_by_call_and_outcome(
-    provider: StripeProvider, stripe_standin: StripeStandIn
+    stripe_provider: StripeProvider, stripe_standin: StripeStandIn
 ) -> None:
     def count(call: str, outcome: str) -> float:
         value = REGISTRY.get_sample_value(
@@ -233,14 +214,14 @@ def test_every_call_to_stripe_is_counted_by_call_and_outcome(
             ("capture", "ok"),
         )
     }
-    pledge_id = authorized(provider)
+    pledge_id = authorized(stripe_provider)
     stripe_standin.fail_next("capture", "500")
     with pytest.raises(ProviderUnavailable):
-        provider.capture(pledge_id=pledge_id)
+        stripe_provider.capture(pledge_id=pledge_id)
     stripe_standin.fail_next("capture", "timeout")
     with pytest.raises(ProviderUnavailable):
-        provider.capture(pledge_id=pledge_id)
-    provider.capture(pledge_id=pledge_id)
+        stripe_provider.capture(pledge_id=pledge_id)
+    stripe_provider.capture(pledge_id=pledge_id)
     after = {key: count(*key) - was for key, was in before.items()}
     assert after == {
         ("create_payment_intent", "ok"): 1,

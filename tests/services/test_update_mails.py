@@ -20,29 +20,14 @@ from careforall.services.mail_preferences import (
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.update_mails import write_due_update_mails
 from careforall.settings import Settings
-from tests.helpers.mails import (
-    all_mails,
-    deliver,
-    deliver_everything_again,
-    email_of,
-    mailing,
-    parts,
-    send_due,
-)
-from tests.helpers.pledges import give, provider_says
-from tests.helpers.smtp import MailServer, mail_server
+from tests.helpers.mails import all_mails, email_of, parts, send_due
+from tests.helpers.outbox import deliver, deliver_everything_again
+from tests.helpers.pledges import give, paid
+from tests.helpers.smtp import MailServer
 from tests.services.conftest import MakeAnon, MakeUser
-
-__all__ = ["mail_server", "mailing"]  # fixtures, used by name
 
 SECRET = "update-mails-secret-" + "s" * 40
 GUEST = "guest.donor@example.org"
-
-
-def paid(db: Database, donor: Principal, campaign: Campaign, **kw: object) -> str:
-    pledge_id = give(db, donor, campaign, 1_000, **kw)  # type: ignore[arg-type]
-    provider_says(db, pledge_id, "captured")
-    return pledge_id
 
 
 def post(db: Database, organiser: Principal, campaign: Campaign, title: str) -> None:
@@ -74,17 +59,24 @@ def test_updates_reach_each_address_that_asked_once(
     asked, declined, turned_off = make_user(), make_user(), make_user()
     guest, _token = make_anon()
     for _ in range(2):
-        paid(db, asked, campaign, campaign_updates=True)
-    paid(db, declined, campaign)
-    paid(db, turned_off, campaign, campaign_updates=True)
+        paid(db, asked, campaign, 1_000, campaign_updates=True)
+    paid(db, declined, campaign, 1_000)
+    paid(db, turned_off, campaign, 1_000, campaign_updates=True)
     update_mail_preferences(
         UnitOfWork(db),
         principal=turned_off,
         changes={MailChoice.CAMPAIGN_UPDATES: False},
     )
-    paid(db, guest, campaign, donor_email=GUEST, campaign_updates=True)
+    paid(db, guest, campaign, 1_000, donor_email=GUEST, campaign_updates=True)
     # The same address as a guest: still one mail to it.
-    paid(db, guest, campaign, donor_email=email_of(db, asked), campaign_updates=True)
+    paid(
+        db,
+        guest,
+        campaign,
+        1_000,
+        donor_email=email_of(db, asked),
+        campaign_updates=True,
+    )
     # Asked, but the payment did not go through: no mail.
     give(
         db, guest, campaign, 500, donor_email="late@example.org", campaign_updates=True
