@@ -45,6 +45,7 @@ def test_sqlite_runs_in_wal_with_full_sync_and_foreign_keys(db: Database) -> Non
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA temp_store")).scalar() == 2  # MEMORY
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
 
 
