@@ -20,6 +20,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from careforall import metrics
+from careforall.api.fanout import Fanout
 from careforall.api.http_transport import (
     ANSWER_TYPE,
     GRAPHQL_RESPONSE,
@@ -38,7 +39,7 @@ from careforall.api.persisted_queries import (
 )
 from careforall.api.response_cache import Misses, ResponseCache, public_query
 from careforall.api.response_size import encode_within
-from careforall.api.transport_ws import TransportWSHandler
+from careforall.api.transport_ws import GraphQLWSHandler, TransportWSHandler
 from careforall.broadcaster import Broadcaster
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
@@ -60,6 +61,9 @@ class Context:
     token: str | None = None
     # graphql-transport-ws: the connection_init payload (set by Strawberry).
     connection_params: dict[str, Any] | None = None
+    # A known public subscription run once for every socket that asked for it
+    # (api/fanout.py): each of those sockets counts its own subscription.
+    shared: bool = False
 
     @cached_property
     def loaders(self) -> Loaders:
@@ -120,6 +124,7 @@ class GraphQLView(GraphQL[Context, None]):
     """Reads the app's runtime (made in the lifespan) for each request."""
 
     graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = GraphQLWSHandler
 
     def __init__(
         self,
@@ -134,6 +139,8 @@ class GraphQLView(GraphQL[Context, None]):
         self.response_cache = response_cache
         self.misses = Misses()
         self.persisted_queries = PersistedQueries()
+        # Known public subscriptions, run once for all the sockets asking.
+        self.fanout = Fanout(self)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
