@@ -6,7 +6,7 @@ import json
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from cross_web import HTTPException
@@ -146,6 +146,8 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:
         token = bearer_token(request.headers.get("authorization"))
+        if isinstance(request, WebSocket):
+            _keep_forwarded_for_only(request)
         return Context(
             request=request,
             response=response if isinstance(response, Response) else None,
@@ -201,7 +203,14 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Any:
         """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
         if isinstance(request, WebSocket):
-            return await self._run_socket(request, context, root_value)
+            # Imported here: sockets reads client_address from ratelimit,
+            # which imports this module. Straight to Strawberry's run: each
+            # frame between stays on the stack of every open socket.
+            from careforall.api.sockets import admit_socket
+
+            return await admit_socket(
+                request, partial(super().run, request, context, root_value)
+            )
         ANSWER_TYPE.set(negotiate(request.headers.get("accept")))
         try:
             await fill_in(request, self.persisted_queries)
@@ -281,18 +290,7 @@ class GraphQLView(GraphQL[Context, None]):
                 )
         return response
 
-    # --- what one answer or connection may cost (api/sockets.py, api/cost.py)
-
-    async def _run_socket(
-        self, socket: WebSocket, context: Any, root_value: Any
-    ) -> Any:
-        # Imported here: sockets reads client_address from ratelimit, which
-        # imports this module.
-        from careforall.api.sockets import admit_socket
-
-        return await admit_socket(
-            socket, lambda: self._run(socket, context, root_value)
-        )
+    # --- what one answer may cost (api/response_size.py, api/cost.py)
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -334,6 +332,16 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return encode_within(data, _MAX_RESPONSE_BYTES.get())
+
+
+def _keep_forwarded_for_only(socket: WebSocket) -> None:
+    """Let an open socket's request headers go, once its token is read, but
+    X-Forwarded-For (its address, for the rate limits of what it sends
+    later): each socket of a watching page kept them all (about 1.2 KB) for
+    its life. Emptied in place: the scope and its readers share the list."""
+    headers = socket.scope.get("headers")
+    if isinstance(headers, list):
+        headers[:] = [h for h in headers if h[0].lower() == b"x-forwarded-for"]
 
 
 # Looked up once: a labelled child's lookup takes a lock on every call.

@@ -12,8 +12,9 @@ Here such an operation joins a `Group`, one per document, operation name and
 variables: one task runs the subscription through the schema as any other
 (the same validation, limits, extensions and errors) and encodes each result
 once; each member gets those bytes in a frame carrying its own operation id.
-A socket's frames go out through its `Outlet`, a task that runs only while
-there is something to send, so a socket that does not read holds up no one:
+A socket's frames go out through its `Outlet`: written at once while the
+socket takes writes, else by a task that runs only while there is something
+to send, so a socket that does not read holds up no one:
 its unsent pushes are replaced by newer ones (as the broadcaster's
 subscribers skip values they missed), and its other frames wait their turn.
 
@@ -36,6 +37,7 @@ from strawberry.utils.aio import aclosing
 
 from careforall import collector
 from careforall.api.caching import KNOWN
+from careforall.ws_protocol import SEND_TEXT_NOW
 
 log = logging.getLogger("careforall.subscriptions")
 
@@ -91,9 +93,11 @@ def _public(document: Any, name: str | None) -> bool:
 
 
 class Outlet:
-    """One socket's frames from the groups it is in, sent in order by a task
-    that runs only while any wait. An unsent push is replaced by a newer one
-    of the same operation; a final frame (an error, `complete`) never is."""
+    """One socket's frames from the groups it is in. Written at once when
+    nothing waits and the server can (careforall/ws_protocol.py); else sent
+    in order by a task that runs only while any wait. An unsent push is
+    replaced by a newer one of the same operation; a final frame (an error,
+    `complete`) never is."""
 
     __slots__ = ("_pending", "_task", "socket")
 
@@ -105,6 +109,11 @@ class Outlet:
 
     def offer(self, operation_id: str, frame: str, *, final: bool = False) -> None:
         if self._pending is None:
+            if self._task is None:
+                extensions = self.socket.scope.get("extensions") or {}
+                send_now = extensions.get(SEND_TEXT_NOW)
+                if send_now is not None and send_now(frame):
+                    return  # written: nothing was waiting before it
             self._pending = {}
         waiting = self._pending.setdefault(operation_id, [])
         if waiting and waiting[-1][1] and not final:

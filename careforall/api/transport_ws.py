@@ -88,15 +88,11 @@ class TransportWSHandler(_Sharing, BaseGraphQLTransportWSHandler[Any, None]):
             payload = message["payload"]
             member = self._join(operation_id, payload, legacy=False, on_end=self._ended)
             if member is not None:
-                operation = _SharedOperation(
-                    self,
-                    operation_id,
-                    payload["query"],
-                    payload.get("variables"),
-                    payload.get("operationName"),
-                )
+                # Its group has the document and variables it needs.
+                operation = _SharedOperation(self, operation_id, "", None, None)
                 operation.member = member
                 self.operations[operation_id] = operation
+                _let_go(message)
                 return
         await super().handle_subscribe(message)
 
@@ -137,6 +133,7 @@ class GraphQLWSHandler(_Sharing, BaseGraphQLWSHandler[Any, None]):
             )
             if member is not None:
                 self.shared[operation_id] = member
+                _let_go(message)
                 return
         await super().handle_start(message)
 
@@ -158,3 +155,10 @@ class GraphQLWSHandler(_Sharing, BaseGraphQLWSHandler[Any, None]):
             self._leave(member)
         self._close_outlet()
         await super().cleanup()
+
+
+def _let_go(message: Any) -> None:
+    """Empty a handled message in place: Strawberry's loop over the socket's
+    messages holds the last one (its document and variables, about 1 KB)
+    until the next arrives, which on a watching page is never."""
+    message.clear()

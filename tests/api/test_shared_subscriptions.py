@@ -231,6 +231,7 @@ class StuckSocket:
     """A socket whose sends never finish until let go."""
 
     def __init__(self) -> None:
+        self.scope: dict[str, Any] = {}  # no way to write at once: always a task
         self.sent: list[str] = []
         self.stuck = asyncio.Event()
 
