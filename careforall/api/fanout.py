@@ -187,12 +187,15 @@ class Group:
         for member in self.members:
             member.outlet.offer(member.operation_id, member.frame("next", payload))
 
-    def end(self, kind: str, payload: str | None = None, **legacy: str) -> None:
-        """Send each member a final frame and let them all go."""
+    def end(
+        self, kind: str, payload: str | None = None, legacy_payload: str | None = None
+    ) -> None:
+        """Send each member a final frame and let them all go (graphql-ws
+        members get `legacy_payload`: that protocol's error has one error)."""
         self.fanout.drop(self)
         members, self.members = list(self.members), {}
         for member in members:
-            final = legacy.get("legacy_payload") if member.legacy else payload
+            final = legacy_payload if member.legacy else payload
             member.outlet.offer(
                 member.operation_id, member.frame(kind, final), final=True
             )
@@ -255,10 +258,10 @@ class Fanout:
     async def _run(self, group: Group, socket: WebSocket) -> None:
         query, name, variables = group.key
         view = self.view
-        context = await view.get_context(socket, None)
-        context.token = None  # the answer is the same for anyone
-        context.shared = True
         try:
+            context = await view.get_context(socket, None)
+            context.token = None  # the answer is the same for anyone
+            context.shared = True
             source = await view.schema.subscribe(
                 query,
                 variable_values=json.loads(variables),
