@@ -23,8 +23,6 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import (
     WebSocketsSansIOProtocol,
 )
-from websockets.exceptions import InvalidState
-from websockets.http11 import Request
 
 from careforall.signals import Flag, Mailbox
 
@@ -40,7 +38,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = Mailbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
 
-    def handle_connect(self, event: Request) -> None:
+    def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
         if scope is not None:
@@ -56,12 +54,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             or self.close_sent
             or self.initial_response is not None
             or self.transport.is_closing()
+            # What `websockets` requires of a send (else InvalidState).
+            or self.conn.state.name != "OPEN"
         ):
             return False
-        try:
-            self.conn.send_text(text.encode())
-        except InvalidState:
-            return False
+        self.conn.send_text(text.encode())
         self.transport.write(b"".join(self.conn.data_to_send()))
         return True
 
