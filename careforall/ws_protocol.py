@@ -7,6 +7,11 @@ and response headers parsed by `websockets` (about 5 KB), for the life of the
 connection. This one keeps the small `signals` equivalents and lets the
 handshake go once it is answered. The ASGI app sees the same scope and events.
 
+It also offers the app a way to write a text frame at once, without a task
+or an await, while the socket takes writes (`SEND_TEXT_NOW`, in the scope's
+extensions): a shared subscription's push to thousands of sockets is then one
+loop, not a task for each.
+
 `careforall serve` passes it to uvicorn by import path (as a string, so that
 `--workers` processes import it too).
 """
@@ -21,6 +26,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import (
 
 from careforall.signals import Flag, Mailbox
 
+# The scope's extension: `send_text_now(text) -> bool`, False when the frame
+# must be sent the usual way (writes paused, not accepted yet, closing, gone).
+SEND_TEXT_NOW = "careforall.send_text_now"
+
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -28,6 +37,30 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn uses put_nowait / get / empty, and set / clear / wait.
         self.queue = Mailbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope: Any = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][SEND_TEXT_NOW] = self.send_text_now
+
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame now if the socket takes writes (what `send`
+        does for a `websocket.send` once it need not wait)."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+            or self.transport.is_closing()
+            # What `websockets` requires of a send (else InvalidState).
+            or self.conn.state.name != "OPEN"
+        ):
+            return False
+        self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -6,7 +6,7 @@ import json
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from cross_web import HTTPException
@@ -20,6 +20,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from careforall import metrics
+from careforall.api.fanout import Fanout
 from careforall.api.http_transport import (
     ANSWER_TYPE,
     GRAPHQL_RESPONSE,
@@ -38,7 +39,7 @@ from careforall.api.persisted_queries import (
 )
 from careforall.api.response_cache import Misses, ResponseCache, public_query
 from careforall.api.response_size import encode_within
-from careforall.api.transport_ws import TransportWSHandler
+from careforall.api.transport_ws import GraphQLWSHandler, TransportWSHandler
 from careforall.broadcaster import Broadcaster
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
@@ -60,6 +61,9 @@ class Context:
     token: str | None = None
     # graphql-transport-ws: the connection_init payload (set by Strawberry).
     connection_params: dict[str, Any] | None = None
+    # A known public subscription run once for every socket that asked for it
+    # (api/fanout.py): each of those sockets counts its own subscription.
+    shared: bool = False
 
     @cached_property
     def loaders(self) -> Loaders:
@@ -120,6 +124,7 @@ class GraphQLView(GraphQL[Context, None]):
     """Reads the app's runtime (made in the lifespan) for each request."""
 
     graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = GraphQLWSHandler
 
     def __init__(
         self,
@@ -134,11 +139,15 @@ class GraphQLView(GraphQL[Context, None]):
         self.response_cache = response_cache
         self.misses = Misses()
         self.persisted_queries = PersistedQueries()
+        # Known public subscriptions, run once for all the sockets asking.
+        self.fanout = Fanout(self)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:
         token = bearer_token(request.headers.get("authorization"))
+        if isinstance(request, WebSocket):
+            _keep_forwarded_for_only(request)
         return Context(
             request=request,
             response=response if isinstance(response, Response) else None,
@@ -194,7 +203,14 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Any:
         """A malformed HTTP request gets a GraphQL error body, not a plain-text 400."""
         if isinstance(request, WebSocket):
-            return await self._run_socket(request, context, root_value)
+            # Imported here: sockets reads client_address from ratelimit,
+            # which imports this module. Straight to Strawberry's run: each
+            # frame between stays on the stack of every open socket.
+            from careforall.api.sockets import admit_socket
+
+            return await admit_socket(
+                request, partial(super().run, request, context, root_value)
+            )
         ANSWER_TYPE.set(negotiate(request.headers.get("accept")))
         try:
             await fill_in(request, self.persisted_queries)
@@ -274,18 +290,7 @@ class GraphQLView(GraphQL[Context, None]):
                 )
         return response
 
-    # --- what one answer or connection may cost (api/sockets.py, api/cost.py)
-
-    async def _run_socket(
-        self, socket: WebSocket, context: Any, root_value: Any
-    ) -> Any:
-        # Imported here: sockets reads client_address from ratelimit, which
-        # imports this module.
-        from careforall.api.sockets import admit_socket
-
-        return await admit_socket(
-            socket, lambda: self._run(socket, context, root_value)
-        )
+    # --- what one answer may cost (api/response_size.py, api/cost.py)
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -327,6 +332,16 @@ class GraphQLView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return encode_within(data, _MAX_RESPONSE_BYTES.get())
+
+
+def _keep_forwarded_for_only(socket: WebSocket) -> None:
+    """Let an open socket's request headers go, once its token is read, but
+    X-Forwarded-For (its address, for the rate limits of what it sends
+    later): each socket of a watching page kept them all (about 1.2 KB) for
+    its life. Emptied in place: the scope and its readers share the list."""
+    headers = socket.scope.get("headers")
+    if isinstance(headers, list):
+        headers[:] = [h for h in headers if h[0].lower() == b"x-forwarded-for"]
 
 
 # Looked up once: a labelled child's lookup takes a lock on every call.

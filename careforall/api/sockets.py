@@ -89,12 +89,18 @@ class subscription_slot:  # named as the function it replaces
         self._cap = cap
 
     async def __aenter__(self) -> None:
-        if self._cap and self._limits.subscriptions >= self._cap:
-            raise RateLimited(
-                "The server has too many live updates open; try again in a minute.",
-                retry_after_seconds=SUBSCRIPTION_RETRY_SECONDS,
-            )
-        self._limits.subscriptions += 1
+        take_subscription(self._limits, self._cap)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._limits.subscriptions -= 1
+
+
+def take_subscription(limits: SocketLimits, cap: int) -> None:
+    """Count one more open subscription, unless `cap` are open (RATE_LIMITED);
+    0 is no cap. Given back with `limits.subscriptions -= 1`."""
+    if cap and limits.subscriptions >= cap:
+        raise RateLimited(
+            "The server has too many live updates open; try again in a minute.",
+            retry_after_seconds=SUBSCRIPTION_RETRY_SECONDS,
+        )
+    limits.subscriptions += 1

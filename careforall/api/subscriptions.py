@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import nullcontext
 
 import strawberry
 
@@ -23,15 +24,17 @@ class Subscription:
     ) -> AsyncGenerator[CampaignTotals, None]:
         ctx = info.context
         cap = ctx.runtime.settings.ws_max_subscriptions
+        # Run once for many sockets (api/fanout.py), it is counted by each of them.
+        slot = nullcontext() if ctx.shared else subscription_slot(ctx.request, cap)
         # Subscribe before reading, so no change falls between the two.
         async with (
-            subscription_slot(ctx.request, cap),
+            slot,
             ctx.broadcaster.subscribe(str(campaign_id)) as subscriber,
         ):
             row = totals.campaign_totals(ctx.runtime.db, str(campaign_id))
             if row is None:
                 raise NotFound("There is no campaign with that id.")
-            with open_subscription():
+            with nullcontext() if ctx.shared else open_subscription():
                 last = row.updated_at, row.raised_cents, row.pledge_count
                 yield CampaignTotals.from_model(row)
                 while True:

@@ -4,7 +4,11 @@ against uvicorn: current totals first, then each change, within a second."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
+import struct
 import time
 from typing import Any
 
@@ -254,3 +258,69 @@ def test_a_socket_answers_pings_at_both_levels_and_serves_the_older_protocol(
     data = asyncio.run(legacy())
     assert data["type"] == "data", data
     assert pair(data["payload"]["data"]["campaignTotals"]) == (0, 0)
+
+
+def _stuck_socket(server: Server, campaign_id: str, operations: int) -> socket.socket:
+    """A graphql-transport-ws connection subscribed `operations` times to the
+    campaign's totals that never reads again (a tiny receive buffer, so what
+    the server sends it piles up on the server's side)."""
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (
+            f"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += raw.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+
+    def frame(message: dict[str, Any]) -> bytes:
+        payload = json.dumps(message).encode()
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        size = len(payload)
+        header = (
+            struct.pack("!BB", 0x81, 0x80 | size)
+            if size < 126
+            else struct.pack("!BBH", 0x81, 0x80 | 126, size)
+        )
+        return header + mask + masked
+
+    raw.sendall(frame({"type": "connection_init"}))
+    for n in range(operations):
+        payload = {"query": TOTALS_SUBSCRIPTION, "variables": {"id": campaign_id}}
+        raw.sendall(frame({"id": f"stuck{n}", "type": "subscribe", "payload": payload}))
+    return raw
+
+
+def test_a_socket_that_never_reads_holds_up_no_other_subscriber(
+    server: Server, api: ServerGQL
+) -> None:
+    organiser = f.register(api)
+    campaign_id = f.campaign(api, organiser.token)["id"]
+    stuck = _stuck_socket(server, campaign_id, operations=50)
+    try:
+
+        async def scenario() -> list[tuple[tuple[int, int], float]]:
+            seen: list[tuple[tuple[int, int], float]] = []
+            async with totals_feed(server, campaign_id) as feed:
+                assert pair(await feed.totals()) == (0, 0)
+                for _ in range(5):
+                    await asyncio.to_thread(captured_donation, api, campaign_id, 100)
+                    captured = time.monotonic()
+                    pushed = pair(await feed.totals(timeout=5))
+                    seen.append((pushed, time.monotonic() - captured))
+            return seen
+
+        seen = asyncio.run(scenario())
+    finally:
+        stuck.close()
+    assert [pushed for pushed, _ in seen] == [(100 * k, k) for k in range(1, 6)]
+    assert max(delay for _, delay in seen) < PUSH_DEADLINE
+    assert f.totals(api, campaign_id) == (500, 5)
