@@ -6,7 +6,10 @@ logged (written at once with the lines before it, so a crash leaves its
 error line), the waiting lines reach 4 KB, `flush_seconds` pass (a thread
 writes them), or the process exits normally (logging's shutdown flushes the
 handler). A SIGKILL can thus lose the INFO and DEBUG lines of the last
-`flush_seconds`, at most 4 KB of them.
+`flush_seconds`, at most 4 KB of them. SIGTERM writes them too: uvicorn,
+having shut down, hands SIGTERM back to the handler it found
+(`write_waiting_lines_on_sigterm`), which writes the lines, then lets the
+signal end the process as it would have.
 
 Each write holds whole lines and at most 4 KB (PIPE_BUF), so when several
 worker processes share one pipe (a container's stdout) their writes never
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import weakref
 from typing import IO
@@ -147,6 +151,27 @@ def _flush_every(
 
 
 _BATCHING: weakref.WeakSet[JsonLines] = weakref.WeakSet()
+
+
+def write_waiting_lines_on_sigterm() -> None:
+    """From now on SIGTERM writes the waiting lines before it ends the
+    process; unless something else already handles it (or this is not the
+    main thread, which alone may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _write_then_end)
+
+
+def _write_then_end(signum: int, _frame: object) -> None:
+    for handler in list(_BATCHING):
+        try:
+            handler.flush()
+        except Exception:  # ending the process matters more
+            pass
+    # The process ends as SIGTERM ends it (its exit status says so).
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def _after_fork_in_child() -> None:

@@ -23,7 +23,11 @@ from typing import IO, Any
 import orjson
 
 from careforall import tracing
-from careforall.log_stream import FLUSH_SECONDS, JsonLines
+from careforall.log_stream import (
+    FLUSH_SECONDS,
+    JsonLines,
+    write_waiting_lines_on_sigterm,
+)
 from careforall.redaction import (
     cleared_with_secrets,
     redact_fields,
@@ -263,6 +267,7 @@ def configure_logging(level: str = "INFO") -> None:
     for handler in replaced:
         if isinstance(handler, JsonLines):
             handler.close()  # its waiting lines written first
+    write_waiting_lines_on_sigterm()
     root.setLevel(level)
     # The lines name neither the caller's file and line nor the thread or
     # process: logging need not look them up for every record.

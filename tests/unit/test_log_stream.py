@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -136,3 +137,19 @@ def test_a_process_that_exits_writes_its_waiting_lines() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '"message":"last words"' in done.stdout
+
+
+def test_sigterm_writes_the_waiting_lines_then_ends_the_process() -> None:
+    program = (
+        "import logging, os, signal, time\n"
+        "from careforall.logs import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "logging.getLogger('careforall.test').info('before the end')\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert '"message":"before the end"' in done.stdout
