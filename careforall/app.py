@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from careforall import collector, logs, tracing
+from careforall import collector, redaction, tracing
 from careforall.api.context import GraphQLView
 from careforall.api.notification_hub import NotificationHub
 from careforall.api.response_cache import ResponseCache
@@ -75,9 +75,9 @@ def _start_runtime(
     """Blocking start-up work: secrets, the admin, and totals repaired."""
     jwt_secret = kept_secret(db, "jwt_secret", settings.jwt_secret)
     webhook_secret = kept_secret(db, "webhook_secret", settings.webhook_secret)
-    logs.keep_out(jwt_secret, webhook_secret, settings.admin_password)
+    redaction.keep_out(jwt_secret, webhook_secret, settings.admin_password)
     if settings.stripe is not None:
-        logs.keep_out(settings.stripe.secret_key, settings.stripe.webhook_secret)
+        redaction.keep_out(settings.stripe.secret_key, settings.stripe.webhook_secret)
     if settings.admin_email and settings.admin_password:
         try:
             ensure_admin(

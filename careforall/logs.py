@@ -2,20 +2,17 @@
 
 Every line carries the request id of the HTTP request it was written for and,
 when tracing is on, the trace and span ids, so a request's log lines and its
-trace find each other. Before a line is written, values under sensitive keys
-(password, token, secret, authorization, signature, ...) and anything that
-looks like a token, a password hash, a signature or a card number are
-replaced, wherever they occur.
+trace find each other. Before a line is written, its values are redacted
+(careforall/redaction.py); the lines are written in batches
+(careforall/log_stream.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -26,6 +23,17 @@ from typing import IO, Any
 import orjson
 
 from careforall import tracing
+from careforall.log_stream import (
+    FLUSH_SECONDS,
+    JsonLines,
+    write_waiting_lines_on_sigterm,
+)
+from careforall.redaction import (
+    cleared_with_secrets,
+    redact_fields,
+    redact_id,
+    redact_text,
+)
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {
     "message",
@@ -33,139 +41,6 @@ _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {
     "color_message",
     "taskName",
 }
-
-REDACTED = "[REDACTED]"
-_SENSITIVE_KEY = re.compile(
-    r"pass(word|wd|phrase)?|token|secret|authori[sz]ation|signature|cookie|"
-    r"api[-_]?key|credential",
-    re.IGNORECASE,
-)
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # JSON Web Tokens (header.payload.signature, the header always starts "eyJ").
-    (
-        re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-        "[REDACTED_JWT]",
-    ),
-    (re.compile(r"\b(?i:(bearer|basic))\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
-    # The tokens of mailed links (/reset-password?token=…) in any logged URL.
-    (re.compile(r"\b(?i:token)=[^&\s\"']+"), "token=[REDACTED]"),
-    # Webhook signatures: t=<unix>,v1=<hex>.
-    (re.compile(r"\bv1=[0-9a-fA-F]{16,}"), "v1=[REDACTED]"),
-    (re.compile(r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,.+/_-]+"), "[REDACTED_HASH]"),
-    # 13 to 19 digits, maybe grouped by spaces or dashes: a card number. Not
-    # inside a word, so ids such as plg_0193... keep their hex digits.
-    (
-        re.compile(r"(?<![0-9A-Za-z_])(?:[0-9][ -]?){12,18}[0-9](?![0-9A-Za-z_])"),
-        "[REDACTED_CARD]",
-    ),
-)
-# Any of them, in one pass: most text holds none, and is then left as it is.
-_ANY_PATTERN = re.compile("|".join(f"(?:{p.pattern})" for p, _ in _PATTERNS))
-# Letters, digits and underscores only (ids, names, levels): of the patterns
-# above, only a card number can match such text, and only as the whole of it.
-_WORD = re.compile(r"\w*", re.ASCII)
-_CARD_SIZED = 10**12  # an integer of 13 digits or more
-
-# Exact secret values of this process (JWT and webhook secrets, the admin's
-# password): redacted wherever they appear. The newest few are kept.
-_SECRETS: deque[str] = deque(maxlen=32)
-
-
-def keep_out(*values: str | None) -> None:
-    """Never write these values (secrets of this process) to a log line."""
-    for value in values:
-        if value and len(value) >= 6 and value not in _SECRETS:
-            _SECRETS.append(value)
-    _REDACTED_TEXT.clear()
-
-
-# Log lines repeat most of their values (logger names, levels, messages,
-# methods, paths, operation names) and all their keys: each is checked once,
-# then looked up. Bounded; the texts are checked again once a secret is added.
-_CACHE_SIZE = 2048
-_CACHE_LONGEST = 200
-_REDACTED_TEXT: dict[str, str] = {}
-_SENSITIVE_KEYS: dict[str, bool] = {}
-
-
-def _redact_uncached(text: str) -> str:
-    for secret in tuple(_SECRETS):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    if _WORD.fullmatch(text) is not None:
-        if not (13 <= len(text) <= 19 and text.isdigit()):
-            return text
-    elif _ANY_PATTERN.search(text) is None:
-        return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def redact_text(text: str) -> str:
-    cached = _REDACTED_TEXT.get(text)
-    if cached is not None:
-        return cached
-    redacted = _redact_uncached(text)
-    if len(text) <= _CACHE_LONGEST:
-        if len(_REDACTED_TEXT) >= _CACHE_SIZE:
-            _REDACTED_TEXT.clear()
-        _REDACTED_TEXT[text] = redacted
-    return redacted
-
-
-def sensitive_key(key: str) -> bool:
-    """Whether values under `key` are secrets whatever they hold."""
-    sensitive = _SENSITIVE_KEYS.get(key)
-    if sensitive is None:
-        sensitive = _SENSITIVE_KEY.search(key) is not None
-        if len(_SENSITIVE_KEYS) >= _CACHE_SIZE:
-            _SENSITIVE_KEYS.clear()
-        _SENSITIVE_KEYS[key] = sensitive
-    return sensitive
-
-
-def redact_fields(
-    items: Iterable[tuple[str, Any]],
-    into: dict[str, Any],
-    skip: frozenset[str] | set[str] = frozenset(),
-) -> dict[str, Any]:
-    """The fields in `items` redacted, added to `into`, but those named in
-    `skip` or starting with "_": `redact(dict(items))` unrolled for the
-    commonest case, a text seen before under a key that is not sensitive."""
-    texts, keys = _REDACTED_TEXT, _SENSITIVE_KEYS
-    for key, value in items:
-        if key in skip or key[:1] == "_":
-            continue
-        kind = value.__class__
-        if keys.get(key) is not False:
-            into[key] = redact(value, key)
-        elif kind is str:
-            cached = texts.get(value)
-            into[key] = redact_text(value) if cached is None else cached
-        elif kind is float or (kind is int and -_CARD_SIZED < value < _CARD_SIZED):
-            into[key] = value
-        else:
-            into[key] = redact(value)
-    return into
-
-
-def redact(value: Any, key: str | None = None) -> Any:
-    """`value` as it may appear in a log line (under `key`, if it has one)."""
-    if key is not None and value is not None and sensitive_key(key):
-        return REDACTED
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        return "[REDACTED_CARD]" if abs(value) >= _CARD_SIZED else value
-    if isinstance(value, dict):
-        return {str(k): redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [redact(v) for v in value]
-    return redact_text(str(value))
-
 
 # --- the request a line belongs to -------------------------------------------
 
@@ -222,18 +97,7 @@ def timestamp(created: float) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": timestamp(record.created),  # ours, and holds no secret
-            "level": record.levelname.lower(),
-            "logger": redact_text(record.name),
-            "message": redact_text(record.getMessage()),
-        }
-        request = CURRENT_REQUEST.get()
-        if request is not None:
-            line["request_id"] = redact_text(request.request_id)
-        ids = tracing.current_ids()
-        if ids is not None:
-            line["trace_id"], line["span_id"] = map(redact_text, ids)
+        line = _in_context({})
         values = record.__dict__
         items: Iterable[tuple[str, Any]] = values.items()
         if values.get("_templated"):  # made by log_line: its fields come last
@@ -243,7 +107,53 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = redact_text(self.formatException(record.exc_info))
         elif record.exc_text:
             line["exception"] = redact_text(record.exc_text)
-        return encode(line)
+        head = line_head(record.name, record.levelname, record.getMessage())
+        return _joined(record.created, head, encode(line))
+
+
+def _in_context(line: dict[str, Any]) -> dict[str, Any]:
+    """`line` with the ids of the request and the span it is written in."""
+    request = CURRENT_REQUEST.get()
+    if request is not None:
+        line["request_id"] = redact_id(request.request_id)
+    ids = tracing.current_ids()
+    if ids is not None:
+        line["trace_id"], line["span_id"] = map(redact_text, ids)
+    return line
+
+
+# The level, logger and message of a line, redacted and encoded, by logger
+# name, level name and message: log_line's messages are a few constants.
+_HEADS: dict[tuple[str, str, str], str] = cleared_with_secrets({})
+
+
+def line_head(name: str, level: str, message: str) -> str:
+    key = (name, level, message)
+    head = _HEADS.get(key)
+    if head is None:
+        fields = {
+            "level": level.lower(),
+            "logger": redact_text(name),
+            "message": redact_text(message),
+        }
+        head = encode(fields)[1:-1]
+        if len(message) <= 200:
+            if len(_HEADS) >= 2048:
+                _HEADS.clear()
+            _HEADS[key] = head
+    return head
+
+
+def _joined(created: float, head: str, rest: str) -> str:
+    """The line: its time (ours, and holds no secret), its head, then the
+    fields encoded in `rest` (an object, maybe empty)."""
+    time_and_head = '{"time":"' + timestamp(created) + '",' + head
+    return time_and_head + ("}" if rest == "{}" else "," + rest[1:])
+
+
+def encoded_fields(fields: Mapping[str, Any]) -> str:
+    """`fields` redacted, as a JSON object."""
+    return encode(redact_fields(fields.items(), {}, skip=_STANDARD))
 
 
 def encode(line: dict[str, Any]) -> str:
@@ -300,6 +210,13 @@ def log_line(
     if not _RESERVED.isdisjoint(fields):
         logger.log(level, message, extra=dict(fields))  # refused as logging does
         return
+    handler = direct_handler(logger, level)
+    if handler is not None:
+        # No record at all: the line is all the handler would make of it.
+        line = redact_fields(fields.items(), _in_context({}), skip=_STANDARD)
+        head = line_head(logger.name, logging.getLevelName(level), message)
+        handler.write_line(_joined(time.time(), head, encode(line)), level)
+        return
     now = time.time()
     record: logging.LogRecord = object.__new__(logging.LogRecord)
     values = record.__dict__
@@ -315,45 +232,42 @@ def log_line(
     logger.handle(record)
 
 
-class JsonLines(logging.StreamHandler[IO[str]]):
-    """A StreamHandler writing each line with one call, flushed only where
-    the stream keeps what it is given (stdout run unbuffered, as the image
-    and the tests run it, writes through at once)."""
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        lock = self.lock
-        if self.filters or lock is None:
-            return bool(super().handle(record))
-        # Handler.handle without a pass over no filters and the lock's wrappers.
-        with lock:
-            self.emit(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            formatter = self.formatter
-            line = (
-                self.format(record) if formatter is None else formatter.format(record)
-            )
-            stream = self.stream
-            stream.write(line + "\n")
-            if not getattr(stream, "write_through", False):
-                stream.flush()
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
+def direct_handler(logger: logging.Logger, level: int) -> JsonLines | None:
+    """The handler a record of `logger` at `level` would reach when it is our
+    JSON handler alone, with nothing on the way that could look at the record
+    (a filter, another handler or formatter); else None."""
+    found: JsonLines | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        for handler in current.handlers:
+            if found is not None or type(handler) is not JsonLines:
+                return None
+            if handler.filters or type(handler.formatter) is not JsonFormatter:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found if found is not None and level >= found.level else None
 
 
-def json_handler(stream: IO[str] | None = None) -> logging.Handler:
-    handler = JsonLines(sys.stdout if stream is None else stream)
+def json_handler(
+    stream: IO[str] | None = None, flush_seconds: float = 0.0
+) -> logging.Handler:
+    """JSON lines on `stream` (stdout): each written at once, or with
+    `flush_seconds` in batches (careforall/log_stream.py)."""
+    handler = JsonLines(sys.stdout if stream is None else stream, flush_seconds)
     handler.setFormatter(JsonFormatter())
     return handler
 
 
 def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
-    root.handlers[:] = [json_handler()]
+    replaced, root.handlers[:] = root.handlers[:], [json_handler(None, FLUSH_SECONDS)]
+    for handler in replaced:
+        if isinstance(handler, JsonLines):
+            handler.close()  # its waiting lines written first
+    write_waiting_lines_on_sigterm()
     root.setLevel(level)
     # The lines name neither the caller's file and line nor the thread or
     # process: logging need not look them up for every record.

@@ -12,14 +12,24 @@ import logging
 import re
 import time
 import uuid
+from itertools import islice
 
 from opentelemetry.trace import INVALID_SPAN, SpanKind
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
 from careforall import metrics, tracing
-from careforall.logs import CURRENT_REQUEST, RequestLog, log_line
+from careforall.logs import (
+    CURRENT_REQUEST,
+    RequestLog,
+    direct_handler,
+    encoded_fields,
+    line_head,
+    log_line,
+    timestamp,
+)
 from careforall.middleware.http import HTTPMiddleware
+from careforall.redaction import cleared_with_secrets, plain_id
 
 log = logging.getLogger("careforall.http")
 
@@ -117,18 +127,73 @@ class RequestMetrics(HTTPMiddleware):
             level = logging.WARNING if quiet and status == 503 else logging.ERROR
         if not log.isEnabledFor(level):
             return
-        fields: dict[str, object] = {
-            "method": method,
-            "path": path[:200],
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 2),
-        }
-        if entry.operation is not None:
-            fields["operation"] = entry.operation
-            fields["operation_type"] = entry.operation_type
-            fields["principal"] = entry.principal
-            if entry.user_id is not None:
-                fields["user_id"] = entry.user_id
-            if entry.errors:
-                fields["errors"] = entry.errors
-        log_line(log, level, "request", fields)
+        handler = direct_handler(log, level)
+        request_id = entry.request_id
+        if handler is None or not plain_id(request_id) or tracing.enabled():
+            fields = _fields(entry, method, path, status, round(elapsed * 1000, 2))
+            log_line(log, level, "request", fields)
+            return
+        # What most lines share is made and redacted once; the time, the
+        # request id and the duration go between its parts.
+        key = (
+            level,
+            method,
+            path,
+            status,
+            entry.operation,
+            entry.operation_type,
+            entry.principal,
+            entry.user_id,
+            *entry.errors,
+        )
+        parts = _PARTS.get(key)
+        if parts is None:
+            parts = _parts(level, entry, method, path, status)
+            if len(_PARTS) >= 2048:
+                _PARTS.clear()
+            _PARTS[key] = parts
+        start, middle, end = parts
+        handler.write_line(
+            f'{{"time":"{timestamp(time.time())}",{start}{request_id}{middle}'
+            f"{elapsed * 1000:.2f}{end}",
+            level,
+        )
+
+
+# The constant parts of request lines, by what they hold.
+_PARTS: dict[tuple[object, ...], tuple[str, str, str]] = cleared_with_secrets({})
+
+
+def _parts(
+    level: int, entry: RequestLog, method: str, path: str, status: int
+) -> tuple[str, str, str]:
+    """A request line but for its time, request id (plain: written as it
+    is) and duration, in the three parts that go around the last two."""
+    fields = _fields(entry, method, path, status, 0.0)
+    before = dict(islice(fields.items(), 3))
+    after = dict(islice(fields.items(), 4, None))
+    head = line_head(log.name, logging.getLevelName(level), "request")
+    start = head + ',"request_id":"'
+    middle = '",' + encoded_fields(before)[1:-1] + ',"duration_ms":'
+    end = ("," + encoded_fields(after)[1:-1] if after else "") + "}"
+    return start, middle, end
+
+
+def _fields(
+    entry: RequestLog, method: str, path: str, status: int, duration_ms: float
+) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "method": method,
+        "path": path[:200],
+        "status": status,
+        "duration_ms": duration_ms,
+    }
+    if entry.operation is not None:
+        fields["operation"] = entry.operation
+        fields["operation_type"] = entry.operation_type
+        fields["principal"] = entry.principal
+        if entry.user_id is not None:
+            fields["user_id"] = entry.user_id
+        if entry.errors:
+            fields["errors"] = entry.errors
+    return fields

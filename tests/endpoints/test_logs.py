@@ -10,7 +10,16 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from careforall.logs import configure_logging, json_handler, log_line
+from careforall import redaction
+from careforall.logs import (
+    CURRENT_REQUEST,
+    RequestLog,
+    configure_logging,
+    json_handler,
+    log_line,
+)
+from careforall.middleware.requests import RequestMetrics
+from careforall.redaction import keep_out
 from careforall.settings import Settings, SettingsError
 from tests import factories as f
 from tests.endpoints.conftest import JsonLogs
@@ -253,3 +262,89 @@ def test_a_filter_on_the_json_handler_still_applies(
     log_line(logger, logging.INFO, "kept", {"n": 1})
     (line,) = (json.loads(text) for text in stream.getvalue().splitlines())
     assert line["message"] == "kept" and line["n"] == 1
+
+
+def _request_lines(entry: RequestLog, path: str, handler: logging.Handler) -> None:
+    """The request line of `entry`, once as the server writes it (straight to
+    the JSON handler), once through logging (a filter on the handler asks for
+    the record)."""
+    token = CURRENT_REQUEST.set(entry)
+    try:
+        RequestMetrics._log(entry, "POST", path, 200, 0.0123456, False)
+        handler.addFilter(lambda record: True)
+        RequestMetrics._log(entry, "POST", path, 200, 0.0123456, False)
+    finally:
+        CURRENT_REQUEST.reset(token)
+
+
+def test_a_request_line_says_the_same_written_directly_or_through_logging(
+    restored_root_logger: logging.Logger,
+) -> None:
+    configure_logging("INFO")
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    restored_root_logger.handlers[:] = [handler]
+    entry = RequestLog(
+        request_id="0193a7c4e5f6",
+        operation="CampaignTotals",
+        operation_type="query",
+        principal="user",
+        user_id="usr_0193a7c4e5f6",
+        errors=["NOT_FOUND"],
+    )
+    _request_lines(entry, "/graphql", handler)
+    direct, usual = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct.pop("time") and usual.pop("time")
+    assert (
+        direct
+        == usual
+        == {
+            "level": "info",
+            "logger": "careforall.http",
+            "message": "request",
+            "request_id": "0193a7c4e5f6",
+            "method": "POST",
+            "path": "/graphql",
+            "status": 200,
+            "duration_ms": 12.35,
+            "operation": "CampaignTotals",
+            "operation_type": "query",
+            "principal": "user",
+            "user_id": "usr_0193a7c4e5f6",
+            "errors": ["NOT_FOUND"],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "request_id", ["4242424242424242", "4242-4242-4242-4242", "id.4242424242424242"]
+)
+def test_a_request_line_written_directly_is_redacted_too(
+    restored_root_logger: logging.Logger, request_id: str
+) -> None:
+    configure_logging("INFO")
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    restored_root_logger.handlers[:] = [handler]
+    entry = RequestLog(request_id=request_id)
+    _request_lines(entry, "/donate/4242424242424242", handler)
+    direct, usual = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct.pop("time") and usual.pop("time")
+    assert direct == usual
+    assert "4242" not in direct["request_id"]
+    assert direct["path"] == "/donate/[REDACTED_CARD]"
+
+
+def test_a_request_id_holding_a_secret_of_the_server_is_redacted(
+    restored_root_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redaction, "_SECRETS", type(redaction._SECRETS)(maxlen=32))
+    keep_out("Zx81secretvalue")
+    configure_logging("INFO")
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    restored_root_logger.handlers[:] = [handler]
+    _request_lines(RequestLog(request_id="idZx81secretvalue"), "/graphql", handler)
+    assert "Zx81" not in stream.getvalue()
+    direct, usual = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct["request_id"] == usual["request_id"] == "id[REDACTED]"

@@ -28,6 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.settings",
             "careforall.tracing",
             "careforall.logs",
+            "careforall.log_stream",
+            "careforall.redaction",
             "careforall.metrics",
             "careforall.concurrency",
             "careforall.collector",

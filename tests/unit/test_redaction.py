@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from careforall import logs
-from careforall.logs import JsonFormatter, keep_out, redact_text
+from careforall import logs, redaction
+from careforall.logs import JsonFormatter
+from careforall.redaction import keep_out, redact_text
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
@@ -111,7 +112,7 @@ def test_a_traceback_is_redacted_too() -> None:
 def test_this_processs_secrets_are_never_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(logs, "_SECRETS", type(logs._SECRETS)(maxlen=32))
+    monkeypatch.setattr(redaction, "_SECRETS", type(redaction._SECRETS)(maxlen=32))
     keep_out("Kq9-random-webhook-secret-value", None, "")
     line = formatted("secret is Kq9-random-webhook-secret-value, see?")
     assert "Kq9-random" not in line and "[REDACTED]" in line
@@ -155,8 +156,8 @@ def test_a_card_number_alone_is_redacted_and_plain_ids_are_not() -> None:
 def test_a_secret_kept_out_later_is_redacted_from_text_seen_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(logs, "_SECRETS", type(logs._SECRETS)(maxlen=32))
-    monkeypatch.setattr(logs, "_REDACTED_TEXT", {})
+    monkeypatch.setattr(redaction, "_SECRETS", type(redaction._SECRETS)(maxlen=32))
+    monkeypatch.setattr(redaction, "_REDACTED_TEXT", {})
     text = "the value Zx81-late-secret-value"
     assert redact_text(text) == text  # checked, and remembered as clean
     keep_out("Zx81-late-secret-value")
