@@ -169,7 +169,7 @@ def worker_app() -> Starlette:
     from careforall.logs import configure_logging
 
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, batched=True)
     _end_with_parent()
     return create_app(settings)
 
@@ -493,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from careforall.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, batched=args.command == "serve")
     if args.command == "serve":
         return serve(settings, args.host, args.port, args.workers)
     if args.command == "migrate":

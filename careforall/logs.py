@@ -261,13 +261,18 @@ def json_handler(
     return handler
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, batched: bool = False) -> None:
+    """JSON lines on stdout at `level`. A server's lines are `batched` (a
+    request's line is written with others, at most FLUSH_SECONDS later); a
+    command's are written at once, in order with what it prints."""
     root = logging.getLogger()
-    replaced, root.handlers[:] = root.handlers[:], [json_handler(None, FLUSH_SECONDS)]
-    for handler in replaced:
-        if isinstance(handler, JsonLines):
-            handler.close()  # its waiting lines written first
-    write_waiting_lines_on_sigterm()
+    handler = json_handler(None, FLUSH_SECONDS if batched else 0.0)
+    replaced, root.handlers[:] = root.handlers[:], [handler]
+    for old in replaced:
+        if isinstance(old, JsonLines):
+            old.close()  # its waiting lines written first
+    if batched:
+        write_waiting_lines_on_sigterm()
     root.setLevel(level)
     # The lines name neither the caller's file and line nor the thread or
     # process: logging need not look them up for every record.

@@ -229,7 +229,9 @@ def test_reconcile_command_repairs_drift_prints_it_and_audits_it(
 @pytest.fixture
 def use_db(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     # main() points the root logger at stdout; tests keep pytest's handlers.
-    monkeypatch.setattr("careforall.logs.configure_logging", lambda level="INFO": None)
+    monkeypatch.setattr(
+        "careforall.logs.configure_logging", lambda level="INFO", batched=False: None
+    )
 
     def point_at(url: str) -> None:
         monkeypatch.setenv("CAREFORALL_DATABASE_URL", url)

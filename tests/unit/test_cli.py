@@ -22,7 +22,9 @@ from careforall.settings import Settings
 @pytest.fixture(autouse=True)
 def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     # main() points the root logger at stdout; tests keep pytest's handlers.
-    monkeypatch.setattr("careforall.logs.configure_logging", lambda level="INFO": None)
+    monkeypatch.setattr(
+        "careforall.logs.configure_logging", lambda level="INFO", batched=False: None
+    )
 
 
 def test_create_admin_makes_an_admin_with_an_argon2_hash(

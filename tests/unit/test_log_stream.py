@@ -119,17 +119,21 @@ def test_the_server_batches_its_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(root, "level", root.level)
     for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, flag, getattr(logging, flag))
-    configure_logging("INFO")
+    configure_logging("INFO", batched=True)
     (handler,) = root.handlers
     assert isinstance(handler, JsonLines) and handler.flush_seconds == FLUSH_SECONDS
     assert 0 < FLUSH_SECONDS <= 1
+    # A command's lines are written at once, in order with what it prints.
+    configure_logging("INFO")
+    (handler,) = root.handlers
+    assert isinstance(handler, JsonLines) and handler.flush_seconds == 0
 
 
 def test_a_process_that_exits_writes_its_waiting_lines() -> None:
     program = (
         "import logging\n"
         "from careforall.logs import configure_logging\n"
-        "configure_logging('INFO')\n"
+        "configure_logging('INFO', batched=True)\n"
         "logging.getLogger('careforall.test').info('last words')\n"
     )
     done = subprocess.run(
@@ -143,7 +147,7 @@ def test_sigterm_writes_the_waiting_lines_then_ends_the_process() -> None:
     program = (
         "import logging, os, signal, time\n"
         "from careforall.logs import configure_logging\n"
-        "configure_logging('INFO')\n"
+        "configure_logging('INFO', batched=True)\n"
         "logging.getLogger('careforall.test').info('before the end')\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "time.sleep(30)\n"
