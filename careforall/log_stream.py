@@ -108,6 +108,11 @@ class JsonLines(logging.StreamHandler[IO[str]]):
         self._stopped.set()
         try:
             self.flush()
+        except (OSError, ValueError):
+            # The stream went first (closed, or its reader gone): what waited
+            # cannot be written anywhere, and closing must not fail for it,
+            # as logging's own shutdown does not.
+            pass
         finally:
             super().close()
 

@@ -4,6 +4,7 @@ processes on 127.0.0.1 (their output is printed when a test fails)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -40,6 +41,21 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
         "_HASHER",
         PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
     )
+
+
+@pytest.fixture(autouse=True)
+def root_logger_kept() -> Iterator[None]:
+    """A test that runs the CLI in-process (`main([...])`) points the root
+    logger at the stdout pytest captured for it; the next test gets pytest's
+    handlers back, and the test's own handler is closed with its stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

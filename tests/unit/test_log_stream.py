@@ -113,6 +113,18 @@ def test_without_an_interval_each_line_is_written_at_once() -> None:
     assert len(stream.writes) == 1 and '"message":"at once"' in stream.writes[0]
 
 
+def test_a_handler_whose_stream_is_gone_closes_without_failing() -> None:
+    """Logging is replaced (configure_logging) after the stream it wrote to was
+    closed: the waiting lines have nowhere to go, and the caller goes on."""
+    stream = Writes()
+    handler = JsonLines(stream, flush_seconds=60)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(record("waiting"))
+    stream.close()
+    handler.close()
+    assert handler.stream is stream
+
+
 def test_the_server_batches_its_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", root.handlers[:])
