@@ -5,16 +5,14 @@ flood of forged webhooks reaches each admin as one notification."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import anyio
 from starlette.testclient import TestClient, WebSocketTestSession
 
 from tests import factories as f
-from tests.helpers.api import GQL
+from tests.helpers.api import GQL, receive
 from tests.helpers.waiting import wait_until
 
 FEED = """
@@ -154,19 +152,6 @@ def test_the_feed_pages_newest_first_and_can_show_only_unread(gql: GQL) -> None:
 
 
 # --- the subscription -------------------------------------------------------------
-
-
-def receive(ws: WebSocketTestSession, timeout: float = 5.0) -> dict[str, Any]:
-    """The next message, or a failure after `timeout` (never a hung test)."""
-
-    async def get() -> Any:
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    message = ws.portal.call(get)
-    assert message["type"] == "websocket.send", message
-    value: dict[str, Any] = json.loads(message["text"])
-    return value
 
 
 @contextmanager

@@ -7,7 +7,6 @@ else keeps Strawberry's own path."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ from careforall.api.context import GraphQLView
 from careforall.api.fanout import Fanout, Outlet
 from careforall.api.sockets import socket_limits
 from tests import factories as f
-from tests.helpers.api import GQL
+from tests.helpers.api import GQL, receive
 from tests.helpers.waiting import wait_until
 
 TOTALS = """
@@ -27,19 +26,6 @@ subscription($id: ID!) {
   campaignTotals(campaignId: $id) { campaignId raisedCents pledgeCount }
 }"""
 NOTIFICATIONS = "subscription { notificationUpdates { unreadCount } }"
-
-
-def receive(ws: WebSocketTestSession, timeout: float = 5.0) -> dict[str, Any]:
-    """The next message, or a failure after `timeout` (never a hung test)."""
-
-    async def get() -> Any:
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    message = ws.portal.call(get)
-    assert message["type"] == "websocket.send", message
-    value: dict[str, Any] = json.loads(message["text"])
-    return value
 
 
 def nothing_more(ws: WebSocketTestSession, wait: float = 0.3) -> bool:

@@ -3,10 +3,12 @@ over a real socket, and the admin account the test settings create."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import anyio
 import httpx
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketTestSession
 
 ADMIN_EMAIL = "admin@example.org"
 ADMIN_PASSWORD = "admin-password-1"
@@ -62,3 +64,17 @@ class ServerGQL(GQL):
 
     def __init__(self, client: httpx.Client) -> None:  # noqa: D107
         self.client = client  # type: ignore[assignment]
+
+
+def receive(ws: WebSocketTestSession, timeout: float = 5.0) -> dict[str, Any]:
+    """The next message of an in-process socket (`client.websocket_connect`),
+    or a failure after `timeout` (never a hung test)."""
+
+    async def get() -> Any:
+        with anyio.fail_after(timeout):
+            return await ws._send_rx.receive()
+
+    message = ws.portal.call(get)
+    assert message["type"] == "websocket.send", message
+    value: dict[str, Any] = json.loads(message["text"])
+    return value
