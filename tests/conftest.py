@@ -43,19 +43,27 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+LOOKUP_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
 @pytest.fixture(autouse=True)
 def root_logger_kept() -> Iterator[None]:
     """A test that runs the CLI in-process (`main([...])`) points the root
     logger at the stdout pytest captured for it; the next test gets pytest's
-    handlers back, and the test's own handler is closed with its stream."""
+    handlers and level back, and the test's own handler is closed."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # configure_logging also turns off logging's caller, thread and process
+    # lookups, which pytest's own handlers show.
+    flags = {name: getattr(logging, name) for name in LOOKUP_FLAGS}
     yield
     for handler in root.handlers:
         if handler not in handlers:
             handler.close()
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, value in flags.items():
+        setattr(logging, name, value)
 
 
 @pytest.fixture(scope="session")

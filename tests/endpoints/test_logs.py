@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -167,17 +166,18 @@ def test_forged_webhooks_are_sampled_into_the_log_not_logged_each(
 
 
 @pytest.fixture
-def restored_root_logger(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    # configure_logging turns off logging's caller, thread and process lookups.
-    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
-        monkeypatch.setattr(logging, flag, getattr(logging, flag))
-    try:
-        yield root
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+def restored_root_logger() -> logging.Logger:
+    """The root logger, free to change: every test gets its handlers, level
+    and lookups back (tests/conftest.py `root_logger_kept`)."""
+    return logging.getLogger()
+
+
+def logged_at(root: logging.Logger, level: str) -> io.StringIO:
+    """What the service logs at `level`, as JSON lines, from now on."""
+    configure_logging(level)
+    stream = io.StringIO()
+    root.handlers[:] = [json_handler(stream)]
+    return stream
 
 
 def test_the_level_is_configurable(restored_root_logger: logging.Logger) -> None:
@@ -185,9 +185,7 @@ def test_the_level_is_configurable(restored_root_logger: logging.Logger) -> None
     assert Settings.from_env({}).log_level == "INFO"
     with pytest.raises(SettingsError, match="CAREFORALL_LOG_LEVEL"):
         Settings.from_env({"CAREFORALL_LOG_LEVEL": "loud"})
-    configure_logging("WARNING")
-    stream = io.StringIO()
-    restored_root_logger.handlers[:] = [json_handler(stream)]
+    stream = logged_at(restored_root_logger, "WARNING")
     logger = logging.getLogger("careforall.test")
     logger.info("not written")
     logger.warning("written", extra={"detail": 1})
@@ -199,9 +197,7 @@ def test_the_level_is_configurable(restored_root_logger: logging.Logger) -> None
 def test_errors_keep_their_traceback_and_are_found_by_the_log_scan(
     restored_root_logger: logging.Logger,
 ) -> None:
-    configure_logging("INFO")
-    stream = io.StringIO()
-    restored_root_logger.handlers[:] = [json_handler(stream)]
+    stream = logged_at(restored_root_logger, "INFO")
     logger = logging.getLogger("careforall.test")
     try:
         raise RuntimeError("the disk is full")
@@ -221,9 +217,7 @@ def test_errors_keep_their_traceback_and_are_found_by_the_log_scan(
 def test_log_line_writes_what_logging_would_and_honours_levels(
     restored_root_logger: logging.Logger,
 ) -> None:
-    configure_logging("INFO")
-    stream = io.StringIO()
-    restored_root_logger.handlers[:] = [json_handler(stream)]
+    stream = logged_at(restored_root_logger, "INFO")
     logger = logging.getLogger("careforall.test")
     fields = {"pledge_id": "plg_019a", "amount_cents": 3100, "token": "tok-123456"}
     log_line(logger, logging.INFO, "pledge created", fields)

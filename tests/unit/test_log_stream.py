@@ -125,12 +125,8 @@ def test_a_handler_whose_stream_is_gone_closes_without_failing() -> None:
     assert handler.stream is stream
 
 
-def test_the_server_batches_its_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", root.handlers[:])
-    monkeypatch.setattr(root, "level", root.level)
-    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
-        monkeypatch.setattr(logging, flag, getattr(logging, flag))
+def test_the_server_batches_its_lines() -> None:
+    root = logging.getLogger()  # given back after the test (tests/conftest.py)
     configure_logging("INFO", batched=True)
     (handler,) = root.handlers
     assert isinstance(handler, JsonLines) and handler.flush_seconds == FLUSH_SECONDS
