@@ -15,7 +15,7 @@ from careforall.domain.clock import utcnow
 from careforall.models import WebhookEvent, table_of
 from careforall.services.writer import is_busy
 from careforall.settings import Settings
-from careforall.sqlite import TakingTurns
+from tests.helpers.turns import check_writes_take_turns
 
 
 def test_a_connection_given_back_after_dispose_is_closed(db: Database) -> None:
@@ -164,37 +164,7 @@ def test_a_read_session_sees_one_snapshot(db: Database) -> None:
 def test_write_transactions_of_one_process_take_turns_handed_over_at_commit(
     db: Database,
 ) -> None:
-    """A second writer of the process waits for the first's COMMIT, then
-    begins at once (no busy-handler sleep), and a ROLLBACK gives the turn
-    back too."""
-    began = threading.Event()
-
-    def write() -> None:
-        with db.write_connection() as conn, conn.begin():
-            began.set()
-            conn.exec_driver_sql("UPDATE app_secrets SET value = value")
-
-    with db.write_connection() as conn:
-        transaction = conn.begin()
-        conn.exec_driver_sql("UPDATE app_secrets SET value = value")
-        raw = conn.connection.dbapi_connection
-        assert isinstance(raw, TakingTurns) and raw.holds_turn
-        waiting = threading.Thread(target=write)
-        waiting.start()
-        waiting.join(0.3)
-        assert waiting.is_alive() and not began.is_set()  # waits its turn
-        transaction.commit()
-        assert not raw.holds_turn
-        waiting.join(10)
-        assert began.is_set() and not waiting.is_alive()
-
-        began.clear()
-        transaction = conn.begin()
-        conn.exec_driver_sql("UPDATE app_secrets SET value = value")
-        transaction.rollback()
-        assert not raw.holds_turn
-    write()
-    assert began.is_set()
+    check_writes_take_turns(db, db)
 
 
 @pytest.mark.sqlite_only

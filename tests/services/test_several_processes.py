@@ -26,8 +26,8 @@ from careforall.services import auth, outbox
 from careforall.services.auth import TokenKeys
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.settings import Settings
-from careforall.sqlite import TakingTurns
 from tests.helpers.pledges import give, provider_says
+from tests.helpers.turns import check_writes_take_turns
 from tests.services.conftest import MakeAnon, MakeUser, totals
 
 
@@ -134,34 +134,6 @@ def test_a_guest_signed_out_in_one_process_is_refused_by_the_other_at_once(
 def test_write_transactions_of_two_processes_take_turns(
     processes: list[Database],
 ) -> None:
-    """The second process's write waits for the first's COMMIT and then
-    goes at once (the kernel hands the turn over), and a ROLLBACK gives the
-    turn back too."""
+    """The kernel hands the turn over from one process to the next."""
     one, two = processes
-    began = threading.Event()
-
-    def write(db: Database) -> None:
-        with db.write_connection() as conn, conn.begin():
-            began.set()
-            conn.exec_driver_sql("UPDATE app_secrets SET value = value")
-
-    with one.write_connection() as conn:
-        transaction = conn.begin()
-        conn.exec_driver_sql("UPDATE app_secrets SET value = value")
-        raw = conn.connection.dbapi_connection
-        assert isinstance(raw, TakingTurns) and raw.holds_turn
-        waiting = threading.Thread(target=write, args=(two,))
-        waiting.start()
-        waiting.join(0.3)
-        assert waiting.is_alive() and not began.is_set()  # waits its turn
-        transaction.commit()
-        waiting.join(10)
-        assert began.is_set() and not waiting.is_alive()
-
-        began.clear()
-        transaction = conn.begin()
-        conn.exec_driver_sql("UPDATE app_secrets SET value = value")
-        transaction.rollback()
-        assert not raw.holds_turn
-    write(two)
-    assert began.is_set()
+    check_writes_take_turns(one, two)
