@@ -75,6 +75,14 @@ class JsonLines(logging.StreamHandler[IO[str]]):
         """Write (or queue) `line`, already formatted, as `emit` would."""
         with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
             try:
+                # The commonest case (a request's INFO line joining a batch
+                # that stays under CHUNK) without `add`'s other branches.
+                if level < WRITE_AT_ONCE and self._flusher is not None:
+                    size = self._size + len(line) + 1
+                    if size < CHUNK:
+                        self._waiting.append(line)
+                        self._size = size
+                        return
                 self.add(line, level)
             except RecursionError:
                 raise
