@@ -9,8 +9,8 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -54,7 +54,6 @@ from careforall.outbox.recurring import RecurringScheduler
 from careforall.payments.provider import PaymentProvider
 from careforall.payments.sender import WebhookSender
 from careforall.payments.simulated import SimulatedProvider
-from careforall.payments.stripe import StripeProvider
 from careforall.runtime import Runtime, media_store
 from careforall.services import totals
 from careforall.services.auth import TokenKeys
@@ -65,6 +64,11 @@ from careforall.services.secrets import kept_secret
 from careforall.services.unit_of_work import UnitOfWork
 from careforall.services.writer import Writer
 from careforall.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from careforall.payments.stripe import StripeProvider
 
 log = logging.getLogger("careforall")
 
@@ -116,6 +120,8 @@ def _webhook_sender(app: Starlette, runtime: Runtime) -> WebhookSender:
     settings = runtime.settings
 
     def client() -> httpx.AsyncClient:
+        import httpx  # with the first webhook due (WebhookSender)
+
         if settings.provider_webhook_url:
             return httpx.AsyncClient(timeout=10.0)
         # No socket (tests with an in-process client): post into the app itself.
@@ -334,8 +340,11 @@ async def _stop(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    if isinstance(runtime.provider, StripeProvider):
-        runtime.provider.close()
+    if runtime.settings.stripe is not None:
+        from careforall.payments.stripe import StripeProvider
+
+        if isinstance(runtime.provider, StripeProvider):
+            runtime.provider.close()
     runtime.db.dispose()
 
 
@@ -360,8 +369,13 @@ def _lifespan(
         provider: PaymentProvider = SimulatedProvider(
             db, on_webhook=lambda: sender_ref[0].wake() if sender_ref else None
         )
+        stripe_provider: StripeProvider | None = None
         if settings.stripe is not None:
-            provider = StripeProvider(db, settings.stripe)
+            # Loaded only where Stripe is configured: the library and its
+            # HTTP clients take a sixth of a second to import.
+            from careforall.payments.stripe import StripeProvider
+
+            provider = stripe_provider = StripeProvider(db, settings.stripe)
         runtime = await asyncio.to_thread(_start_runtime, settings, db, provider)
         dispatcher = Dispatcher(
             HandlerContext(db=db, settings=settings, provider=provider), broadcaster
@@ -398,10 +412,10 @@ def _lifespan(
         ]
         if mailer is not None:
             tasks.append(asyncio.create_task(mailer.run(), name="mail-sender"))
-        if isinstance(provider, StripeProvider) and settings.stripe is not None:
+        if stripe_provider is not None and settings.stripe is not None:
             reconcile = run_payment_reconcile(
                 db,
-                provider,
+                stripe_provider,
                 interval=settings.stripe.reconcile_interval_seconds,
                 older_than=timedelta(minutes=settings.stripe.reconcile_after_minutes),
             )

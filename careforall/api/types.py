@@ -17,7 +17,7 @@ from careforall.domain.recurring import RecurringInterval, RecurringStatus
 from careforall.domain.rules import may_manage_campaign
 from careforall.domain.search import CampaignSort
 from careforall.domain.states import CampaignStatus, PledgeStatus, Role
-from careforall.payments.stripe import dashboard_url
+from careforall.payments.stripe_dashboard import dashboard_url
 from careforall.services import pledges as pledge_service
 from careforall.services import recurring as recurring_service
 from careforall.services.campaigns import accepting_pledges

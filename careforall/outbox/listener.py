@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-import psycopg
 from opentelemetry.context import Context
 from sqlalchemy import Engine
 
 from careforall import tracing
 from careforall.db import OUTBOX_CHANNEL, TOTALS_CHANNEL
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("careforall.listener")
 
@@ -93,6 +96,10 @@ class Listener:
             log.exception("notification handling failed")
 
     def _run(self) -> None:
+        # Imported here, by the thread that listens on PostgreSQL: a server
+        # on SQLite never loads the driver (a sixth of a second at start).
+        import psycopg
+
         delay = 0.1
         first = True
         while not self._stop.is_set():

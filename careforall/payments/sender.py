@@ -13,8 +13,8 @@ import random
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
-import httpx
 from opentelemetry.trace import SpanKind
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -25,6 +25,9 @@ from careforall.db import Database, lease_due
 from careforall.domain.clock import utcnow
 from careforall.models import SimWebhook
 from careforall.payments.signature import sign
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("careforall.provider")
 
@@ -47,12 +50,24 @@ class WebhookSender(Rounds):
         self._secret = secret
         self._url = url
         self._client_factory = client_factory
+        self._client: httpx.AsyncClient | None = None
         self._base_delay = base_delay
         super().__init__(log, "webhook delivery round")
 
     async def run(self) -> None:
-        async with self._client_factory() as client:
-            await self.run_rounds(partial(self._deliver_due, client))
+        try:
+            await self.run_rounds(self._deliver_due)
+        finally:
+            if self._client is not None:
+                await self._client.aclose()
+
+    def _client_for_round(self) -> httpx.AsyncClient:
+        # Made when the first webhook is due, not at start: an HTTP client
+        # loads the system's certificates (a fifth of a second), which a
+        # server that takes no simulated payment never needs.
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
 
     def _due(self) -> tuple[list[SimWebhook], float]:
         now = utcnow()
@@ -83,11 +98,12 @@ class WebhookSender(Rounds):
         wait = (upcoming - now).total_seconds() if upcoming is not None else 5.0
         return rows, max(0.01, min(wait, 5.0))
 
-    async def _deliver_due(self, client: httpx.AsyncClient) -> float:
+    async def _deliver_due(self) -> float:
         # Database work runs in a worker thread: a lock wait must not stall the loop.
         rows, wait = await in_thread(self._due)
         if not rows:
             return wait
+        client = self._client_for_round()
         results = await asyncio.gather(*(self._post(client, row) for row in rows))
         await in_thread(partial(self._record, rows, results))
         # More may be due right away (a full batch); otherwise wait for the next.
@@ -157,6 +173,8 @@ class WebhookSender(Rounds):
     async def _send(
         self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str]
     ) -> str | None:
+        import httpx  # loaded with the client (_client_for_round)
+
         try:
             response = await client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:

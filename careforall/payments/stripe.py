@@ -48,12 +48,6 @@ NOT_AUTHORIZED = "No payment was authorized."
 _REMEMBER = InsertUnlessPresent(table_of(StripePayment), "pledge_id")
 
 
-def dashboard_url(intent_id: str, *, live: bool) -> str:
-    """The PaymentIntent's page in Stripe's dashboard (test mode's for test keys)."""
-    mode = "" if live else "test/"
-    return f"https://dashboard.stripe.com/{mode}payments/{intent_id}"
-
-
 class StripeProvider:
     def __init__(self, db: Database, config: StripeConfig) -> None:
         self._db = db

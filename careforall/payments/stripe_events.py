@@ -8,8 +8,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import stripe
-
 from careforall.domain.states import PledgeStatus
 
 TOLERANCE_SECONDS = 300  # the library's default, as the contract says
@@ -66,6 +64,10 @@ class StripeEvent:
 
 def verify(body: bytes, header: str | None, secret: str) -> None:
     """Raise BadSignature unless Stripe signed `body` within the tolerance."""
+    # The library loads with the first event (a sixth of a second), not
+    # with every server.
+    import stripe
+
     try:
         payload = body.decode()
         stripe.WebhookSignature.verify_header(
