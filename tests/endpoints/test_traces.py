@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -23,6 +20,7 @@ from careforall.settings import Settings, SettingsError
 from tests import factories as f
 from tests.endpoints.conftest import JsonLogs, Spans
 from tests.helpers.api import GQL
+from tests.helpers.fresh_process import loaded, modules_after_a_request
 from tests.helpers.waiting import wait_until
 
 CREATE = """
@@ -235,28 +233,7 @@ def test_tracing_is_off_by_default_and_stores_no_context(
 
 def test_with_tracing_off_the_sdk_is_never_loaded(db_url: str) -> None:
     """A whole request in a fresh process leaves the OpenTelemetry SDK unimported."""
-    script = """
-import sys
-from starlette.testclient import TestClient
-from careforall.app import create_app
-from careforall.settings import Settings
-with TestClient(create_app(Settings.from_env())) as client:
-    response = client.post("/graphql", json={"query": "{ __typename }"})
-    assert response.status_code == 200
-print(sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk")))
-"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["CAREFORALL_DATABASE_URL"] = db_url
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert loaded(modules_after_a_request(db_url), "opentelemetry.sdk") == []
 
 
 def test_the_console_exporter_prints_one_json_span_per_line(
