@@ -93,6 +93,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
 
     from careforall.app import create_app
     from careforall.backup import BackupError, hold_serving_lock
+    from careforall.concurrency import share_the_gil
     from careforall.db import run_migrations
 
     problem = _check_admin_bootstrap(settings)
@@ -144,6 +145,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
     }
+    share_the_gil()
     if workers > 1:
         # Each worker process builds its app from the environment.
         os.environ["CAREFORALL_DATABASE_URL"] = settings.database_url
@@ -166,10 +168,12 @@ def worker_app() -> Starlette:
     """The app of one of `serve --workers N`'s processes, which starts afresh
     (spawned) and reads its settings from the environment `serve` left."""
     from careforall.app import create_app
+    from careforall.concurrency import share_the_gil
     from careforall.logs import configure_logging
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, batched=True)
+    share_the_gil()
     _end_with_parent()
     return create_app(settings)
 

@@ -156,3 +156,26 @@ def test_serve_gives_its_workers_one_rate_limit_store_while_it_serves(
         assert os.environ["CAREFORALL_RATE_LIMIT_STORE"] == (
             "/srv/careforall/counts.sqlite"
         )
+
+
+def test_serve_hands_the_gil_between_its_threads_every_millisecond(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside a busy event loop, the writer and the dispatcher would otherwise
+    wait up to Python's 5 ms for the GIL after each SQLite call."""
+    import sys
+
+    import uvicorn
+
+    seen: list[float] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *a, **k: seen.append(sys.getswitchinterval())
+    )
+    before = sys.getswitchinterval()
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    monkeypatch.setenv("CAREFORALL_DATABASE_URL", url)
+    try:
+        assert main(["serve", "--port", "8765"]) == 0
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == [0.001]
