@@ -165,9 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("PostgreSQL beside SQLite:")
         print(postgresql_report.table(bench.scenarios))
         print()
-    if stampede_report.table(bench.scenarios):
-        print(stampede_report.table(bench.scenarios))
-        print()
+    for database in ("sqlite", "postgresql"):
+        stampede = stampede_report.table(bench.scenarios, database)
+        if stampede:
+            print(stampede)
+            print()
     print(report.target_table(targets))
     print()
     print(report.memory_lines(bench.scenarios))

@@ -24,7 +24,7 @@ from tests.helpers.server import clean_env
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("sqlite", "postgresql")
 # The phases that run on PostgreSQL; the others say so and are skipped.
-ON_POSTGRESQL = ("floors", "main", "workers")
+ON_POSTGRESQL = ("floors", "main", "workers", "stampede")
 # PostgreSQL's scenarios are recorded under this prefix (`pg_create_pledge`),
 # beside SQLite's, so one run's tables can hold both.
 PREFIX = "pg_"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tests.bench.databases import PREFIX
 from tests.bench.report import Scenarios, Target, _fmt, _get, _x
 
 # A paced run whose writers sent less than this share of the asked rate
@@ -104,12 +105,21 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def table(scenarios: Scenarios) -> str:
-    """Each side alone, then together: throughput, latency, share kept."""
+def table(scenarios: Scenarios, database: str = "sqlite") -> str:
+    """Each side alone, then together: throughput, latency, share kept; on
+    `database` (PostgreSQL's scenarios are recorded under PREFIX)."""
+    title = "stampede (one campaign)"
+    if database == "postgresql":
+        title = "stampede on PostgreSQL (one campaign)"
+        scenarios = {
+            name.removeprefix(PREFIX): run
+            for name, run in scenarios.items()
+            if name.startswith(PREFIX)
+        }
     if not any(name in scenarios for name, _ in _ROWS):
         return ""
     lines = [
-        "| stampede (one campaign) | reads req/s | reads p50 ms | reads p99 ms |"
+        f"| {title} | reads req/s | reads p50 ms | reads p99 ms |"
         " reads x alone | reads from cache | writes req/s | writes p99 ms |"
         " writes x alone |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
