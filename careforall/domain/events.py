@@ -170,6 +170,17 @@ class RecurringDonationStopped(Event):
     at: str  # ISO 8601: with the plan, names this one stop
 
 
+@dataclasses.dataclass(frozen=True)
+class PaymentCustomerErased(Event):
+    """A deleted account's customer at the payment provider (Stripe's
+    Customer, with the cards saved to it) is to be deleted there too; its
+    row here went with the account."""
+
+    name: ClassVar[str] = "PaymentCustomerErased"
+    user_id: str
+    customer_id: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -187,6 +198,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TotalsReconciled,
         AccountMailRequested,
         RecurringDonationStopped,
+        PaymentCustomerErased,
     )
 }
 

@@ -24,6 +24,7 @@ from careforall.domain.events import (
     CampaignStatusChanged,
     CampaignUpdatePosted,
     Event,
+    PaymentCustomerErased,
     PledgeAmountReduced,
     PledgeStatusChanged,
     RecurringDonationStopped,
@@ -31,7 +32,11 @@ from careforall.domain.events import (
 )
 from careforall.domain.states import CampaignStatus, PledgeStatus
 from careforall.models import OutboxEvent
-from careforall.payments.provider import PaymentProvider
+from careforall.payments.provider import (
+    ErasesCustomers,
+    PaymentProvider,
+    ProviderUnavailable,
+)
 from careforall.services import (
     account_mails,
     alerts,
@@ -276,6 +281,28 @@ def end_recurring_plans(
     return failed
 
 
+def erase_payment_customers(
+    ctx: HandlerContext, events: Sequence[Event]
+) -> Mapping[int, Exception]:
+    """Delete, at the payment provider, the customers of deleted accounts. A
+    provider that keeps none (Stripe is no longer configured) cannot: the
+    event is retried, then parked as a dead letter that admins see."""
+    failed: dict[int, Exception] = {}
+    for at, event in enumerate(events):
+        if not isinstance(event, PaymentCustomerErased):
+            continue
+        try:
+            if not isinstance(ctx.provider, ErasesCustomers):
+                raise ProviderUnavailable(
+                    f"customer {event.customer_id} of a deleted account is still"
+                    " at Stripe: configure Stripe again to delete it"
+                )
+            ctx.provider.erase_customer(event.customer_id)
+        except Exception as exc:  # the provider is away: retried with backoff
+            failed[at] = exc
+    return failed
+
+
 TRANSACTIONAL_HANDLERS: dict[type[Event], list[TransactionalHandler]] = {
     PledgeStatusChanged: [update_totals],
     PledgeAmountReduced: [settle_reductions],
@@ -295,6 +322,7 @@ CONFIGURED_HANDLERS: dict[type[Event], list[ConfiguredHandler]] = {
 SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PledgeStatusChanged: [capture_after_authorization],
     CampaignStatusChanged: [end_recurring_plans],
+    PaymentCustomerErased: [erase_payment_customers],
 }
 
 # Event names whose delivery has side effects (run before the write lock).

@@ -110,6 +110,17 @@ class PaymentProvider(Protocol):
 
 
 @runtime_checkable
+class ErasesCustomers(Protocol):
+    """A provider that keeps a record of a donor (Stripe's Customer, holding
+    their saved cards), to be deleted with the donor's account."""
+
+    def erase_customer(self, customer_id: str) -> None:
+        """Delete the customer and what it holds; one already deleted is no
+        error. Raises `ProviderUnavailable` when the provider does not answer."""
+        ...
+
+
+@runtime_checkable
 class SavesPaymentMethods(Protocol):
     """A provider that keeps a donor's card for later charges (recurring gifts).
 

@@ -183,6 +183,9 @@ class StripeProvider:
     def card_setup_url(self, *, donor_id: str, return_url: str) -> str:
         return self.cards.setup_url(donor_id=donor_id, return_url=return_url)
 
+    def erase_customer(self, customer_id: str) -> None:
+        self.cards.erase_customer(customer_id)
+
     def charge_saved(
         self,
         *,

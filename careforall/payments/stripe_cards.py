@@ -100,6 +100,17 @@ class SavedCards:
             session.commit()
         return self.customer_id(donor_id)
 
+    def erase_customer(self, customer_id: str) -> None:
+        """Delete the Customer at Stripe, and with it the cards saved to it;
+        one already gone stays gone (a retry after an answer that was lost)."""
+        try:
+            self._client.v1.customers.delete(customer_id)
+        except stripe.InvalidRequestError as refused:
+            if refused.code != "resource_missing":
+                raise
+        except UNANSWERED as exc:
+            raise unavailable(exc) from None
+
     # --- saving a card --------------------------------------------------
 
     def setup_url(self, *, donor_id: str, return_url: str) -> str:

@@ -6,7 +6,9 @@ totals, the campaigns' accounts and receipt numbers are unchanged, and a
 campaign it organised stays visible under "Deleted account". Everything else
 about the person goes: their words on pledges, the address a guest gift named,
 notifications, the tokens of mailed links and the mails to their address.
-Their recurring gifts end at once (their past charges stay).
+Their recurring gifts end at once (their past charges stay), and the
+customer the payment provider keeps for their saved cards (Stripe's Customer)
+is deleted there, through the outbox (retried while the provider is away).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlmodel import col, select
 
 from careforall.domain.clock import utcnow
 from careforall.domain.errors import BadUserInput, Forbidden, Unauthenticated
+from careforall.domain.events import PaymentCustomerErased
 from careforall.domain.recurring import RecurringStatus
 from careforall.domain.rules import Principal, require_user
 from careforall.domain.states import Role
@@ -26,6 +29,7 @@ from careforall.models import (
     Notification,
     Pledge,
     RecurringDonation,
+    StripeCustomer,
     User,
 )
 from careforall.services import audit
@@ -118,3 +122,12 @@ def _erase(uow: UnitOfWork, user: User) -> None:
     )
     for plan in session.exec(giving.with_for_update()).all():
         stop_plan(uow, plan, RecurringStatus.CANCELLED, "account_deleted")
+    # The provider's record of them and their saved cards: deleted there once
+    # this commits (the outbox calls the provider, never this transaction).
+    for customer in session.exec(
+        select(StripeCustomer).where(col(StripeCustomer.user_id) == user.id)
+    ).all():
+        uow.emit(
+            PaymentCustomerErased(user_id=user.id, customer_id=customer.customer_id)
+        )
+        session.delete(customer)

@@ -81,6 +81,7 @@ class StripeBook(SavedCardsBook):
             ("POST", "v1", "refunds"): self._refund,
             ("POST", "v1", "checkout", "sessions"): self._checkout,
             ("POST", "v1", "customers"): self.create_customer,
+            ("DELETE", "v1", "customers", "*"): self.delete_customer,
             ("POST", "v1", "setup_intents"): self.create_setup_intent,
             ("GET", "v1", "setup_intents", "*"): self.retrieve_setup_intent,
             ("GET", "v1", "checkout", "sessions", "*"): self.retrieve_checkout,

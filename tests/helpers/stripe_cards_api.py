@@ -97,6 +97,23 @@ class SavedCardsBook:
         self.customers[customer["id"]] = customer
         return 200, customer
 
+    # --- DELETE /v1/customers/{id} ---------------------------------------
+
+    def delete_customer(self, _params: dict[str, str], customer_id: str) -> Answer:
+        """Gone for good, with the cards saved to it (Stripe detaches them):
+        a second delete, or a charge with one of its cards, is refused."""
+        if self.customers.pop(customer_id, None) is None:
+            return _error(
+                404,
+                "invalid_request_error",
+                f"No such customer: '{customer_id}'",
+                code="resource_missing",
+            )
+        for method in self.payment_methods.values():
+            if method.get("customer") == customer_id:
+                method["customer"] = None
+        return 200, {"id": customer_id, "object": "customer", "deleted": True}
+
     # --- POST /v1/setup_intents -----------------------------------------
 
     def create_setup_intent(self, params: dict[str, str]) -> Answer:
