@@ -1,6 +1,7 @@
 """Plain fields (an attribute, a scalar or enum, no resolver) are read without
-graphql-core's per-field machinery (api/execution.py): the answers and the
-errors are those of the usual executor, value by value."""
+graphql-core's per-field machinery (api/execution.py), and resolvers whose
+arguments are scalars are called without Strawberry's conversion
+(api/lean_resolvers.py): the answers and the errors are the usual ones."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import GraphQLObjectType
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import FieldExtension, SchemaExtension
 
 from careforall.api.execution import EventScopedExecutionContext, plain_field
+from careforall.api.lean_resolvers import lighten
 from careforall.api.schema import schema as app_schema
 
 
@@ -146,3 +148,75 @@ def test_an_extension_that_wraps_resolvers_still_sees_every_field() -> None:
     answer = run(fast, "{ item { name count } }")
     assert answer["data"] == {"item": {"name": "a", "count": 3}}
     assert CountsResolves.seen == ["item", "name", "count"]
+
+
+# --- resolvers with scalar arguments (api/lean_resolvers.py)
+
+
+class NoNul(FieldExtension):
+    """Like limits.PlainText: refuses an argument, maps the others."""
+
+    def map_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if "\x00" in str(kwargs.get("text")):
+            raise ValueError("no NUL")
+        return {**kwargs, "mapped": True} if "mapped" in kwargs else kwargs
+
+
+@strawberry.type
+class Lookups:
+    @strawberry.field(extensions=[NoNul()])
+    def echo(
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID,
+        text: str | None = None,
+        times: int = 1,
+        mapped: bool = False,
+    ) -> str | None:
+        return f"{info.field_name}:{id}:{text}:{times}:{mapped}"
+
+    @strawberry.field(extensions=[NoNul()])
+    async def later(self, text: str, ratio: float | None = None) -> str | None:
+        if text == "boom":
+            raise RuntimeError("failed later")
+        return f"{text}:{ratio}"
+
+    @strawberry.field
+    def colour(self, colour: Colour) -> str:  # an enum: converted, not lean
+        return colour.name
+
+
+DOCUMENTS_WITH_ARGUMENTS = [
+    '{ echo(id: "1") a: echo(id: 2, text: "t", times: 3, mapped: true) }',
+    'query($t: String) { echo(id: "x", text: $t) later(text: "ok") }',
+    '{ echo(id: "x", text: "a\\u0000b") later(text: "boom") colour(colour: RED) }',
+    '{ later(text: "a\\u0000") b: later(text: "boom", ratio: 0.5) }',
+]
+
+
+def run_lookups(document: str, *, lean: bool) -> dict[str, Any]:
+    schema = strawberry.Schema(Lookups)
+    if lean:
+        assert lighten(schema) == 2  # echo and later; colour keeps Strawberry's
+    result = asyncio.run(schema.execute(document, variable_values={"t": None}))
+    return {
+        "data": result.data,
+        "errors": [(e.message, e.path) for e in result.errors or []],
+    }
+
+
+@pytest.mark.parametrize("document", DOCUMENTS_WITH_ARGUMENTS)
+def test_lean_resolvers_answer_and_fail_as_strawberrys_wrapper(document: str) -> None:
+    assert run_lookups(document, lean=True) == run_lookups(document, lean=False)
+
+
+def test_the_app_resolvers_with_scalar_arguments_are_lean() -> None:
+    query = graphql_type("Query")
+    for name in ("campaignTotals", "campaign", "version"):
+        resolve = query.fields[name].resolve
+        assert getattr(resolve, "__name__", None) in {"resolve", "resolve_async"}
+    # An enum argument (campaigns' status and sort) is converted by Strawberry.
+    assert query.fields["campaigns"].resolve.__name__ == "_async_resolver"  # type: ignore[union-attr]
+    # Mutations count against rate limits in a resolve step: left alone.
+    mutation = graphql_type("Mutation")
+    assert mutation.fields["createPledge"].resolve.__name__ == "_async_resolver"  # type: ignore[union-attr]
