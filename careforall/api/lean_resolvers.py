@@ -29,6 +29,7 @@ from graphql import GraphQLObjectType, GraphQLResolveInfo
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.field import StrawberryField
+from strawberry.utils.await_maybe import await_maybe
 
 # The names of the wrappers Strawberry gives a field with a resolver: only
 # those are replaced (a subscription's or a plain attribute's are not).
@@ -93,7 +94,7 @@ def lean_resolver(
     async def resolve_async(
         source: Any, info: GraphQLResolveInfo[Any], **given: Any
     ) -> Any:
-        return await resolve(source, info, **given)
+        return await await_maybe(resolve(source, info, **given))
 
     return resolve_async
 
