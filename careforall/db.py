@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
-from careforall.direct import Direct
+from careforall.direct import Direct, Readers
 from careforall.session_versions import SessionVersions
 from careforall.settings import Settings
 from careforall.sqlite import WriteWaiters, make_sqlite_engine, write_options
@@ -119,6 +119,9 @@ class Database:
         self._lock = threading.Lock()
         self._disposed = False
         self._data_version = next(_DATA_VERSIONS)
+        # Driver connections for the single reads of the busiest page
+        # (services/totals.py campaign_totals), outside the pool.
+        self.readers = Readers(engine)
         event.listen(engine, "commit", self._committing)
         event.listen(engine, "rollback", self._rolling_back)
         event.listen(engine, "checkin", self._checked_in)
@@ -252,6 +255,7 @@ class Database:
 
     def dispose(self) -> None:
         self._disposed = True
+        self.readers.close()
         self.engine.dispose()
 
     def _committing(self, connection: Connection) -> None:

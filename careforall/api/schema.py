@@ -23,6 +23,7 @@ from careforall.api.execution import EventScopedExecutionContext
 from careforall.api.extension_runner import ExtensionsRunner
 from careforall.api.giving import GivingQuery
 from careforall.api.hosted_payments import HostedPaymentMutation
+from careforall.api.lean_resolvers import lighten
 from careforall.api.limits import DocumentLimits, guard_root_fields
 from careforall.api.mail_preferences import (
     MailPreferencesMutation,
@@ -117,7 +118,7 @@ def build_schema(**kwargs: Any) -> Schema:
     )
     subscription = merge_types("Subscription", (Subscription, NotificationSubscription))
     guard_root_fields(query, mutation, subscription)
-    return Schema(
+    built = Schema(
         query=query,
         mutation=mutation,
         subscription=subscription,
@@ -138,6 +139,9 @@ def build_schema(**kwargs: Any) -> Schema:
         ],
         **kwargs,
     )
+    # Scalar arguments renamed once, not converted on every request.
+    lighten(built)
+    return built
 
 
 schema = build_schema()

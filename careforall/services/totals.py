@@ -101,9 +101,10 @@ def read_totals(
 
 def campaign_totals(db: Database, campaign_id: str) -> TotalsFigures | None:
     """One campaign's totals on a pooled connection, the most frequent read of
-    a busy campaign page: on SQLite straight on the driver (about 16 µs,
-    against 90 through a SQLAlchemy Connection and 143 for an ORM `get`)."""
-    row = _TOTALS_OF_ONE_DIRECT.read_one(db.engine, {"campaign_id": campaign_id})
+    a busy campaign page: on SQLite straight on a driver connection kept
+    aside (Readers; about 16 µs, against 90 through a SQLAlchemy Connection
+    and 143 for an ORM `get`)."""
+    row = _TOTALS_OF_ONE_DIRECT.read_one(db.readers, {"campaign_id": campaign_id})
     return None if row is None else TotalsFigures(*row)
 
 

@@ -212,8 +212,8 @@ def test_a_single_read_on_a_pooled_connection_reads_what_sqlalchemy_reads(
     ends = datetime(2031, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
     campaign = make_campaign(organiser, ends_at=ends)
     with statements_sent(db) as seen:
-        direct = Direct(CAMPAIGN_BY_ID).read_one(db.engine, {"id": campaign.id})
-        missing = Direct(CAMPAIGN_BY_ID).read_one(db.engine, {"id": "cmp_none"})
+        direct = Direct(CAMPAIGN_BY_ID).read_one(db.readers, {"id": campaign.id})
+        missing = Direct(CAMPAIGN_BY_ID).read_one(db.readers, {"id": "cmp_none"})
     with db.engine.connect() as conn:
         usual = conn.execute(CAMPAIGN_BY_ID, {"id": campaign.id}).one()
 
@@ -225,11 +225,38 @@ def test_a_single_read_on_a_pooled_connection_reads_what_sqlalchemy_reads(
     sent = [s for s in seen if "FROM campaigns" in s]
     assert len(sent) == (0 if db.engine.dialect.name == "sqlite" else 2)
     if db.engine.dialect.name == "sqlite":
-        # Back in the pool with no transaction left open.
-        with db.engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            assert not driver.in_transaction
+        # Kept aside for the next read, with no transaction left open.
+        assert len(db.readers) == 1
+        kept = db.readers.take()
+        assert not kept.in_transaction
+        db.readers.give_back(kept)
+
+
+@pytest.mark.sqlite_only
+def test_a_kept_reader_sees_each_commit_and_is_closed_with_the_database(
+    db: Database, make_campaign: MakeCampaign, organiser: Principal
+) -> None:
+    """A reader kept between reads holds no snapshot: a commit made in the
+    meantime is read at once. Several readers at once are all kept, up to a
+    few; disposing of the database closes them."""
+    campaign = make_campaign(organiser)
+    read = Direct(CAMPAIGN_BY_ID)
+    assert read.read_one(db.readers, {"id": campaign.id}).goal_cents == 500_000
+    with db.engine.begin() as conn:
+        conn.execute(CAMPAIGNS.update().values(goal_cents=123))
+    assert read.read_one(db.readers, {"id": campaign.id}).goal_cents == 123
+
+    taken = [db.readers.take() for _ in range(db.readers.keep + 2)]
+    assert len({id(t) for t in taken}) == len(taken)
+    for driver in taken:
+        db.readers.give_back(driver)
+    assert len(db.readers) == db.readers.keep
+    kept = db.readers.take()
+    db.readers.give_back(kept)
+    db.dispose()
+    assert len(db.readers) == 0
+    with pytest.raises(sqlite3.ProgrammingError):
+        kept.execute("SELECT 1")
 
 
 def test_a_single_read_that_fails_raises_sqlalchemys_own_error(db: Database) -> None:
@@ -237,4 +264,6 @@ def test_a_single_read_that_fails_raises_sqlalchemys_own_error(db: Database) -> 
     statement = select(missing.c.id).where(missing.c.id == bindparam("id"))
 
     with pytest.raises(DBAPIError, match="no_such_table"):
-        Direct(statement).read_one(db.engine, {"id": "x"})
+        Direct(statement).read_one(db.readers, {"id": "x"})
+    # The connection that failed is closed, not kept for the next read.
+    assert len(db.readers) == 0
