@@ -69,13 +69,37 @@ def _shared_rate_limits(settings: Settings) -> Iterator[None]:
     if settings.rate_limit_store is not None:
         yield
         return
-    folder = tempfile.mkdtemp(prefix="careforall-ratelimits-")
+    _remove_orphaned_rate_limit_folders()
+    folder = tempfile.mkdtemp(prefix=f"{RATE_LIMIT_FOLDER}{os.getpid()}-")
     os.environ["CAREFORALL_RATE_LIMIT_STORE"] = os.path.join(folder, "counts.sqlite")
     try:
         yield
     finally:
         del os.environ["CAREFORALL_RATE_LIMIT_STORE"]
         shutil.rmtree(folder, ignore_errors=True)
+
+
+RATE_LIMIT_FOLDER = "careforall-ratelimits-"
+
+
+def _remove_orphaned_rate_limit_folders() -> None:
+    """The folders of `serve` commands that were killed (SIGKILL leaves no
+    time to remove them): those of this user named after a process that is
+    gone. A folder whose process id was taken by another process stays."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        if not name.startswith(RATE_LIMIT_FOLDER):
+            continue
+        pid = name.removeprefix(RATE_LIMIT_FOLDER).partition("-")[0]
+        path = os.path.join(root, name)
+        try:
+            if not pid.isdigit() or os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # not ours to look at, or gone meanwhile
+            continue
 
 
 def _sqlite_file(settings: Settings) -> bool:

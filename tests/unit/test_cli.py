@@ -179,3 +179,28 @@ def test_serve_hands_the_gil_between_its_threads_every_millisecond(
     finally:
         sys.setswitchinterval(before)
     assert seen == [0.001]
+
+
+def test_serve_removes_the_rate_limit_folders_of_killed_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("CAREFORALL_RATE_LIMIT_STORE", raising=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"careforall-ratelimits-{dead.pid}-x1"
+    running = tmp_path / f"careforall-ratelimits-{os.getppid()}-x2"
+    other = tmp_path / "careforall-other-1"
+    for folder in (orphan, running, other):
+        folder.mkdir()
+        (folder / "counts.sqlite").write_text("")
+    with _shared_rate_limits(Settings()):
+        store = Path(os.environ["CAREFORALL_RATE_LIMIT_STORE"]).parent
+        assert store.name.startswith(f"careforall-ratelimits-{os.getpid()}-")
+        assert not orphan.exists()
+        assert running.exists() and other.exists()
+    assert not store.exists()
