@@ -220,7 +220,9 @@ class Database:
         )
         session.execute(text(f"SELECT {function}(:key)"), {"key": _TOTALS_LOCK_KEY})
 
-    def notify_others(self, session: Session, channel: str, payload: str = "") -> None:
+    def notify_others(
+        self, session: Session | Connection, channel: str, payload: str = ""
+    ) -> None:
         """PostgreSQL: tell every process's listener, when this transaction commits.
 
         A payload longer than PostgreSQL allows is sent in comma-separated parts.

@@ -12,7 +12,7 @@ refused as GRAPHQL_PARSE_FAILED like any document the parser gives up on.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -159,12 +159,33 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return any(_has_nul(getattr(value, f.name)) for f in dataclasses.fields(value))
+        parts: Iterable[Any] = value.values()
+    elif isinstance(value, list | tuple):
+        parts = value
+    else:
+        names = _field_names(type(value))
+        if not names:
+            return False
+        parts = [getattr(value, name) for name in names]
+    for part in parts:
+        if _has_nul(part):
+            return True
     return False
+
+
+# An input's fields by class (every root field's arguments are looked through).
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's (an input's) field names; none for any other class."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        is_input = dataclasses.is_dataclass(cls)
+        names = _FIELD_NAMES[cls] = (
+            tuple(f.name for f in dataclasses.fields(cls)) if is_input else ()
+        )
+    return names
 
 
 def _refuse_nul(arguments: dict[str, Any]) -> dict[str, Any]:

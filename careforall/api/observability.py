@@ -90,8 +90,8 @@ def count_cached_answer(
     as the operation it answers (it was valid and ran without errors). A
     token sent with it was not checked: the answer is the same for anyone."""
     label = OPERATION_NAMES.label(operation_name, valid=True)
-    metrics.GRAPHQL_OPERATIONS.labels(label, "query", "ok").inc()
-    metrics.GRAPHQL_LATENCY.labels(label, "query").observe(elapsed)
+    metrics.labelled(metrics.GRAPHQL_OPERATIONS, label, "query", "ok").inc()
+    metrics.labelled(metrics.GRAPHQL_LATENCY, label, "query").observe(elapsed)
     entry = current_request()
     if entry is not None:
         entry.operation = (operation_name or ANONYMOUS)[:100]
@@ -131,9 +131,9 @@ class Observability(SchemaExtension):
                 getattr(context.result, "errors", None) or []
             )
             outcome = "error" if errors else "ok"
-            metrics.GRAPHQL_OPERATIONS.labels(label, kind, outcome).inc()
+            metrics.labelled(metrics.GRAPHQL_OPERATIONS, label, kind, outcome).inc()
             if kind != "subscription":  # a subscription lasts as long as it is open
-                metrics.GRAPHQL_LATENCY.labels(label, kind).observe(elapsed)
+                metrics.labelled(metrics.GRAPHQL_LATENCY, label, kind).observe(elapsed)
             codes = [str((e.extensions or {}).get("code")) for e in errors][:10]
             if span.is_recording():
                 span.update_name(f"{kind} {name}" if name else kind)

@@ -109,8 +109,12 @@ class RequestMetrics(HTTPMiddleware):
                     await self.app(scope, receive, send_wrapper)
                 finally:
                     elapsed = time.perf_counter() - start
-                    metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-                    metrics.HTTP_LATENCY.labels(route, method).observe(elapsed)
+                    metrics.labelled(
+                        metrics.HTTP_REQUESTS, route, method, str(status)
+                    ).inc()
+                    metrics.labelled(metrics.HTTP_LATENCY, route, method).observe(
+                        elapsed
+                    )
                     if span.is_recording():
                         span.set_attribute("http.response.status_code", status)
                         if status >= 500:

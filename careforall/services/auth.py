@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, literal, update
+from sqlalchemy import Connection, bindparam, literal, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
@@ -378,8 +378,8 @@ _SESSION_EXISTS = Direct(
 )
 
 
-def principal_exists(session: Session, principal: Principal) -> bool:
+def principal_exists(conn: Connection, principal: Principal) -> bool:
     """The user or anonymous session is still there (one Core lookup: it runs
     for every pledge)."""
     query = _USER_EXISTS if principal.is_user else _SESSION_EXISTS
-    return query.first(session.connection(), {"id": principal.id}) is not None
+    return query.first(conn, {"id": principal.id}) is not None

@@ -137,11 +137,9 @@ _CAMPAIGN_FOR_PLEDGE = Direct(
 )
 
 
-def _replay(session: Session, scope: str, data: PledgeData) -> Pledge | None:
+def _replay(uow: UnitOfWork, scope: str, data: PledgeData) -> Pledge | None:
     """The pledge an earlier request with this key made, if it matches."""
-    row = _BY_KEY.first(
-        session.connection(), {"scope": scope, "key": data.idempotency_key}
-    )
+    row = _BY_KEY.first(uow.connection, {"scope": scope, "key": data.idempotency_key})
     if row is None:
         return None
     if not _same_request(row, data):
@@ -149,7 +147,8 @@ def _replay(session: Session, scope: str, data: PledgeData) -> Pledge | None:
             "This idempotencyKey was already used for a different donation; "
             "use a new key for a new donation."
         )
-    return session.get(Pledge, row.id)
+    # Only a replay loads an ORM object (and, in the writer, opens a session).
+    return uow.session.get(Pledge, row.id)
 
 
 def create_pledge(
@@ -159,13 +158,12 @@ def create_pledge(
     donor = require_principal(principal)
     data = _validated(data)
     with uow:
-        session = uow.session
         # Core statements straight on the transaction's connection.
-        conn = session.connection()
-        existing = _replay(session, donor.scope, data)
+        conn = uow.connection
+        existing = _replay(uow, donor.scope, data)
         if existing is not None:
             return existing
-        if not principal_exists(session, donor):
+        if not principal_exists(conn, donor):
             raise Unauthenticated("This session no longer exists; start a new one.")
         campaign = _CAMPAIGN_FOR_PLEDGE.first(conn, {"campaign_id": data.campaign_id})
         if campaign is None:
@@ -211,7 +209,7 @@ def create_pledge(
         except IntegrityError:
             # Another request won the race for this key: answer with its pledge.
             uow.rollback()
-            winner = _replay(session, donor.scope, data)
+            winner = _replay(uow, donor.scope, data)
             if winner is None:
                 raise
             return winner

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from types import TracebackType
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Transaction
 from sqlmodel import Session
 
 from careforall import metrics, tracing
@@ -61,8 +61,8 @@ def publish(db: Database, events: Sequence[Event]) -> None:
 class SharedTransaction:
     """One write transaction that several units of work join (group commit).
 
-    Each unit of work gets a session of its own in a SAVEPOINT on `connection`:
-    its commit() releases the savepoint and its rollback() undoes only its own
+    Each unit of work writes in a SAVEPOINT of its own on `connection`: its
+    commit() releases the savepoint and its rollback() undoes only its own
     writes. Their events wait in `events` until the owner really commits.
     """
 
@@ -82,26 +82,53 @@ class SharedTransaction:
 
 
 class UnitOfWork:
+    """A use case's transaction: `session` (the ORM) or `connection` (Core).
+
+    Alone, it is a write session of its own. Joining a shared transaction
+    (the group-commit writer), a service that only runs Core statements on
+    `connection` writes in a savepoint of the unit's own, with no ORM
+    session: a Session's transaction machinery around each savepoint cost
+    about five times the savepoint, on every createPledge. `session` is
+    made when first used, in a savepoint of its own inside the unit's (if
+    one is open), so commit() and rollback() take both.
+    """
+
     def __init__(
         self, db: Database, *, shared: SharedTransaction | None = None
     ) -> None:
         self.db = db
         self.shared = shared
+        self._entered = False
         self._session: Session | None = None
+        # Shared only: the unit's own savepoint, opened by `connection`.
+        self._savepoint: Transaction | None = None
         self._emitted: list[Event] = []
         self._keeps_answers = False
 
     @property
     def session(self) -> Session:
-        if self._session is None:
+        if not self._entered:
             raise RuntimeError("use the unit of work inside 'with'")
+        if self._session is None:
+            assert self.shared is not None  # alone, made on entering
+            self._session = self.shared.session()
         return self._session
 
+    @property
+    def connection(self) -> Connection:
+        """The connection to run Core statements on, in this unit's transaction."""
+        if self.shared is None or self._session is not None:
+            return self.session.connection()
+        if not self._entered:
+            raise RuntimeError("use the unit of work inside 'with'")
+        if self._savepoint is None or not self._savepoint.is_active:
+            self._savepoint = self.shared.connection.begin_nested()
+        return self.shared.connection
+
     def __enter__(self) -> UnitOfWork:
-        if self.shared is not None:
-            self._session = self.shared.session()
-        else:
+        if self.shared is None:
             self._session = self.db.write_session()
+        self._entered = True
         self._emitted = []
         self._keeps_answers = False
         return self
@@ -112,14 +139,19 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session = self.session
+        session, savepoint = self._session, self._savepoint
+        self._session = self._savepoint = None
+        self._entered = False
         try:
             # close() rolls back whatever was not committed. rollback() would
             # also expire loaded rows, so a row returned without a commit (an
             # idempotent replay, a no-op move) could no longer be read.
-            session.close()
+            if session is not None:
+                session.close()
         finally:
-            self._session = None
+            # The session's savepoint (inside this one) is gone first.
+            if savepoint is not None and savepoint.is_active:
+                savepoint.rollback()
 
     def emit(self, event: Event) -> None:
         self.emit_all((event,))
@@ -128,12 +160,13 @@ class UnitOfWork:
         """Write `events` to the outbox, in this order, with one statement."""
         if not events:
             return
+        connection = self.connection
         if not self._emitted:
             # PostgreSQL: wakes the dispatchers of the other processes too.
-            self.db.notify_others(self.session, OUTBOX_CHANNEL)
+            self.db.notify_others(connection, OUTBOX_CHANNEL)
         # The dispatcher continues this trace when it delivers the events.
         outbox.append(
-            self.session.connection(),
+            connection,
             events,
             now=utcnow(),
             trace_context=tracing.traceparent(),
@@ -146,12 +179,17 @@ class UnitOfWork:
         self._keeps_answers = True
 
     def commit(self) -> None:
+        if not self._entered:
+            raise RuntimeError("use the unit of work inside 'with'")
         if self.shared is not None:
             if not self._keeps_answers:
                 self.shared.changes_answers = True
         elif self._keeps_answers:
             self.db.keep_answers(self.session.connection())
-        self.session.commit()
+        if self._session is not None:
+            self._session.commit()
+        if self._savepoint is not None and self._savepoint.is_active:
+            self._savepoint.commit()
         if self._emitted:
             emitted, self._emitted = self._emitted, []
             if self.shared is not None:
@@ -161,5 +199,10 @@ class UnitOfWork:
                 publish(self.db, emitted)
 
     def rollback(self) -> None:
-        self.session.rollback()
+        if not self._entered:
+            raise RuntimeError("use the unit of work inside 'with'")
+        if self._session is not None:
+            self._session.rollback()
+        if self._savepoint is not None and self._savepoint.is_active:
+            self._savepoint.rollback()
         self._emitted = []

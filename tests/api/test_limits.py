@@ -324,3 +324,26 @@ def test_limits_are_read_from_the_environment() -> None:
         defaults.graphql_max_tokens,
         defaults.max_body_bytes,
     ) == (10, 30, 2000, 1024 * 1024)
+
+
+def test_a_nul_character_is_found_wherever_the_arguments_hold_it() -> None:
+    from careforall.api.inputs import PledgeInput
+    from careforall.api.limits import _has_nul
+
+    def pledge(**given: Any) -> PledgeInput:
+        fields = {"campaign_id": "cmp_1", "amount_cents": 1, "idempotency_key": "k"}
+        return PledgeInput(**{**fields, **given})
+
+    clean: list[Any] = [
+        {"input": pledge(message="fine", donor_name=None)},
+        {"ids": ["a", "b"], "n": 3, "flag": True, "none": None},
+        {"cls": PledgeInput, "nested": [{"deeper": ("x", pledge())}]},
+    ]
+    dirty: list[Any] = [
+        {"input": pledge(message="get well\x00")},
+        {"ids": ["a", "b\x00"]},
+        {"nested": [{"deeper": ("x", pledge(idempotency_key="\x00"))}]},
+        {"id": "\x00"},
+    ]
+    assert [_has_nul(arguments) for arguments in clean] == [False] * len(clean)
+    assert [_has_nul(arguments) for arguments in dirty] == [True] * len(dirty)

@@ -499,3 +499,15 @@ def test_a_metrics_port_in_use_stops_the_start_with_the_setting_named(
         taken.listen()
         with pytest.raises(RuntimeError, match="CAREFORALL_METRICS_PORT"):
             app_factory(metrics_port=taken.getsockname()[1])
+
+
+def test_a_kept_series_is_the_collectors_own() -> None:
+    from careforall import metrics
+
+    child = metrics.labelled(metrics.HTTP_REQUESTS, "/kept", "POST", "200")
+    assert child is metrics.HTTP_REQUESTS.labels("/kept", "POST", "200")
+    assert metrics.labelled(metrics.HTTP_REQUESTS, "/kept", "POST", "200") is child
+    assert metrics.labelled(metrics.HTTP_REQUESTS, "/kept", "POST", "500") is not child
+    before = child._value.get()
+    metrics.labelled(metrics.HTTP_REQUESTS, "/kept", "POST", "200").inc()
+    assert child._value.get() == before + 1

@@ -14,13 +14,14 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from careforall.db import Database, make_engine
+from careforall.domain.clock import utcnow
 from careforall.domain.errors import IdempotencyKeyReused, NotFound, ServiceBusy
 from careforall.domain.rules import Principal
-from careforall.models import Campaign, Pledge, WebhookEvent
+from careforall.models import Campaign, Pledge, WebhookEvent, table_of
 from careforall.services.payments import ProviderEvent, apply_provider_event
 from careforall.services.pledges import PledgeData, create_pledge
 from careforall.services.unit_of_work import UnitOfWork
@@ -175,6 +176,101 @@ def test_a_failing_job_is_undone_alone(
     assert [k for (k,) in keys] == ["ok-1", "ok-2"]
     assert [e for (e,) in events] == ["first"]
     assert _pledges_created(db) == 2
+
+
+def _core_event(uow: UnitOfWork, event_id: str) -> None:
+    """A webhook event row written with Core, on the unit's connection."""
+    uow.connection.execute(
+        insert(table_of(WebhookEvent)).values(
+            event_id=event_id, type="x", pledge_id="p", received_at=utcnow()
+        )
+    )
+
+
+def test_a_unit_on_its_connection_keeps_or_undoes_its_own_writes_only(
+    db: Database,
+    writer: Writer,
+    commits: list[int],
+    guest: Principal,
+    campaign: Campaign,
+) -> None:
+    """Units running Core statements on `uow.connection` (with no session, or
+    with one made afterwards) commit and roll back exactly as session units do."""
+
+    def core_then_fails(uow: UnitOfWork) -> None:
+        with uow:
+            _core_event(uow, "core-failed")
+            raise RuntimeError("core boom")
+
+    def core_and_session_then_fail(uow: UnitOfWork) -> None:
+        with uow:
+            _core_event(uow, "mixed-failed-core")
+            uow.session.add(
+                WebhookEvent(event_id="mixed-failed-orm", type="x", pledge_id="p")
+            )
+            uow.session.flush()
+            raise RuntimeError("mixed boom")
+
+    def core_and_session_commit(uow: UnitOfWork) -> None:
+        with uow:
+            _core_event(uow, "mixed-core")
+            uow.session.add(WebhookEvent(event_id="mixed-orm", type="x", pledge_id="p"))
+            _core_event(uow, "mixed-core-after")
+            uow.commit()
+
+    def commits_then_writes_more(uow: UnitOfWork) -> None:
+        with uow:
+            _core_event(uow, "committed")
+            uow.commit()
+            _core_event(uow, "after-commit")  # no commit: undone on leaving
+
+    def rolls_back_then_writes(uow: UnitOfWork) -> None:
+        with uow:
+            _core_event(uow, "rolled-back")
+            uow.rollback()
+            _core_event(uow, "after-rollback")
+            uow.commit()
+
+    futures: list[Future[Any]] = [
+        writer.submit(_pledge(guest, campaign, "c-1")),
+        writer.submit(core_then_fails),
+        writer.submit(core_and_session_then_fail),
+        writer.submit(core_and_session_commit),
+        writer.submit(commits_then_writes_more),
+        writer.submit(rolls_back_then_writes),
+        writer.submit(_pledge(guest, campaign, "c-1")),  # a replay in the batch
+        writer.submit(_pledge(guest, campaign, "c-2")),
+    ]
+    writer.start()
+    first = futures[0].result(WAIT)
+    for future, message in ((futures[1], "core boom"), (futures[2], "mixed boom")):
+        with pytest.raises(RuntimeError, match=message):
+            future.result(WAIT)
+    for future in futures[3:6]:
+        assert future.result(WAIT) is None
+    assert futures[6].result(WAIT).id == first.id
+    assert futures[7].result(WAIT).idempotency_key == "c-2"
+    assert len(commits) == 1
+    with db.engine.connect() as conn:
+        events = conn.execute(
+            text("SELECT event_id FROM webhook_events ORDER BY event_id")
+        ).all()
+    assert [e for (e,) in events] == [
+        "after-rollback",
+        "committed",
+        "mixed-core",
+        "mixed-core-after",
+        "mixed-orm",
+    ]
+    assert count_rows(db, "pledges") == 2
+    assert _pledges_created(db) == 2
+
+
+def test_a_unit_is_used_inside_with_only(db: Database) -> None:
+    uow = UnitOfWork(db)
+    for use in (lambda: uow.session, lambda: uow.connection, uow.commit, uow.rollback):
+        with pytest.raises(RuntimeError, match="inside 'with'"):
+            use()
 
 
 def test_answers_and_events_come_only_after_the_commit(
