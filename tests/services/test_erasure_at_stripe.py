@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from sqlmodel import col, select
 
 from careforall.db import Database
@@ -54,6 +55,22 @@ def kept_customers(db: Database) -> list[tuple[str, str]]:
     return [(r.user_id, r.customer_id) for r in rows]
 
 
+@pytest.fixture
+def erased_customer(
+    db: Database,
+    stripe_provider: StripeProvider,
+    campaign: Campaign,
+    make_user: MakeUser,
+) -> str:
+    """The Stripe Customer of a donor with a recurring gift, whose account
+    has just been deleted (its event not yet delivered)."""
+    donor = make_user()
+    start_plan(db, stripe_provider, donor, campaign, card="pm_card_visa")
+    [(_, customer)] = kept_customers(db)
+    erasure.delete_account(UnitOfWork(db), principal=donor, password=PASSWORD)
+    return customer
+
+
 def test_the_customer_and_its_cards_are_deleted_at_stripe_once(
     db: Database,
     settings: Settings,
@@ -93,13 +110,9 @@ def test_stripe_not_answering_is_retried_and_a_customer_already_gone_is_done(
     settings: Settings,
     stripe_provider: StripeProvider,
     stripe_standin: StripeStandIn,
-    campaign: Campaign,
-    make_user: MakeUser,
+    erased_customer: str,
 ) -> None:
-    donor = make_user()
-    start_plan(db, stripe_provider, donor, campaign, card="pm_card_visa")
-    [(_, customer)] = kept_customers(db)
-    erasure.delete_account(UnitOfWork(db), principal=donor, password=PASSWORD)
+    customer = erased_customer
     stripe_standin.fail_next("customer", "500")
     quick = dataclasses.replace(settings, outbox_base_delay=0.05)
 
@@ -120,13 +133,9 @@ def test_without_stripe_configured_the_event_is_parked_for_an_admin(
     settings: Settings,
     stripe_provider: StripeProvider,
     stripe_standin: StripeStandIn,
-    campaign: Campaign,
-    make_user: MakeUser,
+    erased_customer: str,
 ) -> None:
-    donor = make_user()
-    start_plan(db, stripe_provider, donor, campaign, card="pm_card_visa")
-    [(_, customer)] = kept_customers(db)
-    erasure.delete_account(UnitOfWork(db), principal=donor, password=PASSWORD)
+    customer = erased_customer
     simulated = SimulatedProvider(db)
     quick = dataclasses.replace(settings, outbox_base_delay=0.01, outbox_max_attempts=2)
     event = deliver_until(db, quick, simulated, "dead")
