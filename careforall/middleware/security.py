@@ -4,11 +4,12 @@ request body size limit (pure ASGI middleware)."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,25 +62,47 @@ def content_security_policy(host: str | None, *, graphiql: bool = False) -> str:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _policy_header(host: str | None, graphiql: bool) -> bytes:
+    """The Content-Security-Policy value for a Host header (a few are seen)."""
+    return content_security_policy(host, graphiql=graphiql).encode("latin-1")
+
+
+# The same on every answer, replacing any an endpoint set.
+_FIXED_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+_SET_HERE = frozenset({b"content-security-policy", *(n for n, _ in _FIXED_HEADERS)})
+
+
 class SecurityHeaders(HTTPMiddleware):
     """Adds CSP, nosniff, framing and referrer headers to every HTTP response."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         host = Headers(scope=scope).get("host")
+        on_graphql = scope["path"] == "/graphql"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                graphiql = scope["path"] == "/graphql" and headers.get(
-                    "content-type", ""
-                ).startswith("text/html")
-                headers["Content-Security-Policy"] = content_security_policy(
-                    host, graphiql=graphiql
+                # Raw pairs, once over the list: MutableHeaders' assignments
+                # walked it once for each header (every answer pays for it).
+                graphiql = False
+                headers: list[tuple[bytes, bytes]] = []
+                for name, value in message.get("headers", ()):
+                    lower = name.lower()
+                    if lower in _SET_HERE:
+                        continue
+                    if on_graphql and lower == b"content-type":
+                        graphiql = value.startswith(b"text/html")
+                    headers.append((name, value))
+                headers.append(
+                    (b"content-security-policy", _policy_header(host, graphiql))
                 )
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["X-Frame-Options"] = "DENY"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+                headers.extend(_FIXED_HEADERS)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -72,6 +72,18 @@ def test_every_kind_of_response_has_the_headers(
         assert_protective_headers(response.headers)
 
 
+def test_an_endpoints_own_protective_header_is_replaced_not_repeated(
+    client: TestClient,
+) -> None:
+    # The reset-password page sets its own Referrer-Policy (the same value).
+    response = client.get("/reset-password?token=x")
+
+    assert response.status_code == 200
+    assert response.headers.get_list("referrer-policy") == ["no-referrer"]
+    assert len(response.headers.get_list("content-security-policy")) == 1
+    assert response.headers["cache-control"] == "no-store"
+
+
 def test_the_app_policy_allows_only_this_origin(client: TestClient) -> None:
     csp = directives(client.get("/").headers["content-security-policy"])
     assert csp["script-src"] == ["'self'"]

@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "careforall.broadcaster",
             "careforall.signals",
             "careforall.ws_protocol",
+            "careforall.http_protocol",
             "careforall.mail_config",
             "careforall.payment_config",
         ),
