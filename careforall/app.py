@@ -380,7 +380,7 @@ def _lifespan(
         dispatcher = Dispatcher(
             HandlerContext(db=db, settings=settings, provider=provider), broadcaster
         )
-        db.on_commit(dispatcher.wake)
+        db.on_events_due(dispatcher.wake)
         sender = _webhook_sender(app, runtime)
         sender_ref.append(sender)
         if runtime.writer is not None:

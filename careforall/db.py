@@ -114,6 +114,7 @@ class Database:
             **write_options(self.write_waiters)
         )
         self._commit_listeners: list[Callable[[], None]] = []
+        self._due_listeners: list[Callable[[], None]] = []
         self._mail_listeners: list[Callable[[], None]] = []
         self._mails_to_write_listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
@@ -131,9 +132,18 @@ class Database:
         with self._lock:
             self._commit_listeners.append(listener)
 
-    def notify_commit(self) -> None:
+    def on_events_due(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every commit that wrote outbox events for the
+        dispatcher to deliver (not only record-only ones)."""
+        with self._lock:
+            self._due_listeners.append(listener)
+
+    def notify_commit(self, *, events_due: bool = True) -> None:
         for listener in list(self._commit_listeners):
             listener()
+        if events_due:
+            for listener in list(self._due_listeners):
+                listener()
 
     def on_mail_queued(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener` after a commit that queued mails (the mail sender's

@@ -14,6 +14,12 @@ from typing import Any, ClassVar
 @dataclasses.dataclass(frozen=True)
 class Event:
     name: ClassVar[str] = "Event"
+    # Nothing reacts to it once committed (no handler takes it): its outbox row
+    # is the record of what happened, written already delivered, so the
+    # dispatcher never loads, marks or commits it (for every new pledge, a
+    # batch of its own). careforall/outbox/handlers.py refuses a handler for
+    # such an event.
+    record_only: ClassVar[bool] = False
 
     def to_json(self) -> str:
         # Every field is flat (text, numbers, a tuple of text), so the
@@ -25,6 +31,7 @@ class Event:
 @dataclasses.dataclass(frozen=True)
 class CampaignCreated(Event):
     name: ClassVar[str] = "CampaignCreated"
+    record_only: ClassVar[bool] = True
     campaign_id: str
     owner_id: str
 
@@ -54,6 +61,7 @@ class CampaignReviewed(Event):
 @dataclasses.dataclass(frozen=True)
 class CampaignEdited(Event):
     name: ClassVar[str] = "CampaignEdited"
+    record_only: ClassVar[bool] = True
     campaign_id: str
     actor_id: str
     fields: str  # the changed fields' names, comma-separated
@@ -71,6 +79,7 @@ class CampaignUpdatePosted(Event):
 @dataclasses.dataclass(frozen=True)
 class PayoutRecorded(Event):
     name: ClassVar[str] = "PayoutRecorded"
+    record_only: ClassVar[bool] = True
     campaign_id: str
     payout_id: str
     amount_cents: int
@@ -97,6 +106,7 @@ class PledgeEvent(Event):
 @dataclasses.dataclass(frozen=True)
 class PledgeCreated(PledgeEvent):
     name: ClassVar[str] = "PledgeCreated"
+    record_only: ClassVar[bool] = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +134,7 @@ class PledgesClaimed(Event):
     """An anonymous session's pledges moved to an account."""
 
     name: ClassVar[str] = "PledgesClaimed"
+    record_only: ClassVar[bool] = True
     user_id: str
     session_id: str
     pledge_ids: tuple[str, ...]

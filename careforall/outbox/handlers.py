@@ -325,6 +325,21 @@ SIDE_EFFECT_HANDLERS: dict[type[Event], list[SideEffectHandler]] = {
     PaymentCustomerErased: [erase_payment_customers],
 }
 
+
+def refuse_record_only(*registries: Mapping[type[Event], object]) -> None:
+    """A handler for a record-only event would never run: its rows are written
+    delivered (careforall/domain/events.py). Refused when this module loads."""
+    for registry in registries:
+        for kind in registry:
+            if kind.record_only:
+                raise TypeError(
+                    f"{kind.name} is record-only (written delivered): "
+                    "no handler would see it"
+                )
+
+
+refuse_record_only(TRANSACTIONAL_HANDLERS, CONFIGURED_HANDLERS, SIDE_EFFECT_HANDLERS)
+
 # Event names whose delivery has side effects (run before the write lock).
 _SIDE_EFFECT_NAMES = frozenset(kind.name for kind in SIDE_EFFECT_HANDLERS)
 

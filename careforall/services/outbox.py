@@ -9,7 +9,7 @@ that use them live in one place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -32,6 +32,8 @@ class OutboxStatus(StrEnum):
 
 
 _TABLE = table_of(OutboxEvent)
+_PENDING = OutboxStatus.PENDING.value
+_DONE = OutboxStatus.DONE.value
 # One INSERT for a commit's events, no ORM object to build and flush (a
 # quarter of a pledge's write cost); the ids follow the order of the events.
 _APPEND = Direct(insert(_TABLE))
@@ -59,22 +61,29 @@ def append(
     now: datetime,
     trace_context: str | None,
 ) -> None:
-    """Write `events`, in this order, as pending rows of the caller's transaction."""
+    """Write `events`, in this order, as rows of the caller's transaction:
+    pending, or delivered already when nothing reacts to them (`record_only`)."""
     _APPEND.run_many(
         conn,
         [
             {
                 "name": event.name,
                 "payload": event.to_json(),
-                "status": OutboxStatus.PENDING.value,
+                "status": _DONE if event.record_only else _PENDING,
                 "attempts": 0,
                 "created_at": now,
                 "available_at": now,
+                "processed_at": now if event.record_only else None,
                 "trace_context": trace_context,
             }
             for event in events
         ],
     )
+
+
+def any_due(events: Iterable[Event]) -> bool:
+    """Whether any of `events` waits for the dispatcher (is not record-only)."""
+    return any(not event.record_only for event in events)
 
 
 def due(

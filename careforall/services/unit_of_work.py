@@ -55,7 +55,7 @@ def publish(db: Database, events: Sequence[Event]) -> None:
     """What follows a commit that wrote events: metrics, logs, the dispatcher."""
     metrics.count_events(events)
     log_events(events)
-    db.notify_commit()
+    db.notify_commit(events_due=outbox.any_due(events))
 
 
 class SharedTransaction:
@@ -161,8 +161,9 @@ class UnitOfWork:
         if not events:
             return
         connection = self.connection
-        if not self._emitted:
-            # PostgreSQL: wakes the dispatchers of the other processes too.
+        if outbox.any_due(events) and not outbox.any_due(self._emitted):
+            # PostgreSQL: wakes the dispatchers of the other processes too
+            # (once a transaction, when it first writes an event to deliver).
             self.db.notify_others(connection, OUTBOX_CHANNEL)
         # The dispatcher continues this trace when it delivers the events.
         outbox.append(

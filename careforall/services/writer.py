@@ -33,6 +33,7 @@ from careforall import metrics
 from careforall.db import BUSY_SQLSTATES, Database, sqlstate
 from careforall.domain.errors import ServiceBusy
 from careforall.domain.events import Event
+from careforall.services import outbox
 from careforall.services.unit_of_work import (
     SharedTransaction,
     UnitOfWork,
@@ -279,7 +280,7 @@ class Writer:
                 for job, _result, _error, events in outcomes:
                     # Logged in the job's context: its trace, its request id.
                     job.context.run(log_events, events)
-                self.db.notify_commit()
+                self.db.notify_commit(events_due=outbox.any_due(shared.events))
             except Exception:
                 log.exception("committed events not published")
         _answer([(job, result, error) for job, result, error, _events in outcomes])

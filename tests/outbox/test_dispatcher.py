@@ -18,7 +18,12 @@ from starlette.testclient import TestClient
 
 from careforall.db import Database
 from careforall.domain.clock import utcnow
-from careforall.domain.events import Event, PledgeStatusChanged
+from careforall.domain.events import (
+    EVENT_TYPES,
+    Event,
+    PledgeCreated,
+    PledgeStatusChanged,
+)
 from careforall.models import OutboxEvent, Pledge, PledgeTransition, WebhookEvent
 from careforall.outbox import dispatcher as dispatcher_module
 from careforall.outbox import handlers
@@ -241,6 +246,55 @@ def test_dispatcher_wakes_on_commit_not_on_a_timer(
         f"\ncommit-to-totals lag: {', '.join(f'{lag * 1000:.0f} ms' for lag in lags)}"
     )
     assert max(lags) < 0.5
+
+
+def test_an_event_nothing_reacts_to_is_written_delivered_and_wakes_no_batch(
+    app_factory: Callable[..., TestClient],
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatcher_module, "IDLE_WAIT_SECONDS", 60.0)
+    batches = 0
+    process_due = dispatcher_module.Dispatcher.process_due
+
+    def counted(self: dispatcher_module.Dispatcher) -> dispatcher_module.BatchResult:
+        nonlocal batches
+        batches += 1
+        return process_due(self)
+
+    monkeypatch.setattr(dispatcher_module.Dispatcher, "process_due", counted)
+    scene = Scene(app_factory(auto_capture=False))
+    wait_until(lambda: outbox_drained(db), what="the set-up's events delivered")
+    time.sleep(0.2)
+    batches_before = batches
+
+    pledge = scene.pledge(2500)
+
+    # Read straight after the answer: the row was written delivered.
+    created = outbox(db, "PledgeCreated")[-1]
+    assert json.loads(created.payload)["pledge_id"] == pledge["id"]
+    assert (created.status, created.attempts) == ("done", 0)
+    assert created.processed_at == created.created_at
+    time.sleep(0.3)
+    assert batches == batches_before, "a new pledge alone woke the dispatcher"
+
+    # A change something reacts to still wakes it, and is delivered.
+    webhook(scene.client, pledge, "captured")
+    wait_until(lambda: scene.totals() == (2500, 1))
+    assert batches > batches_before
+
+
+def test_record_only_events_are_exactly_those_no_handler_takes() -> None:
+    handled = (
+        handlers.TRANSACTIONAL_HANDLERS.keys()
+        | handlers.CONFIGURED_HANDLERS.keys()
+        | handlers.SIDE_EFFECT_HANDLERS.keys()
+    )
+    kinds = set(EVENT_TYPES.values())
+    assert {kind for kind in kinds if kind.record_only} == kinds - handled
+    assert PledgeCreated.record_only
+    with pytest.raises(TypeError, match="PledgeCreated is record-only"):
+        handlers.refuse_record_only({PledgeCreated: [handlers.update_totals]})
 
 
 # --- retries, dead letters, redelivery --------------------------------------
