@@ -41,6 +41,7 @@ from careforall.api.response_cache import Misses, ResponseCache, public_query
 from careforall.api.response_size import encode_within
 from careforall.api.transport_ws import GraphQLWSHandler, TransportWSHandler
 from careforall.broadcaster import Broadcaster
+from careforall.concurrency import in_thread
 from careforall.domain.errors import Unauthenticated
 from careforall.domain.rules import Principal
 from careforall.runtime import Runtime
@@ -111,6 +112,13 @@ class Context:
         a note for its organiser): the response cache never keeps it."""
         self.request.state.personal_answer = True
 
+    async def check_token(self) -> None:
+        """Check the caller's token now, in a worker thread: the check reads the
+        database, and PostgreSQL's read is a round trip that would hold the
+        event loop (and every other request) meanwhile."""
+        if self.token is not None and "_principal" not in self.__dict__:
+            await in_thread(lambda: self._principal)
+
     @property
     def principal(self) -> Principal | None:
         """The caller; a token that was sent but is not valid is refused."""
@@ -148,13 +156,19 @@ class GraphQLView(GraphQL[Context, None]):
         token = bearer_token(request.headers.get("authorization"))
         if isinstance(request, WebSocket):
             _keep_forwarded_for_only(request)
-        return Context(
+        context = Context(
             request=request,
             response=response if isinstance(response, Response) else None,
             runtime=request.app.state.runtime,
             broadcaster=self.broadcaster,
             token=token,
         )
+        if token is not None and context.runtime.db.is_postgres:
+            # Resolvers, rate limits and the log line read the caller on the
+            # event loop; on SQLite that read is local and cheaper than a hop.
+            if not isinstance(request, WebSocket):
+                await context.check_token()
+        return context
 
     async def on_ws_connect(
         self, context: Context
