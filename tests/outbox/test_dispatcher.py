@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -206,26 +207,35 @@ def test_a_change_that_does_not_commit_leaves_no_event(
 # --- delivered promptly ----------------------------------------------------
 
 
-def test_dispatcher_wakes_on_commit_not_on_a_timer(
-    app_factory: Callable[..., TestClient],
-    db: Database,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # With nothing due the dispatcher would sleep a minute: only the wake-up
-    # after a commit can make the totals move in time.
+@dataclass
+class Batches:
+    started: int = 0
+    running: int = 0
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> Batches:
+    """The dispatcher's batches, counted; with nothing due it would sleep a
+    minute, so only the wake-up after a commit starts one in time."""
     monkeypatch.setattr(dispatcher_module, "IDLE_WAIT_SECONDS", 60.0)
-    batches_running = 0
+    seen = Batches()
     process_due = dispatcher_module.Dispatcher.process_due
 
     def counted(self: dispatcher_module.Dispatcher) -> dispatcher_module.BatchResult:
-        nonlocal batches_running
-        batches_running += 1
+        seen.started += 1
+        seen.running += 1
         try:
             return process_due(self)
         finally:
-            batches_running -= 1
+            seen.running -= 1
 
     monkeypatch.setattr(dispatcher_module.Dispatcher, "process_due", counted)
+    return seen
+
+
+def test_dispatcher_wakes_on_commit_not_on_a_timer(
+    app_factory: Callable[..., TestClient], db: Database, batches: Batches
+) -> None:
     scene = Scene(app_factory(auto_capture=False))
     lags: list[float] = []
     raised = 0
@@ -233,7 +243,7 @@ def test_dispatcher_wakes_on_commit_not_on_a_timer(
         pledge = scene.pledge(amount)
         # Idle after the pledge's own events: all delivered, no batch running.
         wait_until(
-            lambda: batches_running == 0 and outbox_drained(db),
+            lambda: batches.running == 0 and outbox_drained(db),
             what="the dispatcher to deliver the pledge's events and go idle",
         )
         raised += amount
@@ -249,24 +259,12 @@ def test_dispatcher_wakes_on_commit_not_on_a_timer(
 
 
 def test_an_event_nothing_reacts_to_is_written_delivered_and_wakes_no_batch(
-    app_factory: Callable[..., TestClient],
-    db: Database,
-    monkeypatch: pytest.MonkeyPatch,
+    app_factory: Callable[..., TestClient], db: Database, batches: Batches
 ) -> None:
-    monkeypatch.setattr(dispatcher_module, "IDLE_WAIT_SECONDS", 60.0)
-    batches = 0
-    process_due = dispatcher_module.Dispatcher.process_due
-
-    def counted(self: dispatcher_module.Dispatcher) -> dispatcher_module.BatchResult:
-        nonlocal batches
-        batches += 1
-        return process_due(self)
-
-    monkeypatch.setattr(dispatcher_module.Dispatcher, "process_due", counted)
     scene = Scene(app_factory(auto_capture=False))
     wait_until(lambda: outbox_drained(db), what="the set-up's events delivered")
     time.sleep(0.2)
-    batches_before = batches
+    batches_before = batches.started
 
     pledge = scene.pledge(2500)
 
@@ -276,12 +274,12 @@ def test_an_event_nothing_reacts_to_is_written_delivered_and_wakes_no_batch(
     assert (created.status, created.attempts) == ("done", 0)
     assert created.processed_at == created.created_at
     time.sleep(0.3)
-    assert batches == batches_before, "a new pledge alone woke the dispatcher"
+    assert batches.started == batches_before, "a new pledge alone woke the dispatcher"
 
     # A change something reacts to still wakes it, and is delivered.
     webhook(scene.client, pledge, "captured")
     wait_until(lambda: scene.totals() == (2500, 1))
-    assert batches > batches_before
+    assert batches.started > batches_before
 
 
 def test_record_only_events_are_exactly_those_no_handler_takes() -> None:
