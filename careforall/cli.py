@@ -160,9 +160,9 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> int:
         "host": host,
         "port": port,
         "log_config": None,
-        # uvicorn's websockets-sansio protocol, keeping less for each socket.
         # uvicorn's httptools protocol, writing each answer in one system call.
         "http": "careforall.http_protocol:HttpProtocol",
+        # uvicorn's websockets-sansio protocol, keeping less for each socket.
         "ws": "careforall.ws_protocol:WebSocketProtocol",
         # Browsers offer permessage-deflate, and each connection that takes it
         # keeps zlib's buffers (about 40 KB) to shrink pushes of a few hundred

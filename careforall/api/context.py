@@ -163,11 +163,14 @@ class GraphQLView(GraphQL[Context, None]):
             broadcaster=self.broadcaster,
             token=token,
         )
-        if token is not None and context.runtime.db.is_postgres:
+        if (
+            token is not None
+            and context.runtime.db.is_postgres
+            and not isinstance(request, WebSocket)
+        ):
             # Resolvers, rate limits and the log line read the caller on the
             # event loop; on SQLite that read is local and cheaper than a hop.
-            if not isinstance(request, WebSocket):
-                await context.check_token()
+            await context.check_token()
         return context
 
     async def on_ws_connect(
