@@ -156,7 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     more = stampede_report.TARGETS
     if "postgresql" in args.database:
         more = more + postgresql_report.TARGETS
-    targets = report.evaluate(bench.scenarios, verdicts=mode.name == "full", more=more)
+    targets = report.evaluate(
+        bench.scenarios,
+        verdicts=mode.name == "full",
+        more=more,
+        phases=args.only or list(PHASES),
+    )
     print()
     print("SQLite:" if "sqlite" in args.database else "SQLite (floors only):")
     print(report.scenario_table(bench.scenarios))

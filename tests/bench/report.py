@@ -3,7 +3,7 @@ and JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -338,13 +338,41 @@ TARGETS = [
 ]
 
 
+# The phase that measures a target, by the first word of the target's key.
+_PHASE_OF = {
+    "totals": "main",
+    "pledge": "main",
+    "e2e": "main",
+    "postgresql": "main",
+    "webhooks": "webhooks",
+    "large": "large",
+    "viral": "viral",
+    "workers": "workers",
+    "logging": "logging",
+    "stampede": "stampede",
+}
+
+
+def phase_of(target: Target) -> str:
+    return _PHASE_OF[target.key.partition("_")[0]]
+
+
 def evaluate(
-    scenarios: Scenarios, *, verdicts: bool, more: list[Target] | None = None
+    scenarios: Scenarios,
+    *,
+    verdicts: bool,
+    more: list[Target] | None = None,
+    phases: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Each target's figure and verdict; a target whose phase was left out of
+    the run (`phases`: the phases run, None for all) is "not run", not missed."""
     out = []
     for target in TARGETS + (more or []):
-        value = target.measure(scenarios)
-        if not verdicts:
+        ran = phases is None or phase_of(target) in phases
+        value = target.measure(scenarios) if ran else None
+        if not ran:
+            verdict = "not run"
+        elif not verdicts:
             verdict = "n/a"
         elif value is None:
             verdict = "MISS"
@@ -356,8 +384,8 @@ def evaluate(
                 "text": target.text,
                 "value": None if value is None else round(value, 3),
                 "unit": target.unit,
-                "ratio_to_floor": _round(target.ratio(scenarios)),
-                "note": target.note(scenarios),
+                "ratio_to_floor": _round(target.ratio(scenarios)) if ran else None,
+                "note": target.note(scenarios) if ran else "",
                 "verdict": verdict,
             }
         )
@@ -419,11 +447,12 @@ def target_table(targets: list[dict[str, Any]]) -> str:
         "| --- | ---: | ---: | --- | --- |",
     ]
     for t in targets:
-        value = (
-            ("rate not held" if "req/s held" in t["note"] else "not measured")
-            if t["value"] is None
-            else f"{_fmt(t['value'], 2)} {t['unit']}"
-        )
+        if t["verdict"] == "not run":
+            value = "-"
+        elif t["value"] is None:
+            value = "rate not held" if "req/s held" in t["note"] else "not measured"
+        else:
+            value = f"{_fmt(t['value'], 2)} {t['unit']}"
         lines.append(
             f"| {t['text']} | {value} | {_x(t['ratio_to_floor'])} | {t['verdict']} |"
             f" {t['note']} |"
