@@ -67,8 +67,8 @@ class Delivery:
 
     def writes_only_outbox(self, events: Iterable[Event]) -> bool:
         """Whether delivering `events` writes nothing but their outbox rows:
-        no transactional handler takes them (PledgeCreated), so its commit
-        changes no public answer."""
+        no transactional handler takes them (a campaign's status change, whose
+        handler calls out), so its commit changes no public answer."""
         return not any(transactional_handlers(self.ctx, type(e)) for e in events)
 
     def side_effects(
@@ -125,8 +125,8 @@ class Delivery:
             for row in rows
             if row.id is not None and row.id in events and row.id not in errors
         ]
-        # An event without transactional handlers (PledgeCreated) needs no
-        # savepoint: it is only marked delivered.
+        # An event without transactional handlers (its side effects ran
+        # above) needs no savepoint: it is only marked delivered.
         for kind, items in _by_type(ready).items():
             handlers = transactional_handlers(self.ctx, kind)
             if not handlers:
